@@ -1,0 +1,309 @@
+"""BigCommerce emulator: v2 orders/products/shipping addresses/shipments, v3 inventory, the 30 s store quota."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from emulators.core import EmulatedSystem, paginate
+from emulators.world import Order, World
+
+LOCATIONS = {1: "WHISTL", 2: "STUDIO"}
+STATUS = {0: "Incomplete", 1: "Pending", 2: "Shipped", 3: "Partially Shipped", 4: "Refunded", 5: "Cancelled",
+          6: "Declined", 7: "Awaiting Payment", 8: "Awaiting Pickup", 9: "Awaiting Shipment", 10: "Completed",
+          11: "Awaiting Fulfillment", 12: "Manual Verification Required", 13: "Disputed", 14: "Partially Refunded"}
+
+
+def _rfc2822(dt: datetime | None) -> str:
+    return format_datetime(dt.astimezone(UTC)) if dt else ""
+
+
+class BigCommerce(EmulatedSystem):
+    """A store `store_hash` with the world's `bigcommerce` orders and inventory at two locations."""
+
+    name = "bigcommerce"
+
+    def __init__(self, world: World, n_orders: int = 300, store_hash: str = "abc123", access_token: str = "bc-token",
+                 quota: int = 150, rate_scale: float = 1.0) -> None:
+        super().__init__(rate_scale, world.seed)
+        self.world = world
+        self.store_hash, self.access_token, self.quota = store_hash, access_token, quota
+        self.limit = self.window(quota, 30.0)
+        self.orders: dict[int, Order] = {}
+        self.status: dict[int, int] = {}
+        self.shipped: dict[int, dict[int, int]] = {}
+        self.shipments: list[dict[str, Any]] = []
+        self.inventory: dict[tuple[str, int], int] = {(s, loc): 0 for s in world.wms_catalogue for loc in LOCATIONS}
+        self.adjustments: list[dict[str, Any]] = []
+        self.spawn(n_orders, world.start - timedelta(days=1), world.start)
+
+    def spawn(self, n: int, start: datetime, end: datetime) -> list[int]:
+        """Create `n` orders (Awaiting Fulfillment when paid, Awaiting Payment otherwise)."""
+        ids = []
+        for order in self.world.make_orders(self.name, n, start, end):
+            oid = order.number
+            self.orders[oid] = order
+            self.status[oid] = 11 if order.paid else 7
+            self.shipped[oid] = {li.line_no: 0 for li in order.lines}
+            ids.append(oid)
+        return ids
+
+    def control(self, action: str, body: dict[str, Any]) -> Any:
+        """`spawn {n}`."""
+        if action == "spawn":
+            now = datetime.now(UTC)
+            return {"order_ids": self.spawn(int(body.get("n", 10)), now - timedelta(seconds=1), now)}
+        return super().control(action, body)
+
+    def inspect(self) -> dict[str, Any]:
+        """Shipments, statuses and inventory adjustments."""
+        return {"shipments": self.shipments, "status": {str(k): v for k, v in self.status.items()},
+                "adjustments": self.adjustments[-1000:]}
+
+    # -- protocol -----------------------------------------------------------------------------
+    def error_body(self, status: int, message: str) -> Response:
+        """The v2 error list."""
+        return JSONResponse([{"status": status, "message": message}], status)
+
+    def _headers(self, key: str) -> dict[str, str]:
+        reset_ms = int(self.limit.reset_in(key) * 1000)
+        left = self.limit.remaining(key)
+        return {"X-Rate-Limit-Time-Window-Ms": str(int(self.limit.window_s * 1000)),
+                "X-Rate-Limit-Time-Reset-Ms": str(reset_ms), "X-Rate-Limit-Requests-Quota": str(self.quota),
+                "X-Rate-Limit-Requests-Left": str(left)}
+
+    def throttled(self, request: Request, retry_after: float) -> Response:
+        """429 with the quota headers, or bare (platform overload) when `bare_429_next` is set."""
+        if self.faults.bare_429_next > 0:
+            self.faults.bare_429_next -= 1
+            return JSONResponse({"status": 429, "title": "Too many requests"}, 429)
+        headers = self._headers(self.store_hash)
+        headers["X-Rate-Limit-Time-Reset-Ms"] = str(max(int(retry_after * 1000), 1))
+        headers["X-Retry-After"] = str(max(1, round(retry_after)))
+        return JSONResponse({"status": 429, "title": "Too many requests"}, 429, headers)
+
+    def check_rate(self, request: Request) -> Response | None:
+        """The store-wide quota per 30 s window."""
+        if self.faults.bare_429_next > 0:
+            return self.throttled(request, 1.0)
+        ok, retry, _ = self.limit.take(self.store_hash)
+        return None if ok else self.throttled(request, retry)
+
+    def add_headers(self, request: Request, response: Response) -> None:
+        """The `X-Rate-Limit-*` headers on every answer."""
+        for k, v in self._headers(self.store_hash).items():
+            response.raw_headers.append((k.lower().encode(), v.encode()))
+
+    def routes(self) -> list[Route]:
+        """The store's v2 and v3 endpoints."""
+        base = "/stores/{store_hash}"
+        return [
+            Route(f"{base}/v2/orders", self.list_orders),
+            Route(f"{base}/v2/orders/count", self.count),
+            Route(f"{base}/v2/orders/{{oid:int}}", self.order, methods=["GET", "PUT"]),
+            Route(f"{base}/v2/orders/{{oid:int}}/products", self.products),
+            Route(f"{base}/v2/orders/{{oid:int}}/shipping_addresses", self.addresses),
+            Route(f"{base}/v2/orders/{{oid:int}}/shipments", self.shipments_route, methods=["GET", "POST"]),
+            Route(f"{base}/v3/inventory/items", self.inventory_items),
+            Route(f"{base}/v3/inventory/adjustments/absolute", self.adjust_absolute, methods=["PUT"]),
+            Route(f"{base}/v3/inventory/adjustments/relative", self.adjust_relative, methods=["POST"]),
+        ]
+
+    def _auth(self, request: Request) -> Response | None:
+        if request.path_params.get("store_hash") != self.store_hash:
+            return self.error_body(404, "The requested resource was not found.")
+        if request.headers.get("x-auth-token") != self.access_token:
+            return self.error_body(401, "You are not authorized to access this resource.")
+        return None
+
+    def render(self, oid: int) -> dict[str, Any]:
+        """The v2 order shape (sub-resources as links)."""
+        o, a = self.orders[oid], self.orders[oid].address
+        first, _, last = a.name.partition(" ")
+        base = f"https://api.bigcommerce.com/stores/{self.store_hash}/v2/orders/{oid}"
+        return {
+            "id": oid, "status_id": self.status[oid], "status": STATUS[self.status[oid]],
+            "date_created": _rfc2822(o.created_at), "date_modified": _rfc2822(o.updated_at), "date_shipped": "",
+            "customer_id": 0, "channel_id": 1, "external_id": None, "external_order_id": "",
+            "payment_status": "captured" if o.paid else "pending",
+            "items_total": sum(li.quantity for li in o.lines), "items_shipped": sum(self.shipped[oid].values()),
+            "subtotal_ex_tax": f"{o.total / 1.2:.4f}", "total_inc_tax": f"{o.total:.4f}", "currency_code": o.currency,
+            "customer_message": "", "staff_notes": "",
+            "billing_address": {"first_name": first, "last_name": last, "company": a.company, "street_1": a.address1,
+                                "street_2": a.address2, "city": a.town, "state": a.region, "zip": a.postcode,
+                                "country": a.country, "country_iso2": a.country_code, "phone": a.phone,
+                                "email": a.email},
+            "products": {"url": f"{base}/products", "resource": f"/orders/{oid}/products"},
+            "shipping_addresses": {"url": f"{base}/shipping_addresses", "resource": f"/orders/{oid}/shipping_addresses"},
+        }
+
+    async def list_orders(self, request: Request) -> Response:
+        """Bare array; an empty page is a 204 with no body."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        q = request.query_params
+        limit, page = int(q.get("limit", 50)), int(q.get("page", 1))
+        if not 1 <= limit <= 250:
+            return self.error_body(400, "limit must be between 1 and 250")
+        with self.lock:
+            ids = list(self.orders)
+            for key, cmp in (("min_date_modified", 1), ("max_date_modified", -1)):
+                if key in q:
+                    raw = q[key]
+                    bound = parsedate_to_datetime(raw) if "," in raw else datetime.fromisoformat(raw)
+                    bound = bound if bound.tzinfo else bound.replace(tzinfo=UTC)
+                    ids = [i for i in ids if (self.orders[i].updated_at - bound).total_seconds() * cmp >= 0]
+            if "status_id" in q:
+                ids = [i for i in ids if self.status[i] == int(q["status_id"])]
+            field, _, direction = q.get("sort", "id:asc").partition(":")
+            key = (lambda i: (self.orders[i].updated_at, i)) if field == "date_modified" else (lambda i: i)
+            ids.sort(key=key, reverse=direction == "desc")
+            rows = [self.render(i) for i in paginate(ids, page, limit)]
+        return JSONResponse(rows) if rows else Response(status_code=204)
+
+    async def count(self, request: Request) -> Response:
+        """`{count}` of all orders."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        return JSONResponse({"count": len(self.orders)})
+
+    async def order(self, request: Request) -> Response:
+        """GET an order; PUT `{"status_id": n}` (5 cancels)."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        oid = request.path_params["oid"]
+        if oid not in self.orders:
+            return self.error_body(404, "The requested resource was not found.")
+        if request.method == "PUT":
+            body = await request.json()
+            with self.lock:
+                if int(body.get("status_id", -1)) not in STATUS:
+                    return self.error_body(400, "The field 'status_id' is invalid.")
+                self.status[oid] = int(body["status_id"])
+                self.orders[oid].updated_at = datetime.now(UTC)
+        return JSONResponse(self.render(oid))
+
+    async def products(self, request: Request) -> Response:
+        """Order lines."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        oid = request.path_params["oid"]
+        if oid not in self.orders:
+            return self.error_body(404, "The requested resource was not found.")
+        o = self.orders[oid]
+        return JSONResponse([
+            {"id": oid * 10 + li.line_no, "order_id": oid, "product_id": li.variant_id // 10, "variant_id": li.variant_id,
+             "order_address_id": oid * 10, "name": self.world.by_sku[li.sku].title, "sku": li.sku,
+             "quantity": li.quantity, "quantity_shipped": self.shipped[oid][li.line_no],
+             "base_price": f"{li.unit_price:.4f}", "price_inc_tax": f"{li.unit_price:.4f}",
+             "total_inc_tax": f"{li.unit_price * li.quantity:.4f}", "is_refunded": False, "quantity_refunded": 0,
+             "product_options": [], "upc": self.world.by_sku[li.sku].barcode}
+            for li in o.lines])
+
+    async def addresses(self, request: Request) -> Response:
+        """The order's ship-to address (one)."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        oid = request.path_params["oid"]
+        if oid not in self.orders:
+            return self.error_body(404, "The requested resource was not found.")
+        o, a = self.orders[oid], self.orders[oid].address
+        first, _, last = a.name.partition(" ")
+        return JSONResponse([{
+            "id": oid * 10, "first_name": first, "last_name": last, "company": a.company, "street_1": a.address1,
+            "street_2": a.address2, "city": a.town, "state": a.region, "zip": a.postcode, "country": a.country,
+            "country_iso2": a.country_code, "phone": a.phone, "email": a.email,
+            "items_total": sum(li.quantity for li in o.lines), "items_shipped": sum(self.shipped[oid].values()),
+            "shipping_method": o.shipping_method}])
+
+    async def shipments_route(self, request: Request) -> Response:
+        """List shipments, or create one (status moves 11 -> 3 -> 2)."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        oid = request.path_params["oid"]
+        if oid not in self.orders:
+            return self.error_body(404, "The requested resource was not found.")
+        if request.method == "GET":
+            return JSONResponse([s for s in self.shipments if s["order_id"] == oid] or [])
+        body = await request.json()
+        o = self.orders[oid]
+        if body.get("order_address_id") != oid * 10 or not body.get("items"):
+            return self.error_body(400, "The required field 'order_address_id' or 'items' is missing or invalid.")
+        with self.lock:
+            by_id = {oid * 10 + li.line_no: li for li in o.lines}
+            for item in body["items"]:
+                li = by_id.get(int(item["order_product_id"]))
+                if li is None or self.shipped[oid][li.line_no] + int(item["quantity"]) > li.quantity:
+                    return self.error_body(400, f"Item {item['order_product_id']} cannot ship that quantity.")
+            for item in body["items"]:
+                self.shipped[oid][by_id[int(item["order_product_id"])].line_no] += int(item["quantity"])
+            done = all(self.shipped[oid][li.line_no] == li.quantity for li in o.lines)
+            self.status[oid] = 2 if done else 3
+            o.updated_at = datetime.now(UTC)
+            shipment = {"id": len(self.shipments) + 1, "order_id": oid, "date_created": _rfc2822(o.updated_at),
+                        "tracking_number": body.get("tracking_number", ""), "tracking_carrier": body.get("tracking_carrier", ""),
+                        "shipping_provider": body.get("shipping_provider", ""), "order_address_id": oid * 10,
+                        "items": [{"order_product_id": int(i["order_product_id"]),
+                                   "product_id": by_id[int(i["order_product_id"])].variant_id // 10,
+                                   "quantity": int(i["quantity"])} for i in body["items"]],
+                        "generated_tracking_link": ""}
+            self.shipments.append(shipment)
+        return JSONResponse(shipment, 201)
+
+    async def inventory_items(self, request: Request) -> Response:
+        """v3 inventory per SKU and location with `meta.pagination`."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        q = request.query_params
+        limit, page = int(q.get("limit", 50)), int(q.get("page", 1))
+        skus = sorted({s for s, _ in self.inventory})
+        if q.get("sku:in"):
+            wanted = set(q["sku:in"].split(","))
+            skus = [s for s in skus if s in wanted]
+        chunk = paginate(skus, page, limit)
+        data = [{"identity": {"sku": s, "variant_id": self.world.variant_ids[s], "product_id": self.world.variant_ids[s] // 10,
+                              "sku_id": self.world.variant_ids[s]},
+                 "locations": [{"location_id": loc, "location_code": code, "available_to_sell": self.inventory[(s, loc)],
+                                "total_inventory_onhand": self.inventory[(s, loc)],
+                                "settings": {"safety_stock": 0, "is_in_stock": self.inventory[(s, loc)] > 0,
+                                             "warning_level": 0, "bin_picking_number": ""}}
+                               for loc, code in LOCATIONS.items()]} for s in chunk]
+        pages = (len(skus) + limit - 1) // limit
+        return JSONResponse({"data": data, "meta": {"pagination": {"total": len(skus), "count": len(data),
+                                                                   "per_page": limit, "current_page": page,
+                                                                   "total_pages": pages, "links": {}}}})
+
+    async def _adjust(self, request: Request, relative: bool) -> Response:
+        if (denied := self._auth(request)) is not None:
+            return denied
+        body = await request.json()
+        items = body.get("items") or []
+        if not items or len(items) > 2000:
+            return JSONResponse({"status": 422, "title": "items must hold 1 to 2000 entries",
+                                 "type": "https://developer.bigcommerce.com/api-docs/getting-started/api-status-codes",
+                                 "errors": {}}, 422, media_type="application/problem+json")
+        with self.lock:
+            for item in items:
+                key = (item.get("sku"), int(item.get("location_id", 0)))
+                if key not in self.inventory:
+                    return JSONResponse({"status": 422, "title": f"Unknown sku/location {key}", "errors": {},
+                                         "type": "https://developer.bigcommerce.com/api-docs/getting-started/api-status-codes"},
+                                        422)
+            for item in items:
+                key = (item["sku"], int(item["location_id"]))
+                self.inventory[key] = self.inventory[key] + int(item["quantity"]) if relative else int(item["quantity"])
+            self.adjustments.append({"relative": relative, "reason": body.get("reason"), "items": items})
+            return JSONResponse({"transaction_id": f"tx-{len(self.adjustments)}"})
+
+    async def adjust_absolute(self, request: Request) -> Response:
+        """Set absolute levels."""
+        return await self._adjust(request, relative=False)
+
+    async def adjust_relative(self, request: Request) -> Response:
+        """Apply deltas."""
+        return await self._adjust(request, relative=True)

@@ -1,0 +1,338 @@
+"""What every HTTP emulator shares: rate limiters, switchable faults, the call recorder, the control routes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+CONTROL_PREFIX = "/_emulator"
+
+
+class SlidingWindow:
+    """At most `limit` calls per key in any `window_s` seconds (Linnworks, Cin7, BigCommerce style)."""
+
+    def __init__(self, limit: int, window_s: float) -> None:
+        self.limit, self.window_s = limit, window_s
+        self._calls: dict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def take(self, key: str, now: float | None = None) -> tuple[bool, float, int]:
+        """Record one call; return (allowed, seconds until a slot frees, calls left in the window)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            calls = self._calls[key]
+            while calls and calls[0] <= now - self.window_s:
+                calls.popleft()
+            if len(calls) >= self.limit:
+                return False, max(calls[0] + self.window_s - now, 0.001), 0
+            calls.append(now)
+            return True, 0.0, self.limit - len(calls)
+
+    def remaining(self, key: str, now: float | None = None) -> int:
+        """Calls left in the current window, without taking one."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            return self.limit - sum(1 for t in self._calls.get(key, ()) if t > now - self.window_s)
+
+    def reset_in(self, key: str, now: float | None = None) -> float:
+        """Seconds until the oldest call in the window expires."""
+        now = time.monotonic() if now is None else now
+        calls = self._calls.get(key)
+        return max(calls[0] + self.window_s - now, 0.0) if calls else 0.0
+
+
+class LeakyBucket:
+    """Shopify's bucket: `capacity` deep, leaking `rate` per second; a call costs `cost`."""
+
+    def __init__(self, capacity: float, rate: float) -> None:
+        self.capacity, self.rate = capacity, rate
+        self.level = 0.0
+        self._at = time.monotonic()
+        self._lock = threading.Lock()
+
+    def take(self, cost: float = 1.0) -> tuple[bool, float]:
+        """Try to add `cost`; return (allowed, level after)."""
+        with self._lock:
+            now = time.monotonic()
+            self.level = max(0.0, self.level - (now - self._at) * self.rate)
+            self._at = now
+            if self.level + cost > self.capacity:
+                return False, self.level
+            self.level += cost
+            return True, self.level
+
+
+@dataclass
+class Faults:
+    """Faults a test or the demo switches on at runtime; `*_rate` is a share of calls, `*_next` a count."""
+
+    latency_ms: float = 0.0
+    error_rate: float = 0.0
+    error_next: int = 0
+    error_status: int = 500
+    throttle_rate: float = 0.0
+    throttle_next: int = 0
+    timeout_rate: float = 0.0
+    timeout_next: int = 0
+    timeout_s: float = 30.0
+    reset_rate: float = 0.0
+    reset_next: int = 0
+    malformed_rate: float = 0.0
+    malformed_next: int = 0
+    expire_tokens: bool = False
+    # system specific switches
+    throttle_503: bool = False  # Cin7's old "60 calls per minute" 503 instead of 429
+    error_in_200_next: int = 0  # Cin7: an ErrorCode body with HTTP 200
+    graphql_throttle_status: int = 200  # Shopify: HTTP status of a THROTTLED GraphQL answer
+    bare_429_next: int = 0  # BigCommerce: 429 without rate-limit headers (platform overload)
+
+    def update(self, values: dict[str, Any]) -> None:
+        """Apply a partial update, rejecting unknown names."""
+        names = {f.name for f in fields(self)}
+        unknown = set(values) - names
+        if unknown:
+            raise ValueError(f"unknown fault(s): {sorted(unknown)}; known: {sorted(names)}")
+        for key, value in values.items():
+            setattr(self, key, type(getattr(self, key))(value))
+
+    def draw(self, kind: str, rng: random.Random) -> bool:
+        """Whether this call suffers fault `kind` (consumes one of `<kind>_next` first)."""
+        nxt = f"{kind}_next"
+        if getattr(self, nxt, 0) > 0:
+            setattr(self, nxt, getattr(self, nxt) - 1)
+            return True
+        rate = getattr(self, f"{kind}_rate", 0.0)
+        return rate > 0 and rng.random() < rate
+
+
+@dataclass
+class Call:
+    """One request an emulator answered, for inspection by tests."""
+
+    method: str
+    path: str
+    query: str
+    body: Any
+    status: int
+    at: float
+
+
+@dataclass
+class Recorder:
+    """Every call per system (bounded) and counters by status, for tests and benchmarks."""
+
+    max_calls: int = 200_000
+    calls: deque[Call] = field(default_factory=deque)
+    status_counts: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+
+    def add(self, call: Call) -> None:
+        """Keep `call`, dropping the oldest past `max_calls`."""
+        self.calls.append(call)
+        if len(self.calls) > self.max_calls:
+            self.calls.popleft()
+        self.status_counts[call.status] += 1
+
+    def clear(self) -> None:
+        """Forget everything recorded."""
+        self.calls.clear()
+        self.status_counts.clear()
+
+
+class EmulatedSystem:
+    """Base of each HTTP emulator: state, faults, limiter scale, recorder and the shared ASGI wrapper.
+
+    Subclasses define `routes()`, `throttled()` (the system's own over-limit answer), `error_body()`,
+    `authorised()` and `check_rate()`.
+    """
+
+    name = "system"
+
+    def __init__(self, rate_scale: float = 1.0, seed: int = 7) -> None:
+        self.rate_scale = rate_scale  # >1 makes every limit window shorter (fast tests); 0 switches limits off
+        self.faults = Faults()
+        self.recorder = Recorder()
+        self.rng = random.Random(f"{seed}:faults:{self.name}")
+        self.lock = threading.RLock()
+
+    # -- to override -------------------------------------------------------------------------
+    def routes(self) -> list[Route]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def throttled(self, request: Request, retry_after: float) -> Response:
+        """The system's answer when over its rate limit."""
+        return JSONResponse({"errors": "Too many requests"}, 429, {"Retry-After": f"{retry_after:.1f}"})
+
+    def error_body(self, status: int, message: str) -> Response:
+        """The system's error shape."""
+        return JSONResponse({"error": message}, status)
+
+    def check_rate(self, request: Request) -> Response | None:
+        """Apply the system's real limit; return the over-limit answer or None."""
+        return None
+
+    def add_headers(self, request: Request, response: Response) -> None:
+        """Add rate-limit headers to a normal answer."""
+
+    def inspect(self) -> dict[str, Any]:
+        """Domain state a test asserts on."""
+        return {}
+
+    def control(self, action: str, body: dict[str, Any]) -> Any:
+        """System-specific control actions (spawn orders, advance the warehouse, ...)."""
+        raise ValueError(f"unknown action {action!r} for {self.name}")
+
+    def expire_sessions(self) -> None:
+        """Invalidate every issued token or session."""
+
+    # -- shared machinery --------------------------------------------------------------------
+    def window(self, limit: int, seconds: float) -> SlidingWindow:
+        """A sliding window scaled by `rate_scale` (limits off when 0)."""
+        return SlidingWindow(limit if self.rate_scale else 10**9, seconds / (self.rate_scale or 1.0))
+
+    def app(self) -> ASGIApp:
+        """The ASGI app: control routes, then faults, limits and recording around the system's routes."""
+        from starlette.applications import Starlette
+
+        control = [
+            Route(f"{CONTROL_PREFIX}/faults", self._faults_route, methods=["GET", "POST", "DELETE"]),
+            Route(f"{CONTROL_PREFIX}/calls", self._calls_route, methods=["GET", "DELETE"]),
+            Route(f"{CONTROL_PREFIX}/state", self._state_route, methods=["GET"]),
+            Route(f"{CONTROL_PREFIX}/action/{{action}}", self._action_route, methods=["POST"]),
+        ]
+        inner = Starlette(routes=control + self.routes())
+        return _Guard(self, inner)
+
+    async def _faults_route(self, request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                self.faults.update(await request.json())
+            except (ValueError, TypeError) as exc:
+                return JSONResponse({"error": str(exc)}, 400)
+        elif request.method == "DELETE":
+            self.faults = Faults()
+        return JSONResponse(asdict(self.faults))
+
+    async def _calls_route(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            self.recorder.clear()
+            return JSONResponse({"cleared": True})
+        path = request.query_params.get("path")
+        calls = [asdict(c) for c in self.recorder.calls if path is None or c.path.endswith(path)]
+        return JSONResponse({"calls": calls, "status_counts": dict(self.recorder.status_counts)})
+
+    async def _state_route(self, request: Request) -> Response:
+        with self.lock:
+            return JSONResponse(json.loads(json.dumps(self.inspect(), default=str)))
+
+    async def _action_route(self, request: Request) -> Response:
+        body = await request.json() if await request.body() else {}
+        try:
+            with self.lock:
+                result = self.control(request.path_params["action"], body)
+        except (ValueError, KeyError) as exc:
+            return JSONResponse({"error": str(exc)}, 400)
+        return JSONResponse(json.loads(json.dumps(result, default=str)))
+
+
+class _Guard:
+    """ASGI wrapper: injects faults, enforces the limit and records each call of the system's own routes."""
+
+    def __init__(self, system: EmulatedSystem, inner: ASGIApp) -> None:
+        self.system, self.inner = system, inner
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(CONTROL_PREFIX):
+            await self.inner(scope, receive, send)
+            return
+        system, faults = self.system, self.system.faults
+        body_bytes = b""
+        more = True
+        while more:
+            message = await receive()
+            body_bytes += message.get("body", b"")
+            more = message.get("more_body", False)
+
+        async def replay() -> dict[str, Any]:
+            return {"type": "http.request", "body": body_bytes, "more_body": False}
+
+        request = Request(scope, replay)
+        status_box = [0]
+
+        async def recording_send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status_box[0] = message["status"]
+            await send(message)
+
+        if faults.expire_tokens:
+            faults.expire_tokens = False
+            system.expire_sessions()
+        if faults.latency_ms:
+            await asyncio.sleep(faults.latency_ms / 1000)
+        response: Response | None = None
+        if faults.draw("timeout", system.rng):
+            await asyncio.sleep(faults.timeout_s)
+        if faults.draw("reset", system.rng):
+            # Promise more bytes than are sent: the server drops the connection mid-response.
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-length", b"1000"), (b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": b'{"partial":', "more_body": False})
+            self._record(scope, body_bytes, 0)
+            return
+        if faults.draw("throttle", system.rng):
+            response = system.throttled(request, 2.0)
+        elif faults.draw("error", system.rng):
+            response = system.error_body(faults.error_status, "Internal Server Error (injected fault)")
+        else:
+            response = system.check_rate(request)
+        if response is not None:
+            await response(scope, replay, recording_send)
+            self._record(scope, body_bytes, status_box[0])
+            return
+        if faults.draw("malformed", system.rng):
+            await Response(b'{"Data": [{"truncated', 200, media_type="application/json")(
+                scope, replay, recording_send
+            )
+            self._record(scope, body_bytes, 200)
+            return
+
+        async def with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                extra = Response()
+                extra.raw_headers = []
+                system.add_headers(request, extra)
+                message = {**message, "headers": list(message.get("headers", [])) + extra.raw_headers}
+            await recording_send(message)
+
+        await self.inner(scope, replay, with_headers)
+        self._record(scope, body_bytes, status_box[0])
+
+    def _record(self, scope: Scope, body: bytes, status: int) -> None:
+        try:
+            parsed: Any = json.loads(body) if body else None
+        except ValueError:
+            parsed = body.decode("utf-8", "replace")[:20_000]
+        self.system.recorder.add(
+            Call(scope["method"], scope["path"], scope.get("query_string", b"").decode(), parsed, status,
+                 time.time())
+        )
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def paginate(items: list[Any], page: int, per_page: int) -> list[Any]:
+    """The 1-based page `page` of `items`."""
+    start = (max(page, 1) - 1) * per_page
+    return items[start : start + per_page]

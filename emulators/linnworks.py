@@ -1,0 +1,450 @@
+"""Linnworks v1 API emulator: auth by application, raw token header, JSON or form bodies, per-method limits."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from emulators.core import EmulatedSystem, SlidingWindow, paginate
+from emulators.world import Order, World
+
+# Per-method limits (calls per minute) from the official Swagger.
+METHOD_LIMITS = {
+    "Auth/AuthorizeByApplication": 150,
+    "Orders/GetOpenOrders": 250,
+    "OpenOrders/GetOpenOrders": 150,
+    "OpenOrders/GetOpenOrdersDetails": 150,
+    "Orders/GetOrdersById": 250,
+    "ProcessedOrders/SearchProcessedOrders": 150,
+    "Stock/GetStockItemsFull": 150,
+    "Stock/SetStockLevel": 250,
+    "Stock/UpdateStockLevelsBySKU": 150,
+    "Orders/ProcessOrder": 250,
+    "Orders/SetOrderShippingInfo": 250,
+    "Orders/CancelOrder": 150,
+    "PostalServices/GetPostalServices": 150,
+}
+DEFAULT_LOCATION = "00000000-0000-0000-0000-000000000000"
+WHISTL_LOCATION = "6f1c2a9e-3b7d-4e15-9a0c-2d8f5b4e7a31"
+POSTAL_SERVICES = ("Standard Delivery", "Express Delivery", "Next Day", "Royal Mail 48", "International Tracked")
+
+
+def _iso(dt: datetime | None) -> str | None:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if dt else None
+
+
+def _parse_date(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+
+
+class Linnworks(EmulatedSystem):
+    """Linnworks with the world's `linnworks` orders open, two stock locations, postal services."""
+
+    name = "linnworks"
+
+    def __init__(self, world: World, n_orders: int = 300, application_id: str = "lw-app-id",
+                 application_secret: str = "lw-app-secret", install_token: str = "lw-install-token",
+                 rate_scale: float = 1.0) -> None:
+        super().__init__(rate_scale, world.seed)
+        self.world = world
+        self.credentials = (application_id, application_secret, install_token)
+        self.sessions: dict[str, datetime] = {}
+        self.base_url = ""  # set by the runner once the port is known
+        self.limits = {m: self.window(n, 60.0) for m, n in METHOD_LIMITS.items()}
+        self.orders: dict[str, Order] = {}
+        self.processed: dict[str, datetime] = {}
+        self.cancelled: dict[str, datetime] = {}
+        self.shipping_info: dict[str, list[dict[str, Any]]] = {}
+        self.postal_services = {
+            name: str(uuid.uuid5(uuid.NAMESPACE_URL, f"linnworks/postal/{name}")) for name in POSTAL_SERVICES
+        }
+        self.stock: dict[tuple[str, str], int] = {}
+        for p in world.products:
+            if not p.is_bundle:
+                self.stock[(p.sku, DEFAULT_LOCATION)] = 0
+                self.stock[(p.sku, WHISTL_LOCATION)] = 0
+        self.stock_writes: list[dict[str, Any]] = []
+        self.spawn(n_orders, world.start - timedelta(days=1), world.start)
+
+    # -- state changes --------------------------------------------------------------------------
+    def spawn(self, n: int, start: datetime, end: datetime) -> list[str]:
+        """Open `n` new orders received between `start` and `end`; return their ids."""
+        new = self.world.make_orders(self.name, n, start, end)
+        for order in new:
+            self.orders[order.uid] = order
+        return [o.uid for o in new]
+
+    def control(self, action: str, body: dict[str, Any]) -> Any:
+        """`spawn {n}`, `cancel {order_id}`, `edit_address {order_id}`, `pay {order_id}`."""
+        now = datetime.now(UTC)
+        if action == "spawn":
+            return {"order_ids": self.spawn(int(body.get("n", 10)), now - timedelta(seconds=1), now)}
+        order = self.orders[body["order_id"]]
+        if action == "cancel":
+            order.status, order.updated_at = "cancelled", now
+            self.cancelled[order.uid] = now
+        elif action == "edit_address":
+            self.world.edit_address(order, now)
+        elif action == "pay":
+            order.paid, order.updated_at = True, now
+        else:
+            return super().control(action, body)
+        return self.render_open(order)
+
+    def expire_sessions(self) -> None:
+        """Forget every session token (the next call gets 401)."""
+        self.sessions.clear()
+
+    def inspect(self) -> dict[str, Any]:
+        """Tracking set per order, processed orders, stock writes and levels."""
+        return {
+            "shipping_info": self.shipping_info,
+            "processed": {k: _iso(v) for k, v in self.processed.items()},
+            "cancelled": {k: _iso(v) for k, v in self.cancelled.items()},
+            "open_orders": sum(1 for o in self.orders.values() if self._is_open(o)),
+            "stock_writes": self.stock_writes[-1000:],
+            "stock": {f"{sku}@{loc}": lvl for (sku, loc), lvl in self.stock.items() if lvl},
+        }
+
+    # -- rendering --------------------------------------------------------------------------------
+    def _is_open(self, order: Order) -> bool:
+        return order.uid not in self.processed and order.uid not in self.cancelled
+
+    def render_open(self, order: Order) -> dict[str, Any]:
+        """The OpenOrder / OrderDetails shape."""
+        a = order.address
+        address = {
+            "EmailAddress": a.email, "Address1": a.address1, "Address2": a.address2, "Address3": a.address3,
+            "Town": a.town, "Region": a.region, "PostCode": a.postcode, "Country": a.country,
+            "Continent": "Europe", "FullName": a.name, "Company": a.company, "PhoneNumber": a.phone,
+            "CountryId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"country/{a.country_code}")),
+        }
+        tracking = self.shipping_info.get(order.uid, [])
+        postal_name = order.shipping_method
+        return {
+            "OrderId": order.uid,
+            "NumOrderId": order.number,
+            "Processed": order.uid in self.processed,
+            "ProcessedDateTime": _iso(self.processed.get(order.uid)),
+            "PaidDateTime": _iso(order.created_at) if order.paid else None,
+            "FulfilmentLocationId": WHISTL_LOCATION,
+            "GeneralInfo": {
+                "Status": 1 if order.paid else 0,
+                "ReferenceNum": f"{order.channel[:3].upper()}-{order.number}",
+                "SecondaryReference": None,
+                "ExternalReferenceNum": str(order.number),
+                "ReceivedDate": _iso(order.created_at),
+                "Source": order.channel.upper().split()[0],
+                "SubSource": order.channel,
+                "HoldOrCancel": order.uid in self.cancelled,
+                "DespatchByDate": _iso(order.created_at + timedelta(days=1)),
+                "Location": WHISTL_LOCATION,
+                "NumItems": sum(line.quantity for line in order.lines),
+                "PartShipped": order.status == "part_despatched",
+                "IsParked": False,
+                "LabelPrinted": False,
+                "Identifiers": [],
+                "StockAllocationType": "Full",
+            },
+            "ShippingInfo": {
+                "Vendor": "Whistl",
+                "PostalServiceId": self.postal_services.get(postal_name, str(uuid.UUID(int=0))),
+                "PostalServiceName": postal_name,
+                "TotalWeight": sum(self.world.by_sku[li.sku].weight_g * li.quantity for li in order.lines) / 1000,
+                "ItemWeight": 0,
+                "PackageCategory": "Default",
+                "PackageType": "Default",
+                "PostageCost": 3.99,
+                "TrackingNumber": tracking[-1]["TrackingNumber"] if tracking else "",
+                "ManualAdjust": False,
+            },
+            "CustomerInfo": {"ChannelBuyerName": a.name, "Address": address, "BillingAddress": address},
+            "TotalsInfo": {
+                "Subtotal": order.total, "PostageCost": 3.99, "Tax": round(order.total / 6, 2),
+                "TotalCharge": round(order.total + 3.99, 2), "PaymentMethod": "Default",
+                "TotalDiscount": 0, "Currency": order.currency,
+            },
+            "FolderName": [],
+            "Items": [
+                {
+                    "ItemId": self.world.by_sku[li.sku].stock_item_id,
+                    "ItemNumber": li.sku,
+                    "SKU": li.sku,
+                    "Title": self.world.by_sku[li.sku].title,
+                    "Quantity": li.quantity,
+                    "PricePerUnit": li.unit_price,
+                    "UnitCost": li.unit_price,
+                    "TaxRate": 20,
+                    "CostIncTax": round(li.unit_price * li.quantity, 2),
+                    "ChannelSKU": li.sku,
+                    "BarcodeNumber": self.world.by_sku[li.sku].barcode,
+                    "PartShipped": False,
+                    "PartShippedQty": 0,
+                    "CompositeSubItems": [],
+                    "RowId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{order.uid}/{li.line_no}")),
+                    "StockItemId": self.world.by_sku[li.sku].stock_item_id,
+                }
+                for li in order.lines
+            ],
+            "ExtendedProperties": [],
+            "Notes": [],
+        }
+
+    def render_processed(self, order: Order) -> dict[str, Any]:
+        """The ProcessedOrderWeb shape (real Hungarian prefixes)."""
+        tracking = self.shipping_info.get(order.uid, [])
+        return {
+            "pkOrderID": order.uid, "nOrderId": order.number, "dReceivedDate": _iso(order.created_at),
+            "dProcessedOn": _iso(self.processed.get(order.uid)), "dCancelledOn": _iso(self.cancelled.get(order.uid)),
+            "nStatus": 1 if order.paid else 0, "fTotalCharge": round(order.total + 3.99, 2),
+            "PostalTrackingNumber": tracking[-1]["TrackingNumber"] if tracking else "",
+            "PostalServiceName": order.shipping_method, "PostalServiceCode": "", "Vendor": "Whistl",
+            "ReferenceNum": f"{order.channel[:3].upper()}-{order.number}", "Source": order.channel,
+            "SubSource": order.channel, "cFullName": order.address.name, "cPostCode": order.address.postcode,
+            "cCountry": order.address.country, "BuyerPhoneNumber": order.address.phone,
+            "HoldOrCancel": order.uid in self.cancelled, "IsResend": False,
+        }
+
+    # -- protocol ---------------------------------------------------------------------------------
+    def error_body(self, status: int, message: str) -> Response:
+        """Linnworks v1 error body `{Code, Message}`."""
+        return JSONResponse({"Code": "-", "Message": message}, status)
+
+    def throttled(self, request: Request, retry_after: float) -> Response:
+        """429 + Retry-After per method bucket (inferred behaviour)."""
+        return JSONResponse(
+            {"Code": "429", "Message": "Too many requests for this method, please retry later."},
+            429, {"Retry-After": str(max(1, round(retry_after)))},
+        )
+
+    def check_rate(self, request: Request) -> Response | None:
+        """Per-method, per-minute budget keyed by session token."""
+        method = request.url.path.removeprefix("/api/")
+        window: SlidingWindow | None = self.limits.get(method)
+        if window is None:
+            return None
+        ok, retry, _ = window.take(request.headers.get("authorization", "anon"))
+        return None if ok else self.throttled(request, retry)
+
+    async def params(self, request: Request) -> dict[str, Any]:
+        """Request parameters from a JSON body, a form body of JSON-encoded fields, or `request=<json>`."""
+        raw = (await request.body()).decode()
+        if not raw:
+            return dict(request.query_params)
+        ctype = request.headers.get("content-type", "")
+        if "json" in ctype or raw.lstrip().startswith(("{", "[")):
+            data = json.loads(raw)
+            return data if isinstance(data, dict) else {"_list": data}
+        out: dict[str, Any] = {}
+        for key, value in parse_qsl(raw, keep_blank_values=True):
+            try:
+                out[key] = json.loads(value)
+            except ValueError:
+                out[key] = value
+        return out
+
+    def _authorised(self, request: Request) -> bool:
+        return request.headers.get("authorization", "") in self.sessions
+
+    def routes(self) -> list[Route]:
+        """The v1 endpoints fulfil uses."""
+        return [
+            Route("/api/Auth/AuthorizeByApplication", self.auth, methods=["POST"]),
+            Route("/api/{controller}/{method}", self.dispatch, methods=["GET", "POST"]),
+        ]
+
+    async def auth(self, request: Request) -> Response:
+        """Issue a session token for good application credentials."""
+        try:
+            p = {k.lower(): v for k, v in (await self.params(request)).items()}
+        except ValueError:
+            return self.error_body(400, "Invalid request body")
+        if (p.get("applicationid"), p.get("applicationsecret"), p.get("token")) != self.credentials:
+            return self.error_body(401, "Invalid application credentials or token")
+        token = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        self.sessions[token] = datetime.now(UTC)
+        return JSONResponse({
+            "Id": str(uuid.uuid4()), "Token": token, "Server": self.base_url, "TTL": 1800, "Locality": "EU",
+            "UserId": "7d3d2c1e-0000-4000-8000-000000000001", "Email": "ops@brand.example",
+            "UserName": "ops", "Status": {"Status": "OK"},
+        })
+
+    async def dispatch(self, request: Request) -> Response:
+        """Route `/api/{Controller}/{Method}` after checking the token."""
+        if not self._authorised(request):
+            return self.error_body(401, "Token is wrong.")
+        name = f"{request.path_params['controller']}/{request.path_params['method']}"
+        handler = self._handlers().get(name)
+        if handler is None:
+            return self.error_body(404, f"No method {name}")
+        try:
+            params = await self.params(request)
+        except ValueError:
+            return self.error_body(400, "Request body is not valid JSON or form data")
+        if isinstance(params.get("request"), dict):
+            params = {**params, **params["request"]}
+        try:
+            with self.lock:
+                result = handler(params)
+        except (KeyError, TypeError, ValueError) as exc:
+            return self.error_body(400, f"Invalid parameters: {exc}")
+        return result if isinstance(result, Response) else JSONResponse(result)
+
+    def _handlers(self) -> dict[str, Any]:
+        return {
+            "Orders/GetOpenOrders": self.get_open_orders,
+            "OpenOrders/GetOpenOrders": self.get_open_orders,
+            "OpenOrders/GetOpenOrdersDetails": self.get_details,
+            "Orders/GetOrdersById": self.get_by_id,
+            "ProcessedOrders/SearchProcessedOrders": self.search_processed,
+            "Stock/GetStockItemsFull": self.stock_items,
+            "Stock/SetStockLevel": self.set_stock,
+            "Stock/UpdateStockLevelsBySKU": self.change_stock,
+            "Orders/SetOrderShippingInfo": self.set_shipping_info,
+            "Orders/ProcessOrder": self.process_order,
+            "Orders/CancelOrder": self.cancel_order,
+            "PostalServices/GetPostalServices": self.get_postal_services,
+        }
+
+    def get_open_orders(self, p: dict[str, Any]) -> dict[str, Any]:
+        """Paged open orders, oldest received first, with optional received-date range filter."""
+        per_page = int(p.get("entriesPerPage") or p.get("EntriesPerPage") or 100)
+        page = int(p.get("pageNumber") or p.get("PageNumber") or 1)
+        if not 1 <= per_page <= 200:
+            raise ValueError("entriesPerPage must be between 1 and 200")
+        orders = [o for o in self.orders.values() if self._is_open(o)]
+        for f in ((p.get("filters") or {}).get("DateFields") or []):
+            if f.get("FieldCode") == "GENERAL_INFO_DATE" and f.get("Type", "Range") == "Range":
+                lo = _parse_date(f["DateFrom"]) if f.get("DateFrom") else None
+                hi = _parse_date(f["DateTo"]) if f.get("DateTo") else None
+                orders = [o for o in orders if (lo is None or o.created_at >= lo) and (hi is None or o.created_at <= hi)]
+        orders.sort(key=lambda o: (o.created_at, o.number))
+        total = len(orders)
+        return {
+            "PageNumber": page, "EntriesPerPage": per_page, "TotalEntries": total,
+            "TotalPages": (total + per_page - 1) // per_page,
+            "Data": [self.render_open(o) for o in paginate(orders, page, per_page)],
+        }
+
+    def get_details(self, p: dict[str, Any]) -> dict[str, Any]:
+        """OrderDetails for the given ids."""
+        return {"Orders": [self.render_open(self.orders[i]) for i in p.get("OrderIds", []) if i in self.orders]}
+
+    def get_by_id(self, p: dict[str, Any]) -> list[dict[str, Any]]:
+        """OrderDetails by `pkOrderIds`."""
+        return [self.render_open(self.orders[i]) for i in p.get("pkOrderIds", []) if i in self.orders]
+
+    def search_processed(self, p: dict[str, Any]) -> dict[str, Any]:
+        """Processed (and cancelled) orders in a date window, paged."""
+        field = (p.get("DateField") or "processed").lower()
+        lo = _parse_date(p["FromDate"]) if p.get("FromDate") else None
+        hi = _parse_date(p["ToDate"]) if p.get("ToDate") else None
+        rows = []
+        for uid in set(self.processed) | set(self.cancelled):
+            order = self.orders[uid]
+            when = {"processed": self.processed.get(uid), "cancelled": self.cancelled.get(uid),
+                    "received": order.created_at, "payment": order.created_at}.get(field)
+            if when is None or (lo and when < lo) or (hi and when > hi):
+                continue
+            rows.append((when, order))
+        rows.sort(key=lambda r: (r[0], r[1].number))
+        per_page, page = int(p.get("ResultsPerPage") or 200), int(p.get("PageNumber") or 1)
+        total = len(rows)
+        return {"ProcessedOrders": {
+            "PageNumber": page, "EntriesPerPage": per_page, "TotalEntries": total,
+            "TotalPages": (total + per_page - 1) // per_page,
+            "Data": [self.render_processed(o) for _, o in paginate(rows, page, per_page)],
+        }}
+
+    def stock_items(self, p: dict[str, Any]) -> Response | list[dict[str, Any]]:
+        """Bare list of StockItemFull; no totals; 400 past the last page (clients stop on a short page)."""
+        per_page, page = int(p.get("entriesPerPage") or 100), int(p.get("pageNumber") or 1)
+        keyword = (p.get("keyword") or "").lower()
+        items = [x for x in self.world.products if not x.is_bundle and keyword in x.sku.lower()]
+        chunk = paginate(items, page, per_page)
+        if not chunk and page > 1:
+            return self.error_body(400, "Page number is out of range")
+        with_levels = "StockLevels" in (p.get("dataRequirements") or ["StockLevels"])
+        return [
+            {
+                "ItemNumber": x.sku, "ItemTitle": x.title, "BarcodeNumber": x.barcode, "StockItemId": x.stock_item_id,
+                "StockLevels": [self._level(x.sku, loc) for loc in (DEFAULT_LOCATION, WHISTL_LOCATION)]
+                if with_levels else [],
+            }
+            for x in chunk
+        ]
+
+    def _level(self, sku: str, location: str) -> dict[str, Any]:
+        level = self.stock.get((sku, location), 0)
+        return {
+            "Location": {"StockLocationId": location, "LocationName": "Default" if location == DEFAULT_LOCATION
+                         else "Whistl", "BinRack": ""},
+            "StockLevel": level, "Available": level, "InOrderBook": 0, "Due": 0, "MinimumLevel": 0,
+            "SKU": sku, "LastUpdateDate": _iso(datetime.now(UTC)),
+            "StockItemId": self.world.by_sku[sku].stock_item_id if sku in self.world.by_sku else None,
+        }
+
+    def _write_stock(self, p: dict[str, Any], delta: bool) -> list[dict[str, Any]]:
+        out = []
+        for row in p.get("stockLevels") or []:
+            sku, loc, level = row["SKU"], row.get("LocationId") or DEFAULT_LOCATION, int(row["Level"])
+            if (sku, loc) not in self.stock:
+                raise ValueError(f"SKU {sku} at location {loc} not found")
+            self.stock[(sku, loc)] = self.stock[(sku, loc)] + level if delta else level
+            self.stock_writes.append({"sku": sku, "location": loc, "level": level, "delta": delta,
+                                      "source": p.get("changeSource")})
+            out.append(self._level(sku, loc))
+        return out
+
+    def set_stock(self, p: dict[str, Any]) -> list[dict[str, Any]]:
+        """Absolute stock levels."""
+        return self._write_stock(p, delta=False)
+
+    def change_stock(self, p: dict[str, Any]) -> list[dict[str, Any]]:
+        """Stock level deltas."""
+        return self._write_stock(p, delta=True)
+
+    def set_shipping_info(self, p: dict[str, Any]) -> Response | dict[str, Any]:
+        """Record tracking on an order."""
+        order = self.orders.get(p.get("orderId", ""))
+        if order is None:
+            return self.error_body(400, "Order not found")
+        info = p.get("info") or {}
+        self.shipping_info.setdefault(order.uid, []).append(info)
+        rendered = self.render_open(order)
+        return {"TotalsInfo": rendered["TotalsInfo"], "ShippingInfo": rendered["ShippingInfo"]}
+
+    def process_order(self, p: dict[str, Any]) -> dict[str, Any]:
+        """Mark an open order processed (despatched)."""
+        uid = p.get("orderId", "")
+        order = self.orders.get(uid)
+        if order is None:
+            return {"OrderId": uid, "Processed": False, "Error": "Order not found"}
+        if not self._is_open(order):
+            return {"OrderId": uid, "Processed": False, "Error": "Order is already processed or cancelled"}
+        self.processed[uid] = datetime.now(UTC)
+        order.status, order.updated_at = "despatched", self.processed[uid]
+        return {"OrderId": uid, "Processed": True, "Error": None}
+
+    def cancel_order(self, p: dict[str, Any]) -> str:
+        """Cancel an open order."""
+        order = self.orders[p["orderId"]]
+        self.cancelled[order.uid] = datetime.now(UTC)
+        order.status = "cancelled"
+        return "Order cancelled"
+
+    def get_postal_services(self, p: dict[str, Any]) -> list[dict[str, Any]]:
+        """The account's postal services."""
+        return [
+            {"pkPostalServiceId": sid, "PostalServiceName": name, "PostalServiceCode": name.upper().replace(" ", "_"),
+             "Vendor": "Whistl", "ServiceCountry": "GB", "TrackingNumberRequired": True, "Channels": [],
+             "ShippingServices": []}
+            for name, sid in self.postal_services.items()
+        ]

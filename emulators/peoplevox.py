@@ -1,0 +1,273 @@
+"""Peoplevox WMS emulator: SOAP 1.1 integration service v4 with CSV templates, sessions and `ResponseId=-1`."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import re
+import uuid
+import xml.etree.ElementTree as ET
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+from xml.sax.saxutils import escape
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from emulators.core import EmulatedSystem
+from emulators.world import World
+
+NS = "http://www.peoplevox.net/"
+SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
+TEMPLATES = {
+    "Sales orders": ("SalesOrderNumber", "Customer", "CustomerPurchaseOrderReferenceNumber", "ShippingAddressLine1",
+                     "ShippingAddressLine2", "ShippingAddressCity", "ShippingAddressRegion", "ShippingAddressPostcode",
+                     "ShippingAddressCountry", "Status", "RequestedDeliveryDate", "ShippingCost", "Email",
+                     "ContactName", "TotalSale", "CreatedDate", "ServiceType", "ChannelName"),
+    "Sales order items": ("SalesOrderNumber", "ItemCode", "QuantityOrdered", "RequestedDeliveryDate", "Line",
+                          "Sequence", "SalePrice"),
+    "Item types": ("ItemCode", "Name", "Barcode", "Weight"),
+    "Available": ("ItemCode", "Name", "Barcode", "Available", "SiteReference"),
+    "Despatches": ("DespatchNumber", "SalesOrderNumber", "ItemCode", "Quantity", "TrackingNumber", "CarrierReference",
+                   "ServiceType", "DespatchDate"),
+    "Service types": ("Name", "CarrierReference"),
+}
+SERVICE_TYPES = ("Royal Mail Tracked 24", "Royal Mail Tracked 48", "DPD Next Day", "DPD Classic International")
+_CLAUSE = re.compile(r'^\s*(\w+)\s*(==|!=|>=|<=|>|<)\s*(?:"([^"]*)"|DateTime\(([\d,\s]+)\)|(-?\d+))\s*$|'
+                     r'^\s*(\w+)\.(Contains|StartsWith|EndsWith)\("([^"]*)"\)\s*$')
+
+
+def _soap(method: str, response_id: int, total: int, detail: str) -> Response:
+    body = (f'<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="{SOAP}"><soap:Body>'
+            f'<{method}Response xmlns="{NS}"><{method}Result><ResponseId>{response_id}</ResponseId>'
+            f"<TotalCount>{total}</TotalCount><Detail>{escape(detail)}</Detail>"
+            f"</{method}Result></{method}Response></soap:Body></soap:Envelope>")
+    return Response(body, 200, media_type="text/xml; charset=utf-8")
+
+
+def _csv(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _matches(row: dict[str, Any], clause: str) -> bool:
+    """Evaluate a SearchClause (`AND`/`OR` of simple comparisons) against a row."""
+    if not clause.strip():
+        return True
+    for alternative in re.split(r"\s+OR\s+", clause):
+        if all(_term(row, term) for term in re.split(r"\s+AND\s+", alternative)):
+            return True
+    return False
+
+
+def _term(row: dict[str, Any], term: str) -> bool:
+    m = _CLAUSE.match(term)
+    if not m:
+        raise ValueError(f"Cannot parse search clause {term!r}")
+    if m.group(6):
+        value = str(row.get(m.group(6), ""))
+        return {"Contains": value.__contains__, "StartsWith": value.startswith,
+                "EndsWith": value.endswith}[m.group(7)](m.group(8))
+    field, op, text, date, num = m.group(1, 2, 3, 4, 5)
+    left: Any = row.get(field, "")
+    right: Any = text
+    if date:
+        parts = [int(x) for x in date.split(",")]
+        right = datetime(*parts, tzinfo=UTC)
+        left = datetime.fromisoformat(str(left)) if left else datetime.min.replace(tzinfo=UTC)
+    elif num:
+        right, left = int(num), int(left or 0)
+    return {"==": left == right, "!=": left != right, ">": left > right, "<": left < right,
+            ">=": left >= right, "<=": left <= right}[op]
+
+
+class Peoplevox(EmulatedSystem):
+    """A Peoplevox account: item types, availability, sales orders saved by CSV, despatches."""
+
+    name = "peoplevox"
+
+    def __init__(self, world: World, client_id: str = "brand01", username: str = "integration",
+                 password: str = "pvx-password", session_ttl_s: float = 1800.0, rate_scale: float = 1.0) -> None:
+        super().__init__(rate_scale, world.seed)
+        self.world = world
+        self.credentials = (client_id, username, password)
+        self.session_ttl_s = session_ttl_s
+        self.sessions: dict[str, datetime] = {}
+        self.limit = self.window(300, 60.0)  # soft limit (inferred)
+        self.items = {s: world.by_sku[s] for s in world.wms_catalogue}
+        self.available: dict[str, int] = dict(world.initial_stock)
+        self.sales_orders: dict[str, dict[str, Any]] = {}
+        self.order_items: dict[str, dict[str, dict[str, Any]]] = {}
+        self.saves: Counter[str] = Counter()
+        self.despatches: list[dict[str, Any]] = []
+        self.subscriptions: dict[str, dict[str, str]] = {}
+
+    def inspect(self) -> dict[str, Any]:
+        """Orders saved (and how often), their items, despatches, subscriptions."""
+        return {"sales_orders": self.sales_orders, "order_items": self.order_items, "saves": dict(self.saves),
+                "despatches": self.despatches, "subscriptions": self.subscriptions}
+
+    def control(self, action: str, body: dict[str, Any]) -> Any:
+        """`despatch {order}`: despatch every item of a saved order with a new tracking number."""
+        if action == "despatch":
+            ref = body["order"]
+            tracking = f"JD{self.rng.randint(10**15, 10**16 - 1)}GB"
+            now = datetime.now(UTC).isoformat(timespec="seconds")
+            for item in self.order_items.get(ref, {}).values():
+                self.despatches.append({"DespatchNumber": f"DN{len(self.despatches) + 1:06d}", "SalesOrderNumber": ref,
+                                        "ItemCode": item["ItemCode"], "Quantity": item["QuantityOrdered"],
+                                        "TrackingNumber": tracking, "CarrierReference": "DPD",
+                                        "ServiceType": self.sales_orders[ref].get("ServiceType", ""),
+                                        "DespatchDate": now})
+            self.sales_orders[ref]["Status"] = "Despatched"
+            return {"tracking_number": tracking}
+        return super().control(action, body)
+
+    def expire_sessions(self) -> None:
+        """Forget every session."""
+        self.sessions.clear()
+
+    def error_body(self, status: int, message: str) -> Response:
+        """A SOAP fault."""
+        body = (f'<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="{SOAP}"><soap:Body><soap:Fault>'
+                f"<faultcode>soap:Server</faultcode><faultstring>{escape(message)}</faultstring></soap:Fault>"
+                "</soap:Body></soap:Envelope>")
+        return Response(body, status, media_type="text/xml; charset=utf-8")
+
+    def throttled(self, request: Request, retry_after: float) -> Response:
+        """Over the soft limit: HTTP 429 with Retry-After (inferred)."""
+        response = self.error_body(429, "Too many requests")
+        response.headers["Retry-After"] = str(max(1, round(retry_after)))
+        return response
+
+    def check_rate(self, request: Request) -> Response | None:
+        """A soft per-account limit."""
+        ok, retry, _ = self.limit.take("account")
+        return None if ok else self.throttled(request, retry)
+
+    def routes(self) -> list[Route]:
+        """The v4 integration service endpoint."""
+        return [Route("/{client_id}/resources/integrationservicev4.asmx", self.soap, methods=["POST", "GET"])]
+
+    async def soap(self, request: Request) -> Response:
+        """Dispatch a SOAP 1.1 call by its body element."""
+        if request.method == "GET":
+            return Response(f'<definitions xmlns="http://schemas.xmlsoap.org/wsdl/" targetNamespace="{NS}"/>',
+                            media_type="text/xml")
+        if request.path_params["client_id"] != self.credentials[0]:
+            return self.error_body(404, "Unknown client")
+        try:
+            root = ET.fromstring(await request.body())
+            body = root.find(f"{{{SOAP}}}Body")
+            call = next(iter(body)) if body is not None else None
+        except (ET.ParseError, StopIteration):
+            return self.error_body(500, "Server was unable to process request. ---> Data at the root level is invalid.")
+        if call is None:
+            return self.error_body(500, "No SOAP body")
+        method = call.tag.split("}")[-1]
+
+        def arg(name: str, parent: ET.Element = call) -> str:
+            node = parent.find(f".//{{{NS}}}{name}")
+            return (node.text or "") if node is not None else ""
+
+        if method == "Authenticate":
+            given = (arg("clientId"), arg("username"), base64.b64decode(arg("password") or b"").decode("utf-8", "replace"))
+            if given != self.credentials:
+                return _soap(method, -1, 0, "Authentication failed: invalid client id, username or password")
+            session = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+            self.sessions[session] = datetime.now(UTC)
+            return _soap(method, 0, 1, f"{self.credentials[0]},{session}")
+        header = root.find(f"{{{SOAP}}}Header")
+        session = arg("SessionId", header) if header is not None else ""
+        started = self.sessions.get(session)
+        if started is None or (datetime.now(UTC) - started).total_seconds() > self.session_ttl_s:
+            self.sessions.pop(session, None)
+            return _soap(method, -1, 0, "System.Exception: Session has expired or is invalid. Please re-authenticate.")
+        handler = {"GetData": self.get_data, "SaveData": self.save_data, "GetSaveTemplate": self.get_template,
+                   "SubscribeEvent": self.subscribe, "UnsubscribeEvent": self.unsubscribe}.get(method)
+        if handler is None:
+            return self.error_body(500, f"Unknown method {method}")
+        with self.lock:
+            return handler(method, arg)
+
+    def _rows(self, template: str) -> list[dict[str, Any]]:
+        if template == "Item types":
+            return [{"ItemCode": s, "Name": p.title, "Barcode": p.barcode, "Weight": p.weight_g / 1000}
+                    for s, p in self.items.items()]
+        if template == "Available":
+            return [{"ItemCode": s, "Name": p.title, "Barcode": p.barcode, "Available": self.available.get(s, 0),
+                     "SiteReference": "PrimarySite"} for s, p in self.items.items()]
+        if template == "Sales orders":
+            return list(self.sales_orders.values())
+        if template == "Sales order items":
+            return [i for items in self.order_items.values() for i in items.values()]
+        if template == "Despatches":
+            return list(self.despatches)
+        if template == "Service types":
+            return [{"Name": s, "CarrierReference": s.split()[0]} for s in SERVICE_TYPES]
+        raise KeyError(template)
+
+    def get_data(self, method: str, arg: Any) -> Response:
+        """Paged CSV of a template's rows that match the search clause."""
+        template = arg("TemplateName")
+        try:
+            rows = [r for r in self._rows(template) if _matches(r, arg("SearchClause"))]
+        except KeyError:
+            return _soap(method, -1, 0, f"Template '{template}' does not exist")
+        except ValueError as exc:
+            return _soap(method, -1, 0, str(exc))
+        page, per_page = int(arg("PageNo") or 1), int(arg("ItemsPerPage") or 100)
+        chunk = rows[(page - 1) * per_page : page * per_page]
+        return _soap(method, 0, len(rows), _csv(TEMPLATES[template], chunk))
+
+    def get_template(self, method: str, arg: Any) -> Response:
+        """The CSV header of a save template."""
+        name = arg("templateName")
+        if name not in TEMPLATES:
+            return _soap(method, -1, 0, f"Template '{name}' does not exist")
+        return _soap(method, 0, 1, ",".join(TEMPLATES[name]))
+
+    def save_data(self, method: str, arg: Any) -> Response:
+        """Insert or update sales orders / items from CSV; rejects unknown items and service types."""
+        template, data = arg("TemplateName"), arg("CsvData")
+        if template not in ("Sales orders", "Sales order items"):
+            return _soap(method, -1, 0, f"Template '{template}' cannot be saved")
+        rows = list(csv.DictReader(io.StringIO(data)))
+        errors = []
+        for n, row in enumerate(rows, start=2):
+            ref = (row.get("SalesOrderNumber") or "").strip()
+            if not ref or len(ref) > 30:
+                errors.append(f"Line {n}: SalesOrderNumber is required (max 30 characters)")
+            elif template == "Sales orders" and row.get("ServiceType") not in SERVICE_TYPES:
+                errors.append(f"Line {n}: ServiceType '{row.get('ServiceType')}' does not exist")
+            elif template == "Sales order items" and row.get("ItemCode") not in self.items:
+                errors.append(f"Line {n}: ItemCode '{row.get('ItemCode')}' does not exist")
+            elif template == "Sales order items" and ref not in self.sales_orders:
+                errors.append(f"Line {n}: Sales order '{ref}' does not exist")
+        if errors:
+            return _soap(method, -1, 0, "; ".join(errors))
+        for row in rows:
+            ref = row["SalesOrderNumber"]
+            if template == "Sales orders":
+                self.saves[ref] += 1
+                self.sales_orders[ref] = {**self.sales_orders.get(ref, {}), **row, "Status": "New"}
+            else:
+                self.order_items.setdefault(ref, {})[row.get("Line") or row["ItemCode"]] = row
+        return _soap(method, 0, len(rows), "")
+
+    def subscribe(self, method: str, arg: Any) -> Response:
+        """Register a callback; the id cannot be listed later."""
+        sid = str(len(self.subscriptions) + 1)
+        self.subscriptions[sid] = {"event": arg("eventType"), "url": arg("callbackUrl")}
+        return _soap(method, 0, 1, sid)
+
+    def unsubscribe(self, method: str, arg: Any) -> Response:
+        """Remove a subscription."""
+        found = self.subscriptions.pop(arg("subscriptionId"), None)
+        return _soap(method, 0 if found else -1, 1 if found else 0, "" if found else "Subscription not found")

@@ -1,0 +1,231 @@
+"""Start all six emulators on loopback in one background event loop (the CLI and the pytest fixture use it)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from emulators.bigcommerce import BigCommerce
+from emulators.cin7 import Cin7
+from emulators.linnworks import Linnworks
+from emulators.peoplevox import Peoplevox
+from emulators.shopify import Shopify
+from emulators.whistl import Whistl
+from emulators.world import World
+
+HOST = "127.0.0.1"
+DEFAULT_PORTS = {"linnworks": 8701, "cin7": 8702, "shopify": 8703, "bigcommerce": 8704, "peoplevox": 8705,
+                 "whistl": 8706, "whistl_sftp": 8722}
+SHOPIFY_API_VERSION = "2025-01"
+
+
+@dataclass
+class EmulatorConfig:
+    """How to start the emulators. Port 0 picks a free port (tests); `rate_scale` > 1 shortens limit windows."""
+
+    data_dir: Path
+    seed: int = 7
+    n_skus: int = 2000
+    n_orders: int = 300
+    rate_scale: float = 1.0
+    ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    sftp_user: str = "brand"
+    sftp_password: str = "whistl-sftp-password"
+    tick_s: float = 0.0  # >0: orders keep arriving and the warehouse keeps working (demo mode)
+    orders_per_tick: int = 3
+
+
+class _SFTPAuth(asyncssh.SSHServer):
+    def __init__(self, user: str, password: str) -> None:
+        self.user, self.password = user, password
+
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return True
+
+    def validate_password(self, username: str, password: str) -> bool:
+        return (username, password) == (self.user, self.password)
+
+
+def _bind(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((HOST, port))
+    sock.listen(256)
+    sock.setblocking(False)
+    return sock
+
+
+class Emulators:
+    """The six systems over one seeded world; attributes are the live Python handles for tests."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self.world = World(config.seed, config.n_skus)
+        scale = config.rate_scale
+        self.linnworks = Linnworks(self.world, config.n_orders, rate_scale=scale)
+        self.cin7 = Cin7(self.world, config.n_orders, rate_scale=scale)
+        self.shopify = Shopify(self.world, config.n_orders, rate_scale=scale)
+        self.bigcommerce = BigCommerce(self.world, config.n_orders, rate_scale=scale)
+        self.peoplevox = Peoplevox(self.world, rate_scale=scale)
+        self.whistl = Whistl(self.world, Path(config.data_dir) / "whistl")
+        self.ports: dict[str, int] = {}
+        self._servers: list[uvicorn.Server] = []
+        self._sftp: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    # -- addresses ------------------------------------------------------------------------------
+    def url(self, system: str) -> str:
+        """The base URL a client of `system` is configured with."""
+        root = f"http://{HOST}:{self.ports[system]}"
+        return {
+            "linnworks": root,
+            "cin7": f"{root}/ExternalApi/v2/",
+            "shopify": f"{root}/admin/api/{SHOPIFY_API_VERSION}/",
+            "bigcommerce": f"{root}/stores/{self.bigcommerce.store_hash}/",
+            "peoplevox": f"{root}/{self.peoplevox.credentials[0]}/resources/integrationservicev4.asmx",
+            "whistl": root,
+        }[system]
+
+    def describe(self) -> dict[str, Any]:
+        """Where each system listens and how to log in (emulator credentials, not secrets)."""
+        return {
+            "linnworks": {"url": self.url("linnworks"), "application_id": self.linnworks.credentials[0],
+                          "application_secret": self.linnworks.credentials[1], "token": self.linnworks.credentials[2]},
+            "cin7": {"url": self.url("cin7"), "account_id": self.cin7.credentials[0],
+                     "application_key": self.cin7.credentials[1]},
+            "shopify": {"url": self.url("shopify"), "access_token": self.shopify.access_token},
+            "bigcommerce": {"url": self.url("bigcommerce"), "access_token": self.bigcommerce.access_token},
+            "peoplevox": {"url": self.url("peoplevox"), "client_id": self.peoplevox.credentials[0],
+                          "username": self.peoplevox.credentials[1], "password": self.peoplevox.credentials[2]},
+            "whistl": {"control_url": self.url("whistl"), "folder": str(self.whistl.root),
+                       "sftp": f"sftp://{self.config.sftp_user}@{HOST}:{self.ports['whistl_sftp']}/",
+                       "sftp_password": self.config.sftp_password},
+        }
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def start(self, timeout: float = 20.0) -> Emulators:
+        """Start every server in a background thread and wait until all listen."""
+        self._thread = threading.Thread(target=self._run, name="emulators", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise RuntimeError("emulators did not start in time")
+        if self._error:
+            raise RuntimeError(f"emulators failed to start: {self._error}") from self._error
+        return self
+
+    def stop(self) -> None:
+        """Stop every server and the background loop."""
+        for server in self._servers:
+            server.should_exit = True
+        if self._loop and self._sftp is not None:
+            self._loop.call_soon_threadsafe(self._sftp.close)
+        if self._thread:
+            self._thread.join(10)
+
+    def __enter__(self) -> Emulators:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._serve())
+        except BaseException as exc:  # surfaced to start()
+            self._error = exc
+            self._ready.set()
+        finally:
+            loop.close()
+
+    async def _serve(self) -> None:
+        apps = {"linnworks": self.linnworks.app(), "cin7": self.cin7.app(), "shopify": self.shopify.app(),
+                "bigcommerce": self.bigcommerce.app(), "peoplevox": self.peoplevox.app(), "whistl": self._whistl_app()}
+        tasks = []
+        for name, app in apps.items():
+            sock = _bind(self.config.ports.get(name, 0))
+            self.ports[name] = sock.getsockname()[1]
+            server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+            self._servers.append(server)
+            tasks.append(asyncio.ensure_future(server.serve(sockets=[sock])))
+        self.linnworks.base_url = self.url("linnworks")
+        self.shopify.base_url = f"http://{HOST}:{self.ports['shopify']}"
+        key = asyncssh.generate_private_key("ssh-ed25519")
+        root = str(self.whistl.root)
+        self._sftp = await asyncssh.create_server(
+            lambda: _SFTPAuth(self.config.sftp_user, self.config.sftp_password), HOST,
+            self.config.ports.get("whistl_sftp", 0), server_host_keys=[key],
+            sftp_factory=lambda chan: asyncssh.SFTPServer(chan, chroot=root), allow_scp=False,
+        )
+        self.ports["whistl_sftp"] = self._sftp.get_port()
+        while not all(s.started for s in self._servers):
+            if any(t.done() for t in tasks):
+                for t in tasks:
+                    if t.done() and t.exception():
+                        raise t.exception()  # type: ignore[misc]
+            await asyncio.sleep(0.01)
+        if self.config.tick_s > 0:
+            tasks.append(asyncio.ensure_future(self._tick()))
+        self._ready.set()
+        await asyncio.gather(*tasks[: len(apps)])
+        for t in tasks[len(apps):]:
+            t.cancel()
+        self._sftp.close()
+        await self._sftp.wait_closed()
+
+    async def _tick(self) -> None:
+        """Demo mode: new orders arrive in every OMS, the warehouse works a stage, stock files appear."""
+        n = 0
+        while True:
+            await asyncio.sleep(self.config.tick_s)
+            n += 1
+            now = datetime.now(UTC)
+            k = self.config.orders_per_tick
+            for system in (self.linnworks, self.cin7, self.shopify, self.bigcommerce):
+                with system.lock:
+                    system.spawn(k, now - timedelta(seconds=self.config.tick_s), now)
+            self.whistl.step(now)
+            if n % 6 == 0:
+                self.whistl.snapshot(now)
+
+    def _whistl_app(self) -> Starlette:
+        """Control and inspection for the file-based Whistl warehouse."""
+
+        async def state(request: Request) -> Response:
+            return JSONResponse(json.loads(json.dumps(self.whistl.inspect(), default=str)))
+
+        async def action(request: Request) -> Response:
+            name = request.path_params["action"]
+            body = await request.json() if await request.body() else {}
+            if name == "step":
+                return JSONResponse(json.loads(json.dumps(self.whistl.step(), default=str)))
+            if name == "snapshot":
+                return JSONResponse({"file": self.whistl.snapshot()})
+            if name == "adjust":
+                self.whistl.adjust(body["sku"], int(body["delta"]))
+                return JSONResponse({"on_hand": self.whistl.on_hand.get(body["sku"])})
+            return JSONResponse({"error": f"unknown action {name}"}, 400)
+
+        return Starlette(routes=[Route("/_emulator/state", state), Route("/_emulator/action/{action}", action,
+                                                                          methods=["POST"])])

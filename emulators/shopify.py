@@ -1,0 +1,342 @@
+"""Shopify Admin API emulator: REST with Link cursors and the 40/2s leaky bucket, inventory, fulfilment, GraphQL."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from emulators.core import EmulatedSystem, LeakyBucket
+from emulators.world import Order, World
+
+LOCATIONS = {71_000_001: "Whistl Fulfilment", 71_000_002: "Brand Studio Shop"}
+PAGE_FILTERS = {"status", "updated_at_min", "updated_at_max", "created_at_min", "created_at_max", "order",
+                "since_id", "financial_status", "fulfillment_status", "ids"}
+THROTTLE_TEXT = "Exceeded 2 calls per second for api client. Reduce request rates to resume uninterrupted service."
+
+
+def _ts(dt: datetime | None) -> str | None:
+    return dt.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z") if dt else None
+
+
+def _parse(value: str) -> datetime:
+    dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+class Shopify(EmulatedSystem):
+    """A Shopify store with the world's `shopify` orders, two locations and inventory levels."""
+
+    name = "shopify"
+
+    def __init__(self, world: World, n_orders: int = 300, access_token: str = "shpat_emulator",
+                 rate_scale: float = 1.0) -> None:
+        super().__init__(rate_scale, world.seed)
+        self.world = world
+        self.access_token = access_token
+        self.bucket = LeakyBucket(40, 2 * (rate_scale or 1e9))
+        self.gql_bucket = LeakyBucket(1000, 50 * (rate_scale or 1e9))
+        self.orders: dict[int, Order] = {}
+        self.cancelled: dict[int, datetime] = {}
+        self.fulfillable: dict[int, dict[int, int]] = {}  # order id -> line item id -> qty left
+        self.fulfillments: list[dict[str, Any]] = []
+        self.levels: dict[tuple[int, int], int] = {}
+        self.level_writes: list[dict[str, Any]] = []
+        self.inventory_items = {world.variant_ids[p.sku] + 10**9: p.sku for p in world.products if not p.is_bundle}
+        for item in self.inventory_items:
+            for loc in LOCATIONS:
+                self.levels[(item, loc)] = 0
+        self.base_url = ""
+        self.spawn(n_orders, world.start - timedelta(days=1), world.start)
+
+    def spawn(self, n: int, start: datetime, end: datetime) -> list[int]:
+        """Create `n` orders (ids in the 5.9e12 range like real ones)."""
+        ids = []
+        for order in self.world.make_orders(self.name, n, start, end):
+            oid = 5_900_000_000_000 + order.number
+            self.orders[oid] = order
+            self.fulfillable[oid] = {oid * 10 + li.line_no: li.quantity for li in order.lines}
+            ids.append(oid)
+        return ids
+
+    def control(self, action: str, body: dict[str, Any]) -> Any:
+        """`spawn {n}`, `edit_address {order_id}`."""
+        now = datetime.now(UTC)
+        if action == "spawn":
+            return {"order_ids": self.spawn(int(body.get("n", 10)), now - timedelta(seconds=1), now)}
+        if action == "edit_address":
+            oid = int(body["order_id"])
+            self.world.edit_address(self.orders[oid], now)
+            return self.render(oid)
+        return super().control(action, body)
+
+    def inspect(self) -> dict[str, Any]:
+        """Fulfilments created, level writes, cancellations."""
+        return {"fulfillments": self.fulfillments, "level_writes": self.level_writes[-1000:],
+                "cancelled": [str(k) for k in self.cancelled],
+                "levels": {f"{i}@{loc}": v for (i, loc), v in self.levels.items() if v}}
+
+    # -- protocol -----------------------------------------------------------------------------
+    def error_body(self, status: int, message: str) -> Response:
+        """`{"errors": "..."}`."""
+        return JSONResponse({"errors": message}, status)
+
+    def throttled(self, request: Request, retry_after: float) -> Response:
+        """429 with `Retry-After: 2.0`."""
+        return JSONResponse({"errors": THROTTLE_TEXT}, 429, {"Retry-After": "2.0"})
+
+    def check_rate(self, request: Request) -> Response | None:
+        """The REST leaky bucket (GraphQL has its own cost bucket)."""
+        if request.url.path.endswith("/graphql.json"):
+            return None
+        ok, _ = self.bucket.take(1)
+        return None if ok else self.throttled(request, 2.0)
+
+    def add_headers(self, request: Request, response: Response) -> None:
+        """`X-Shopify-Shop-Api-Call-Limit: used/40` on every REST answer."""
+        response.raw_headers.append(
+            (b"x-shopify-shop-api-call-limit", f"{round(self.bucket.level)}/{int(self.bucket.capacity)}".encode()))
+
+    def routes(self) -> list[Route]:
+        """REST resources and GraphQL under `/admin/api/{version}/`."""
+        base = "/admin/api/{version}"
+        return [
+            Route(f"{base}/orders.json", self.list_orders),
+            Route(f"{base}/orders/{{oid:int}}.json", self.get_order),
+            Route(f"{base}/orders/{{oid:int}}/cancel.json", self.cancel, methods=["POST"]),
+            Route(f"{base}/orders/{{oid:int}}/fulfillment_orders.json", self.fulfillment_orders),
+            Route(f"{base}/fulfillments.json", self.create_fulfillment, methods=["POST"]),
+            Route(f"{base}/locations.json", self.locations),
+            Route(f"{base}/inventory_levels.json", self.inventory_levels),
+            Route(f"{base}/inventory_levels/set.json", self.set_level, methods=["POST"]),
+            Route(f"{base}/graphql.json", self.graphql, methods=["POST"]),
+        ]
+
+    def _auth(self, request: Request) -> Response | None:
+        if request.headers.get("x-shopify-access-token") != self.access_token:
+            return self.error_body(401, "[API] Invalid API key or access token (unrecognized login or wrong password)")
+        return None
+
+    def render(self, oid: int) -> dict[str, Any]:
+        """The REST order shape."""
+        o = self.orders[oid]
+        a = o.address
+        first, _, last = a.name.partition(" ")
+        left = self.fulfillable[oid]
+        shipped_all = all(q == 0 for q in left.values())
+        shipped_any = any(q < li.quantity for li, q in zip(o.lines, left.values(), strict=True))
+        return {
+            "id": oid, "name": f"#{o.number}", "order_number": o.number, "email": a.email,
+            "created_at": _ts(o.created_at), "updated_at": _ts(o.updated_at), "cancelled_at": _ts(self.cancelled.get(oid)),
+            "financial_status": "paid" if o.paid else "pending",
+            "fulfillment_status": "fulfilled" if shipped_all else ("partial" if shipped_any else None),
+            "currency": o.currency, "total_price": f"{o.total:.2f}",
+            "line_items": [
+                {"id": oid * 10 + li.line_no, "variant_id": li.variant_id, "product_id": li.variant_id // 10,
+                 "sku": li.sku, "title": self.world.by_sku[li.sku].title, "quantity": li.quantity,
+                 "fulfillable_quantity": left[oid * 10 + li.line_no],
+                 "fulfillment_status": None, "price": f"{li.unit_price:.2f}", "requires_shipping": True}
+                for li in o.lines],
+            "shipping_address": {"first_name": first, "last_name": last, "name": a.name, "company": a.company or None,
+                                 "address1": a.address1, "address2": a.address2, "city": a.town,
+                                 "province": a.region, "province_code": None, "zip": a.postcode,
+                                 "country": a.country, "country_code": a.country_code, "phone": a.phone or None},
+            "shipping_lines": [{"id": oid + 7, "title": o.shipping_method, "code": o.shipping_method,
+                                "source": "shopify", "price": "3.99", "carrier_identifier": None}],
+            "fulfillments": [f for f in self.fulfillments if f["order_id"] == oid],
+        }
+
+    async def list_orders(self, request: Request) -> Response:
+        """Orders by `updated_at`, paged with `Link` headers; filters are refused alongside `page_info`."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        q = dict(request.query_params)
+        limit = int(q.get("limit", 50))
+        if not 1 <= limit <= 250:
+            return JSONResponse({"errors": {"limit": ["must be between 1 and 250"]}}, 400)
+        if "page_info" in q:
+            bad = sorted(set(q) & PAGE_FILTERS)
+            if bad:
+                return self.error_body(400, f"{bad[0]} cannot be passed when page_info is present")
+            try:
+                cursor = json.loads(base64.urlsafe_b64decode(q["page_info"].encode()))
+            except ValueError:
+                return self.error_body(400, "Invalid page_info")
+            filters, offset = cursor["f"], cursor["o"]
+        else:
+            filters, offset = {k: v for k, v in q.items() if k in PAGE_FILTERS}, 0
+        with self.lock:
+            ids = list(self.orders)
+            if filters.get("status", "open") == "open":
+                ids = [i for i in ids if i not in self.cancelled and any(self.fulfillable[i].values())]
+            for key, op in (("updated_at_min", "ge"), ("updated_at_max", "le"),
+                            ("created_at_min", "cge"), ("created_at_max", "cle")):
+                if key in filters:
+                    bound = _parse(filters[key])
+                    ids = [i for i in ids if {
+                        "ge": lambda o: o.updated_at >= bound, "le": lambda o: o.updated_at <= bound,
+                        "cge": lambda o: o.created_at >= bound, "cle": lambda o: o.created_at <= bound,
+                    }[op](self.orders[i])]
+            field = "created_at" if filters.get("order", "").startswith("created_at") else "updated_at"
+            ids.sort(key=lambda i: (getattr(self.orders[i], field), i),
+                     reverse=filters.get("order", "updated_at asc").endswith("desc"))
+            page = [self.render(i) for i in ids[offset : offset + limit]]
+        links = []
+        base = f"{self.base_url}{request.url.path}"
+        if offset + limit < len(ids):
+            nxt = base64.urlsafe_b64encode(json.dumps({"f": filters, "o": offset + limit}).encode()).decode()
+            links.append(f'<{base}?limit={limit}&page_info={nxt}>; rel="next"')
+        if offset > 0:
+            prev = base64.urlsafe_b64encode(json.dumps({"f": filters, "o": max(0, offset - limit)}).encode()).decode()
+            links.append(f'<{base}?limit={limit}&page_info={prev}>; rel="previous"')
+        headers = {"Link": ", ".join(links)} if links else {}
+        return JSONResponse({"orders": page}, headers=headers)
+
+    async def get_order(self, request: Request) -> Response:
+        """One order."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        oid = request.path_params["oid"]
+        return JSONResponse({"order": self.render(oid)}) if oid in self.orders else self.error_body(404, "Not Found")
+
+    async def cancel(self, request: Request) -> Response:
+        """Cancel an order."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        oid = request.path_params["oid"]
+        if oid not in self.orders:
+            return self.error_body(404, "Not Found")
+        with self.lock:
+            self.cancelled[oid] = datetime.now(UTC)
+            self.orders[oid].updated_at = self.cancelled[oid]
+            return JSONResponse({"order": self.render(oid)})
+
+    async def fulfillment_orders(self, request: Request) -> Response:
+        """One fulfilment order per order, assigned to the first location."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        oid = request.path_params["oid"]
+        if oid not in self.orders:
+            return self.error_body(404, "Not Found")
+        left = self.fulfillable[oid]
+        status = "cancelled" if oid in self.cancelled else ("closed" if not any(left.values()) else "open")
+        return JSONResponse({"fulfillment_orders": [{
+            "id": oid + 1, "order_id": oid, "assigned_location_id": next(iter(LOCATIONS)), "status": status,
+            "line_items": [{"id": line_id + 1, "line_item_id": line_id, "inventory_item_id": li.variant_id + 10**9,
+                            "variant_id": li.variant_id, "quantity": li.quantity, "fulfillable_quantity": left[line_id]}
+                           for li, line_id in zip(self.orders[oid].lines, left, strict=True)],
+        }]})
+
+    async def create_fulfillment(self, request: Request) -> Response:
+        """Fulfil fulfilment-order lines (all remaining when none are listed) with tracking."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        try:
+            body = (await request.json())["fulfillment"]
+            groups = body["line_items_by_fulfillment_order"]
+        except (ValueError, KeyError, TypeError):
+            return JSONResponse({"errors": {"fulfillment": ["is invalid"]}}, 422)
+        with self.lock:
+            lines_out = []
+            for group in groups:
+                oid = int(group["fulfillment_order_id"]) - 1
+                if oid not in self.orders:
+                    return self.error_body(404, "Not Found")
+                left = self.fulfillable[oid]
+                wanted = group.get("fulfillment_order_line_items") or [
+                    {"id": lid + 1, "quantity": q} for lid, q in left.items() if q]
+                for item in wanted:
+                    lid = int(item["id"]) - 1
+                    if left.get(lid, 0) < int(item["quantity"]) or int(item["quantity"]) < 1:
+                        return JSONResponse({"errors": {"base": [f"Invalid fulfillment order line item quantity {lid}"]}},
+                                            422)
+                for item in wanted:
+                    left[int(item["id"]) - 1] -= int(item["quantity"])
+                    lines_out.append({"id": int(item["id"]) - 1, "quantity": int(item["quantity"])})
+            tracking = body.get("tracking_info") or {}
+            fulfillment = {
+                "id": 4_100_000_000 + len(self.fulfillments) + 1, "order_id": oid, "status": "success",
+                "tracking_company": tracking.get("company"), "tracking_number": tracking.get("number"),
+                "tracking_numbers": [tracking["number"]] if tracking.get("number") else [],
+                "tracking_url": tracking.get("url"), "tracking_urls": [tracking["url"]] if tracking.get("url") else [],
+                "line_items": lines_out, "notify_customer": body.get("notify_customer", False),
+            }
+            self.fulfillments.append(fulfillment)
+            self.orders[oid].updated_at = datetime.now(UTC)
+        return JSONResponse({"fulfillment": fulfillment}, 201)
+
+    async def locations(self, request: Request) -> Response:
+        """The store's locations."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        return JSONResponse({"locations": [{"id": i, "name": n, "active": True} for i, n in LOCATIONS.items()]})
+
+    async def inventory_levels(self, request: Request) -> Response:
+        """Levels for `inventory_item_ids` and/or `location_ids` (one is required)."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        items = {int(x) for x in request.query_params.get("inventory_item_ids", "").split(",") if x}
+        locs = {int(x) for x in request.query_params.get("location_ids", "").split(",") if x}
+        if not items and not locs:
+            return JSONResponse({"errors": {"base": ["inventory_item_ids or location_ids is required"]}}, 422)
+        limit = int(request.query_params.get("limit", 50))
+        rows = [{"inventory_item_id": i, "location_id": loc, "available": v, "updated_at": _ts(datetime.now(UTC))}
+                for (i, loc), v in self.levels.items() if (not items or i in items) and (not locs or loc in locs)]
+        return JSONResponse({"inventory_levels": rows[:limit]})
+
+    async def set_level(self, request: Request) -> Response:
+        """`inventory_levels/set.json`."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        body = await request.json()
+        key = (int(body.get("inventory_item_id", 0)), int(body.get("location_id", 0)))
+        if key not in self.levels:
+            return JSONResponse({"errors": {"base": ["Inventory item does not exist at location"]}}, 422)
+        with self.lock:
+            self.levels[key] = int(body["available"])
+            self.level_writes.append({"inventory_item_id": key[0], "location_id": key[1], "available": self.levels[key]})
+        return JSONResponse({"inventory_level": {"inventory_item_id": key[0], "location_id": key[1],
+                                                 "available": self.levels[key], "updated_at": _ts(datetime.now(UTC)),
+                                                 "admin_graphql_api_id": f"gid://shopify/InventoryLevel/{key[0]}"}})
+
+    async def graphql(self, request: Request) -> Response:
+        """`inventorySetQuantities` through variables, with calculated cost and THROTTLED answers."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        body = await request.json()
+        query, variables = body.get("query", ""), body.get("variables") or {}
+        quantities = (variables.get("input") or {}).get("quantities", [])
+        cost = 10 + len(quantities)
+        ok, level = self.gql_bucket.take(cost)
+        throttle = {"maximumAvailable": 1000.0, "currentlyAvailable": round(1000 - level, 1),
+                    "restoreRate": 50.0}
+        if not ok:
+            return JSONResponse({"errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED"}}],
+                                 "extensions": {"cost": {"requestedQueryCost": cost, "actualQueryCost": None,
+                                                         "throttleStatus": throttle}}},
+                                self.faults.graphql_throttle_status)
+        if "inventorySetQuantities" not in query:
+            return JSONResponse({"errors": [{"message": "Only inventorySetQuantities is emulated"}]}, 200)
+        errors = []
+        if len(quantities) > 250:
+            errors.append({"field": ["input", "quantities"], "message": "At most 250 quantities", "code": "INVALID"})
+        with self.lock:
+            for n, qty in enumerate(quantities if not errors else []):
+                item = int(str(qty["inventoryItemId"]).rsplit("/", 1)[-1])
+                loc = int(str(qty["locationId"]).rsplit("/", 1)[-1])
+                if (item, loc) not in self.levels:
+                    errors.append({"field": ["input", "quantities", str(n)], "message": "Item not stocked at location",
+                                   "code": "ITEM_NOT_STOCKED_AT_LOCATION"})
+                    continue
+                self.levels[(item, loc)] = int(qty["quantity"])
+                self.level_writes.append({"inventory_item_id": item, "location_id": loc, "available": int(qty["quantity"])})
+        return JSONResponse({
+            "data": {"inventorySetQuantities": {"inventoryAdjustmentGroup": None if errors else {"reason": "correction"},
+                                                "userErrors": errors}},
+            "extensions": {"cost": {"requestedQueryCost": cost, "actualQueryCost": cost, "throttleStatus": throttle}},
+        })
