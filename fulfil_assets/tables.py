@@ -1,0 +1,64 @@
+"""DDL of the canonical tables and ledgers in schema `fulfil` (portable between DuckDB and PostgreSQL)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from resources.warehouse import WarehouseDb
+
+TS = "TIMESTAMP WITH TIME ZONE"
+LEDGER = f"""
+    idempotency_key TEXT PRIMARY KEY,
+    order_key TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    result TEXT,
+    created_at {TS} NOT NULL,
+    updated_at {TS} NOT NULL,
+    confirmed_at {TS}"""
+
+TABLES = {
+    "orders": f"""
+    order_key TEXT PRIMARY KEY, source_system TEXT NOT NULL, source_order_id TEXT NOT NULL, order_ref TEXT NOT NULL,
+    channel TEXT, created_at {TS}, updated_at {TS}, paid BOOLEAN, status TEXT NOT NULL, ship_name TEXT,
+    company TEXT, address1 TEXT, address2 TEXT, address3 TEXT, city TEXT, region TEXT, postcode TEXT,
+    country_code TEXT, phone TEXT, email TEXT, shipping_method TEXT, currency TEXT, total NUMERIC(14, 2),
+    content_hash TEXT, staged_at {TS}""",
+    "order_lines": """
+    order_key TEXT NOT NULL, line_no INTEGER NOT NULL, sku TEXT, source_variant_id TEXT, quantity BIGINT,
+    unit_price NUMERIC(14, 4), PRIMARY KEY (order_key, line_no)""",
+    "wms_stock": f"""
+    wms TEXT NOT NULL, sku TEXT NOT NULL, location TEXT NOT NULL, on_hand BIGINT, allocated BIGINT,
+    available BIGINT, snapshot_at {TS}, source_file TEXT, PRIMARY KEY (wms, sku, location)""",
+    "oms_stock": f"""
+    oms TEXT NOT NULL, sku TEXT NOT NULL, location TEXT NOT NULL, level BIGINT, fetched_at {TS},
+    PRIMARY KEY (oms, sku, location)""",
+    "despatches": f"""
+    wms TEXT NOT NULL, order_ref TEXT NOT NULL, order_key TEXT, despatch_ref TEXT NOT NULL, line_no INTEGER NOT NULL,
+    parcel_no INTEGER NOT NULL, sku TEXT, quantity BIGINT, carrier TEXT, service_code TEXT, tracking_number TEXT,
+    tracking_url TEXT, despatched_at {TS}, partial BOOLEAN, source_file TEXT NOT NULL,
+    PRIMARY KEY (wms, despatch_ref, line_no, parcel_no)""",
+    "order_verdicts": f"""
+    order_key TEXT NOT NULL, rule TEXT NOT NULL, passed BOOLEAN NOT NULL, reason_code TEXT, detail TEXT,
+    owner TEXT, checked_at {TS} NOT NULL, PRIMARY KEY (order_key, rule)""",
+    "order_exceptions": f"""
+    order_key TEXT NOT NULL, rule TEXT NOT NULL, reason_code TEXT NOT NULL, detail TEXT, owner TEXT NOT NULL,
+    first_seen {TS} NOT NULL, last_seen {TS} NOT NULL, resolved_at {TS}, PRIMARY KEY (order_key, rule)""",
+    "processed_files": f"""
+    wms TEXT NOT NULL, file_name TEXT NOT NULL, size BIGINT NOT NULL, content_hash TEXT NOT NULL, kind TEXT,
+    outcome TEXT NOT NULL, detail TEXT, rows_read BIGINT, rows_kept BIGINT, processed_at {TS} NOT NULL,
+    PRIMARY KEY (wms, file_name, content_hash)""",
+    "wms_submissions": LEDGER + ", wms TEXT NOT NULL, order_ref TEXT NOT NULL, file_name TEXT, payload_hash TEXT",
+    "cancellations": LEDGER + ", wms TEXT NOT NULL, order_ref TEXT NOT NULL, file_name TEXT",
+    "tracking_posts": LEDGER + ", oms TEXT NOT NULL, despatch_ref TEXT NOT NULL, tracking_number TEXT, kind TEXT",
+    "stock_pushes": LEDGER + ", oms TEXT NOT NULL, sku TEXT NOT NULL, location TEXT NOT NULL, level BIGINT",
+}
+
+
+def ensure_tables(db: WarehouseDb) -> None:
+    """Create schema `fulfil` and every table that is missing (never alters or drops)."""
+    statements = ["CREATE SCHEMA IF NOT EXISTS fulfil"]
+    statements += [f"CREATE TABLE IF NOT EXISTS fulfil.{name} ({ddl})" for name, ddl in TABLES.items()]
+    db.execute(statements)

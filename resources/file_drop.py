@@ -1,0 +1,176 @@
+"""A warehouse's file exchange: a local folder or an SFTP server, with atomic writes and moves."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import posixpath
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlparse
+
+import dagster as dg
+from pydantic import Field
+
+
+@dataclass(frozen=True)
+class DropFile:
+    """A file in a drop folder."""
+
+    folder: str
+    name: str
+    size: int
+
+
+class DropSession(Protocol):
+    """What the pipeline needs of a file exchange."""
+
+    def list(self, folder: str, pattern: str) -> list[DropFile]:
+        """Files in `folder` whose names match `pattern` (temporary and hidden names excluded)."""
+
+    def read(self, folder: str, name: str) -> bytes:
+        """A file's bytes."""
+
+    def write_atomic(self, folder: str, name: str, data: bytes) -> None:
+        """Write under a temporary name, then rename, so readers never see half a file."""
+
+    def move(self, folder: str, name: str, to_folder: str) -> None:
+        """Move a file to another folder (creating it), replacing a same-named file there."""
+
+    def exists(self, folder: str, name: str) -> bool:
+        """Whether the file exists."""
+
+
+def _visible(name: str, pattern: str) -> bool:
+    return not name.startswith(".") and not name.endswith(".tmp") and fnmatch.fnmatch(name, pattern)
+
+
+class LocalDrop:
+    """A drop folder on this machine."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def list(self, folder: str, pattern: str) -> list[DropFile]:
+        """Matching files, by name."""
+        base = self.root / folder
+        if not base.is_dir():
+            return []
+        return sorted((DropFile(folder, p.name, p.stat().st_size) for p in base.iterdir()
+                       if p.is_file() and _visible(p.name, pattern)), key=lambda f: f.name)
+
+    def read(self, folder: str, name: str) -> bytes:
+        """A file's bytes."""
+        return (self.root / folder / name).read_bytes()
+
+    def write_atomic(self, folder: str, name: str, data: bytes) -> None:
+        """Temp file, fsync, rename."""
+        base = self.root / folder
+        base.mkdir(parents=True, exist_ok=True)
+        tmp = base / f".{name}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, base / name)
+
+    def move(self, folder: str, name: str, to_folder: str) -> None:
+        """Rename into `to_folder`."""
+        (self.root / to_folder).mkdir(parents=True, exist_ok=True)
+        os.replace(self.root / folder / name, self.root / to_folder / name)
+
+    def exists(self, folder: str, name: str) -> bool:
+        """Whether the file exists."""
+        return (self.root / folder / name).is_file()
+
+
+class SftpDrop:
+    """A drop folder on an SFTP server (paramiko)."""
+
+    def __init__(self, sftp: object, root: str) -> None:
+        self.sftp, self.root = sftp, root
+
+    def _path(self, folder: str, name: str = "") -> str:
+        return posixpath.join(self.root, folder, name) if name else posixpath.join(self.root, folder)
+
+    def list(self, folder: str, pattern: str) -> list[DropFile]:
+        """Matching regular files, by name."""
+        try:
+            entries = self.sftp.listdir_attr(self._path(folder))  # type: ignore[attr-defined]
+        except FileNotFoundError:
+            return []
+        return sorted((DropFile(folder, e.filename, e.st_size or 0) for e in entries
+                       if stat.S_ISREG(e.st_mode or 0) and _visible(e.filename, pattern)), key=lambda f: f.name)
+
+    def read(self, folder: str, name: str) -> bytes:
+        """A file's bytes."""
+        with self.sftp.open(self._path(folder, name), "rb") as fh:  # type: ignore[attr-defined]
+            return fh.read()
+
+    def _mkdir(self, folder: str) -> None:
+        try:
+            self.sftp.mkdir(self._path(folder))  # type: ignore[attr-defined]
+        except OSError:
+            pass  # exists
+
+    def write_atomic(self, folder: str, name: str, data: bytes) -> None:
+        """Upload under a temporary name, then posix-rename."""
+        self._mkdir(folder)
+        tmp = self._path(folder, f".{name}.tmp")
+        with self.sftp.open(tmp, "wb") as fh:  # type: ignore[attr-defined]
+            fh.write(data)
+        self.sftp.posix_rename(tmp, self._path(folder, name))  # type: ignore[attr-defined]
+
+    def move(self, folder: str, name: str, to_folder: str) -> None:
+        """posix-rename into `to_folder`."""
+        self._mkdir(to_folder)
+        self.sftp.posix_rename(self._path(folder, name), self._path(to_folder, name))  # type: ignore[attr-defined]
+
+    def exists(self, folder: str, name: str) -> bool:
+        """Whether the file exists."""
+        try:
+            self.sftp.stat(self._path(folder, name))  # type: ignore[attr-defined]
+            return True
+        except FileNotFoundError:
+            return False
+
+
+class FileDrop(dg.ConfigurableResource):
+    """A warehouse's file exchange: `url` is a local folder or `sftp://user@host:port/path`."""
+
+    url: str = Field(description="local folder, or sftp://user@host:port/path")
+    password: str = Field(default="", description="SFTP password (from an environment variable)")
+    timeout_s: float = 30.0
+
+    @contextmanager
+    def session(self) -> Iterator[DropSession]:
+        """An open exchange for the duration of a step."""
+        parsed = urlparse(self.url)
+        if parsed.scheme != "sftp":
+            yield LocalDrop(Path(parsed.path if parsed.scheme == "file" else self.url))
+            return
+        import paramiko
+
+        transport = paramiko.Transport((parsed.hostname or "127.0.0.1", parsed.port or 22))
+        transport.banner_timeout = self.timeout_s
+        try:
+            transport.connect(username=parsed.username or "", password=self.password)
+        except paramiko.AuthenticationException:
+            transport.close()
+            raise PermissionError(f"SFTP login refused for user {parsed.username!r} at {parsed.hostname}") from None
+        try:
+            sftp = paramiko.SFTPClient.from_transport(transport)
+            assert sftp is not None
+            sftp.get_channel().settimeout(self.timeout_s)
+            yield SftpDrop(sftp, parsed.path or "/")
+        finally:
+            transport.close()
+
+    def describe(self) -> str:
+        """The URL without credentials, for metadata."""
+        parsed = urlparse(self.url)
+        return f"sftp://{parsed.hostname}:{parsed.port}{parsed.path}" if parsed.scheme == "sftp" else self.url

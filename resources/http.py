@@ -1,0 +1,213 @@
+"""The HTTP machinery every system client shares: a rate budget, retries with backoff, errors that say what."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+
+TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
+
+
+class SystemError_(Exception):
+    """Base error: names the system, the call and the reason, never a credential."""
+
+    def __init__(self, system: str, call: str, reason: str, status: int | None = None) -> None:
+        self.system, self.call, self.reason, self.status = system, call, reason, status
+        super().__init__(f"{system} {call}: {reason}")
+
+
+class TransientError(SystemError_):
+    """A failure worth retrying (5xx, 429, timeouts, resets)."""
+
+    def __init__(self, system: str, call: str, reason: str, status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(system, call, reason, status)
+        self.retry_after = retry_after
+
+
+class DataError(SystemError_):
+    """The system refused the request itself (4xx): retrying the same data will not help."""
+
+
+class AuthError(SystemError_):
+    """Credentials rejected."""
+
+
+class RateBudget:
+    """A client-side sliding window: at most `limit` calls per `window_s`, shared by every user of one system."""
+
+    def __init__(self, limit: int, window_s: float) -> None:
+        self.limit, self.window_s = max(1, limit), window_s
+        self._calls: deque[float] = deque()
+        self._blocked_until = 0.0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Block until a call is allowed; return the seconds waited."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                while self._calls and self._calls[0] <= now - self.window_s:
+                    self._calls.popleft()
+                if now < self._blocked_until:
+                    pause = self._blocked_until - now
+                elif len(self._calls) < self.limit:
+                    self._calls.append(now)
+                    return waited
+                else:
+                    pause = self._calls[0] + self.window_s - now
+            time.sleep(pause)
+            waited += pause
+
+    def pause(self, seconds: float) -> None:
+        """Hold every caller back for `seconds` (the server said slow down)."""
+        with self._lock:
+            self._blocked_until = max(self._blocked_until, time.monotonic() + seconds)
+
+
+_BUDGETS: dict[tuple[str, str, str], RateBudget] = {}
+_BUDGETS_LOCK = threading.Lock()
+
+
+def shared_budget(system: str, base_url: str, bucket: str, limit: int, window_s: float) -> RateBudget:
+    """The one budget per (system, account, bucket) in this process, so ingestion and pushes share it."""
+    with _BUDGETS_LOCK:
+        key = (system, base_url, bucket)
+        if key not in _BUDGETS:
+            _BUDGETS[key] = RateBudget(limit, window_s)
+        return _BUDGETS[key]
+
+
+@dataclass
+class CallStats:
+    """What a client did: calls by name and status, retries and time waited for the budget."""
+
+    calls: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[int] = field(default_factory=Counter)
+    retries: int = 0
+    throttled: int = 0
+    budget_wait_s: float = 0.0
+
+    def as_metadata(self) -> dict[str, Any]:
+        """Plain values for Dagster metadata."""
+        return {"calls": sum(self.calls.values()), "retries": self.retries, "throttled": self.throttled,
+                "budget_wait_s": round(self.budget_wait_s, 2),
+                "statuses": {str(k): v for k, v in sorted(self.statuses.items())}}
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    for header in ("retry-after", "x-retry-after"):
+        value = response.headers.get(header)
+        if value:
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    reset_ms = response.headers.get("x-rate-limit-time-reset-ms")
+    return float(reset_ms) / 1000 if reset_ms else None
+
+
+def _wait(state: RetryCallState) -> float:
+    """Honour Retry-After when the server gives one; otherwise exponential backoff with full jitter."""
+    exc = state.outcome.exception() if state.outcome else None
+    if isinstance(exc, TransientError) and exc.retry_after is not None:
+        return exc.retry_after + random.uniform(0, 0.25)
+    return random.uniform(0, min(30.0, 0.5 * 2 ** (state.attempt_number - 1)))
+
+
+class ApiClient:
+    """httpx client with a shared rate budget, retries of transient failures and classified errors.
+
+    Subclasses set `system` and may override `auth_headers`, `reauthenticate` and `check_body`.
+    """
+
+    system = "system"
+
+    def __init__(self, base_url: str, timeout_s: float = 30.0, max_attempts: int = 6) -> None:
+        self.base_url = base_url
+        self.http = httpx.Client(timeout=timeout_s)
+        self.max_attempts = max_attempts
+        self.stats = CallStats()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.http.close()
+
+    def budget_for(self, call: str) -> RateBudget | None:
+        """The budget a call draws on (None: unlimited)."""
+        return None
+
+    def auth_headers(self) -> dict[str, str]:
+        """Headers that authenticate a call."""
+        return {}
+
+    def reauthenticate(self) -> bool:
+        """Refresh an expired session; return False when the client has no session to refresh."""
+        return False
+
+    def check_body(self, call: str, response: httpx.Response) -> None:
+        """Raise for errors a system reports inside a 2xx answer."""
+
+    def request(self, method: str, url: str, call: str, **kwargs: Any) -> Any:
+        """Send one logical call and return its parsed JSON (None for an empty body), retrying transient
+        failures (a truncated body included); raise a classified error otherwise."""
+        retrying = Retrying(stop=stop_after_attempt(self.max_attempts), wait=_wait, reraise=True,
+                            retry=retry_if_exception_type(TransientError))
+        for attempt in retrying:
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    self.stats.retries += 1
+                response = self._once(method, url, call, **kwargs)
+                if not response.content:
+                    return None
+                try:
+                    return response.json()
+                except ValueError:
+                    raise TransientError(self.system, call, "answer was not valid JSON (truncated?)") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _once(self, method: str, url: str, call: str, reauthed: bool = False, **kwargs: Any) -> httpx.Response:
+        budget = self.budget_for(call)
+        if budget is not None:
+            self.stats.budget_wait_s += budget.acquire()
+        self.stats.calls[call] += 1
+        headers = {**kwargs.pop("headers", {}), **self.auth_headers()}
+        try:
+            response = self.http.request(method, url, headers=headers, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise TransientError(self.system, call, f"timed out ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            raise TransientError(self.system, call, f"connection failed ({type(exc).__name__})") from None
+        self.stats.statuses[response.status_code] += 1
+        status = response.status_code
+        if status == 401 and not reauthed and self.reauthenticate():
+            return self._once(method, url, call, reauthed=True, headers=headers, **kwargs)
+        if status in (401, 403):
+            raise AuthError(self.system, call, f"credentials rejected by {self.system} (HTTP {status})", status)
+        if status in TRANSIENT_STATUS:
+            retry_after = _retry_after(response)
+            if status == 429:
+                self.stats.throttled += 1
+                if budget is not None and retry_after:
+                    budget.pause(retry_after)
+            raise TransientError(self.system, call, f"HTTP {status}: {_snippet(response)}", status, retry_after)
+        if status >= 400:
+            raise DataError(self.system, call, f"HTTP {status}: {_snippet(response)}", status)
+        try:
+            self.check_body(call, response)
+        except ValueError as exc:
+            raise TransientError(self.system, call, f"malformed answer: {exc}") from None
+        return response
+
+
+def _snippet(response: httpx.Response, n: int = 300) -> str:
+    """The start of an error body (systems put their message there; it never holds our secrets)."""
+    return response.text[:n].replace("\n", " ")

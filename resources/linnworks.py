@@ -1,0 +1,148 @@
+"""Linnworks client (shared by ingestion and pushes) and its Dagster resource."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from resources.http import ApiClient, AuthError, RateBudget, shared_budget
+
+# Calls per minute per method, from Linnworks' official Swagger.
+METHOD_LIMITS = {
+    "Orders/GetOpenOrders": 250,
+    "ProcessedOrders/SearchProcessedOrders": 150,
+    "Stock/GetStockItemsFull": 150,
+    "Stock/SetStockLevel": 250,
+    "Stock/UpdateStockLevelsBySKU": 150,
+    "Orders/ProcessOrder": 250,
+    "Orders/SetOrderShippingInfo": 250,
+    "Orders/CancelOrder": 150,
+    "PostalServices/GetPostalServices": 150,
+    "Auth/AuthorizeByApplication": 150,
+}
+SESSION_TTL_S = 1800.0
+
+
+class LinnworksClient(ApiClient):
+    """Authorises by application, then calls `{Server}/api/{Controller}/{Method}` with the raw token header.
+
+    Each method draws on its own per-minute budget, scaled to this client's `budget_share`.
+    """
+
+    system = "Linnworks"
+
+    def __init__(self, base_url: str, application_id: str, application_secret: str, token: str,
+                 budget_share: float = 0.5, timeout_s: float = 30.0, max_attempts: int = 6) -> None:
+        super().__init__(base_url.rstrip("/"), timeout_s, max_attempts)
+        self._secret = (application_id, application_secret, token)
+        self.budget_share = budget_share
+        self._session: tuple[str, str, float] | None = None  # token, server, issued at
+        self._auth_lock = threading.Lock()
+
+    def budget_for(self, call: str) -> RateBudget | None:
+        """The method's per-minute budget, times `budget_share`."""
+        limit = METHOD_LIMITS.get(call, 150)
+        return shared_budget(self.system, self.base_url, call, max(1, int(limit * self.budget_share)), 60.0)
+
+    def _authorise(self) -> tuple[str, str, float]:
+        app_id, secret, token = self._secret
+        self._session = None
+        body = self.request("POST", f"{self.base_url}/api/Auth/AuthorizeByApplication",
+                            "Auth/AuthorizeByApplication",
+                            json={"ApplicationId": app_id, "ApplicationSecret": secret, "Token": token})
+        if not isinstance(body, dict) or not body.get("Token") or not body.get("Server"):
+            raise AuthError(self.system, "Auth/AuthorizeByApplication", "no session token in the answer")
+        self._session = (body["Token"], body["Server"].rstrip("/"), time.monotonic())
+        return self._session
+
+    def session(self) -> tuple[str, str]:
+        """A live (token, server), re-authorising every ~30 minutes as Linnworks expects."""
+        with self._auth_lock:
+            if self._session is None or time.monotonic() - self._session[2] > SESSION_TTL_S - 60:
+                self._authorise()
+            assert self._session is not None
+            return self._session[0], self._session[1]
+
+    def auth_headers(self) -> dict[str, str]:
+        """The raw session token (no Bearer), once a session exists."""
+        return {"Authorization": self._session[0]} if self._session else {}
+
+    def reauthenticate(self) -> bool:
+        """A 401 on a call means the session expired: authorise again once."""
+        if self._session is None:
+            return False
+        with self._auth_lock:
+            self._authorise()
+        return True
+
+    def call(self, method: str, params: dict[str, Any]) -> Any:
+        """POST a v1 method with a JSON body."""
+        _, server = self.session()
+        return self.request("POST", f"{server}/api/{method}", method, json=params)
+
+    def open_orders(self, page_size: int = 200) -> Iterator[list[dict[str, Any]]]:
+        """Every open order, page by page, oldest received first."""
+        page = 1
+        while True:
+            body = self.call("Orders/GetOpenOrders", {"entriesPerPage": page_size, "pageNumber": page,
+                                                      "sorting": [{"FieldCode": "GENERAL_INFO_DATE",
+                                                                   "Direction": "ASCENDING", "Order": 0}]})
+            data = body.get("Data") or []
+            if data:
+                yield data
+            if page >= int(body.get("TotalPages") or 0) or not data:
+                return
+            page += 1
+
+    def processed_orders(self, date_field: str, from_iso: str, to_iso: str,
+                         page_size: int = 200) -> Iterator[list[dict[str, Any]]]:
+        """Processed or cancelled orders whose `date_field` falls in the window, page by page."""
+        page = 1
+        while True:
+            body = self.call("ProcessedOrders/SearchProcessedOrders", {"request": {
+                "DateField": date_field, "FromDate": from_iso, "ToDate": to_iso, "PageNumber": page,
+                "ResultsPerPage": page_size, "SearchSorting": {"SortField": "dProcessedOn", "SortDirection": "ASC"}}})
+            result = body.get("ProcessedOrders") or {}
+            data = result.get("Data") or []
+            if data:
+                yield data
+            if page >= int(result.get("TotalPages") or 0) or not data:
+                return
+            page += 1
+
+    def set_shipping_info(self, order_id: str, tracking_number: str, postal_service_id: str | None = None) -> Any:
+        """Record tracking on an order."""
+        info: dict[str, Any] = {"TrackingNumber": tracking_number, "ManualAdjust": False}
+        if postal_service_id:
+            info["PostalServiceId"] = postal_service_id
+        return self.call("Orders/SetOrderShippingInfo", {"orderId": order_id, "info": info})
+
+    def process_order(self, order_id: str, location_id: str | None = None) -> dict[str, Any]:
+        """Mark an order processed (despatched in full)."""
+        params: dict[str, Any] = {"orderId": order_id, "scanPerformed": False,
+                                  "context": {"Module": "fulfil"}}
+        if location_id:
+            params["locationId"] = location_id
+        return self.call("Orders/ProcessOrder", params)
+
+
+class LinnworksResource(dg.ConfigurableResource):
+    """Linnworks credentials (from environment variables) and this client's share of the rate budget."""
+
+    base_url: str = Field(description="Auth host, e.g. https://api.linnworks.net")
+    application_id: str
+    application_secret: str
+    token: str
+    budget_share: float = Field(default=0.5, description="share of each per-method limit fulfil may use")
+    timeout_s: float = 30.0
+    max_attempts: int = 6
+
+    def get_client(self) -> LinnworksClient:
+        """A client for one run."""
+        return LinnworksClient(self.base_url, self.application_id, self.application_secret, self.token,
+                               self.budget_share, self.timeout_s, self.max_attempts)

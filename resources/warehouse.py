@@ -1,0 +1,126 @@
+"""The warehouse database: an embedded DuckDB file by default, PostgreSQL for teams, through one code path."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import polars as pl
+import sqlalchemy as sa
+from pydantic import Field
+from sqlalchemy.pool import NullPool
+
+DEFAULT_URL = "duckdb:///data/fulfil.duckdb"
+SCHEMA = "fulfil"
+_DBS: dict[str, "WarehouseDb"] = {}
+
+
+def warehouse_url() -> str:
+    """`FULFIL_WAREHOUSE_URL`, or the embedded DuckDB file."""
+    return os.environ.get("FULFIL_WAREHOUSE_URL", DEFAULT_URL)
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for logs and metadata."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<unparseable warehouse url>"
+
+
+class WarehouseDb:
+    """SQL access for the pipeline: DDL, polars reads, batched writes, upserts. Works on DuckDB and PostgreSQL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        parsed = sa.make_url(url)
+        self.is_duckdb = parsed.get_backend_name() == "duckdb"
+        if self.is_duckdb and parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        # DuckDB allows one writing process: never hold a connection open between steps.
+        self.engine = sa.create_engine(url, poolclass=NullPool) if self.is_duckdb else sa.create_engine(
+            url, pool_pre_ping=True)
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    def execute(self, statements: str | Iterable[str]) -> None:
+        """Run DDL or other parameterless statements in one transaction."""
+        if isinstance(statements, str):
+            statements = [statements]
+        with self.engine.begin() as conn:
+            for statement in statements:
+                conn.execute(sa.text(statement))
+
+    def read(self, sql: str, params: Mapping[str, Any] | None = None,
+             schema: Mapping[str, pl.DataType] | None = None) -> pl.DataFrame:
+        """Run a query and return a polars frame (typed by `schema` when the result may be empty)."""
+        with self.engine.connect() as conn:
+            result = conn.execute(sa.text(sql), dict(params or {}))
+            columns = list(result.keys())
+            rows = result.fetchall()
+        if schema:
+            return pl.DataFrame([tuple(r) for r in rows], schema={c: schema.get(c, pl.String) for c in columns},
+                                orient="row", strict=False)
+        return pl.DataFrame([tuple(r) for r in rows], schema=columns, orient="row", infer_schema_length=None)
+
+    def table_exists(self, table: str, schema: str = SCHEMA) -> bool:
+        """Whether `schema.table` exists."""
+        return sa.inspect(self.engine).has_table(table, schema=schema)
+
+    def write(self, table: str, frame: pl.DataFrame, mode: str = "append", key: Sequence[str] = (),
+              update: Sequence[str] | None = None) -> int:
+        """Write a frame to `fulfil.<table>`: `append`, `replace` (in one transaction), or `upsert` on `key`
+        (update the `update` columns, or all non-key columns). Returns rows written."""
+        if mode not in ("append", "replace", "upsert"):
+            raise ValueError(f"unknown write mode {mode!r}")
+        rows = frame.to_dicts()
+        columns = frame.columns
+        target = f"{SCHEMA}.{table}"
+        col_sql = ", ".join(columns)
+        values = ", ".join(f":{c}" for c in columns)
+        insert = f"INSERT INTO {target} ({col_sql}) VALUES ({values})"
+        if mode == "upsert":
+            if not key:
+                raise ValueError("upsert needs a key")
+            changed = [c for c in (update if update is not None else columns) if c not in key]
+            action = "DO NOTHING" if not changed else "DO UPDATE SET " + ", ".join(
+                f"{c} = excluded.{c}" for c in changed)
+            insert += f" ON CONFLICT ({', '.join(key)}) {action}"
+        with self.engine.begin() as conn:
+            if mode == "replace":
+                conn.execute(sa.text(f"DELETE FROM {target}"))
+            for start in range(0, len(rows), 5000):
+                batch = rows[start : start + 5000]
+                if batch:
+                    conn.execute(sa.text(insert), batch)
+        return len(rows)
+
+    def dlt_destination(self) -> Any:
+        """The matching dlt destination (raw tables land in the same database)."""
+        import dlt
+
+        if self.is_duckdb:
+            return dlt.destinations.duckdb(sa.make_url(self.url).database)
+        url = sa.make_url(self.url).set(drivername="postgresql")
+        return dlt.destinations.postgres(url.render_as_string(hide_password=False))
+
+
+class Warehouse(dg.ConfigurableResource):
+    """Where fulfil keeps raw, canonical, ledger and reconciliation tables (`FULFIL_WAREHOUSE_URL`)."""
+
+    url: str = Field(default_factory=warehouse_url, description="SQLAlchemy URL: duckdb:///path or postgresql+psycopg://")
+
+    def get_db(self) -> WarehouseDb:
+        """The database handle for this URL, its tables created on first use."""
+        if self.url not in _DBS:
+            from fulfil_assets.tables import ensure_tables
+
+            db = WarehouseDb(self.url)
+            ensure_tables(db)
+            _DBS[self.url] = db
+        return _DBS[self.url]
