@@ -162,7 +162,7 @@ def _uk_postcode(rng: random.Random, area: str) -> str:
 
 
 def _uk_phone(rng: random.Random) -> str:
-    digits = f"7{rng.randint(400, 999)}{rng.randint(100000, 999999)}"
+    digits = f"7{rng.choice('4578')}{rng.randint(10, 99)}{rng.randint(100000, 999999)}"
     style = rng.random()
     if style < 0.5:
         return f"0{digits[:4]} {digits[4:]}"

@@ -43,6 +43,10 @@ TABLES = {
     "order_verdicts": f"""
     order_key TEXT NOT NULL, rule TEXT NOT NULL, passed BOOLEAN NOT NULL, reason_code TEXT, detail TEXT,
     owner TEXT, checked_at {TS} NOT NULL, PRIMARY KEY (order_key, rule)""",
+    "validated_orders": f"""
+    order_key TEXT PRIMARY KEY, wms TEXT NOT NULL, service_code TEXT, phone_normalised TEXT,
+    postcode_normalised TEXT, passed BOOLEAN NOT NULL, ready BOOLEAN NOT NULL, content_hash TEXT,
+    validated_at {TS} NOT NULL""",
     "order_exceptions": f"""
     order_key TEXT NOT NULL, rule TEXT NOT NULL, reason_code TEXT NOT NULL, detail TEXT, owner TEXT NOT NULL,
     first_seen {TS} NOT NULL, last_seen {TS} NOT NULL, resolved_at {TS}, PRIMARY KEY (order_key, rule)""",
@@ -50,6 +54,9 @@ TABLES = {
     wms TEXT NOT NULL, file_name TEXT NOT NULL, size BIGINT NOT NULL, content_hash TEXT NOT NULL, kind TEXT,
     outcome TEXT NOT NULL, detail TEXT, rows_read BIGINT, rows_kept BIGINT, processed_at {TS} NOT NULL,
     PRIMARY KEY (wms, file_name, content_hash)""",
+    "quarantined_rows": f"""
+    source TEXT NOT NULL, source_file TEXT NOT NULL, line BIGINT, reason TEXT NOT NULL, raw TEXT,
+    quarantined_at {TS} NOT NULL""",
     "wms_submissions": LEDGER + ", wms TEXT NOT NULL, order_ref TEXT NOT NULL, file_name TEXT, payload_hash TEXT",
     "cancellations": LEDGER + ", wms TEXT NOT NULL, order_ref TEXT NOT NULL, file_name TEXT",
     "tracking_posts": LEDGER + ", oms TEXT NOT NULL, despatch_ref TEXT NOT NULL, tracking_number TEXT, kind TEXT",

@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from pydantic import Field
 from sqlalchemy.pool import NullPool
 
-DEFAULT_URL = "duckdb:///data/fulfil.duckdb"
+DEFAULT_URL = "duckdb:///data/warehouse.duckdb"
 SCHEMA = "fulfil"
-_DBS: dict[str, "WarehouseDb"] = {}
+_DBS: dict[str, WarehouseDb] = {}
 
 
 def warehouse_url() -> str:
@@ -38,6 +38,8 @@ class WarehouseDb:
         self.url = url
         parsed = sa.make_url(url)
         self.is_duckdb = parsed.get_backend_name() == "duckdb"
+        if self.is_duckdb and parsed.database and Path(parsed.database).stem == SCHEMA:
+            raise ValueError(f"a DuckDB file named {SCHEMA}.* clashes with schema {SCHEMA!r}; pick another name")
         if self.is_duckdb and parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         # DuckDB allows one writing process: never hold a connection open between steps.
@@ -66,6 +68,8 @@ class WarehouseDb:
         if schema:
             return pl.DataFrame([tuple(r) for r in rows], schema={c: schema.get(c, pl.String) for c in columns},
                                 orient="row", strict=False)
+        if not rows:  # no values to infer from: text columns join and filter like the real ones would
+            return pl.DataFrame(schema={c: pl.String for c in columns})
         return pl.DataFrame([tuple(r) for r in rows], schema=columns, orient="row", infer_schema_length=None)
 
     def table_exists(self, table: str, schema: str = SCHEMA) -> bool:
@@ -73,9 +77,9 @@ class WarehouseDb:
         return sa.inspect(self.engine).has_table(table, schema=schema)
 
     def write(self, table: str, frame: pl.DataFrame, mode: str = "append", key: Sequence[str] = (),
-              update: Sequence[str] | None = None) -> int:
-        """Write a frame to `fulfil.<table>`: `append`, `replace` (in one transaction), or `upsert` on `key`
-        (update the `update` columns, or all non-key columns). Returns rows written."""
+              update: Sequence[str] | None = None, replace_where: str = "TRUE") -> int:
+        """Write a frame to `fulfil.<table>`: `append`, `replace` (the rows matching `replace_where`, in one
+        transaction), or `upsert` on `key` (update the `update` columns, or all non-key columns)."""
         if mode not in ("append", "replace", "upsert"):
             raise ValueError(f"unknown write mode {mode!r}")
         rows = frame.to_dicts()
@@ -93,7 +97,7 @@ class WarehouseDb:
             insert += f" ON CONFLICT ({', '.join(key)}) {action}"
         with self.engine.begin() as conn:
             if mode == "replace":
-                conn.execute(sa.text(f"DELETE FROM {target}"))
+                conn.execute(sa.text(f"DELETE FROM {target} WHERE {replace_where}"))
             for start in range(0, len(rows), 5000):
                 batch = rows[start : start + 5000]
                 if batch:
@@ -107,6 +111,8 @@ class WarehouseDb:
         if self.is_duckdb:
             return dlt.destinations.duckdb(sa.make_url(self.url).database)
         url = sa.make_url(self.url).set(drivername="postgresql")
+        if url.password is None:  # trust/peer auth: dlt insists on a password field, an empty one is sent
+            url = url.set(password="")
         return dlt.destinations.postgres(url.render_as_string(hide_password=False))
 
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import polars as pl
 
-from fulfil_assets.stage.common import LINE_COLUMNS, ORDER_COLUMNS, conform, country_code, ensure_columns, with_content_hash
+from fulfil_assets.stage.common import (
+    LINE_COLUMNS,
+    ORDER_COLUMNS,
+    conform,
+    country_code,
+    ensure_columns,
+    with_content_hash,
+)
 
 OPEN_COLUMNS = {
     "order_id": pl.String, "num_order_id": pl.Int64, "general_info__status": pl.Int64,

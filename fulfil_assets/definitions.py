@@ -1,0 +1,57 @@
+"""The fulfil code location: one small Definitions per stage of the data path, resources bound once."""
+
+
+import dagster as dg
+from dagster_dlt import DagsterDltResource
+
+from fulfil_assets.config import FulfilConfig, load_config
+from fulfil_assets.despatch.definitions import build_defs as despatch_defs
+from fulfil_assets.ingest.definitions import defs as ingest_defs
+from fulfil_assets.push.definitions import defs as push_defs
+from fulfil_assets.reconcile.definitions import defs as reconcile_defs
+from fulfil_assets.stage.definitions import defs as stage_defs
+from fulfil_assets.validate.definitions import defs as validate_defs
+from resources.file_drop import FileDrop
+from resources.linnworks import LinnworksResource
+from resources.warehouse import Warehouse, warehouse_url
+
+WAREHOUSE_TAGS = {"fulfil/warehouse": "write"}
+
+
+def resources_for(config: FulfilConfig) -> dict[str, object]:
+    """Resources from fulfil.yaml; every secret is read from the environment through `EnvVar`."""
+    lw, whistl = config.systems.linnworks, config.systems.whistl
+    assert lw is not None and whistl is not None
+    creds = lw.credentials
+    return {
+        "warehouse": Warehouse(url=warehouse_url()),
+        "dlt": DagsterDltResource(),
+        "linnworks": LinnworksResource(
+            base_url=lw.base_url, application_id=dg.EnvVar(creds.application_id),
+            application_secret=dg.EnvVar(creds.application_secret), token=dg.EnvVar(creds.token),
+            budget_share=lw.budget_share),
+        "whistl_drop": FileDrop(url=whistl.drop_url, password=dg.EnvVar(whistl.password_env))
+        if whistl.drop_url.startswith("sftp://") else FileDrop(url=whistl.drop_url),
+    }
+
+
+def build_definitions(config: FulfilConfig) -> dg.Definitions:
+    """All stages merged, with the order sync job and its schedule."""
+    order_sync_job = dg.define_asset_job(
+        "order_sync_job", selection=dg.AssetSelection.groups("ingest", "stage", "validate", "push"),
+        tags=WAREHOUSE_TAGS,
+        description="Ingest orders and stock, stage, validate, and send what is ready to the warehouse.")
+    sync = dg.Definitions(
+        jobs=[order_sync_job],
+        schedules=[dg.ScheduleDefinition(name="order_sync_schedule", job=order_sync_job,
+                                         cron_schedule=f"*/{config.schedules.order_sync_minutes} * * * *",
+                                         default_status=dg.DefaultScheduleStatus.RUNNING)],
+    )
+    stages = [ingest_defs, stage_defs, validate_defs, push_defs, reconcile_defs, sync,
+              despatch_defs(config.schedules.despatch_poll_seconds, config.schedules.tracking_retry_minutes)]
+    # DuckDB has one writer: steps run in the run's own process, one after another.
+    return dg.Definitions.merge(*stages, dg.Definitions(resources=resources_for(config),
+                                                        executor=dg.in_process_executor))
+
+
+defs = build_definitions(load_config())

@@ -1,0 +1,78 @@
+"""Shared fixtures: the emulators on loopback, a warehouse on DuckDB and on PostgreSQL, Dagster definitions."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from emulators.server import EmulatorConfig, Emulators
+
+PG_ADMIN_URL = os.environ.get("FULFIL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+REQUIRE_PG = os.environ.get("FULFIL_REQUIRE_POSTGRES") == "1"
+
+
+@pytest.fixture
+def emulators(tmp_path: Path) -> Iterator[Emulators]:
+    """All six systems on free loopback ports over a small seeded world."""
+    config = EmulatorConfig(data_dir=tmp_path / "emulators", n_skus=300, n_orders=40,
+                            ports={name: 0 for name in ("linnworks", "cin7", "shopify", "bigcommerce", "peoplevox",
+                                                        "whistl", "whistl_sftp")})
+    with Emulators(config) as emu:
+        yield emu
+
+
+def _postgres_url() -> Iterator[str]:
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"fulfil_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        if REQUIRE_PG:
+            pytest.fail(f"PostgreSQL is required (FULFIL_REQUIRE_POSTGRES=1) but unreachable: {exc}")
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}; set FULFIL_REQUIRE_POSTGRES=1 to make this fail")
+    url = sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        from resources import warehouse
+
+        db = warehouse._DBS.pop(url, None)
+        if db is not None:
+            db.dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty warehouse: an embedded DuckDB file, or a new PostgreSQL database."""
+    if request.param == "duckdb":
+        url = f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
+        yield url
+        from resources import warehouse
+
+        warehouse._DBS.pop(url, None)
+    else:
+        yield from _postgres_url()
+
+
+@pytest.fixture
+def fulfil_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, emulators: Emulators, warehouse_url: str) -> dict:
+    """Environment as a deployment has it: secrets in env vars, the warehouse URL, the data folder."""
+    lw = emulators.linnworks.credentials
+    env = {
+        "LINNWORKS_APPLICATION_ID": lw[0], "LINNWORKS_APPLICATION_SECRET": lw[1], "LINNWORKS_TOKEN": lw[2],
+        "WHISTL_SFTP_PASSWORD": emulators.config.sftp_password, "FULFIL_WAREHOUSE_URL": warehouse_url,
+        "FULFIL_DATA_DIR": str(tmp_path / "data"),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
