@@ -5,12 +5,12 @@ import dagster as dg
 from dagster_dlt import DagsterDltResource
 
 from fulfil_assets.config import FulfilConfig, load_config
-from fulfil_assets.despatch.definitions import build_defs as despatch_defs
-from fulfil_assets.ingest.definitions import defs as ingest_defs
-from fulfil_assets.push.definitions import defs as push_defs
-from fulfil_assets.reconcile.definitions import defs as reconcile_defs
-from fulfil_assets.stage.definitions import defs as stage_defs
-from fulfil_assets.validate.definitions import defs as validate_defs
+from fulfil_assets.despatch import definitions as despatch
+from fulfil_assets.ingest import definitions as ingest
+from fulfil_assets.push import definitions as push
+from fulfil_assets.reconcile import definitions as reconcile
+from fulfil_assets.stage import definitions as stage
+from fulfil_assets.validate import definitions as validate
 from resources.file_drop import FileDrop
 from resources.linnworks import LinnworksResource
 from resources.warehouse import Warehouse, warehouse_url
@@ -47,8 +47,8 @@ def build_definitions(config: FulfilConfig) -> dg.Definitions:
                                          cron_schedule=f"*/{config.schedules.order_sync_minutes} * * * *",
                                          default_status=dg.DefaultScheduleStatus.RUNNING)],
     )
-    stages = [ingest_defs, stage_defs, validate_defs, push_defs, reconcile_defs, sync,
-              despatch_defs(config.schedules.despatch_poll_seconds, config.schedules.tracking_retry_minutes)]
+    stages = [ingest.defs, stage.defs, validate.defs, push.defs, reconcile.defs, sync,
+              despatch.build_defs(config.schedules.despatch_poll_seconds, config.schedules.tracking_retry_minutes)]
     # DuckDB has one writer: steps run in the run's own process, one after another.
     return dg.Definitions.merge(*stages, dg.Definitions(resources=resources_for(config),
                                                         executor=dg.in_process_executor))

@@ -70,7 +70,9 @@ class WarehouseDb:
                                 orient="row", strict=False)
         if not rows:  # no values to infer from: text columns join and filter like the real ones would
             return pl.DataFrame(schema={c: pl.String for c in columns})
-        return pl.DataFrame([tuple(r) for r in rows], schema=columns, orient="row", infer_schema_length=None)
+        frame = pl.DataFrame([tuple(r) for r in rows], schema=columns, orient="row", infer_schema_length=None)
+        # Drivers name UTC differently (Etc/UTC, UTC): one name, so frames from here stack with our own.
+        return frame.with_columns(pl.col(pl.Datetime("us", "*")).dt.convert_time_zone("UTC"))
 
     def table_exists(self, table: str, schema: str = SCHEMA) -> bool:
         """Whether `schema.table` exists."""

@@ -112,7 +112,7 @@ def match_despatches(rows: pl.DataFrame, sent: pl.DataFrame, lines: pl.DataFrame
         pl.format("despatch {} ({} rows) for order {} which fulfil never sent", "despatch_ref", "n", "order_ref")
         .alias("detail"))]
     matched = matched.filter(pl.col("order_key").is_not_null())
-    all_rows = pl.concat([earlier.select(matched.columns), matched]).unique(
+    all_rows = pl.concat([earlier.select(matched.columns), matched], how="vertical_relaxed").unique(
         ["wms", "despatch_ref", "line_no", "parcel_no"], keep="last")
     shipped = all_rows.group_by("order_key", "line_no").agg(pl.col("quantity").sum().alias("shipped"))
     over = shipped.join(lines.select("order_key", "line_no", "quantity"), on=["order_key", "line_no"], how="left") \

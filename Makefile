@@ -1,0 +1,24 @@
+# The README's two commands: `make demo` (set up + run the demo) and `make test` (set up + run every test).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test lint
+
+$(BIN)/fulfil: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(BIN)/fulfil
+
+setup: $(BIN)/fulfil
+
+demo: setup
+	$(BIN)/fulfil demo
+
+lint: setup
+	$(BIN)/ruff check .
+	FULFIL_CONFIG=fulfil.yaml $(BIN)/dagster definitions validate -w workspace.yaml
+
+test: setup lint
+	GX_ANALYTICS_ENABLED=false DAGSTER_DISABLE_TELEMETRY=1 $(BIN)/pytest -q -p no:cacheprovider

@@ -1,0 +1,96 @@
+"""The `fulfil` command: `fulfil demo` runs the emulators and the Dagster UI (or one headless pass)."""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _demo_env(data_dir: Path) -> dict[str, str]:
+    """The environment a demo runs in: emulator logins (not secrets) unless set, the warehouse, DAGSTER_HOME."""
+    from emulators.server import EmulatorConfig
+
+    defaults = EmulatorConfig(data_dir=data_dir)
+    env = {
+        "LINNWORKS_APPLICATION_ID": "lw-app-id", "LINNWORKS_APPLICATION_SECRET": "lw-app-secret",
+        "LINNWORKS_TOKEN": "lw-install-token", "WHISTL_SFTP_PASSWORD": defaults.sftp_password,
+        "FULFIL_WAREHOUSE_URL": f"duckdb:///{data_dir / 'warehouse.duckdb'}", "FULFIL_DATA_DIR": str(data_dir),
+        "DAGSTER_HOME": str(data_dir / "dagster_home"), "GX_ANALYTICS_ENABLED": "false",
+        "DAGSTER_DISABLE_TELEMETRY": "1",
+    }
+    return {k: os.environ.get(k, v) for k, v in env.items()}
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Start the emulators with the seeded world, then `dagster dev` on them (or one headless pass)."""
+    from emulators.server import EmulatorConfig, Emulators
+
+    data_dir = Path(args.data_dir).resolve()
+    env = _demo_env(data_dir)
+    os.environ.update(env)
+    home = Path(env["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    emulators = Emulators(EmulatorConfig(data_dir=data_dir / "emulators", tick_s=args.tick,
+                                         n_orders=args.orders)).start()
+    emulators.whistl.snapshot()
+    print("emulators listening:", file=sys.stderr)
+    for name, info in emulators.describe().items():
+        print(f"  {name:12s} {info.get('url') or info.get('sftp')}", file=sys.stderr)
+    try:
+        if args.headless:
+            return _headless_pass(emulators)
+        print("Dagster UI: http://127.0.0.1:3000  (Ctrl-C stops everything)", file=sys.stderr)
+        proc = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml"),
+                                 "-h", "127.0.0.1", "-p", str(args.port)], cwd=REPO, env={**os.environ, **env})
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            proc.terminate()
+            return proc.wait(30)
+    finally:
+        emulators.stop()
+
+
+def _headless_pass(emulators: object) -> int:
+    """Sync orders, let the warehouse work, take its files in and post tracking: one whole loop, printed."""
+    import dagster as dg
+
+    from fulfil_assets.definitions import defs
+    from resources.warehouse import SCHEMA, WarehouseDb, warehouse_url
+
+    instance = dg.DagsterInstance.get()
+    ok = defs.resolve_job_def("order_sync_job").execute_in_process(instance=instance).success
+    for _ in range(5):
+        emulators.whistl.step()  # type: ignore[attr-defined]
+        time.sleep(0.1)
+    ok &= defs.resolve_job_def("despatch_job").execute_in_process(instance=instance).success
+    db = WarehouseDb(warehouse_url())
+    for table in ("orders", "order_exceptions", "wms_submissions", "despatches", "tracking_posts"):
+        n = db.read(f"SELECT COUNT(*) AS n FROM {SCHEMA}.{table}")["n"][0]
+        print(f"{table:18s} {n} rows")
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `fulfil` command."""
+    parser = argparse.ArgumentParser(prog="fulfil", description="Keep order systems and warehouses in step.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("demo", help="emulators + Dagster UI on the seeded world")
+    p.add_argument("--data-dir", default="data/demo")
+    p.add_argument("--port", type=int, default=3000)
+    p.add_argument("--tick", type=float, default=10.0, help="seconds between new orders / warehouse shifts")
+    p.add_argument("--orders", type=int, default=300, help="open orders per OMS at start")
+    p.add_argument("--headless", action="store_true", help="run one pass of the flow without the UI and exit")
+    p.set_defaults(func=demo)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
