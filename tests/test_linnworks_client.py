@@ -1,0 +1,92 @@
+"""The shared Linnworks client against the emulator: retries, re-auth, budgets and errors that say what."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from emulators.server import Emulators
+from resources.http import AuthError, DataError, RateBudget, TransientError
+from resources.linnworks import LinnworksClient
+
+
+def client_for(emu: Emulators, **kwargs: object) -> LinnworksClient:
+    app_id, secret, token = emu.linnworks.credentials
+    return LinnworksClient(emu.url("linnworks"), app_id, secret, token, **kwargs)  # type: ignore[arg-type]
+
+
+def all_open_ids(client: LinnworksClient) -> list[str]:
+    return [o["OrderId"] for page in client.open_orders(page_size=7) for o in page]
+
+
+def set_faults(emu: Emulators, **values: object) -> None:
+    httpx.post(f"http://127.0.0.1:{emu.ports['linnworks']}/_emulator/faults", json=values).raise_for_status()
+
+
+def test_reads_every_open_order_once(emulators: Emulators) -> None:
+    client = client_for(emulators)
+    ids = all_open_ids(client)
+    assert sorted(ids) == sorted(o.uid for o in emulators.linnworks.orders.values())
+    assert client.stats.calls["Orders/GetOpenOrders"] == 6 and client.stats.retries == 0
+
+
+@pytest.mark.parametrize("fault", [
+    {"throttle_next": 2}, {"error_next": 3, "error_status": 502}, {"reset_next": 2}, {"malformed_next": 2},
+    {"timeout_next": 1, "timeout_s": 3.0},
+])
+def test_transient_faults_are_retried_to_a_complete_result(emulators: Emulators, fault: dict) -> None:
+    expected = sorted(o.uid for o in emulators.linnworks.orders.values())
+    client = client_for(emulators, timeout_s=1.0)
+    client.session()
+    set_faults(emulators, **fault)
+    assert sorted(all_open_ids(client)) == expected
+    assert client.stats.retries >= 1
+    if "throttle_next" in fault:
+        assert client.stats.throttled == 2
+
+
+def test_expired_session_reauthorises_once(emulators: Emulators) -> None:
+    client = client_for(emulators)
+    first = len(all_open_ids(client))
+    set_faults(emulators, expire_tokens=True)
+    assert len(all_open_ids(client)) == first
+    assert client.stats.calls["Auth/AuthorizeByApplication"] == 2
+
+
+def test_rejected_credentials_say_so_without_the_secret(emulators: Emulators) -> None:
+    app_id, _, token = emulators.linnworks.credentials
+    client = LinnworksClient(emulators.url("linnworks"), app_id, "s3cr3t-not-this-one", token)
+    with pytest.raises(AuthError) as info:
+        client.session()
+    assert "credentials rejected by Linnworks" in str(info.value)
+    assert "s3cr3t-not-this-one" not in str(info.value) and token not in str(info.value)
+
+
+def test_persistent_failure_names_system_and_call(emulators: Emulators) -> None:
+    client = client_for(emulators, max_attempts=2)
+    client.session()
+    set_faults(emulators, error_rate=1.0, error_status=500)
+    with pytest.raises(TransientError) as info:
+        client.call("Orders/GetOpenOrders", {})
+    assert str(info.value).startswith("Linnworks Orders/GetOpenOrders: HTTP 500")
+
+
+def test_refusal_is_a_data_error(emulators: Emulators) -> None:
+    client = client_for(emulators)
+    with pytest.raises(DataError) as info:
+        client.call("Orders/GetOpenOrders", {"entriesPerPage": 5000})
+    assert info.value.status == 400 and "entriesPerPage" in info.value.reason
+
+
+def test_budget_share_scales_each_method_limit(emulators: Emulators) -> None:
+    client = client_for(emulators, budget_share=0.02)
+    assert client.budget_for("Orders/GetOpenOrders").limit == 5  # type: ignore[union-attr]  # 250/min x 2%
+    assert client.budget_for("Orders/CancelOrder").limit == 3  # type: ignore[union-attr]  # 150/min x 2%
+
+
+def test_rate_budget_waits_instead_of_overrunning() -> None:
+    budget = RateBudget(3, 0.4)
+    waits = [budget.acquire() for _ in range(4)]
+    assert waits[:3] == [0.0, 0.0, 0.0] and 0.3 < waits[3] < 0.6
+    budget.pause(0.3)
+    assert budget.acquire() >= 0.25
