@@ -27,8 +27,15 @@ def main(argv: list[str] | None = None) -> int:
     ports = dict(DEFAULT_PORTS)
     if args.base_port is not None:
         ports = {name: args.base_port + i + 1 for i, name in enumerate(DEFAULT_PORTS)}
-    config = EmulatorConfig(data_dir=args.data_dir, seed=args.seed, n_skus=args.skus, n_orders=args.orders,
-                            rate_scale=args.rate_scale, ports=ports, tick_s=args.tick)
+    config = EmulatorConfig(
+        data_dir=args.data_dir,
+        seed=args.seed,
+        n_skus=args.skus,
+        n_orders=args.orders,
+        rate_scale=args.rate_scale,
+        ports=ports,
+        tick_s=args.tick,
+    )
     emulators = Emulators(config).start()
     print(json.dumps(emulators.describe(), indent=2), flush=True)
     stop = threading.Event()

@@ -14,9 +14,23 @@ from emulators.core import EmulatedSystem, paginate
 from emulators.world import Order, World
 
 LOCATIONS = {1: "WHISTL", 2: "STUDIO"}
-STATUS = {0: "Incomplete", 1: "Pending", 2: "Shipped", 3: "Partially Shipped", 4: "Refunded", 5: "Cancelled",
-          6: "Declined", 7: "Awaiting Payment", 8: "Awaiting Pickup", 9: "Awaiting Shipment", 10: "Completed",
-          11: "Awaiting Fulfillment", 12: "Manual Verification Required", 13: "Disputed", 14: "Partially Refunded"}
+STATUS = {
+    0: "Incomplete",
+    1: "Pending",
+    2: "Shipped",
+    3: "Partially Shipped",
+    4: "Refunded",
+    5: "Cancelled",
+    6: "Declined",
+    7: "Awaiting Payment",
+    8: "Awaiting Pickup",
+    9: "Awaiting Shipment",
+    10: "Completed",
+    11: "Awaiting Fulfillment",
+    12: "Manual Verification Required",
+    13: "Disputed",
+    14: "Partially Refunded",
+}
 
 
 def _rfc2822(dt: datetime | None) -> str:
@@ -28,8 +42,15 @@ class BigCommerce(EmulatedSystem):
 
     name = "bigcommerce"
 
-    def __init__(self, world: World, n_orders: int = 300, store_hash: str = "abc123", access_token: str = "bc-token",
-                 quota: int = 150, rate_scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        world: World,
+        n_orders: int = 300,
+        store_hash: str = "abc123",
+        access_token: str = "bc-token",
+        quota: int = 150,
+        rate_scale: float = 1.0,
+    ) -> None:
         super().__init__(rate_scale, world.seed)
         self.world = world
         self.store_hash, self.access_token, self.quota = store_hash, access_token, quota
@@ -62,8 +83,11 @@ class BigCommerce(EmulatedSystem):
 
     def inspect(self) -> dict[str, Any]:
         """Shipments, statuses and inventory adjustments."""
-        return {"shipments": self.shipments, "status": {str(k): v for k, v in self.status.items()},
-                "adjustments": self.adjustments[-1000:]}
+        return {
+            "shipments": self.shipments,
+            "status": {str(k): v for k, v in self.status.items()},
+            "adjustments": self.adjustments[-1000:],
+        }
 
     # -- protocol -----------------------------------------------------------------------------
     def error_body(self, status: int, message: str) -> Response:
@@ -73,9 +97,12 @@ class BigCommerce(EmulatedSystem):
     def _headers(self, key: str) -> dict[str, str]:
         reset_ms = int(self.limit.reset_in(key) * 1000)
         left = self.limit.remaining(key)
-        return {"X-Rate-Limit-Time-Window-Ms": str(int(self.limit.window_s * 1000)),
-                "X-Rate-Limit-Time-Reset-Ms": str(reset_ms), "X-Rate-Limit-Requests-Quota": str(self.quota),
-                "X-Rate-Limit-Requests-Left": str(left)}
+        return {
+            "X-Rate-Limit-Time-Window-Ms": str(int(self.limit.window_s * 1000)),
+            "X-Rate-Limit-Time-Reset-Ms": str(reset_ms),
+            "X-Rate-Limit-Requests-Quota": str(self.quota),
+            "X-Rate-Limit-Requests-Left": str(left),
+        }
 
     def throttled(self, request: Request, retry_after: float) -> Response:
         """429 with the quota headers, or bare (platform overload) when `bare_429_next` is set."""
@@ -127,19 +154,43 @@ class BigCommerce(EmulatedSystem):
         first, _, last = a.name.partition(" ")
         base = f"https://api.bigcommerce.com/stores/{self.store_hash}/v2/orders/{oid}"
         return {
-            "id": oid, "status_id": self.status[oid], "status": STATUS[self.status[oid]],
-            "date_created": _rfc2822(o.created_at), "date_modified": _rfc2822(o.updated_at), "date_shipped": "",
-            "customer_id": 0, "channel_id": 1, "external_id": None, "external_order_id": "",
+            "id": oid,
+            "status_id": self.status[oid],
+            "status": STATUS[self.status[oid]],
+            "date_created": _rfc2822(o.created_at),
+            "date_modified": _rfc2822(o.updated_at),
+            "date_shipped": "",
+            "customer_id": 0,
+            "channel_id": 1,
+            "external_id": None,
+            "external_order_id": "",
             "payment_status": "captured" if o.paid else "pending",
-            "items_total": sum(li.quantity for li in o.lines), "items_shipped": sum(self.shipped[oid].values()),
-            "subtotal_ex_tax": f"{o.total / 1.2:.4f}", "total_inc_tax": f"{o.total:.4f}", "currency_code": o.currency,
-            "customer_message": "", "staff_notes": "",
-            "billing_address": {"first_name": first, "last_name": last, "company": a.company, "street_1": a.address1,
-                                "street_2": a.address2, "city": a.town, "state": a.region, "zip": a.postcode,
-                                "country": a.country, "country_iso2": a.country_code, "phone": a.phone,
-                                "email": a.email},
+            "items_total": sum(li.quantity for li in o.lines),
+            "items_shipped": sum(self.shipped[oid].values()),
+            "subtotal_ex_tax": f"{o.total / 1.2:.4f}",
+            "total_inc_tax": f"{o.total:.4f}",
+            "currency_code": o.currency,
+            "customer_message": "",
+            "staff_notes": "",
+            "billing_address": {
+                "first_name": first,
+                "last_name": last,
+                "company": a.company,
+                "street_1": a.address1,
+                "street_2": a.address2,
+                "city": a.town,
+                "state": a.region,
+                "zip": a.postcode,
+                "country": a.country,
+                "country_iso2": a.country_code,
+                "phone": a.phone,
+                "email": a.email,
+            },
             "products": {"url": f"{base}/products", "resource": f"/orders/{oid}/products"},
-            "shipping_addresses": {"url": f"{base}/shipping_addresses", "resource": f"/orders/{oid}/shipping_addresses"},
+            "shipping_addresses": {
+                "url": f"{base}/shipping_addresses",
+                "resource": f"/orders/{oid}/shipping_addresses",
+            },
         }
 
     async def list_orders(self, request: Request) -> Response:
@@ -196,14 +247,29 @@ class BigCommerce(EmulatedSystem):
         if oid not in self.orders:
             return self.error_body(404, "The requested resource was not found.")
         o = self.orders[oid]
-        return JSONResponse([
-            {"id": oid * 10 + li.line_no, "order_id": oid, "product_id": li.variant_id // 10, "variant_id": li.variant_id,
-             "order_address_id": oid * 10, "name": self.world.by_sku[li.sku].title, "sku": li.sku,
-             "quantity": li.quantity, "quantity_shipped": self.shipped[oid][li.line_no],
-             "base_price": f"{li.unit_price:.4f}", "price_inc_tax": f"{li.unit_price:.4f}",
-             "total_inc_tax": f"{li.unit_price * li.quantity:.4f}", "is_refunded": False, "quantity_refunded": 0,
-             "product_options": [], "upc": self.world.by_sku[li.sku].barcode}
-            for li in o.lines])
+        return JSONResponse(
+            [
+                {
+                    "id": oid * 10 + li.line_no,
+                    "order_id": oid,
+                    "product_id": li.variant_id // 10,
+                    "variant_id": li.variant_id,
+                    "order_address_id": oid * 10,
+                    "name": self.world.by_sku[li.sku].title,
+                    "sku": li.sku,
+                    "quantity": li.quantity,
+                    "quantity_shipped": self.shipped[oid][li.line_no],
+                    "base_price": f"{li.unit_price:.4f}",
+                    "price_inc_tax": f"{li.unit_price:.4f}",
+                    "total_inc_tax": f"{li.unit_price * li.quantity:.4f}",
+                    "is_refunded": False,
+                    "quantity_refunded": 0,
+                    "product_options": [],
+                    "upc": self.world.by_sku[li.sku].barcode,
+                }
+                for li in o.lines
+            ]
+        )
 
     async def addresses(self, request: Request) -> Response:
         """The order's ship-to address (one)."""
@@ -214,12 +280,28 @@ class BigCommerce(EmulatedSystem):
             return self.error_body(404, "The requested resource was not found.")
         o, a = self.orders[oid], self.orders[oid].address
         first, _, last = a.name.partition(" ")
-        return JSONResponse([{
-            "id": oid * 10, "first_name": first, "last_name": last, "company": a.company, "street_1": a.address1,
-            "street_2": a.address2, "city": a.town, "state": a.region, "zip": a.postcode, "country": a.country,
-            "country_iso2": a.country_code, "phone": a.phone, "email": a.email,
-            "items_total": sum(li.quantity for li in o.lines), "items_shipped": sum(self.shipped[oid].values()),
-            "shipping_method": o.shipping_method}])
+        return JSONResponse(
+            [
+                {
+                    "id": oid * 10,
+                    "first_name": first,
+                    "last_name": last,
+                    "company": a.company,
+                    "street_1": a.address1,
+                    "street_2": a.address2,
+                    "city": a.town,
+                    "state": a.region,
+                    "zip": a.postcode,
+                    "country": a.country,
+                    "country_iso2": a.country_code,
+                    "phone": a.phone,
+                    "email": a.email,
+                    "items_total": sum(li.quantity for li in o.lines),
+                    "items_shipped": sum(self.shipped[oid].values()),
+                    "shipping_method": o.shipping_method,
+                }
+            ]
+        )
 
     async def shipments_route(self, request: Request) -> Response:
         """List shipments, or create one (status moves 11 -> 3 -> 2)."""
@@ -245,13 +327,24 @@ class BigCommerce(EmulatedSystem):
             done = all(self.shipped[oid][li.line_no] == li.quantity for li in o.lines)
             self.status[oid] = 2 if done else 3
             o.updated_at = datetime.now(UTC)
-            shipment = {"id": len(self.shipments) + 1, "order_id": oid, "date_created": _rfc2822(o.updated_at),
-                        "tracking_number": body.get("tracking_number", ""), "tracking_carrier": body.get("tracking_carrier", ""),
-                        "shipping_provider": body.get("shipping_provider", ""), "order_address_id": oid * 10,
-                        "items": [{"order_product_id": int(i["order_product_id"]),
-                                   "product_id": by_id[int(i["order_product_id"])].variant_id // 10,
-                                   "quantity": int(i["quantity"])} for i in body["items"]],
-                        "generated_tracking_link": ""}
+            shipment = {
+                "id": len(self.shipments) + 1,
+                "order_id": oid,
+                "date_created": _rfc2822(o.updated_at),
+                "tracking_number": body.get("tracking_number", ""),
+                "tracking_carrier": body.get("tracking_carrier", ""),
+                "shipping_provider": body.get("shipping_provider", ""),
+                "order_address_id": oid * 10,
+                "items": [
+                    {
+                        "order_product_id": int(i["order_product_id"]),
+                        "product_id": by_id[int(i["order_product_id"])].variant_id // 10,
+                        "quantity": int(i["quantity"]),
+                    }
+                    for i in body["items"]
+                ],
+                "generated_tracking_link": "",
+            }
             self.shipments.append(shipment)
         return JSONResponse(shipment, 201)
 
@@ -266,17 +359,48 @@ class BigCommerce(EmulatedSystem):
             wanted = set(q["sku:in"].split(","))
             skus = [s for s in skus if s in wanted]
         chunk = paginate(skus, page, limit)
-        data = [{"identity": {"sku": s, "variant_id": self.world.variant_ids[s], "product_id": self.world.variant_ids[s] // 10,
-                              "sku_id": self.world.variant_ids[s]},
-                 "locations": [{"location_id": loc, "location_code": code, "available_to_sell": self.inventory[(s, loc)],
-                                "total_inventory_onhand": self.inventory[(s, loc)],
-                                "settings": {"safety_stock": 0, "is_in_stock": self.inventory[(s, loc)] > 0,
-                                             "warning_level": 0, "bin_picking_number": ""}}
-                               for loc, code in LOCATIONS.items()]} for s in chunk]
+        data = [
+            {
+                "identity": {
+                    "sku": s,
+                    "variant_id": self.world.variant_ids[s],
+                    "product_id": self.world.variant_ids[s] // 10,
+                    "sku_id": self.world.variant_ids[s],
+                },
+                "locations": [
+                    {
+                        "location_id": loc,
+                        "location_code": code,
+                        "available_to_sell": self.inventory[(s, loc)],
+                        "total_inventory_onhand": self.inventory[(s, loc)],
+                        "settings": {
+                            "safety_stock": 0,
+                            "is_in_stock": self.inventory[(s, loc)] > 0,
+                            "warning_level": 0,
+                            "bin_picking_number": "",
+                        },
+                    }
+                    for loc, code in LOCATIONS.items()
+                ],
+            }
+            for s in chunk
+        ]
         pages = (len(skus) + limit - 1) // limit
-        return JSONResponse({"data": data, "meta": {"pagination": {"total": len(skus), "count": len(data),
-                                                                   "per_page": limit, "current_page": page,
-                                                                   "total_pages": pages, "links": {}}}})
+        return JSONResponse(
+            {
+                "data": data,
+                "meta": {
+                    "pagination": {
+                        "total": len(skus),
+                        "count": len(data),
+                        "per_page": limit,
+                        "current_page": page,
+                        "total_pages": pages,
+                        "links": {},
+                    }
+                },
+            }
+        )
 
     async def _adjust(self, request: Request, relative: bool) -> Response:
         if (denied := self._auth(request)) is not None:
@@ -284,16 +408,29 @@ class BigCommerce(EmulatedSystem):
         body = await request.json()
         items = body.get("items") or []
         if not items or len(items) > 2000:
-            return JSONResponse({"status": 422, "title": "items must hold 1 to 2000 entries",
-                                 "type": "https://developer.bigcommerce.com/api-docs/getting-started/api-status-codes",
-                                 "errors": {}}, 422, media_type="application/problem+json")
+            return JSONResponse(
+                {
+                    "status": 422,
+                    "title": "items must hold 1 to 2000 entries",
+                    "type": "https://developer.bigcommerce.com/api-docs/getting-started/api-status-codes",
+                    "errors": {},
+                },
+                422,
+                media_type="application/problem+json",
+            )
         with self.lock:
             for item in items:
                 key = (item.get("sku"), int(item.get("location_id", 0)))
                 if key not in self.inventory:
-                    return JSONResponse({"status": 422, "title": f"Unknown sku/location {key}", "errors": {},
-                                         "type": "https://developer.bigcommerce.com/api-docs/getting-started/api-status-codes"},
-                                        422)
+                    return JSONResponse(
+                        {
+                            "status": 422,
+                            "title": f"Unknown sku/location {key}",
+                            "errors": {},
+                            "type": "https://developer.bigcommerce.com/api-docs/getting-started/api-status-codes",
+                        },
+                        422,
+                    )
             for item in items:
                 key = (item["sku"], int(item["location_id"]))
                 self.inventory[key] = self.inventory[key] + int(item["quantity"]) if relative else int(item["quantity"])

@@ -32,8 +32,14 @@ class Cin7(EmulatedSystem):
 
     name = "cin7"
 
-    def __init__(self, world: World, n_orders: int = 300, account_id: str = "cin7-account",
-                 application_key: str = "cin7-key", rate_scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        world: World,
+        n_orders: int = 300,
+        account_id: str = "cin7-account",
+        application_key: str = "cin7-key",
+        rate_scale: float = 1.0,
+    ) -> None:
         super().__init__(rate_scale, world.seed)
         self.world = world
         self.credentials = (account_id, application_key)
@@ -71,8 +77,12 @@ class Cin7(EmulatedSystem):
 
     def inspect(self) -> dict[str, Any]:
         """Shipments per sale, statuses, adjustments, availability."""
-        return {"shipments": self.shipments, "status": self.sale_status, "adjustments": self.adjustments[-1000:],
-                "available": {k: v for k, v in self.available.items() if v}}
+        return {
+            "shipments": self.shipments,
+            "status": self.sale_status,
+            "adjustments": self.adjustments[-1000:],
+            "available": {k: v for k, v in self.available.items() if v},
+        }
 
     # -- protocol -----------------------------------------------------------------------------
     def error_body(self, status: int, message: str) -> Response:
@@ -83,8 +93,11 @@ class Cin7(EmulatedSystem):
         """429 + Retry-After by default; the old 503 (no Retry-After) when `throttle_503` is on."""
         if self.faults.throttle_503:
             return JSONResponse([{"ErrorCode": 503, "Exception": "You reached 60 calls per minute API limit"}], 503)
-        return JSONResponse([{"ErrorCode": 429, "Exception": "You reached 60 calls per minute API limit"}], 429,
-                            {"Retry-After": str(max(1, round(retry_after)))})
+        return JSONResponse(
+            [{"ErrorCode": 429, "Exception": "You reached 60 calls per minute API limit"}],
+            429,
+            {"Retry-After": str(max(1, round(retry_after)))},
+        )
 
     def check_rate(self, request: Request) -> Response | None:
         """60 calls per minute per application key."""
@@ -93,8 +106,10 @@ class Cin7(EmulatedSystem):
 
     def routes(self) -> list[Route]:
         """All of `/ExternalApi/v2/...`, matched case-insensitively like the real service."""
-        return [Route("/ExternalApi/v2/{rest:path}", self.dispatch, methods=["GET", "POST", "PUT", "DELETE"]),
-                Route("/externalapi/v2/{rest:path}", self.dispatch, methods=["GET", "POST", "PUT", "DELETE"])]
+        return [
+            Route("/ExternalApi/v2/{rest:path}", self.dispatch, methods=["GET", "POST", "PUT", "DELETE"]),
+            Route("/externalapi/v2/{rest:path}", self.dispatch, methods=["GET", "POST", "PUT", "DELETE"]),
+        ]
 
     async def dispatch(self, request: Request) -> Response:
         """Check the two auth headers, then route by lower-cased path and verb."""
@@ -149,37 +164,81 @@ class Cin7(EmulatedSystem):
         status = self.sale_status[sale.uid]
         shipped = self.shipments.get(sale.uid)
         return {
-            "SaleID": sale.uid, "OrderNumber": f"SO-{sale.number}", "Status": status,
-            "OrderDate": _dear(sale.created_at), "Customer": sale.address.name, "CustomerReference": str(sale.number),
-            "ShipBy": _dear(sale.created_at + timedelta(days=1)), "Updated": _dear(sale.updated_at),
-            "OrderStatus": "AUTHORISED" if sale.paid else "DRAFT", "CombinedPickingStatus": "NOT PICKED",
+            "SaleID": sale.uid,
+            "OrderNumber": f"SO-{sale.number}",
+            "Status": status,
+            "OrderDate": _dear(sale.created_at),
+            "Customer": sale.address.name,
+            "CustomerReference": str(sale.number),
+            "ShipBy": _dear(sale.created_at + timedelta(days=1)),
+            "Updated": _dear(sale.updated_at),
+            "OrderStatus": "AUTHORISED" if sale.paid else "DRAFT",
+            "CombinedPickingStatus": "NOT PICKED",
             "CombinedPackingStatus": "NOT PACKED",
             "CombinedShippingStatus": "VOIDED" if status == "VOIDED" else ("SHIPPED" if shipped else "NOT SHIPPED"),
-            "FulFilmentStatus": "FULFILLED" if shipped else "NOT FULFILLED", "CombinedInvoiceStatus": "INVOICED",
-            "Type": "Simple Sale", "CombinedTrackingNumbers": ",".join(
-                line["TrackingNumber"] for s in shipped or [] for line in s.get("Lines", [])),
-            "SourceChannel": sale.channel, "ExternalID": str(sale.number), "OrderLocationID": LOCATION,
+            "FulFilmentStatus": "FULFILLED" if shipped else "NOT FULFILLED",
+            "CombinedInvoiceStatus": "INVOICED",
+            "Type": "Simple Sale",
+            "CombinedTrackingNumbers": ",".join(
+                line["TrackingNumber"] for s in shipped or [] for line in s.get("Lines", [])
+            ),
+            "SourceChannel": sale.channel,
+            "ExternalID": str(sale.number),
+            "OrderLocationID": LOCATION,
         }
 
     def render_sale(self, sale: Order) -> dict[str, Any]:
         """The Sale detail shape."""
         a = sale.address
         return {
-            "ID": sale.uid, "Customer": a.name, "Contact": a.name, "Phone": a.phone, "Email": a.email,
-            "ShippingAddress": {"DisplayAddressLine1": a.address1, "DisplayAddressLine2": a.address2,
-                                "Line1": a.address1, "Line2": a.address2, "City": a.town, "State": a.region,
-                                "Postcode": a.postcode, "Country": a.country, "Company": a.company,
-                                "Contact": a.name, "ShipToOther": False},
-            "ShippingNotes": "", "Carrier": sale.shipping_method, "Location": LOCATION,
-            "ShipBy": _dear(sale.created_at + timedelta(days=1)), "LastModifiedOn": _dear(sale.updated_at),
-            "Status": self.sale_status[sale.uid], "CurrencyRate": 1, "SaleOrderDate": _dear(sale.created_at),
-            "Order": {"SaleOrderNumber": f"SO-{sale.number}", "Status": "AUTHORISED" if sale.paid else "DRAFT",
-                      "Total": sale.total, "Lines": [
-                          {"ProductID": self.product_ids[li.sku], "SKU": li.sku, "Name": self.world.by_sku[li.sku].title,
-                           "Quantity": li.quantity, "Price": li.unit_price, "Discount": 0, "Tax": 0,
-                           "TaxRule": "20% (VAT on Income)", "Total": round(li.quantity * li.unit_price, 2)}
-                          for li in sale.lines]},
-            "Fulfilments": [{"TaskID": sale.uid, "FulfillmentNumber": 1, "Ship": s} for s in self.shipments.get(sale.uid, [])],
+            "ID": sale.uid,
+            "Customer": a.name,
+            "Contact": a.name,
+            "Phone": a.phone,
+            "Email": a.email,
+            "ShippingAddress": {
+                "DisplayAddressLine1": a.address1,
+                "DisplayAddressLine2": a.address2,
+                "Line1": a.address1,
+                "Line2": a.address2,
+                "City": a.town,
+                "State": a.region,
+                "Postcode": a.postcode,
+                "Country": a.country,
+                "Company": a.company,
+                "Contact": a.name,
+                "ShipToOther": False,
+            },
+            "ShippingNotes": "",
+            "Carrier": sale.shipping_method,
+            "Location": LOCATION,
+            "ShipBy": _dear(sale.created_at + timedelta(days=1)),
+            "LastModifiedOn": _dear(sale.updated_at),
+            "Status": self.sale_status[sale.uid],
+            "CurrencyRate": 1,
+            "SaleOrderDate": _dear(sale.created_at),
+            "Order": {
+                "SaleOrderNumber": f"SO-{sale.number}",
+                "Status": "AUTHORISED" if sale.paid else "DRAFT",
+                "Total": sale.total,
+                "Lines": [
+                    {
+                        "ProductID": self.product_ids[li.sku],
+                        "SKU": li.sku,
+                        "Name": self.world.by_sku[li.sku].title,
+                        "Quantity": li.quantity,
+                        "Price": li.unit_price,
+                        "Discount": 0,
+                        "Tax": 0,
+                        "TaxRule": "20% (VAT on Income)",
+                        "Total": round(li.quantity * li.unit_price, 2),
+                    }
+                    for li in sale.lines
+                ],
+            },
+            "Fulfilments": [
+                {"TaskID": sale.uid, "FulfillmentNumber": 1, "Ship": s} for s in self.shipments.get(sale.uid, [])
+            ],
             "Invoices": [],
         }
 
@@ -223,19 +282,32 @@ class Cin7(EmulatedSystem):
         self.shipments.setdefault(sale.uid, []).append({"Status": body.get("Status", "AUTHORISED"), "Lines": lines})
         self.sale_status[sale.uid] = "SHIPPING" if body.get("Status") != "AUTHORISED" else "SHIPPED"
         sale.updated_at = datetime.now(UTC)
-        return {"TaskID": sale.uid, "Status": body.get("Status", "AUTHORISED"),
-                "Boxes": [], "Lines": lines}
+        return {"TaskID": sale.uid, "Status": body.get("Status", "AUTHORISED"), "Boxes": [], "Lines": lines}
 
     def products(self, q: dict[str, str], body: Any) -> dict[str, Any]:
         """Catalogue, paged."""
         page, limit = self._page(q)
         items = [p for p in self.world.products if not q.get("sku") or p.sku == q["sku"]]
-        return {"Total": len(items), "Page": page, "Products": [
-            {"ID": self.product_ids[p.sku], "SKU": p.sku, "Name": p.title, "Barcode": p.barcode,
-             "PriceTier1": p.price, "Weight": p.weight_g / 1000, "Type": "Kit" if p.is_bundle else "Stock",
-             "BillOfMaterialsProducts": [{"ComponentProductID": self.product_ids[c], "ProductCode": c, "Quantity": n}
-                                         for c, n in p.components]}
-            for p in paginate(items, page, limit)]}
+        return {
+            "Total": len(items),
+            "Page": page,
+            "Products": [
+                {
+                    "ID": self.product_ids[p.sku],
+                    "SKU": p.sku,
+                    "Name": p.title,
+                    "Barcode": p.barcode,
+                    "PriceTier1": p.price,
+                    "Weight": p.weight_g / 1000,
+                    "Type": "Kit" if p.is_bundle else "Stock",
+                    "BillOfMaterialsProducts": [
+                        {"ComponentProductID": self.product_ids[c], "ProductCode": c, "Quantity": n}
+                        for c, n in p.components
+                    ],
+                }
+                for p in paginate(items, page, limit)
+            ],
+        }
 
     def availability(self, q: dict[str, str], body: Any) -> dict[str, Any]:
         """ProductAvailability rows (one per product x location)."""
@@ -243,12 +315,30 @@ class Cin7(EmulatedSystem):
         skus = sorted(self.available)
         if q.get("sku"):
             skus = [s for s in skus if s == q["sku"]]
-        return {"Total": len(skus), "Page": page, "ProductAvailabilityList": [
-            {"ID": self.product_ids[s], "SKU": s, "Name": self.world.by_sku[s].title,
-             "Barcode": self.world.by_sku[s].barcode, "Location": LOCATION, "Bin": None, "Batch": None,
-             "ExpiryDate": None, "OnHand": self.available[s], "Allocated": 0, "Available": self.available[s],
-             "OnOrder": 0, "StockOnHand": self.available[s], "InTransit": 0, "NextDeliveryDate": None}
-            for s in paginate(skus, page, limit)]}
+        return {
+            "Total": len(skus),
+            "Page": page,
+            "ProductAvailabilityList": [
+                {
+                    "ID": self.product_ids[s],
+                    "SKU": s,
+                    "Name": self.world.by_sku[s].title,
+                    "Barcode": self.world.by_sku[s].barcode,
+                    "Location": LOCATION,
+                    "Bin": None,
+                    "Batch": None,
+                    "ExpiryDate": None,
+                    "OnHand": self.available[s],
+                    "Allocated": 0,
+                    "Available": self.available[s],
+                    "OnOrder": 0,
+                    "StockOnHand": self.available[s],
+                    "InTransit": 0,
+                    "NextDeliveryDate": None,
+                }
+                for s in paginate(skus, page, limit)
+            ],
+        }
 
     def stock_adjustment(self, q: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
         """A stock adjustment whose line `Quantity` is the target level."""
@@ -262,19 +352,31 @@ class Cin7(EmulatedSystem):
                 self.available[sku] = int(line["Quantity"])
             existing.append({"SKU": sku, "QuantityOnHand": before, "Adjustment": int(line["Quantity"]) - before})
         task = str(uuid.uuid4())
-        self.adjustments.append({"TaskID": task, "Status": body.get("Status", "DRAFT"),
-                                 "Reference": body.get("Reference"), "Lines": body.get("Lines", [])})
+        self.adjustments.append(
+            {
+                "TaskID": task,
+                "Status": body.get("Status", "DRAFT"),
+                "Reference": body.get("Reference"),
+                "Lines": body.get("Lines", []),
+            }
+        )
         return {"TaskID": task, "Status": body.get("Status", "DRAFT"), "ExistingStockLines": existing}
 
     def adjustment_list(self, q: dict[str, str], body: Any) -> dict[str, Any]:
         """Stock adjustments, paged."""
         page, limit = self._page(q)
         rows = [a for a in self.adjustments if not q.get("status") or a["Status"] == q["status"].upper()]
-        return {"Total": len(rows), "Page": page, "StockAdjustmentList": [
-            {"TaskID": a["TaskID"], "Status": a["Status"], "Reference": a["Reference"]}
-            for a in paginate(rows, page, limit)]}
+        return {
+            "Total": len(rows),
+            "Page": page,
+            "StockAdjustmentList": [
+                {"TaskID": a["TaskID"], "Status": a["Status"], "Reference": a["Reference"]}
+                for a in paginate(rows, page, limit)
+            ],
+        }
 
     def carriers(self, q: dict[str, str], body: Any) -> dict[str, Any]:
         """Carrier reference list."""
-        return {"CarrierList": [{"CarrierID": str(uuid.uuid5(uuid.NAMESPACE_URL, c)), "Description": c}
-                                for c in CARRIERS]}
+        return {
+            "CarrierList": [{"CarrierID": str(uuid.uuid5(uuid.NAMESPACE_URL, c)), "Description": c} for c in CARRIERS]
+        }

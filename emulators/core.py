@@ -168,6 +168,7 @@ class EmulatedSystem:
 
     # -- to override -------------------------------------------------------------------------
     def routes(self) -> list[Route]:  # pragma: no cover - abstract
+        """The system's own endpoints."""
         raise NotImplementedError
 
     def throttled(self, request: Request, retry_after: float) -> Response:
@@ -285,8 +286,13 @@ class _Guard:
             await asyncio.sleep(faults.timeout_s)
         if faults.draw("reset", system.rng):
             # Promise more bytes than are sent: the server drops the connection mid-response.
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-length", b"1000"), (b"content-type", b"application/json")]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-length", b"1000"), (b"content-type", b"application/json")],
+                }
+            )
             await send({"type": "http.response.body", "body": b'{"partial":', "more_body": False})
             self._record(scope, body_bytes, 0)
             return
@@ -301,9 +307,7 @@ class _Guard:
             self._record(scope, body_bytes, status_box[0])
             return
         if faults.draw("malformed", system.rng):
-            await Response(b'{"Data": [{"truncated', 200, media_type="application/json")(
-                scope, replay, recording_send
-            )
+            await Response(b'{"Data": [{"truncated', 200, media_type="application/json")(scope, replay, recording_send)
             self._record(scope, body_bytes, 200)
             return
 
@@ -324,8 +328,7 @@ class _Guard:
         except ValueError:
             parsed = body.decode("utf-8", "replace")[:20_000]
         self.system.recorder.add(
-            Call(scope["method"], scope["path"], scope.get("query_string", b"").decode(), parsed, status,
-                 time.time())
+            Call(scope["method"], scope["path"], scope.get("query_string", b"").decode(), parsed, status, time.time())
         )
 
 

@@ -49,9 +49,15 @@ class Linnworks(EmulatedSystem):
 
     name = "linnworks"
 
-    def __init__(self, world: World, n_orders: int = 300, application_id: str = "lw-app-id",
-                 application_secret: str = "lw-app-secret", install_token: str = "lw-install-token",
-                 rate_scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        world: World,
+        n_orders: int = 300,
+        application_id: str = "lw-app-id",
+        application_secret: str = "lw-app-secret",
+        install_token: str = "lw-install-token",
+        rate_scale: float = 1.0,
+    ) -> None:
         super().__init__(rate_scale, world.seed)
         self.world = world
         self.credentials = (application_id, application_secret, install_token)
@@ -121,9 +127,18 @@ class Linnworks(EmulatedSystem):
         """The OpenOrder / OrderDetails shape."""
         a = order.address
         address = {
-            "EmailAddress": a.email, "Address1": a.address1, "Address2": a.address2, "Address3": a.address3,
-            "Town": a.town, "Region": a.region, "PostCode": a.postcode, "Country": a.country,
-            "Continent": "Europe", "FullName": a.name, "Company": a.company, "PhoneNumber": a.phone,
+            "EmailAddress": a.email,
+            "Address1": a.address1,
+            "Address2": a.address2,
+            "Address3": a.address3,
+            "Town": a.town,
+            "Region": a.region,
+            "PostCode": a.postcode,
+            "Country": a.country,
+            "Continent": "Europe",
+            "FullName": a.name,
+            "Company": a.company,
+            "PhoneNumber": a.phone,
             "CountryId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"country/{a.country_code}")),
         }
         tracking = self.shipping_info.get(order.uid, [])
@@ -167,9 +182,13 @@ class Linnworks(EmulatedSystem):
             },
             "CustomerInfo": {"ChannelBuyerName": a.name, "Address": address, "BillingAddress": address},
             "TotalsInfo": {
-                "Subtotal": order.total, "PostageCost": 3.99, "Tax": round(order.total / 6, 2),
-                "TotalCharge": round(order.total + 3.99, 2), "PaymentMethod": "Default",
-                "TotalDiscount": 0, "Currency": order.currency,
+                "Subtotal": order.total,
+                "PostageCost": 3.99,
+                "Tax": round(order.total / 6, 2),
+                "TotalCharge": round(order.total + 3.99, 2),
+                "PaymentMethod": "Default",
+                "TotalDiscount": 0,
+                "Currency": order.currency,
             },
             "FolderName": [],
             "Items": [
@@ -201,15 +220,26 @@ class Linnworks(EmulatedSystem):
         """The ProcessedOrderWeb shape (real Hungarian prefixes)."""
         tracking = self.shipping_info.get(order.uid, [])
         return {
-            "pkOrderID": order.uid, "nOrderId": order.number, "dReceivedDate": _iso(order.created_at),
-            "dProcessedOn": _iso(self.processed.get(order.uid)), "dCancelledOn": _iso(self.cancelled.get(order.uid)),
-            "nStatus": 1 if order.paid else 0, "fTotalCharge": round(order.total + 3.99, 2),
+            "pkOrderID": order.uid,
+            "nOrderId": order.number,
+            "dReceivedDate": _iso(order.created_at),
+            "dProcessedOn": _iso(self.processed.get(order.uid)),
+            "dCancelledOn": _iso(self.cancelled.get(order.uid)),
+            "nStatus": 1 if order.paid else 0,
+            "fTotalCharge": round(order.total + 3.99, 2),
             "PostalTrackingNumber": tracking[-1]["TrackingNumber"] if tracking else "",
-            "PostalServiceName": order.shipping_method, "PostalServiceCode": "", "Vendor": "Whistl",
-            "ReferenceNum": f"{order.channel[:3].upper()}-{order.number}", "Source": order.channel,
-            "SubSource": order.channel, "cFullName": order.address.name, "cPostCode": order.address.postcode,
-            "cCountry": order.address.country, "BuyerPhoneNumber": order.address.phone,
-            "HoldOrCancel": order.uid in self.cancelled, "IsResend": False,
+            "PostalServiceName": order.shipping_method,
+            "PostalServiceCode": "",
+            "Vendor": "Whistl",
+            "ReferenceNum": f"{order.channel[:3].upper()}-{order.number}",
+            "Source": order.channel,
+            "SubSource": order.channel,
+            "cFullName": order.address.name,
+            "cPostCode": order.address.postcode,
+            "cCountry": order.address.country,
+            "BuyerPhoneNumber": order.address.phone,
+            "HoldOrCancel": order.uid in self.cancelled,
+            "IsResend": False,
         }
 
     # -- protocol ---------------------------------------------------------------------------------
@@ -221,7 +251,8 @@ class Linnworks(EmulatedSystem):
         """429 + Retry-After per method bucket (inferred behaviour)."""
         return JSONResponse(
             {"Code": "429", "Message": "Too many requests for this method, please retry later."},
-            429, {"Retry-After": str(max(1, round(retry_after)))},
+            429,
+            {"Retry-After": str(max(1, round(retry_after)))},
         )
 
     def check_rate(self, request: Request) -> Response | None:
@@ -270,11 +301,19 @@ class Linnworks(EmulatedSystem):
             return self.error_body(401, "Invalid application credentials or token")
         token = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
         self.sessions[token] = datetime.now(UTC)
-        return JSONResponse({
-            "Id": str(uuid.uuid4()), "Token": token, "Server": self.base_url, "TTL": 1800, "Locality": "EU",
-            "UserId": "7d3d2c1e-0000-4000-8000-000000000001", "Email": "ops@brand.example",
-            "UserName": "ops", "Status": {"Status": "OK"},
-        })
+        return JSONResponse(
+            {
+                "Id": str(uuid.uuid4()),
+                "Token": token,
+                "Server": self.base_url,
+                "TTL": 1800,
+                "Locality": "EU",
+                "UserId": "7d3d2c1e-0000-4000-8000-000000000001",
+                "Email": "ops@brand.example",
+                "UserName": "ops",
+                "Status": {"Status": "OK"},
+            }
+        )
 
     async def dispatch(self, request: Request) -> Response:
         """Route `/api/{Controller}/{Method}` after checking the token."""
@@ -320,15 +359,19 @@ class Linnworks(EmulatedSystem):
         if not 1 <= per_page <= 200:
             raise ValueError("entriesPerPage must be between 1 and 200")
         orders = [o for o in self.orders.values() if self._is_open(o)]
-        for f in ((p.get("filters") or {}).get("DateFields") or []):
+        for f in (p.get("filters") or {}).get("DateFields") or []:
             if f.get("FieldCode") == "GENERAL_INFO_DATE" and f.get("Type", "Range") == "Range":
                 lo = _parse_date(f["DateFrom"]) if f.get("DateFrom") else None
                 hi = _parse_date(f["DateTo"]) if f.get("DateTo") else None
-                orders = [o for o in orders if (lo is None or o.created_at >= lo) and (hi is None or o.created_at <= hi)]
+                orders = [
+                    o for o in orders if (lo is None or o.created_at >= lo) and (hi is None or o.created_at <= hi)
+                ]
         orders.sort(key=lambda o: (o.created_at, o.number))
         total = len(orders)
         return {
-            "PageNumber": page, "EntriesPerPage": per_page, "TotalEntries": total,
+            "PageNumber": page,
+            "EntriesPerPage": per_page,
+            "TotalEntries": total,
             "TotalPages": (total + per_page - 1) // per_page,
             "Data": [self.render_open(o) for o in paginate(orders, page, per_page)],
         }
@@ -349,19 +392,27 @@ class Linnworks(EmulatedSystem):
         rows = []
         for uid in set(self.processed) | set(self.cancelled):
             order = self.orders[uid]
-            when = {"processed": self.processed.get(uid), "cancelled": self.cancelled.get(uid),
-                    "received": order.created_at, "payment": order.created_at}.get(field)
+            when = {
+                "processed": self.processed.get(uid),
+                "cancelled": self.cancelled.get(uid),
+                "received": order.created_at,
+                "payment": order.created_at,
+            }.get(field)
             if when is None or (lo and when < lo) or (hi and when > hi):
                 continue
             rows.append((when, order))
         rows.sort(key=lambda r: (r[0], r[1].number))
         per_page, page = int(p.get("ResultsPerPage") or 200), int(p.get("PageNumber") or 1)
         total = len(rows)
-        return {"ProcessedOrders": {
-            "PageNumber": page, "EntriesPerPage": per_page, "TotalEntries": total,
-            "TotalPages": (total + per_page - 1) // per_page,
-            "Data": [self.render_processed(o) for _, o in paginate(rows, page, per_page)],
-        }}
+        return {
+            "ProcessedOrders": {
+                "PageNumber": page,
+                "EntriesPerPage": per_page,
+                "TotalEntries": total,
+                "TotalPages": (total + per_page - 1) // per_page,
+                "Data": [self.render_processed(o) for _, o in paginate(rows, page, per_page)],
+            }
+        }
 
     def stock_items(self, p: dict[str, Any]) -> Response | list[dict[str, Any]]:
         """Bare list of StockItemFull; no totals; 400 past the last page (clients stop on a short page)."""
@@ -374,9 +425,13 @@ class Linnworks(EmulatedSystem):
         with_levels = "StockLevels" in (p.get("dataRequirements") or ["StockLevels"])
         return [
             {
-                "ItemNumber": x.sku, "ItemTitle": x.title, "BarcodeNumber": x.barcode, "StockItemId": x.stock_item_id,
+                "ItemNumber": x.sku,
+                "ItemTitle": x.title,
+                "BarcodeNumber": x.barcode,
+                "StockItemId": x.stock_item_id,
                 "StockLevels": [self._level(x.sku, loc) for loc in (DEFAULT_LOCATION, WHISTL_LOCATION)]
-                if with_levels else [],
+                if with_levels
+                else [],
             }
             for x in chunk
         ]
@@ -384,10 +439,18 @@ class Linnworks(EmulatedSystem):
     def _level(self, sku: str, location: str) -> dict[str, Any]:
         level = self.stock.get((sku, location), 0)
         return {
-            "Location": {"StockLocationId": location, "LocationName": "Default" if location == DEFAULT_LOCATION
-                         else "Whistl", "BinRack": ""},
-            "StockLevel": level, "Available": level, "InOrderBook": 0, "Due": 0, "MinimumLevel": 0,
-            "SKU": sku, "LastUpdateDate": _iso(datetime.now(UTC)),
+            "Location": {
+                "StockLocationId": location,
+                "LocationName": "Default" if location == DEFAULT_LOCATION else "Whistl",
+                "BinRack": "",
+            },
+            "StockLevel": level,
+            "Available": level,
+            "InOrderBook": 0,
+            "Due": 0,
+            "MinimumLevel": 0,
+            "SKU": sku,
+            "LastUpdateDate": _iso(datetime.now(UTC)),
             "StockItemId": self.world.by_sku[sku].stock_item_id if sku in self.world.by_sku else None,
         }
 
@@ -398,8 +461,9 @@ class Linnworks(EmulatedSystem):
             if (sku, loc) not in self.stock:
                 raise ValueError(f"SKU {sku} at location {loc} not found")
             self.stock[(sku, loc)] = self.stock[(sku, loc)] + level if delta else level
-            self.stock_writes.append({"sku": sku, "location": loc, "level": level, "delta": delta,
-                                      "source": p.get("changeSource")})
+            self.stock_writes.append(
+                {"sku": sku, "location": loc, "level": level, "delta": delta, "source": p.get("changeSource")}
+            )
             out.append(self._level(sku, loc))
         return out
 
@@ -443,8 +507,15 @@ class Linnworks(EmulatedSystem):
     def get_postal_services(self, p: dict[str, Any]) -> list[dict[str, Any]]:
         """The account's postal services."""
         return [
-            {"pkPostalServiceId": sid, "PostalServiceName": name, "PostalServiceCode": name.upper().replace(" ", "_"),
-             "Vendor": "Whistl", "ServiceCountry": "GB", "TrackingNumberRequired": True, "Channels": [],
-             "ShippingServices": []}
+            {
+                "pkPostalServiceId": sid,
+                "PostalServiceName": name,
+                "PostalServiceCode": name.upper().replace(" ", "_"),
+                "Vendor": "Whistl",
+                "ServiceCountry": "GB",
+                "TrackingNumberRequired": True,
+                "Channels": [],
+                "ShippingServices": [],
+            }
             for name, sid in self.postal_services.items()
         ]

@@ -23,28 +23,63 @@ from emulators.world import World
 NS = "http://www.peoplevox.net/"
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
 TEMPLATES = {
-    "Sales orders": ("SalesOrderNumber", "Customer", "CustomerPurchaseOrderReferenceNumber", "ShippingAddressLine1",
-                     "ShippingAddressLine2", "ShippingAddressCity", "ShippingAddressRegion", "ShippingAddressPostcode",
-                     "ShippingAddressCountry", "Status", "RequestedDeliveryDate", "ShippingCost", "Email",
-                     "ContactName", "TotalSale", "CreatedDate", "ServiceType", "ChannelName"),
-    "Sales order items": ("SalesOrderNumber", "ItemCode", "QuantityOrdered", "RequestedDeliveryDate", "Line",
-                          "Sequence", "SalePrice"),
+    "Sales orders": (
+        "SalesOrderNumber",
+        "Customer",
+        "CustomerPurchaseOrderReferenceNumber",
+        "ShippingAddressLine1",
+        "ShippingAddressLine2",
+        "ShippingAddressCity",
+        "ShippingAddressRegion",
+        "ShippingAddressPostcode",
+        "ShippingAddressCountry",
+        "Status",
+        "RequestedDeliveryDate",
+        "ShippingCost",
+        "Email",
+        "ContactName",
+        "TotalSale",
+        "CreatedDate",
+        "ServiceType",
+        "ChannelName",
+    ),
+    "Sales order items": (
+        "SalesOrderNumber",
+        "ItemCode",
+        "QuantityOrdered",
+        "RequestedDeliveryDate",
+        "Line",
+        "Sequence",
+        "SalePrice",
+    ),
     "Item types": ("ItemCode", "Name", "Barcode", "Weight"),
     "Available": ("ItemCode", "Name", "Barcode", "Available", "SiteReference"),
-    "Despatches": ("DespatchNumber", "SalesOrderNumber", "ItemCode", "Quantity", "TrackingNumber", "CarrierReference",
-                   "ServiceType", "DespatchDate"),
+    "Despatches": (
+        "DespatchNumber",
+        "SalesOrderNumber",
+        "ItemCode",
+        "Quantity",
+        "TrackingNumber",
+        "CarrierReference",
+        "ServiceType",
+        "DespatchDate",
+    ),
     "Service types": ("Name", "CarrierReference"),
 }
 SERVICE_TYPES = ("Royal Mail Tracked 24", "Royal Mail Tracked 48", "DPD Next Day", "DPD Classic International")
-_CLAUSE = re.compile(r'^\s*(\w+)\s*(==|!=|>=|<=|>|<)\s*(?:"([^"]*)"|DateTime\(([\d,\s]+)\)|(-?\d+))\s*$|'
-                     r'^\s*(\w+)\.(Contains|StartsWith|EndsWith)\("([^"]*)"\)\s*$')
+_CLAUSE = re.compile(
+    r'^\s*(\w+)\s*(==|!=|>=|<=|>|<)\s*(?:"([^"]*)"|DateTime\(([\d,\s]+)\)|(-?\d+))\s*$|'
+    r'^\s*(\w+)\.(Contains|StartsWith|EndsWith)\("([^"]*)"\)\s*$'
+)
 
 
 def _soap(method: str, response_id: int, total: int, detail: str) -> Response:
-    body = (f'<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="{SOAP}"><soap:Body>'
-            f'<{method}Response xmlns="{NS}"><{method}Result><ResponseId>{response_id}</ResponseId>'
-            f"<TotalCount>{total}</TotalCount><Detail>{escape(detail)}</Detail>"
-            f"</{method}Result></{method}Response></soap:Body></soap:Envelope>")
+    body = (
+        f'<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="{SOAP}"><soap:Body>'
+        f'<{method}Response xmlns="{NS}"><{method}Result><ResponseId>{response_id}</ResponseId>'
+        f"<TotalCount>{total}</TotalCount><Detail>{escape(detail)}</Detail>"
+        f"</{method}Result></{method}Response></soap:Body></soap:Envelope>"
+    )
     return Response(body, 200, media_type="text/xml; charset=utf-8")
 
 
@@ -72,8 +107,9 @@ def _term(row: dict[str, Any], term: str) -> bool:
         raise ValueError(f"Cannot parse search clause {term!r}")
     if m.group(6):
         value = str(row.get(m.group(6), ""))
-        return {"Contains": value.__contains__, "StartsWith": value.startswith,
-                "EndsWith": value.endswith}[m.group(7)](m.group(8))
+        return {"Contains": value.__contains__, "StartsWith": value.startswith, "EndsWith": value.endswith}[m.group(7)](
+            m.group(8)
+        )
     field, op, text, date, num = m.group(1, 2, 3, 4, 5)
     left: Any = row.get(field, "")
     right: Any = text
@@ -83,8 +119,14 @@ def _term(row: dict[str, Any], term: str) -> bool:
         left = datetime.fromisoformat(str(left)) if left else datetime.min.replace(tzinfo=UTC)
     elif num:
         right, left = int(num), int(left or 0)
-    return {"==": left == right, "!=": left != right, ">": left > right, "<": left < right,
-            ">=": left >= right, "<=": left <= right}[op]
+    return {
+        "==": left == right,
+        "!=": left != right,
+        ">": left > right,
+        "<": left < right,
+        ">=": left >= right,
+        "<=": left <= right,
+    }[op]
 
 
 class Peoplevox(EmulatedSystem):
@@ -92,8 +134,15 @@ class Peoplevox(EmulatedSystem):
 
     name = "peoplevox"
 
-    def __init__(self, world: World, client_id: str = "brand01", username: str = "integration",
-                 password: str = "pvx-password", session_ttl_s: float = 1800.0, rate_scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        world: World,
+        client_id: str = "brand01",
+        username: str = "integration",
+        password: str = "pvx-password",
+        session_ttl_s: float = 1800.0,
+        rate_scale: float = 1.0,
+    ) -> None:
         super().__init__(rate_scale, world.seed)
         self.world = world
         self.credentials = (client_id, username, password)
@@ -110,8 +159,13 @@ class Peoplevox(EmulatedSystem):
 
     def inspect(self) -> dict[str, Any]:
         """Orders saved (and how often), their items, despatches, subscriptions."""
-        return {"sales_orders": self.sales_orders, "order_items": self.order_items, "saves": dict(self.saves),
-                "despatches": self.despatches, "subscriptions": self.subscriptions}
+        return {
+            "sales_orders": self.sales_orders,
+            "order_items": self.order_items,
+            "saves": dict(self.saves),
+            "despatches": self.despatches,
+            "subscriptions": self.subscriptions,
+        }
 
     def control(self, action: str, body: dict[str, Any]) -> Any:
         """`despatch {order}`: despatch every item of a saved order with a new tracking number."""
@@ -120,11 +174,18 @@ class Peoplevox(EmulatedSystem):
             tracking = f"JD{self.rng.randint(10**15, 10**16 - 1)}GB"
             now = datetime.now(UTC).isoformat(timespec="seconds")
             for item in self.order_items.get(ref, {}).values():
-                self.despatches.append({"DespatchNumber": f"DN{len(self.despatches) + 1:06d}", "SalesOrderNumber": ref,
-                                        "ItemCode": item["ItemCode"], "Quantity": item["QuantityOrdered"],
-                                        "TrackingNumber": tracking, "CarrierReference": "DPD",
-                                        "ServiceType": self.sales_orders[ref].get("ServiceType", ""),
-                                        "DespatchDate": now})
+                self.despatches.append(
+                    {
+                        "DespatchNumber": f"DN{len(self.despatches) + 1:06d}",
+                        "SalesOrderNumber": ref,
+                        "ItemCode": item["ItemCode"],
+                        "Quantity": item["QuantityOrdered"],
+                        "TrackingNumber": tracking,
+                        "CarrierReference": "DPD",
+                        "ServiceType": self.sales_orders[ref].get("ServiceType", ""),
+                        "DespatchDate": now,
+                    }
+                )
             self.sales_orders[ref]["Status"] = "Despatched"
             return {"tracking_number": tracking}
         return super().control(action, body)
@@ -135,9 +196,11 @@ class Peoplevox(EmulatedSystem):
 
     def error_body(self, status: int, message: str) -> Response:
         """A SOAP fault."""
-        body = (f'<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="{SOAP}"><soap:Body><soap:Fault>'
-                f"<faultcode>soap:Server</faultcode><faultstring>{escape(message)}</faultstring></soap:Fault>"
-                "</soap:Body></soap:Envelope>")
+        body = (
+            f'<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="{SOAP}"><soap:Body><soap:Fault>'
+            f"<faultcode>soap:Server</faultcode><faultstring>{escape(message)}</faultstring></soap:Fault>"
+            "</soap:Body></soap:Envelope>"
+        )
         return Response(body, status, media_type="text/xml; charset=utf-8")
 
     def throttled(self, request: Request, retry_after: float) -> Response:
@@ -158,8 +221,9 @@ class Peoplevox(EmulatedSystem):
     async def soap(self, request: Request) -> Response:
         """Dispatch a SOAP 1.1 call by its body element."""
         if request.method == "GET":
-            return Response(f'<definitions xmlns="http://schemas.xmlsoap.org/wsdl/" targetNamespace="{NS}"/>',
-                            media_type="text/xml")
+            return Response(
+                f'<definitions xmlns="http://schemas.xmlsoap.org/wsdl/" targetNamespace="{NS}"/>', media_type="text/xml"
+            )
         if request.path_params["client_id"] != self.credentials[0]:
             return self.error_body(404, "Unknown client")
         try:
@@ -177,7 +241,11 @@ class Peoplevox(EmulatedSystem):
             return (node.text or "") if node is not None else ""
 
         if method == "Authenticate":
-            given = (arg("clientId"), arg("username"), base64.b64decode(arg("password") or b"").decode("utf-8", "replace"))
+            given = (
+                arg("clientId"),
+                arg("username"),
+                base64.b64decode(arg("password") or b"").decode("utf-8", "replace"),
+            )
             if given != self.credentials:
                 return _soap(method, -1, 0, "Authentication failed: invalid client id, username or password")
             session = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
@@ -189,8 +257,13 @@ class Peoplevox(EmulatedSystem):
         if started is None or (datetime.now(UTC) - started).total_seconds() > self.session_ttl_s:
             self.sessions.pop(session, None)
             return _soap(method, -1, 0, "System.Exception: Session has expired or is invalid. Please re-authenticate.")
-        handler = {"GetData": self.get_data, "SaveData": self.save_data, "GetSaveTemplate": self.get_template,
-                   "SubscribeEvent": self.subscribe, "UnsubscribeEvent": self.unsubscribe}.get(method)
+        handler = {
+            "GetData": self.get_data,
+            "SaveData": self.save_data,
+            "GetSaveTemplate": self.get_template,
+            "SubscribeEvent": self.subscribe,
+            "UnsubscribeEvent": self.unsubscribe,
+        }.get(method)
         if handler is None:
             return self.error_body(500, f"Unknown method {method}")
         with self.lock:
@@ -198,11 +271,21 @@ class Peoplevox(EmulatedSystem):
 
     def _rows(self, template: str) -> list[dict[str, Any]]:
         if template == "Item types":
-            return [{"ItemCode": s, "Name": p.title, "Barcode": p.barcode, "Weight": p.weight_g / 1000}
-                    for s, p in self.items.items()]
+            return [
+                {"ItemCode": s, "Name": p.title, "Barcode": p.barcode, "Weight": p.weight_g / 1000}
+                for s, p in self.items.items()
+            ]
         if template == "Available":
-            return [{"ItemCode": s, "Name": p.title, "Barcode": p.barcode, "Available": self.available.get(s, 0),
-                     "SiteReference": "PrimarySite"} for s, p in self.items.items()]
+            return [
+                {
+                    "ItemCode": s,
+                    "Name": p.title,
+                    "Barcode": p.barcode,
+                    "Available": self.available.get(s, 0),
+                    "SiteReference": "PrimarySite",
+                }
+                for s, p in self.items.items()
+            ]
         if template == "Sales orders":
             return list(self.sales_orders.values())
         if template == "Sales order items":

@@ -27,8 +27,15 @@ from emulators.whistl import Whistl
 from emulators.world import World
 
 HOST = "127.0.0.1"
-DEFAULT_PORTS = {"linnworks": 8701, "cin7": 8702, "shopify": 8703, "bigcommerce": 8704, "peoplevox": 8705,
-                 "whistl": 8706, "whistl_sftp": 8722}
+DEFAULT_PORTS = {
+    "linnworks": 8701,
+    "cin7": 8702,
+    "shopify": 8703,
+    "bigcommerce": 8704,
+    "peoplevox": 8705,
+    "whistl": 8706,
+    "whistl_sftp": 8722,
+}
 SHOPIFY_API_VERSION = "2025-01"
 
 
@@ -108,17 +115,31 @@ class Emulators:
     def describe(self) -> dict[str, Any]:
         """Where each system listens and how to log in (emulator credentials, not secrets)."""
         return {
-            "linnworks": {"url": self.url("linnworks"), "application_id": self.linnworks.credentials[0],
-                          "application_secret": self.linnworks.credentials[1], "token": self.linnworks.credentials[2]},
-            "cin7": {"url": self.url("cin7"), "account_id": self.cin7.credentials[0],
-                     "application_key": self.cin7.credentials[1]},
+            "linnworks": {
+                "url": self.url("linnworks"),
+                "application_id": self.linnworks.credentials[0],
+                "application_secret": self.linnworks.credentials[1],
+                "token": self.linnworks.credentials[2],
+            },
+            "cin7": {
+                "url": self.url("cin7"),
+                "account_id": self.cin7.credentials[0],
+                "application_key": self.cin7.credentials[1],
+            },
             "shopify": {"url": self.url("shopify"), "access_token": self.shopify.access_token},
             "bigcommerce": {"url": self.url("bigcommerce"), "access_token": self.bigcommerce.access_token},
-            "peoplevox": {"url": self.url("peoplevox"), "client_id": self.peoplevox.credentials[0],
-                          "username": self.peoplevox.credentials[1], "password": self.peoplevox.credentials[2]},
-            "whistl": {"control_url": self.url("whistl"), "folder": str(self.whistl.root),
-                       "sftp": f"sftp://{self.config.sftp_user}@{HOST}:{self.ports['whistl_sftp']}/",
-                       "sftp_password": self.config.sftp_password},
+            "peoplevox": {
+                "url": self.url("peoplevox"),
+                "client_id": self.peoplevox.credentials[0],
+                "username": self.peoplevox.credentials[1],
+                "password": self.peoplevox.credentials[2],
+            },
+            "whistl": {
+                "control_url": self.url("whistl"),
+                "folder": str(self.whistl.root),
+                "sftp": f"sftp://{self.config.sftp_user}@{HOST}:{self.ports['whistl_sftp']}/",
+                "sftp_password": self.config.sftp_password,
+            },
         }
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -160,8 +181,14 @@ class Emulators:
             loop.close()
 
     async def _serve(self) -> None:
-        apps = {"linnworks": self.linnworks.app(), "cin7": self.cin7.app(), "shopify": self.shopify.app(),
-                "bigcommerce": self.bigcommerce.app(), "peoplevox": self.peoplevox.app(), "whistl": self._whistl_app()}
+        apps = {
+            "linnworks": self.linnworks.app(),
+            "cin7": self.cin7.app(),
+            "shopify": self.shopify.app(),
+            "bigcommerce": self.bigcommerce.app(),
+            "peoplevox": self.peoplevox.app(),
+            "whistl": self._whistl_app(),
+        }
         tasks = []
         for name, app in apps.items():
             sock = _bind(self.config.ports.get(name, 0))
@@ -174,9 +201,12 @@ class Emulators:
         key = asyncssh.generate_private_key("ssh-ed25519")
         root = str(self.whistl.root)
         self._sftp = await asyncssh.create_server(
-            lambda: _SFTPAuth(self.config.sftp_user, self.config.sftp_password), HOST,
-            self.config.ports.get("whistl_sftp", 0), server_host_keys=[key],
-            sftp_factory=lambda chan: asyncssh.SFTPServer(chan, chroot=root), allow_scp=False,
+            lambda: _SFTPAuth(self.config.sftp_user, self.config.sftp_password),
+            HOST,
+            self.config.ports.get("whistl_sftp", 0),
+            server_host_keys=[key],
+            sftp_factory=lambda chan: asyncssh.SFTPServer(chan, chroot=root),
+            allow_scp=False,
         )
         self.ports["whistl_sftp"] = self._sftp.get_port()
         while not all(s.started for s in self._servers):
@@ -189,7 +219,7 @@ class Emulators:
             tasks.append(asyncio.ensure_future(self._tick()))
         self._ready.set()
         await asyncio.gather(*tasks[: len(apps)])
-        for t in tasks[len(apps):]:
+        for t in tasks[len(apps) :]:
             t.cancel()
         self._sftp.close()
         await self._sftp.wait_closed()
@@ -227,5 +257,6 @@ class Emulators:
                 return JSONResponse({"on_hand": self.whistl.on_hand.get(body["sku"])})
             return JSONResponse({"error": f"unknown action {name}"}, 400)
 
-        return Starlette(routes=[Route("/_emulator/state", state), Route("/_emulator/action/{action}", action,
-                                                                          methods=["POST"])])
+        return Starlette(
+            routes=[Route("/_emulator/state", state), Route("/_emulator/action/{action}", action, methods=["POST"])]
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import operator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,8 +16,18 @@ from emulators.core import EmulatedSystem, LeakyBucket
 from emulators.world import Order, World
 
 LOCATIONS = {71_000_001: "Whistl Fulfilment", 71_000_002: "Brand Studio Shop"}
-PAGE_FILTERS = {"status", "updated_at_min", "updated_at_max", "created_at_min", "created_at_max", "order",
-                "since_id", "financial_status", "fulfillment_status", "ids"}
+PAGE_FILTERS = {
+    "status",
+    "updated_at_min",
+    "updated_at_max",
+    "created_at_min",
+    "created_at_max",
+    "order",
+    "since_id",
+    "financial_status",
+    "fulfillment_status",
+    "ids",
+}
 THROTTLE_TEXT = "Exceeded 2 calls per second for api client. Reduce request rates to resume uninterrupted service."
 
 
@@ -34,8 +45,9 @@ class Shopify(EmulatedSystem):
 
     name = "shopify"
 
-    def __init__(self, world: World, n_orders: int = 300, access_token: str = "shpat_emulator",
-                 rate_scale: float = 1.0) -> None:
+    def __init__(
+        self, world: World, n_orders: int = 300, access_token: str = "shpat_emulator", rate_scale: float = 1.0
+    ) -> None:
         super().__init__(rate_scale, world.seed)
         self.world = world
         self.access_token = access_token
@@ -77,9 +89,12 @@ class Shopify(EmulatedSystem):
 
     def inspect(self) -> dict[str, Any]:
         """Fulfilments created, level writes, cancellations."""
-        return {"fulfillments": self.fulfillments, "level_writes": self.level_writes[-1000:],
-                "cancelled": [str(k) for k in self.cancelled],
-                "levels": {f"{i}@{loc}": v for (i, loc), v in self.levels.items() if v}}
+        return {
+            "fulfillments": self.fulfillments,
+            "level_writes": self.level_writes[-1000:],
+            "cancelled": [str(k) for k in self.cancelled],
+            "levels": {f"{i}@{loc}": v for (i, loc), v in self.levels.items() if v},
+        }
 
     # -- protocol -----------------------------------------------------------------------------
     def error_body(self, status: int, message: str) -> Response:
@@ -100,7 +115,8 @@ class Shopify(EmulatedSystem):
     def add_headers(self, request: Request, response: Response) -> None:
         """`X-Shopify-Shop-Api-Call-Limit: used/40` on every REST answer."""
         response.raw_headers.append(
-            (b"x-shopify-shop-api-call-limit", f"{round(self.bucket.level)}/{int(self.bucket.capacity)}".encode()))
+            (b"x-shopify-shop-api-call-limit", f"{round(self.bucket.level)}/{int(self.bucket.capacity)}".encode())
+        )
 
     def routes(self) -> list[Route]:
         """REST resources and GraphQL under `/admin/api/{version}/`."""
@@ -131,23 +147,57 @@ class Shopify(EmulatedSystem):
         shipped_all = all(q == 0 for q in left.values())
         shipped_any = any(q < li.quantity for li, q in zip(o.lines, left.values(), strict=True))
         return {
-            "id": oid, "name": f"#{o.number}", "order_number": o.number, "email": a.email,
-            "created_at": _ts(o.created_at), "updated_at": _ts(o.updated_at), "cancelled_at": _ts(self.cancelled.get(oid)),
+            "id": oid,
+            "name": f"#{o.number}",
+            "order_number": o.number,
+            "email": a.email,
+            "created_at": _ts(o.created_at),
+            "updated_at": _ts(o.updated_at),
+            "cancelled_at": _ts(self.cancelled.get(oid)),
             "financial_status": "paid" if o.paid else "pending",
             "fulfillment_status": "fulfilled" if shipped_all else ("partial" if shipped_any else None),
-            "currency": o.currency, "total_price": f"{o.total:.2f}",
+            "currency": o.currency,
+            "total_price": f"{o.total:.2f}",
             "line_items": [
-                {"id": oid * 10 + li.line_no, "variant_id": li.variant_id, "product_id": li.variant_id // 10,
-                 "sku": li.sku, "title": self.world.by_sku[li.sku].title, "quantity": li.quantity,
-                 "fulfillable_quantity": left[oid * 10 + li.line_no],
-                 "fulfillment_status": None, "price": f"{li.unit_price:.2f}", "requires_shipping": True}
-                for li in o.lines],
-            "shipping_address": {"first_name": first, "last_name": last, "name": a.name, "company": a.company or None,
-                                 "address1": a.address1, "address2": a.address2, "city": a.town,
-                                 "province": a.region, "province_code": None, "zip": a.postcode,
-                                 "country": a.country, "country_code": a.country_code, "phone": a.phone or None},
-            "shipping_lines": [{"id": oid + 7, "title": o.shipping_method, "code": o.shipping_method,
-                                "source": "shopify", "price": "3.99", "carrier_identifier": None}],
+                {
+                    "id": oid * 10 + li.line_no,
+                    "variant_id": li.variant_id,
+                    "product_id": li.variant_id // 10,
+                    "sku": li.sku,
+                    "title": self.world.by_sku[li.sku].title,
+                    "quantity": li.quantity,
+                    "fulfillable_quantity": left[oid * 10 + li.line_no],
+                    "fulfillment_status": None,
+                    "price": f"{li.unit_price:.2f}",
+                    "requires_shipping": True,
+                }
+                for li in o.lines
+            ],
+            "shipping_address": {
+                "first_name": first,
+                "last_name": last,
+                "name": a.name,
+                "company": a.company or None,
+                "address1": a.address1,
+                "address2": a.address2,
+                "city": a.town,
+                "province": a.region,
+                "province_code": None,
+                "zip": a.postcode,
+                "country": a.country,
+                "country_code": a.country_code,
+                "phone": a.phone or None,
+            },
+            "shipping_lines": [
+                {
+                    "id": oid + 7,
+                    "title": o.shipping_method,
+                    "code": o.shipping_method,
+                    "source": "shopify",
+                    "price": "3.99",
+                    "carrier_identifier": None,
+                }
+            ],
             "fulfillments": [f for f in self.fulfillments if f["order_id"] == oid],
         }
 
@@ -174,17 +224,20 @@ class Shopify(EmulatedSystem):
             ids = list(self.orders)
             if filters.get("status", "open") == "open":
                 ids = [i for i in ids if i not in self.cancelled and any(self.fulfillable[i].values())]
-            for key, op in (("updated_at_min", "ge"), ("updated_at_max", "le"),
-                            ("created_at_min", "cge"), ("created_at_max", "cle")):
+            for key, attr, compare in (
+                ("updated_at_min", "updated_at", operator.ge),
+                ("updated_at_max", "updated_at", operator.le),
+                ("created_at_min", "created_at", operator.ge),
+                ("created_at_max", "created_at", operator.le),
+            ):
                 if key in filters:
                     bound = _parse(filters[key])
-                    ids = [i for i in ids if {
-                        "ge": lambda o: o.updated_at >= bound, "le": lambda o: o.updated_at <= bound,
-                        "cge": lambda o: o.created_at >= bound, "cle": lambda o: o.created_at <= bound,
-                    }[op](self.orders[i])]
+                    ids = [i for i in ids if compare(getattr(self.orders[i], attr), bound)]
             field = "created_at" if filters.get("order", "").startswith("created_at") else "updated_at"
-            ids.sort(key=lambda i: (getattr(self.orders[i], field), i),
-                     reverse=filters.get("order", "updated_at asc").endswith("desc"))
+            ids.sort(
+                key=lambda i: (getattr(self.orders[i], field), i),
+                reverse=filters.get("order", "updated_at asc").endswith("desc"),
+            )
             page = [self.render(i) for i in ids[offset : offset + limit]]
         links = []
         base = f"{self.base_url}{request.url.path}"
@@ -225,12 +278,29 @@ class Shopify(EmulatedSystem):
             return self.error_body(404, "Not Found")
         left = self.fulfillable[oid]
         status = "cancelled" if oid in self.cancelled else ("closed" if not any(left.values()) else "open")
-        return JSONResponse({"fulfillment_orders": [{
-            "id": oid + 1, "order_id": oid, "assigned_location_id": next(iter(LOCATIONS)), "status": status,
-            "line_items": [{"id": line_id + 1, "line_item_id": line_id, "inventory_item_id": li.variant_id + 10**9,
-                            "variant_id": li.variant_id, "quantity": li.quantity, "fulfillable_quantity": left[line_id]}
-                           for li, line_id in zip(self.orders[oid].lines, left, strict=True)],
-        }]})
+        return JSONResponse(
+            {
+                "fulfillment_orders": [
+                    {
+                        "id": oid + 1,
+                        "order_id": oid,
+                        "assigned_location_id": next(iter(LOCATIONS)),
+                        "status": status,
+                        "line_items": [
+                            {
+                                "id": line_id + 1,
+                                "line_item_id": line_id,
+                                "inventory_item_id": li.variant_id + 10**9,
+                                "variant_id": li.variant_id,
+                                "quantity": li.quantity,
+                                "fulfillable_quantity": left[line_id],
+                            }
+                            for li, line_id in zip(self.orders[oid].lines, left, strict=True)
+                        ],
+                    }
+                ]
+            }
+        )
 
     async def create_fulfillment(self, request: Request) -> Response:
         """Fulfil fulfilment-order lines (all remaining when none are listed) with tracking."""
@@ -249,22 +319,29 @@ class Shopify(EmulatedSystem):
                     return self.error_body(404, "Not Found")
                 left = self.fulfillable[oid]
                 wanted = group.get("fulfillment_order_line_items") or [
-                    {"id": lid + 1, "quantity": q} for lid, q in left.items() if q]
+                    {"id": lid + 1, "quantity": q} for lid, q in left.items() if q
+                ]
                 for item in wanted:
                     lid = int(item["id"]) - 1
                     if left.get(lid, 0) < int(item["quantity"]) or int(item["quantity"]) < 1:
-                        return JSONResponse({"errors": {"base": [f"Invalid fulfillment order line item quantity {lid}"]}},
-                                            422)
+                        return JSONResponse(
+                            {"errors": {"base": [f"Invalid fulfillment order line item quantity {lid}"]}}, 422
+                        )
                 for item in wanted:
                     left[int(item["id"]) - 1] -= int(item["quantity"])
                     lines_out.append({"id": int(item["id"]) - 1, "quantity": int(item["quantity"])})
             tracking = body.get("tracking_info") or {}
             fulfillment = {
-                "id": 4_100_000_000 + len(self.fulfillments) + 1, "order_id": oid, "status": "success",
-                "tracking_company": tracking.get("company"), "tracking_number": tracking.get("number"),
+                "id": 4_100_000_000 + len(self.fulfillments) + 1,
+                "order_id": oid,
+                "status": "success",
+                "tracking_company": tracking.get("company"),
+                "tracking_number": tracking.get("number"),
                 "tracking_numbers": [tracking["number"]] if tracking.get("number") else [],
-                "tracking_url": tracking.get("url"), "tracking_urls": [tracking["url"]] if tracking.get("url") else [],
-                "line_items": lines_out, "notify_customer": body.get("notify_customer", False),
+                "tracking_url": tracking.get("url"),
+                "tracking_urls": [tracking["url"]] if tracking.get("url") else [],
+                "line_items": lines_out,
+                "notify_customer": body.get("notify_customer", False),
             }
             self.fulfillments.append(fulfillment)
             self.orders[oid].updated_at = datetime.now(UTC)
@@ -285,8 +362,11 @@ class Shopify(EmulatedSystem):
         if not items and not locs:
             return JSONResponse({"errors": {"base": ["inventory_item_ids or location_ids is required"]}}, 422)
         limit = int(request.query_params.get("limit", 50))
-        rows = [{"inventory_item_id": i, "location_id": loc, "available": v, "updated_at": _ts(datetime.now(UTC))}
-                for (i, loc), v in self.levels.items() if (not items or i in items) and (not locs or loc in locs)]
+        rows = [
+            {"inventory_item_id": i, "location_id": loc, "available": v, "updated_at": _ts(datetime.now(UTC))}
+            for (i, loc), v in self.levels.items()
+            if (not items or i in items) and (not locs or loc in locs)
+        ]
         return JSONResponse({"inventory_levels": rows[:limit]})
 
     async def set_level(self, request: Request) -> Response:
@@ -299,10 +379,20 @@ class Shopify(EmulatedSystem):
             return JSONResponse({"errors": {"base": ["Inventory item does not exist at location"]}}, 422)
         with self.lock:
             self.levels[key] = int(body["available"])
-            self.level_writes.append({"inventory_item_id": key[0], "location_id": key[1], "available": self.levels[key]})
-        return JSONResponse({"inventory_level": {"inventory_item_id": key[0], "location_id": key[1],
-                                                 "available": self.levels[key], "updated_at": _ts(datetime.now(UTC)),
-                                                 "admin_graphql_api_id": f"gid://shopify/InventoryLevel/{key[0]}"}})
+            self.level_writes.append(
+                {"inventory_item_id": key[0], "location_id": key[1], "available": self.levels[key]}
+            )
+        return JSONResponse(
+            {
+                "inventory_level": {
+                    "inventory_item_id": key[0],
+                    "location_id": key[1],
+                    "available": self.levels[key],
+                    "updated_at": _ts(datetime.now(UTC)),
+                    "admin_graphql_api_id": f"gid://shopify/InventoryLevel/{key[0]}",
+                }
+            }
+        )
 
     async def graphql(self, request: Request) -> Response:
         """`inventorySetQuantities` through variables, with calculated cost and THROTTLED answers."""
@@ -313,13 +403,17 @@ class Shopify(EmulatedSystem):
         quantities = (variables.get("input") or {}).get("quantities", [])
         cost = 10 + len(quantities)
         ok, level = self.gql_bucket.take(cost)
-        throttle = {"maximumAvailable": 1000.0, "currentlyAvailable": round(1000 - level, 1),
-                    "restoreRate": 50.0}
+        throttle = {"maximumAvailable": 1000.0, "currentlyAvailable": round(1000 - level, 1), "restoreRate": 50.0}
         if not ok:
-            return JSONResponse({"errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED"}}],
-                                 "extensions": {"cost": {"requestedQueryCost": cost, "actualQueryCost": None,
-                                                         "throttleStatus": throttle}}},
-                                self.faults.graphql_throttle_status)
+            return JSONResponse(
+                {
+                    "errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED"}}],
+                    "extensions": {
+                        "cost": {"requestedQueryCost": cost, "actualQueryCost": None, "throttleStatus": throttle}
+                    },
+                },
+                self.faults.graphql_throttle_status,
+            )
         if "inventorySetQuantities" not in query:
             return JSONResponse({"errors": [{"message": "Only inventorySetQuantities is emulated"}]}, 200)
         errors = []
@@ -330,13 +424,28 @@ class Shopify(EmulatedSystem):
                 item = int(str(qty["inventoryItemId"]).rsplit("/", 1)[-1])
                 loc = int(str(qty["locationId"]).rsplit("/", 1)[-1])
                 if (item, loc) not in self.levels:
-                    errors.append({"field": ["input", "quantities", str(n)], "message": "Item not stocked at location",
-                                   "code": "ITEM_NOT_STOCKED_AT_LOCATION"})
+                    errors.append(
+                        {
+                            "field": ["input", "quantities", str(n)],
+                            "message": "Item not stocked at location",
+                            "code": "ITEM_NOT_STOCKED_AT_LOCATION",
+                        }
+                    )
                     continue
                 self.levels[(item, loc)] = int(qty["quantity"])
-                self.level_writes.append({"inventory_item_id": item, "location_id": loc, "available": int(qty["quantity"])})
-        return JSONResponse({
-            "data": {"inventorySetQuantities": {"inventoryAdjustmentGroup": None if errors else {"reason": "correction"},
-                                                "userErrors": errors}},
-            "extensions": {"cost": {"requestedQueryCost": cost, "actualQueryCost": cost, "throttleStatus": throttle}},
-        })
+                self.level_writes.append(
+                    {"inventory_item_id": item, "location_id": loc, "available": int(qty["quantity"])}
+                )
+        return JSONResponse(
+            {
+                "data": {
+                    "inventorySetQuantities": {
+                        "inventoryAdjustmentGroup": None if errors else {"reason": "correction"},
+                        "userErrors": errors,
+                    }
+                },
+                "extensions": {
+                    "cost": {"requestedQueryCost": cost, "actualQueryCost": cost, "throttleStatus": throttle}
+                },
+            }
+        )

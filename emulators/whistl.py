@@ -23,14 +23,37 @@ from typing import Any
 from emulators.world import World
 
 ORDER_COLUMNS = (
-    "order_reference", "order_date", "service_code", "ship_name", "ship_address1", "ship_address2",
-    "ship_address3", "ship_city", "ship_postcode", "ship_country", "ship_phone", "ship_email",
-    "line_number", "sku", "quantity",
+    "order_reference",
+    "order_date",
+    "service_code",
+    "ship_name",
+    "ship_address1",
+    "ship_address2",
+    "ship_address3",
+    "ship_city",
+    "ship_postcode",
+    "ship_country",
+    "ship_phone",
+    "ship_email",
+    "line_number",
+    "sku",
+    "quantity",
 )
 DESPATCH_COLUMNS = (
-    "order_reference", "despatch_reference", "line_number", "sku", "quantity_ordered", "quantity_despatched",
-    "carrier", "service_code", "tracking_number", "tracking_url", "parcel_number", "despatched_at",
-    "partial_flag", "reason",
+    "order_reference",
+    "despatch_reference",
+    "line_number",
+    "sku",
+    "quantity_ordered",
+    "quantity_despatched",
+    "carrier",
+    "service_code",
+    "tracking_number",
+    "tracking_url",
+    "parcel_number",
+    "despatched_at",
+    "partial_flag",
+    "reason",
 )
 STOCK_COLUMNS = ("sku", "description", "on_hand", "allocated", "available", "quarantine", "snapshot_at")
 REJECT_COLUMNS = ("order_reference", "reason_code", "detail", "source_file")
@@ -62,8 +85,14 @@ class Whistl:
 
     name = "whistl"
 
-    def __init__(self, world: World, root: Path, sku_pattern: str = r"[A-Za-z0-9]{1,30}",
-                 partial_share: float = 0.1, multi_parcel_share: float = 0.1) -> None:
+    def __init__(
+        self,
+        world: World,
+        root: Path,
+        sku_pattern: str = r"[A-Za-z0-9]{1,30}",
+        partial_share: float = 0.1,
+        multi_parcel_share: float = 0.1,
+    ) -> None:
         self.world = world
         self.root = Path(root)
         self.inbox, self.outbox = self.root / "in", self.root / "out"
@@ -128,8 +157,12 @@ class Whistl:
                 if problem:
                     self._reject(ref, problem[0], problem[1], path.name, rejected)
                     continue
-                order = WmsOrder(ref, lines[0]["service_code"],
-                                 {int(r["line_number"]): (r["sku"], int(r["quantity"])) for r in lines}, path.name)
+                order = WmsOrder(
+                    ref,
+                    lines[0]["service_code"],
+                    {int(r["line_number"]): (r["sku"], int(r["quantity"])) for r in lines},
+                    path.name,
+                )
                 self.orders[ref] = order
                 for sku, qty in order.lines.values():
                     self.allocated[sku] += qty
@@ -178,8 +211,16 @@ class Whistl:
                     results[ref] = "CANCELLED"
                 else:
                     results[ref] = "CANCEL_TOO_LATE"
-        rejected = [{"order_reference": r, "reason_code": res, "detail": "picking already started",
-                     "source_file": "cancellation"} for r, res in results.items() if res == "CANCEL_TOO_LATE"]
+        rejected = [
+            {
+                "order_reference": r,
+                "reason_code": res,
+                "detail": "picking already started",
+                "source_file": "cancellation",
+            }
+            for r, res in results.items()
+            if res == "CANCEL_TOO_LATE"
+        ]
         if rejected:
             self._write("err", REJECT_COLUMNS, rejected, now)
         self.cancel_results.update(results)
@@ -193,8 +234,11 @@ class Whistl:
         order.despatches += 1
         remaining = {n: qty - order.shipped.get(n, 0) for n, (_, qty) in order.lines.items()}
         remaining = {n: q for n, q in remaining.items() if q > 0}
-        partial = order.despatches == 1 and self.rng.random() < self.partial_share and (
-            len(remaining) > 1 or any(q > 1 for q in remaining.values()))
+        partial = (
+            order.despatches == 1
+            and self.rng.random() < self.partial_share
+            and (len(remaining) > 1 or any(q > 1 for q in remaining.values()))
+        )
         if partial:
             first = min(remaining)
             take = {first: max(1, remaining[first] // 2)} if len(remaining) == 1 else {first: remaining[first]}
@@ -208,14 +252,24 @@ class Whistl:
             split = [qty] if parcels == 1 or qty == 1 else [qty - qty // 2, qty // 2]
             for p, part in enumerate(split):
                 parcel = p if len(split) > 1 else i % parcels
-                rows.append({
-                    "order_reference": order.reference, "despatch_reference": f"D{order.reference}-{order.despatches}",
-                    "line_number": n, "sku": sku, "quantity_ordered": ordered, "quantity_despatched": part,
-                    "carrier": "Whistl", "service_code": order.service_code, "tracking_number": tracking[parcel],
-                    "tracking_url": f"https://track.whistl.co.uk/{tracking[parcel]}", "parcel_number": parcel + 1,
-                    "despatched_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "partial_flag": "Y" if partial else "N",
-                    "reason": "",
-                })
+                rows.append(
+                    {
+                        "order_reference": order.reference,
+                        "despatch_reference": f"D{order.reference}-{order.despatches}",
+                        "line_number": n,
+                        "sku": sku,
+                        "quantity_ordered": ordered,
+                        "quantity_despatched": part,
+                        "carrier": "Whistl",
+                        "service_code": order.service_code,
+                        "tracking_number": tracking[parcel],
+                        "tracking_url": f"https://track.whistl.co.uk/{tracking[parcel]}",
+                        "parcel_number": parcel + 1,
+                        "despatched_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "partial_flag": "Y" if partial else "N",
+                        "reason": "",
+                    }
+                )
             order.shipped[n] = order.shipped.get(n, 0) + qty
             self.on_hand[sku] = self.on_hand.get(sku, 0) - qty
             self.allocated[sku] -= qty
@@ -251,9 +305,15 @@ class Whistl:
         now = now or datetime.now(UTC)
         with self.lock:
             rows = [
-                {"sku": sku, "description": self.catalogue[sku], "on_hand": self.on_hand[sku],
-                 "allocated": self.allocated[sku], "available": max(0, self.on_hand[sku] - self.allocated[sku]),
-                 "quarantine": 0, "snapshot_at": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
+                {
+                    "sku": sku,
+                    "description": self.catalogue[sku],
+                    "on_hand": self.on_hand[sku],
+                    "allocated": self.allocated[sku],
+                    "available": max(0, self.on_hand[sku] - self.allocated[sku]),
+                    "quarantine": 0,
+                    "snapshot_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                }
                 for sku in sorted(self.catalogue)
             ]
             return self._write("inv", STOCK_COLUMNS, rows, now)

@@ -17,10 +17,14 @@ def _demo_env(data_dir: Path) -> dict[str, str]:
 
     defaults = EmulatorConfig(data_dir=data_dir)
     env = {
-        "LINNWORKS_APPLICATION_ID": "lw-app-id", "LINNWORKS_APPLICATION_SECRET": "lw-app-secret",
-        "LINNWORKS_TOKEN": "lw-install-token", "WHISTL_SFTP_PASSWORD": defaults.sftp_password,
-        "FULFIL_WAREHOUSE_URL": f"duckdb:///{data_dir / 'warehouse.duckdb'}", "FULFIL_DATA_DIR": str(data_dir),
-        "DAGSTER_HOME": str(data_dir / "dagster_home"), "GX_ANALYTICS_ENABLED": "false",
+        "LINNWORKS_APPLICATION_ID": "lw-app-id",
+        "LINNWORKS_APPLICATION_SECRET": "lw-app-secret",
+        "LINNWORKS_TOKEN": "lw-install-token",
+        "WHISTL_SFTP_PASSWORD": defaults.sftp_password,
+        "FULFIL_WAREHOUSE_URL": f"duckdb:///{data_dir / 'warehouse.duckdb'}",
+        "FULFIL_DATA_DIR": str(data_dir),
+        "DAGSTER_HOME": str(data_dir / "dagster_home"),
+        "GX_ANALYTICS_ENABLED": "false",
         "DAGSTER_DISABLE_TELEMETRY": "1",
     }
     return {k: os.environ.get(k, v) for k, v in env.items()}
@@ -35,9 +39,10 @@ def demo(args: argparse.Namespace) -> int:
     os.environ.update(env)
     home = Path(env["DAGSTER_HOME"])
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    emulators = Emulators(EmulatorConfig(data_dir=data_dir / "emulators", tick_s=args.tick,
-                                         n_orders=args.orders)).start()
+    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    emulators = Emulators(
+        EmulatorConfig(data_dir=data_dir / "emulators", tick_s=args.tick, n_orders=args.orders)
+    ).start()
     emulators.whistl.snapshot()
     print("emulators listening:", file=sys.stderr)
     for name, info in emulators.describe().items():
@@ -46,8 +51,22 @@ def demo(args: argparse.Namespace) -> int:
         if args.headless:
             return _headless_pass(emulators)
         print("Dagster UI: http://127.0.0.1:3000  (Ctrl-C stops everything)", file=sys.stderr)
-        proc = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml"),
-                                 "-h", "127.0.0.1", "-p", str(args.port)], cwd=REPO, env={**os.environ, **env})
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "dagster",
+                "dev",
+                "-w",
+                str(REPO / "workspace.yaml"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(args.port),
+            ],
+            cwd=REPO,
+            env={**os.environ, **env},
+        )
         try:
             return proc.wait()
         except KeyboardInterrupt:

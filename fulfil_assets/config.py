@@ -108,5 +108,6 @@ def load_config(path: Path | None = None) -> FulfilConfig:
         return FulfilConfig.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors())
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
+        )
         raise ConfigError(f"{path}: {problems}") from None

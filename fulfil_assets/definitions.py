@@ -1,6 +1,5 @@
 """The fulfil code location: one small Definitions per stage of the data path, resources bound once."""
 
-
 import dagster as dg
 from dagster_dlt import DagsterDltResource
 
@@ -27,31 +26,50 @@ def resources_for(config: FulfilConfig) -> dict[str, object]:
         "warehouse": Warehouse(url=warehouse_url()),
         "dlt": DagsterDltResource(),
         "linnworks": LinnworksResource(
-            base_url=lw.base_url, application_id=dg.EnvVar(creds.application_id),
-            application_secret=dg.EnvVar(creds.application_secret), token=dg.EnvVar(creds.token),
-            budget_share=lw.budget_share),
+            base_url=lw.base_url,
+            application_id=dg.EnvVar(creds.application_id),
+            application_secret=dg.EnvVar(creds.application_secret),
+            token=dg.EnvVar(creds.token),
+            budget_share=lw.budget_share,
+        ),
         "whistl_drop": FileDrop(url=whistl.drop_url, password=dg.EnvVar(whistl.password_env))
-        if whistl.drop_url.startswith("sftp://") else FileDrop(url=whistl.drop_url),
+        if whistl.drop_url.startswith("sftp://")
+        else FileDrop(url=whistl.drop_url),
     }
 
 
 def build_definitions(config: FulfilConfig) -> dg.Definitions:
     """All stages merged, with the order sync job and its schedule."""
     order_sync_job = dg.define_asset_job(
-        "order_sync_job", selection=dg.AssetSelection.groups("ingest", "stage", "validate", "push"),
+        "order_sync_job",
+        selection=dg.AssetSelection.groups("ingest", "stage", "validate", "push"),
         tags=WAREHOUSE_TAGS,
-        description="Ingest orders and stock, stage, validate, and send what is ready to the warehouse.")
+        description="Ingest orders and stock, stage, validate, and send what is ready to the warehouse.",
+    )
     sync = dg.Definitions(
         jobs=[order_sync_job],
-        schedules=[dg.ScheduleDefinition(name="order_sync_schedule", job=order_sync_job,
-                                         cron_schedule=f"*/{config.schedules.order_sync_minutes} * * * *",
-                                         default_status=dg.DefaultScheduleStatus.RUNNING)],
+        schedules=[
+            dg.ScheduleDefinition(
+                name="order_sync_schedule",
+                job=order_sync_job,
+                cron_schedule=f"*/{config.schedules.order_sync_minutes} * * * *",
+                default_status=dg.DefaultScheduleStatus.RUNNING,
+            )
+        ],
     )
-    stages = [ingest.defs, stage.defs, validate.defs, push.defs, reconcile.defs, sync,
-              despatch.build_defs(config.schedules.despatch_poll_seconds, config.schedules.tracking_retry_minutes)]
+    stages = [
+        ingest.defs,
+        stage.defs,
+        validate.defs,
+        push.defs,
+        reconcile.defs,
+        sync,
+        despatch.build_defs(config.schedules.despatch_poll_seconds, config.schedules.tracking_retry_minutes),
+    ]
     # DuckDB has one writer: steps run in the run's own process, one after another.
-    return dg.Definitions.merge(*stages, dg.Definitions(resources=resources_for(config),
-                                                        executor=dg.in_process_executor))
+    return dg.Definitions.merge(
+        *stages, dg.Definitions(resources=resources_for(config), executor=dg.in_process_executor)
+    )
 
 
 defs = build_definitions(load_config())

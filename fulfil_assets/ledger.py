@@ -29,9 +29,18 @@ def insert_new(db: WarehouseDb, table: str, rows: pl.DataFrame) -> int:
     return db.write(table, rows, mode="upsert", key=["idempotency_key"], update=[])
 
 
-def mark(db: WarehouseDb, table: str, keys: Sequence[str], status: str, *, error: str | None = None,
-         result: str | None = None, confirmed: bool = False, attempt: bool = False,
-         extra: dict[str, Any] | None = None) -> None:
+def mark(
+    db: WarehouseDb,
+    table: str,
+    keys: Sequence[str],
+    status: str,
+    *,
+    error: str | None = None,
+    result: str | None = None,
+    confirmed: bool = False,
+    attempt: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> None:
     """Set the status of ledger rows (and error/result/confirmation), counting an attempt when asked."""
     if not keys:
         return
@@ -57,7 +66,9 @@ def resolve_wms_rejections(db: WarehouseDb, order_keys: Sequence[str], when: dat
     """Close the `wms_acceptance` exceptions of orders that go to the warehouse again after a fix."""
     if not order_keys:
         return
-    statement = sa.text(f"UPDATE {SCHEMA}.order_exceptions SET resolved_at = :when "
-                        "WHERE rule = 'wms_acceptance' AND resolved_at IS NULL AND order_key = :key")
+    statement = sa.text(
+        f"UPDATE {SCHEMA}.order_exceptions SET resolved_at = :when "
+        "WHERE rule = 'wms_acceptance' AND resolved_at IS NULL AND order_key = :key"
+    )
     with db.engine.begin() as conn:
         conn.execute(statement, [{"when": when, "key": k} for k in order_keys])

@@ -60,8 +60,14 @@ class LocalDrop:
         base = self.root / folder
         if not base.is_dir():
             return []
-        return sorted((DropFile(folder, p.name, p.stat().st_size) for p in base.iterdir()
-                       if p.is_file() and _visible(p.name, pattern)), key=lambda f: f.name)
+        return sorted(
+            (
+                DropFile(folder, p.name, p.stat().st_size)
+                for p in base.iterdir()
+                if p.is_file() and _visible(p.name, pattern)
+            ),
+            key=lambda f: f.name,
+        )
 
     def read(self, folder: str, name: str) -> bytes:
         """A file's bytes."""
@@ -103,8 +109,14 @@ class SftpDrop:
             entries = self.sftp.listdir_attr(self._path(folder))  # type: ignore[attr-defined]
         except FileNotFoundError:
             return []
-        return sorted((DropFile(folder, e.filename, e.st_size or 0) for e in entries
-                       if stat.S_ISREG(e.st_mode or 0) and _visible(e.filename, pattern)), key=lambda f: f.name)
+        return sorted(
+            (
+                DropFile(folder, e.filename, e.st_size or 0)
+                for e in entries
+                if stat.S_ISREG(e.st_mode or 0) and _visible(e.filename, pattern)
+            ),
+            key=lambda f: f.name,
+        )
 
     def read(self, folder: str, name: str) -> bytes:
         """A file's bytes."""

@@ -26,8 +26,9 @@ class SystemError_(Exception):
 class TransientError(SystemError_):
     """A failure worth retrying (5xx, 429, timeouts, resets)."""
 
-    def __init__(self, system: str, call: str, reason: str, status: int | None = None,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self, system: str, call: str, reason: str, status: int | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(system, call, reason, status)
         self.retry_after = retry_after
 
@@ -98,9 +99,13 @@ class CallStats:
 
     def as_metadata(self) -> dict[str, Any]:
         """Plain values for Dagster metadata."""
-        return {"calls": sum(self.calls.values()), "retries": self.retries, "throttled": self.throttled,
-                "budget_wait_s": round(self.budget_wait_s, 2),
-                "statuses": {str(k): v for k, v in sorted(self.statuses.items())}}
+        return {
+            "calls": sum(self.calls.values()),
+            "retries": self.retries,
+            "throttled": self.throttled,
+            "budget_wait_s": round(self.budget_wait_s, 2),
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+        }
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -159,8 +164,12 @@ class ApiClient:
     def request(self, method: str, url: str, call: str, **kwargs: Any) -> Any:
         """Send one logical call and return its parsed JSON (None for an empty body), retrying transient
         failures (a truncated body included); raise a classified error otherwise."""
-        retrying = Retrying(stop=stop_after_attempt(self.max_attempts), wait=_wait, reraise=True,
-                            retry=retry_if_exception_type(TransientError))
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=_wait,
+            reraise=True,
+            retry=retry_if_exception_type(TransientError),
+        )
         for attempt in retrying:
             with attempt:
                 if attempt.retry_state.attempt_number > 1:

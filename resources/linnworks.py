@@ -36,8 +36,16 @@ class LinnworksClient(ApiClient):
 
     system = "Linnworks"
 
-    def __init__(self, base_url: str, application_id: str, application_secret: str, token: str,
-                 budget_share: float = 0.5, timeout_s: float = 30.0, max_attempts: int = 6) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        application_id: str,
+        application_secret: str,
+        token: str,
+        budget_share: float = 0.5,
+        timeout_s: float = 30.0,
+        max_attempts: int = 6,
+    ) -> None:
         super().__init__(base_url.rstrip("/"), timeout_s, max_attempts)
         self._secret = (application_id, application_secret, token)
         self.budget_share = budget_share
@@ -52,9 +60,12 @@ class LinnworksClient(ApiClient):
     def _authorise(self) -> tuple[str, str, float]:
         app_id, secret, token = self._secret
         self._session = None
-        body = self.request("POST", f"{self.base_url}/api/Auth/AuthorizeByApplication",
-                            "Auth/AuthorizeByApplication",
-                            json={"ApplicationId": app_id, "ApplicationSecret": secret, "Token": token})
+        body = self.request(
+            "POST",
+            f"{self.base_url}/api/Auth/AuthorizeByApplication",
+            "Auth/AuthorizeByApplication",
+            json={"ApplicationId": app_id, "ApplicationSecret": secret, "Token": token},
+        )
         if not isinstance(body, dict) or not body.get("Token") or not body.get("Server"):
             raise AuthError(self.system, "Auth/AuthorizeByApplication", "no session token in the answer")
         self._session = (body["Token"], body["Server"].rstrip("/"), time.monotonic())
@@ -89,9 +100,14 @@ class LinnworksClient(ApiClient):
         """Every open order, page by page, oldest received first."""
         page = 1
         while True:
-            body = self.call("Orders/GetOpenOrders", {"entriesPerPage": page_size, "pageNumber": page,
-                                                      "sorting": [{"FieldCode": "GENERAL_INFO_DATE",
-                                                                   "Direction": "ASCENDING", "Order": 0}]})
+            body = self.call(
+                "Orders/GetOpenOrders",
+                {
+                    "entriesPerPage": page_size,
+                    "pageNumber": page,
+                    "sorting": [{"FieldCode": "GENERAL_INFO_DATE", "Direction": "ASCENDING", "Order": 0}],
+                },
+            )
             data = body.get("Data") or []
             if data:
                 yield data
@@ -99,14 +115,25 @@ class LinnworksClient(ApiClient):
                 return
             page += 1
 
-    def processed_orders(self, date_field: str, from_iso: str, to_iso: str,
-                         page_size: int = 200) -> Iterator[list[dict[str, Any]]]:
+    def processed_orders(
+        self, date_field: str, from_iso: str, to_iso: str, page_size: int = 200
+    ) -> Iterator[list[dict[str, Any]]]:
         """Processed or cancelled orders whose `date_field` falls in the window, page by page."""
         page = 1
         while True:
-            body = self.call("ProcessedOrders/SearchProcessedOrders", {"request": {
-                "DateField": date_field, "FromDate": from_iso, "ToDate": to_iso, "PageNumber": page,
-                "ResultsPerPage": page_size, "SearchSorting": {"SortField": "dProcessedOn", "SortDirection": "ASC"}}})
+            body = self.call(
+                "ProcessedOrders/SearchProcessedOrders",
+                {
+                    "request": {
+                        "DateField": date_field,
+                        "FromDate": from_iso,
+                        "ToDate": to_iso,
+                        "PageNumber": page,
+                        "ResultsPerPage": page_size,
+                        "SearchSorting": {"SortField": "dProcessedOn", "SortDirection": "ASC"},
+                    }
+                },
+            )
             result = body.get("ProcessedOrders") or {}
             data = result.get("Data") or []
             if data:
@@ -124,8 +151,7 @@ class LinnworksClient(ApiClient):
 
     def process_order(self, order_id: str, location_id: str | None = None) -> dict[str, Any]:
         """Mark an order processed (despatched in full)."""
-        params: dict[str, Any] = {"orderId": order_id, "scanPerformed": False,
-                                  "context": {"Module": "fulfil"}}
+        params: dict[str, Any] = {"orderId": order_id, "scanPerformed": False, "context": {"Module": "fulfil"}}
         if location_id:
             params["locationId"] = location_id
         return self.call("Orders/ProcessOrder", params)
@@ -144,5 +170,12 @@ class LinnworksResource(dg.ConfigurableResource):
 
     def get_client(self) -> LinnworksClient:
         """A client for one run."""
-        return LinnworksClient(self.base_url, self.application_id, self.application_secret, self.token,
-                               self.budget_share, self.timeout_s, self.max_attempts)
+        return LinnworksClient(
+            self.base_url,
+            self.application_id,
+            self.application_secret,
+            self.token,
+            self.budget_share,
+            self.timeout_s,
+            self.max_attempts,
+        )

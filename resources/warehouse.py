@@ -43,8 +43,9 @@ class WarehouseDb:
         if self.is_duckdb and parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         # DuckDB allows one writing process: never hold a connection open between steps.
-        self.engine = sa.create_engine(url, poolclass=NullPool) if self.is_duckdb else sa.create_engine(
-            url, pool_pre_ping=True)
+        self.engine = (
+            sa.create_engine(url, poolclass=NullPool) if self.is_duckdb else sa.create_engine(url, pool_pre_ping=True)
+        )
 
     def dispose(self) -> None:
         """Close every pooled connection."""
@@ -58,16 +59,21 @@ class WarehouseDb:
             for statement in statements:
                 conn.execute(sa.text(statement))
 
-    def read(self, sql: str, params: Mapping[str, Any] | None = None,
-             schema: Mapping[str, pl.DataType] | None = None) -> pl.DataFrame:
+    def read(
+        self, sql: str, params: Mapping[str, Any] | None = None, schema: Mapping[str, pl.DataType] | None = None
+    ) -> pl.DataFrame:
         """Run a query and return a polars frame (typed by `schema` when the result may be empty)."""
         with self.engine.connect() as conn:
             result = conn.execute(sa.text(sql), dict(params or {}))
             columns = list(result.keys())
             rows = result.fetchall()
         if schema:
-            return pl.DataFrame([tuple(r) for r in rows], schema={c: schema.get(c, pl.String) for c in columns},
-                                orient="row", strict=False)
+            return pl.DataFrame(
+                [tuple(r) for r in rows],
+                schema={c: schema.get(c, pl.String) for c in columns},
+                orient="row",
+                strict=False,
+            )
         if not rows:  # no values to infer from: text columns join and filter like the real ones would
             return pl.DataFrame(schema={c: pl.String for c in columns})
         frame = pl.DataFrame([tuple(r) for r in rows], schema=columns, orient="row", infer_schema_length=None)
@@ -78,8 +84,15 @@ class WarehouseDb:
         """Whether `schema.table` exists."""
         return sa.inspect(self.engine).has_table(table, schema=schema)
 
-    def write(self, table: str, frame: pl.DataFrame, mode: str = "append", key: Sequence[str] = (),
-              update: Sequence[str] | None = None, replace_where: str = "TRUE") -> int:
+    def write(
+        self,
+        table: str,
+        frame: pl.DataFrame,
+        mode: str = "append",
+        key: Sequence[str] = (),
+        update: Sequence[str] | None = None,
+        replace_where: str = "TRUE",
+    ) -> int:
         """Write a frame to `fulfil.<table>`: `append`, `replace` (the rows matching `replace_where`, in one
         transaction), or `upsert` on `key` (update the `update` columns, or all non-key columns)."""
         if mode not in ("append", "replace", "upsert"):
@@ -94,8 +107,9 @@ class WarehouseDb:
             if not key:
                 raise ValueError("upsert needs a key")
             changed = [c for c in (update if update is not None else columns) if c not in key]
-            action = "DO NOTHING" if not changed else "DO UPDATE SET " + ", ".join(
-                f"{c} = excluded.{c}" for c in changed)
+            action = (
+                "DO NOTHING" if not changed else "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in changed)
+            )
             insert += f" ON CONFLICT ({', '.join(key)}) {action}"
         with self.engine.begin() as conn:
             if mode == "replace":
@@ -121,7 +135,9 @@ class WarehouseDb:
 class Warehouse(dg.ConfigurableResource):
     """Where fulfil keeps raw, canonical, ledger and reconciliation tables (`FULFIL_WAREHOUSE_URL`)."""
 
-    url: str = Field(default_factory=warehouse_url, description="SQLAlchemy URL: duckdb:///path or postgresql+psycopg://")
+    url: str = Field(
+        default_factory=warehouse_url, description="SQLAlchemy URL: duckdb:///path or postgresql+psycopg://"
+    )
 
     def get_db(self) -> WarehouseDb:
         """The database handle for this URL, its tables created on first use."""

@@ -19,9 +19,14 @@ REQUIRE_PG = os.environ.get("FULFIL_REQUIRE_POSTGRES") == "1"
 @pytest.fixture
 def emulators(tmp_path: Path) -> Iterator[Emulators]:
     """All six systems on free loopback ports over a small seeded world."""
-    config = EmulatorConfig(data_dir=tmp_path / "emulators", n_skus=300, n_orders=40,
-                            ports={name: 0 for name in ("linnworks", "cin7", "shopify", "bigcommerce", "peoplevox",
-                                                        "whistl", "whistl_sftp")})
+    config = EmulatorConfig(
+        data_dir=tmp_path / "emulators",
+        n_skus=300,
+        n_orders=40,
+        ports={
+            name: 0 for name in ("linnworks", "cin7", "shopify", "bigcommerce", "peoplevox", "whistl", "whistl_sftp")
+        },
+    )
     with Emulators(config) as emu:
         yield emu
 
@@ -69,8 +74,11 @@ def fulfil_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, emulators: Emula
     """Environment as a deployment has it: secrets in env vars, the warehouse URL, the data folder."""
     lw = emulators.linnworks.credentials
     env = {
-        "LINNWORKS_APPLICATION_ID": lw[0], "LINNWORKS_APPLICATION_SECRET": lw[1], "LINNWORKS_TOKEN": lw[2],
-        "WHISTL_SFTP_PASSWORD": emulators.config.sftp_password, "FULFIL_WAREHOUSE_URL": warehouse_url,
+        "LINNWORKS_APPLICATION_ID": lw[0],
+        "LINNWORKS_APPLICATION_SECRET": lw[1],
+        "LINNWORKS_TOKEN": lw[2],
+        "WHISTL_SFTP_PASSWORD": emulators.config.sftp_password,
+        "FULFIL_WAREHOUSE_URL": warehouse_url,
         "FULFIL_DATA_DIR": str(tmp_path / "data"),
     }
     for key, value in env.items():

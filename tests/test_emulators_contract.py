@@ -20,8 +20,10 @@ from emulators.world import World
 
 def lw_login(emu: Emulators, client: httpx.Client) -> tuple[str, str]:
     app_id, secret, token = emu.linnworks.credentials
-    r = client.post(f"{emu.url('linnworks')}/api/Auth/AuthorizeByApplication",
-                    json={"ApplicationId": app_id, "ApplicationSecret": secret, "Token": token})
+    r = client.post(
+        f"{emu.url('linnworks')}/api/Auth/AuthorizeByApplication",
+        json={"ApplicationId": app_id, "ApplicationSecret": secret, "Token": token},
+    )
     assert r.status_code == 200
     body = r.json()
     return body["Token"], body["Server"]
@@ -33,6 +35,10 @@ def faults(emu: Emulators, system: str, **values: object) -> None:
     assert r.status_code == 200, r.text
 
 
+SET_QUANTITIES = (
+    "mutation inventorySetQuantities($input: InventorySetQuantitiesInput!) "
+    "{ inventorySetQuantities(input: $input) { userErrors { field message code } } }"
+)
 CIN7_HEADERS = {"api-auth-accountid": "cin7-account", "api-auth-applicationkey": "cin7-key"}
 SHOP_HEADERS = {"X-Shopify-Access-Token": "shpat_emulator"}
 BC_HEADERS = {"X-Auth-Token": "bc-token", "Accept": "application/json"}
@@ -41,11 +47,15 @@ BC_HEADERS = {"X-Auth-Token": "bc-token", "Accept": "application/json"}
 def soap(method: str, inner: str, session: str | None = None, client_id: str = "brand01") -> str:
     header = ""
     if session:
-        header = (f'<soap:Header><UserSessionCredentials xmlns="http://www.peoplevox.net/"><UserId>0</UserId>'
-                  f"<ClientId>{client_id}</ClientId><SessionId>{session}</SessionId></UserSessionCredentials>"
-                  "</soap:Header>")
-    return ('<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">'
-            f'{header}<soap:Body><{method} xmlns="http://www.peoplevox.net/">{inner}</{method}></soap:Body></soap:Envelope>')
+        header = (
+            f'<soap:Header><UserSessionCredentials xmlns="http://www.peoplevox.net/"><UserId>0</UserId>'
+            f"<ClientId>{client_id}</ClientId><SessionId>{session}</SessionId></UserSessionCredentials>"
+            "</soap:Header>"
+        )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">'
+        f'{header}<soap:Body><{method} xmlns="http://www.peoplevox.net/">{inner}</{method}></soap:Body></soap:Envelope>'
+    )
 
 
 def soap_result(text: str) -> tuple[int, int, str]:
@@ -82,8 +92,10 @@ def test_same_seed_same_world_and_it_has_the_blemishes_we_need() -> None:
 def test_linnworks_auth_pages_and_errors(emulators: Emulators) -> None:
     emu = emulators
     with httpx.Client() as c:
-        bad = c.post(f"{emu.url('linnworks')}/api/Auth/AuthorizeByApplication",
-                     data={"ApplicationId": "x", "ApplicationSecret": "y", "Token": "z"})
+        bad = c.post(
+            f"{emu.url('linnworks')}/api/Auth/AuthorizeByApplication",
+            data={"ApplicationId": "x", "ApplicationSecret": "y", "Token": "z"},
+        )
         assert bad.status_code == 401 and set(bad.json()) == {"Code", "Message"}
         token, server = lw_login(emu, c)
         assert server == emu.url("linnworks")
@@ -91,23 +103,35 @@ def test_linnworks_auth_pages_and_errors(emulators: Emulators) -> None:
         assert no_auth.status_code == 401 and no_auth.json()["Message"] == "Token is wrong."
         seen, page = [], 1
         while True:
-            body = c.post(f"{server}/api/Orders/GetOpenOrders", headers={"Authorization": token},
-                          json={"entriesPerPage": 15, "pageNumber": page}).json()
+            body = c.post(
+                f"{server}/api/Orders/GetOpenOrders",
+                headers={"Authorization": token},
+                json={"entriesPerPage": 15, "pageNumber": page},
+            ).json()
             seen += [o["OrderId"] for o in body["Data"]]
             if page >= body["TotalPages"]:
                 break
             page += 1
         assert len(seen) == len(set(seen)) == body["TotalEntries"] == 40
         # Form-encoded body with JSON-encoded fields (the .NET SDK's way) reaches the same method.
-        form = c.post(f"{server}/api/Orders/GetOpenOrders", headers={"Authorization": token},
-                      data={"entriesPerPage": "5", "pageNumber": "2"})
+        form = c.post(
+            f"{server}/api/Orders/GetOpenOrders",
+            headers={"Authorization": token},
+            data={"entriesPerPage": "5", "pageNumber": "2"},
+        )
         assert [o["OrderId"] for o in form.json()["Data"]] == seen[5:10]
         # Stock items: no totals, 400 past the last page.
-        items = c.post(f"{server}/api/Stock/GetStockItemsFull", headers={"Authorization": token},
-                       json={"entriesPerPage": 200, "pageNumber": 1, "dataRequirements": ["StockLevels"]})
+        items = c.post(
+            f"{server}/api/Stock/GetStockItemsFull",
+            headers={"Authorization": token},
+            json={"entriesPerPage": 200, "pageNumber": 1, "dataRequirements": ["StockLevels"]},
+        )
         assert isinstance(items.json(), list) and len(items.json()) == 200
-        over = c.post(f"{server}/api/Stock/GetStockItemsFull", headers={"Authorization": token},
-                      json={"entriesPerPage": 200, "pageNumber": 3})
+        over = c.post(
+            f"{server}/api/Stock/GetStockItemsFull",
+            headers={"Authorization": token},
+            json={"entriesPerPage": 200, "pageNumber": 3},
+        )
         assert over.status_code == 400
 
 
@@ -116,26 +140,42 @@ def test_linnworks_writes_have_their_effect(emulators: Emulators) -> None:
     with httpx.Client() as c:
         token, server = lw_login(emu, c)
         h = {"Authorization": token}
-        order = c.post(f"{server}/api/Orders/GetOpenOrders", headers=h, json={"entriesPerPage": 1, "pageNumber": 1}
-                       ).json()["Data"][0]
+        order = c.post(
+            f"{server}/api/Orders/GetOpenOrders", headers=h, json={"entriesPerPage": 1, "pageNumber": 1}
+        ).json()["Data"][0]
         oid, sku = order["OrderId"], order["Items"][0]["SKU"]
-        r = c.post(f"{server}/api/Orders/SetOrderShippingInfo", headers=h,
-                   data={"orderId": oid, "info": '{"TrackingNumber": "WHL1234", "ManualAdjust": false}'})
+        r = c.post(
+            f"{server}/api/Orders/SetOrderShippingInfo",
+            headers=h,
+            data={"orderId": oid, "info": '{"TrackingNumber": "WHL1234", "ManualAdjust": false}'},
+        )
         assert r.status_code == 200 and r.json()["ShippingInfo"]["TrackingNumber"] == "WHL1234"
         assert c.post(f"{server}/api/Orders/ProcessOrder", headers=h, json={"orderId": oid}).json()["Processed"]
         again = c.post(f"{server}/api/Orders/ProcessOrder", headers=h, json={"orderId": oid}).json()
         assert again["Processed"] is False and again["Error"]
-        open_ids = [o["OrderId"] for o in c.post(f"{server}/api/Orders/GetOpenOrders", headers=h,
-                                                 json={"entriesPerPage": 200, "pageNumber": 1}).json()["Data"]]
+        open_ids = [
+            o["OrderId"]
+            for o in c.post(
+                f"{server}/api/Orders/GetOpenOrders", headers=h, json={"entriesPerPage": 200, "pageNumber": 1}
+            ).json()["Data"]
+        ]
         assert oid not in open_ids
-        processed = c.post(f"{server}/api/ProcessedOrders/SearchProcessedOrders", headers=h,
-                           json={"request": {"DateField": "processed", "PageNumber": 1, "ResultsPerPage": 50}}).json()
+        processed = c.post(
+            f"{server}/api/ProcessedOrders/SearchProcessedOrders",
+            headers=h,
+            json={"request": {"DateField": "processed", "PageNumber": 1, "ResultsPerPage": 50}},
+        ).json()
         assert [p["pkOrderID"] for p in processed["ProcessedOrders"]["Data"]] == [oid]
         assert processed["ProcessedOrders"]["Data"][0]["PostalTrackingNumber"] == "WHL1234"
         if sku in {p.sku for p in emu.world.products if not p.is_bundle}:
-            r = c.post(f"{server}/api/Stock/SetStockLevel", headers=h,
-                       json={"stockLevels": [{"SKU": sku, "LocationId": "00000000-0000-0000-0000-000000000000",
-                                              "Level": 17}], "changeSource": "fulfil"})
+            r = c.post(
+                f"{server}/api/Stock/SetStockLevel",
+                headers=h,
+                json={
+                    "stockLevels": [{"SKU": sku, "LocationId": "00000000-0000-0000-0000-000000000000", "Level": 17}],
+                    "changeSource": "fulfil",
+                },
+            )
             assert r.json()[0]["StockLevel"] == 17
             assert emu.linnworks.inspect()["stock"][f"{sku}@00000000-0000-0000-0000-000000000000"] == 17
 
@@ -145,8 +185,7 @@ def test_linnworks_per_method_limit_and_faults(emulators: Emulators) -> None:
     with httpx.Client() as c:
         token, server = lw_login(emu, c)
         h = {"Authorization": token}
-        statuses = [c.post(f"{server}/api/PostalServices/GetPostalServices", headers=h).status_code
-                    for _ in range(151)]
+        statuses = [c.post(f"{server}/api/PostalServices/GetPostalServices", headers=h).status_code for _ in range(151)]
         assert statuses[:150] == [200] * 150 and statuses[150] == 429
         last = c.post(f"{server}/api/PostalServices/GetPostalServices", headers=h)
         assert last.status_code == 429 and int(last.headers["Retry-After"]) >= 1
@@ -192,18 +231,38 @@ def test_cin7_auth_pages_limit_and_error_shapes(emulators: Emulators) -> None:
         assert c.get(f"{base}SaleList", headers=CIN7_HEADERS).status_code == 200
         sale = c.get(f"{base}sale", params={"ID": ids[0]}, headers=CIN7_HEADERS).json()
         assert sale["ShippingAddress"]["Postcode"] is not None and sale["Order"]["Lines"]
-        shipped = c.post(f"{base}sale/fulfilment/ship", headers=CIN7_HEADERS, json={
-            "TaskID": ids[0], "Status": "AUTHORISED",
-            "Lines": [{"ShipmentDate": "2026-11-20", "Carrier": "Whistl", "Box": "1", "TrackingNumber": "WHL9",
-                       "TrackingURL": "", "IsShipped": True}]})
-        assert shipped.status_code == 200 and emu.cin7.inspect()["shipments"][ids[0]][0]["Lines"][0]["TrackingNumber"] == "WHL9"
+        shipped = c.post(
+            f"{base}sale/fulfilment/ship",
+            headers=CIN7_HEADERS,
+            json={
+                "TaskID": ids[0],
+                "Status": "AUTHORISED",
+                "Lines": [
+                    {
+                        "ShipmentDate": "2026-11-20",
+                        "Carrier": "Whistl",
+                        "Box": "1",
+                        "TrackingNumber": "WHL9",
+                        "TrackingURL": "",
+                        "IsShipped": True,
+                    }
+                ],
+            },
+        )
+        assert (
+            shipped.status_code == 200
+            and emu.cin7.inspect()["shipments"][ids[0]][0]["Lines"][0]["TrackingNumber"] == "WHL9"
+        )
         twice = c.post(f"{base}sale/fulfilment/ship", headers=CIN7_HEADERS, json={"TaskID": ids[0], "Lines": []})
         assert twice.status_code == 400
         void = c.delete(f"{base}sale", params={"ID": ids[1], "Void": "true"}, headers=CIN7_HEADERS)
         assert void.json()["Status"] == "VOIDED"
         sku = sorted(emu.cin7.available)[0]
-        adj = c.post(f"{base}stockadjustment", headers=CIN7_HEADERS, json={
-            "EffectiveDate": "2026-11-20", "Status": "COMPLETED", "Lines": [{"SKU": sku, "Quantity": 33}]})
+        adj = c.post(
+            f"{base}stockadjustment",
+            headers=CIN7_HEADERS,
+            json={"EffectiveDate": "2026-11-20", "Status": "COMPLETED", "Lines": [{"SKU": sku, "Quantity": 33}]},
+        )
         assert adj.json()["ExistingStockLines"][0]["Adjustment"] == 33
         avail = c.get(f"{base}ref/productavailability", params={"Sku": sku}, headers=CIN7_HEADERS).json()
         assert avail["ProductAvailabilityList"][0]["Available"] == 33
@@ -232,14 +291,19 @@ def test_shopify_link_pagination_and_page_info_rules(emulators: Emulators) -> No
     base = emu.url("shopify")
     with httpx.Client() as c:
         assert c.get(f"{base}orders.json").status_code == 401
-        r = c.get(f"{base}orders.json", params={"status": "any", "limit": 9, "order": "updated_at asc",
-                                                "updated_at_min": "2000-01-01T00:00:00Z"}, headers=SHOP_HEADERS)
+        r = c.get(
+            f"{base}orders.json",
+            params={"status": "any", "limit": 9, "order": "updated_at asc", "updated_at_min": "2000-01-01T00:00:00Z"},
+            headers=SHOP_HEADERS,
+        )
         ids = [o["id"] for o in r.json()["orders"]]
         assert re.fullmatch(r"\d+/40", r.headers["X-Shopify-Shop-Api-Call-Limit"])
         while "next" in r.links:
             nxt = r.links["next"]["url"]
             refused = c.get(nxt + "&created_at_min=2000-01-01", headers=SHOP_HEADERS)
-            assert refused.status_code == 400 and "cannot be passed when page_info is present" in refused.json()["errors"]
+            assert (
+                refused.status_code == 400 and "cannot be passed when page_info is present" in refused.json()["errors"]
+            )
             r = c.get(nxt, headers=SHOP_HEADERS)
             ids += [o["id"] for o in r.json()["orders"]]
         assert len(ids) == len(set(ids)) == 40
@@ -254,28 +318,73 @@ def test_shopify_bucket_fulfilment_inventory_and_graphql(emulators: Emulators) -
         oid = c.get(f"{base}orders.json", params={"limit": 1}, headers=SHOP_HEADERS).json()["orders"][0]["id"]
         fo = c.get(f"{base}orders/{oid}/fulfillment_orders.json", headers=SHOP_HEADERS).json()["fulfillment_orders"][0]
         line = fo["line_items"][0]
-        made = c.post(f"{base}fulfillments.json", headers=SHOP_HEADERS, json={"fulfillment": {
-            "line_items_by_fulfillment_order": [{"fulfillment_order_id": fo["id"], "fulfillment_order_line_items": [
-                {"id": line["id"], "quantity": 1}]}], "tracking_info": {"number": "WHL55", "company": "Whistl"},
-            "notify_customer": False}})
+        made = c.post(
+            f"{base}fulfillments.json",
+            headers=SHOP_HEADERS,
+            json={
+                "fulfillment": {
+                    "line_items_by_fulfillment_order": [
+                        {
+                            "fulfillment_order_id": fo["id"],
+                            "fulfillment_order_line_items": [{"id": line["id"], "quantity": 1}],
+                        }
+                    ],
+                    "tracking_info": {"number": "WHL55", "company": "Whistl"},
+                    "notify_customer": False,
+                }
+            },
+        )
         assert made.status_code == 201 and made.json()["fulfillment"]["tracking_number"] == "WHL55"
-        too_many = c.post(f"{base}fulfillments.json", headers=SHOP_HEADERS, json={"fulfillment": {
-            "line_items_by_fulfillment_order": [{"fulfillment_order_id": fo["id"], "fulfillment_order_line_items": [
-                {"id": line["id"], "quantity": line["quantity"] + 5}]}]}})
+        too_many = c.post(
+            f"{base}fulfillments.json",
+            headers=SHOP_HEADERS,
+            json={
+                "fulfillment": {
+                    "line_items_by_fulfillment_order": [
+                        {
+                            "fulfillment_order_id": fo["id"],
+                            "fulfillment_order_line_items": [{"id": line["id"], "quantity": line["quantity"] + 5}],
+                        }
+                    ]
+                }
+            },
+        )
         assert too_many.status_code == 422
         loc = c.get(f"{base}locations.json", headers=SHOP_HEADERS).json()["locations"][0]["id"]
         item = next(iter(emu.shopify.inventory_items))
-        set_r = c.post(f"{base}inventory_levels/set.json", headers=SHOP_HEADERS,
-                       json={"location_id": loc, "inventory_item_id": item, "available": 12})
+        set_r = c.post(
+            f"{base}inventory_levels/set.json",
+            headers=SHOP_HEADERS,
+            json={"location_id": loc, "inventory_item_id": item, "available": 12},
+        )
         assert set_r.json()["inventory_level"]["available"] == 12
-        levels = c.get(f"{base}inventory_levels.json", params={"inventory_item_ids": item, "location_ids": loc},
-                       headers=SHOP_HEADERS).json()["inventory_levels"]
+        levels = c.get(
+            f"{base}inventory_levels.json",
+            params={"inventory_item_ids": item, "location_ids": loc},
+            headers=SHOP_HEADERS,
+        ).json()["inventory_levels"]
         assert levels[0]["available"] == 12
-        gql = c.post(f"{base}graphql.json", headers=SHOP_HEADERS, json={
-            "query": "mutation inventorySetQuantities($input: InventorySetQuantitiesInput!) { inventorySetQuantities(input: $input) { userErrors { field message code } } }",
-            "variables": {"input": {"name": "available", "reason": "correction", "ignoreCompareQuantity": True,
-                                    "quantities": [{"inventoryItemId": f"gid://shopify/InventoryItem/{item}",
-                                                    "locationId": f"gid://shopify/Location/{loc}", "quantity": 4}]}}})
+        gql = c.post(
+            f"{base}graphql.json",
+            headers=SHOP_HEADERS,
+            json={
+                "query": SET_QUANTITIES,
+                "variables": {
+                    "input": {
+                        "name": "available",
+                        "reason": "correction",
+                        "ignoreCompareQuantity": True,
+                        "quantities": [
+                            {
+                                "inventoryItemId": f"gid://shopify/InventoryItem/{item}",
+                                "locationId": f"gid://shopify/Location/{loc}",
+                                "quantity": 4,
+                            }
+                        ],
+                    }
+                },
+            },
+        )
         body = gql.json()
         assert body["data"]["inventorySetQuantities"]["userErrors"] == []
         assert body["extensions"]["cost"]["throttleStatus"]["maximumAvailable"] == 1000.0
@@ -287,9 +396,16 @@ def test_shopify_bucket_fulfilment_inventory_and_graphql(emulators: Emulators) -
         assert "Exceeded 2 calls per second" in throttled[0].json()["errors"]
         # GraphQL cost bucket: drain it and get THROTTLED with no data.
         emu.shopify.gql_bucket.level, emu.shopify.gql_bucket._at = 1000.0, time.monotonic() + 5
-        t = c.post(f"{base}graphql.json", headers=SHOP_HEADERS, json={"query": "inventorySetQuantities",
-                                                                      "variables": {"input": {"quantities": []}}})
-        assert t.status_code == 200 and t.json()["errors"][0]["extensions"]["code"] == "THROTTLED" and "data" not in t.json()
+        t = c.post(
+            f"{base}graphql.json",
+            headers=SHOP_HEADERS,
+            json={"query": "inventorySetQuantities", "variables": {"input": {"quantities": []}}},
+        )
+        assert (
+            t.status_code == 200
+            and t.json()["errors"][0]["extensions"]["code"] == "THROTTLED"
+            and "data" not in t.json()
+        )
 
 
 # -- BigCommerce -----------------------------------------------------------------------------------------
@@ -315,15 +431,24 @@ def test_bigcommerce_orders_pages_shipments_inventory_and_quota(emulators: Emula
         products = c.get(f"{base}v2/orders/{oid}/products", headers=BC_HEADERS).json()
         addr = c.get(f"{base}v2/orders/{oid}/shipping_addresses", headers=BC_HEADERS).json()[0]
         first = products[0]
-        ship = c.post(f"{base}v2/orders/{oid}/shipments", headers=BC_HEADERS, json={
-            "order_address_id": addr["id"], "tracking_number": "WHL77",
-            "items": [{"order_product_id": first["id"], "quantity": 1}]})
+        ship = c.post(
+            f"{base}v2/orders/{oid}/shipments",
+            headers=BC_HEADERS,
+            json={
+                "order_address_id": addr["id"],
+                "tracking_number": "WHL77",
+                "items": [{"order_product_id": first["id"], "quantity": 1}],
+            },
+        )
         assert ship.status_code == 201
         status = c.get(f"{base}v2/orders/{oid}", headers=BC_HEADERS).json()["status_id"]
         assert status == (2 if len(products) == 1 and first["quantity"] == 1 else 3)
         sku = sorted({s for s, _ in emu.bigcommerce.inventory})[0]
-        adj = c.put(f"{base}v3/inventory/adjustments/absolute", headers=BC_HEADERS,
-                    json={"reason": "fulfil", "items": [{"location_id": 1, "sku": sku, "quantity": 9}]})
+        adj = c.put(
+            f"{base}v3/inventory/adjustments/absolute",
+            headers=BC_HEADERS,
+            json={"reason": "fulfil", "items": [{"location_id": 1, "sku": sku, "quantity": 9}]},
+        )
         assert "transaction_id" in adj.json()
         inv = c.get(f"{base}v3/inventory/items", params={"sku:in": sku}, headers=BC_HEADERS).json()
         assert inv["data"][0]["locations"][0]["available_to_sell"] == 9 and inv["meta"]["pagination"]["total"] == 1
@@ -346,19 +471,31 @@ def test_peoplevox_soap_session_getdata_savedata(emulators: Emulators) -> None:
     hdr = {"Content-Type": "text/xml; charset=utf-8"}
     with httpx.Client() as c:
         pw = base64.b64encode(b"wrong").decode()
-        r = c.post(url, headers={**hdr, "SOAPAction": '"http://www.peoplevox.net/Authenticate"'}, content=soap(
-            "Authenticate", f"<clientId>brand01</clientId><username>integration</username><password>{pw}</password>"))
+        r = c.post(
+            url,
+            headers={**hdr, "SOAPAction": '"http://www.peoplevox.net/Authenticate"'},
+            content=soap(
+                "Authenticate", f"<clientId>brand01</clientId><username>integration</username><password>{pw}</password>"
+            ),
+        )
         assert r.status_code == 200 and soap_result(r.text)[0] == -1
         pw = base64.b64encode(b"pvx-password").decode()
-        r = c.post(url, headers=hdr, content=soap(
-            "Authenticate", f"<clientId>brand01</clientId><username>integration</username><password>{pw}</password>"))
+        r = c.post(
+            url,
+            headers=hdr,
+            content=soap(
+                "Authenticate", f"<clientId>brand01</clientId><username>integration</username><password>{pw}</password>"
+            ),
+        )
         rid, total, detail = soap_result(r.text)
         assert (rid, total) == (0, 1) and detail.startswith("brand01,")
         session = detail.split(",", 1)[1]
 
         def get(template: str, page: int, per: int, clause: str = "") -> tuple[int, int, str]:
-            inner = (f"<getRequest><TemplateName>{template}</TemplateName><PageNo>{page}</PageNo>"
-                     f"<ItemsPerPage>{per}</ItemsPerPage><SearchClause>{clause}</SearchClause></getRequest>")
+            inner = (
+                f"<getRequest><TemplateName>{template}</TemplateName><PageNo>{page}</PageNo>"
+                f"<ItemsPerPage>{per}</ItemsPerPage><SearchClause>{clause}</SearchClause></getRequest>"
+            )
             return soap_result(c.post(url, headers=hdr, content=soap("GetData", inner, session)).text)
 
         rows, page = [], 1
@@ -373,15 +510,21 @@ def test_peoplevox_soap_session_getdata_savedata(emulators: Emulators) -> None:
         sku = rows[0]["ItemCode"]
         rid, total, detail = get("Available", 1, 10, f'ItemCode == "{sku}"')
         assert total == 1 and next(csv.DictReader(io.StringIO(detail)))["ItemCode"] == sku
-        order_csv = ("SalesOrderNumber,Customer,ShippingAddressLine1,ShippingAddressCity,ShippingAddressPostcode,"
-                     "ShippingAddressCountry,ServiceType\nLW100001,Ann Smith,1 High Street,Leeds,LS1 1AA,GB,"
-                     "DPD Next Day\n")
-        save = (f"<saveRequest><TemplateName>Sales orders</TemplateName><CsvData>{order_csv}</CsvData>"
-                "<Action>0</Action></saveRequest>")
+        order_csv = (
+            "SalesOrderNumber,Customer,ShippingAddressLine1,ShippingAddressCity,ShippingAddressPostcode,"
+            "ShippingAddressCountry,ServiceType\nLW100001,Ann Smith,1 High Street,Leeds,LS1 1AA,GB,"
+            "DPD Next Day\n"
+        )
+        save = (
+            f"<saveRequest><TemplateName>Sales orders</TemplateName><CsvData>{order_csv}</CsvData>"
+            "<Action>0</Action></saveRequest>"
+        )
         rid, total, _ = soap_result(c.post(url, headers=hdr, content=soap("SaveData", save, session)).text)
         assert (rid, total) == (0, 1) and emu.peoplevox.inspect()["saves"] == {"LW100001": 1}
-        bad_item = (f"<saveRequest><TemplateName>Sales order items</TemplateName><CsvData>SalesOrderNumber,ItemCode,"
-                    f"QuantityOrdered\nLW100001,NOPE-SKU,1\n</CsvData><Action>0</Action></saveRequest>")
+        bad_item = (
+            "<saveRequest><TemplateName>Sales order items</TemplateName><CsvData>SalesOrderNumber,ItemCode,"
+            "QuantityOrdered\nLW100001,NOPE-SKU,1\n</CsvData><Action>0</Action></saveRequest>"
+        )
         rid, _, detail = soap_result(c.post(url, headers=hdr, content=soap("SaveData", bad_item, session)).text)
         assert rid == -1 and "NOPE-SKU" in detail
         faults(emu, "peoplevox", expire_tokens=True)
@@ -404,14 +547,17 @@ def test_whistl_over_sftp_accepts_rejects_and_despatches(emulators: Emulators) -
     assert sftp is not None
     good_sku, good_sku2 = emu.world.wms_catalogue[:2]
     emu.whistl.on_hand[good_sku] = 10
-    header = ("order_reference,order_date,service_code,ship_name,ship_address1,ship_address2,ship_address3,"
-              "ship_city,ship_postcode,ship_country,ship_phone,ship_email,line_number,sku,quantity\n")
+    header = (
+        "order_reference,order_date,service_code,ship_name,ship_address1,ship_address2,ship_address3,"
+        "ship_city,ship_postcode,ship_country,ship_phone,ship_email,line_number,sku,quantity\n"
+    )
     body = header + (
         f"A1,2026-11-20T10:00:00Z,WHISTL-T24,Ann,1 High St,,,Leeds,LS1 1AA,GB,07700900123,a@x.uk,1,{good_sku},2\n"
         f"A1,2026-11-20T10:00:00Z,WHISTL-T24,Ann,1 High St,,,Leeds,LS1 1AA,GB,07700900123,a@x.uk,2,{good_sku2},1\n"
         f"A2,2026-11-20T10:00:00Z,WHISTL-T24,Bob,2 High St,,,Leeds,LS1 1AA,GB,,b@x.uk,1,{good_sku},1\n"
         f"A3,2026-11-20T10:00:00Z,EXPRESS,Cy,3 High St,,,Leeds,LS1 1AA,GB,07700900124,c@x.uk,1,{good_sku},1\n"
-        f"A4,2026-11-20T10:00:00Z,WHISTL-T48,Di,4 High St,,,Leeds,LS1 1AA,GB,07700900125,d@x.uk,1,BAD-SKU,1\n")
+        f"A4,2026-11-20T10:00:00Z,WHISTL-T48,Di,4 High St,,,Leeds,LS1 1AA,GB,07700900125,d@x.uk,1,BAD-SKU,1\n"
+    )
     with sftp.open("/in/.ord_1.csv.tmp", "wb") as fh:
         fh.write(body.encode())
     assert emu.whistl.step()["rejected"] == 0, "a temporary name must not be picked up"
@@ -438,7 +584,9 @@ def test_whistl_over_sftp_accepts_rejects_and_despatches(emulators: Emulators) -
     snap = emu.whistl.snapshot()
     with sftp.open(f"/out/{snap}", "rb") as fh:
         stock = {r["sku"]: r for r in csv.DictReader(io.StringIO(fh.read().decode()))}
-    assert len(stock) == len(emu.world.wms_catalogue) and int(stock[good_sku]["on_hand"]) == emu.whistl.on_hand[good_sku]
+    assert (
+        len(stock) == len(emu.world.wms_catalogue) and int(stock[good_sku]["on_hand"]) == emu.whistl.on_hand[good_sku]
+    )
     transport.close()
 
 
@@ -447,8 +595,10 @@ def test_whistl_cancellation_honours_picking_cutoff(emulators: Emulators) -> Non
     sku = emu.world.wms_catalogue[0]
     inbox = emu.whistl.inbox
     row = f"2026-11-20T10:00:00Z,WHISTL-T48,Ann,1 High St,,,Leeds,LS1 1AA,GB,07700900123,a@x.uk,1,{sku},1"
-    header = ("order_reference,order_date,service_code,ship_name,ship_address1,ship_address2,ship_address3,"
-              "ship_city,ship_postcode,ship_country,ship_phone,ship_email,line_number,sku,quantity\n")
+    header = (
+        "order_reference,order_date,service_code,ship_name,ship_address1,ship_address2,ship_address3,"
+        "ship_city,ship_postcode,ship_country,ship_phone,ship_email,line_number,sku,quantity\n"
+    )
     (inbox / "ord_1.csv").write_text(header + f"C1,{row}\nC2,{row}\n")
     emu.whistl.step()  # both received, then moved to picking by the same shift
     emu.whistl.orders["C1"].stage = "received"  # C1 not yet picked

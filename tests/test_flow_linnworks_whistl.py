@@ -16,11 +16,16 @@ from resources.warehouse import SCHEMA, WarehouseDb
 
 def emulator_config(emu: Emulators, tmp_path: Path) -> FulfilConfig:
     """fulfil.yaml as it would read for these emulators."""
-    return FulfilConfig.model_validate({
-        "flows": ["linnworks_whistl"], "data_dir": str(tmp_path / "data"),
-        "systems": {"linnworks": {"base_url": emu.url("linnworks")},
-                    "whistl": {"drop_url": f"sftp://brand@127.0.0.1:{emu.ports['whistl_sftp']}/"}},
-    })
+    return FulfilConfig.model_validate(
+        {
+            "flows": ["linnworks_whistl"],
+            "data_dir": str(tmp_path / "data"),
+            "systems": {
+                "linnworks": {"base_url": emu.url("linnworks")},
+                "whistl": {"drop_url": f"sftp://brand@127.0.0.1:{emu.ports['whistl_sftp']}/"},
+            },
+        }
+    )
 
 
 def run_job(defs: dg.Definitions, name: str, instance: dg.DagsterInstance, run_config: dict | None = None) -> None:
@@ -30,8 +35,9 @@ def run_job(defs: dg.Definitions, name: str, instance: dg.DagsterInstance, run_c
 
 def tick_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None) -> dg.SensorResult:
     sensor = defs.resolve_sensor_def("despatch_file_sensor")
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs,
-                                      resources={"whistl_drop": defs.resources["whistl_drop"]})
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, definitions=defs, resources={"whistl_drop": defs.resources["whistl_drop"]}
+    )
     return sensor(context)
 
 
@@ -43,12 +49,16 @@ def drain_despatches(defs: dg.Definitions, instance: dg.DagsterInstance, cursor:
 
 
 def tracking_calls(emu: Emulators) -> list[dict]:
-    return [c.body for c in emu.linnworks.recorder.calls if c.path.endswith("Orders/SetOrderShippingInfo")
-            and c.status == 200]
+    return [
+        c.body
+        for c in emu.linnworks.recorder.calls
+        if c.path.endswith("Orders/SetOrderShippingInfo") and c.status == 200
+    ]
 
 
-def test_orders_reach_whistl_once_and_tracking_comes_back(emulators: Emulators, fulfil_env: dict,
-                                                          tmp_path: Path) -> None:
+def test_orders_reach_whistl_once_and_tracking_comes_back(
+    emulators: Emulators, fulfil_env: dict, tmp_path: Path
+) -> None:
     emu = emulators
     defs = build_definitions(emulator_config(emu, tmp_path))
     instance = dg.DagsterInstance.ephemeral()
@@ -83,8 +93,11 @@ def test_orders_reach_whistl_once_and_tracking_comes_back(emulators: Emulators, 
     assert ran >= 2
     partial = [r for r, s in emu.whistl.inspect()["shipped"].items() if emu.whistl.orders[r].despatches > 1]
     assert partial, "no partial shipment happened: the test would not cover split despatches"
-    shipped = [r for f in sorted((emu.whistl.root / "out" / "archive").glob("shp_*.csv"))
-               for r in pl.read_csv(f, infer_schema=False).iter_rows(named=True)]
+    shipped = [
+        r
+        for f in sorted((emu.whistl.root / "out" / "archive").glob("shp_*.csv"))
+        for r in pl.read_csv(f, infer_schema=False).iter_rows(named=True)
+    ]
     assert shipped, "the warehouse despatched nothing"
     orders = db.read(f"SELECT order_ref, source_order_id FROM {SCHEMA}.orders")
     order_id = dict(orders.iter_rows())
@@ -98,8 +111,9 @@ def test_orders_reach_whistl_once_and_tracking_comes_back(emulators: Emulators, 
     assert posted == expected
     # Every order fully despatched is processed in Linnworks; none is processed early.
     processed = set(emu.linnworks.inspect()["processed"])
-    assert processed == {order_id[ref] for ref, stage in emu.whistl.inspect()["stages"].items()
-                         if stage == "despatched"}
+    assert processed == {
+        order_id[ref] for ref, stage in emu.whistl.inspect()["stages"].items() if stage == "despatched"
+    }
 
     # Re-running everything sends nothing twice.
     calls_before = len(tracking_calls(emu))
@@ -110,3 +124,128 @@ def test_orders_reach_whistl_once_and_tracking_comes_back(emulators: Emulators, 
     again, _ = drain_despatches(defs, instance, cursor)
     assert again == 0
     assert len(tracking_calls(emu)) == calls_before
+
+
+def set_faults(emu: Emulators, system: str, **values: object) -> None:
+    import httpx
+
+    httpx.post(f"http://127.0.0.1:{emu.ports[system]}/_emulator/faults", json=values).raise_for_status()
+
+
+def test_faults_rejections_and_fixes(emulators: Emulators, fulfil_env: dict, tmp_path: Path) -> None:
+    """5xx and an expired session while ingesting still load every order; a WMS rejection becomes an exception
+    with an owner; once the order is fixed at source it goes again by itself; no secret reaches any log."""
+    emu = emulators
+    defs = build_definitions(emulator_config(emu, tmp_path))
+    instance = dg.DagsterInstance.ephemeral()
+    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+    emu.whistl.snapshot()
+    set_faults(emu, "linnworks", error_rate=0.25, error_status=503, expire_tokens=True)
+    run_job(defs, "order_sync_job", instance)
+    set_faults(emu, "linnworks", error_rate=0.0)
+    staged = db.read(f"SELECT order_key FROM {SCHEMA}.orders")
+    assert staged.height == len(emu.linnworks.orders), "faults must not lose orders"
+    assert emu.linnworks.recorder.status_counts[503] > 0
+
+    # The warehouse stops knowing one SKU that a sent order needs: it rejects that order.
+    ledger = db.read(f"SELECT order_key, order_ref FROM {SCHEMA}.wms_submissions")
+    lines = db.read(f"SELECT order_key, sku FROM {SCHEMA}.order_lines").join(ledger, on="order_key")
+    victim_ref, victim_sku = lines.select("order_ref", "sku").row(0)
+    title = emu.whistl.catalogue.pop(victim_sku)
+    emu.whistl.step()
+    drain_despatches(defs, instance, None)
+    status = dict(db.read(f"SELECT order_ref, status FROM {SCHEMA}.wms_submissions").iter_rows())
+    assert status[victim_ref] == "rejected"
+    ex = db.read(f"SELECT * FROM {SCHEMA}.order_exceptions WHERE rule = 'wms_acceptance' AND resolved_at IS NULL")
+    assert ex.select("reason_code", "owner").rows() == [("SKU_UNKNOWN_AT_WMS", "office")]
+    assert victim_sku in ex["detail"][0]
+
+    # Fixed: the SKU is set up at the warehouse and the order's address corrected at source.
+    emu.whistl.catalogue[victim_sku] = title
+    victim_key = ledger.filter(pl.col("order_ref") == victim_ref)["order_key"][0]
+    emu.linnworks.control("edit_address", {"order_id": victim_key.split(":", 1)[1]})
+    run_job(defs, "order_sync_job", instance)
+    emu.whistl.step()
+    assert emu.whistl.inspect()["receipts"][victim_ref] == 2
+    assert victim_ref not in {r["order_reference"] for r in emu.whistl.inspect()["rejections"][1:]}
+    status = dict(db.read(f"SELECT order_ref, status FROM {SCHEMA}.wms_submissions").iter_rows())
+    assert status[victim_ref] == "sent"
+    assert db.read(
+        f"SELECT * FROM {SCHEMA}.order_exceptions WHERE rule = 'wms_acceptance' AND resolved_at IS NULL"
+    ).is_empty()
+
+    # No secret anywhere a person or another system can read.
+    secrets = [
+        fulfil_env["LINNWORKS_APPLICATION_SECRET"],
+        fulfil_env["LINNWORKS_TOKEN"],
+        fulfil_env["WHISTL_SFTP_PASSWORD"],
+    ]
+    logs: list[str] = []
+    for run in instance.get_runs():
+        logs += [str(record) for record in instance.all_logs(run.run_id)]
+    assert logs and not any(s in line for s in secrets for line in logs)
+    for table in ("order_exceptions", "wms_submissions", "tracking_posts", "processed_files"):
+        dump = str(db.read(f"SELECT * FROM {SCHEMA}.{table}").rows())
+        assert not any(s in dump for s in secrets)
+
+
+def test_rejected_credentials_fail_the_run_clearly(
+    emulators: Emulators, fulfil_env: dict, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("LINNWORKS_APPLICATION_SECRET", "wrong-secret-value-123")
+    defs = build_definitions(emulator_config(emulators, tmp_path))
+    instance = dg.DagsterInstance.ephemeral()
+    result = defs.resolve_job_def("order_sync_job").execute_in_process(instance=instance, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    text = str(failure.event_specific_data.error)  # type: ignore[union-attr]
+    assert "credentials rejected by Linnworks" in text and "wrong-secret-value-123" not in text
+    logs = " ".join(str(r) for r in instance.all_logs(result.run_id))
+    assert "wrong-secret-value-123" not in logs
+
+
+def test_crash_between_intent_and_file_or_file_and_ledger_sends_once(
+    emulators: Emulators, fulfil_env: dict, tmp_path: Path, monkeypatch
+) -> None:
+    """A process killed mid-push (simulated: the one fault no real part produces on demand) loses nothing and
+    sends nothing twice on the next run."""
+    import fulfil_assets.push.assets as push
+    from resources.file_drop import SftpDrop
+
+    emu = emulators
+    defs = build_definitions(emulator_config(emu, tmp_path))
+    instance = dg.DagsterInstance.ephemeral()
+    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+    emu.whistl.snapshot()
+
+    real_write = SftpDrop.write_atomic
+
+    def crash_before_write(self, folder, name, data):
+        raise KeyboardInterrupt("killed before the file was written")
+
+    monkeypatch.setattr(SftpDrop, "write_atomic", crash_before_write)
+    result = defs.resolve_job_def("order_sync_job").execute_in_process(instance=instance, raise_on_error=False)
+    assert not result.success
+    writing = db.read(f"SELECT * FROM {SCHEMA}.wms_submissions")
+    assert writing.height > 0 and set(writing["status"]) == {"writing"}
+    monkeypatch.setattr(SftpDrop, "write_atomic", real_write)
+
+    real_mark = push.mark
+
+    def crash_after_write(db_, table, keys, status, **kw):
+        if status == "sent":
+            raise KeyboardInterrupt("killed after the file was written")
+        return real_mark(db_, table, keys, status, **kw)
+
+    monkeypatch.setattr(push, "mark", crash_after_write)
+    result = defs.resolve_job_def("order_sync_job").execute_in_process(instance=instance, raise_on_error=False)
+    assert not result.success
+    assert len(list(emu.whistl.inbox.glob("ord_*.csv"))) == 1
+    monkeypatch.setattr(push, "mark", real_mark)
+
+    run_job(defs, "order_sync_job", instance)
+    assert len(list(emu.whistl.inbox.glob("ord_*.csv"))) == 1, "the file already there must not be written again"
+    assert set(db.read(f"SELECT status FROM {SCHEMA}.wms_submissions")["status"]) == {"sent"}
+    emu.whistl.step()
+    receipts = emu.whistl.inspect()["receipts"]
+    assert set(receipts) == set(writing["order_ref"]) and set(receipts.values()) == {1}

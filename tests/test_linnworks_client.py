@@ -30,10 +30,16 @@ def test_reads_every_open_order_once(emulators: Emulators) -> None:
     assert client.stats.calls["Orders/GetOpenOrders"] == 6 and client.stats.retries == 0
 
 
-@pytest.mark.parametrize("fault", [
-    {"throttle_next": 2}, {"error_next": 3, "error_status": 502}, {"reset_next": 2}, {"malformed_next": 2},
-    {"timeout_next": 1, "timeout_s": 3.0},
-])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"throttle_next": 2},
+        {"error_next": 3, "error_status": 502},
+        {"reset_next": 2},
+        {"malformed_next": 2},
+        {"timeout_next": 1, "timeout_s": 3.0},
+    ],
+)
 def test_transient_faults_are_retried_to_a_complete_result(emulators: Emulators, fault: dict) -> None:
     expected = sorted(o.uid for o in emulators.linnworks.orders.values())
     client = client_for(emulators, timeout_s=1.0)

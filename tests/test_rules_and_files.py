@@ -22,10 +22,21 @@ from fulfil_assets.validate.mappings import MappingError, load_service_codes
 from fulfil_assets.validate.rules import merge_exceptions, order_verdicts, prepare_orders, wms_ready_orders
 
 SERVICE_MAP = load_service_codes(Path("expectations/service_codes.csv"))
-GOOD = {"source_system": "linnworks", "paid": True, "status": "open", "ship_name": "Ann Smith",
-        "address1": "1 High Street", "city": "Leeds", "postcode": "LS1 4AP", "country_code": "GB",
-        "phone": "07911 123456", "email": "ann@example.co.uk", "shipping_method": "Next Day",
-        "order_ref": "LW1", "created_at": datetime(2026, 11, 20, tzinfo=UTC)}
+GOOD = {
+    "source_system": "linnworks",
+    "paid": True,
+    "status": "open",
+    "ship_name": "Ann Smith",
+    "address1": "1 High Street",
+    "city": "Leeds",
+    "postcode": "LS1 4AP",
+    "country_code": "GB",
+    "phone": "07911 123456",
+    "email": "ann@example.co.uk",
+    "shipping_method": "Next Day",
+    "order_ref": "LW1",
+    "created_at": datetime(2026, 11, 20, tzinfo=UTC),
+}
 
 
 def orders_frame(*changes: dict) -> pl.DataFrame:
@@ -34,13 +45,15 @@ def orders_frame(*changes: dict) -> pl.DataFrame:
 
 
 def lines_frame(rows: list[tuple[int, int, str, int | None]]) -> pl.DataFrame:
-    return pl.DataFrame([{"order_key": f"linnworks:{o}", "line_no": n, "sku": s, "quantity": q}
-                         for o, n, s, q in rows], schema={"order_key": pl.String, "line_no": pl.Int32,
-                                                           "sku": pl.String, "quantity": pl.Int64})
+    return pl.DataFrame(
+        [{"order_key": f"linnworks:{o}", "line_no": n, "sku": s, "quantity": q} for o, n, s, q in rows],
+        schema={"order_key": pl.String, "line_no": pl.Int32, "sku": pl.String, "quantity": pl.Int64},
+    )
 
 
-def failures(orders: pl.DataFrame, lines: pl.DataFrame, catalogue: list[str] | None = None,
-             wms: str = "whistl") -> dict[str, set[str]]:
+def failures(
+    orders: pl.DataFrame, lines: pl.DataFrame, catalogue: list[str] | None = None, wms: str = "whistl"
+) -> dict[str, set[str]]:
     cat = pl.DataFrame({"sku": catalogue}) if catalogue is not None else None
     v = order_verdicts(prepare_orders(orders, wms, SERVICE_MAP), lines, wms, cat)
     out: dict[str, set[str]] = {}
@@ -52,27 +65,61 @@ def failures(orders: pl.DataFrame, lines: pl.DataFrame, catalogue: list[str] | N
 
 def test_each_reason_code_and_a_clean_order() -> None:
     orders = orders_frame(
-        {}, {"phone": ""}, {"phone": "12345"}, {"postcode": "SW1A 1A"}, {"city": "  "},
-        {"shipping_method": "Click & Collect"}, {"shipping_method": "next day"}, {}, {}, {},
-        {"phone": "+353 1 234 5678", "country_code": "IE", "postcode": "D02X285", "shipping_method": "International Tracked"},
+        {},
+        {"phone": ""},
+        {"phone": "12345"},
+        {"postcode": "SW1A 1A"},
+        {"city": "  "},
+        {"shipping_method": "Click & Collect"},
+        {"shipping_method": "next day"},
+        {},
+        {},
+        {},
+        {
+            "phone": "+353 1 234 5678",
+            "country_code": "IE",
+            "postcode": "D02X285",
+            "shipping_method": "International Tracked",
+        },
     )
-    lines = lines_frame([(0, 1, "ABC123", 1), (1, 1, "ABC123", 1), (2, 1, "ABC123", 1), (3, 1, "ABC123", 1),
-                         (4, 1, "ABC123", 1), (5, 1, "ABC123", 1), (6, 1, "ABC123", 1),
-                         (7, 1, "ABC123", 1), (7, 2, "ABC-123", 1), (8, 1, "ABC123", 0), (9, 1, "ZZZ999", 2),
-                         (10, 1, "ABC123", 1)])
+    lines = lines_frame(
+        [
+            (0, 1, "ABC123", 1),
+            (1, 1, "ABC123", 1),
+            (2, 1, "ABC123", 1),
+            (3, 1, "ABC123", 1),
+            (4, 1, "ABC123", 1),
+            (5, 1, "ABC123", 1),
+            (6, 1, "ABC123", 1),
+            (7, 1, "ABC123", 1),
+            (7, 2, "ABC-123", 1),
+            (8, 1, "ABC123", 0),
+            (9, 1, "ZZZ999", 2),
+            (10, 1, "ABC123", 1),
+        ]
+    )
     got = failures(orders, lines, catalogue=["ABC123", "ABC-123"])
     assert got == {
-        "linnworks:1": {"PHONE_MISSING"}, "linnworks:2": {"PHONE_INVALID"}, "linnworks:3": {"POSTCODE_INVALID"},
-        "linnworks:4": {"ADDRESS_INCOMPLETE"}, "linnworks:5": {"SERVICE_UNMAPPED"},
+        "linnworks:1": {"PHONE_MISSING"},
+        "linnworks:2": {"PHONE_INVALID"},
+        "linnworks:3": {"POSTCODE_INVALID"},
+        "linnworks:4": {"ADDRESS_INCOMPLETE"},
+        "linnworks:5": {"SERVICE_UNMAPPED"},
         "linnworks:6": {"SERVICE_UNMAPPED"},  # exact mapping: case matters
-        "linnworks:7": {"SKU_INVALID_CHARS"}, "linnworks:8": {"QUANTITY_INVALID"},
+        "linnworks:7": {"SKU_INVALID_CHARS"},
+        "linnworks:8": {"QUANTITY_INVALID"},
         "linnworks:9": {"SKU_UNKNOWN_AT_WMS"},
     }
 
 
 def test_postcodes_normalise_and_unicode_blanks_do_not_crash() -> None:
-    orders = orders_frame({"postcode": " ls14ap "}, {"postcode": "m11ae"}, {"postcode": None},
-                          {"ship_name": "Zoë Ní Bhriain", "address1": "Flat 2, 1 Straße"}, {"postcode": "X" * 500})
+    orders = orders_frame(
+        {"postcode": " ls14ap "},
+        {"postcode": "m11ae"},
+        {"postcode": None},
+        {"ship_name": "Zoë Ní Bhriain", "address1": "Flat 2, 1 Straße"},
+        {"postcode": "X" * 500},
+    )
     prepared = prepare_orders(orders, "whistl", SERVICE_MAP)
     assert prepared["postcode_norm"].to_list()[:2] == ["LS1 4AP", "M1 1AE"]
     lines = lines_frame([(i, 1, "ABC123", 1) for i in range(5)])
@@ -81,8 +128,9 @@ def test_postcodes_normalise_and_unicode_blanks_do_not_crash() -> None:
 
 def test_one_bad_line_holds_the_order_and_only_paid_open_orders_are_ready() -> None:
     orders = orders_frame({}, {"paid": False}, {"status": "cancelled"}, {})
-    lines = lines_frame([(0, 1, "ABC123", 1), (1, 1, "ABC123", 1), (2, 1, "ABC123", 1), (3, 1, "ABC123", 1),
-                         (3, 2, "AB_C", 1)])
+    lines = lines_frame(
+        [(0, 1, "ABC123", 1), (1, 1, "ABC123", 1), (2, 1, "ABC123", 1), (3, 1, "ABC123", 1), (3, 2, "AB_C", 1)]
+    )
     v = order_verdicts(prepare_orders(orders, "whistl", SERVICE_MAP), lines, "whistl", None)
     assert wms_ready_orders(orders, v)["order_key"].to_list() == ["linnworks:0"]
 
@@ -103,7 +151,8 @@ def test_service_map_loader_names_file_line_and_problem(tmp_path: Path) -> None:
     bad = tmp_path / "service_codes.csv"
     header = "system,shipping_method,wms,service_code\n"
     cases = {
-        header + "linnworks,Next Day,whistl,WHISTL-T24\nlinnworks,Next Day,whistl,WHISTL-T48\n": "line 3: duplicate of line 2",
+        header
+        + "linnworks,Next Day,whistl,WHISTL-T24\nlinnworks,Next Day,whistl,WHISTL-T48\n": "line 3: duplicate of line 2",
         header + "linnworks,Next Day,whistl,WHISTL-T99\n": "line 2: 'WHISTL-T99' is not a whistl service code",
         header + "linnworks,,whistl,WHISTL-T24\n": "line 2: blank shipping_method",
         header + "amazon,Next Day,whistl,WHISTL-T24\n": "line 2: unknown system 'amazon'",
@@ -118,14 +167,16 @@ def test_service_map_loader_names_file_line_and_problem(tmp_path: Path) -> None:
 def test_config_errors_name_the_key(tmp_path: Path) -> None:
     path = tmp_path / "fulfil.yaml"
     path.write_text("flows: [linnworks_whistl]\nsystems:\n  linnworks: {base_url: http://x}\n")
-    with pytest.raises(ConfigError, match="flow linnworks_whistl needs systems.whistl"):
+    with pytest.raises(ConfigError, match=r"flow linnworks_whistl needs systems\.whistl"):
         load_config(path)
-    path.write_text("flows: [linnworks_whistl]\nsystems:\n  linnworks: {base_url: http://x, budget_share: 2}\n"
-                    "  whistl: {drop_url: /tmp/x}\n")
+    path.write_text(
+        "flows: [linnworks_whistl]\nsystems:\n  linnworks: {base_url: http://x, budget_share: 2}\n"
+        "  whistl: {drop_url: /tmp/x}\n"
+    )
     with pytest.raises(ConfigError, match=r"systems.linnworks.budget_share: Input should be less than or equal to 1"):
         load_config(path)
     path.write_text("flows: [linnworks_whistl]\nsystems:\n  whistl: {drop_url: /tmp/x, colour: red}\n")
-    with pytest.raises(ConfigError, match="systems.whistl.colour: Extra inputs are not permitted"):
+    with pytest.raises(ConfigError, match=r"systems\.whistl\.colour: Extra inputs are not permitted"):
         load_config(path)
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.yaml")
@@ -133,31 +184,43 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
 
 
 def test_order_file_has_the_contract_columns_and_normalised_values() -> None:
-    orders = orders_frame({}).with_columns(pl.lit("WHISTL-T24").alias("service_code"),
-                                           pl.lit("07700900123").alias("phone_normalised"),
-                                           pl.lit("LS1 4AP").alias("postcode_normalised"))
+    orders = orders_frame({}).with_columns(
+        pl.lit("WHISTL-T24").alias("service_code"),
+        pl.lit("07700900123").alias("phone_normalised"),
+        pl.lit("LS1 4AP").alias("postcode_normalised"),
+    )
     text = render_csv(order_file_rows(orders, lines_frame([(0, 2, "B1", 3), (0, 1, "A1", 1)])), ORDER_FILE_COLUMNS)
     rows = text.decode().splitlines()
     assert rows[0] == ",".join(ORDER_FILE_COLUMNS)
-    assert rows[1].startswith("LW1,2026-11-20T00:00:00Z,WHISTL-T24,Ann Smith,1 High Street,,,Leeds,LS1 4AP,GB,07700900123")
+    assert rows[1].startswith(
+        "LW1,2026-11-20T00:00:00Z,WHISTL-T24,Ann Smith,1 High Street,,,Leeds,LS1 4AP,GB,07700900123"
+    )
     assert rows[1].endswith(",1,A1,1") and rows[2].endswith(",2,B1,3")
 
 
-DESPATCH_HEADER = ("order_reference,despatch_reference,line_number,sku,quantity_ordered,quantity_despatched,carrier,"
-                   "service_code,tracking_number,tracking_url,parcel_number,despatched_at,partial_flag,reason\n")
+DESPATCH_HEADER = (
+    "order_reference,despatch_reference,line_number,sku,quantity_ordered,quantity_despatched,carrier,"
+    "service_code,tracking_number,tracking_url,parcel_number,despatched_at,partial_flag,reason\n"
+)
 
 
 def test_despatch_parse_keeps_good_rows_and_quarantines_bad_ones() -> None:
-    data = (DESPATCH_HEADER
-            + "LW1,D1,1,A1,2,2,Whistl,WHISTL-T24,WHL1,,1,2026-11-20T10:00:00Z,N,\n"
-            + "LW1,D1,2,B1,1,one,Whistl,WHISTL-T24,WHL1,,1,2026-11-20T10:00:00Z,N,\n"
-            + "LW2,D2,1,A1,1,1,Whistl,WHISTL-T24,,,1,2026-11-20T10:00:00Z,N,\n"
-            + "LW3,D3,1,A1,1,1,Whistl,WHISTL-T24,WHL3,,1,yesterday,N,\n").encode()
+    data = (
+        DESPATCH_HEADER
+        + "LW1,D1,1,A1,2,2,Whistl,WHISTL-T24,WHL1,,1,2026-11-20T10:00:00Z,N,\n"
+        + "LW1,D1,2,B1,1,one,Whistl,WHISTL-T24,WHL1,,1,2026-11-20T10:00:00Z,N,\n"
+        + "LW2,D2,1,A1,1,1,Whistl,WHISTL-T24,,,1,2026-11-20T10:00:00Z,N,\n"
+        + "LW3,D3,1,A1,1,1,Whistl,WHISTL-T24,WHL3,,1,yesterday,N,\n"
+    ).encode()
     rows, bad = parse_despatch_file(data, "shp_1.csv")
     assert rows.select("order_ref", "line_no", "quantity").rows() == [("LW1", 1, 2)]
-    assert sorted(bad["reason"].to_list()) == sorted([
-        "quantity_despatched 'one' is not a whole number", "despatched quantity without a tracking number",
-        "despatched_at is not an ISO timestamp"])
+    assert sorted(bad["reason"].to_list()) == sorted(
+        [
+            "quantity_despatched 'one' is not a whole number",
+            "despatched quantity without a tracking number",
+            "despatched_at is not an ISO timestamp",
+        ]
+    )
     with pytest.raises(FileFormatError, match="missing columns"):
         parse_despatch_file(b"order_reference,sku\nLW1,A1\n", "shp_2.csv")
     with pytest.raises(FileFormatError, match="not UTF-8"):
@@ -165,17 +228,23 @@ def test_despatch_parse_keeps_good_rows_and_quarantines_bad_ones() -> None:
 
 
 def test_despatch_matching_flags_unknown_orders_and_over_shipping_and_plans_posts() -> None:
-    data = (DESPATCH_HEADER
-            + "LW1,D1,1,A1,2,1,Whistl,WHISTL-T24,WHL1,,1,2026-11-20T10:00:00Z,Y,\n"
-            + "LW1,D1,1,A1,2,0,Whistl,WHISTL-T24,WHL2,,2,2026-11-20T10:00:00Z,Y,\n"
-            + "LW2,D2,1,A1,1,3,Whistl,WHISTL-T24,WHL3,,1,2026-11-20T10:00:00Z,N,\n"
-            + "ZZ9,D9,1,A1,1,1,Whistl,WHISTL-T24,WHL9,,1,2026-11-20T10:00:00Z,N,\n").encode()
+    data = (
+        DESPATCH_HEADER
+        + "LW1,D1,1,A1,2,1,Whistl,WHISTL-T24,WHL1,,1,2026-11-20T10:00:00Z,Y,\n"
+        + "LW1,D1,1,A1,2,0,Whistl,WHISTL-T24,WHL2,,2,2026-11-20T10:00:00Z,Y,\n"
+        + "LW2,D2,1,A1,1,3,Whistl,WHISTL-T24,WHL3,,1,2026-11-20T10:00:00Z,N,\n"
+        + "ZZ9,D9,1,A1,1,1,Whistl,WHISTL-T24,WHL9,,1,2026-11-20T10:00:00Z,N,\n"
+    ).encode()
     rows, _ = parse_despatch_file(data, "shp_1.csv")
     sent = pl.DataFrame({"order_ref": ["LW1", "LW2"], "order_key": ["linnworks:1", "linnworks:2"]})
     lines = pl.DataFrame({"order_key": ["linnworks:1", "linnworks:2"], "line_no": [1, 1], "quantity": [2, 1]})
-    matched, problems = match_despatches(rows, sent, lines, rows.clear().with_columns(pl.lit(None, pl.String).alias("order_key")))
+    matched, problems = match_despatches(
+        rows, sent, lines, rows.clear().with_columns(pl.lit(None, pl.String).alias("order_key"))
+    )
     assert dict(problems.select("order_key", "reason_code").rows()) == {
-        "whistl:ZZ9": "DESPATCH_UNKNOWN_ORDER", "linnworks:2": "DESPATCH_OVER_QUANTITY"}
+        "whistl:ZZ9": "DESPATCH_UNKNOWN_ORDER",
+        "linnworks:2": "DESPATCH_OVER_QUANTITY",
+    }
     intents = tracking_intents(matched.filter(pl.col("order_key") == "linnworks:1"), lines, "linnworks")
     assert intents.select("kind", "tracking_number").rows() == [("tracking", "WHL1")]  # partial: no process yet
 

@@ -1,6 +1,5 @@
 """`despatch_file_sensor`: one run per new Whistl file, keyed by name + size + content hash."""
 
-
 import hashlib
 import json
 import time
@@ -40,11 +39,13 @@ def despatch_file_sensor_factory(job: Any, interval_s: int) -> dg.SensorDefiniti
                         continue
                     asked[key] = [first, attempts + 1]
                     run_key = key if attempts == 0 else f"{key}:retry{attempts}"
-                    requests.append(dg.RunRequest(
-                        run_key=run_key,
-                        run_config={"ops": {"despatches": {"config": {"file_names": [f.name]}}}},
-                        tags={"fulfil/file": f.name},
-                    ))
+                    requests.append(
+                        dg.RunRequest(
+                            run_key=run_key,
+                            run_config={"ops": {"despatches": {"config": {"file_names": [f.name]}}}},
+                            tags={"fulfil/file": f.name},
+                        )
+                    )
         cursor = {k: v for k, v in asked.items() if k in present}
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor))
 

@@ -8,22 +8,47 @@ import io
 import polars as pl
 
 DESPATCH_FILE_COLUMNS = (
-    "order_reference", "despatch_reference", "line_number", "sku", "quantity_ordered", "quantity_despatched",
-    "carrier", "service_code", "tracking_number", "tracking_url", "parcel_number", "despatched_at", "partial_flag",
+    "order_reference",
+    "despatch_reference",
+    "line_number",
+    "sku",
+    "quantity_ordered",
+    "quantity_despatched",
+    "carrier",
+    "service_code",
+    "tracking_number",
+    "tracking_url",
+    "parcel_number",
+    "despatched_at",
+    "partial_flag",
 )
 REJECTION_FILE_COLUMNS = ("order_reference", "reason_code", "detail")
 DESPATCH_SCHEMA = {
-    "wms": pl.String, "order_ref": pl.String, "despatch_ref": pl.String, "line_no": pl.Int32, "parcel_no": pl.Int32,
-    "sku": pl.String, "quantity": pl.Int64, "carrier": pl.String, "service_code": pl.String,
-    "tracking_number": pl.String, "tracking_url": pl.String, "despatched_at": pl.Datetime("us", "UTC"),
-    "partial": pl.Boolean, "source_file": pl.String,
+    "wms": pl.String,
+    "order_ref": pl.String,
+    "despatch_ref": pl.String,
+    "line_no": pl.Int32,
+    "parcel_no": pl.Int32,
+    "sku": pl.String,
+    "quantity": pl.Int64,
+    "carrier": pl.String,
+    "service_code": pl.String,
+    "tracking_number": pl.String,
+    "tracking_url": pl.String,
+    "despatched_at": pl.Datetime("us", "UTC"),
+    "partial": pl.Boolean,
+    "source_file": pl.String,
 }
 QUARANTINE_SCHEMA = {"source_file": pl.String, "line": pl.Int64, "reason": pl.String, "raw": pl.String}
 # Whistl's rejection codes -> our reason codes (owner comes from the rules table).
 WHISTL_REJECTIONS = {
-    "SKU_UNKNOWN": "SKU_UNKNOWN_AT_WMS", "SKU_INVALID": "SKU_INVALID_CHARS", "PHONE_REQUIRED": "PHONE_MISSING",
-    "SERVICE_CODE_INVALID": "SERVICE_UNMAPPED", "POSTCODE_REQUIRED": "POSTCODE_INVALID",
-    "QUANTITY_INVALID": "QUANTITY_INVALID", "CANCEL_TOO_LATE": "CANCEL_TOO_LATE",
+    "SKU_UNKNOWN": "SKU_UNKNOWN_AT_WMS",
+    "SKU_INVALID": "SKU_INVALID_CHARS",
+    "PHONE_REQUIRED": "PHONE_MISSING",
+    "SERVICE_CODE_INVALID": "SERVICE_UNMAPPED",
+    "POSTCODE_REQUIRED": "POSTCODE_INVALID",
+    "QUANTITY_INVALID": "QUANTITY_INVALID",
+    "CANCEL_TOO_LATE": "CANCEL_TOO_LATE",
 }
 
 
@@ -72,22 +97,46 @@ def parse_despatch_file(data: bytes, source_file: str, wms: str = "whistl") -> t
             problems.append("despatched quantity without a tracking number")
         when = (row.get("despatched_at") or "").strip()
         if problems:
-            bad.append({"source_file": source_file, "line": line, "reason": "; ".join(problems),
-                        "raw": ",".join(str(v) for v in row.values() if not isinstance(v, list))})
+            bad.append(
+                {
+                    "source_file": source_file,
+                    "line": line,
+                    "reason": "; ".join(problems),
+                    "raw": ",".join(str(v) for v in row.values() if not isinstance(v, list)),
+                }
+            )
             continue
-        good.append({
-            "wms": wms, "order_ref": ref, "despatch_ref": dref, "line_no": ints["line_number"],
-            "parcel_no": ints["parcel_number"], "sku": row["sku"], "quantity": ints["quantity_despatched"],
-            "carrier": row["carrier"], "service_code": row["service_code"], "tracking_number": tracking,
-            "tracking_url": row.get("tracking_url") or "", "despatched_at": when,
-            "partial": (row.get("partial_flag") or "").upper() == "Y", "source_file": source_file,
-        })
+        good.append(
+            {
+                "wms": wms,
+                "order_ref": ref,
+                "despatch_ref": dref,
+                "line_no": ints["line_number"],
+                "parcel_no": ints["parcel_number"],
+                "sku": row["sku"],
+                "quantity": ints["quantity_despatched"],
+                "carrier": row["carrier"],
+                "service_code": row["service_code"],
+                "tracking_number": tracking,
+                "tracking_url": row.get("tracking_url") or "",
+                "despatched_at": when,
+                "partial": (row.get("partial_flag") or "").upper() == "Y",
+                "source_file": source_file,
+            }
+        )
     rows = pl.DataFrame(good, schema={**DESPATCH_SCHEMA, "despatched_at": pl.String}).with_columns(
-        pl.col("despatched_at").str.to_datetime(time_zone="UTC", strict=False))
+        pl.col("despatched_at").str.to_datetime(time_zone="UTC", strict=False)
+    )
     bad_dates = rows.filter(pl.col("despatched_at").is_null())
     for r in bad_dates.iter_rows(named=True):
-        bad.append({"source_file": source_file, "line": None, "reason": "despatched_at is not an ISO timestamp",
-                    "raw": f"{r['order_ref']},{r['despatch_ref']},{r['line_no']}"})
+        bad.append(
+            {
+                "source_file": source_file,
+                "line": None,
+                "reason": "despatched_at is not an ISO timestamp",
+                "raw": f"{r['order_ref']},{r['despatch_ref']},{r['line_no']}",
+            }
+        )
     return rows.filter(pl.col("despatched_at").is_not_null()), pl.DataFrame(bad, schema=QUARANTINE_SCHEMA)
 
 
@@ -96,53 +145,88 @@ def parse_rejection_file(data: bytes) -> pl.DataFrame:
     rows = _read_csv(data, REJECTION_FILE_COLUMNS)
     frame = pl.DataFrame(
         [{"order_ref": r["order_reference"], "wms_code": r["reason_code"], "detail": r["detail"]} for r in rows],
-        schema={"order_ref": pl.String, "wms_code": pl.String, "detail": pl.String})
+        schema={"order_ref": pl.String, "wms_code": pl.String, "detail": pl.String},
+    )
     return frame.with_columns(
-        pl.col("wms_code").replace_strict(WHISTL_REJECTIONS, default="WMS_REJECTED").alias("reason_code"))
+        pl.col("wms_code").replace_strict(WHISTL_REJECTIONS, default="WMS_REJECTED").alias("reason_code")
+    )
 
 
-def match_despatches(rows: pl.DataFrame, sent: pl.DataFrame, lines: pl.DataFrame,
-                     earlier: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def match_despatches(
+    rows: pl.DataFrame, sent: pl.DataFrame, lines: pl.DataFrame, earlier: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Despatch rows matched to sent orders (with `order_key`), and problems: `DESPATCH_UNKNOWN_ORDER` for rows
     no sent order has, `DESPATCH_OVER_QUANTITY` when a line ships more than ordered (counting `earlier` rows)."""
     matched = rows.join(sent.select("order_ref", "order_key"), on="order_ref", how="left")
     unknown = matched.filter(pl.col("order_key").is_null())
-    problems = [unknown.group_by("order_ref").agg(pl.col("despatch_ref").first(), pl.len().alias("n")).select(
-        pl.format("whistl:{}", "order_ref").alias("order_key"), pl.lit("DESPATCH_UNKNOWN_ORDER").alias("reason_code"),
-        pl.format("despatch {} ({} rows) for order {} which fulfil never sent", "despatch_ref", "n", "order_ref")
-        .alias("detail"))]
+    problems = [
+        unknown.group_by("order_ref")
+        .agg(pl.col("despatch_ref").first(), pl.len().alias("n"))
+        .select(
+            pl.format("whistl:{}", "order_ref").alias("order_key"),
+            pl.lit("DESPATCH_UNKNOWN_ORDER").alias("reason_code"),
+            pl.format(
+                "despatch {} ({} rows) for order {} which fulfil never sent", "despatch_ref", "n", "order_ref"
+            ).alias("detail"),
+        )
+    ]
     matched = matched.filter(pl.col("order_key").is_not_null())
     all_rows = pl.concat([earlier.select(matched.columns), matched], how="vertical_relaxed").unique(
-        ["wms", "despatch_ref", "line_no", "parcel_no"], keep="last")
+        ["wms", "despatch_ref", "line_no", "parcel_no"], keep="last"
+    )
     shipped = all_rows.group_by("order_key", "line_no").agg(pl.col("quantity").sum().alias("shipped"))
-    over = shipped.join(lines.select("order_key", "line_no", "quantity"), on=["order_key", "line_no"], how="left") \
-        .filter(pl.col("quantity").is_null() | (pl.col("shipped") > pl.col("quantity"))) \
+    over = (
+        shipped.join(lines.select("order_key", "line_no", "quantity"), on=["order_key", "line_no"], how="left")
+        .filter(pl.col("quantity").is_null() | (pl.col("shipped") > pl.col("quantity")))
         .join(matched.select("order_key").unique(), on="order_key", how="semi")
-    problems.append(over.group_by("order_key").agg(
-        pl.format("line {}: shipped {} of {}", "line_no", "shipped", pl.col("quantity").fill_null(0))
-        .str.join("; ").alias("detail")).select(
-        "order_key", pl.lit("DESPATCH_OVER_QUANTITY").alias("reason_code"), "detail"))
+    )
+    problems.append(
+        over.group_by("order_key")
+        .agg(
+            pl.format("line {}: shipped {} of {}", "line_no", "shipped", pl.col("quantity").fill_null(0))
+            .str.join("; ")
+            .alias("detail")
+        )
+        .select("order_key", pl.lit("DESPATCH_OVER_QUANTITY").alias("reason_code"), "detail")
+    )
     return matched, pl.concat(problems)
 
 
 def tracking_intents(despatched: pl.DataFrame, lines: pl.DataFrame, oms: str) -> pl.DataFrame:
     """Ledger rows for the OMS: one tracking post per (order, despatch) with its parcels' numbers, and one
     `process` per order once every line has shipped in full."""
-    cols = {"idempotency_key": pl.String, "order_key": pl.String, "kind": pl.String, "despatch_ref": pl.String,
-            "tracking_number": pl.String}
+    cols = {
+        "idempotency_key": pl.String,
+        "order_key": pl.String,
+        "kind": pl.String,
+        "despatch_ref": pl.String,
+        "tracking_number": pl.String,
+    }
     shipped = despatched.filter(pl.col("quantity") > 0)
-    posts = shipped.group_by("order_key", "despatch_ref").agg(
-        pl.col("tracking_number").unique(maintain_order=True).str.join(",")).select(
-        pl.format("{}:tracking:{}:{}", pl.lit(oms), "order_key", "despatch_ref").alias("idempotency_key"),
-        "order_key", pl.lit("tracking").alias("kind"), "despatch_ref", "tracking_number")
+    posts = (
+        shipped.group_by("order_key", "despatch_ref")
+        .agg(pl.col("tracking_number").unique(maintain_order=True).str.join(","))
+        .select(
+            pl.format("{}:tracking:{}:{}", pl.lit(oms), "order_key", "despatch_ref").alias("idempotency_key"),
+            "order_key",
+            pl.lit("tracking").alias("kind"),
+            "despatch_ref",
+            "tracking_number",
+        )
+    )
     totals = despatched.group_by("order_key", "line_no").agg(pl.col("quantity").sum().alias("shipped"))
     complete = (
         lines.join(despatched.select("order_key").unique(), on="order_key", how="semi")
         .join(totals, on=["order_key", "line_no"], how="left")
-        .group_by("order_key").agg((pl.col("shipped").fill_null(0) >= pl.col("quantity")).all().alias("done"))
+        .group_by("order_key")
+        .agg((pl.col("shipped").fill_null(0) >= pl.col("quantity")).all().alias("done"))
         .filter("done")
     )
     processes = complete.select(
-        pl.format("{}:process:{}", pl.lit(oms), "order_key").alias("idempotency_key"), "order_key",
-        pl.lit("process").alias("kind"), pl.lit("").alias("despatch_ref"), pl.lit(None, pl.String).alias("tracking_number"))
+        pl.format("{}:process:{}", pl.lit(oms), "order_key").alias("idempotency_key"),
+        "order_key",
+        pl.lit("process").alias("kind"),
+        pl.lit("").alias("despatch_ref"),
+        pl.lit(None, pl.String).alias("tracking_number"),
+    )
     return pl.concat([posts.cast(cols), processes.cast(cols)])  # type: ignore[arg-type]

@@ -1,6 +1,5 @@
 """Ingestion assets: Linnworks through dlt, and Whistl's stock snapshot files."""
 
-
 import csv
 import io
 import os
@@ -26,8 +25,12 @@ def dlt_pipeline(system: str, db: WarehouseDb | None) -> dlt.Pipeline:
     """One dlt pipeline name per source (two runs of one name at once corrupt its state), landing in
     `raw_<system>` in the warehouse; local state lives under the data folder and is restorable from there."""
     pipelines_dir = Path(os.environ.get("FULFIL_DATA_DIR", "data")) / "dlt"
-    return dlt.pipeline(pipeline_name=f"fulfil_{system}", dataset_name=f"raw_{system}",
-                        destination=db.dlt_destination() if db else "duckdb", pipelines_dir=str(pipelines_dir))
+    return dlt.pipeline(
+        pipeline_name=f"fulfil_{system}",
+        dataset_name=f"raw_{system}",
+        destination=db.dlt_destination() if db else "duckdb",
+        pipelines_dir=str(pipelines_dir),
+    )
 
 
 class RawTranslator(DagsterDltTranslator):
@@ -37,21 +40,30 @@ class RawTranslator(DagsterDltTranslator):
         """Key, group and kinds for one dlt resource."""
         spec = super().get_asset_spec(data)
         system = data.pipeline.dataset_name.removeprefix("raw_") if data.pipeline else "source"
-        return spec.replace_attributes(key=dg.AssetKey([f"raw_{system}", data.resource.name]), group_name="ingest",
-                                       deps=[], kinds={"dlt", system})
+        return spec.replace_attributes(
+            key=dg.AssetKey([f"raw_{system}", data.resource.name]), group_name="ingest", deps=[], kinds={"dlt", system}
+        )
 
 
-@dlt_assets(dlt_source=linnworks_source(), dlt_pipeline=dlt_pipeline("linnworks", None), name="linnworks_raw",
-            dagster_dlt_translator=RawTranslator(), pool="linnworks", op_tags={"fulfil/warehouse": "write"})
-def linnworks_raw(context: dg.AssetExecutionContext, dlt: DagsterDltResource, linnworks: LinnworksResource,
-                  warehouse: Warehouse) -> Iterator[dg.MaterializeResult]:
+@dlt_assets(
+    dlt_source=linnworks_source(),
+    dlt_pipeline=dlt_pipeline("linnworks", None),
+    name="linnworks_raw",
+    dagster_dlt_translator=RawTranslator(),
+    pool="linnworks",
+    op_tags={"fulfil/warehouse": "write"},
+)
+def linnworks_raw(
+    context: dg.AssetExecutionContext, dlt: DagsterDltResource, linnworks: LinnworksResource, warehouse: Warehouse
+) -> Iterator[dg.MaterializeResult]:
     """Linnworks open orders (whole open set, merged on OrderId) and processed/cancelled orders (incremental),
     through the shared Linnworks client. Metadata shows the calls made against Linnworks' rate budget."""
     client = linnworks.get_client()
     db = warehouse.get_db()
     try:
-        events = list(dlt.run(context=context, dlt_source=linnworks_source(client),
-                              dlt_pipeline=dlt_pipeline("linnworks", db)))
+        events = list(
+            dlt.run(context=context, dlt_source=linnworks_source(client), dlt_pipeline=dlt_pipeline("linnworks", db))
+        )
     finally:
         client.close()
     usage = dg.MetadataValue.json(client.stats.as_metadata())
@@ -59,10 +71,15 @@ def linnworks_raw(context: dg.AssetExecutionContext, dlt: DagsterDltResource, li
         # Row counts come from the table itself: dagster-dlt's fetch_row_count fails on a resource that
         # loaded nothing this run (e.g. no order was processed since the last run).
         table = event.asset_key.path[-1]
-        rows = db.read(f"SELECT COUNT(*) AS n FROM raw_linnworks.{table}")["n"][0] if db.table_exists(
-            table, "raw_linnworks") else 0
-        yield dg.MaterializeResult(asset_key=event.asset_key, metadata={
-            **(event.metadata or {}), "dagster/row_count": int(rows), "api_usage": usage})
+        rows = (
+            db.read(f"SELECT COUNT(*) AS n FROM raw_linnworks.{table}")["n"][0]
+            if db.table_exists(table, "raw_linnworks")
+            else 0
+        )
+        yield dg.MaterializeResult(
+            asset_key=event.asset_key,
+            metadata={**(event.metadata or {}), "dagster/row_count": int(rows), "api_usage": usage},
+        )
 
 
 def parse_stock_file(data: bytes, name: str, wms: str = "whistl") -> pl.DataFrame:
@@ -73,9 +90,15 @@ def parse_stock_file(data: bytes, name: str, wms: str = "whistl") -> pl.DataFram
         raise ValueError(f"{name}: missing columns {', '.join(missing)}")
     frame = pl.DataFrame(list(reader), schema={c: pl.String for c in reader.fieldnames or []})
     return frame.select(
-        pl.lit(wms).alias("wms"), pl.col("sku"), pl.lit("main").alias("location"),
-        pl.col("on_hand").cast(pl.Int64), pl.col("allocated").cast(pl.Int64), pl.col("available").cast(pl.Int64),
-        pl.col("snapshot_at").str.to_datetime(time_zone="UTC"), pl.lit(name).alias("source_file"))
+        pl.lit(wms).alias("wms"),
+        pl.col("sku"),
+        pl.lit("main").alias("location"),
+        pl.col("on_hand").cast(pl.Int64),
+        pl.col("allocated").cast(pl.Int64),
+        pl.col("available").cast(pl.Int64),
+        pl.col("snapshot_at").str.to_datetime(time_zone="UTC"),
+        pl.lit(name).alias("source_file"),
+    )
 
 
 @dg.asset(group_name="ingest", kinds={"whistl", "sftp"}, tags={"fulfil/warehouse": "write"})
@@ -93,6 +116,11 @@ def wms_stock(context: dg.AssetExecutionContext, warehouse: Warehouse, whistl_dr
         for f in files:
             drop.move("out", f.name, "out/archive")
     context.log.info(f"{newest.name}: {frame.height} SKUs")
-    return dg.MaterializeResult(metadata={"snapshot": newest.name, "skus": frame.height,
-                                          "units_available": int(frame["available"].sum()),
-                                          "snapshot_at": str(now_utc())})
+    return dg.MaterializeResult(
+        metadata={
+            "snapshot": newest.name,
+            "skus": frame.height,
+            "units_available": int(frame["available"].sum()),
+            "snapshot_at": str(now_utc()),
+        }
+    )

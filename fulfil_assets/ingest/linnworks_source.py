@@ -42,7 +42,9 @@ def linnworks_source(client: LinnworksClient | None = None, page_size: int = 200
         since, until = _iso(changed.last_value), datetime.now(UTC).isoformat()
         for date_field in ("processed", "cancelled"):
             for page in client.processed_orders(date_field, since, until, page_size):
-                yield [{**row, "_changed_at": max(x for x in (row.get("dProcessedOn"), row.get("dCancelledOn"))
-                                                  if x)} for row in page]
+                yield [
+                    {**row, "_changed_at": max(x for x in (row.get("dProcessedOn"), row.get("dCancelledOn")) if x)}
+                    for row in page
+                ]
 
     return [open_orders, processed_orders]

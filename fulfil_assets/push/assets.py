@@ -1,6 +1,5 @@
 """Push validated orders to Whistl as order files, through the `wms_submissions` ledger."""
 
-
 import hashlib
 
 import dagster as dg
@@ -25,7 +24,9 @@ def submission_key(order_key: str) -> str:
     kinds={"whistl", "sftp"},
     tags={"fulfil/warehouse": "write"},
 )
-def wms_submissions(context: dg.AssetExecutionContext, warehouse: Warehouse, whistl_drop: FileDrop) -> dg.MaterializeResult:
+def wms_submissions(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, whistl_drop: FileDrop
+) -> dg.MaterializeResult:
     """Orders sent to Whistl: every paid, open order with no open exception, written as `ord_*.csv` order files
     to the warehouse's `in/` folder (temporary name, then rename).
 
@@ -37,15 +38,18 @@ def wms_submissions(context: dg.AssetExecutionContext, warehouse: Warehouse, whi
     ready = db.read(
         f"""SELECT o.*, v.service_code, v.phone_normalised, v.postcode_normalised
             FROM {SCHEMA}.orders o JOIN {SCHEMA}.validated_orders v USING (order_key)
-            WHERE v.ready AND v.wms = 'whistl' AND o.status = 'open'""")
+            WHERE v.ready AND v.wms = 'whistl' AND o.status = 'open'"""
+    )
     ledger = read_ledger(db, "wms_submissions", "wms = 'whistl'")
     known = set(ledger["order_key"].to_list()) if ledger.height else set()
     # Rejected earlier, data changed since: arm it again.
     rearm: list[str] = []
     if ledger.height and ready.height:
-        changed = ledger.filter(pl.col("status") == "rejected").join(
-            ready.select("order_key", "content_hash"), on="order_key").filter(
-            pl.col("payload_hash") != pl.col("content_hash"))
+        changed = (
+            ledger.filter(pl.col("status") == "rejected")
+            .join(ready.select("order_key", "content_hash"), on="order_key")
+            .filter(pl.col("payload_hash") != pl.col("content_hash"))
+        )
         rearm = changed["idempotency_key"].to_list()
     new = ready.filter(~pl.col("order_key").is_in(list(known)))
     lines = db.read(f"SELECT * FROM {SCHEMA}.order_lines")
@@ -55,12 +59,21 @@ def wms_submissions(context: dg.AssetExecutionContext, warehouse: Warehouse, whi
     for i, start in enumerate(range(0, new.height, ORDERS_PER_FILE)):
         batches.append((order_file_name(now, i), new.slice(start, ORDERS_PER_FILE)))
     intended = [
-        pl.DataFrame({
-            "idempotency_key": [submission_key(k) for k in chunk["order_key"]],
-            "order_key": chunk["order_key"], "status": "writing", "attempts": 0,
-            "created_at": now, "updated_at": now, "wms": "whistl", "order_ref": chunk["order_ref"],
-            "file_name": name, "payload_hash": chunk["content_hash"],
-        }) for name, chunk in batches
+        pl.DataFrame(
+            {
+                "idempotency_key": [submission_key(k) for k in chunk["order_key"]],
+                "order_key": chunk["order_key"],
+                "status": "writing",
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+                "wms": "whistl",
+                "order_ref": chunk["order_ref"],
+                "file_name": name,
+                "payload_hash": chunk["content_hash"],
+            }
+        )
+        for name, chunk in batches
     ]
     if intended:
         insert_new(db, "wms_submissions", pl.concat(intended))
@@ -91,14 +104,24 @@ def wms_submissions(context: dg.AssetExecutionContext, warehouse: Warehouse, whi
             payload = render_csv(rows, ORDER_FILE_COLUMNS)
             drop.write_atomic("in", file_name, payload)
             sent_keys = [submission_key(k) for k in orders["order_key"]]
-            mark(db, "wms_submissions", sent_keys, "sent", attempt=True,
-                 result=f"{file_name} sha256:{hashlib.sha256(payload).hexdigest()[:16]}")
+            mark(
+                db,
+                "wms_submissions",
+                sent_keys,
+                "sent",
+                attempt=True,
+                result=f"{file_name} sha256:{hashlib.sha256(payload).hexdigest()[:16]}",
+            )
             sent += len(sent_keys)
             rows_sent += rows.height
             context.log.info(f"wrote {file_name}: {len(sent_keys)} orders, {rows.height} lines")
     totals = db.read(f"SELECT status, COUNT(*) AS n FROM {SCHEMA}.wms_submissions GROUP BY status")
-    return dg.MaterializeResult(metadata={
-        "orders_sent": sent, "lines_sent": rows_sent, "ready_orders": ready.height,
-        "drop": whistl_drop.describe(),
-        "ledger_by_status": dg.MetadataValue.json(dict(totals.iter_rows()) if totals.height else {}),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "orders_sent": sent,
+            "lines_sent": rows_sent,
+            "ready_orders": ready.height,
+            "drop": whistl_drop.describe(),
+            "ledger_by_status": dg.MetadataValue.json(dict(totals.iter_rows()) if totals.height else {}),
+        }
+    )

@@ -6,4 +6,6 @@ from fulfil_assets.reconcile.checks import (
     tracking_not_stuck,
 )
 
-defs = dg.Definitions(asset_checks=[every_ready_order_reached_the_ledger, orders_stuck_at_warehouse, tracking_not_stuck])
+defs = dg.Definitions(
+    asset_checks=[every_ready_order_reached_the_ledger, orders_stuck_at_warehouse, tracking_not_stuck]
+)

@@ -5,24 +5,68 @@ from __future__ import annotations
 import polars as pl
 
 ORDER_COLUMNS = {
-    "order_key": pl.String, "source_system": pl.String, "source_order_id": pl.String, "order_ref": pl.String,
-    "channel": pl.String, "created_at": pl.Datetime("us", "UTC"), "updated_at": pl.Datetime("us", "UTC"),
-    "paid": pl.Boolean, "status": pl.String, "ship_name": pl.String, "company": pl.String, "address1": pl.String,
-    "address2": pl.String, "address3": pl.String, "city": pl.String, "region": pl.String, "postcode": pl.String,
-    "country_code": pl.String, "phone": pl.String, "email": pl.String, "shipping_method": pl.String,
-    "currency": pl.String, "total": pl.Float64, "content_hash": pl.String,
+    "order_key": pl.String,
+    "source_system": pl.String,
+    "source_order_id": pl.String,
+    "order_ref": pl.String,
+    "channel": pl.String,
+    "created_at": pl.Datetime("us", "UTC"),
+    "updated_at": pl.Datetime("us", "UTC"),
+    "paid": pl.Boolean,
+    "status": pl.String,
+    "ship_name": pl.String,
+    "company": pl.String,
+    "address1": pl.String,
+    "address2": pl.String,
+    "address3": pl.String,
+    "city": pl.String,
+    "region": pl.String,
+    "postcode": pl.String,
+    "country_code": pl.String,
+    "phone": pl.String,
+    "email": pl.String,
+    "shipping_method": pl.String,
+    "currency": pl.String,
+    "total": pl.Float64,
+    "content_hash": pl.String,
 }
 LINE_COLUMNS = {
-    "order_key": pl.String, "line_no": pl.Int32, "sku": pl.String, "source_variant_id": pl.String,
-    "quantity": pl.Int64, "unit_price": pl.Float64,
+    "order_key": pl.String,
+    "line_no": pl.Int32,
+    "sku": pl.String,
+    "source_variant_id": pl.String,
+    "quantity": pl.Int64,
+    "unit_price": pl.Float64,
 }
 # English country names as OMSs show them -> ISO 3166-1 alpha-2.
 COUNTRY_CODES = {
-    "united kingdom": "GB", "great britain": "GB", "uk": "GB", "england": "GB", "scotland": "GB", "wales": "GB",
-    "northern ireland": "GB", "ireland": "IE", "republic of ireland": "IE", "france": "FR", "germany": "DE",
-    "united states": "US", "usa": "US", "united states of america": "US", "spain": "ES", "italy": "IT",
-    "netherlands": "NL", "belgium": "BE", "jersey": "JE", "guernsey": "GG", "isle of man": "IM",
-    "australia": "AU", "canada": "CA", "denmark": "DK", "sweden": "SE", "norway": "NO", "poland": "PL",
+    "united kingdom": "GB",
+    "great britain": "GB",
+    "uk": "GB",
+    "england": "GB",
+    "scotland": "GB",
+    "wales": "GB",
+    "northern ireland": "GB",
+    "ireland": "IE",
+    "republic of ireland": "IE",
+    "france": "FR",
+    "germany": "DE",
+    "united states": "US",
+    "usa": "US",
+    "united states of america": "US",
+    "spain": "ES",
+    "italy": "IT",
+    "netherlands": "NL",
+    "belgium": "BE",
+    "jersey": "JE",
+    "guernsey": "GG",
+    "isle of man": "IM",
+    "australia": "AU",
+    "canada": "CA",
+    "denmark": "DK",
+    "sweden": "SE",
+    "norway": "NO",
+    "poland": "PL",
 }
 
 
@@ -37,7 +81,8 @@ def country_code(name: pl.Expr) -> pl.Expr:
     cleaned = name.str.strip_chars().str.to_lowercase()
     as_code = name.str.strip_chars().str.to_uppercase()
     return (
-        pl.when(as_code.str.contains(r"^[A-Z]{2}$")).then(as_code)
+        pl.when(as_code.str.contains(r"^[A-Z]{2}$"))
+        .then(as_code)
         .otherwise(cleaned.replace_strict(COUNTRY_CODES, default=None, return_dtype=pl.String))
     )
 
@@ -50,8 +95,20 @@ def conform(frame: pl.DataFrame, columns: dict[str, pl.DataType]) -> pl.DataFram
 
 def with_content_hash(orders: pl.DataFrame, lines: pl.DataFrame) -> pl.DataFrame:
     """A hash of what the warehouse sees (address, method, lines): a change after sending is an amendment."""
-    fields = ["ship_name", "company", "address1", "address2", "address3", "city", "region", "postcode",
-              "country_code", "phone", "email", "shipping_method"]
+    fields = [
+        "ship_name",
+        "company",
+        "address1",
+        "address2",
+        "address3",
+        "city",
+        "region",
+        "postcode",
+        "country_code",
+        "phone",
+        "email",
+        "shipping_method",
+    ]
     line_sig = (
         lines.sort("order_key", "line_no")
         .group_by("order_key", maintain_order=True)
@@ -60,7 +117,12 @@ def with_content_hash(orders: pl.DataFrame, lines: pl.DataFrame) -> pl.DataFrame
     return (
         orders.join(line_sig, on="order_key", how="left")
         .with_columns(
-            pl.concat_str([pl.col(f).fill_null("") for f in fields] + [pl.col("_lines").fill_null("")], separator="\x1f")
-            .hash(seed=0).cast(pl.String).alias("content_hash"))
+            pl.concat_str(
+                [pl.col(f).fill_null("") for f in fields] + [pl.col("_lines").fill_null("")], separator="\x1f"
+            )
+            .hash(seed=0)
+            .cast(pl.String)
+            .alias("content_hash")
+        )
         .drop("_lines")
     )

@@ -14,65 +14,90 @@ from fulfil_assets.stage.common import (
 )
 
 OPEN_COLUMNS = {
-    "order_id": pl.String, "num_order_id": pl.Int64, "general_info__status": pl.Int64,
-    "general_info__received_date": pl.Datetime("us", "UTC"), "general_info__sub_source": pl.String,
-    "general_info__part_shipped": pl.Boolean, "customer_info__address__full_name": pl.String,
-    "customer_info__address__company": pl.String, "customer_info__address__address1": pl.String,
-    "customer_info__address__address2": pl.String, "customer_info__address__address3": pl.String,
-    "customer_info__address__town": pl.String, "customer_info__address__region": pl.String,
-    "customer_info__address__post_code": pl.String, "customer_info__address__country": pl.String,
-    "customer_info__address__phone_number": pl.String, "customer_info__address__email_address": pl.String,
-    "shipping_info__postal_service_name": pl.String, "totals_info__currency": pl.String,
-    "totals_info__total_charge": pl.Float64, "_fulfil_seen_at": pl.String, "_dlt_id": pl.String,
+    "order_id": pl.String,
+    "num_order_id": pl.Int64,
+    "general_info__status": pl.Int64,
+    "general_info__received_date": pl.Datetime("us", "UTC"),
+    "general_info__sub_source": pl.String,
+    "general_info__part_shipped": pl.Boolean,
+    "customer_info__address__full_name": pl.String,
+    "customer_info__address__company": pl.String,
+    "customer_info__address__address1": pl.String,
+    "customer_info__address__address2": pl.String,
+    "customer_info__address__address3": pl.String,
+    "customer_info__address__town": pl.String,
+    "customer_info__address__region": pl.String,
+    "customer_info__address__post_code": pl.String,
+    "customer_info__address__country": pl.String,
+    "customer_info__address__phone_number": pl.String,
+    "customer_info__address__email_address": pl.String,
+    "shipping_info__postal_service_name": pl.String,
+    "totals_info__currency": pl.String,
+    "totals_info__total_charge": pl.Float64,
+    "_fulfil_seen_at": pl.String,
+    "_dlt_id": pl.String,
 }
-ITEM_COLUMNS = {"_dlt_root_id": pl.String, "_dlt_list_idx": pl.Int64, "sku": pl.String, "stock_item_id": pl.String,
-                "quantity": pl.Int64, "price_per_unit": pl.Float64}
+ITEM_COLUMNS = {
+    "_dlt_root_id": pl.String,
+    "_dlt_list_idx": pl.Int64,
+    "sku": pl.String,
+    "stock_item_id": pl.String,
+    "quantity": pl.Int64,
+    "price_per_unit": pl.Float64,
+}
 PROCESSED_COLUMNS = {"pk_order_id": pl.String, "d_processed_on": pl.String, "d_cancelled_on": pl.String}
 
 
-def stage_linnworks(open_orders: pl.DataFrame, items: pl.DataFrame, processed: pl.DataFrame,
-                    order_ref_prefix: str = "LW") -> tuple[pl.DataFrame, pl.DataFrame]:
+def stage_linnworks(
+    open_orders: pl.DataFrame, items: pl.DataFrame, processed: pl.DataFrame, order_ref_prefix: str = "LW"
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Canonical orders and lines. Status: open if in the latest open-order read; cancelled or despatched
     when Linnworks reports it processed/cancelled; `closed` when it left the open set with no report yet."""
     oo = ensure_columns(open_orders, OPEN_COLUMNS)
-    proc = ensure_columns(processed, PROCESSED_COLUMNS).select(
-        pl.col("pk_order_id").alias("order_id"),
-        pl.col("d_processed_on").is_not_null().alias("_processed"),
-        pl.col("d_cancelled_on").is_not_null().alias("_cancelled"),
-    ).unique("order_id", keep="last")
+    proc = (
+        ensure_columns(processed, PROCESSED_COLUMNS)
+        .select(
+            pl.col("pk_order_id").alias("order_id"),
+            pl.col("d_processed_on").is_not_null().alias("_processed"),
+            pl.col("d_cancelled_on").is_not_null().alias("_cancelled"),
+        )
+        .unique("order_id", keep="last")
+    )
     latest = oo.select(pl.col("_fulfil_seen_at").max()).item()
     key = pl.format("linnworks:{}", pl.col("order_id"))
-    orders = (
-        oo.join(proc, on="order_id", how="left")
-        .with_columns(
-            key.alias("order_key"),
-            pl.lit("linnworks").alias("source_system"),
-            pl.col("order_id").alias("source_order_id"),
-            pl.format("{}{}", pl.lit(order_ref_prefix), pl.col("num_order_id")).alias("order_ref"),
-            pl.col("general_info__sub_source").alias("channel"),
-            pl.col("general_info__received_date").alias("created_at"),
-            pl.col("general_info__received_date").alias("updated_at"),
-            (pl.col("general_info__status") == 1).alias("paid"),
-            pl.when(pl.col("_cancelled").fill_null(False)).then(pl.lit("cancelled"))
-            .when(pl.col("_processed").fill_null(False)).then(pl.lit("despatched"))
-            .when(pl.col("_fulfil_seen_at") != latest).then(pl.lit("closed"))
-            .when(pl.col("general_info__part_shipped").fill_null(False)).then(pl.lit("part_despatched"))
-            .otherwise(pl.lit("open")).alias("status"),
-            pl.col("customer_info__address__full_name").alias("ship_name"),
-            pl.col("customer_info__address__company").alias("company"),
-            pl.col("customer_info__address__address1").alias("address1"),
-            pl.col("customer_info__address__address2").alias("address2"),
-            pl.col("customer_info__address__address3").alias("address3"),
-            pl.col("customer_info__address__town").alias("city"),
-            pl.col("customer_info__address__region").alias("region"),
-            pl.col("customer_info__address__post_code").alias("postcode"),
-            country_code(pl.col("customer_info__address__country")).alias("country_code"),
-            pl.col("customer_info__address__phone_number").alias("phone"),
-            pl.col("customer_info__address__email_address").alias("email"),
-            pl.col("shipping_info__postal_service_name").alias("shipping_method"),
-            pl.col("totals_info__currency").alias("currency"),
-            pl.col("totals_info__total_charge").alias("total"),
-        )
+    orders = oo.join(proc, on="order_id", how="left").with_columns(
+        key.alias("order_key"),
+        pl.lit("linnworks").alias("source_system"),
+        pl.col("order_id").alias("source_order_id"),
+        pl.format("{}{}", pl.lit(order_ref_prefix), pl.col("num_order_id")).alias("order_ref"),
+        pl.col("general_info__sub_source").alias("channel"),
+        pl.col("general_info__received_date").alias("created_at"),
+        pl.col("general_info__received_date").alias("updated_at"),
+        (pl.col("general_info__status") == 1).alias("paid"),
+        pl.when(pl.col("_cancelled").fill_null(False))
+        .then(pl.lit("cancelled"))
+        .when(pl.col("_processed").fill_null(False))
+        .then(pl.lit("despatched"))
+        .when(pl.col("_fulfil_seen_at") != latest)
+        .then(pl.lit("closed"))
+        .when(pl.col("general_info__part_shipped").fill_null(False))
+        .then(pl.lit("part_despatched"))
+        .otherwise(pl.lit("open"))
+        .alias("status"),
+        pl.col("customer_info__address__full_name").alias("ship_name"),
+        pl.col("customer_info__address__company").alias("company"),
+        pl.col("customer_info__address__address1").alias("address1"),
+        pl.col("customer_info__address__address2").alias("address2"),
+        pl.col("customer_info__address__address3").alias("address3"),
+        pl.col("customer_info__address__town").alias("city"),
+        pl.col("customer_info__address__region").alias("region"),
+        pl.col("customer_info__address__post_code").alias("postcode"),
+        country_code(pl.col("customer_info__address__country")).alias("country_code"),
+        pl.col("customer_info__address__phone_number").alias("phone"),
+        pl.col("customer_info__address__email_address").alias("email"),
+        pl.col("shipping_info__postal_service_name").alias("shipping_method"),
+        pl.col("totals_info__currency").alias("currency"),
+        pl.col("totals_info__total_charge").alias("total"),
     )
     it = ensure_columns(items, ITEM_COLUMNS)
     lines = it.join(oo.select("_dlt_id", "order_id"), left_on="_dlt_root_id", right_on="_dlt_id", how="inner").select(

@@ -42,8 +42,9 @@ def load_service_codes(path: Path) -> pl.DataFrame:
         if wms not in WMS_SERVICE_CODES:
             raise MappingError(f"{path}, line {line}: unknown wms {wms!r} (one of {sorted(WMS_SERVICE_CODES)})")
         if code not in WMS_SERVICE_CODES[wms]:
-            raise MappingError(f"{path}, line {line}: {code!r} is not a {wms} service code "
-                               f"(one of {sorted(WMS_SERVICE_CODES[wms])})")
+            raise MappingError(
+                f"{path}, line {line}: {code!r} is not a {wms} service code (one of {sorted(WMS_SERVICE_CODES[wms])})"
+            )
         key = (system, method, wms)
         if key in seen:
             raise MappingError(f"{path}, line {line}: duplicate of line {seen[key]} for {system}/{method!r}/{wms}")
