@@ -150,7 +150,8 @@ def test_faults_rejections_and_fixes(emulators: Emulators, fulfil_env: dict, tmp
     # The warehouse stops knowing one SKU that a sent order needs: it rejects that order.
     ledger = db.read(f"SELECT order_key, order_ref FROM {SCHEMA}.wms_submissions")
     lines = db.read(f"SELECT order_key, sku FROM {SCHEMA}.order_lines").join(ledger, on="order_key")
-    victim_ref, victim_sku = lines.select("order_ref", "sku").row(0)
+    single = lines.group_by("sku").agg(pl.col("order_ref").n_unique().alias("n")).filter(pl.col("n") == 1)
+    victim_ref, victim_sku = lines.join(single, on="sku").sort("order_ref").select("order_ref", "sku").row(0)
     title = emu.whistl.catalogue.pop(victim_sku)
     emu.whistl.step()
     drain_despatches(defs, instance, None)
