@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -97,12 +98,10 @@ class WarehouseDb:
         transaction), or `upsert` on `key` (update the `update` columns, or all non-key columns)."""
         if mode not in ("append", "replace", "upsert"):
             raise ValueError(f"unknown write mode {mode!r}")
-        rows = frame.to_dicts()
         columns = frame.columns
         target = f"{SCHEMA}.{table}"
         col_sql = ", ".join(columns)
-        values = ", ".join(f":{c}" for c in columns)
-        insert = f"INSERT INTO {target} ({col_sql}) VALUES ({values})"
+        conflict = ""
         if mode == "upsert":
             if not key:
                 raise ValueError("upsert needs a key")
@@ -110,15 +109,28 @@ class WarehouseDb:
             action = (
                 "DO NOTHING" if not changed else "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in changed)
             )
-            insert += f" ON CONFLICT ({', '.join(key)}) {action}"
+            conflict = f" ON CONFLICT ({', '.join(key)}) {action}"
         with self.engine.begin() as conn:
             if mode == "replace":
                 conn.execute(sa.text(f"DELETE FROM {target} WHERE {replace_where}"))
-            for start in range(0, len(rows), 5000):
-                batch = rows[start : start + 5000]
-                if batch:
-                    conn.execute(sa.text(insert), batch)
-        return len(rows)
+            if frame.is_empty():
+                return 0
+            # Bulk paths (row-by-row inserts are far too slow on DuckDB): a Parquet file DuckDB reads
+            # natively, or COPY into a temporary table on PostgreSQL; then one INSERT ... SELECT.
+            if self.is_duckdb:
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = Path(tmp) / "load.parquet"
+                    frame.write_parquet(path)
+                    conn.execute(sa.text(
+                        f"INSERT INTO {target} ({col_sql}) SELECT {col_sql} FROM read_parquet('{path}'){conflict}"))
+            else:
+                conn.exec_driver_sql(f"CREATE TEMP TABLE _fulfil_load (LIKE {target}) ON COMMIT DROP")
+                with conn.connection.driver_connection.cursor() as cur:  # type: ignore[union-attr]
+                    with cur.copy(f"COPY _fulfil_load ({col_sql}) FROM STDIN") as copy:
+                        for row in frame.iter_rows():
+                            copy.write_row(row)
+                conn.exec_driver_sql(f"INSERT INTO {target} ({col_sql}) SELECT {col_sql} FROM _fulfil_load{conflict}")
+        return frame.height
 
     def dlt_destination(self) -> Any:
         """The matching dlt destination (raw tables land in the same database)."""
