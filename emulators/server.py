@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -84,6 +85,7 @@ class Emulators:
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
         self.world = World(config.seed, config.n_skus)
+        self.world_rng = random.Random(f"{config.seed}:late-changes")
         scale = config.rate_scale
         self.linnworks = Linnworks(self.world, config.n_orders, rate_scale=scale)
         self.cin7 = Cin7(self.world, config.n_orders, rate_scale=scale)
@@ -235,9 +237,28 @@ class Emulators:
             for system in (self.linnworks, self.cin7, self.shopify, self.bigcommerce):
                 with system.lock:
                     system.spawn(k, now - timedelta(seconds=self.config.tick_s), now)
+            self._late_changes(now)
             self.whistl.step(now)
             if n % 6 == 0:
                 self.whistl.snapshot(now)
+
+    def _late_changes(self, now: datetime) -> None:
+        """What customers and the warehouse floor do between shifts: a late cancellation, a late address
+        edit, a cycle-count or damage adjustment."""
+        rng = self.world_rng
+        for system, cancel in ((self.linnworks, "cancel"), (self.cin7, "void")):
+            with system.lock:
+                ids = list(system.orders if system is self.linnworks else system.sales)
+                if not ids:
+                    continue
+                key = "order_id" if system is self.linnworks else "sale_id"
+                if rng.random() < 0.3:
+                    system.control(cancel, {key: rng.choice(ids[-50:])})
+                if rng.random() < 0.3:
+                    system.control("edit_address", {key: rng.choice(ids[-50:])})
+        if rng.random() < 0.5 and self.whistl.catalogue:
+            sku = rng.choice(self.world.wms_catalogue)
+            self.whistl.adjust(sku, rng.choice((-2, -1, 1, 3)))
 
     def _whistl_app(self) -> Starlette:
         """Control and inspection for the file-based Whistl warehouse."""

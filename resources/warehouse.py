@@ -121,8 +121,11 @@ class WarehouseDb:
                 with tempfile.TemporaryDirectory() as tmp:
                     path = Path(tmp) / "load.parquet"
                     frame.write_parquet(path)
-                    conn.execute(sa.text(
-                        f"INSERT INTO {target} ({col_sql}) SELECT {col_sql} FROM read_parquet('{path}'){conflict}"))
+                    conn.execute(
+                        sa.text(
+                            f"INSERT INTO {target} ({col_sql}) SELECT {col_sql} FROM read_parquet('{path}'){conflict}"
+                        )
+                    )
             else:
                 conn.exec_driver_sql(f"CREATE TEMP TABLE _fulfil_load (LIKE {target}) ON COMMIT DROP")
                 with conn.connection.driver_connection.cursor() as cur:  # type: ignore[union-attr]

@@ -617,3 +617,41 @@ def test_control_endpoints_spawn_and_inspect(emulators: Emulators) -> None:
     assert httpx.post(f"http://127.0.0.1:{port}/_emulator/faults", json={"nonsense": 1}).status_code == 400
     state = httpx.get(f"http://127.0.0.1:{emu.ports['whistl']}/_emulator/state").json()
     assert state["receipts"] == {}
+
+
+def test_latency_and_graphql_throttle_status_switches(emulators: Emulators) -> None:
+    emu = emulators
+    base = emu.url("shopify")
+    faults(emu, "shopify", latency_ms=300)
+    start = time.perf_counter()
+    httpx.get(f"{base}locations.json", headers=SHOP_HEADERS)
+    assert time.perf_counter() - start >= 0.3
+    faults(emu, "shopify", latency_ms=0, graphql_throttle_status=429)
+    emu.shopify.gql_bucket.level, emu.shopify.gql_bucket._at = 1000.0, time.monotonic() + 5
+    r = httpx.post(f"{base}graphql.json", headers=SHOP_HEADERS, json={"query": "x", "variables": {}})
+    assert r.status_code == 429 and r.json()["errors"][0]["message"] == "Throttled"
+
+
+def test_rate_scale_shortens_the_window_for_fast_tests(tmp_path) -> None:
+    from emulators.server import EmulatorConfig
+
+    ports = dict.fromkeys(("linnworks", "cin7", "shopify", "bigcommerce", "peoplevox", "whistl", "whistl_sftp"), 0)
+    with Emulators(EmulatorConfig(data_dir=tmp_path, n_skus=50, n_orders=5, rate_scale=20, ports=ports)) as emu:
+        with httpx.Client() as c:
+            statuses = [c.get(f"{emu.url('cin7')}me", headers=CIN7_HEADERS).status_code for _ in range(61)]
+            assert statuses[:60] == [200] * 60 and statuses[60] == 429  # still 60 per window...
+            time.sleep(3.05)  # ...but the window is 3 s instead of 60
+            assert c.get(f"{emu.url('cin7')}me", headers=CIN7_HEADERS).status_code == 200
+
+
+def test_demo_ticks_bring_new_orders_late_changes_and_warehouse_work(tmp_path) -> None:
+    from emulators.server import EmulatorConfig
+
+    ports = dict.fromkeys(("linnworks", "cin7", "shopify", "bigcommerce", "peoplevox", "whistl", "whistl_sftp"), 0)
+    config = EmulatorConfig(data_dir=tmp_path, n_skus=50, n_orders=5, ports=ports, tick_s=0.1, orders_per_tick=2)
+    with Emulators(config) as emu:
+        time.sleep(1.5)
+        assert len(emu.linnworks.orders) > 5 and len(emu.bigcommerce.orders) > 5
+        assert emu.linnworks.cancelled, "late cancellations arrive"
+        assert any(o.updated_at > o.created_at for o in emu.linnworks.orders.values()), "late edits arrive"
+        assert any(f.startswith("inv_") for f in emu.whistl.files_written), "stock snapshots appear"
