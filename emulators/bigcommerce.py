@@ -148,6 +148,14 @@ class BigCommerce(EmulatedSystem):
             return self.error_body(401, "You are not authorized to access this resource.")
         return None
 
+    def _order(self, request: Request) -> tuple[int, Response | None]:
+        """The order id of an order route, or the answer for bad auth or an unknown order."""
+        oid = request.path_params["oid"]
+        denied = self._auth(request)
+        if denied is None and oid not in self.orders:
+            denied = self.error_body(404, "The requested resource was not found.")
+        return oid, denied
+
     def render(self, oid: int) -> dict[str, Any]:
         """The v2 order shape (sub-resources as links)."""
         o, a = self.orders[oid], self.orders[oid].address
@@ -225,11 +233,9 @@ class BigCommerce(EmulatedSystem):
 
     async def order(self, request: Request) -> Response:
         """GET an order; PUT `{"status_id": n}` (5 cancels)."""
-        if (denied := self._auth(request)) is not None:
+        oid, denied = self._order(request)
+        if denied is not None:
             return denied
-        oid = request.path_params["oid"]
-        if oid not in self.orders:
-            return self.error_body(404, "The requested resource was not found.")
         if request.method == "PUT":
             body = await request.json()
             with self.lock:
@@ -241,11 +247,9 @@ class BigCommerce(EmulatedSystem):
 
     async def products(self, request: Request) -> Response:
         """Order lines."""
-        if (denied := self._auth(request)) is not None:
+        oid, denied = self._order(request)
+        if denied is not None:
             return denied
-        oid = request.path_params["oid"]
-        if oid not in self.orders:
-            return self.error_body(404, "The requested resource was not found.")
         o = self.orders[oid]
         return JSONResponse(
             [
@@ -273,11 +277,9 @@ class BigCommerce(EmulatedSystem):
 
     async def addresses(self, request: Request) -> Response:
         """The order's ship-to address (one)."""
-        if (denied := self._auth(request)) is not None:
+        oid, denied = self._order(request)
+        if denied is not None:
             return denied
-        oid = request.path_params["oid"]
-        if oid not in self.orders:
-            return self.error_body(404, "The requested resource was not found.")
         o, a = self.orders[oid], self.orders[oid].address
         first, _, last = a.name.partition(" ")
         return JSONResponse(
@@ -305,11 +307,9 @@ class BigCommerce(EmulatedSystem):
 
     async def shipments_route(self, request: Request) -> Response:
         """List shipments, or create one (status moves 11 -> 3 -> 2)."""
-        if (denied := self._auth(request)) is not None:
+        oid, denied = self._order(request)
+        if denied is not None:
             return denied
-        oid = request.path_params["oid"]
-        if oid not in self.orders:
-            return self.error_body(404, "The requested resource was not found.")
         if request.method == "GET":
             return JSONResponse([s for s in self.shipments if s["order_id"] == oid] or [])
         body = await request.json()

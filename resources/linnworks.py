@@ -96,51 +96,44 @@ class LinnworksClient(ApiClient):
         _, server = self.session()
         return self.request("POST", f"{server}/api/{method}", method, json=params)
 
-    def open_orders(self, page_size: int = 200) -> Iterator[list[dict[str, Any]]]:
-        """Every open order, page by page, oldest received first."""
+    def _pages(self, method: str, params: Any, unwrap: str | None = None) -> Iterator[list[dict[str, Any]]]:
+        """Pages of a 1-based paged method until `TotalPages` (or an empty page); `params(page)` builds the body."""
         page = 1
         while True:
-            body = self.call(
-                "Orders/GetOpenOrders",
-                {
-                    "entriesPerPage": page_size,
-                    "pageNumber": page,
-                    "sorting": [{"FieldCode": "GENERAL_INFO_DATE", "Direction": "ASCENDING", "Order": 0}],
-                },
-            )
-            data = body.get("Data") or []
-            if data:
-                yield data
-            if page >= int(body.get("TotalPages") or 0) or not data:
-                return
-            page += 1
-
-    def processed_orders(
-        self, date_field: str, from_iso: str, to_iso: str, page_size: int = 200
-    ) -> Iterator[list[dict[str, Any]]]:
-        """Processed or cancelled orders whose `date_field` falls in the window, page by page."""
-        page = 1
-        while True:
-            body = self.call(
-                "ProcessedOrders/SearchProcessedOrders",
-                {
-                    "request": {
-                        "DateField": date_field,
-                        "FromDate": from_iso,
-                        "ToDate": to_iso,
-                        "PageNumber": page,
-                        "ResultsPerPage": page_size,
-                        "SearchSorting": {"SortField": "dProcessedOn", "SortDirection": "ASC"},
-                    }
-                },
-            )
-            result = body.get("ProcessedOrders") or {}
+            body = self.call(method, params(page))
+            result = body.get(unwrap) or {} if unwrap else body
             data = result.get("Data") or []
             if data:
                 yield data
             if page >= int(result.get("TotalPages") or 0) or not data:
                 return
             page += 1
+
+    def open_orders(self, page_size: int = 200) -> Iterator[list[dict[str, Any]]]:
+        """Every open order, page by page, oldest received first."""
+        sorting = [{"FieldCode": "GENERAL_INFO_DATE", "Direction": "ASCENDING", "Order": 0}]
+        return self._pages(
+            "Orders/GetOpenOrders", lambda page: {"entriesPerPage": page_size, "pageNumber": page, "sorting": sorting}
+        )
+
+    def processed_orders(
+        self, date_field: str, from_iso: str, to_iso: str, page_size: int = 200
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Processed or cancelled orders whose `date_field` falls in the window, page by page."""
+        return self._pages(
+            "ProcessedOrders/SearchProcessedOrders",
+            lambda page: {
+                "request": {
+                    "DateField": date_field,
+                    "FromDate": from_iso,
+                    "ToDate": to_iso,
+                    "PageNumber": page,
+                    "ResultsPerPage": page_size,
+                    "SearchSorting": {"SortField": "dProcessedOn", "SortDirection": "ASC"},
+                }
+            },
+            unwrap="ProcessedOrders",
+        )
 
     def set_shipping_info(self, order_id: str, tracking_number: str, postal_service_id: str | None = None) -> Any:
         """Record tracking on an order."""

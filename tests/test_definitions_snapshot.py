@@ -13,8 +13,10 @@ SNAPSHOT = Path(__file__).parent / "snapshots" / "definitions.txt"
 def describe() -> str:
     defs = build_definitions(load_config(Path("fulfil.yaml")))
     graph = defs.resolve_asset_graph()
-    lines = [f"asset {'/'.join(k.path)} group={graph.get(k).group_name}" for k in sorted(
-        graph.get_all_asset_keys(), key=lambda k: k.to_user_string())]
+    lines = [
+        f"asset {'/'.join(k.path)} group={graph.get(k).group_name}"
+        for k in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string())
+    ]
     lines += sorted(f"check {'/'.join(c.asset_key.path)}:{c.name}" for c in graph.asset_check_keys)
     lines += sorted(f"job {j.name}" for j in defs.resolve_all_job_defs() if not j.name.startswith("__"))
     lines += sorted(f"schedule {s.name} {s.cron_schedule}" for s in defs.schedules or [])

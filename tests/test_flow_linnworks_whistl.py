@@ -120,6 +120,9 @@ def test_orders_reach_whistl_once_and_tracking_comes_back(
     run_job(defs, "order_sync_job", instance)
     emu.whistl.step()
     assert Counter(emu.whistl.inspect()["receipts"].values()) == Counter({1: ledger.height})
+    # Processed orders come back through the processed-orders search and are staged as despatched.
+    statuses = dict(db.read(f"SELECT source_order_id, status FROM {SCHEMA}.orders").iter_rows())
+    assert processed and {statuses[o] for o in processed} == {"despatched"}
     run_job(defs, "tracking_retry_job", instance)
     again, _ = drain_despatches(defs, instance, cursor)
     assert again == 0
