@@ -47,6 +47,9 @@ TABLES = {
     order_key TEXT PRIMARY KEY, wms TEXT NOT NULL, service_code TEXT, phone_normalised TEXT,
     postcode_normalised TEXT, passed BOOLEAN NOT NULL, ready BOOLEAN NOT NULL, content_hash TEXT,
     validated_at {TS} NOT NULL""",
+    "wms_order_lines": """
+    order_key TEXT NOT NULL, wms TEXT NOT NULL, wms_line_no INTEGER NOT NULL, source_line_no INTEGER, sku TEXT,
+    quantity BIGINT, PRIMARY KEY (order_key, wms, wms_line_no)""",
     "order_exceptions": f"""
     order_key TEXT NOT NULL, rule TEXT NOT NULL, reason_code TEXT NOT NULL, detail TEXT, owner TEXT NOT NULL,
     first_seen {TS} NOT NULL, last_seen {TS} NOT NULL, resolved_at {TS}, PRIMARY KEY (order_key, rule)""",

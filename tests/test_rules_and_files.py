@@ -19,9 +19,25 @@ from fulfil_assets.despatch.whistl_files import (
 from fulfil_assets.push.whistl_files import ORDER_FILE_COLUMNS, order_file_rows, render_csv
 from fulfil_assets.stage.common import ORDER_COLUMNS, conform
 from fulfil_assets.validate.mappings import MappingError, load_service_codes
-from fulfil_assets.validate.rules import merge_exceptions, order_verdicts, prepare_orders, wms_ready_orders
+from fulfil_assets.validate.rules import check_orders, merge_exceptions, prepare_lines, wms_ready_orders
+from fulfil_assets.validate.suites import load_suite
 
 SERVICE_MAP = load_service_codes(Path("expectations/service_codes.csv"))
+SUITES = {wms: load_suite(wms) for wms in ("whistl", "peoplevox")}
+
+
+def verdicts_for(
+    orders: pl.DataFrame,
+    lines: pl.DataFrame,
+    catalogue: list[str] | None = None,
+    wms: str = "whistl",
+    **maps: pl.DataFrame,
+) -> pl.DataFrame:
+    frame = prepare_lines(orders, lines, wms, SERVICE_MAP, maps.get("variants"), maps.get("bundles"))
+    params = {"wms_catalogue": catalogue} if catalogue is not None else {}
+    return check_orders(frame, SUITES[wms], params)[1]
+
+
 GOOD = {
     "source_system": "linnworks",
     "paid": True,
@@ -54,8 +70,7 @@ def lines_frame(rows: list[tuple[int, int, str, int | None]]) -> pl.DataFrame:
 def failures(
     orders: pl.DataFrame, lines: pl.DataFrame, catalogue: list[str] | None = None, wms: str = "whistl"
 ) -> dict[str, set[str]]:
-    cat = pl.DataFrame({"sku": catalogue}) if catalogue is not None else None
-    v = order_verdicts(prepare_orders(orders, wms, SERVICE_MAP), lines, wms, cat)
+    v = verdicts_for(orders, lines, catalogue, wms)
     out: dict[str, set[str]] = {}
     for row in v.filter(~pl.col("passed")).iter_rows(named=True):
         assert row["detail"] and row["owner"] in {"office", "cx", "warehouse"}
@@ -120,8 +135,8 @@ def test_postcodes_normalise_and_unicode_blanks_do_not_crash() -> None:
         {"ship_name": "Zoë Ní Bhriain", "address1": "Flat 2, 1 Straße"},
         {"postcode": "X" * 500},
     )
-    prepared = prepare_orders(orders, "whistl", SERVICE_MAP)
-    assert prepared["postcode_norm"].to_list()[:2] == ["LS1 4AP", "M1 1AE"]
+    prepared = prepare_lines(orders, lines_frame([(0, 1, "A1", 1)]), "whistl", SERVICE_MAP).unique("order_key")
+    assert prepared.sort("order_key")["postcode_norm"].to_list()[:2] == ["LS1 4AP", "M1 1AE"]
     lines = lines_frame([(i, 1, "ABC123", 1) for i in range(5)])
     assert failures(orders, lines) == {"linnworks:2": {"POSTCODE_INVALID"}, "linnworks:4": {"POSTCODE_INVALID"}}
 
@@ -131,19 +146,19 @@ def test_one_bad_line_holds_the_order_and_only_paid_open_orders_are_ready() -> N
     lines = lines_frame(
         [(0, 1, "ABC123", 1), (1, 1, "ABC123", 1), (2, 1, "ABC123", 1), (3, 1, "ABC123", 1), (3, 2, "AB_C", 1)]
     )
-    v = order_verdicts(prepare_orders(orders, "whistl", SERVICE_MAP), lines, "whistl", None)
+    v = verdicts_for(orders, lines)
     assert wms_ready_orders(orders, v)["order_key"].to_list() == ["linnworks:0"]
 
 
 def test_exceptions_keep_first_seen_and_resolve_when_fixed() -> None:
     t1, t2 = datetime(2026, 11, 20, 9, tzinfo=UTC), datetime(2026, 11, 20, 10, tzinfo=UTC)
     lines = lines_frame([(0, 1, "ABC123", 1)])
-    v1 = order_verdicts(prepare_orders(orders_frame({"phone": ""}), "whistl", SERVICE_MAP), lines, "whistl", None)
+    v1 = verdicts_for(orders_frame({"phone": ""}), lines)
     ex1 = merge_exceptions(pl.DataFrame(), v1, t1)
     assert ex1.select("reason_code", "first_seen", "resolved_at").row(0) == ("PHONE_MISSING", t1, None)
-    v2 = order_verdicts(prepare_orders(orders_frame({"phone": ""}), "whistl", SERVICE_MAP), lines, "whistl", None)
+    v2 = verdicts_for(orders_frame({"phone": ""}), lines)
     assert merge_exceptions(ex1, v2, t2).select("first_seen", "last_seen").row(0) == (t1, t2)
-    v3 = order_verdicts(prepare_orders(orders_frame({}), "whistl", SERVICE_MAP), lines, "whistl", None)
+    v3 = verdicts_for(orders_frame({}), lines)
     assert merge_exceptions(ex1, v3, t2).select("resolved_at").row(0) == (t2,)
 
 

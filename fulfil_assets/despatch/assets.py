@@ -52,7 +52,9 @@ def take_despatch_file(db: WarehouseDb, name: str, data: bytes, now: datetime) -
     tracking posts it calls for. Every write is keyed, so taking the same file twice changes nothing."""
     rows, bad = parse_despatch_file(data, name)
     sent = db.read(f"SELECT order_ref, order_key FROM {SCHEMA}.wms_submissions WHERE wms = 'whistl'")
-    lines = db.read(f"SELECT order_key, line_no, quantity FROM {SCHEMA}.order_lines")
+    lines = db.read(
+        f"SELECT order_key, wms_line_no AS line_no, quantity FROM {SCHEMA}.wms_order_lines WHERE wms = 'whistl'"
+    )
     earlier = db.read(
         f"SELECT * FROM {SCHEMA}.despatches WHERE wms = 'whistl' AND order_ref IN "
         f"(SELECT DISTINCT order_ref FROM {SCHEMA}.wms_submissions)"

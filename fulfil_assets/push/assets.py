@@ -52,7 +52,9 @@ def wms_submissions(
         )
         rearm = changed["idempotency_key"].to_list()
     new = ready.filter(~pl.col("order_key").is_in(list(known)))
-    lines = db.read(f"SELECT * FROM {SCHEMA}.order_lines")
+    lines = db.read(
+        f"SELECT order_key, wms_line_no AS line_no, sku, quantity FROM {SCHEMA}.wms_order_lines WHERE wms = 'whistl'"
+    )
 
     # 1. Intend: a ledger row per new order, with the file it will travel in.
     batches: list[tuple[str, pl.DataFrame]] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -18,36 +19,80 @@ class MappingError(ValueError):
     """A mapping table has a problem a person must fix."""
 
 
-def load_service_codes(path: Path) -> pl.DataFrame:
-    """`system, shipping_method, wms, service_code`; rejects blanks, unknown systems/WMSs/codes and duplicates."""
+RowCheck = Callable[[dict[str, str]], str | None]
+
+
+def _load(path: Path, columns: list[str], key: list[str], check: RowCheck | None = None) -> pl.DataFrame:
+    """Read a CSV with exactly `columns`; refuse blanks, duplicate `key`s and rows `check` objects to."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise MappingError(f"{path}: not found") from None
+    except UnicodeDecodeError as exc:
+        raise MappingError(f"{path}: not UTF-8 (byte {exc.start})") from None
     reader = csv.DictReader(text.splitlines())
-    expected = ["system", "shipping_method", "wms", "service_code"]
-    if reader.fieldnames is None or [f.strip() for f in reader.fieldnames] != expected:
-        raise MappingError(f"{path}, line 1: header must be {','.join(expected)}, found {reader.fieldnames}")
-    rows, seen = [], {}
+    if reader.fieldnames is None or [f.strip() for f in reader.fieldnames] != columns:
+        raise MappingError(f"{path}, line 1: header must be {','.join(columns)}, found {reader.fieldnames}")
+    rows: list[dict[str, str]] = []
+    seen: dict[tuple[str, ...], int] = {}
     for line, row in enumerate(reader, start=2):
-        values = {k.strip(): (v or "") for k, v in row.items() if k is not None}
         if None in row:
-            raise MappingError(f"{path}, line {line}: too many columns")
-        blank = [k for k in expected if not values.get(k, "").strip()]
+            raise MappingError(f"{path}, line {line}: more cells than the header")
+        values = {k.strip(): (v or "").strip() for k, v in row.items()}
+        blank = [c for c in columns if not values.get(c)]
         if blank:
             raise MappingError(f"{path}, line {line}: blank {', '.join(blank)}")
-        system, method, wms, code = (values[k] for k in expected)
-        if system not in SYSTEMS:
-            raise MappingError(f"{path}, line {line}: unknown system {system!r} (one of {sorted(SYSTEMS)})")
-        if wms not in WMS_SERVICE_CODES:
-            raise MappingError(f"{path}, line {line}: unknown wms {wms!r} (one of {sorted(WMS_SERVICE_CODES)})")
-        if code not in WMS_SERVICE_CODES[wms]:
-            raise MappingError(
-                f"{path}, line {line}: {code!r} is not a {wms} service code (one of {sorted(WMS_SERVICE_CODES[wms])})"
-            )
-        key = (system, method, wms)
-        if key in seen:
-            raise MappingError(f"{path}, line {line}: duplicate of line {seen[key]} for {system}/{method!r}/{wms}")
-        seen[key] = line
-        rows.append({"system": system, "shipping_method": method, "wms": wms, "service_code": code})
-    return pl.DataFrame(rows, schema={c: pl.String for c in expected})
+        problem = check(values) if check else None
+        if problem:
+            raise MappingError(f"{path}, line {line}: {problem}")
+        k = tuple(values[c] for c in key)
+        if k in seen:
+            raise MappingError(f"{path}, line {line}: duplicate of line {seen[k]} for {'/'.join(k)}")
+        seen[k] = line
+        rows.append(values)
+    return pl.DataFrame(rows, schema={c: pl.String for c in columns})
+
+
+def _service_row(row: dict[str, str]) -> str | None:
+    if row["system"] not in SYSTEMS:
+        return f"unknown system {row['system']!r} (one of {sorted(SYSTEMS)})"
+    if row["wms"] not in WMS_SERVICE_CODES:
+        return f"unknown wms {row['wms']!r} (one of {sorted(WMS_SERVICE_CODES)})"
+    if row["service_code"] not in WMS_SERVICE_CODES[row["wms"]]:
+        known = sorted(WMS_SERVICE_CODES[row["wms"]])
+        return f"{row['service_code']!r} is not a {row['wms']} service code (one of {known})"
+    return None
+
+
+def load_service_codes(path: Path) -> pl.DataFrame:
+    """`system, shipping_method, wms, service_code`: the exact mapping from what the customer chose."""
+    return _load(
+        path, ["system", "shipping_method", "wms", "service_code"], ["system", "shipping_method", "wms"], _service_row
+    )
+
+
+def load_variant_skus(path: Path) -> pl.DataFrame:
+    """`system, variant_id, sku`: storefront variants -> the OMS SKU."""
+    return _load(
+        path,
+        ["system", "variant_id", "sku"],
+        ["system", "variant_id"],
+        lambda r: None if r["system"] in SYSTEMS else f"unknown system {r['system']!r}",
+    )
+
+
+def _bundle_row(row: dict[str, str]) -> str | None:
+    if not row["quantity"].isdigit() or int(row["quantity"]) < 1:
+        return f"quantity {row['quantity']!r} must be a whole number of at least 1"
+    if row["bundle_sku"] == row["component_sku"]:
+        return f"bundle {row['bundle_sku']!r} cannot contain itself"
+    return None
+
+
+def load_bundles(path: Path) -> pl.DataFrame:
+    """`bundle_sku, component_sku, quantity`: what one bundle is made of."""
+    frame = _load(path, ["bundle_sku", "component_sku", "quantity"], ["bundle_sku", "component_sku"], _bundle_row)
+    nested = frame.filter(pl.col("component_sku").is_in(frame["bundle_sku"].implode()))
+    if nested.height:
+        raise MappingError(f"{path}: bundles inside bundles are not supported: {nested['component_sku'][0]!r}")
+    return frame.with_columns(pl.col("quantity").cast(pl.Int64))

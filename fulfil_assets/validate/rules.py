@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-import phonenumbers
 import polars as pl
+from phonenumbers import PhoneMetadata
+
+from fulfil_assets.stage.common import ensure_columns
+from fulfil_assets.validate.suites import PHONE_REGIONS, POSTCODE_PATTERNS, failure_expr, row_failures
 
 OWNERS = {
     "SKU_INVALID_CHARS": "office",
@@ -23,24 +27,6 @@ OWNERS = {
     "DESPATCH_OVER_QUANTITY": "warehouse",
     "WMS_REJECTED": "office",
 }
-SKU_PATTERNS = {"whistl": r"^[A-Za-z0-9]+$", "peoplevox": r"^[\x21-\x7E]{1,30}$"}
-GB_POSTCODE = (
-    r"^(GIR 0AA|[A-PR-UWYZ]([0-9]{1,2}|[A-HK-Y][0-9]{1,2}|[0-9][A-HJKPS-UW]|[A-HK-Y][0-9][ABEHMNPRV-Y])"
-    r" [0-9][ABD-HJLNP-UW-Z]{2})$"
-)
-POSTCODE_PATTERNS = {
-    "GB": GB_POSTCODE,
-    "JE": GB_POSTCODE,
-    "GG": GB_POSTCODE,
-    "IM": GB_POSTCODE,
-    "IE": r"^[AC-FHKNPRTV-Y][0-9]{2}W? [0-9AC-FHKNPRTV-Y]{4}$",
-    "FR": r"^[0-9]{5}$",
-    "DE": r"^[0-9]{5}$",
-    "ES": r"^[0-9]{5}$",
-    "IT": r"^[0-9]{5}$",
-    "US": r"^[0-9]{5}(-[0-9]{4})?$",
-    "NL": r"^[0-9]{4} ?[A-Z]{2}$",
-}
 VERDICT_SCHEMA = {
     "order_key": pl.String,
     "rule": pl.String,
@@ -49,201 +35,173 @@ VERDICT_SCHEMA = {
     "detail": pl.String,
     "owner": pl.String,
 }
+STOREFRONTS = ("shopify", "bigcommerce")
+CALLING_CODES = {r: str(PhoneMetadata.metadata_for_region(r).country_code) for r in PHONE_REGIONS}
+NATIONAL_PREFIXES = {r: PhoneMetadata.metadata_for_region(r).national_prefix or "" for r in PHONE_REGIONS}
+
+
+def _clean(col: str) -> pl.Expr:
+    """Trimmed text, blank as null."""
+    text = pl.col(col).cast(pl.String).str.strip_chars()
+    return pl.when(text == "").then(None).otherwise(text)
+
+
+def phone_e164(phone: pl.Expr, country: pl.Expr) -> pl.Expr:
+    """E.164 from what the customer typed, parsed for the ship-to country (vectorised: +CC, 00CC, national
+    prefix, `(0)`); null when blank; `?digits` when it cannot be placed in a supported country."""
+    raw = phone.str.replace_all(r"\(0\)", "")
+    digits = raw.str.replace_all(r"[^0-9]", "")
+    cc = country.replace_strict(CALLING_CODES, default=None, return_dtype=pl.String)
+    prefix = country.replace_strict(NATIONAL_PREFIXES, default="", return_dtype=pl.String)
+    national = (
+        pl.when((prefix != "") & digits.str.starts_with(prefix))
+        .then(digits.str.slice(prefix.str.len_chars()))
+        .otherwise(digits)
+    )
+    return (
+        pl.when(phone.is_null())
+        .then(None)
+        .when(digits == "")
+        .then(pl.concat_str([pl.lit("?"), raw]))
+        .when(raw.str.strip_chars().str.starts_with("+"))
+        .then(pl.concat_str([pl.lit("+"), digits]))
+        .when(digits.str.starts_with("00"))
+        .then(pl.concat_str([pl.lit("+"), digits.str.slice(2)]))
+        .when(cc.is_null())
+        .then(pl.concat_str([pl.lit("?"), digits]))
+        .otherwise(pl.concat_str([pl.lit("+"), cc, national]))
+    )
 
 
 def normalise_postcode(postcode: pl.Expr, country: pl.Expr) -> pl.Expr:
-    """Upper case, trimmed; for UK-format countries one space before the inward code."""
+    """Upper case, trimmed; UK-format countries get one space before the inward code (IE: after the
+    routing key). The raw value is kept in `postcode`."""
     compact = postcode.str.to_uppercase().str.replace_all(r"\s+", "")
-    uk = country.is_in(["GB", "JE", "GG", "IM"])
-    spaced = pl.concat_str([compact.str.slice(0, compact.str.len_chars() - 3), pl.lit(" "), compact.str.slice(-3)])
-    ie = country == "IE"
+    n = compact.str.len_chars()
+    spaced = pl.concat_str([compact.str.slice(0, n - 3), pl.lit(" "), compact.str.slice(-3)])
     return (
-        pl.when(uk & (compact.str.len_chars() >= 5))
+        pl.when(country.is_in(["GB", "JE", "GG", "IM", "CA"]) & (n >= 5))
         .then(spaced)
-        .when(ie & (compact.str.len_chars() == 7))
-        .then(spaced.str.slice(0, 3) + " " + compact.str.slice(3))
+        .when((country == "IE") & (n == 7))
+        .then(pl.concat_str([compact.str.slice(0, 3), pl.lit(" "), compact.str.slice(3)]))
+        .when(country.is_in(["SE", "NL"]) & (n == 5 + (country == "NL").cast(pl.Int64)))
+        .then(pl.concat_str([compact.str.slice(0, n - 2), pl.lit(" "), compact.str.slice(-2)]))
         .otherwise(postcode.str.strip_chars().str.to_uppercase())
     )
 
 
-def _phone_check(pair: dict[str, str | None]) -> dict[str, str | None]:
-    raw, country = pair["phone"], pair["country_code"]
-    try:
-        number = phonenumbers.parse(raw or "", country or "GB")
-    except phonenumbers.NumberParseException as exc:
-        return {"phone_normalised": None, "phone_problem": str(exc).split("(", 1)[-1].rstrip(")") or "unparseable"}
-    if not phonenumbers.is_valid_number(number):
-        return {"phone_normalised": None, "phone_problem": "not a valid number for " + (country or "GB")}
-    if phonenumbers.region_code_for_number(number) == "GB":
-        national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
-        return {"phone_normalised": national.replace(" ", ""), "phone_problem": None}
-    return {
-        "phone_normalised": phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
-        "phone_problem": None,
-    }
-
-
-def check_phones(orders: pl.DataFrame) -> pl.DataFrame:
-    """`order_key, phone_normalised, phone_problem`, parsing each distinct (phone, country) once."""
-    pairs = (
-        orders.select("phone", "country_code").unique().filter(pl.col("phone").str.strip_chars().fill_null("") != "")
-    )
-    checked = pairs.with_columns(
-        pl.struct("phone", "country_code")
-        .map_elements(_phone_check, return_dtype=pl.Struct({"phone_normalised": pl.String, "phone_problem": pl.String}))
-        .alias("r")
-    ).unnest("r")
-    return (
-        orders.select("order_key", "phone", "country_code")
-        .join(checked, on=["phone", "country_code"], how="left", nulls_equal=True)
-        .select("order_key", "phone_normalised", "phone_problem")
-    )
-
-
-def _verdict(frame: pl.DataFrame, rule: str, failed: pl.Expr, reason: pl.Expr | str, detail: pl.Expr) -> pl.DataFrame:
-    reason_expr = pl.lit(reason) if isinstance(reason, str) else reason
-    return frame.select(
-        pl.col("order_key"),
-        pl.lit(rule).alias("rule"),
-        (~failed.fill_null(True)).alias("passed"),
-        pl.when(failed.fill_null(True)).then(reason_expr).alias("reason_code"),
-        pl.when(failed.fill_null(True)).then(detail).alias("detail"),
-    ).with_columns(pl.col("reason_code").replace_strict(OWNERS, default=None, return_dtype=pl.String).alias("owner"))
-
-
-def _blank(col: str) -> pl.Expr:
-    return pl.col(col).cast(pl.String).str.strip_chars().fill_null("") == ""
-
-
-def prepare_orders(orders: pl.DataFrame, wms: str, service_map: pl.DataFrame) -> pl.DataFrame:
-    """Orders plus what the rules and the WMS file need: parsed phone, normalised postcode, service code."""
+def prepare_lines(
+    orders: pl.DataFrame,
+    lines: pl.DataFrame,
+    wms: str,
+    service_map: pl.DataFrame,
+    variant_map: pl.DataFrame | None = None,
+    bundles: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """The frame the suites check: one row per order line as the WMS will receive it (storefront variants
+    mapped to SKUs, bundles expanded into components), with the order's cleaned and normalised fields."""
     svc = service_map.filter(pl.col("wms") == wms).select(
         pl.col("system").alias("source_system"), "shipping_method", "service_code"
     )
-    return (
-        orders.join(check_phones(orders), on="order_key", how="left")
+    o = (
+        orders.with_columns(
+            [_clean(c).alias(c) for c in ("ship_name", "address1", "city", "country_code", "phone", "postcode")]
+        )
         .with_columns(
-            normalise_postcode(pl.col("postcode").fill_null(""), pl.col("country_code")).alias("postcode_norm")
+            phone_e164(pl.col("phone"), pl.col("country_code")).alias("phone_e164"),
+            normalise_postcode(pl.col("postcode").fill_null(""), pl.col("country_code")).alias("postcode_norm"),
+        )
+        .with_columns(
+            pl.when(pl.col("phone_e164").str.starts_with("+44"))
+            .then(pl.concat_str([pl.lit("0"), pl.col("phone_e164").str.slice(3)]))
+            .otherwise(pl.col("phone_e164"))
+            .alias("phone_wms"),
+            pl.concat_str(
+                [
+                    pl.when(pl.col("country_code").is_in(list(POSTCODE_PATTERNS)))
+                    .then(pl.col("country_code"))
+                    .otherwise(pl.lit("ANY")),
+                    pl.col("postcode_norm"),
+                ],
+                separator=" ",
+            ).alias("postcode_key"),
         )
         .join(svc, on=["source_system", "shipping_method"], how="left")
     )
-
-
-def order_verdicts(
-    prepared: pl.DataFrame, lines: pl.DataFrame, wms: str, catalogue: pl.DataFrame | None
-) -> pl.DataFrame:
-    """One row per order and rule over `prepare_orders` output. `catalogue` (a `sku` column) is the WMS's item
-    list; None skips the SKU_UNKNOWN_AT_WMS rule."""
-    o = prepared
-    pattern = POSTCODE_PATTERNS
-    postcode_ok = pl.coalesce(
-        [
-            pl.when(pl.col("country_code") == cc).then(pl.col("postcode_norm").str.contains(rx))
-            for cc, rx in pattern.items()
-        ]
-        + [~_blank("postcode_norm") | ~pl.col("country_code").is_in(["GB", "IE", "US"])]
+    ln = ensure_columns(lines, {"source_variant_id": pl.String})
+    ln = ln.join(o.select("order_key", "source_system"), on="order_key", how="inner").with_columns(
+        _clean("sku").alias("sku"), pl.col("source_variant_id").cast(pl.String)
     )
-    missing = pl.concat_str(
-        [
-            pl.when(_blank(c)).then(pl.lit(label))
-            for c, label in (
-                ("ship_name", "name"),
-                ("address1", "address line 1"),
-                ("city", "town"),
-                ("country_code", "country"),
-            )
-        ],
-        separator=", ",
-        ignore_nulls=True,
-    )
-    verdicts = [
-        _verdict(
-            o,
-            "phone",
-            _blank("phone") | pl.col("phone_problem").is_not_null(),
-            pl.when(_blank("phone")).then(pl.lit("PHONE_MISSING")).otherwise(pl.lit("PHONE_INVALID")),
-            pl.when(_blank("phone"))
-            .then(pl.lit("no phone number; the carrier needs one"))
-            .otherwise(pl.format("phone '{}' rejected: {}", pl.col("phone"), pl.col("phone_problem"))),
-        ),
-        _verdict(
-            o,
-            "postcode",
-            ~postcode_ok,
-            "POSTCODE_INVALID",
-            pl.format(
-                "postcode '{}' is not a valid {} postcode",
-                pl.col("postcode").fill_null(""),
-                pl.col("country_code").fill_null("?"),
+    if variant_map is not None and variant_map.height:
+        ln = ln.join(
+            variant_map.select(
+                pl.col("system").alias("source_system"),
+                pl.col("variant_id").alias("source_variant_id"),
+                pl.col("sku").alias("_mapped"),
             ),
-        ),
-        _verdict(o, "address", missing != "", "ADDRESS_INCOMPLETE", pl.format("missing: {}", missing)),
-        _verdict(
-            o,
-            "service",
-            pl.col("service_code").is_null(),
-            "SERVICE_UNMAPPED",
-            pl.format(
-                "shipping method '{}' from {} has no {} service code in service_codes.csv",
-                pl.col("shipping_method").fill_null(""),
-                pl.col("source_system"),
-                pl.lit(wms),
-            ),
-        ),
-    ]
-    # Line rules, rolled up to the order: one bad line holds the whole order.
-    lw = lines.with_columns(
-        (~pl.col("sku").fill_null("").str.contains(SKU_PATTERNS[wms])).alias("bad_chars"),
-        (pl.col("quantity").is_null() | (pl.col("quantity") < 1)).alias("bad_qty"),
-    )
-    if catalogue is not None:
-        lw = lw.with_columns((~pl.col("sku").is_in(catalogue["sku"].implode())).alias("unknown"))
-    else:
-        lw = lw.with_columns(pl.lit(False).alias("unknown"))
-    rolled = lw.group_by("order_key").agg(
-        pl.col("bad_chars").any(),
-        pl.col("bad_qty").any(),
-        pl.col("unknown").any(),
-        pl.format("line {}: '{}'", "line_no", "sku").filter("bad_chars").str.join("; ").alias("chars_detail"),
-        pl.format("line {}: quantity {}", "line_no", "quantity").filter("bad_qty").str.join("; ").alias("qty_detail"),
-        pl.format("line {}: '{}'", "line_no", "sku").filter("unknown").str.join("; ").alias("unknown_detail"),
-    )
-    per_order = (
-        o.select("order_key")
-        .join(rolled, on="order_key", how="left")
-        .with_columns(pl.col("bad_chars", "bad_qty", "unknown").fill_null(False))
-    )
-    no_lines = per_order["order_key"].is_in(lines["order_key"].implode()).not_()
-    per_order = per_order.with_columns(no_lines.alias("no_lines"))
-    verdicts += [
-        _verdict(
-            per_order,
-            "sku_format",
-            pl.col("bad_chars"),
-            "SKU_INVALID_CHARS",
-            pl.format("{} SKU must be letters and digits only: {}", pl.lit(wms.title()), pl.col("chars_detail")),
-        ),
-        _verdict(
-            per_order,
-            "quantity",
-            pl.col("bad_qty") | pl.col("no_lines"),
-            "QUANTITY_INVALID",
-            pl.when(pl.col("no_lines"))
-            .then(pl.lit("order has no lines"))
-            .otherwise(pl.format("quantity must be a positive whole number: {}", pl.col("qty_detail"))),
-        ),
-    ]
-    if catalogue is not None:
-        verdicts.append(
-            _verdict(
-                per_order,
-                "sku_known",
-                pl.col("unknown"),
-                "SKU_UNKNOWN_AT_WMS",
-                pl.format("not set up at {}: {}", pl.lit(wms.title()), pl.col("unknown_detail")),
-            )
+            on=["source_system", "source_variant_id"],
+            how="left",
         )
-    return pl.concat(verdicts).cast(VERDICT_SCHEMA)  # type: ignore[arg-type]
+    else:
+        ln = ln.with_columns(pl.lit(None, pl.String).alias("_mapped"))
+    ln = ln.with_columns(
+        pl.when(pl.col("source_system").is_in(STOREFRONTS))
+        .then(pl.col("_mapped"))
+        .otherwise(pl.col("sku"))
+        .alias("sku_mapped")
+    ).drop("_mapped", "source_system")
+    if bundles is not None and bundles.height:
+        parts = bundles.select(
+            pl.col("bundle_sku").alias("sku_mapped"), pl.col("component_sku"), pl.col("quantity").alias("_per")
+        )
+        ln = (
+            ln.join(parts, on="sku_mapped", how="left")
+            .with_columns(
+                pl.coalesce("component_sku", "sku_mapped").alias("wms_sku"),
+                (pl.col("quantity") * pl.col("_per").fill_null(1)).alias("quantity"),
+            )
+            .drop("component_sku", "_per")
+        )
+    else:
+        ln = ln.with_columns(pl.col("sku_mapped").alias("wms_sku"))
+    ln = ln.sort("order_key", "line_no", "wms_sku", nulls_last=True).with_columns(
+        pl.int_range(1, pl.len() + 1).over("order_key").cast(pl.Int32).alias("wms_line_no")
+    )
+    frame = o.join(ln, on="order_key", how="left")  # an order with no lines keeps one row of nulls: held
+    return frame.with_row_index("row_id")
+
+
+def suite_rules(suite: dict[str, Any], parameters: dict[str, Any]) -> list[str]:
+    """The rules of a suite that can run with these parameters, in suite order."""
+    return list(
+        dict.fromkeys(e["meta"]["rule"] for e in suite["expectations"] if failure_expr(e, parameters) is not None)
+    )
+
+
+def order_verdicts(frame: pl.DataFrame, failures: pl.DataFrame, rules: list[str]) -> pl.DataFrame:
+    """One row per order and rule from `row_failures`: an order fails a rule when any of its lines does."""
+    per_order = (
+        failures.join(frame.select("row_id", "order_key"), on="row_id")
+        .sort("row_id", "expectation")
+        .group_by("order_key", "rule", maintain_order=True)
+        .agg(pl.col("reason_code").first(), pl.col("detail").unique(maintain_order=True).str.join("; "))
+    )
+    grid = (
+        frame.select("order_key").unique().join(pl.DataFrame({"rule": rules}, schema={"rule": pl.String}), how="cross")
+    )
+    out = grid.join(per_order, on=["order_key", "rule"], how="left").with_columns(
+        pl.col("reason_code").is_null().alias("passed"),
+        pl.col("reason_code").replace_strict(OWNERS, default=None, return_dtype=pl.String).alias("owner"),
+    )
+    return out.select(list(VERDICT_SCHEMA)).cast(VERDICT_SCHEMA)  # type: ignore[arg-type]
+
+
+def check_orders(
+    frame: pl.DataFrame, suite: dict[str, Any], parameters: dict[str, Any]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Row failures and per-order verdicts for a prepared frame."""
+    failures = row_failures(frame, suite, parameters)
+    return failures, order_verdicts(frame, failures, suite_rules(suite, parameters))
 
 
 def wms_ready_orders(orders: pl.DataFrame, verdicts: pl.DataFrame) -> pl.DataFrame:
