@@ -96,6 +96,28 @@ def _headless_pass(emulators: object) -> int:
     return 0 if ok else 1
 
 
+def check_orders_command(args: argparse.Namespace) -> int:
+    """Check a CSV of order lines: exit 0 all pass, 1 some held, 2 the file cannot be read."""
+    from fulfil_assets.validate.check_csv import UnreadableFile, check_csv, summary, write_report
+
+    try:
+        result = check_csv(
+            Path(args.file),
+            args.wms,
+            Path(args.service_map),
+            Path(args.catalogue) if args.catalogue else None,
+            args.system,
+        )
+    except UnreadableFile as exc:
+        print(f"cannot read: {exc}", file=sys.stderr)
+        return 2
+    print(summary(result))
+    if args.report:
+        write_report(result.failures, Path(args.report))
+        print(f"report: {args.report} ({result.failures.height} rows)")
+    return 1 if result.failures.height else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `fulfil` command."""
     parser = argparse.ArgumentParser(prog="fulfil", description="Keep order systems and warehouses in step.")
@@ -107,6 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--orders", type=int, default=300, help="open orders per OMS at start")
     p.add_argument("--headless", action="store_true", help="run one pass of the flow without the UI and exit")
     p.set_defaults(func=demo)
+    c = sub.add_parser("check-orders", help="check a CSV of order lines against a warehouse's rules")
+    c.add_argument("file")
+    c.add_argument("--wms", choices=["whistl", "peoplevox"], required=True)
+    c.add_argument("--service-map", default="expectations/service_codes.csv")
+    c.add_argument("--catalogue", help="CSV with a `sku` column; without it the WMS catalogue check is skipped")
+    c.add_argument("--report", help="write one row per failing rule here")
+    c.add_argument("--system", default="linnworks", help="the OMS the service map rows are for")
+    c.set_defaults(func=check_orders_command)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -18,7 +18,7 @@ from fulfil_assets.despatch.whistl_files import (
 )
 from fulfil_assets.push.whistl_files import ORDER_FILE_COLUMNS, order_file_rows, render_csv
 from fulfil_assets.stage.common import ORDER_COLUMNS, conform
-from fulfil_assets.validate.mappings import MappingError, load_service_codes
+from fulfil_assets.validate.mappings import MappingError, load_bundles, load_service_codes, load_variant_skus
 from fulfil_assets.validate.rules import check_orders, merge_exceptions, prepare_lines, wms_ready_orders
 from fulfil_assets.validate.suites import load_suite
 
@@ -267,3 +267,63 @@ def test_despatch_matching_flags_unknown_orders_and_over_shipping_and_plans_post
 def test_rejection_file_maps_whistl_codes() -> None:
     data = b"order_reference,reason_code,detail,source_file\nLW1,SKU_UNKNOWN,line 1,ord.csv\nLW2,ODD,x,ord.csv\n"
     assert parse_rejection_file(data)["reason_code"].to_list() == ["SKU_UNKNOWN_AT_WMS", "WMS_REJECTED"]
+
+
+def test_bundles_expand_and_storefront_variants_map(tmp_path: Path) -> None:
+    (tmp_path / "bundles.csv").write_text("bundle_sku,component_sku,quantity\nGIFT1,MUG1,2\nGIFT1,TEE1,1\n")
+    (tmp_path / "variant_skus.csv").write_text("system,variant_id,sku\nshopify,555,GIFT1\n")
+    orders = orders_frame({}, {"source_system": "shopify"}, {"source_system": "shopify"})
+    lines = pl.DataFrame(
+        {
+            "order_key": ["linnworks:0", "linnworks:1", "linnworks:2"],
+            "line_no": [1, 1, 1],
+            "sku": ["GIFT1", "whatever", "x"],
+            "quantity": [3, 1, 1],
+            "source_variant_id": [None, "555", "777"],
+        }
+    ).with_columns(pl.col("order_key").str.replace("linnworks:1", "shopify:1").str.replace("linnworks:2", "shopify:2"))
+    orders = orders.with_columns(
+        pl.col("order_key").str.replace("linnworks:1", "shopify:1").str.replace("linnworks:2", "shopify:2")
+    )
+    frame = prepare_lines(
+        orders,
+        lines,
+        "whistl",
+        SERVICE_MAP,
+        load_variant_skus(tmp_path / "variant_skus.csv"),
+        load_bundles(tmp_path / "bundles.csv"),
+    )
+    wms_lines = frame.select("order_key", "wms_line_no", "wms_sku", "quantity").sort("order_key", "wms_line_no").rows()
+    assert wms_lines == [
+        ("linnworks:0", 1, "MUG1", 6),
+        ("linnworks:0", 2, "TEE1", 3),
+        ("shopify:1", 1, "MUG1", 2),
+        ("shopify:1", 2, "TEE1", 1),
+        ("shopify:2", 1, None, 1),
+    ]
+    _, verdicts = check_orders(frame, SUITES["whistl"], {"wms_catalogue": ["MUG1", "TEE1"]})
+    failing = verdicts.filter(~pl.col("passed")).select("order_key", "reason_code").rows()
+    # (Shopify orders go to Linnworks, not Whistl, so service_codes.csv rightly has no Shopify->Whistl row.)
+    assert sorted(failing) == [
+        ("shopify:1", "SERVICE_UNMAPPED"),
+        ("shopify:2", "SERVICE_UNMAPPED"),
+        ("shopify:2", "SKU_INVALID_CHARS"),
+        ("shopify:2", "SKU_UNMAPPED_VARIANT"),
+    ]
+
+
+def test_bundle_and_variant_loaders_name_the_problem(tmp_path: Path) -> None:
+    f = tmp_path / "bundles.csv"
+    for text, message in {
+        "bundle_sku,component_sku,quantity\nB1,B1,1\n": "line 2: bundle 'B1' cannot contain itself",
+        "bundle_sku,component_sku,quantity\nB1,C1,0\n": "line 2: quantity '0' must be a whole number of at least 1",
+        "bundle_sku,component_sku,quantity\nB1,C1,1\nB1,C1,2\n": "line 3: duplicate of line 2",
+        "bundle_sku,component_sku,quantity\nB1,B2,1\nB2,C1,1\n": "bundles inside bundles",
+    }.items():
+        f.write_text(text)
+        with pytest.raises(MappingError, match=message):
+            load_bundles(f)
+    v = tmp_path / "variant_skus.csv"
+    v.write_text("system,variant_id,sku\nshopify,1,A\nshopify,1,B\n")
+    with pytest.raises(MappingError, match="line 3: duplicate of line 2 for shopify/1"):
+        load_variant_skus(v)
