@@ -29,9 +29,15 @@ class GxResult:
 
 
 def run_gx(
-    frame: pl.DataFrame, suite: dict[str, Any], parameters: dict[str, Any], docs_dir: Path | None = None
+    frame: pl.DataFrame,
+    suite: dict[str, Any],
+    parameters: dict[str, Any],
+    docs_dir: Path | None = None,
+    result_format: str | dict[str, Any] = "SUMMARY",
 ) -> GxResult:
-    """Validate `frame` with GX; expectations whose parameter is absent are left out (as polars does)."""
+    """Validate `frame` with GX; expectations whose parameter is absent are left out (as polars does).
+    `result_format="COMPLETE"` (or GX's dict form, e.g. with `unexpected_index_column_names`) makes GX list
+    every failing row: the per-row mode."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
     import pandas as pd
@@ -69,8 +75,10 @@ def run_gx(
         )
         actions.append(gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["fulfil"]))
     checkpoint = context.checkpoints.add(
-        gx.Checkpoint(name="orders", validation_definitions=[definition], actions=actions, result_format="SUMMARY")
+        gx.Checkpoint(name="orders", validation_definitions=[definition], actions=actions, result_format=result_format)
     )
+    if isinstance(result_format, dict):
+        columns.update(result_format.get("unexpected_index_column_names", []))
     subset = frame.select(sorted(columns))
     pdf = pd.DataFrame({c: pd.Series(subset[c].to_list(), dtype="object") for c in subset.columns})
     run = checkpoint.run(batch_parameters={"dataframe": pdf}, expectation_parameters=parameters)

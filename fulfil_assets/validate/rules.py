@@ -49,7 +49,7 @@ def _clean(col: str) -> pl.Expr:
 def phone_e164(phone: pl.Expr, country: pl.Expr) -> pl.Expr:
     """E.164 from what the customer typed, parsed for the ship-to country (vectorised: +CC, 00CC, national
     prefix, `(0)`); null when blank; `?digits` when it cannot be placed in a supported country."""
-    raw = phone.str.replace_all(r"\(0\)", "")
+    raw = phone.str.replace_all("(0)", "", literal=True)
     digits = raw.str.replace_all(r"[^0-9]", "")
     cc = country.replace_strict(CALLING_CODES, default=None, return_dtype=pl.String)
     prefix = country.replace_strict(NATIONAL_PREFIXES, default="", return_dtype=pl.String)
@@ -128,45 +128,54 @@ def prepare_lines(
         )
         .join(svc, on=["source_system", "shipping_method"], how="left")
     )
-    ln = ensure_columns(lines, {"source_variant_id": pl.String})
-    ln = ln.join(o.select("order_key", "source_system"), on="order_key", how="inner").with_columns(
+    ln = ensure_columns(lines, {"source_variant_id": pl.String}).with_columns(
         _clean("sku").alias("sku"), pl.col("source_variant_id").cast(pl.String)
     )
-    if variant_map is not None and variant_map.height:
-        ln = ln.join(
-            variant_map.select(
-                pl.col("system").alias("source_system"),
-                pl.col("variant_id").alias("source_variant_id"),
-                pl.col("sku").alias("_mapped"),
-            ),
-            on=["source_system", "source_variant_id"],
-            how="left",
+    # (Lines of orders not in `orders` fall away in the final join.)
+    storefront = o.filter(pl.col("source_system").is_in(STOREFRONTS)).select("order_key", "source_system")
+    if storefront.is_empty():
+        ln = ln.with_columns(pl.col("sku").alias("sku_mapped"))
+    else:  # storefront lines carry a variant id; their SKU is what variant_skus.csv maps it to
+        vmap = (
+            variant_map
+            if variant_map is not None
+            else pl.DataFrame(schema={"system": pl.String, "variant_id": pl.String, "sku": pl.String})
+        ).select(
+            pl.col("system").alias("source_system"),
+            pl.col("variant_id").alias("source_variant_id"),
+            pl.col("sku").alias("_mapped"),
         )
-    else:
-        ln = ln.with_columns(pl.lit(None, pl.String).alias("_mapped"))
-    ln = ln.with_columns(
-        pl.when(pl.col("source_system").is_in(STOREFRONTS))
-        .then(pl.col("_mapped"))
-        .otherwise(pl.col("sku"))
-        .alias("sku_mapped")
-    ).drop("_mapped", "source_system")
+        ln = (
+            ln.join(storefront, on="order_key", how="left")
+            .join(vmap, on=["source_system", "source_variant_id"], how="left")
+            .with_columns(
+                pl.when(pl.col("source_system").is_not_null())
+                .then(pl.col("_mapped"))
+                .otherwise(pl.col("sku"))
+                .alias("sku_mapped")
+            )
+            .drop("_mapped", "source_system")
+        )
+    ln = ln.with_columns(pl.col("sku_mapped").alias("wms_sku"), pl.col("line_no").cast(pl.Int32).alias("wms_line_no"))
     if bundles is not None and bundles.height:
+        # Only orders holding a bundle change shape: expand those and renumber their lines for the WMS.
         parts = bundles.select(
             pl.col("bundle_sku").alias("sku_mapped"), pl.col("component_sku"), pl.col("quantity").alias("_per")
         )
-        ln = (
-            ln.join(parts, on="sku_mapped", how="left")
+        has_bundle = ln.filter(pl.col("sku_mapped").is_in(parts["sku_mapped"].implode())).select("order_key").unique()
+        plain = ln.join(has_bundle, on="order_key", how="anti")
+        expanded = (
+            ln.join(has_bundle, on="order_key", how="semi")
+            .join(parts, on="sku_mapped", how="left")
             .with_columns(
                 pl.coalesce("component_sku", "sku_mapped").alias("wms_sku"),
                 (pl.col("quantity") * pl.col("_per").fill_null(1)).alias("quantity"),
             )
             .drop("component_sku", "_per")
+            .sort("order_key", "line_no", "wms_sku", nulls_last=True)
+            .with_columns(pl.int_range(1, pl.len() + 1).over("order_key").cast(pl.Int32).alias("wms_line_no"))
         )
-    else:
-        ln = ln.with_columns(pl.col("sku_mapped").alias("wms_sku"))
-    ln = ln.sort("order_key", "line_no", "wms_sku", nulls_last=True).with_columns(
-        pl.int_range(1, pl.len() + 1).over("order_key").cast(pl.Int32).alias("wms_line_no")
-    )
+        ln = pl.concat([plain, expanded.select(plain.columns)])
     frame = o.join(ln, on="order_key", how="left")  # an order with no lines keeps one row of nulls: held
     return frame.with_row_index("row_id")
 
@@ -186,10 +195,16 @@ def order_verdicts(frame: pl.DataFrame, failures: pl.DataFrame, rules: list[str]
         .group_by("order_key", "rule", maintain_order=True)
         .agg(pl.col("reason_code").first(), pl.col("detail").unique(maintain_order=True).str.join("; "))
     )
-    grid = (
-        frame.select("order_key").unique().join(pl.DataFrame({"rule": rules}, schema={"rule": pl.String}), how="cross")
-    )
-    out = grid.join(per_order, on=["order_key", "rule"], how="left").with_columns(
+    keys = frame.select("order_key").unique()
+    parts = [
+        keys.join(per_order.filter(pl.col("rule") == rule).drop("rule"), on="order_key", how="left").with_columns(
+            pl.lit(rule).alias("rule")
+        )
+        for rule in rules
+    ]
+    if not parts:
+        return pl.DataFrame(schema=VERDICT_SCHEMA)
+    out = pl.concat(parts).with_columns(
         pl.col("reason_code").is_null().alias("passed"),
         pl.col("reason_code").replace_strict(OWNERS, default=None, return_dtype=pl.String).alias("owner"),
     )
