@@ -1,6 +1,7 @@
 """Validation assets: verdicts per order and rule, the exceptions people act on, and the GX record."""
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,14 @@ from resources.warehouse import SCHEMA, Warehouse, WarehouseDb
 WMS = "whistl"
 RULES = ("sku_mapping", "sku_format", "sku_known", "quantity", "phone", "postcode", "address", "service")
 SENT = "('writing', 'sent', 'despatched')"
+DOCS_KEPT = 48  # Data Docs of the newest runs; older ones are removed
+
+
+def _prune_docs(root: Path, keep: int) -> None:
+    """Keep the Data Docs of the newest `keep` runs."""
+    runs = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in runs[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 class ValidationConfig(dg.Config):
@@ -147,8 +156,9 @@ def validation(
     polars_counts = dict(failures.group_by("expectation").len().iter_rows())
     gx_meta: dict[str, dg.MetadataValue] = {}
     if config.run_great_expectations:
-        docs = Path(os.environ.get("FULFIL_DATA_DIR", "data")) / "gx_docs" / context.run_id
-        gx = run_gx(frame, suite, parameters, docs)
+        docs_root = Path(os.environ.get("FULFIL_DATA_DIR", "data")) / "gx_docs"
+        gx = run_gx(frame, suite, parameters, docs_root / context.run_id)
+        _prune_docs(docs_root, keep=DOCS_KEPT)
         disagree = {i: (n, polars_counts.get(i, 0)) for i, n in gx.unexpected.items() if n != polars_counts.get(i, 0)}
         gx_meta = {"gx_unexpected_by_expectation": dg.MetadataValue.json({str(k): v for k, v in gx.unexpected.items()})}
         if gx.docs_index:
