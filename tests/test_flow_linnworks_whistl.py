@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from urllib.parse import urlparse
 
 import dagster as dg
 import polars as pl
@@ -28,9 +29,12 @@ def emulator_config(emu: Emulators, tmp_path: Path) -> FulfilConfig:
     )
 
 
-def run_job(defs: dg.Definitions, name: str, instance: dg.DagsterInstance, run_config: dict | None = None) -> None:
+def run_job(
+    defs: dg.Definitions, name: str, instance: dg.DagsterInstance, run_config: dict | None = None
+) -> dg.ExecuteInProcessResult:
     result = defs.resolve_job_def(name).execute_in_process(instance=instance, run_config=run_config or {})
     assert result.success
+    return result
 
 
 def tick_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None) -> dg.SensorResult:
@@ -67,7 +71,13 @@ def test_orders_reach_whistl_once_and_tracking_comes_back(
     emu.whistl.partial_share = 0.5  # plenty of partial shipments, each confirmed in a later file
     emu.whistl.multi_parcel_share = 0.3
 
-    run_job(defs, "order_sync_job", instance)
+    sync = run_job(defs, "order_sync_job", instance)
+    checks = {c.check_name: c.passed for c in sync.get_asset_check_evaluations()}
+    assert checks["great_expectations_agrees"] and checks["every_ready_order_reached_the_ledger"]
+    assert checks["rule_phone"] is False, "the seeded world has bad phones: that check must show them"
+    meta = instance.get_latest_materialization_event(dg.AssetKey("validated_orders")).asset_materialization.metadata
+    docs = Path(urlparse(meta["gx_data_docs"].value).path)
+    assert docs.name == "index.html" and docs.exists() and sync.run_id in str(docs)
 
     ledger = db.read(f"SELECT * FROM {SCHEMA}.wms_submissions")
     validated = db.read(f"SELECT * FROM {SCHEMA}.validated_orders")

@@ -327,3 +327,44 @@ def test_bundle_and_variant_loaders_name_the_problem(tmp_path: Path) -> None:
     v.write_text("system,variant_id,sku\nshopify,1,A\nshopify,1,B\n")
     with pytest.raises(MappingError, match="line 3: duplicate of line 2 for shopify/1"):
         load_variant_skus(v)
+
+
+def test_each_reason_code_at_peoplevox() -> None:
+    """Peoplevox takes hyphens and spaces-free printable SKUs up to 30 characters, and its own service names."""
+    orders = orders_frame(
+        {},
+        {"phone": ""},
+        {"phone": "n/a"},
+        {"postcode": "LS1"},
+        {"ship_name": None},
+        {"shipping_method": "Royal Mail 48 "},
+        {},
+        {},
+        {},
+    )
+    lines = lines_frame(
+        [
+            (0, 1, "ABC-123", 1),
+            (1, 1, "ABC-123", 1),
+            (2, 1, "ABC-123", 1),
+            (3, 1, "ABC-123", 1),
+            (4, 1, "ABC-123", 1),
+            (5, 1, "ABC-123", 1),
+            (6, 1, "ABC 123", 1),
+            (7, 1, "NOPE1", 1),
+            (8, 1, "ABC-123", -2),
+        ]
+    )
+    got = failures(orders, lines, catalogue=["ABC-123", "ABC 123"], wms="peoplevox")
+    assert got == {
+        "linnworks:1": {"PHONE_MISSING"},
+        "linnworks:2": {"PHONE_INVALID"},
+        "linnworks:3": {"POSTCODE_INVALID"},
+        "linnworks:4": {"ADDRESS_INCOMPLETE"},
+        "linnworks:5": {"SERVICE_UNMAPPED"},
+        "linnworks:6": {"SKU_INVALID_CHARS"},
+        "linnworks:7": {"SKU_UNKNOWN_AT_WMS"},
+        "linnworks:8": {"QUANTITY_INVALID"},
+    }
+    frame = prepare_lines(orders.head(1), lines.head(1), "peoplevox", SERVICE_MAP)
+    assert frame["service_code"].to_list() == ["DPD Next Day"]
