@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from emulators.core import EmulatedSystem, paginate
-from emulators.world import Order, World
+from emulators.world import Address, Order, World
 
 LOCATIONS = {1: "WHISTL", 2: "STUDIO"}
 STATUS = {
@@ -35,6 +35,25 @@ STATUS = {
 
 def _rfc2822(dt: datetime | None) -> str:
     return format_datetime(dt.astimezone(UTC)) if dt else ""
+
+
+def _address(a: Address) -> dict[str, str]:
+    """An address in BigCommerce's v2 shape."""
+    first, _, last = a.name.partition(" ")
+    return {
+        "first_name": first,
+        "last_name": last,
+        "company": a.company,
+        "street_1": a.address1,
+        "street_2": a.address2,
+        "city": a.town,
+        "state": a.region,
+        "zip": a.postcode,
+        "country": a.country,
+        "country_iso2": a.country_code,
+        "phone": a.phone,
+        "email": a.email,
+    }
 
 
 class BigCommerce(EmulatedSystem):
@@ -159,7 +178,6 @@ class BigCommerce(EmulatedSystem):
     def render(self, oid: int) -> dict[str, Any]:
         """The v2 order shape (sub-resources as links)."""
         o, a = self.orders[oid], self.orders[oid].address
-        first, _, last = a.name.partition(" ")
         base = f"https://api.bigcommerce.com/stores/{self.store_hash}/v2/orders/{oid}"
         return {
             "id": oid,
@@ -180,20 +198,7 @@ class BigCommerce(EmulatedSystem):
             "currency_code": o.currency,
             "customer_message": "",
             "staff_notes": "",
-            "billing_address": {
-                "first_name": first,
-                "last_name": last,
-                "company": a.company,
-                "street_1": a.address1,
-                "street_2": a.address2,
-                "city": a.town,
-                "state": a.region,
-                "zip": a.postcode,
-                "country": a.country,
-                "country_iso2": a.country_code,
-                "phone": a.phone,
-                "email": a.email,
-            },
+            "billing_address": _address(a),
             "products": {"url": f"{base}/products", "resource": f"/orders/{oid}/products"},
             "shipping_addresses": {
                 "url": f"{base}/shipping_addresses",
@@ -281,23 +286,11 @@ class BigCommerce(EmulatedSystem):
         if denied is not None:
             return denied
         o, a = self.orders[oid], self.orders[oid].address
-        first, _, last = a.name.partition(" ")
         return JSONResponse(
             [
                 {
                     "id": oid * 10,
-                    "first_name": first,
-                    "last_name": last,
-                    "company": a.company,
-                    "street_1": a.address1,
-                    "street_2": a.address2,
-                    "city": a.town,
-                    "state": a.region,
-                    "zip": a.postcode,
-                    "country": a.country,
-                    "country_iso2": a.country_code,
-                    "phone": a.phone,
-                    "email": a.email,
+                    **_address(a),
                     "items_total": sum(li.quantity for li in o.lines),
                     "items_shipped": sum(self.shipped[oid].values()),
                     "shipping_method": o.shipping_method,
