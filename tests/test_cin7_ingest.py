@@ -1,0 +1,91 @@
+"""Cin7 Core ingestion over real HTTP: complete loads, incremental re-runs, faults, error bodies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dlt
+import httpx
+import pytest
+
+from emulators.server import Emulators
+from fulfil_assets.ingest.cin7_source import cin7_source
+from resources.cin7 import Cin7Client
+from resources.http import AuthError, TransientError
+from resources.warehouse import WarehouseDb
+
+
+def client_for(emu: Emulators, **kw: object) -> Cin7Client:
+    account, key = emu.cin7.credentials
+    return Cin7Client(emu.url("cin7"), account, key, **kw)  # type: ignore[arg-type]
+
+
+def set_faults(emu: Emulators, **values: object) -> None:
+    httpx.post(f"http://127.0.0.1:{emu.ports['cin7']}/_emulator/faults", json=values).raise_for_status()
+
+
+def pipeline(tmp_path: Path, warehouse_url: str) -> dlt.Pipeline:
+    db = WarehouseDb(warehouse_url)
+    return dlt.pipeline(
+        pipeline_name="test_cin7",
+        dataset_name="raw_cin7",
+        destination=db.dlt_destination(),
+        pipelines_dir=str(tmp_path / "dlt"),
+    )
+
+
+def counts(warehouse_url: str) -> dict[str, int]:
+    db = WarehouseDb(warehouse_url)
+    return {
+        t: int(db.read(f"SELECT COUNT(*) AS n FROM raw_cin7.{t}")["n"][0])
+        for t in ("sale_list", "sales", "sales__order__lines", "product_availability")
+    }
+
+
+def test_loads_everything_then_only_changes(emulators: Emulators, warehouse_url: str, tmp_path: Path) -> None:
+    emu = emulators
+    client = client_for(emu, budget_share=1.0)
+    p = pipeline(tmp_path, warehouse_url)
+    p.run(cin7_source(client, page_size=15))
+    got = counts(warehouse_url)
+    assert got["sale_list"] == got["sales"] == len(emu.cin7.sales)
+    assert got["sales__order__lines"] == sum(len(s.lines) for s in emu.cin7.sales.values())
+    assert got["product_availability"] == len(emu.cin7.available)
+    db = WarehouseDb(warehouse_url)
+    some = next(iter(emu.cin7.sales.values()))
+    row = db.read("SELECT shipping_address__postcode, status FROM raw_cin7.sales WHERE id = :i", {"i": some.uid})
+    assert row.rows() == [(some.address.postcode or None, emu.cin7.sale_status[some.uid])]
+
+    # Second run: only what changed is fetched (a void and a new sale), by Cin7's UpdatedSince.
+    emu.cin7.control("void", {"sale_id": some.uid})
+    new_ids = emu.cin7.control("spawn", {"n": 2})["sale_ids"]
+    emu.cin7.recorder.clear()
+    p.run(cin7_source(client, page_size=15))
+    details = [c for c in emu.cin7.recorder.calls if c.path.lower().endswith("/sale")]
+    assert {c.query.split("ID=")[1].split("&")[0] for c in details} == {some.uid, *new_ids}
+    assert counts(warehouse_url)["sales"] == len(emu.cin7.sales)
+    status = db.read("SELECT status FROM raw_cin7.sales WHERE id = :i", {"i": some.uid})["status"][0]
+    assert status == "VOIDED"
+
+
+def test_complete_under_throttling_old_503_and_error_bodies(emulators: Emulators, tmp_path: Path) -> None:
+    emu = emulators
+    url = f"duckdb:///{tmp_path / 'w.duckdb'}"
+    client = client_for(emu, budget_share=1.0)
+    client.get("me")
+    set_faults(emu, throttle_next=2, throttle_503=True, error_in_200_next=1, error_next=1, error_status=502)
+    pipeline(tmp_path, url).run(cin7_source(client, page_size=10))
+    assert counts(url)["sales"] == len(emu.cin7.sales)
+    assert client.stats.retries >= 4
+    assert emu.cin7.recorder.status_counts[503] >= 2
+
+
+def test_bad_credentials_and_persistent_errors_say_what(emulators: Emulators) -> None:
+    client = Cin7Client(emulators.url("cin7"), "acct", "wrong-key-999")
+    with pytest.raises(AuthError) as info:
+        client.get("me")
+    assert "credentials rejected by Cin7 Core" in str(info.value) and "wrong-key-999" not in str(info.value)
+    good = client_for(emulators, max_attempts=2)
+    set_faults(emulators, error_in_200_next=5)
+    with pytest.raises(TransientError, match=r"Cin7 Core saleList: ErrorCode 500 in HTTP 200"):
+        good.get("saleList")
