@@ -357,17 +357,31 @@ class Shopify(EmulatedSystem):
         """Levels for `inventory_item_ids` and/or `location_ids` (one is required)."""
         if (denied := self._auth(request)) is not None:
             return denied
-        items = {int(x) for x in request.query_params.get("inventory_item_ids", "").split(",") if x}
-        locs = {int(x) for x in request.query_params.get("location_ids", "").split(",") if x}
+        q = dict(request.query_params)
+        if "page_info" in q:
+            try:
+                cursor = json.loads(base64.urlsafe_b64decode(q["page_info"].encode()))
+            except ValueError:
+                return self.error_body(400, "Invalid page_info")
+            q, offset = cursor["f"], cursor["o"]
+        else:
+            offset = 0
+        items = {int(x) for x in q.get("inventory_item_ids", "").split(",") if x}
+        locs = {int(x) for x in q.get("location_ids", "").split(",") if x}
         if not items and not locs:
             return JSONResponse({"errors": {"base": ["inventory_item_ids or location_ids is required"]}}, 422)
-        limit = int(request.query_params.get("limit", 50))
+        limit = min(int(request.query_params.get("limit", 50)), 250)
         rows = [
             {"inventory_item_id": i, "location_id": loc, "available": v, "updated_at": _ts(datetime.now(UTC))}
             for (i, loc), v in self.levels.items()
             if (not items or i in items) and (not locs or loc in locs)
         ]
-        return JSONResponse({"inventory_levels": rows[:limit]})
+        headers = {}
+        if offset + limit < len(rows):
+            filters = {k: v for k, v in q.items() if k in ("inventory_item_ids", "location_ids")}
+            nxt = base64.urlsafe_b64encode(json.dumps({"f": filters, "o": offset + limit}).encode()).decode()
+            headers["Link"] = f'<{self.base_url}{request.url.path}?limit={limit}&page_info={nxt}>; rel="next"'
+        return JSONResponse({"inventory_levels": rows[offset : offset + limit]}, headers=headers)
 
     async def set_level(self, request: Request) -> Response:
         """`inventory_levels/set.json`."""

@@ -164,6 +164,10 @@ class ApiClient:
     def request(self, method: str, url: str, call: str, **kwargs: Any) -> Any:
         """Send one logical call and return its parsed JSON (None for an empty body), retrying transient
         failures (a truncated body included); raise a classified error otherwise."""
+        return self.exchange(method, url, call, **kwargs)[0]
+
+    def exchange(self, method: str, url: str, call: str, **kwargs: Any) -> tuple[Any, httpx.Response]:
+        """`request`, also returning the final response (for paging headers such as `Link`)."""
         retrying = Retrying(
             stop=stop_after_attempt(self.max_attempts),
             wait=_wait,
@@ -176,9 +180,9 @@ class ApiClient:
                     self.stats.retries += 1
                 response = self._once(method, url, call, **kwargs)
                 if not response.content:
-                    return None
+                    return None, response
                 try:
-                    return response.json()
+                    return response.json(), response
                 except ValueError:
                     raise TransientError(self.system, call, "answer was not valid JSON (truncated?)") from None
         raise AssertionError("unreachable")  # pragma: no cover
