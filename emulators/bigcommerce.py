@@ -124,19 +124,18 @@ class BigCommerce(EmulatedSystem):
         }
 
     def throttled(self, request: Request, retry_after: float) -> Response:
-        """429 with the quota headers, or bare (platform overload) when `bare_429_next` is set."""
-        if self.faults.bare_429_next > 0:
-            self.faults.bare_429_next -= 1
-            return JSONResponse({"status": 429, "title": "Too many requests"}, 429)
+        """429 with the quota headers and `X-Retry-After`."""
         headers = self._headers(self.store_hash)
         headers["X-Rate-Limit-Time-Reset-Ms"] = str(max(int(retry_after * 1000), 1))
         headers["X-Retry-After"] = str(max(1, round(retry_after)))
         return JSONResponse({"status": 429, "title": "Too many requests"}, 429, headers)
 
     def check_rate(self, request: Request) -> Response | None:
-        """The store-wide quota per 30 s window."""
+        """The store-wide quota per 30 s window; `bare_429_next` answers 429 without any rate-limit header
+        (platform overload)."""
         if self.faults.bare_429_next > 0:
-            return self.throttled(request, 1.0)
+            self.faults.bare_429_next -= 1
+            return JSONResponse({"status": 429, "title": "Too many requests"}, 429)
         ok, retry, _ = self.limit.take(self.store_hash)
         return None if ok else self.throttled(request, retry)
 
