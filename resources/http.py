@@ -179,13 +179,17 @@ class ApiClient:
                 if attempt.retry_state.attempt_number > 1:
                     self.stats.retries += 1
                 response = self._once(method, url, call, **kwargs)
-                if not response.content:
-                    return None, response
-                try:
-                    return response.json(), response
-                except ValueError:
-                    raise TransientError(self.system, call, "answer was not valid JSON (truncated?)") from None
+                return self.parse(call, response), response
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def parse(self, call: str, response: httpx.Response) -> Any:
+        """The answer's body as data: JSON here (None when empty); a body that does not parse is transient."""
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise TransientError(self.system, call, "answer was not valid JSON (truncated?)") from None
 
     def _once(self, method: str, url: str, call: str, reauthed: bool = False, **kwargs: Any) -> httpx.Response:
         budget = self.budget_for(call)
