@@ -120,7 +120,7 @@ class Cin7(EmulatedSystem):
             self.faults.error_in_200_next -= 1
             return JSONResponse([{"ErrorCode": 500, "Exception": "Object reference not set (injected)"}], 200)
         key = (request.method, request.path_params["rest"].lower().strip("/"))
-        handler = {
+        routes = {
             ("GET", "me"): self.me,
             ("GET", "salelist"): self.sale_list,
             ("GET", "sale"): self.get_sale,
@@ -132,9 +132,10 @@ class Cin7(EmulatedSystem):
             ("POST", "stockadjustment"): self.stock_adjustment,
             ("GET", "stockadjustmentlist"): self.adjustment_list,
             ("GET", "ref/carrier"): self.carriers,
-        }.get(key)
+        }
+        handler = routes.get(key)
         if handler is None:
-            if any(k[1] == key[1] for k in [("GET", "me")]):
+            if any(path == key[1] for _, path in routes):
                 return self.error_body(405, "Method not allowed")
             return self.error_body(404, f"Unknown endpoint {request.path_params['rest']}")
         try:

@@ -7,6 +7,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from emulators.server import Emulators
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -76,7 +80,7 @@ def demo(args: argparse.Namespace) -> int:
         emulators.stop()
 
 
-def _headless_pass(emulators: object) -> int:
+def _headless_pass(emulators: "Emulators") -> int:
     """Sync orders, let the warehouse work, take its files in and post tracking: one whole loop, printed."""
     import dagster as dg
 
@@ -86,7 +90,7 @@ def _headless_pass(emulators: object) -> int:
     instance = dg.DagsterInstance.get()
     ok = defs.resolve_job_def("order_sync_job").execute_in_process(instance=instance).success
     for _ in range(5):
-        emulators.whistl.step()  # type: ignore[attr-defined]
+        emulators.whistl.step()
         time.sleep(0.1)
     ok &= defs.resolve_job_def("despatch_job").execute_in_process(instance=instance).success
     db = WarehouseDb(warehouse_url())

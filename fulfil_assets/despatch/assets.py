@@ -63,7 +63,7 @@ def take_despatch_file(db: WarehouseDb, name: str, data: bytes, now: datetime) -
         rows,
         sent,
         lines,
-        earlier if earlier.height else rows.clear().with_columns(pl.lit(None, pl.String).alias("order_key")),
+        earlier,
     )
     db.write("despatches", matched, mode="upsert", key=["wms", "despatch_ref", "line_no", "parcel_no"])
     open_exceptions(db, problems, "despatch_match", now)

@@ -171,7 +171,8 @@ def match_despatches(
         )
     ]
     matched = matched.filter(pl.col("order_key").is_not_null())
-    all_rows = pl.concat([earlier.select(matched.columns), matched], how="vertical_relaxed").unique(
+    previous = earlier.select(matched.columns) if earlier.height else matched.clear()
+    all_rows = pl.concat([previous, matched], how="vertical_relaxed").unique(
         ["wms", "despatch_ref", "line_no", "parcel_no"], keep="last"
     )
     shipped = all_rows.group_by("order_key", "line_no").agg(pl.col("quantity").sum().alias("shipped"))
