@@ -55,11 +55,69 @@ class WhistlConfig(_Strict):
     order_ref_prefix: str = "LW"
 
 
+class Cin7Credentials(_Strict):
+    """Names of the env vars that hold Cin7 Core secrets."""
+
+    account_id: str = "CIN7_ACCOUNT_ID"
+    application_key: str = "CIN7_APPLICATION_KEY"
+
+
+class Cin7Config(_Strict):
+    """Cin7 Core account."""
+
+    base_url: str = "https://inventory.dearsystems.com/ExternalApi/v2/"
+    credentials: Cin7Credentials = Cin7Credentials()
+    budget_share: float = Field(0.5, gt=0, le=1)
+
+
+class TokenCredentials(_Strict):
+    """Name of the env var that holds an access token."""
+
+    access_token: str
+
+
+class ShopifyConfig(_Strict):
+    """Shopify store."""
+
+    base_url: str = Field(description="https://{shop}.myshopify.com/admin/api/{version}/")
+    credentials: TokenCredentials = TokenCredentials(access_token="SHOPIFY_ACCESS_TOKEN")
+    budget_share: float = Field(0.5, gt=0, le=1)
+    leak_per_s: float = Field(2.0, gt=0)
+
+
+class BigCommerceConfig(_Strict):
+    """BigCommerce store."""
+
+    base_url: str = Field(description="https://api.bigcommerce.com/stores/{store_hash}/")
+    credentials: TokenCredentials = TokenCredentials(access_token="BIGCOMMERCE_ACCESS_TOKEN")
+    budget_share: float = Field(0.5, gt=0, le=1)
+
+
+class PeoplevoxCredentials(_Strict):
+    """Names of the env vars that hold the Peoplevox login."""
+
+    client_id: str = "PEOPLEVOX_CLIENT_ID"
+    username: str = "PEOPLEVOX_USERNAME"
+    password: str = "PEOPLEVOX_PASSWORD"
+
+
+class PeoplevoxConfig(_Strict):
+    """Peoplevox account."""
+
+    base_url: str = Field(description="https://{host}/{ClientId}/resources/integrationservicev4.asmx")
+    credentials: PeoplevoxCredentials = PeoplevoxCredentials()
+    budget_share: float = Field(0.5, gt=0, le=1)
+
+
 class SystemsConfig(_Strict):
     """Per-system settings; only the systems of the chosen flows are required."""
 
     linnworks: LinnworksConfig | None = None
     whistl: WhistlConfig | None = None
+    cin7: Cin7Config | None = None
+    shopify: ShopifyConfig | None = None
+    bigcommerce: BigCommerceConfig | None = None
+    peoplevox: PeoplevoxConfig | None = None
 
 
 class ScheduleConfig(_Strict):
@@ -83,7 +141,7 @@ class FulfilConfig(_Strict):
     def _systems_present(self) -> FulfilConfig:
         for flow in self.flows:
             for system in FLOW_SYSTEMS[flow]:
-                if system in ("linnworks", "whistl") and getattr(self.systems, system) is None:
+                if getattr(self.systems, system) is None:
                     raise ValueError(f"flow {flow} needs systems.{system}")
         return self
 

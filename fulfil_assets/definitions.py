@@ -10,32 +10,65 @@ from fulfil_assets.push import definitions as push
 from fulfil_assets.reconcile import definitions as reconcile
 from fulfil_assets.stage import definitions as stage
 from fulfil_assets.validate import definitions as validate
+from resources.bigcommerce import BigCommerceResource
+from resources.cin7 import Cin7Resource
 from resources.file_drop import FileDrop
 from resources.linnworks import LinnworksResource
+from resources.peoplevox import PeoplevoxResource
+from resources.shopify import ShopifyResource
 from resources.warehouse import Warehouse, warehouse_url
 
 WAREHOUSE_TAGS = {"fulfil/warehouse": "write"}
 
 
 def resources_for(config: FulfilConfig) -> dict[str, object]:
-    """Resources from fulfil.yaml; every secret is read from the environment through `EnvVar`."""
-    lw, whistl = config.systems.linnworks, config.systems.whistl
-    assert lw is not None and whistl is not None
-    creds = lw.credentials
-    return {
-        "warehouse": Warehouse(url=warehouse_url()),
-        "dlt": DagsterDltResource(),
-        "linnworks": LinnworksResource(
+    """Resources from fulfil.yaml for the systems it configures; every secret comes from the environment
+    through `EnvVar`."""
+    systems = config.systems
+    resources: dict[str, object] = {"warehouse": Warehouse(url=warehouse_url()), "dlt": DagsterDltResource()}
+    if (lw := systems.linnworks) is not None:
+        creds = lw.credentials
+        resources["linnworks"] = LinnworksResource(
             base_url=lw.base_url,
             application_id=dg.EnvVar(creds.application_id),
             application_secret=dg.EnvVar(creds.application_secret),
             token=dg.EnvVar(creds.token),
             budget_share=lw.budget_share,
-        ),
-        "whistl_drop": FileDrop(url=whistl.drop_url, password=dg.EnvVar(whistl.password_env))
-        if whistl.drop_url.startswith("sftp://")
-        else FileDrop(url=whistl.drop_url),
-    }
+        )
+    if (whistl := systems.whistl) is not None:
+        resources["whistl_drop"] = (
+            FileDrop(url=whistl.drop_url, password=dg.EnvVar(whistl.password_env))
+            if whistl.drop_url.startswith("sftp://")
+            else FileDrop(url=whistl.drop_url)
+        )
+    if (c7 := systems.cin7) is not None:
+        resources["cin7"] = Cin7Resource(
+            base_url=c7.base_url,
+            account_id=dg.EnvVar(c7.credentials.account_id),
+            application_key=dg.EnvVar(c7.credentials.application_key),
+            budget_share=c7.budget_share,
+        )
+    if (shop := systems.shopify) is not None:
+        resources["shopify"] = ShopifyResource(
+            base_url=shop.base_url,
+            access_token=dg.EnvVar(shop.credentials.access_token),
+            budget_share=shop.budget_share,
+            leak_per_s=shop.leak_per_s,
+        )
+    if (bc := systems.bigcommerce) is not None:
+        resources["bigcommerce"] = BigCommerceResource(
+            base_url=bc.base_url, access_token=dg.EnvVar(bc.credentials.access_token), budget_share=bc.budget_share
+        )
+    if (pvx := systems.peoplevox) is not None:
+        creds_p = pvx.credentials
+        resources["peoplevox"] = PeoplevoxResource(
+            base_url=pvx.base_url,
+            client_id=dg.EnvVar(creds_p.client_id),
+            username=dg.EnvVar(creds_p.username),
+            password=dg.EnvVar(creds_p.password),
+            budget_share=pvx.budget_share,
+        )
+    return resources
 
 
 def build_definitions(config: FulfilConfig) -> dg.Definitions:
@@ -58,7 +91,7 @@ def build_definitions(config: FulfilConfig) -> dg.Definitions:
         ],
     )
     stages = [
-        ingest.defs,
+        ingest.build_defs(config),
         stage.defs,
         validate.defs,
         push.defs,

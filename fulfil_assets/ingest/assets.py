@@ -5,17 +5,28 @@ import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import dlt
 import polars as pl
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
+from dlt.sources import DltSource
 
+from fulfil_assets.ingest.bigcommerce_source import bigcommerce_source
+from fulfil_assets.ingest.cin7_source import cin7_source
 from fulfil_assets.ingest.linnworks_source import linnworks_source
+from fulfil_assets.ingest.peoplevox_source import peoplevox_source
+from fulfil_assets.ingest.shopify_source import shopify_source
 from fulfil_assets.ledger import now_utc
+from resources.bigcommerce import BigCommerceResource
+from resources.cin7 import Cin7Resource
 from resources.file_drop import FileDrop
+from resources.http import ApiClient
 from resources.linnworks import LinnworksResource
+from resources.peoplevox import PeoplevoxResource
+from resources.shopify import ShopifyResource
 from resources.warehouse import Warehouse, WarehouseDb
 
 STOCK_FILE_COLUMNS = ("sku", "on_hand", "allocated", "available", "snapshot_at")
@@ -45,25 +56,18 @@ class RawTranslator(DagsterDltTranslator):
         )
 
 
-@dlt_assets(
-    dlt_source=linnworks_source(),
-    dlt_pipeline=dlt_pipeline("linnworks", None),
-    name="linnworks_raw",
-    dagster_dlt_translator=RawTranslator(),
-    pool="linnworks",
-    op_tags={"fulfil/warehouse": "write"},
-)
-def linnworks_raw(
-    context: dg.AssetExecutionContext, dlt: DagsterDltResource, linnworks: LinnworksResource, warehouse: Warehouse
+def run_source(
+    context: dg.AssetExecutionContext,
+    dlt: DagsterDltResource,
+    system: str,
+    source: DltSource,
+    client: ApiClient,
+    db: WarehouseDb,
 ) -> Iterator[dg.MaterializeResult]:
-    """Linnworks open orders (whole open set, merged on OrderId) and processed/cancelled orders (incremental),
-    through the shared Linnworks client. Metadata shows the calls made against Linnworks' rate budget."""
-    client = linnworks.get_client()
-    db = warehouse.get_db()
+    """Run one system's dlt source into `raw_<system>`; metadata: row counts and the calls made against the
+    system's rate budget."""
     try:
-        events = list(
-            dlt.run(context=context, dlt_source=linnworks_source(client), dlt_pipeline=dlt_pipeline("linnworks", db))
-        )
+        events = list(dlt.run(context=context, dlt_source=source, dlt_pipeline=dlt_pipeline(system, db)))
     finally:
         client.close()
     usage = dg.MetadataValue.json(client.stats.as_metadata())
@@ -72,14 +76,80 @@ def linnworks_raw(
         # loaded nothing this run (e.g. no order was processed since the last run).
         table = event.asset_key.path[-1]
         rows = (
-            db.read(f"SELECT COUNT(*) AS n FROM raw_linnworks.{table}")["n"][0]
-            if db.table_exists(table, "raw_linnworks")
+            db.read(f"SELECT COUNT(*) AS n FROM raw_{system}.{table}")["n"][0]
+            if db.table_exists(table, f"raw_{system}")
             else 0
         )
         yield dg.MaterializeResult(
             asset_key=event.asset_key,
             metadata={**(event.metadata or {}), "dagster/row_count": int(rows), "api_usage": usage},
         )
+
+
+def _dlt_assets(system: str, source: DltSource) -> Any:
+    return dlt_assets(
+        dlt_source=source,
+        dlt_pipeline=dlt_pipeline(system, None),
+        name=f"{system}_raw",
+        dagster_dlt_translator=RawTranslator(),
+        pool=system,
+        op_tags={"fulfil/warehouse": "write"},
+    )
+
+
+@_dlt_assets("linnworks", linnworks_source())
+def linnworks_raw(
+    context: dg.AssetExecutionContext, dlt: DagsterDltResource, linnworks: LinnworksResource, warehouse: Warehouse
+) -> Iterator[dg.MaterializeResult]:
+    """Linnworks open orders (whole open set, merged on OrderId) and processed/cancelled orders (incremental),
+    through the shared Linnworks client."""
+    client = linnworks.get_client()
+    yield from run_source(context, dlt, "linnworks", linnworks_source(client), client, warehouse.get_db())
+
+
+@_dlt_assets("cin7", cin7_source())
+def cin7_raw(
+    context: dg.AssetExecutionContext, dlt: DagsterDltResource, cin7: Cin7Resource, warehouse: Warehouse
+) -> Iterator[dg.MaterializeResult]:
+    """Cin7 Core sales changed since the last run (each fetched in full) and product availability per location."""
+    client = cin7.get_client()
+    yield from run_source(context, dlt, "cin7", cin7_source(client), client, warehouse.get_db())
+
+
+@_dlt_assets("shopify", shopify_source())
+def shopify_raw(
+    context: dg.AssetExecutionContext, dlt: DagsterDltResource, shopify: ShopifyResource, warehouse: Warehouse
+) -> Iterator[dg.MaterializeResult]:
+    """Shopify orders changed since the last run, locations and inventory levels per location."""
+    client = shopify.get_client()
+    yield from run_source(context, dlt, "shopify", shopify_source(client), client, warehouse.get_db())
+
+
+@_dlt_assets("bigcommerce", bigcommerce_source())
+def bigcommerce_raw(
+    context: dg.AssetExecutionContext, dlt: DagsterDltResource, bigcommerce: BigCommerceResource, warehouse: Warehouse
+) -> Iterator[dg.MaterializeResult]:
+    """BigCommerce orders changed since the last run with their lines and ship-to addresses, and inventory."""
+    client = bigcommerce.get_client()
+    yield from run_source(context, dlt, "bigcommerce", bigcommerce_source(client), client, warehouse.get_db())
+
+
+@_dlt_assets("peoplevox", peoplevox_source())
+def peoplevox_raw(
+    context: dg.AssetExecutionContext, dlt: DagsterDltResource, peoplevox: PeoplevoxResource, warehouse: Warehouse
+) -> Iterator[dg.MaterializeResult]:
+    """Peoplevox item catalogue, available stock, sales order status and despatches since the last run."""
+    client = peoplevox.get_client()
+    yield from run_source(context, dlt, "peoplevox", peoplevox_source(client), client, warehouse.get_db())
+
+
+RAW_ASSETS = {
+    "linnworks": linnworks_raw,
+    "cin7": cin7_raw,
+    "shopify": shopify_raw,
+    "bigcommerce": bigcommerce_raw,
+    "peoplevox": peoplevox_raw,
+}
 
 
 def parse_stock_file(data: bytes, name: str, wms: str = "whistl") -> pl.DataFrame:
