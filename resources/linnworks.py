@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from resources.http import ApiClient, AuthError, RateBudget, shared_budget
+from resources.http import ApiClient, AuthError, DataError, RateBudget, shared_budget
 
 # Calls per minute per method, from Linnworks' official Swagger.
 METHOD_LIMITS = {
@@ -133,6 +133,46 @@ class LinnworksClient(ApiClient):
                 }
             },
             unwrap="ProcessedOrders",
+        )
+
+    def stock_items(self, page_size: int = 200) -> Iterator[list[dict[str, Any]]]:
+        """Stock items with their levels per location. The method gives no totals: stop on a short page, and
+        take a 400 for a page past the end (the item count was a multiple of the page size) as the end."""
+        page = 1
+        while True:
+            try:
+                rows = (
+                    self.call(
+                        "Stock/GetStockItemsFull",
+                        {
+                            "keyword": "",
+                            "loadCompositeParents": False,
+                            "loadVariationParents": False,
+                            "entriesPerPage": page_size,
+                            "pageNumber": page,
+                            "dataRequirements": ["StockLevels"],
+                            "searchTypes": ["SKU"],
+                        },
+                    )
+                    or []
+                )
+            except DataError as exc:
+                if exc.status == 400 and page > 1:
+                    return
+                raise
+            if rows:
+                yield rows
+            if len(rows) < page_size:
+                return
+            page += 1
+
+    def postal_services(self) -> list[dict[str, Any]]:
+        """The account's postal services (ids for tracking posts)."""
+        return (
+            self.request(
+                "GET", f"{self.session()[1]}/api/PostalServices/GetPostalServices", "PostalServices/GetPostalServices"
+            )
+            or []
         )
 
     def set_shipping_info(self, order_id: str, tracking_number: str, postal_service_id: str | None = None) -> Any:

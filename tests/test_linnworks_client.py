@@ -96,3 +96,16 @@ def test_rate_budget_waits_instead_of_overrunning() -> None:
     assert waits[:3] == [0.0, 0.0, 0.0] and 0.3 < waits[3] < 0.6
     budget.pause(0.3)
     assert budget.acquire() >= 0.25
+
+
+def test_stock_items_end_on_a_short_page_or_a_400_past_the_end(emulators: Emulators) -> None:
+    client = client_for(emulators)
+    stock_skus = [p.sku for p in emulators.world.products if not p.is_bundle]
+    assert len(stock_skus) == 300  # a multiple of 100: the last full page is followed by a 400
+    items = [i for page in client.stock_items(page_size=100) for i in page]
+    assert [i["ItemNumber"] for i in items] == stock_skus
+    assert client.stats.statuses[400] == 1
+    assert all(len(i["StockLevels"]) == 2 for i in items)
+    short = [i for page in client.stock_items(page_size=128) for i in page]
+    assert len(short) == 300 and client.stats.statuses[400] == 1
+    assert {s["PostalServiceName"] for s in client.postal_services()} >= {"Next Day", "Standard Delivery"}

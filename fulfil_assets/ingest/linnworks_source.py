@@ -47,4 +47,16 @@ def linnworks_source(client: LinnworksClient | None = None, page_size: int = 200
                     for row in page
                 ]
 
-    return [open_orders, processed_orders]
+    @dlt.resource(name="stock_items", primary_key="StockItemId", write_disposition="merge")
+    def stock_items() -> Iterator[list[dict[str, Any]]]:
+        """Stock items with their level per location (the OMS side of stock reconciliation)."""
+        assert client is not None
+        yield from client.stock_items(page_size)
+
+    @dlt.resource(name="postal_services", primary_key="pkPostalServiceId", write_disposition="merge")
+    def postal_services() -> Iterator[list[dict[str, Any]]]:
+        """Postal services and their ids."""
+        assert client is not None
+        yield client.postal_services()
+
+    return [open_orders, processed_orders, stock_items, postal_services]
