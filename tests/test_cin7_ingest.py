@@ -6,6 +6,7 @@ from pathlib import Path
 
 import dlt
 import httpx
+import polars as pl
 import pytest
 
 from emulators.server import Emulators
@@ -89,3 +90,32 @@ def test_bad_credentials_and_persistent_errors_say_what(emulators: Emulators) ->
     set_faults(emulators, error_in_200_next=5)
     with pytest.raises(TransientError, match=r"Cin7 Core saleList: ErrorCode 500 in HTTP 200"):
         good.get("saleList")
+
+
+def test_staged_cin7_orders_match_what_cin7_holds(emulators: Emulators, tmp_path: Path) -> None:
+    from fulfil_assets.stage.cin7 import stage_cin7
+
+    emu = emulators
+    url = f"duckdb:///{tmp_path / 'w.duckdb'}"
+    some = next(iter(emu.cin7.sales.values()))
+    emu.cin7.control("void", {"sale_id": some.uid})
+    pipeline(tmp_path, url).run(cin7_source(client_for(emu, budget_share=1.0)))
+    db = WarehouseDb(url)
+    orders, lines = stage_cin7(
+        db.read("SELECT * FROM raw_cin7.sales"),
+        db.read("SELECT * FROM raw_cin7.sales__order__lines"),
+        db.read("SELECT * FROM raw_cin7.sale_list"),
+    )
+    assert orders.height == len(emu.cin7.sales) and lines.height == sum(len(s.lines) for s in emu.cin7.sales.values())
+    by_key = {r["order_key"]: r for r in orders.iter_rows(named=True)}
+    for sale in emu.cin7.sales.values():
+        row = by_key[f"cin7:{sale.uid}"]
+        assert (row["order_ref"], row["paid"], row["shipping_method"], row["postcode"] or "", row["country_code"]) == (
+            f"SO-{sale.number}",
+            sale.paid,
+            sale.shipping_method,
+            sale.address.postcode,
+            sale.address.country_code,
+        )
+    assert by_key[f"cin7:{some.uid}"]["status"] == "cancelled"
+    assert lines.filter(pl.col("order_key") == f"cin7:{some.uid}")["sku"].to_list() == [li.sku for li in some.lines]

@@ -1,0 +1,95 @@
+"""Cin7 Core raw tables -> canonical `orders` and `order_lines` (pure polars)."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from fulfil_assets.stage.common import (
+    LINE_COLUMNS,
+    ORDER_COLUMNS,
+    conform,
+    country_code,
+    ensure_columns,
+    with_content_hash,
+)
+
+SALE_COLUMNS = {
+    "id": pl.String,
+    "customer": pl.String,
+    "phone": pl.String,
+    "email": pl.String,
+    "carrier": pl.String,
+    "status": pl.String,
+    "sale_order_date": pl.String,
+    "last_modified_on": pl.String,
+    "order__sale_order_number": pl.String,
+    "order__status": pl.String,
+    "order__total": pl.Float64,
+    "shipping_address__line1": pl.String,
+    "shipping_address__line2": pl.String,
+    "shipping_address__city": pl.String,
+    "shipping_address__state": pl.String,
+    "shipping_address__postcode": pl.String,
+    "shipping_address__country": pl.String,
+    "shipping_address__company": pl.String,
+    "shipping_address__contact": pl.String,
+    "_dlt_id": pl.String,
+}
+SALE_LINE_COLUMNS = {
+    "_dlt_parent_id": pl.String,
+    "_dlt_list_idx": pl.Int64,
+    "sku": pl.String,
+    "product_id": pl.String,
+    "quantity": pl.Float64,
+    "price": pl.Float64,
+}
+LIST_COLUMNS = {"sale_id": pl.String, "source_channel": pl.String}
+STATUS = {"VOIDED": "cancelled", "SHIPPED": "despatched", "COMPLETED": "despatched", "SHIPPING": "part_despatched"}
+
+
+def _ts(col: str) -> pl.Expr:
+    return pl.col(col).cast(pl.String).str.to_datetime(time_zone="UTC", strict=False)
+
+
+def stage_cin7(sales: pl.DataFrame, lines: pl.DataFrame, sale_list: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Canonical orders and lines from Cin7 sales. Paid means the sale order is AUTHORISED; a voided sale is
+    cancelled; shipped or completed ones are despatched. Quantities that are not whole numbers become null
+    (and fail QUANTITY_INVALID) rather than being rounded."""
+    s = ensure_columns(sales, SALE_COLUMNS)
+    channels = ensure_columns(sale_list, LIST_COLUMNS).select(pl.col("sale_id").alias("id"), "source_channel")
+    key = pl.format("cin7:{}", pl.col("id"))
+    orders = s.join(channels.unique("id"), on="id", how="left").with_columns(
+        key.alias("order_key"),
+        pl.lit("cin7").alias("source_system"),
+        pl.col("id").alias("source_order_id"),
+        pl.col("order__sale_order_number").alias("order_ref"),
+        pl.col("source_channel").alias("channel"),
+        _ts("sale_order_date").alias("created_at"),
+        _ts("last_modified_on").alias("updated_at"),
+        (pl.col("order__status") == "AUTHORISED").alias("paid"),
+        pl.col("status").replace_strict(STATUS, default="open", return_dtype=pl.String).alias("status"),
+        pl.coalesce("shipping_address__contact", "customer").alias("ship_name"),
+        pl.col("shipping_address__company").alias("company"),
+        pl.col("shipping_address__line1").alias("address1"),
+        pl.col("shipping_address__line2").alias("address2"),
+        pl.lit(None, pl.String).alias("address3"),
+        pl.col("shipping_address__city").alias("city"),
+        pl.col("shipping_address__state").alias("region"),
+        pl.col("shipping_address__postcode").alias("postcode"),
+        country_code(pl.col("shipping_address__country")).alias("country_code"),
+        pl.col("carrier").alias("shipping_method"),
+        pl.lit("GBP").alias("currency"),
+        pl.col("order__total").alias("total"),
+    )
+    ln = ensure_columns(lines, SALE_LINE_COLUMNS)
+    qty = pl.col("quantity").cast(pl.Float64)
+    order_lines = ln.join(s.select("_dlt_id", "id"), left_on="_dlt_parent_id", right_on="_dlt_id", how="inner").select(
+        key.alias("order_key"),
+        (pl.col("_dlt_list_idx") + 1).alias("line_no"),
+        "sku",
+        pl.col("product_id").alias("source_variant_id"),
+        pl.when(qty == qty.floor()).then(qty.cast(pl.Int64)).alias("quantity"),
+        pl.col("price").alias("unit_price"),
+    )
+    order_lines = conform(order_lines, LINE_COLUMNS)
+    return with_content_hash(conform(orders, ORDER_COLUMNS), order_lines), order_lines
