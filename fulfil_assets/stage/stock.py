@@ -1,0 +1,81 @@
+"""Each system's stock as the canonical `oms_stock` (what order systems show) and `wms_stock` (what warehouses
+physically hold) tables (pure polars)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import polars as pl
+
+from fulfil_assets.stage.common import ensure_columns
+
+OMS_STOCK = {
+    "oms": pl.String,
+    "sku": pl.String,
+    "location": pl.String,
+    "level": pl.Int64,
+    "fetched_at": pl.Datetime("us", "UTC"),
+}
+WMS_STOCK = {
+    "wms": pl.String,
+    "sku": pl.String,
+    "location": pl.String,
+    "on_hand": pl.Int64,
+    "allocated": pl.Int64,
+    "available": pl.Int64,
+    "snapshot_at": pl.Datetime("us", "UTC"),
+    "source_file": pl.String,
+}
+
+
+def _oms(frame: pl.DataFrame, oms: str, fetched_at: datetime) -> pl.DataFrame:
+    return frame.with_columns(pl.lit(oms).alias("oms"), pl.lit(fetched_at).alias("fetched_at")).select(
+        [pl.col(c).cast(t) for c, t in OMS_STOCK.items()]
+    )
+
+
+def linnworks_stock(levels: pl.DataFrame, fetched_at: datetime) -> pl.DataFrame:
+    """Linnworks stock level per SKU and stock location."""
+    lv = ensure_columns(levels, {"sku": pl.String, "location__stock_location_id": pl.String, "stock_level": pl.Int64})
+    return _oms(
+        lv.select("sku", pl.col("location__stock_location_id").alias("location"), pl.col("stock_level").alias("level")),
+        "linnworks",
+        fetched_at,
+    )
+
+
+def cin7_stock(availability: pl.DataFrame, fetched_at: datetime) -> pl.DataFrame:
+    """Cin7 Core available stock per SKU and location (bins and batches summed)."""
+    av = ensure_columns(availability, {"sku": pl.String, "location": pl.String, "available": pl.Float64})
+    return _oms(
+        av.group_by("sku", "location").agg(pl.col("available").sum().cast(pl.Int64).alias("level")), "cin7", fetched_at
+    )
+
+
+def bigcommerce_stock(levels: pl.DataFrame, fetched_at: datetime) -> pl.DataFrame:
+    """BigCommerce available to sell per SKU and location."""
+    lv = ensure_columns(levels, {"sku": pl.String, "location_id": pl.String, "available_to_sell": pl.Int64})
+    return _oms(
+        lv.select(
+            "sku", pl.col("location_id").cast(pl.String).alias("location"), pl.col("available_to_sell").alias("level")
+        ),
+        "bigcommerce",
+        fetched_at,
+    )
+
+
+def peoplevox_stock(available: pl.DataFrame, snapshot_at: datetime) -> pl.DataFrame:
+    """Peoplevox `Available` report rows as warehouse stock per site (on hand = available: the report has no
+    allocation column)."""
+    av = ensure_columns(available, {"item_code": pl.String, "site_reference": pl.String, "available": pl.String})
+    qty = pl.col("available").cast(pl.Float64).cast(pl.Int64)
+    return av.select(
+        pl.lit("peoplevox").alias("wms"),
+        pl.col("item_code").alias("sku"),
+        pl.col("site_reference").alias("location"),
+        qty.alias("on_hand"),
+        pl.lit(0).alias("allocated"),
+        qty.alias("available"),
+        pl.lit(snapshot_at).alias("snapshot_at"),
+        pl.lit(None, pl.String).alias("source_file"),
+    ).cast(WMS_STOCK)  # type: ignore[arg-type]
