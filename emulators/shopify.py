@@ -35,6 +35,19 @@ def _ts(dt: datetime | None) -> str | None:
     return dt.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z") if dt else None
 
 
+def _encode_cursor(filters: dict[str, Any], offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"f": filters, "o": offset}).encode()).decode()
+
+
+def _decode_cursor(page_info: str) -> tuple[dict[str, Any], int] | None:
+    """The filters and offset a `page_info` carries; None when it is not one of ours."""
+    try:
+        cursor = json.loads(base64.urlsafe_b64decode(page_info.encode()))
+        return cursor["f"], int(cursor["o"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def _parse(value: str) -> datetime:
     dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
@@ -213,11 +226,10 @@ class Shopify(EmulatedSystem):
             bad = sorted(set(q) & PAGE_FILTERS)
             if bad:
                 return self.error_body(400, f"{bad[0]} cannot be passed when page_info is present")
-            try:
-                cursor = json.loads(base64.urlsafe_b64decode(q["page_info"].encode()))
-            except ValueError:
+            cursor = _decode_cursor(q["page_info"])
+            if cursor is None:
                 return self.error_body(400, "Invalid page_info")
-            filters, offset = cursor["f"], cursor["o"]
+            filters, offset = cursor
         else:
             filters, offset = {k: v for k, v in q.items() if k in PAGE_FILTERS}, 0
         with self.lock:
@@ -239,16 +251,17 @@ class Shopify(EmulatedSystem):
                 reverse=filters.get("order", "updated_at asc").endswith("desc"),
             )
             page = [self.render(i) for i in ids[offset : offset + limit]]
+        return JSONResponse({"orders": page}, headers=self._links(request, filters, offset, limit, len(ids)))
+
+    def _links(self, request: Request, filters: dict[str, Any], offset: int, limit: int, total: int) -> dict[str, str]:
+        """The `Link` header (rel next / previous) for a page of `total` rows, or none for a single page."""
+        base = f"{self.base_url}{request.url.path}?limit={limit}&page_info="
         links = []
-        base = f"{self.base_url}{request.url.path}"
-        if offset + limit < len(ids):
-            nxt = base64.urlsafe_b64encode(json.dumps({"f": filters, "o": offset + limit}).encode()).decode()
-            links.append(f'<{base}?limit={limit}&page_info={nxt}>; rel="next"')
+        if offset + limit < total:
+            links.append(f'<{base}{_encode_cursor(filters, offset + limit)}>; rel="next"')
         if offset > 0:
-            prev = base64.urlsafe_b64encode(json.dumps({"f": filters, "o": max(0, offset - limit)}).encode()).decode()
-            links.append(f'<{base}?limit={limit}&page_info={prev}>; rel="previous"')
-        headers = {"Link": ", ".join(links)} if links else {}
-        return JSONResponse({"orders": page}, headers=headers)
+            links.append(f'<{base}{_encode_cursor(filters, max(0, offset - limit))}>; rel="previous"')
+        return {"Link": ", ".join(links)} if links else {}
 
     async def get_order(self, request: Request) -> Response:
         """One order."""
@@ -358,14 +371,12 @@ class Shopify(EmulatedSystem):
         if (denied := self._auth(request)) is not None:
             return denied
         q = dict(request.query_params)
+        offset = 0
         if "page_info" in q:
-            try:
-                cursor = json.loads(base64.urlsafe_b64decode(q["page_info"].encode()))
-            except ValueError:
+            cursor = _decode_cursor(q["page_info"])
+            if cursor is None:
                 return self.error_body(400, "Invalid page_info")
-            q, offset = cursor["f"], cursor["o"]
-        else:
-            offset = 0
+            q, offset = cursor
         items = {int(x) for x in q.get("inventory_item_ids", "").split(",") if x}
         locs = {int(x) for x in q.get("location_ids", "").split(",") if x}
         if not items and not locs:
@@ -376,12 +387,11 @@ class Shopify(EmulatedSystem):
             for (i, loc), v in self.levels.items()
             if (not items or i in items) and (not locs or loc in locs)
         ]
-        headers = {}
-        if offset + limit < len(rows):
-            filters = {k: v for k, v in q.items() if k in ("inventory_item_ids", "location_ids")}
-            nxt = base64.urlsafe_b64encode(json.dumps({"f": filters, "o": offset + limit}).encode()).decode()
-            headers["Link"] = f'<{self.base_url}{request.url.path}?limit={limit}&page_info={nxt}>; rel="next"'
-        return JSONResponse({"inventory_levels": rows[offset : offset + limit]}, headers=headers)
+        filters = {k: v for k, v in q.items() if k in ("inventory_item_ids", "location_ids")}
+        return JSONResponse(
+            {"inventory_levels": rows[offset : offset + limit]},
+            headers=self._links(request, filters, offset, limit, len(rows)),
+        )
 
     async def set_level(self, request: Request) -> Response:
         """`inventory_levels/set.json`."""

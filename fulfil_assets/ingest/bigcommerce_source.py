@@ -10,6 +10,7 @@ from typing import Any
 import dlt
 from dlt.sources import DltResource
 
+from fulfil_assets.ingest.cursors import iso
 from resources.bigcommerce import BigCommerceClient
 
 EPOCH = "2000-01-01T00:00:00+00:00"
@@ -30,7 +31,7 @@ def bigcommerce_source(client: BigCommerceClient | None = None, page_size: int =
     ) -> Iterator[list[dict[str, Any]]]:
         """Orders modified since the last run, merged on id."""
         assert client is not None, "bigcommerce_source needs a client"
-        for page in client.orders(str(modified.last_value), page_size):
+        for page in client.orders(iso(modified.last_value), page_size):
             yield [{**o, "_modified_at": _modified_at(o)} for o in page]
 
     @dlt.transformer(data_from=orders, name="order_products", primary_key="id", write_disposition="merge")

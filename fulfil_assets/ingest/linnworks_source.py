@@ -10,13 +10,10 @@ from typing import Any
 import dlt
 from dlt.sources import DltResource
 
+from fulfil_assets.ingest.cursors import iso
 from resources.linnworks import LinnworksClient
 
 EPOCH = "2000-01-01T00:00:00+00:00"
-
-
-def _iso(value: Any) -> str:
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 @dlt.source(name="linnworks", max_table_nesting=2)
@@ -39,7 +36,7 @@ def linnworks_source(client: LinnworksClient | None = None, page_size: int = 200
     ) -> Iterator[list[dict[str, Any]]]:
         """Orders processed or cancelled since the last run (their status for staging)."""
         assert client is not None, "linnworks_source needs a client"
-        since, until = _iso(changed.last_value), datetime.now(UTC).isoformat()
+        since, until = iso(changed.last_value), datetime.now(UTC).isoformat()
         for date_field in ("processed", "cancelled"):
             for page in client.processed_orders(date_field, since, until, page_size):
                 yield [

@@ -10,6 +10,7 @@ from typing import Any
 import dlt
 from dlt.sources import DltResource
 
+from fulfil_assets.ingest.cursors import iso
 from resources.peoplevox import PeoplevoxClient
 
 EPOCH = "2000-01-01T00:00:00+00:00"
@@ -17,7 +18,7 @@ EPOCH = "2000-01-01T00:00:00+00:00"
 
 def date_clause(field: str, since: str) -> str:
     """`Field >= DateTime(...)`: changed since (dlt drops the rows at the boundary it already has)."""
-    dt = datetime.fromisoformat(str(since))
+    dt = datetime.fromisoformat(iso(since))
     return f"{field} >= DateTime({dt.year},{dt.month},{dt.day},{dt.hour},{dt.minute},{dt.second})"
 
 

@@ -9,13 +9,10 @@ from typing import Any
 import dlt
 from dlt.sources import DltResource
 
+from fulfil_assets.ingest.cursors import iso
 from resources.shopify import ShopifyClient
 
 EPOCH = "2000-01-01T00:00:00Z"
-
-
-def _iso(value: Any) -> str:
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 @dlt.source(name="shopify", max_table_nesting=2)
@@ -30,7 +27,7 @@ def shopify_source(
     ) -> Iterator[list[dict[str, Any]]]:
         """Orders of any status changed since the last run, oldest change first, merged on id."""
         assert client is not None, "shopify_source needs a client"
-        yield from client.orders(_iso(updated.last_value), page_size)
+        yield from client.orders(iso(updated.last_value), page_size)
 
     @dlt.resource(name="locations", primary_key="id", write_disposition="merge")
     def locations() -> Iterator[list[dict[str, Any]]]:
