@@ -141,6 +141,7 @@ class Shopify(EmulatedSystem):
             Route(f"{base}/orders/{{oid:int}}/fulfillment_orders.json", self.fulfillment_orders),
             Route(f"{base}/fulfillments.json", self.create_fulfillment, methods=["POST"]),
             Route(f"{base}/locations.json", self.locations),
+            Route(f"{base}/products.json", self.products),
             Route(f"{base}/inventory_levels.json", self.inventory_levels),
             Route(f"{base}/inventory_levels/set.json", self.set_level, methods=["POST"]),
             Route(f"{base}/graphql.json", self.graphql, methods=["POST"]),
@@ -365,6 +366,42 @@ class Shopify(EmulatedSystem):
         if (denied := self._auth(request)) is not None:
             return denied
         return JSONResponse({"locations": [{"id": i, "name": n, "active": True} for i, n in LOCATIONS.items()]})
+
+    async def products(self, request: Request) -> Response:
+        """The catalogue: one single-variant product per item, each variant with its `inventory_item_id`
+        (Link-paged like orders; `limit` max 250)."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        offset = 0
+        if "page_info" in request.query_params:
+            cursor = _decode_cursor(request.query_params["page_info"])
+            if cursor is None:
+                return self.error_body(400, "Invalid page_info")
+            offset = cursor[1]
+        limit = min(int(request.query_params.get("limit", 50)), 250)
+        catalogue = self.world.products
+        page = [
+            {
+                "id": self.world.variant_ids[p.sku] + 2 * 10**9,
+                "title": p.title,
+                "status": "active",
+                "variants": [
+                    {
+                        "id": self.world.variant_ids[p.sku],
+                        "product_id": self.world.variant_ids[p.sku] + 2 * 10**9,
+                        "sku": p.sku,
+                        "title": "Default Title",
+                        "price": f"{p.price:.2f}",
+                        "barcode": p.barcode,
+                        "grams": p.weight_g,
+                        "inventory_item_id": self.world.variant_ids[p.sku] + 10**9,
+                        "inventory_management": "shopify",
+                    }
+                ],
+            }
+            for p in catalogue[offset : offset + limit]
+        ]
+        return JSONResponse({"products": page}, headers=self._links(request, {}, offset, limit, len(catalogue)))
 
     async def inventory_levels(self, request: Request) -> Response:
         """Levels for `inventory_item_ids` and/or `location_ids` (one is required)."""

@@ -93,6 +93,14 @@ class Cin7Client(ApiClient):
         """Product availability per product x location (x bin x batch)."""
         return self.pages("ref/productavailability", "ProductAvailabilityList", limit)
 
+    def stock_adjustments(self, limit: int = MAX_PAGE) -> Iterator[list[dict[str, Any]]]:
+        """Stock adjustment tasks with their status (the list has no modified-since filter)."""
+        return self.pages("stockadjustmentList", "StockAdjustmentList", limit)
+
+    def carriers(self) -> list[dict[str, Any]]:
+        """The account's carriers (what a shipment's `Carrier` must name)."""
+        return list(self.get("ref/carrier").get("CarrierList") or [])
+
 
 class Cin7Resource(dg.ConfigurableResource):
     """Cin7 Core credentials (from environment variables) and this client's share of the 60 calls a minute."""

@@ -87,6 +87,18 @@ class ShopifyClient(ApiClient):
         """The store's locations."""
         return [row for page in self.pages("locations.json", "locations", {}) for row in page]
 
+    def products(self, limit: int = 250) -> Iterator[list[dict[str, Any]]]:
+        """The catalogue, with each variant's SKU and `inventory_item_id` (the key of inventory levels)."""
+        return self.pages("products.json", "products", {"limit": limit})
+
+    def fulfillment_orders(self, order_id: int) -> list[dict[str, Any]]:
+        """An order's fulfillment orders: what is still to ship, per location and line."""
+        return [
+            row
+            for page in self.pages(f"orders/{order_id}/fulfillment_orders.json", "fulfillment_orders", {})
+            for row in page
+        ]
+
     def inventory_levels(self, location_ids: list[int], limit: int = 250) -> Iterator[list[dict[str, Any]]]:
         """Available levels at the given locations."""
         return self.pages(

@@ -9,6 +9,7 @@ import httpx
 import polars as pl
 import pytest
 
+from emulators.cin7 import CARRIERS
 from emulators.server import Emulators
 from fulfil_assets.ingest.cin7_source import cin7_source
 from resources.cin7 import Cin7Client
@@ -46,13 +47,23 @@ def counts(warehouse_url: str) -> dict[str, int]:
 def test_loads_everything_then_only_changes(emulators: Emulators, warehouse_url: str, tmp_path: Path) -> None:
     emu = emulators
     client = client_for(emu, budget_share=1.0)
+    sku = emu.world.wms_catalogue[0]
+    httpx.post(
+        f"{emu.url('cin7')}stockadjustment",
+        headers=dict(zip(("api-auth-accountid", "api-auth-applicationkey"), emu.cin7.credentials, strict=True)),
+        json={"Status": "COMPLETED", "Reference": "fulfil-test", "Lines": [{"SKU": sku, "Quantity": 5}]},
+    ).raise_for_status()
     p = pipeline(tmp_path, warehouse_url)
     p.run(cin7_source(client, page_size=15))
     got = counts(warehouse_url)
+    db = WarehouseDb(warehouse_url)
+    adjustments = db.read("SELECT task_id, status, reference FROM raw_cin7.stock_adjustments")
+    assert adjustments.rows() == [(emu.cin7.adjustments[0]["TaskID"], "COMPLETED", "fulfil-test")]
+    carriers = db.read("SELECT description FROM raw_cin7.carriers")["description"].to_list()
+    assert sorted(carriers) == sorted(CARRIERS)
     assert got["sale_list"] == got["sales"] == len(emu.cin7.sales)
     assert got["sales__order__lines"] == sum(len(s.lines) for s in emu.cin7.sales.values())
     assert got["product_availability"] == len(emu.cin7.available)
-    db = WarehouseDb(warehouse_url)
     some = next(iter(emu.cin7.sales.values()))
     row = db.read("SELECT shipping_address__postcode, status FROM raw_cin7.sales WHERE id = :i", {"i": some.uid})
     assert row.rows() == [(some.address.postcode or None, emu.cin7.sale_status[some.uid])]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dlt
 import httpx
+import polars as pl
 
 from emulators.server import Emulators
-from fulfil_assets.ingest.shopify_source import shopify_source
+from fulfil_assets.ingest.shopify_source import shopify_source, still_to_ship
+from fulfil_assets.stage.stock import shopify_stock
 from resources.shopify import ShopifyClient
 from resources.warehouse import WarehouseDb
 
@@ -27,12 +30,32 @@ def test_loads_everything_then_only_changes(emulators: Emulators, tmp_path: Path
     db = WarehouseDb(url)
     n = {
         t: int(db.read(f"SELECT COUNT(*) AS n FROM raw_shopify.{t}")["n"][0])
-        for t in ("orders", "orders__line_items", "locations", "inventory_levels")
+        for t in ("orders", "orders__line_items", "locations", "inventory_levels", "products__variants")
     }
     assert n["orders"] == len(emu.shopify.orders)
     assert n["orders__line_items"] == sum(len(o.lines) for o in emu.shopify.orders.values())
     assert n["inventory_levels"] == len(emu.shopify.levels) and n["locations"] == 2
+    assert n["products__variants"] == len(emu.world.products)
     assert emu.shopify.recorder.status_counts[429] == 0, "pacing by the bucket header avoids 429s"
+    # Fulfillment orders of exactly the orders still to ship, with their line ids.
+    fos = db.read("SELECT id, order_id, status FROM raw_shopify.fulfillment_orders")
+    to_ship = {oid for oid in emu.shopify.orders if still_to_ship(emu.shopify.render(oid))}
+    assert to_ship and set(fos["order_id"].to_list()) == to_ship
+    assert set(fos["status"].to_list()) == {"open"}
+    fo_lines = db.read("SELECT COUNT(*) AS n FROM raw_shopify.fulfillment_orders__line_items")["n"][0]
+    assert fo_lines == sum(len(emu.shopify.orders[oid].lines) for oid in to_ship)
+    # Stock per SKU: levels keyed by inventory item, mapped to SKUs through the variants.
+    sku = emu.world.wms_catalogue[5]
+    item = emu.world.variant_ids[sku] + 10**9
+    emu.shopify.levels[(item, 71_000_001)] = 13
+    p.run(shopify_source(client, page_size=7).with_resources("inventory_levels"))
+    stock = shopify_stock(
+        db.read("SELECT * FROM raw_shopify.inventory_levels"),
+        db.read("SELECT * FROM raw_shopify.products__variants"),
+        datetime.now(UTC),
+    )
+    assert stock.height == len(emu.shopify.levels)
+    assert stock.filter((pl.col("sku") == sku) & (pl.col("location") == "71000001"))["level"].to_list() == [13]
     # Second run: only the edited order comes back.
     oid = next(iter(emu.shopify.orders))
     emu.shopify.control("edit_address", {"order_id": oid})

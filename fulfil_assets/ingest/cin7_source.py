@@ -1,4 +1,5 @@
-"""dlt source for Cin7 Core: sales (incremental on `Updated`, detail fan-out) and product availability.
+"""dlt source for Cin7 Core: sales (incremental on `Updated`, detail fan-out), product availability, stock
+adjustments and carriers.
 No Dagster here: it runs on its own with any dlt pipeline."""
 
 from __future__ import annotations
@@ -41,4 +42,16 @@ def cin7_source(
         assert client is not None
         yield from client.availability(availability_page_size)
 
-    return [sale_list, sales, product_availability]
+    @dlt.resource(name="stock_adjustments", primary_key="TaskID", write_disposition="merge")
+    def stock_adjustments() -> Iterator[list[dict[str, Any]]]:
+        """Stock adjustment tasks and their status (fulfil's own pushes among them)."""
+        assert client is not None
+        yield from client.stock_adjustments(availability_page_size)
+
+    @dlt.resource(name="carriers", primary_key="CarrierID", write_disposition="merge")
+    def carriers() -> Iterator[list[dict[str, Any]]]:
+        """Carriers known to the account."""
+        assert client is not None
+        yield client.carriers()
+
+    return [sale_list, sales, product_availability, stock_adjustments, carriers]

@@ -1,4 +1,5 @@
-"""dlt source for Shopify: orders (incremental on `updated_at`), locations, inventory levels per location.
+"""dlt source for Shopify: orders (incremental on `updated_at`), the fulfillment orders of those still to ship,
+products with their variants (SKU -> inventory item), locations, inventory levels per location.
 No Dagster here: it runs on its own with any dlt pipeline."""
 
 from __future__ import annotations
@@ -15,6 +16,15 @@ from resources.shopify import ShopifyClient
 EPOCH = "2000-01-01T00:00:00Z"
 
 
+def still_to_ship(order: dict[str, Any]) -> bool:
+    """Paid (or partly paid), not cancelled, not fully fulfilled: its fulfillment orders matter."""
+    return (
+        order.get("cancelled_at") is None
+        and order.get("fulfillment_status") != "fulfilled"
+        and order.get("financial_status") in ("paid", "partially_paid", "partially_refunded")
+    )
+
+
 @dlt.source(name="shopify", max_table_nesting=2)
 def shopify_source(
     client: ShopifyClient | None = None, page_size: int = 250, levels_page_size: int = 250
@@ -28,6 +38,21 @@ def shopify_source(
         """Orders of any status changed since the last run, oldest change first, merged on id."""
         assert client is not None, "shopify_source needs a client"
         yield from client.orders(iso(updated.last_value), page_size)
+
+    @dlt.transformer(data_from=orders, name="fulfillment_orders", primary_key="id", write_disposition="merge")
+    def fulfillment_orders(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+        """What is still to ship of each changed order that is paid, not cancelled and not fully fulfilled
+        (the ids a fulfilment must name); one call per such order."""
+        assert client is not None
+        for row in rows:
+            if still_to_ship(row):
+                yield client.fulfillment_orders(row["id"])
+
+    @dlt.resource(name="products", primary_key="id", write_disposition="merge")
+    def products() -> Iterator[list[dict[str, Any]]]:
+        """The catalogue; `products__variants` maps each SKU to its variant and inventory item."""
+        assert client is not None
+        yield from client.products(page_size)
 
     @dlt.resource(name="locations", primary_key="id", write_disposition="merge")
     def locations() -> Iterator[list[dict[str, Any]]]:
@@ -43,4 +68,4 @@ def shopify_source(
         if ids:
             yield from client.inventory_levels(ids, levels_page_size)
 
-    return [orders, locations, inventory_levels]
+    return [orders, fulfillment_orders, products, locations, inventory_levels]

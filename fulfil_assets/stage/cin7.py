@@ -91,5 +91,5 @@ def stage_cin7(sales: pl.DataFrame, lines: pl.DataFrame, sale_list: pl.DataFrame
         pl.when(qty == qty.floor()).then(qty.cast(pl.Int64)).alias("quantity"),
         pl.col("price").alias("unit_price"),
     )
-    order_lines = conform(order_lines, LINE_COLUMNS)
+    order_lines = conform(order_lines, LINE_COLUMNS).sort("order_key", "line_no")
     return with_content_hash(conform(orders, ORDER_COLUMNS), order_lines), order_lines

@@ -108,6 +108,6 @@ def stage_linnworks(
         pl.col("quantity"),
         pl.col("price_per_unit").alias("unit_price"),
     )
-    lines = conform(lines, LINE_COLUMNS)
+    lines = conform(lines, LINE_COLUMNS).sort("order_key", "line_no")
     orders = with_content_hash(conform(orders, ORDER_COLUMNS), lines)
     return orders, lines

@@ -52,6 +52,21 @@ def cin7_stock(availability: pl.DataFrame, fetched_at: datetime) -> pl.DataFrame
     )
 
 
+def shopify_stock(levels: pl.DataFrame, variants: pl.DataFrame, fetched_at: datetime) -> pl.DataFrame:
+    """Shopify available per SKU and location: levels are keyed by inventory item, which the catalogue's
+    variants map to SKUs (a level whose item has no SKU is dropped: nothing can be sold against it)."""
+    lv = ensure_columns(levels, {"inventory_item_id": pl.Int64, "location_id": pl.Int64, "available": pl.Int64})
+    vr = ensure_columns(variants, {"sku": pl.String, "inventory_item_id": pl.Int64})
+    skus = vr.filter(pl.col("sku").is_not_null() & (pl.col("sku") != "")).select("sku", "inventory_item_id").unique()
+    return _oms(
+        lv.join(skus, on="inventory_item_id", how="inner").select(
+            "sku", pl.col("location_id").cast(pl.String).alias("location"), pl.col("available").alias("level")
+        ),
+        "shopify",
+        fetched_at,
+    )
+
+
 def bigcommerce_stock(levels: pl.DataFrame, fetched_at: datetime) -> pl.DataFrame:
     """BigCommerce available to sell per SKU and location."""
     lv = ensure_columns(levels, {"sku": pl.String, "location_id": pl.String, "available_to_sell": pl.Int64})

@@ -127,7 +127,7 @@ def stage_shopify(
         "quantity",
         pl.col("price").alias("unit_price"),
     )
-    lines = conform(lines, LINE_COLUMNS)
+    lines = conform(lines, LINE_COLUMNS).sort("order_key", "line_no")
     return with_content_hash(conform(staged, ORDER_COLUMNS), lines), lines
 
 
@@ -177,5 +177,5 @@ def stage_bigcommerce(
             pl.col("base_price").alias("unit_price"),
         )
     )
-    lines = conform(lines, LINE_COLUMNS)
+    lines = conform(lines, LINE_COLUMNS).sort("order_key", "line_no")
     return with_content_hash(conform(staged, ORDER_COLUMNS), lines), lines
