@@ -92,7 +92,7 @@ def build_definitions(config: FulfilConfig) -> dg.Definitions:
     )
     stages = [
         ingest.build_defs(config),
-        stage.defs,
+        stage.build_defs(config),
         validate.defs,
         push.defs,
         reconcile.defs,

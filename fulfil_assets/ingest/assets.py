@@ -1,7 +1,6 @@
-"""Ingestion assets: Linnworks through dlt, and Whistl's stock snapshot files."""
+"""Ingestion assets: one dlt source per system (Whistl's files through dlt's filesystem source), landing in
+`raw_<system>`."""
 
-import csv
-import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,7 +8,6 @@ from typing import Any
 
 import dagster as dg
 import dlt
-import polars as pl
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 from dlt.sources import DltSource
@@ -19,7 +17,7 @@ from fulfil_assets.ingest.cin7_source import cin7_source
 from fulfil_assets.ingest.linnworks_source import linnworks_source
 from fulfil_assets.ingest.peoplevox_source import peoplevox_source
 from fulfil_assets.ingest.shopify_source import shopify_source
-from fulfil_assets.ledger import now_utc
+from fulfil_assets.ingest.whistl_source import drop_location, whistl_source
 from resources.bigcommerce import BigCommerceResource
 from resources.cin7 import Cin7Resource
 from resources.file_drop import FileDrop
@@ -28,8 +26,6 @@ from resources.linnworks import LinnworksResource
 from resources.peoplevox import PeoplevoxResource
 from resources.shopify import ShopifyResource
 from resources.warehouse import Warehouse, WarehouseDb
-
-STOCK_FILE_COLUMNS = ("sku", "on_hand", "allocated", "available", "snapshot_at")
 
 
 def dlt_pipeline(system: str, db: WarehouseDb | None) -> dlt.Pipeline:
@@ -61,16 +57,17 @@ def run_source(
     dlt: DagsterDltResource,
     system: str,
     source: DltSource,
-    client: ApiClient,
+    client: ApiClient | None,
     db: WarehouseDb,
 ) -> Iterator[dg.MaterializeResult]:
     """Run one system's dlt source into `raw_<system>`; metadata: row counts and the calls made against the
-    system's rate budget."""
+    system's rate budget (API systems)."""
     try:
         events = list(dlt.run(context=context, dlt_source=source, dlt_pipeline=dlt_pipeline(system, db)))
     finally:
-        client.close()
-    usage = dg.MetadataValue.json(client.stats.as_metadata())
+        if client is not None:
+            client.close()
+    usage = {"api_usage": dg.MetadataValue.json(client.stats.as_metadata())} if client is not None else {}
     for event in events:
         # Row counts come from the table itself: dagster-dlt's fetch_row_count fails on a resource that
         # loaded nothing this run (e.g. no order was processed since the last run).
@@ -82,7 +79,7 @@ def run_source(
         )
         yield dg.MaterializeResult(
             asset_key=event.asset_key,
-            metadata={**(event.metadata or {}), "dagster/row_count": int(rows), "api_usage": usage},
+            metadata={**(event.metadata or {}), "dagster/row_count": int(rows), **usage},
         )
 
 
@@ -143,54 +140,39 @@ def peoplevox_raw(
     yield from run_source(context, dlt, "peoplevox", peoplevox_source(client), client, warehouse.get_db())
 
 
+@_dlt_assets("whistl", whistl_source())
+def whistl_raw(
+    context: dg.AssetExecutionContext, dlt: DagsterDltResource, whistl_drop: FileDrop, warehouse: Warehouse
+) -> Iterator[dg.MaterializeResult]:
+    """Every row of Whistl's stock snapshot and despatch confirmation files (folder or SFTP), new files only;
+    stock snapshots loaded are then archived (despatch files are archived by the despatch stage)."""
+    db = warehouse.get_db()
+    bucket, credentials = drop_location(whistl_drop.url, whistl_drop.password, whistl_drop.timeout_s)
+    yield from run_source(context, dlt, "whistl", whistl_source(bucket, credentials), None, db)
+    moved = archive_loaded_snapshots(db, whistl_drop)
+    context.log.info(f"{moved} stock snapshot file(s) archived")
+
+
 RAW_ASSETS = {
     "linnworks": linnworks_raw,
     "cin7": cin7_raw,
     "shopify": shopify_raw,
     "bigcommerce": bigcommerce_raw,
     "peoplevox": peoplevox_raw,
+    "whistl": whistl_raw,
 }
 
 
-def parse_stock_file(data: bytes, name: str, wms: str = "whistl") -> pl.DataFrame:
-    """A full stock snapshot file -> `wms_stock` rows (one location per WMS site)."""
-    reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig")))
-    missing = [c for c in STOCK_FILE_COLUMNS if c not in (reader.fieldnames or [])]
-    if missing:
-        raise ValueError(f"{name}: missing columns {', '.join(missing)}")
-    frame = pl.DataFrame(list(reader), schema={c: pl.String for c in reader.fieldnames or []})
-    return frame.select(
-        pl.lit(wms).alias("wms"),
-        pl.col("sku"),
-        pl.lit("main").alias("location"),
-        pl.col("on_hand").cast(pl.Int64),
-        pl.col("allocated").cast(pl.Int64),
-        pl.col("available").cast(pl.Int64),
-        pl.col("snapshot_at").str.to_datetime(time_zone="UTC"),
-        pl.lit(name).alias("source_file"),
-    )
-
-
-@dg.asset(group_name="ingest", kinds={"whistl", "sftp"}, tags={"fulfil/warehouse": "write"})
-def wms_stock(context: dg.AssetExecutionContext, warehouse: Warehouse, whistl_drop: FileDrop) -> dg.MaterializeResult:
-    """Whistl's physical stock (and so its item catalogue) from the newest full stock snapshot `inv_*.csv`.
-    Older snapshots are archived; with no new snapshot the table keeps the last one."""
-    db = warehouse.get_db()
-    with whistl_drop.session() as drop:
-        files = drop.list("out", "inv_*.csv")
-        if not files:
-            return dg.MaterializeResult(metadata={"snapshot": "none new", "skus": 0})
-        newest = files[-1]
-        frame = parse_stock_file(drop.read("out", newest.name), newest.name)
-        db.write("wms_stock", frame, mode="replace", replace_where="wms = 'whistl'")
-        for f in files:
-            drop.move("out", f.name, "out/archive")
-    context.log.info(f"{newest.name}: {frame.height} SKUs")
-    return dg.MaterializeResult(
-        metadata={
-            "snapshot": newest.name,
-            "skus": frame.height,
-            "units_available": int(frame["available"].sum()),
-            "snapshot_at": str(now_utc()),
-        }
-    )
+def archive_loaded_snapshots(db: WarehouseDb, drop: FileDrop) -> int:
+    """Move stock snapshot files whose rows are in `raw_whistl` from `out/` to `out/archive/` (the listing reads
+    both folders, so a crash between load and move loses nothing). Returns how many moved."""
+    if not db.table_exists("stock_snapshots", "raw_whistl"):
+        return 0
+    loaded = set(db.read("SELECT DISTINCT _file_name FROM raw_whistl.stock_snapshots")["_file_name"].to_list())
+    moved = 0
+    with drop.session() as session:
+        for f in session.list("out", "inv_*.csv"):
+            if f.name in loaded:
+                session.move("out", f.name, "out/archive")
+                moved += 1
+    return moved

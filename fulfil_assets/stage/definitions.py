@@ -1,5 +1,5 @@
-import dagster as dg
+"""The stage folder's Definitions, built for the systems fulfil.yaml configures."""
 
-from fulfil_assets.stage.assets import staged_orders
+from fulfil_assets.stage.assets import build_defs
 
-defs = dg.Definitions(assets=[staged_orders])
+__all__ = ["build_defs"]

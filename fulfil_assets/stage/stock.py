@@ -26,6 +26,8 @@ WMS_STOCK = {
     "snapshot_at": pl.Datetime("us", "UTC"),
     "source_file": pl.String,
 }
+QUANTITIES = ("on_hand", "allocated", "available")
+QUARANTINE = {"source": pl.String, "source_file": pl.String, "line": pl.Int64, "reason": pl.String, "raw": pl.String}
 
 
 def _oms(frame: pl.DataFrame, oms: str, fetched_at: datetime) -> pl.DataFrame:
@@ -94,3 +96,52 @@ def peoplevox_stock(available: pl.DataFrame, snapshot_at: datetime) -> pl.DataFr
         pl.lit(snapshot_at).alias("snapshot_at"),
         pl.lit(None, pl.String).alias("source_file"),
     ).cast(WMS_STOCK)  # type: ignore[arg-type]
+
+
+def whistl_stock(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The newest full snapshot among Whistl's raw snapshot rows (latest `snapshot_at`, then file name) as
+    `wms_stock`, and that file's unusable rows as quarantine rows (no SKU, a quantity that is not a whole
+    number, an unreadable time, a SKU listed twice)."""
+    text = {c: pl.String for c in ("sku", "on_hand", "allocated", "available", "snapshot_at", "_file_name")}
+    r = ensure_columns(rows, {**text, "_row_no": pl.Int64})
+    if r.is_empty():
+        return pl.DataFrame(schema=WMS_STOCK), pl.DataFrame(schema=QUARANTINE)
+    parsed = r.with_columns(
+        pl.col("sku").str.strip_chars(),
+        *[pl.col(c).str.strip_chars().cast(pl.Int64, strict=False).alias(f"_{c}") for c in QUANTITIES],
+        pl.col("snapshot_at").str.to_datetime(time_zone="UTC", strict=False).alias("_at"),
+    )
+    newest = (parsed.group_by("_file_name").agg(pl.col("_at").max()).sort("_at", "_file_name", nulls_last=False))[
+        "_file_name"
+    ][-1]
+    snap = parsed.filter(pl.col("_file_name") == newest)
+    problems = pl.concat_list(
+        pl.when(pl.col("sku").fill_null("") == "").then(pl.lit("no sku")),
+        *[
+            pl.when(pl.col(f"_{c}").is_null() | (pl.col(f"_{c}") < 0)).then(
+                pl.format("{} {} is not a whole number", pl.lit(c), pl.col(c).fill_null("''"))
+            )
+            for c in QUANTITIES
+        ],
+        pl.when(pl.col("_at").is_null()).then(pl.lit("snapshot_at is not an ISO time")),
+        pl.when(pl.col("sku").is_duplicated() & (pl.col("sku").fill_null("") != "")).then(pl.lit("sku listed twice")),
+    ).list.drop_nulls()
+    snap = snap.with_columns(problems.list.join("; ").alias("_reason"))
+    good = snap.filter(pl.col("_reason") == "").select(
+        pl.lit("whistl").alias("wms"),
+        "sku",
+        pl.lit("main").alias("location"),
+        *[pl.col(f"_{c}").alias(c) for c in QUANTITIES],
+        pl.col("_at").alias("snapshot_at"),
+        pl.col("_file_name").alias("source_file"),
+    )
+    bad = snap.filter(pl.col("_reason") != "").select(
+        pl.lit("whistl_stock").alias("source"),
+        pl.col("_file_name").alias("source_file"),
+        (pl.col("_row_no") + 1).alias("line"),
+        pl.col("_reason").alias("reason"),
+        pl.concat_str([pl.col(c).fill_null("") for c in ("sku", *QUANTITIES, "snapshot_at")], separator=",").alias(
+            "raw"
+        ),
+    )
+    return good.cast(WMS_STOCK), bad.cast(QUARANTINE)  # type: ignore[arg-type]

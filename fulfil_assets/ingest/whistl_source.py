@@ -1,0 +1,98 @@
+"""dlt source for Whistl's outgoing files (stock snapshots `inv_*.csv`, despatch confirmations `shp_*.csv`) through
+dlt's filesystem source, from a local folder or the SFTP drop. Every row of every file lands in a raw table,
+all columns as text, keyed by file and row; a file that cannot be decoded lands in `unreadable_files`. No Dagster
+here: it runs on its own with any dlt pipeline."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import dlt
+from dlt.common.configuration.specs import SFTPCredentials
+from dlt.sources import DltResource
+from dlt.sources.filesystem import FileItemDict, filesystem
+from fsspec import AbstractFileSystem
+from fsspec.implementations.local import LocalFileSystem
+
+# Files are re-listed this far back (seconds) so that a file landing with an older modification time than one
+# already read (an upload that keeps the sender's mtime) is still taken in; rows merge on file and row, so
+# re-reading is harmless.
+LISTING_LAG_S = 3600
+FEEDS = {"stock_snapshots": "inv_*.csv", "despatch_confirmations": "shp_*.csv"}
+
+
+def drop_location(
+    url: str, password: str = "", timeout_s: float = 30.0
+) -> tuple[str, SFTPCredentials | AbstractFileSystem]:
+    """A drop URL (`sftp://user@host:port/path` or a folder) as dlt's bucket URL and credentials (for a folder,
+    the local filesystem itself)."""
+    parsed = urlparse(url)
+    if parsed.scheme != "sftp":
+        path = parsed.path if parsed.scheme == "file" else url
+        return Path(path).resolve().as_uri(), LocalFileSystem()
+    credentials = SFTPCredentials(
+        sftp_port=parsed.port or 22,
+        sftp_username=parsed.username,
+        sftp_password=password,
+        sftp_timeout=timeout_s,
+        sftp_allow_agent=False,
+        sftp_look_for_keys=False,
+    )
+    return f"sftp://{parsed.hostname}{parsed.path or '/'}", credentials
+
+
+def file_rows(name: str, data: bytes, modified_at: datetime) -> Iterator[dict[str, Any]]:
+    """One dict per CSV row, every column kept as text, with `_file_name`, `_row_no` (1 = first data row) and
+    `_file_modified_at`; values past the header land in `_extra_fields`. An undecodable file yields one row
+    for `unreadable_files` instead."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        yield dlt.mark.with_table_name(
+            {"_file_name": name, "_row_no": 0, "_file_modified_at": modified_at, "reason": f"not UTF-8 text: {exc}"},
+            "unreadable_files",
+        )
+        return
+    for row_no, row in enumerate(csv.DictReader(io.StringIO(text, newline="")), start=1):
+        extra = row.pop(None, None)  # type: ignore[call-overload]
+        record: dict[str, Any] = {k: v for k, v in row.items() if k}
+        if extra:
+            record["_extra_fields"] = ",".join(extra)
+        yield {**record, "_file_name": name, "_row_no": row_no, "_file_modified_at": modified_at}
+
+
+@dlt.transformer(name="file_rows")
+def read_file_rows(items: list[FileItemDict]) -> Iterator[dict[str, Any]]:
+    """Rows of each listed file."""
+    for item in items:
+        yield from file_rows(item["file_name"], item.read_bytes(), item["modification_date"])
+
+
+@dlt.source(name="whistl")
+def whistl_source(
+    bucket_url: str = "", credentials: SFTPCredentials | AbstractFileSystem | None = None
+) -> list[DltResource]:
+    """Whistl's stock snapshot and despatch files under `out/` (and `out/archive/`, where processed files go),
+    incremental on the files' modification time. Cells stay text (no timestamp detection): staging decides what
+    a cell means and quarantines what it cannot read."""
+    dlt.current.source_schema().remove_type_detection("iso_timestamp")
+    resources = []
+    for table, pattern in FEEDS.items():
+        listing = filesystem(
+            bucket_url=bucket_url,
+            credentials=credentials,  # type: ignore[arg-type]
+            file_glob=f"out/**/{pattern}",
+            incremental=dlt.sources.incremental("modification_date", lag=LISTING_LAG_S),
+        ).with_name(f"{table}_files")
+        resources.append(
+            (listing | read_file_rows)
+            .with_name(table)
+            .apply_hints(primary_key=("_file_name", "_row_no"), write_disposition="merge")
+        )
+    return resources
