@@ -1,0 +1,106 @@
+"""Whistl's files through dlt's filesystem source, over real SFTP and from a folder; snapshot staging."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dlt
+import polars as pl
+import pytest
+
+from emulators.server import Emulators
+from fulfil_assets.ingest.whistl_source import drop_location, whistl_source
+from fulfil_assets.stage.stock import whistl_stock
+from resources.warehouse import WarehouseDb
+
+
+@pytest.mark.parametrize("via", ["sftp", "folder"])
+def test_every_row_of_every_file_once_and_new_files_on_the_next_run(
+    emulators: Emulators, tmp_path: Path, via: str
+) -> None:
+    emu = emulators
+    out = emu.whistl.root / "out"
+    first = emu.whistl.snapshot()
+    (out / "archive").mkdir(parents=True, exist_ok=True)
+    # A despatch file already archived by the despatch stage, one with an extra cell, one that is not text.
+    (out / "archive" / "shp_1.csv").write_text("order_reference,sku\nLW1,ABC\nLW1,DEF\n")
+    (out / "shp_2.csv").write_text("order_reference,sku\nLW2,ABC,surprise\n")
+    (out / "shp_3.csv").write_bytes(b"order_reference,sku\n\xff\xfe\n")
+    url = f"sftp://brand@127.0.0.1:{emu.ports['whistl_sftp']}/" if via == "sftp" else str(emu.whistl.root)
+    bucket, credentials = drop_location(url, emu.config.sftp_password)
+    db = WarehouseDb(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    p = dlt.pipeline(
+        pipeline_name=f"t_whistl_{via}",
+        dataset_name="raw_whistl",
+        destination=db.dlt_destination(),
+        pipelines_dir=str(tmp_path / "dlt"),
+    )
+    p.run(whistl_source(bucket, credentials))
+    skus = len(emu.world.wms_catalogue)
+    snap = db.read("SELECT * FROM raw_whistl.stock_snapshots")
+    assert snap.height == skus and set(snap["_file_name"]) == {first}
+    assert snap.schema["snapshot_at"] == pl.String, "cells stay text"
+    rows = db.read(
+        "SELECT _file_name, _row_no, sku, _extra_fields FROM raw_whistl.despatch_confirmations ORDER BY 1, 2"
+    )
+    assert rows.rows() == [
+        ("shp_1.csv", 1, "ABC", None),
+        ("shp_1.csv", 2, "DEF", None),
+        ("shp_2.csv", 1, "ABC", "surprise"),
+    ]
+    bad = db.read("SELECT _file_name, reason FROM raw_whistl.unreadable_files")
+    assert bad["_file_name"].to_list() == ["shp_3.csv"] and "not UTF-8" in bad["reason"][0]
+
+    # Next run: a new snapshot and the first moved to the archive; nothing is duplicated, the new file arrives.
+    emu.whistl.adjust(emu.world.wms_catalogue[0], -1)
+    second = emu.whistl.snapshot(datetime.now(UTC))
+    (out / first).rename(out / "archive" / first)
+    p.run(whistl_source(bucket, credentials))
+    counts = dict(db.read("SELECT _file_name, COUNT(*) AS n FROM raw_whistl.stock_snapshots GROUP BY 1").iter_rows())
+    assert counts == {first: skus, second: skus}
+    assert db.read("SELECT COUNT(*) AS n FROM raw_whistl.despatch_confirmations")["n"][0] == 3
+
+
+def test_newest_snapshot_is_staged_and_its_bad_rows_quarantined() -> None:
+    def rows(name: str, at: str, body: list[tuple[str, str, str, str]]) -> list[dict[str, object]]:
+        return [
+            {
+                "sku": s,
+                "on_hand": h,
+                "allocated": a,
+                "available": v,
+                "snapshot_at": at,
+                "_file_name": name,
+                "_row_no": i,
+            }
+            for i, (s, h, a, v) in enumerate(body, start=1)
+        ]
+
+    raw = pl.DataFrame(
+        rows("inv_b.csv", "2026-11-22T09:00:00Z", [("OLD1", "1", "0", "1")])
+        + rows(
+            "inv_a.csv",  # newer by its content, though its name sorts first
+            "2026-11-22T10:00:00Z",
+            [
+                ("ABC1", "5", "2", "3"),
+                ("", "1", "0", "1"),
+                ("ABC2", "x", "0", "1"),
+                ("ABC3", "4", "0", "4"),
+                ("ABC3", "4", "0", "4"),
+            ],
+        )
+    )
+    good, bad = whistl_stock(raw)
+    assert good.select("sku", "on_hand", "allocated", "available", "source_file").rows() == [
+        ("ABC1", 5, 2, 3, "inv_a.csv")
+    ]
+    assert good["snapshot_at"][0] == datetime(2026, 11, 22, 10, tzinfo=UTC)
+    assert bad.select("line", "reason").rows() == [
+        (3, "no sku"),
+        (4, "on_hand x is not a whole number"),
+        (5, "sku listed twice"),
+        (6, "sku listed twice"),
+    ]
+    empty_good, empty_bad = whistl_stock(pl.DataFrame())
+    assert empty_good.is_empty() and empty_bad.is_empty()
