@@ -52,6 +52,19 @@ class RawTranslator(DagsterDltTranslator):
         )
 
 
+def finish_pending(pipeline: dlt.Pipeline) -> bool:
+    """Load what a run killed between extract and load left behind (dlt keeps it as pending packages, with the
+    incremental state that goes with it), so this run's extract starts from where that one got to."""
+    if not pipeline.has_pending_data:
+        return False
+    # Not `pipeline.run()`: it first syncs with the destination, and a destination that never received this
+    # pipeline's state makes dlt reset the local state, cursors included, so everything would be read again.
+    if pipeline.list_extracted_load_packages():
+        pipeline.normalize()
+    pipeline.load()
+    return True
+
+
 def run_source(
     context: dg.AssetExecutionContext,
     dlt: DagsterDltResource,
@@ -62,8 +75,11 @@ def run_source(
 ) -> Iterator[dg.MaterializeResult]:
     """Run one system's dlt source into `raw_<system>`; metadata: row counts and the calls made against the
     system's rate budget (API systems)."""
+    pipeline = dlt_pipeline(system, db)
+    if finish_pending(pipeline):
+        context.log.warning(f"{system}: loaded the data a previous run left half way before reading new data")
     try:
-        events = list(dlt.run(context=context, dlt_source=source, dlt_pipeline=dlt_pipeline(system, db)))
+        events = list(dlt.run(context=context, dlt_source=source, dlt_pipeline=pipeline))
     finally:
         if client is not None:
             client.close()
