@@ -160,7 +160,7 @@ def run_case(emu: Emulators, case: Case, n: int, share: float, workdir: Path) ->
         pipelines_dir=str(workdir / "dlt"),
     )
     start = time.perf_counter()
-    p.extract(source)
+    p.extract(source, loader_file_format="jsonl")  # as fulfil loads into DuckDB (WarehouseDb.dlt_file_format)
     extract_s = time.perf_counter() - start
     p.normalize()
     p.load()
@@ -245,7 +245,7 @@ def whistl_files(emu: Emulators, workdir: Path, files: int = 50, rows_per_file: 
         pipelines_dir=str(workdir / "dlt"),
     )
     start = time.perf_counter()
-    p.run(whistl_source(bucket, creds).with_resources("despatch_confirmations"))
+    p.run(whistl_source(bucket, creds).with_resources("despatch_confirmations"), loader_file_format="jsonl")
     total = time.perf_counter() - start
     rows = files * rows_per_file
     print(
@@ -264,7 +264,7 @@ client = LinnworksClient(a["url"], *a["creds"], budget_share=1e6)
 p = dlt.pipeline(pipeline_name="bench_memory", dataset_name="raw_linnworks",
                  destination=dlt.destinations.duckdb(a["db"]), pipelines_dir=a["dlt"])
 start = time.perf_counter()
-p.run(linnworks_source(client, page_size=200).with_resources("open_orders"))
+p.run(linnworks_source(client, page_size=200).with_resources("open_orders"), loader_file_format="jsonl")
 with p.sql_client() as sql:
     n = sql.execute_sql("SELECT COUNT(*) FROM open_orders")[0][0]
     items = sql.execute_sql("SELECT COUNT(*) FROM open_orders__items")[0][0]

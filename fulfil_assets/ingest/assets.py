@@ -79,7 +79,9 @@ def run_source(
     if finish_pending(pipeline):
         context.log.warning(f"{system}: loaded the data a previous run left half way before reading new data")
     try:
-        events = list(dlt.run(context=context, dlt_source=source, dlt_pipeline=pipeline))
+        events = list(
+            dlt.run(context=context, dlt_source=source, dlt_pipeline=pipeline, loader_file_format=db.dlt_file_format)
+        )
     finally:
         if client is not None:
             client.close()
