@@ -4,25 +4,11 @@ from __future__ import annotations
 
 import polars as pl
 
+from fulfil_assets.despatch.whistl_files import DESPATCH_SCHEMA
 from fulfil_assets.stage.common import ensure_columns
 
-DESPATCH_COLUMNS = {
-    "wms": pl.String,
-    "order_ref": pl.String,
-    "order_key": pl.String,
-    "despatch_ref": pl.String,
-    "line_no": pl.Int32,
-    "parcel_no": pl.Int32,
-    "sku": pl.String,
-    "quantity": pl.Int64,
-    "carrier": pl.String,
-    "service_code": pl.String,
-    "tracking_number": pl.String,
-    "tracking_url": pl.String,
-    "despatched_at": pl.Datetime("us", "UTC"),
-    "partial": pl.Boolean,
-    "source_file": pl.String,
-}
+# The despatch-file rows plus the order they belong to (null until matched).
+DESPATCH_COLUMNS = {**DESPATCH_SCHEMA, "order_key": pl.String}
 
 
 def peoplevox_despatches(raw: pl.DataFrame, sent: pl.DataFrame) -> pl.DataFrame:
