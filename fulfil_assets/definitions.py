@@ -6,6 +6,7 @@ from dagster_dlt import DagsterDltResource
 from fulfil_assets.config import FulfilConfig, load_config
 from fulfil_assets.despatch import definitions as despatch
 from fulfil_assets.ingest import definitions as ingest
+from fulfil_assets.ingest.assets import RAW_ASSETS, ingest_group
 from fulfil_assets.push import definitions as push
 from fulfil_assets.reconcile import definitions as reconcile
 from fulfil_assets.stage import definitions as stage
@@ -75,7 +76,7 @@ def build_definitions(config: FulfilConfig) -> dg.Definitions:
     """All stages merged, with the order sync job and its schedule."""
     order_sync_job = dg.define_asset_job(
         "order_sync_job",
-        selection=dg.AssetSelection.groups("ingest", "stage", "validate", "push"),
+        selection=dg.AssetSelection.groups(*(ingest_group(s) for s in RAW_ASSETS), "stage", "validate", "push"),
         tags=WAREHOUSE_TAGS,
         description="Ingest orders and stock, stage, validate, and send what is ready to the warehouse.",
     )

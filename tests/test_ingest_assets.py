@@ -55,7 +55,10 @@ def test_every_system_ingests_and_stages_completely(
         monkeypatch.setenv(key, value)
     config = all_systems_config(emu, tmp_path)
     defs = build_definitions(config)
-    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    groups = {graph.get(k).group_name for k in graph.get_all_asset_keys() if k.path[0].startswith("raw_")}
+    assert groups == {f"{s}_ingest" for s in ("linnworks", "cin7", "shopify", "bigcommerce", "peoplevox", "whistl")}
     assert {
         "raw_cin7/sales",
         "raw_shopify/orders",
@@ -69,8 +72,7 @@ def test_every_system_ingests_and_stages_completely(
     pvx.save_data("Sales order items", [{"SalesOrderNumber": "LW9", "ItemCode": sku, "QuantityOrdered": 2, "Line": 1}])
     tracking = emu.peoplevox.control("despatch", {"order": "LW9"})["tracking_number"]
     instance = dg.DagsterInstance.ephemeral()
-    graph = defs.resolve_asset_graph()
-    wanted = [k for k in graph.get_all_asset_keys() if graph.get(k).group_name in ("ingest", "stage")]
+    wanted = [k for k in graph.get_all_asset_keys() if (graph.get(k).group_name or "").endswith(("_ingest", "stage"))]
     result = defs.resolve_implicit_global_asset_job_def().execute_in_process(instance=instance, asset_selection=wanted)
     assert result.success
     mats = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()]

@@ -40,15 +40,23 @@ def dlt_pipeline(system: str, db: WarehouseDb | None) -> dlt.Pipeline:
     )
 
 
+def ingest_group(system: str) -> str:
+    """The UI group of one system's raw assets (`linnworks_ingest`, ...)."""
+    return f"{system}_ingest"
+
+
 class RawTranslator(DagsterDltTranslator):
-    """Raw tables as `raw_<system>/<table>` in the ingest group."""
+    """Raw tables as `raw_<system>/<table>`, grouped per system."""
 
     def get_asset_spec(self, data: DltResourceTranslatorData) -> dg.AssetSpec:
         """Key, group and kinds for one dlt resource."""
         spec = super().get_asset_spec(data)
         system = data.pipeline.dataset_name.removeprefix("raw_") if data.pipeline else "source"
         return spec.replace_attributes(
-            key=dg.AssetKey([f"raw_{system}", data.resource.name]), group_name="ingest", deps=[], kinds={"dlt", system}
+            key=dg.AssetKey([f"raw_{system}", data.resource.name]),
+            group_name=ingest_group(system),
+            deps=[],
+            kinds={"dlt", system},
         )
 
 
