@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import functools
 import io
 import re
 import uuid
@@ -91,20 +92,29 @@ def _csv(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
+@functools.lru_cache(maxsize=256)
+def _parse(clause: str) -> tuple[tuple[re.Match[str], ...], ...]:
+    """A SearchClause as OR-ed groups of AND-ed parsed terms (parsed once, not once per row)."""
+    groups = []
+    for alternative in re.split(r"\s+OR\s+", clause):
+        terms = []
+        for term in re.split(r"\s+AND\s+", alternative):
+            m = _CLAUSE.match(term)
+            if not m:
+                raise ValueError(f"Cannot parse search clause {term!r}")
+            terms.append(m)
+        groups.append(tuple(terms))
+    return tuple(groups)
+
+
 def _matches(row: dict[str, Any], clause: str) -> bool:
     """Evaluate a SearchClause (`AND`/`OR` of simple comparisons) against a row."""
     if not clause.strip():
         return True
-    for alternative in re.split(r"\s+OR\s+", clause):
-        if all(_term(row, term) for term in re.split(r"\s+AND\s+", alternative)):
-            return True
-    return False
+    return any(all(_term(row, m) for m in terms) for terms in _parse(clause))
 
 
-def _term(row: dict[str, Any], term: str) -> bool:
-    m = _CLAUSE.match(term)
-    if not m:
-        raise ValueError(f"Cannot parse search clause {term!r}")
+def _term(row: dict[str, Any], m: re.Match[str]) -> bool:
     if m.group(6):
         value = str(row.get(m.group(6), ""))
         return {"Contains": value.__contains__, "StartsWith": value.startswith, "EndsWith": value.endswith}[m.group(7)](
