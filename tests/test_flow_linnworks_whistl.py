@@ -201,6 +201,9 @@ def test_faults_rejections_and_fixes(emulators: Emulators, fulfil_env: dict, tmp
     for table in ("order_exceptions", "wms_submissions", "tracking_posts", "processed_files"):
         dump = str(db.read(f"SELECT * FROM {SCHEMA}.{table}").rows())
         assert not any(s in dump for s in secrets)
+    # Nor in what dlt keeps on disk (pipeline state, schemas, traces, load packages).
+    kept = [f for f in Path(fulfil_env["FULFIL_DATA_DIR"]).rglob("*") if f.is_file()]
+    assert kept and not [f for f in kept for s in secrets if s.encode() in f.read_bytes()]
 
 
 def test_rejected_credentials_fail_the_run_clearly(
