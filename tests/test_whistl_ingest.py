@@ -5,14 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import dagster as dg
 import dlt
 import polars as pl
 import pytest
 
 from emulators.server import Emulators
+from fulfil_assets.config import FulfilConfig
+from fulfil_assets.definitions import build_definitions
 from fulfil_assets.ingest.whistl_source import drop_location, whistl_source
 from fulfil_assets.stage.stock import whistl_stock
-from resources.warehouse import WarehouseDb
+from resources.warehouse import SCHEMA, WarehouseDb
 
 
 @pytest.mark.parametrize("via", ["sftp", "folder"])
@@ -104,3 +107,38 @@ def test_newest_snapshot_is_staged_and_its_bad_rows_quarantined() -> None:
     ]
     empty_good, empty_bad = whistl_stock(pl.DataFrame())
     assert empty_good.is_empty() and empty_bad.is_empty()
+
+
+def test_an_unusable_snapshot_keeps_the_last_good_one(emulators: Emulators, fulfil_env: dict, tmp_path: Path) -> None:
+    emu = emulators
+    config = FulfilConfig.model_validate(
+        {
+            "flows": ["linnworks_whistl"],
+            "data_dir": str(tmp_path / "data"),
+            "systems": {"linnworks": {"base_url": emu.url("linnworks")}, "whistl": {"drop_url": str(emu.whistl.root)}},
+        }
+    )
+    defs = build_definitions(config)
+    job = defs.resolve_implicit_global_asset_job_def()
+    keys = [dg.AssetKey(["raw_whistl", "stock_snapshots"]), dg.AssetKey(["raw_whistl", "despatch_confirmations"])]
+    keys.append(dg.AssetKey("wms_stock"))
+    instance = dg.DagsterInstance.ephemeral()
+    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+
+    def stock() -> pl.DataFrame:
+        return db.read(f"SELECT source_file, COUNT(*) AS n FROM {SCHEMA}.wms_stock WHERE wms = 'whistl' GROUP BY 1")
+
+    good = emu.whistl.snapshot()
+    assert job.execute_in_process(instance=instance, asset_selection=keys).success
+    assert stock().rows() == [(good, len(emu.world.wms_catalogue))]
+    # A newer snapshot with not one usable row (quantities are not numbers): the catalogue must not empty.
+    (emu.whistl.root / "out" / "inv_29991231T000000_99999.csv").write_text(
+        "sku,on_hand,allocated,available,snapshot_at\nABC1,x,0,1,2999-12-31T00:00:00Z\nABC2,1,?,1,2999-12-31T00:00:00Z\n"
+    )
+    for _ in range(2):  # twice: the file's rows are quarantined once
+        assert job.execute_in_process(instance=instance, asset_selection=keys).success
+        assert stock().rows() == [(good, len(emu.world.wms_catalogue))]
+    quarantined = db.read(
+        f"SELECT line, reason FROM {SCHEMA}.quarantined_rows WHERE source = 'whistl_stock' ORDER BY line"
+    ).rows()
+    assert quarantined == [(2, "on_hand x is not a whole number"), (3, "allocated ? is not a whole number")]

@@ -147,14 +147,18 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
     @dg.asset(group_name="stage", deps=wms_deps, op_tags=WRITE_TAGS, kinds={"polars"})
     def wms_stock(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
         """What each warehouse physically holds (and so its item catalogue): Whistl's newest full snapshot file
-        (unusable rows quarantined once per file) and Peoplevox's `Available` report."""
+        (unusable rows quarantined once per file; a file with no usable row leaves the last snapshot in place)
+        and Peoplevox's `Available` report."""
         db = warehouse.get_db()
         metadata: dict[str, Any] = {}
         if systems.whistl is not None:
             good, bad = whistl_stock(raw_table(db, "whistl", "stock_snapshots"))
             if good.height or bad.height:
                 snapshot = (good["source_file"] if good.height else bad["source_file"])[0]
-                db.write("wms_stock", good, mode="replace", replace_where="wms = 'whistl'")
+                if good.height:
+                    db.write("wms_stock", good, mode="replace", replace_where="wms = 'whistl'")
+                else:  # not one usable row: keep the last good snapshot rather than empty the catalogue
+                    context.log.error(f"{snapshot}: no usable stock row; keeping the previous snapshot")
                 seen = db.read(
                     f"SELECT COUNT(*) AS n FROM {SCHEMA}.quarantined_rows "
                     "WHERE source = 'whistl_stock' AND source_file = :f",
@@ -164,7 +168,7 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
                     db.write("quarantined_rows", bad.with_columns(pl.lit(now_utc()).alias("quarantined_at")))
                     context.log.warning(f"{snapshot}: {bad.height} stock rows quarantined")
                 metadata |= {
-                    "whistl_snapshot": snapshot,
+                    "whistl_snapshot": snapshot if good.height else f"{snapshot} (unusable; previous kept)",
                     "whistl_skus": good.height,
                     "whistl_units_available": int(good["available"].sum() or 0),
                     "whistl_rows_quarantined": bad.height,
