@@ -170,8 +170,9 @@ def peoplevox_raw(
 def whistl_raw(
     context: dg.AssetExecutionContext, dlt: DagsterDltResource, whistl_drop: FileDrop, warehouse: Warehouse
 ) -> Iterator[dg.MaterializeResult]:
-    """Every row of Whistl's stock snapshot and despatch confirmation files (folder or SFTP), new files only;
-    stock snapshots loaded are then archived (despatch files are archived by the despatch stage)."""
+    """Every row of Whistl's stock snapshot and despatch confirmation files (folder or SFTP) that changed since
+    the last run (rows merge on file and row); stock snapshots loaded are then archived (despatch files are
+    archived by the despatch stage)."""
     db = warehouse.get_db()
     bucket, credentials = drop_location(whistl_drop.url, whistl_drop.password, whistl_drop.timeout_s)
     yield from run_source(context, dlt, "whistl", whistl_source(bucket, credentials), None, db)
