@@ -1,8 +1,10 @@
 """Whistl 3PL emulator: a flat-file WMS on a drop folder (served over SFTP by the runner).
 
-Orders arrive as `in/ord_*.csv` (row per line) and cancellations as `in/can_*.csv`; the warehouse answers with
-`out/shp_*.csv` despatch confirmations (row per line per parcel, partials included), `out/err_*.csv`
-rejections and `out/inv_*.csv` full stock snapshots. Each `step()` moves every order one stage along
+Orders arrive as `in/ord_*.csv` (row per line) and cancellations as `in/can_*.csv`; the warehouse takes each
+file out of `in/` as it reads it (as real 3PLs do) and acknowledges every order file with `out/ack_*.csv` (one
+row per order: ACCEPTED or REJECTED, or one FILE_MALFORMED row), then answers with `out/shp_*.csv` despatch
+confirmations (row per line per parcel, partials included), `out/err_*.csv` rejections and `out/inv_*.csv` full
+stock snapshots. Each `step()` moves every order one stage along
 received -> picking -> packed -> despatched, as a shift would.
 """
 
@@ -57,6 +59,7 @@ DESPATCH_COLUMNS = (
 )
 STOCK_COLUMNS = ("sku", "description", "on_hand", "allocated", "available", "quarantine", "snapshot_at")
 REJECT_COLUMNS = ("order_reference", "reason_code", "detail", "source_file")
+ACK_COLUMNS = ("file_name", "order_reference", "status", "reason_code", "received_at")
 CANCEL_COLUMNS = ("order_reference", "reason")
 SERVICE_CODES = {"WHISTL-T24": True, "WHISTL-T48": True, "WHISTL-INTL": True, "WHISTL-RM48": False}
 STAGES = ("received", "picking", "packed", "despatched")
@@ -109,6 +112,7 @@ class Whistl:
         self.rejections: list[dict[str, str]] = []
         self.cancel_results: dict[str, str] = {}
         self.seen_files: set[str] = set()
+        self.received_dir = self.root / ".wms" / "received"  # where consumed inbox files go (not served)
         self.files_written: list[str] = []
         self._seq = 0
         self.lock = threading.RLock()
@@ -127,10 +131,16 @@ class Whistl:
         self.files_written.append(name)
         return name
 
-    def _new_files(self, prefix: str) -> list[Path]:
+    def _new_files(self, prefix: str) -> list[tuple[str, bytes]]:
+        """Take new files of `prefix` out of the inbox: (name, bytes) each, the file moved out of `in/`."""
         found = sorted(p for p in self.inbox.glob(f"{prefix}_*.csv") if p.name not in self.seen_files)
         self.seen_files.update(p.name for p in found)
-        return found
+        self.received_dir.mkdir(parents=True, exist_ok=True)
+        taken = []
+        for path in found:
+            taken.append((path.name, path.read_bytes()))
+            os.replace(path, self.received_dir / path.name)
+        return taken
 
     def _reject(self, ref: str, code: str, detail: str, source: str, out: list[dict[str, str]]) -> None:
         row = {"order_reference": ref, "reason_code": code, "detail": detail, "source_file": source}
@@ -140,13 +150,17 @@ class Whistl:
     def receive_orders(self, now: datetime) -> list[dict[str, str]]:
         """Read new order files, accept or reject each order; return the rejections."""
         rejected: list[dict[str, str]] = []
-        for path in self._new_files("ord"):
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        for name, data in self._new_files("ord"):
+            acks: list[dict[str, str]] = []
             try:
-                rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+                rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
                 if not rows or set(ORDER_COLUMNS) - set(rows[0]):
                     raise ValueError(f"missing columns {sorted(set(ORDER_COLUMNS) - set(rows[0] if rows else {}))}")
             except (ValueError, UnicodeDecodeError, csv.Error) as exc:
-                self._reject("", "FILE_MALFORMED", str(exc), path.name, rejected)
+                self._reject("", "FILE_MALFORMED", str(exc), name, rejected)
+                acks.append(self._ack(name, "", "REJECTED", "FILE_MALFORMED", stamp))
+                self._write("ack", ACK_COLUMNS, acks, now)
                 continue
             by_ref: dict[str, list[dict[str, str]]] = {}
             for row in rows:
@@ -155,20 +169,33 @@ class Whistl:
                 self.receipts[ref] += 1
                 problem = self._check(ref, lines)
                 if problem:
-                    self._reject(ref, problem[0], problem[1], path.name, rejected)
+                    self._reject(ref, problem[0], problem[1], name, rejected)
+                    acks.append(self._ack(name, ref, "REJECTED", problem[0], stamp))
                     continue
                 order = WmsOrder(
                     ref,
                     lines[0]["service_code"],
                     {int(r["line_number"]): (r["sku"], int(r["quantity"])) for r in lines},
-                    path.name,
+                    name,
                 )
                 self.orders[ref] = order
                 for sku, qty in order.lines.values():
                     self.allocated[sku] += qty
+                acks.append(self._ack(name, ref, "ACCEPTED", "", stamp))
+            self._write("ack", ACK_COLUMNS, acks, now)
         if rejected:
             self._write("err", REJECT_COLUMNS, rejected, now)
         return rejected
+
+    @staticmethod
+    def _ack(file_name: str, ref: str, status: str, code: str, stamp: str) -> dict[str, str]:
+        return {
+            "file_name": file_name,
+            "order_reference": ref,
+            "status": status,
+            "reason_code": code,
+            "received_at": stamp,
+        }
 
     def _check(self, ref: str, lines: list[dict[str, str]]) -> tuple[str, str] | None:
         """What a real WMS rejects: duplicates, bad service, missing phone/postcode, bad or unknown SKU."""
@@ -196,8 +223,8 @@ class Whistl:
     def receive_cancellations(self, now: datetime) -> dict[str, str]:
         """Cancel orders not yet picking; refuse the rest (the picking cut-off)."""
         results: dict[str, str] = {}
-        for path in self._new_files("can"):
-            for row in csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))):
+        for _, data in self._new_files("can"):
+            for row in csv.DictReader(io.StringIO(data.decode("utf-8"))):
                 ref = row.get("order_reference", "")
                 order = self.orders.get(ref)
                 if order is None:

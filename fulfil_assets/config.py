@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlparse
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 FLOWS = ("linnworks_whistl", "cin7_whistl", "bigcommerce_whistl", "linnworks_peoplevox", "shopify_linnworks")
 FLOW_SYSTEMS = {
@@ -24,6 +25,58 @@ FLOW_SYSTEMS = {
 
 class ConfigError(ValueError):
     """fulfil.yaml is missing or invalid."""
+
+
+def _http_url(value: str) -> str:
+    """An API base URL: http(s) with a host, nothing else."""
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https"):
+        raise ValueError(f"{value!r} must start with https:// (or http:// for a local emulator)")
+    if not parsed.hostname:
+        raise ValueError(f"{value!r} has no host")
+    return value
+
+
+def _drop_url(value: str) -> str:
+    """A file exchange: `sftp://user@host[:port]/path`, `file:///path`, or a plain local folder."""
+    parsed = urlparse(value)
+    if parsed.scheme == "sftp":
+        if not parsed.hostname or not parsed.username:
+            raise ValueError(f"{value!r} needs a user and a host: sftp://user@host:port/path")
+        try:
+            parsed.port  # noqa: B018 - a bad port raises here
+        except ValueError:
+            raise ValueError(f"{value!r} has a port that is not a number from 1 to 65535") from None
+    elif parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise ValueError(f"{value!r}: a file:// URL names a folder on this machine (file:///path)")
+    elif "://" in value or (parsed.scheme and len(parsed.scheme) > 1):
+        # `stfp://...` or `ftp:...`: a typo must not quietly become a local folder of that name.
+        raise ValueError(f"{value!r}: unknown scheme {parsed.scheme!r}; use sftp://user@host:port/path or a folder")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+DropUrl = Annotated[str, AfterValidator(_drop_url)]
+# Every N minutes as cron can express it exactly: N divides an hour, or N is whole hours that divide a day.
+EVERY_MINUTES = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60, 120, 180, 240, 360, 480, 720, 1440)
+
+
+def _every(value: int) -> int:
+    if value not in EVERY_MINUTES:
+        raise ValueError(f"{value} minutes cannot run evenly on a clock; use one of {list(EVERY_MINUTES)}")
+    return value
+
+
+Minutes = Annotated[int, AfterValidator(_every)]
+
+
+def every_minutes_cron(minutes: int) -> str:
+    """The cron schedule for 'every `minutes` minutes' (a value of `EVERY_MINUTES`)."""
+    if minutes < 60:
+        return f"*/{minutes} * * * *"
+    hours = minutes // 60
+    return "0 * * * *" if hours == 1 else ("0 0 * * *" if hours == 24 else f"0 */{hours} * * *")
 
 
 class _Strict(BaseModel):
@@ -41,18 +94,23 @@ class LinnworksCredentials(_Strict):
 class LinnworksConfig(_Strict):
     """Linnworks account."""
 
-    base_url: str = "https://api.linnworks.net"
+    base_url: HttpUrl = "https://api.linnworks.net"
     credentials: LinnworksCredentials = LinnworksCredentials()
     budget_share: float = Field(0.5, gt=0, le=1)
-    fulfilment_location_id: str | None = None
+    timeout_s: float = Field(30.0, gt=0, le=300, description="seconds before a call is given up")
 
 
 class WhistlConfig(_Strict):
     """Whistl file exchange."""
 
-    drop_url: str = Field(description="local folder or sftp://user@host:port/path")
+    drop_url: DropUrl = Field(description="local folder or sftp://user@host:port/path")
     password_env: str = "WHISTL_SFTP_PASSWORD"
-    order_ref_prefix: str = "LW"
+    ack_grace_minutes: int = Field(
+        10,
+        ge=0,
+        le=1440,
+        description="how long an unconfirmed upload waits for Whistl's acknowledgement before it is sent again",
+    )
 
 
 class Cin7Credentials(_Strict):
@@ -65,7 +123,7 @@ class Cin7Credentials(_Strict):
 class Cin7Config(_Strict):
     """Cin7 Core account."""
 
-    base_url: str = "https://inventory.dearsystems.com/ExternalApi/v2/"
+    base_url: HttpUrl = "https://inventory.dearsystems.com/ExternalApi/v2/"
     credentials: Cin7Credentials = Cin7Credentials()
     budget_share: float = Field(0.5, gt=0, le=1)
 
@@ -79,7 +137,7 @@ class TokenCredentials(_Strict):
 class ShopifyConfig(_Strict):
     """Shopify store."""
 
-    base_url: str = Field(description="https://{shop}.myshopify.com/admin/api/{version}/")
+    base_url: HttpUrl = Field(description="https://{shop}.myshopify.com/admin/api/{version}/")
     credentials: TokenCredentials = TokenCredentials(access_token="SHOPIFY_ACCESS_TOKEN")
     budget_share: float = Field(0.5, gt=0, le=1)
     leak_per_s: float = Field(2.0, gt=0)
@@ -88,7 +146,7 @@ class ShopifyConfig(_Strict):
 class BigCommerceConfig(_Strict):
     """BigCommerce store."""
 
-    base_url: str = Field(description="https://api.bigcommerce.com/stores/{store_hash}/")
+    base_url: HttpUrl = Field(description="https://api.bigcommerce.com/stores/{store_hash}/")
     credentials: TokenCredentials = TokenCredentials(access_token="BIGCOMMERCE_ACCESS_TOKEN")
     budget_share: float = Field(0.5, gt=0, le=1)
 
@@ -104,7 +162,7 @@ class PeoplevoxCredentials(_Strict):
 class PeoplevoxConfig(_Strict):
     """Peoplevox account."""
 
-    base_url: str = Field(description="https://{host}/{ClientId}/resources/integrationservicev4.asmx")
+    base_url: HttpUrl = Field(description="https://{host}/{ClientId}/resources/integrationservicev4.asmx")
     credentials: PeoplevoxCredentials = PeoplevoxCredentials()
     budget_share: float = Field(0.5, gt=0, le=1)
 
@@ -123,19 +181,21 @@ class SystemsConfig(_Strict):
 class ScheduleConfig(_Strict):
     """How often the scheduled jobs run."""
 
-    order_sync_minutes: int = Field(5, ge=1)
-    tracking_retry_minutes: int = Field(10, ge=1)
-    despatch_poll_seconds: int = Field(30, ge=5)
+    order_sync_minutes: Minutes = 5
+    tracking_retry_minutes: Minutes = 10
+    despatch_poll_seconds: int = Field(30, ge=5, le=3600)
 
 
 class FulfilConfig(_Strict):
     """The whole of fulfil.yaml."""
 
     flows: list[Literal[FLOWS]] = Field(min_length=1)  # type: ignore[valid-type]
-    data_dir: Path = Path("data")
     systems: SystemsConfig
-    service_map: Path = Path("expectations/service_codes.csv")
     schedules: ScheduleConfig = ScheduleConfig()
+    modes: dict[Literal[FLOWS], Literal["live", "shadow"]] = Field(  # type: ignore[valid-type]
+        default_factory=dict,
+        description="per flow: live (default) sends; shadow records every effect it would send and sends nothing",
+    )
 
     @model_validator(mode="after")
     def _systems_present(self) -> FulfilConfig:
@@ -143,7 +203,28 @@ class FulfilConfig(_Strict):
             for system in FLOW_SYSTEMS[flow]:
                 if getattr(self.systems, system) is None:
                     raise ValueError(f"flow {flow} needs systems.{system}")
+        doubled = sorted({f for f in self.flows if self.flows.count(f) > 1})
+        if doubled:
+            raise ValueError(f"flows: {', '.join(doubled)} listed twice")
+        for flow in self.modes:
+            if flow not in self.flows:
+                raise ValueError(f"modes.{flow}: not one of the configured flows {list(self.flows)}")
         return self
+
+
+def flow_of(oms: str, wms: str) -> str:
+    """The flow name of orders going from `oms` to `wms`."""
+    return f"{oms}_{wms}"
+
+
+def whistl_sources(config: FulfilConfig) -> list[str]:
+    """The order systems whose configured flow sends orders to Whistl."""
+    return [FLOW_SYSTEMS[f][0] for f in config.flows if FLOW_SYSTEMS[f][1] == "whistl"]
+
+
+def is_shadow(config: FulfilConfig, flow: str) -> bool:
+    """Whether `flow` runs in shadow mode."""
+    return config.modes.get(flow, "live") == "shadow"  # type: ignore[call-overload]
 
 
 def config_path() -> Path:
@@ -151,13 +232,40 @@ def config_path() -> Path:
     return Path(os.environ.get("FULFIL_CONFIG", "fulfil.yaml"))
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the last silently)."""
+
+
+def _mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} given twice (first on line {seen[key] + 1})", key_node.start_mark
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def _message(err: Any) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown key (fulfil does not use it; check the spelling)"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
 def load_config(path: Path | None = None) -> FulfilConfig:
-    """Read and validate fulfil.yaml; raise ConfigError naming the bad key."""
+    """Read and validate fulfil.yaml; raise ConfigError naming the file, the bad key and why."""
     path = path or config_path()
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # a SafeLoader
     except FileNotFoundError:
         raise ConfigError(f"{path}: not found (set FULFIL_CONFIG or create fulfil.yaml)") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
@@ -166,6 +274,6 @@ def load_config(path: Path | None = None) -> FulfilConfig:
         return FulfilConfig.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {_message(err)}" for err in exc.errors()
         )
         raise ConfigError(f"{path}: {problems}") from None

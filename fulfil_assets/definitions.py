@@ -3,7 +3,7 @@
 import dagster as dg
 from dagster_dlt import DagsterDltResource
 
-from fulfil_assets.config import FulfilConfig, load_config
+from fulfil_assets.config import FulfilConfig, every_minutes_cron, load_config
 from fulfil_assets.despatch import definitions as despatch
 from fulfil_assets.ingest import definitions as ingest
 from fulfil_assets.ingest.assets import RAW_ASSETS, ingest_group
@@ -35,6 +35,7 @@ def resources_for(config: FulfilConfig) -> dict[str, object]:
             application_secret=dg.EnvVar(creds.application_secret),
             token=dg.EnvVar(creds.token),
             budget_share=lw.budget_share,
+            timeout_s=lw.timeout_s,
         )
     if (whistl := systems.whistl) is not None:
         resources["whistl_drop"] = (
@@ -86,7 +87,7 @@ def build_definitions(config: FulfilConfig) -> dg.Definitions:
             dg.ScheduleDefinition(
                 name="order_sync_schedule",
                 job=order_sync_job,
-                cron_schedule=f"*/{config.schedules.order_sync_minutes} * * * *",
+                cron_schedule=every_minutes_cron(config.schedules.order_sync_minutes),
                 default_status=dg.DefaultScheduleStatus.RUNNING,
             )
         ],
@@ -95,10 +96,10 @@ def build_definitions(config: FulfilConfig) -> dg.Definitions:
         ingest.build_defs(config),
         stage.build_defs(config),
         validate.defs,
-        push.defs,
+        push.build_defs(config),
         reconcile.defs,
         sync,
-        despatch.build_defs(config.schedules.despatch_poll_seconds, config.schedules.tracking_retry_minutes),
+        despatch.build_defs(config),
     ]
     # DuckDB has one writer: steps run in the run's own process, one after another.
     return dg.Definitions.merge(

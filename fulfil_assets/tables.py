@@ -8,6 +8,16 @@ if TYPE_CHECKING:
     from resources.warehouse import WarehouseDb
 
 TS = "TIMESTAMP WITH TIME ZONE"
+# Every ledger (see fulfil_assets/effects.py): the effect, its payload, who is sending it, what came back.
+LEDGER_COLUMNS = {
+    "flow": "TEXT",
+    "target": "TEXT",
+    "payload": "TEXT",
+    "payload_hash": "TEXT",
+    "claimed_by": "TEXT",
+    "claimed_until": TS,
+    "attempted_at": TS,
+}
 LEDGER = f"""
     idempotency_key TEXT PRIMARY KEY,
     order_key TEXT NOT NULL,
@@ -17,7 +27,8 @@ LEDGER = f"""
     result TEXT,
     created_at {TS} NOT NULL,
     updated_at {TS} NOT NULL,
-    confirmed_at {TS}"""
+    confirmed_at {TS}, """ + ", ".join(f"{c} {t}" for c, t in LEDGER_COLUMNS.items())
+LEDGERS = ("wms_submissions", "cancellations", "tracking_posts", "stock_pushes")
 
 TABLES = {
     "orders": f"""
@@ -60,7 +71,10 @@ TABLES = {
     "quarantined_rows": f"""
     source TEXT NOT NULL, source_file TEXT NOT NULL, line BIGINT, reason TEXT NOT NULL, raw TEXT,
     quarantined_at {TS} NOT NULL""",
-    "wms_submissions": LEDGER + ", wms TEXT NOT NULL, order_ref TEXT NOT NULL, file_name TEXT, payload_hash TEXT",
+    "wms_submissions": LEDGER + ", wms TEXT NOT NULL, order_ref TEXT NOT NULL, file_name TEXT",
+    "wms_acknowledgements": f"""
+    wms TEXT NOT NULL, file_name TEXT NOT NULL, order_ref TEXT NOT NULL, status TEXT NOT NULL, detail TEXT,
+    ack_file TEXT NOT NULL, received_at {TS}, PRIMARY KEY (wms, file_name, order_ref)""",
     "cancellations": LEDGER + ", wms TEXT NOT NULL, order_ref TEXT NOT NULL, file_name TEXT",
     "tracking_posts": LEDGER + ", oms TEXT NOT NULL, despatch_ref TEXT NOT NULL, tracking_number TEXT, kind TEXT",
     "stock_pushes": LEDGER + ", oms TEXT NOT NULL, sku TEXT NOT NULL, location TEXT NOT NULL, level BIGINT",
@@ -68,7 +82,13 @@ TABLES = {
 
 
 def ensure_tables(db: WarehouseDb) -> None:
-    """Create schema `fulfil` and every table that is missing (never alters or drops)."""
+    """Create schema `fulfil` and every table that is missing; add missing ledger columns (never drops)."""
     statements = ["CREATE SCHEMA IF NOT EXISTS fulfil"]
     statements += [f"CREATE TABLE IF NOT EXISTS fulfil.{name} ({ddl})" for name, ddl in TABLES.items()]
+    # Ledgers made before the effect module gain its columns (additive only).
+    statements += [
+        f"ALTER TABLE fulfil.{name} ADD COLUMN IF NOT EXISTS {column} {sql_type}"
+        for name in LEDGERS
+        for column, sql_type in LEDGER_COLUMNS.items()
+    ]
     db.execute(statements)

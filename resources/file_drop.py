@@ -162,6 +162,8 @@ class FileDrop(dg.ConfigurableResource):
     def session(self) -> Iterator[DropSession]:
         """An open exchange for the duration of a step."""
         parsed = urlparse(self.url)
+        if parsed.scheme not in ("", "sftp", "file") and "://" in self.url:
+            raise ValueError(f"drop url: unknown scheme {parsed.scheme!r} (sftp://user@host:port/path or a folder)")
         if parsed.scheme != "sftp":
             yield LocalDrop(Path(parsed.path if parsed.scheme == "file" else self.url))
             return

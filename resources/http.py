@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
@@ -24,13 +24,22 @@ class SystemError_(Exception):
 
 
 class TransientError(SystemError_):
-    """A failure worth retrying (5xx, 429, timeouts, resets)."""
+    """A failure worth retrying (5xx, 429, timeouts, resets). `maybe_applied`: the system may have carried the
+    call out before the failure (a timeout or reset after sending, a 5xx), so a call that changes something must
+    not be repeated blindly; a 429 or a refused connection is known not to have been applied."""
 
     def __init__(
-        self, system: str, call: str, reason: str, status: int | None = None, retry_after: float | None = None
+        self,
+        system: str,
+        call: str,
+        reason: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+        maybe_applied: bool = True,
     ) -> None:
         super().__init__(system, call, reason, status)
         self.retry_after = retry_after
+        self.maybe_applied = maybe_applied
 
 
 class DataError(SystemError_):
@@ -161,18 +170,26 @@ class ApiClient:
     def check_body(self, call: str, response: httpx.Response) -> None:
         """Raise for errors a system reports inside a 2xx answer."""
 
-    def request(self, method: str, url: str, call: str, **kwargs: Any) -> Any:
+    def request(self, method: str, url: str, call: str, *, effect: bool = False, **kwargs: Any) -> Any:
         """Send one logical call and return its parsed JSON (None for an empty body), retrying transient
-        failures (a truncated body included); raise a classified error otherwise."""
-        return self.exchange(method, url, call, **kwargs)[0]
+        failures (a truncated body included); raise a classified error otherwise. A call that changes something
+        (`effect=True`) is retried only when it certainly was not applied; otherwise the error goes to the
+        effect module, which asks the system before sending again."""
+        return self.exchange(method, url, call, effect=effect, **kwargs)[0]
 
-    def exchange(self, method: str, url: str, call: str, **kwargs: Any) -> tuple[Any, httpx.Response]:
+    def exchange(
+        self, method: str, url: str, call: str, *, effect: bool = False, **kwargs: Any
+    ) -> tuple[Any, httpx.Response]:
         """`request`, also returning the final response (for paging headers such as `Link`)."""
+
+        def retry(exc: BaseException) -> bool:
+            return isinstance(exc, TransientError) and not (effect and exc.maybe_applied)
+
         retrying = Retrying(
             stop=stop_after_attempt(self.max_attempts),
             wait=_wait,
             reraise=True,
-            retry=retry_if_exception_type(TransientError),
+            retry=retry_if_exception(retry),
         )
         for attempt in retrying:
             with attempt:
@@ -199,6 +216,9 @@ class ApiClient:
         headers = {**kwargs.pop("headers", {}), **self.auth_headers()}
         try:
             response = self.http.request(method, url, headers=headers, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            reason = f"could not connect ({type(exc).__name__})"
+            raise TransientError(self.system, call, reason, maybe_applied=False) from None
         except httpx.TimeoutException as exc:
             raise TransientError(self.system, call, f"timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
@@ -215,7 +235,14 @@ class ApiClient:
                 self.stats.throttled += 1
                 if budget is not None and retry_after:
                     budget.pause(retry_after)
-            raise TransientError(self.system, call, f"HTTP {status}: {_snippet(response)}", status, retry_after)
+            raise TransientError(
+                self.system,
+                call,
+                f"HTTP {status}: {_snippet(response)}",
+                status,
+                retry_after,
+                maybe_applied=status != 429,
+            )
         if status >= 400:
             raise DataError(self.system, call, f"HTTP {status}: {_snippet(response)}", status)
         try:

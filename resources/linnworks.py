@@ -22,6 +22,7 @@ METHOD_LIMITS = {
     "Orders/ProcessOrder": 250,
     "Orders/SetOrderShippingInfo": 250,
     "Orders/CancelOrder": 150,
+    "Orders/GetOrdersById": 250,
     "PostalServices/GetPostalServices": 150,
     "Auth/AuthorizeByApplication": 150,
 }
@@ -91,10 +92,10 @@ class LinnworksClient(ApiClient):
             self._authorise()
         return True
 
-    def call(self, method: str, params: dict[str, Any]) -> Any:
-        """POST a v1 method with a JSON body."""
+    def call(self, method: str, params: dict[str, Any], *, effect: bool = False) -> Any:
+        """POST a v1 method with a JSON body (`effect`: it changes something; see `ApiClient.request`)."""
         _, server = self.session()
-        return self.request("POST", f"{server}/api/{method}", method, json=params)
+        return self.request("POST", f"{server}/api/{method}", method, json=params, effect=effect)
 
     def _pages(self, method: str, params: Any, unwrap: str | None = None) -> Iterator[list[dict[str, Any]]]:
         """Pages of a 1-based paged method until `TotalPages` (or an empty page); `params(page)` builds the body."""
@@ -180,14 +181,18 @@ class LinnworksClient(ApiClient):
         info: dict[str, Any] = {"TrackingNumber": tracking_number, "ManualAdjust": False}
         if postal_service_id:
             info["PostalServiceId"] = postal_service_id
-        return self.call("Orders/SetOrderShippingInfo", {"orderId": order_id, "info": info})
+        return self.call("Orders/SetOrderShippingInfo", {"orderId": order_id, "info": info}, effect=True)
 
     def process_order(self, order_id: str, location_id: str | None = None) -> dict[str, Any]:
         """Mark an order processed (despatched in full)."""
         params: dict[str, Any] = {"orderId": order_id, "scanPerformed": False, "context": {"Module": "fulfil"}}
         if location_id:
             params["locationId"] = location_id
-        return self.call("Orders/ProcessOrder", params)
+        return self.call("Orders/ProcessOrder", params, effect=True)
+
+    def orders_by_id(self, order_ids: list[str]) -> list[dict[str, Any]]:
+        """Order details (tracking, processed flag) of open and processed orders, by `pkOrderId`."""
+        return self.call("Orders/GetOrdersById", {"pkOrderIds": order_ids}) or []
 
 
 class LinnworksResource(dg.ConfigurableResource):

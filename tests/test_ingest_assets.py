@@ -25,7 +25,6 @@ def all_systems_config(emu: Emulators, tmp_path: Path) -> FulfilConfig:
                 "linnworks_peoplevox",
                 "shopify_linnworks",
             ],
-            "data_dir": str(tmp_path / "data"),
             "systems": {
                 "linnworks": {"base_url": emu.url("linnworks")},
                 "whistl": {"drop_url": str(emu.whistl.root)},

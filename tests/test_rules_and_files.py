@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -191,7 +192,7 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"systems.linnworks.budget_share: Input should be less than or equal to 1"):
         load_config(path)
     path.write_text("flows: [linnworks_whistl]\nsystems:\n  whistl: {drop_url: /tmp/x, colour: red}\n")
-    with pytest.raises(ConfigError, match=r"systems\.whistl\.colour: Extra inputs are not permitted"):
+    with pytest.raises(ConfigError, match=r"systems\.whistl\.colour: unknown key"):
         load_config(path)
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.yaml")
@@ -258,8 +259,13 @@ def test_despatch_matching_flags_unknown_orders_and_over_shipping_and_plans_post
         "whistl:ZZ9": "DESPATCH_UNKNOWN_ORDER",
         "linnworks:2": "DESPATCH_OVER_QUANTITY",
     }
-    intents = tracking_intents(matched.filter(pl.col("order_key") == "linnworks:1"), lines, "linnworks")
+    owners = pl.DataFrame(
+        {"order_key": ["linnworks:1"], "oms": ["linnworks"], "source_order_id": ["1"], "flow": ["linnworks_whistl"]}
+    )
+    intents = tracking_intents(matched.filter(pl.col("order_key") == "linnworks:1"), lines, owners)
     assert intents.select("kind", "tracking_number").rows() == [("tracking", "WHL1")]  # partial: no process yet
+    assert intents.select("idempotency_key", "target", "flow").row(0)[1:] == ("linnworks", "linnworks_whistl")
+    assert json.loads(intents["payload"][0]) == {"kind": "tracking", "order_id": "1", "tracking_number": "WHL1"}
 
 
 def test_rejection_file_maps_whistl_codes() -> None:

@@ -114,7 +114,6 @@ def test_an_unusable_snapshot_keeps_the_last_good_one(emulators: Emulators, fulf
     config = FulfilConfig.model_validate(
         {
             "flows": ["linnworks_whistl"],
-            "data_dir": str(tmp_path / "data"),
             "systems": {"linnworks": {"base_url": emu.url("linnworks")}, "whistl": {"drop_url": str(emu.whistl.root)}},
         }
     )

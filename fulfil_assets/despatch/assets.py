@@ -5,22 +5,27 @@ from datetime import datetime
 
 import dagster as dg
 import polars as pl
+import sqlalchemy as sa
 
+from fulfil_assets import effects
+from fulfil_assets.config import FulfilConfig, flow_of, is_shadow, whistl_sources
+from fulfil_assets.despatch.linnworks_tracking import LinnworksTracking
 from fulfil_assets.despatch.whistl_files import (
     FileFormatError,
     match_despatches,
+    parse_ack_file,
     parse_despatch_file,
     parse_rejection_file,
     tracking_intents,
 )
-from fulfil_assets.ledger import insert_new, mark, now_utc, read_ledger
+from fulfil_assets.ledger import mark, now_utc
 from fulfil_assets.validate.rules import OWNERS
 from resources.file_drop import DropSession, FileDrop
-from resources.http import AuthError, DataError, TransientError
+from resources.http import AuthError
 from resources.linnworks import LinnworksResource
 from resources.warehouse import SCHEMA, Warehouse, WarehouseDb
 
-FEEDBACK_PATTERNS = ("shp_*.csv", "err_*.csv")
+FEEDBACK_PATTERNS = ("ack_*.csv", "shp_*.csv", "err_*.csv")
 EXCEPTION_UPDATE = ["reason_code", "detail", "owner", "last_seen", "resolved_at"]
 
 
@@ -47,11 +52,19 @@ def open_exceptions(db: WarehouseDb, problems: pl.DataFrame, rule: str, now: dat
     db.write("order_exceptions", rows, mode="upsert", key=["order_key", "rule"], update=EXCEPTION_UPDATE)
 
 
-def take_despatch_file(db: WarehouseDb, name: str, data: bytes, now: datetime) -> dict[str, int]:
+def take_despatch_file(
+    db: WarehouseDb, name: str, data: bytes, now: datetime, flows: dict[str, bool]
+) -> dict[str, int]:
     """Load one despatch confirmation: despatch rows, problems as exceptions, bad rows quarantined, and the
-    tracking posts it calls for. Every write is keyed, so taking the same file twice changes nothing."""
+    tracking posts it calls for, each addressed to the order's own system (in its flow, shadow or live). Every
+    write is keyed, so taking the same file twice changes nothing."""
     rows, bad = parse_despatch_file(data, name)
     sent = db.read(f"SELECT order_ref, order_key FROM {SCHEMA}.wms_submissions WHERE wms = 'whistl'")
+    owners = db.read(
+        f"SELECT s.order_key, o.source_system AS oms, o.source_order_id, "
+        f"COALESCE(s.flow, o.source_system || '_whistl') AS flow FROM {SCHEMA}.wms_submissions s "
+        f"JOIN {SCHEMA}.orders o USING (order_key) WHERE s.wms = 'whistl'"
+    )
     lines = db.read(
         f"SELECT order_key, wms_line_no AS line_no, quantity FROM {SCHEMA}.wms_order_lines WHERE wms = 'whistl'"
     )
@@ -74,18 +87,9 @@ def take_despatch_file(db: WarehouseDb, name: str, data: bytes, now: datetime) -
         )
     affected = matched.select("order_key").unique()
     all_rows = db.read(f"SELECT * FROM {SCHEMA}.despatches WHERE wms = 'whistl'").join(affected, on="order_key")
-    intents = tracking_intents(all_rows, lines, "linnworks")
-    insert_new(
-        db,
-        "tracking_posts",
-        intents.with_columns(
-            pl.lit("pending").alias("status"),
-            pl.lit(0).alias("attempts"),
-            pl.lit(now).alias("created_at"),
-            pl.lit(now).alias("updated_at"),
-            pl.lit("linnworks").alias("oms"),
-        ),
-    )
+    intents = tracking_intents(all_rows, lines, owners)
+    for flow in intents["flow"].unique().to_list():
+        effects.intend(db, "tracking_posts", intents.filter(pl.col("flow") == flow), shadow=flows.get(flow, False))
     done = intents.filter(pl.col("kind") == "process")["order_key"].to_list()
     mark(db, "wms_submissions", [f"whistl:order:{k}" for k in done], "despatched", confirmed=True)
     return {
@@ -94,6 +98,23 @@ def take_despatch_file(db: WarehouseDb, name: str, data: bytes, now: datetime) -
         "quarantined": bad.height,
         "problems": problems.height,
     }
+
+
+def take_ack_file(db: WarehouseDb, name: str, data: bytes) -> dict[str, int]:
+    """Load one acknowledgement: what Whistl received, per order file and order. An order it accepted moves from
+    `sent` to `acknowledged` (refusals come as rejection files)."""
+    acks = parse_ack_file(data, name).filter(pl.col("order_ref") != "")
+    db.write("wms_acknowledgements", acks, mode="upsert", key=["wms", "file_name", "order_ref"])
+    accepted = acks.filter(pl.col("status") == "ACCEPTED")
+    statement = sa.text(
+        f"UPDATE {SCHEMA}.wms_submissions SET status = 'acknowledged', updated_at = :now "
+        "WHERE wms = 'whistl' AND order_ref = :ref AND file_name = :file AND status IN ('sent', 'sending')"
+    )
+    params = [{"now": now_utc(), "ref": r, "file": f} for r, f in accepted.select("order_ref", "file_name").iter_rows()]
+    if params:
+        with db.engine.begin() as conn:
+            conn.execute(statement, params)
+    return {"rows_read": acks.height, "rows_kept": acks.height, "quarantined": 0, "problems": 0}
 
 
 def take_rejection_file(db: WarehouseDb, data: bytes, now: datetime) -> dict[str, int]:
@@ -112,7 +133,7 @@ def take_rejection_file(db: WarehouseDb, data: bytes, now: datetime) -> dict[str
     return {"rows_read": rejected.height, "rows_kept": hits.height, "quarantined": 0, "problems": hits.height}
 
 
-def _take(db: WarehouseDb, drop: DropSession, name: str, log: dg.DagsterLogManager) -> str:
+def _take(db: WarehouseDb, drop: DropSession, name: str, log: dg.DagsterLogManager, flows: dict[str, bool]) -> str:
     data = drop.read("out", name)
     digest = hashlib.sha256(data).hexdigest()
     now = now_utc()
@@ -126,7 +147,12 @@ def _take(db: WarehouseDb, drop: DropSession, name: str, log: dg.DagsterLogManag
         return "duplicate"
     kind = name.split("_", 1)[0]
     try:
-        counts = take_despatch_file(db, name, data, now) if kind == "shp" else take_rejection_file(db, data, now)
+        if kind == "shp":
+            counts = take_despatch_file(db, name, data, now, flows)
+        elif kind == "ack":
+            counts = take_ack_file(db, name, data)
+        else:
+            counts = take_rejection_file(db, data, now)
         outcome, detail = "processed", None
     except FileFormatError as exc:
         counts, outcome, detail = {"rows_read": 0, "rows_kept": 0}, "quarantined", str(exc)
@@ -157,88 +183,81 @@ def _take(db: WarehouseDb, drop: DropSession, name: str, log: dg.DagsterLogManag
     return outcome
 
 
-@dg.asset(
-    group_name="despatch",
-    kinds={"whistl", "sftp"},
-    tags={"fulfil/warehouse": "write"},
-    deps=[dg.AssetKey("wms_submissions")],
+TRACKING_FIRST = (
+    "kind = 'tracking' OR order_key NOT IN "
+    f"(SELECT order_key FROM {SCHEMA}.tracking_posts WHERE kind = 'tracking' AND status <> '{effects.SENT}')"
 )
-def despatches(
-    context: dg.AssetExecutionContext, config: WhistlFilesConfig, warehouse: Warehouse, whistl_drop: FileDrop
-) -> dg.MaterializeResult:
-    """Despatch confirmations and rejections from Whistl, each file taken in exactly once (a table of processed
-    files by name and content hash is the record). Good rows land in `despatches`; bad rows are quarantined with
-    a reason; rows for orders fulfil never sent, or shipping more than ordered, become exceptions; a file that
-    cannot be read at all moves to `out/quarantine/`."""
-    db = warehouse.get_db()
-    outcomes: dict[str, str] = {}
-    with whistl_drop.session() as drop:
-        waiting = {f.name for p in FEEDBACK_PATTERNS for f in drop.list("out", p)}
-        names = [n for n in config.file_names if n in waiting] if config.file_names else sorted(waiting)
-        for name in names:
-            outcomes[name] = _take(db, drop, name, context.log)
-    quarantined = [n for n, o in outcomes.items() if o == "quarantined"]
-    if quarantined:
-        context.log.warning(f"quarantined files: {quarantined}")
-    return dg.MaterializeResult(
-        metadata={
-            "files": dg.MetadataValue.json(outcomes),
-            "files_quarantined": len(quarantined),
-            "despatch_rows_total": int(db.read(f"SELECT COUNT(*) AS n FROM {SCHEMA}.despatches")["n"][0]),
-        }
-    )
 
 
-@dg.asset(group_name="despatch", deps=[despatches], kinds={"linnworks"}, tags={"fulfil/warehouse": "write"})
-def tracking_posts(
-    context: dg.AssetExecutionContext, warehouse: Warehouse, linnworks: LinnworksResource
-) -> dg.MaterializeResult:
-    """Tracking numbers posted back to Linnworks (`SetOrderShippingInfo` per despatch, partial ones included)
-    and orders marked processed (`ProcessOrder`) once every line has shipped. Driven by the `tracking_posts`
-    ledger: transient failures stay pending for the next run; refusals are recorded and not retried blindly."""
-    db = warehouse.get_db()
-    client = linnworks.get_client()
-    pending = read_ledger(db, "tracking_posts", "oms = 'linnworks' AND status = 'pending'")
-    ids = db.read(f"SELECT order_key, source_order_id FROM {SCHEMA}.orders WHERE source_system = 'linnworks'")
-    pending = pending.join(ids, on="order_key", how="left").sort("kind", descending=True)  # tracking before process
-    posted = failed = deferred = 0
-    blocked: set[str] = set()
-    try:
-        for row in pending.iter_rows(named=True):
-            key, order_id = row["idempotency_key"], row["source_order_id"]
-            if row["kind"] == "process" and row["order_key"] in blocked:
-                deferred += 1
-                continue
-            try:
-                if row["kind"] == "tracking":
-                    client.set_shipping_info(order_id, row["tracking_number"])
-                    result = f"tracking {row['tracking_number']}"
-                else:
-                    answer = client.process_order(order_id)
-                    if not answer.get("Processed") and "already processed" not in str(answer.get("Error") or ""):
-                        raise DataError("Linnworks", "Orders/ProcessOrder", str(answer.get("Error")))
-                    result = "processed"
-            except TransientError as exc:
-                mark(db, "tracking_posts", [key], "pending", error=str(exc), attempt=True)
-                blocked.add(row["order_key"])
-                deferred += 1
-                continue
-            except DataError as exc:
-                mark(db, "tracking_posts", [key], "failed", error=str(exc), attempt=True)
-                blocked.add(row["order_key"])
-                failed += 1
-                continue
-            mark(db, "tracking_posts", [key], "posted", result=result, confirmed=True, attempt=True)
-            posted += 1
-    except AuthError as exc:
-        raise dg.Failure(description=str(exc)) from None
-    finally:
-        client.close()
-    return dg.MaterializeResult(
-        metadata={
-            "posted": posted,
-            "failed": failed,
-            "deferred": deferred,
-            "linnworks_calls": dg.MetadataValue.json(client.stats.as_metadata()),
-        }
+def build_assets(config: FulfilConfig) -> list[dg.AssetsDefinition]:
+    """The despatch assets for the flows fulfil.yaml configures: Whistl's files in, and tracking out to each
+    order system fulfil can post to (today Linnworks)."""
+    flows = {flow_of(s, "whistl"): is_shadow(config, flow_of(s, "whistl")) for s in whistl_sources(config)}
+
+    @dg.asset(
+        group_name="despatch",
+        kinds={"whistl", "sftp"},
+        tags={"fulfil/warehouse": "write"},
+        deps=[dg.AssetKey("wms_submissions")],
     )
+    def despatches(
+        context: dg.AssetExecutionContext, config: WhistlFilesConfig, warehouse: Warehouse, whistl_drop: FileDrop
+    ) -> dg.MaterializeResult:
+        """Acknowledgements, despatch confirmations and rejections from Whistl, each file taken in exactly once
+        (a table of processed files by name and content hash is the record). Good rows land in `despatches`;
+        bad rows are quarantined with a reason; rows for orders fulfil never sent, or shipping more than
+        ordered, become exceptions; a file that cannot be read at all moves to `out/quarantine/`. Tracking
+        posts are planned for the order's own system."""
+        db = warehouse.get_db()
+        outcomes: dict[str, str] = {}
+        with whistl_drop.session() as drop:
+            waiting = {f.name for p in FEEDBACK_PATTERNS for f in drop.list("out", p)}
+            names = [n for n in config.file_names if n in waiting] if config.file_names else sorted(waiting)
+            for name in names:
+                outcomes[name] = _take(db, drop, name, context.log, flows)
+        quarantined = [n for n, o in outcomes.items() if o == "quarantined"]
+        if quarantined:
+            context.log.warning(f"quarantined files: {quarantined}")
+        return dg.MaterializeResult(
+            metadata={
+                "files": dg.MetadataValue.json(outcomes),
+                "files_quarantined": len(quarantined),
+                "despatch_rows_total": int(db.read(f"SELECT COUNT(*) AS n FROM {SCHEMA}.despatches")["n"][0]),
+            }
+        )
+
+    @dg.asset(group_name="despatch", deps=[despatches], kinds={"linnworks"}, tags={"fulfil/warehouse": "write"})
+    def tracking_posts(
+        context: dg.AssetExecutionContext, warehouse: Warehouse, linnworks: LinnworksResource
+    ) -> dg.MaterializeResult:
+        """Tracking numbers posted back to Linnworks (`SetOrderShippingInfo` per despatch, partial ones
+        included) and orders marked processed (`ProcessOrder`) once every line has shipped and its tracking is
+        there. Through the effect module: each post claimed by one sender, an unconfirmed one checked on the
+        order in Linnworks before it is sent again, refusals recorded and not retried blindly. Posts for orders
+        of other systems wait for their own system's sender; none goes to Linnworks."""
+        db = warehouse.get_db()
+        client = linnworks.get_client()
+        target = LinnworksTracking(client)
+        try:
+            report = effects.deliver(
+                db,
+                "tracking_posts",
+                target,
+                where=f"oms = 'linnworks' AND ({TRACKING_FIRST})",
+                log=context.log.warning,
+            )
+        except AuthError as exc:
+            raise dg.Failure(description=str(exc)) from None
+        finally:
+            client.close()
+        return dg.MaterializeResult(
+            metadata={
+                **report.as_metadata(),
+                "linnworks_calls": dg.MetadataValue.json(client.stats.as_metadata()),
+            }
+        )
+
+    assets = [despatches]
+    if config.systems.linnworks is not None:
+        assets.append(tracking_posts)
+    return assets

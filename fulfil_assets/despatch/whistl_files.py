@@ -7,6 +7,8 @@ import io
 
 import polars as pl
 
+from fulfil_assets.effects import to_payload
+
 DESPATCH_FILE_COLUMNS = (
     "order_reference",
     "despatch_reference",
@@ -23,6 +25,7 @@ DESPATCH_FILE_COLUMNS = (
     "partial_flag",
 )
 REJECTION_FILE_COLUMNS = ("order_reference", "reason_code", "detail")
+ACK_FILE_COLUMNS = ("file_name", "order_reference", "status", "reason_code", "received_at")
 DESPATCH_SCHEMA = {
     "wms": pl.String,
     "order_ref": pl.String,
@@ -152,6 +155,28 @@ def parse_rejection_file(data: bytes) -> pl.DataFrame:
     )
 
 
+def parse_ack_file(data: bytes, ack_file: str) -> pl.DataFrame:
+    """What Whistl acknowledged receiving: `file_name, order_ref, status (ACCEPTED|REJECTED), detail, ack_file,
+    received_at` per order of one of our order files."""
+    rows = _read_csv(data, ACK_FILE_COLUMNS)
+    frame = pl.DataFrame(
+        [
+            {
+                "wms": "whistl",
+                "file_name": r["file_name"].strip(),
+                "order_ref": r["order_reference"].strip(),
+                "status": r["status"].strip().upper(),
+                "detail": r["reason_code"].strip() or None,
+                "ack_file": ack_file,
+                "received_at": r["received_at"].strip(),
+            }
+            for r in rows
+        ],
+        schema={c: pl.String for c in ("wms", "file_name", "order_ref", "status", "detail", "ack_file", "received_at")},
+    )
+    return frame.with_columns(pl.col("received_at").str.to_datetime(time_zone="UTC", strict=False))
+
+
 def match_despatches(
     rows: pl.DataFrame, sent: pl.DataFrame, lines: pl.DataFrame, earlier: pl.DataFrame
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -193,11 +218,11 @@ def match_despatches(
     return matched, pl.concat(problems)
 
 
-def tracking_intents(despatched: pl.DataFrame, lines: pl.DataFrame, oms: str) -> pl.DataFrame:
-    """Ledger rows for the OMS: one tracking post per (order, despatch) with its parcels' numbers, and one
-    `process` per order once every line has shipped in full."""
+def tracking_intents(despatched: pl.DataFrame, lines: pl.DataFrame, owners: pl.DataFrame) -> pl.DataFrame:
+    """Ledger rows for each order's own system (`owners`: order_key, oms, source_order_id, flow): one tracking
+    post per (order, despatch) with its parcels' numbers, and one `process` per order once every line has
+    shipped in full. The payload says what to tell the system (kind, its order id, tracking numbers)."""
     cols = {
-        "idempotency_key": pl.String,
         "order_key": pl.String,
         "kind": pl.String,
         "despatch_ref": pl.String,
@@ -208,7 +233,6 @@ def tracking_intents(despatched: pl.DataFrame, lines: pl.DataFrame, oms: str) ->
         shipped.group_by("order_key", "despatch_ref")
         .agg(pl.col("tracking_number").unique(maintain_order=True).str.join(","))
         .select(
-            pl.format("{}:tracking:{}:{}", pl.lit(oms), "order_key", "despatch_ref").alias("idempotency_key"),
             "order_key",
             pl.lit("tracking").alias("kind"),
             "despatch_ref",
@@ -224,10 +248,26 @@ def tracking_intents(despatched: pl.DataFrame, lines: pl.DataFrame, oms: str) ->
         .filter("done")
     )
     processes = complete.select(
-        pl.format("{}:process:{}", pl.lit(oms), "order_key").alias("idempotency_key"),
         "order_key",
         pl.lit("process").alias("kind"),
         pl.lit("").alias("despatch_ref"),
         pl.lit(None, pl.String).alias("tracking_number"),
     )
-    return pl.concat([posts.cast(cols), processes.cast(cols)])  # type: ignore[arg-type]
+    both = pl.concat([posts.cast(cols), processes.cast(cols)])  # type: ignore[arg-type]
+    addressed = both.join(owners.select("order_key", "oms", "source_order_id", "flow"), on="order_key")
+    return addressed.select(
+        pl.when(pl.col("kind") == "tracking")
+        .then(pl.format("{}:tracking:{}:{}", "oms", "order_key", "despatch_ref"))
+        .otherwise(pl.format("{}:process:{}", "oms", "order_key"))
+        .alias("idempotency_key"),
+        "order_key",
+        "kind",
+        "despatch_ref",
+        "tracking_number",
+        "oms",
+        "flow",
+        pl.col("oms").alias("target"),
+        pl.struct(pl.col("kind"), pl.col("source_order_id").alias("order_id"), "tracking_number")
+        .map_elements(to_payload, return_dtype=pl.String)
+        .alias("payload"),
+    )

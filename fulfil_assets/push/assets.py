@@ -1,16 +1,21 @@
-"""Push validated orders to Whistl as order files, through the `wms_submissions` ledger."""
+"""Push validated orders to Whistl as order files, through the `wms_submissions` ledger and the effect module."""
 
-import hashlib
+import json
+from datetime import timedelta
 
 import dagster as dg
 import polars as pl
 
-from fulfil_assets.ledger import insert_new, mark, now_utc, read_ledger, resolve_wms_rejections
-from fulfil_assets.push.whistl_files import ORDER_FILE_COLUMNS, order_file_name, order_file_rows, render_csv
+from fulfil_assets import effects
+from fulfil_assets.config import FulfilConfig, flow_of, is_shadow, whistl_sources
+from fulfil_assets.ledger import now_utc, resolve_wms_rejections
+from fulfil_assets.push.whistl_files import ORDER_FILE_COLUMNS, order_file_rows
+from fulfil_assets.push.whistl_inbox import WhistlInbox
 from resources.file_drop import FileDrop
-from resources.warehouse import SCHEMA, Warehouse
+from resources.warehouse import SCHEMA, Warehouse, WarehouseDb
 
-ORDERS_PER_FILE = 500
+TABLE = "wms_submissions"
+INTENT_COLUMNS = ("idempotency_key", "order_key", "flow", "target", "wms", "order_ref", "payload")
 
 
 def submission_key(order_key: str) -> str:
@@ -18,112 +23,118 @@ def submission_key(order_key: str) -> str:
     return f"whistl:order:{order_key}"
 
 
-@dg.asset(
-    group_name="push",
-    deps=[dg.AssetKey("validated_orders")],
-    kinds={"whistl", "sftp"},
-    tags={"fulfil/warehouse": "write"},
-)
-def wms_submissions(
-    context: dg.AssetExecutionContext, warehouse: Warehouse, whistl_drop: FileDrop
-) -> dg.MaterializeResult:
-    """Orders sent to Whistl: every paid, open order with no open exception, written as `ord_*.csv` order files
-    to the warehouse's `in/` folder (temporary name, then rename).
+def submission_intents(ready: pl.DataFrame, lines: pl.DataFrame, flows: dict[str, str]) -> pl.DataFrame:
+    """One ledger row per ready order: its flow, and as payload the exact order-file rows it travels as."""
+    if ready.is_empty():
+        return pl.DataFrame(schema={c: pl.String for c in INTENT_COLUMNS})
+    rows = order_file_rows(ready, lines).with_columns(pl.all().cast(pl.String))
+    payloads = rows.group_by("order_reference", maintain_order=True).agg(
+        pl.concat_list(list(ORDER_FILE_COLUMNS)).alias("cells")
+    )
+    payloads = payloads.with_columns(
+        pl.col("cells").map_elements(lambda c: json.dumps(c.to_list()), return_dtype=pl.String).alias("payload")
+    )
+    return ready.join(payloads, left_on="order_ref", right_on="order_reference").select(
+        pl.col("order_key").map_elements(submission_key, return_dtype=pl.String).alias("idempotency_key"),
+        "order_key",
+        pl.col("source_system").replace_strict(flows, return_dtype=pl.String).alias("flow"),
+        pl.lit("whistl").alias("target"),
+        pl.lit("whistl").alias("wms"),
+        "order_ref",
+        "payload",
+    )
 
-    The ledger row is written before the file, so a crash or re-run never sends an order twice and never loses
-    one: rows left `writing` are resent under the same file name unless that file already arrived. An order the
-    warehouse rejected goes again by itself once its data changes (the exception is fixed at source)."""
-    db = warehouse.get_db()
-    now = now_utc()
-    ready = db.read(
+
+def ready_for_whistl(db: WarehouseDb, sources: list[str]) -> pl.DataFrame:
+    """Paid, open, validated orders of the systems whose flow goes to Whistl, with what the file needs."""
+    if not sources:
+        return pl.DataFrame(schema={"order_key": pl.String, "source_system": pl.String})
+    systems = ", ".join(f"'{s}'" for s in sources)
+    return db.read(
         f"""SELECT o.*, v.service_code, v.phone_normalised, v.postcode_normalised
             FROM {SCHEMA}.orders o JOIN {SCHEMA}.validated_orders v USING (order_key)
-            WHERE v.ready AND v.wms = 'whistl' AND o.status = 'open'"""
-    )
-    ledger = read_ledger(db, "wms_submissions", "wms = 'whistl'")
-    known = set(ledger["order_key"].to_list()) if ledger.height else set()
-    # Rejected earlier, data changed since: arm it again.
-    rearm: list[str] = []
-    if ledger.height and ready.height:
-        changed = (
-            ledger.filter(pl.col("status") == "rejected")
-            .join(ready.select("order_key", "content_hash"), on="order_key")
-            .filter(pl.col("payload_hash") != pl.col("content_hash"))
-        )
-        rearm = changed["idempotency_key"].to_list()
-    new = ready.filter(~pl.col("order_key").is_in(list(known)))
-    lines = db.read(
-        f"SELECT order_key, wms_line_no AS line_no, sku, quantity FROM {SCHEMA}.wms_order_lines WHERE wms = 'whistl'"
+            WHERE v.ready AND v.wms = 'whistl' AND o.status = 'open' AND o.source_system IN ({systems})"""
     )
 
-    # 1. Intend: a ledger row per new order, with the file it will travel in.
-    batches: list[tuple[str, pl.DataFrame]] = []
-    for i, start in enumerate(range(0, new.height, ORDERS_PER_FILE)):
-        batches.append((order_file_name(now, i), new.slice(start, ORDERS_PER_FILE)))
-    intended = [
-        pl.DataFrame(
-            {
-                "idempotency_key": [submission_key(k) for k in chunk["order_key"]],
-                "order_key": chunk["order_key"],
-                "status": "writing",
-                "attempts": 0,
-                "created_at": now,
-                "updated_at": now,
-                "wms": "whistl",
-                "order_ref": chunk["order_ref"],
-                "file_name": name,
-                "payload_hash": chunk["content_hash"],
+
+def build_defs(config: FulfilConfig) -> dg.Definitions:
+    """The push stage for the flows fulfil.yaml configures."""
+    sources = whistl_sources(config)
+    flows = {s: flow_of(s, "whistl") for s in sources}
+    shadow_flows = [f for f in flows.values() if is_shadow(config, f)]
+    live_flows = [f for f in flows.values() if f not in shadow_flows]
+    grace = timedelta(minutes=config.systems.whistl.ack_grace_minutes if config.systems.whistl else 0)
+
+    @dg.asset(
+        group_name="push",
+        deps=[dg.AssetKey("validated_orders")],
+        kinds={"whistl", "sftp"},
+        tags={"fulfil/warehouse": "write"},
+    )
+    def wms_submissions(
+        context: dg.AssetExecutionContext, warehouse: Warehouse, whistl_drop: FileDrop
+    ) -> dg.MaterializeResult:
+        """Orders sent to Whistl: every paid, open order with no open exception, of a flow that goes to Whistl,
+        as `ord_*.csv` files in the warehouse's `in/` folder, each order once.
+
+        Every send goes through the effect module: the ledger row (with the exact file rows as payload) is
+        written first; senders claim rows in the database, so concurrent runs never send one twice; an attempt
+        that was never confirmed is checked against what Whistl acknowledged before anything is resent. An order
+        that stops being ready is held and goes out by itself once it is ready again; one the warehouse rejected
+        goes again once its data changes. A flow in shadow mode records the files it would send, and sends
+        nothing."""
+        db = warehouse.get_db()
+        now = now_utc()
+        ready = ready_for_whistl(db, sources)
+        lines = db.read(
+            f"SELECT order_key, wms_line_no AS line_no, sku, quantity FROM {SCHEMA}.wms_order_lines "
+            "WHERE wms = 'whistl'"
+        )
+        intents = submission_intents(ready, lines, flows)
+        rearmed: list[str] = []
+        for flow in flows.values():
+            mine = intents.filter(pl.col("flow") == flow)
+            rearmed += effects.intend(db, TABLE, mine, shadow=flow in shadow_flows)[1]
+        for flow in live_flows:
+            effects.go_live(db, TABLE, f"flow = '{flow}'")
+        # Rejected by the warehouse earlier, data changed since: `intend` armed it again; close the rejection.
+        resolve_wms_rejections(db, [k.removeprefix("whistl:order:") for k in rearmed], now)
+        ledger = db.read(f"SELECT idempotency_key, status FROM {SCHEMA}.{TABLE} WHERE wms = 'whistl'")
+        # Held because it stopped being ready, ready again now: armed again (never lost); the rest held.
+        ready_keys = intents.select("idempotency_key")
+        held = ledger.filter(pl.col("status") == effects.HELD)
+        effects.rearm(db, TABLE, held.join(ready_keys, on="idempotency_key")["idempotency_key"].to_list())
+        not_ready = ledger.join(ready_keys, on="idempotency_key", how="anti")["idempotency_key"].to_list()
+        effects.hold(db, TABLE, not_ready, "no longer ready to send")
+        cutoff = (now - grace).isoformat()
+        where = (
+            f"wms = 'whistl' AND NOT (status = '{effects.SENDING}' AND attempted_at > "
+            f"CAST('{cutoff}' AS TIMESTAMP WITH TIME ZONE))"
+        )
+        with whistl_drop.session() as drop:
+            inbox = WhistlInbox(db, drop)
+            report = effects.deliver(
+                db,
+                TABLE,
+                inbox,
+                where=where,
+                wanted=lambda rows: rows.join(ready_keys, on="idempotency_key", how="semi"),
+                batches=inbox.batches,
+                log=context.log.warning,
+            )
+        totals = db.read(f"SELECT status, COUNT(*) AS n FROM {SCHEMA}.{TABLE} GROUP BY status")
+        return dg.MaterializeResult(
+            metadata={
+                "orders_sent": report.sent,
+                "files_written": inbox.files,
+                "found_already_at_whistl": report.found_at_target,
+                "held": report.held,
+                "deferred": report.deferred,
+                "ready_orders": ready.height,
+                "shadow_flows": dg.MetadataValue.json(shadow_flows),
+                "drop": whistl_drop.describe(),
+                "ledger_by_status": dg.MetadataValue.json(dict(totals.iter_rows()) if totals.height else {}),
             }
         )
-        for name, chunk in batches
-    ]
-    if intended:
-        insert_new(db, "wms_submissions", pl.concat(intended))
-    if rearm:
-        rearm_file = order_file_name(now, len(batches))
-        mark(db, "wms_submissions", rearm, "writing", extra={"file_name": rearm_file})
-        resolve_wms_rejections(db, [k.removeprefix("whistl:order:") for k in rearm], now)
-    # 2. Send every row still `writing` (new ones and any a crash left behind), file by file.
-    pending = read_ledger(db, "wms_submissions", "wms = 'whistl' AND status = 'writing'")
-    sent = rows_sent = 0
-    with whistl_drop.session() as drop:
-        for file_name in sorted(set(pending["file_name"].to_list()) if pending.height else []):
-            batch = pending.filter(pl.col("file_name") == file_name)
-            keys = batch["idempotency_key"].to_list()
-            if drop.exists("in", file_name):
-                mark(db, "wms_submissions", keys, "sent", attempt=True)
-                context.log.info(f"{file_name} had already arrived; marked {len(keys)} orders sent")
-                continue
-            orders = ready.join(batch.select("order_key"), on="order_key")
-            missing = set(batch["order_key"].to_list()) - set(orders["order_key"].to_list())
-            if missing:
-                # No longer ready (cancelled, or a new exception) between intent and send: hold them back.
-                held = batch.filter(pl.col("order_key").is_in(list(missing)))["idempotency_key"].to_list()
-                mark(db, "wms_submissions", held, "held", error="no longer ready to send")
-            if orders.is_empty():
-                continue
-            rows = order_file_rows(orders, lines)
-            payload = render_csv(rows, ORDER_FILE_COLUMNS)
-            drop.write_atomic("in", file_name, payload)
-            sent_keys = [submission_key(k) for k in orders["order_key"]]
-            mark(
-                db,
-                "wms_submissions",
-                sent_keys,
-                "sent",
-                attempt=True,
-                result=f"{file_name} sha256:{hashlib.sha256(payload).hexdigest()[:16]}",
-            )
-            sent += len(sent_keys)
-            rows_sent += rows.height
-            context.log.info(f"wrote {file_name}: {len(sent_keys)} orders, {rows.height} lines")
-    totals = db.read(f"SELECT status, COUNT(*) AS n FROM {SCHEMA}.wms_submissions GROUP BY status")
-    return dg.MaterializeResult(
-        metadata={
-            "orders_sent": sent,
-            "lines_sent": rows_sent,
-            "ready_orders": ready.height,
-            "drop": whistl_drop.describe(),
-            "ledger_by_status": dg.MetadataValue.json(dict(totals.iter_rows()) if totals.height else {}),
-        }
-    )
+
+    return dg.Definitions(assets=[wms_submissions])

@@ -1,5 +1,5 @@
-import dagster as dg
+"""The push stage's Definitions, built for the flows fulfil.yaml configures."""
 
-from fulfil_assets.push.assets import wms_submissions
+from fulfil_assets.push.assets import build_defs
 
-defs = dg.Definitions(assets=[wms_submissions])
+__all__ = ["build_defs"]

@@ -5,21 +5,29 @@ import dagster as dg
 from resources.warehouse import SCHEMA, Warehouse
 
 STUCK_AT_WMS_HOURS = 48
+UNACKNOWLEDGED_HOURS = 2
 TRACKING_MAX_ATTEMPTS = 5
 
 
 @dg.asset_check(asset="wms_submissions", blocking=False)
-def every_ready_order_reached_the_ledger(warehouse: Warehouse) -> dg.AssetCheckResult:
-    """No silent loss: every order that validated as ready has a `wms_submissions` row."""
+def every_ready_order_reached_the_wms(warehouse: Warehouse) -> dg.AssetCheckResult:
+    """No silent loss, counted by what Whistl itself acknowledged: every open order that validated as ready has
+    a ledger row that is not held back, and Whistl acknowledged it within two hours of the intent. Shadow flows
+    are left out (they send nothing by design)."""
     missing = warehouse.get_db().read(
-        f"""SELECT v.order_key FROM {SCHEMA}.validated_orders v JOIN {SCHEMA}.orders o USING (order_key)
+        f"""SELECT v.order_key, COALESCE(s.status, 'no ledger row') AS problem
+            FROM {SCHEMA}.validated_orders v JOIN {SCHEMA}.orders o USING (order_key)
             LEFT JOIN {SCHEMA}.wms_submissions s USING (order_key)
-            WHERE v.ready AND o.status = 'open' AND s.order_key IS NULL"""
+            WHERE v.ready AND o.status = 'open' AND (s.status IS NULL OR s.status = 'held'
+              OR (s.status IN ('pending', 'sending', 'sent')
+                  AND s.created_at < CURRENT_TIMESTAMP - INTERVAL '{UNACKNOWLEDGED_HOURS} hours'))"""
     )
+    counts = dict(missing.group_by("problem").len().iter_rows()) if missing.height else {}
     return dg.AssetCheckResult(
         passed=missing.is_empty(),
         metadata={
             "missing": missing.height,
+            **{f"missing_{k.replace(' ', '_')}": int(v) for k, v in counts.items()},
             "examples": dg.MetadataValue.json(missing["order_key"].head(10).to_list()),
         },
     )
@@ -27,10 +35,11 @@ def every_ready_order_reached_the_ledger(warehouse: Warehouse) -> dg.AssetCheckR
 
 @dg.asset_check(asset="wms_submissions", blocking=False)
 def orders_stuck_at_warehouse(warehouse: Warehouse) -> dg.AssetCheckResult:
-    """Orders sent to Whistl more than 48 hours ago with no despatch and no rejection."""
+    """Orders Whistl acknowledged more than 48 hours ago with no despatch and no rejection."""
     stuck = warehouse.get_db().read(
         f"""SELECT order_key, order_ref, updated_at FROM {SCHEMA}.wms_submissions
-            WHERE status = 'sent' AND updated_at < CURRENT_TIMESTAMP - INTERVAL '{STUCK_AT_WMS_HOURS} hours'"""
+            WHERE status IN ('sent', 'acknowledged')
+              AND updated_at < CURRENT_TIMESTAMP - INTERVAL '{STUCK_AT_WMS_HOURS} hours'"""
     )
     return dg.AssetCheckResult(
         passed=stuck.is_empty(),
@@ -41,10 +50,10 @@ def orders_stuck_at_warehouse(warehouse: Warehouse) -> dg.AssetCheckResult:
 
 @dg.asset_check(asset="tracking_posts", blocking=False)
 def tracking_not_stuck(warehouse: Warehouse) -> dg.AssetCheckResult:
-    """Tracking refused by the OMS, or still pending after five attempts."""
+    """Tracking refused by the OMS, or still not confirmed after five attempts."""
     bad = warehouse.get_db().read(
         f"""SELECT idempotency_key, status, attempts, last_error FROM {SCHEMA}.tracking_posts
-            WHERE status = 'failed' OR (status = 'pending' AND attempts >= {TRACKING_MAX_ATTEMPTS})"""
+            WHERE status = 'failed' OR (status IN ('pending', 'sending') AND attempts >= {TRACKING_MAX_ATTEMPTS})"""
     )
     return dg.AssetCheckResult(
         passed=bad.is_empty(),

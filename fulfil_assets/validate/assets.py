@@ -17,7 +17,7 @@ from resources.warehouse import SCHEMA, Warehouse, WarehouseDb
 
 WMS = "whistl"
 RULES = ("sku_mapping", "sku_format", "sku_known", "quantity", "phone", "postcode", "address", "service")
-SENT = "('writing', 'sent', 'despatched')"
+SENT = "('sending', 'sent', 'acknowledged', 'despatched')"  # orders that (may) have reached the WMS
 DOCS_KEPT = 48  # Data Docs of the newest runs; older ones are removed
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import io
+import re
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +16,7 @@ WMS_SERVICE_CODES = {
     "peoplevox": {"Royal Mail Tracked 24", "Royal Mail Tracked 48", "DPD Next Day", "DPD Classic International"},
 }
 SYSTEMS = {"linnworks", "cin7", "shopify", "bigcommerce"}
+WHOLE = re.compile(r"[0-9]+")  # ASCII digits only: int() would take '٣' and str.isdigit() '²'
 
 
 class MappingError(ValueError):
@@ -30,27 +34,56 @@ def _load(path: Path, columns: list[str], key: list[str], check: RowCheck | None
         raise MappingError(f"{path}: not found") from None
     except UnicodeDecodeError as exc:
         raise MappingError(f"{path}: not UTF-8 (byte {exc.start})") from None
-    reader = csv.DictReader(text.splitlines())
-    if reader.fieldnames is None or [f.strip() for f in reader.fieldnames] != columns:
-        raise MappingError(f"{path}, line 1: header must be {','.join(columns)}, found {reader.fieldnames}")
+    # Only \r and \n end a line (not U+2028 and friends), and a quoted newline stays inside its cell.
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        header = reader.fieldnames
+    except csv.Error as exc:
+        raise MappingError(f"{path}, line 1: {exc}") from None
+    if header is None or [f.strip() for f in header] != columns:
+        raise MappingError(f"{path}, line 1: header must be {','.join(columns)}, found {header}")
     rows: list[dict[str, str]] = []
     seen: dict[tuple[str, ...], int] = {}
-    for line, row in enumerate(reader, start=2):
-        if None in row:
-            raise MappingError(f"{path}, line {line}: more cells than the header")
-        values = {k.strip(): (v or "").strip() for k, v in row.items()}
-        blank = [c for c in columns if not values.get(c)]
-        if blank:
-            raise MappingError(f"{path}, line {line}: blank {', '.join(blank)}")
-        problem = check(values) if check else None
+    line = reader.line_num + 1  # the line the next row starts on
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise MappingError(f"{path}, line {line}: {exc}") from None
+        line, start = reader.line_num + 1, line
+        problem = _row_problem(row, columns, key, seen, check)
         if problem:
-            raise MappingError(f"{path}, line {line}: {problem}")
-        k = tuple(values[c] for c in key)
-        if k in seen:
-            raise MappingError(f"{path}, line {line}: duplicate of line {seen[k]} for {'/'.join(k)}")
-        seen[k] = line
+            raise MappingError(f"{path}, line {start}: {problem}")
+        values = {k.strip(): (v or "").strip() for k, v in row.items()}
+        seen[tuple(values[c] for c in key)] = start
         rows.append(values)
     return pl.DataFrame(rows, schema={c: pl.String for c in columns})
+
+
+def _row_problem(
+    row: dict[str, str], columns: list[str], key: list[str], seen: dict[tuple[str, ...], int], check: RowCheck | None
+) -> str | None:
+    """What is wrong with one row, in words a person can act on (None when it is fine)."""
+    if None in row:
+        return "more cells than the header"
+    values = {k.strip(): (v or "").strip() for k, v in row.items()}
+    for column, value in values.items():
+        odd = next((ch for ch in value if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")), None)
+        if odd is not None:
+            name = unicodedata.name(odd, "control character")
+            return f"{column} contains an invisible character U+{ord(odd):04X} ({name}); retype the cell"
+    blank = [c for c in columns if not values.get(c)]
+    if blank:
+        return f"blank {', '.join(blank)}"
+    problem = check(values) if check else None
+    if problem:
+        return problem
+    k = tuple(values[c] for c in key)
+    if k in seen:
+        return f"duplicate of line {seen[k]} for {'/'.join(k)}"
+    return None
 
 
 def _service_row(row: dict[str, str]) -> str | None:
@@ -82,7 +115,7 @@ def load_variant_skus(path: Path) -> pl.DataFrame:
 
 
 def _bundle_row(row: dict[str, str]) -> str | None:
-    if not row["quantity"].isdigit() or int(row["quantity"]) < 1:
+    if not WHOLE.fullmatch(row["quantity"]) or int(row["quantity"]) < 1:
         return f"quantity {row['quantity']!r} must be a whole number of at least 1"
     if row["bundle_sku"] == row["component_sku"]:
         return f"bundle {row['bundle_sku']!r} cannot contain itself"

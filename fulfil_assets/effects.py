@@ -1,0 +1,312 @@
+"""The one way fulfil changes another system: intend -> send -> confirm, through a ledger table.
+
+1. **intend**: a ledger row per effect (idempotency key, flow, target, payload and its hash) is written before
+   anything is sent. A flow in shadow mode stops here (status `shadow`).
+2. **send**: a sender *claims* rows in the database itself (a lease; `FOR UPDATE SKIP LOCKED` on PostgreSQL), so
+   two runs never send the same effect, whatever launched them. Each attempt is recorded (`sending`, attempts + 1)
+   before the call. A row whose earlier attempt has no confirmation (a crash, a timeout the target may have
+   applied) is first checked at the target: if the target already holds it, it is confirmed, never resent.
+3. **confirm**: what the target answered, and when.
+
+Statuses: `pending` (to send), `sending` (attempted, outcome unknown), `sent` (the target took it), `held` (no
+longer wanted; armed again when it is), `failed` (the target refused the data; armed again when the payload
+changes), `shadow`. Ledgers add their own later states (`acknowledged`, `rejected`, `despatched`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
+
+import polars as pl
+import sqlalchemy as sa
+
+from fulfil_assets.ledger import now_utc
+from resources.http import TransientError
+from resources.warehouse import SCHEMA, WarehouseDb
+
+PENDING, SENDING, SENT, HELD, FAILED, SHADOW = "pending", "sending", "sent", "held", "failed", "shadow"
+REJECTED = "rejected"  # the target took the effect, then refused it (a WMS rejection file)
+SENDABLE = (PENDING, SENDING)
+NEVER_ATTEMPTED = (PENDING, HELD, SHADOW)
+REFUSED = (FAILED, REJECTED)
+LEASE_S = 600.0
+CLAIM_CHUNK = 200
+MAX_DEFERRED_IN_A_ROW = 20
+
+
+def sender_id() -> str:
+    """Who holds a claim: host, process and a random part (two runs in one process differ too)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def payload_hash(payload: str) -> str:
+    """The payload's fingerprint: a changed payload is a different effect."""
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def to_payload(value: Any) -> str:
+    """Canonical JSON of what will be sent (stable key order), as stored in the ledger."""
+    return json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one send did to a set of ledger rows."""
+
+    status: str  # SENT, FAILED, PENDING (not applied: try later) or SENDING (may have been applied: check first)
+    result: str | None = None
+    error: str | None = None
+
+
+class Target(Protocol):
+    """A system fulfil changes, as the effect module sees it."""
+
+    def holds(self, rows: pl.DataFrame) -> dict[str, str]:
+        """Of rows whose earlier attempt is unconfirmed: idempotency key -> evidence, for each effect the target
+        already holds."""
+
+    def send(self, rows: pl.DataFrame) -> Iterator[tuple[list[str], Outcome]]:
+        """Send the rows (one batch); yield the outcome per group of idempotency keys as it is known."""
+
+
+@dataclass
+class DeliveryReport:
+    """What one delivery did: counts by outcome and the first errors."""
+
+    claimed: int = 0
+    found_at_target: int = 0
+    sent: int = 0
+    failed: int = 0
+    deferred: int = 0
+    held: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def as_metadata(self) -> dict[str, Any]:
+        """Plain values for Dagster metadata."""
+        return {k: v for k, v in self.__dict__.items() if k != "errors"} | {"first_errors": self.errors[:5]}
+
+
+def _table(table: str) -> str:
+    return f"{SCHEMA}.{table}"
+
+
+def intend(db: WarehouseDb, table: str, rows: pl.DataFrame, *, shadow: bool = False) -> tuple[int, list[str]]:
+    """Record intended effects. `rows` holds `idempotency_key`, `order_key`, `payload` and the ledger's own
+    columns. New keys are inserted (`pending`, or `shadow` for a flow in shadow mode); a key never attempted
+    takes the new payload; a refused one (`failed`, `rejected`) is armed again when its payload changed (the
+    data was fixed). Returns the number of new rows and the keys armed again."""
+    if rows.is_empty():
+        return 0, []
+    now = now_utc()
+    status = SHADOW if shadow else PENDING
+    rows = rows.with_columns(
+        pl.col("payload").map_elements(payload_hash, return_dtype=pl.String).alias("payload_hash"),
+        pl.lit(status).alias("status"),
+        pl.lit(0).alias("attempts"),
+        pl.lit(now).alias("created_at"),
+        pl.lit(now).alias("updated_at"),
+    )
+    existing = db.read(
+        f"SELECT idempotency_key, status, payload_hash AS old_hash FROM {_table(table)}",
+        schema={"idempotency_key": pl.String, "status": pl.String, "old_hash": pl.String},
+    )
+    new = rows.join(existing, on="idempotency_key", how="anti")
+    db.write(table, new, mode="upsert", key=["idempotency_key"], update=[])
+    changed = rows.join(existing.rename({"status": "old_status"}), on="idempotency_key").filter(
+        pl.col("payload_hash") != pl.col("old_hash").fill_null("")
+    )
+    update = changed.filter(pl.col("old_status").is_in(NEVER_ATTEMPTED))
+    rearm = changed.filter(pl.col("old_status").is_in(REFUSED))
+    statement = sa.text(
+        f"UPDATE {_table(table)} SET payload = :payload, payload_hash = :hash, updated_at = :now, status = :status, "
+        "last_error = NULL WHERE idempotency_key = :key AND status = :old"
+    )
+    params = [
+        {
+            "payload": r["payload"],
+            "hash": r["payload_hash"],
+            "now": now,
+            "key": r["idempotency_key"],
+            "old": r["old_status"],
+            "status": status if r["old_status"] in REFUSED else r["old_status"],
+        }
+        for r in pl.concat([update, rearm]).iter_rows(named=True)
+    ]
+    if params:
+        with db.engine.begin() as conn:
+            conn.execute(statement, params)
+    return new.height, rearm["idempotency_key"].to_list()
+
+
+def hold(db: WarehouseDb, table: str, keys: Sequence[str], reason: str) -> int:
+    """Hold back effects not yet attempted whose subject is no longer ready (they come back by `rearm`)."""
+    return _set_where(db, table, keys, HELD, f"status = '{PENDING}'", error=reason)
+
+
+def rearm(db: WarehouseDb, table: str, keys: Sequence[str]) -> int:
+    """Arm held effects again: their subject is ready once more."""
+    return _set_where(db, table, keys, PENDING, f"status = '{HELD}'")
+
+
+def go_live(db: WarehouseDb, table: str, where: str = "TRUE") -> int:
+    """A flow switched from shadow to live: what it recorded becomes due, once."""
+    with db.engine.begin() as conn:
+        result = conn.execute(
+            sa.text(f"UPDATE {_table(table)} SET status = :p, updated_at = :now WHERE status = :s AND ({where})"),
+            {"p": PENDING, "s": SHADOW, "now": now_utc()},
+        )
+    return int(result.rowcount or 0)
+
+
+def _set_where(
+    db: WarehouseDb, table: str, keys: Sequence[str], status: str, guard: str, error: str | None = None
+) -> int:
+    if not keys:
+        return 0
+    statement = sa.text(
+        f"UPDATE {_table(table)} SET status = :status, last_error = :error, updated_at = :now "
+        f"WHERE idempotency_key = :key AND {guard}"
+    )
+    now = now_utc()
+    with db.engine.begin() as conn:
+        result = conn.execute(statement, [{"status": status, "error": error, "now": now, "key": k} for k in keys])
+    return int(result.rowcount or 0)
+
+
+def claim(db: WarehouseDb, table: str, where: str, owner: str, limit: int = CLAIM_CHUNK) -> pl.DataFrame:
+    """Take up to `limit` sendable rows matching `where` for `owner`, atomically: a row another sender holds
+    (unexpired lease) is skipped, never shared. On PostgreSQL `FOR UPDATE SKIP LOCKED` keeps concurrent claims
+    from waiting on each other; DuckDB has a single writer."""
+    now = now_utc()
+    free = f"status IN ('{PENDING}', '{SENDING}') AND (claimed_until IS NULL OR claimed_until < :now) AND ({where})"
+    lock = "" if db.is_duckdb else " FOR UPDATE SKIP LOCKED"
+    statement = sa.text(
+        f"UPDATE {_table(table)} SET claimed_by = :owner, claimed_until = :until "
+        f"WHERE idempotency_key IN (SELECT idempotency_key FROM {_table(table)} WHERE {free} "
+        f"ORDER BY created_at, idempotency_key LIMIT {int(limit)}{lock}) AND {free} RETURNING *"
+    )
+    with db.engine.begin() as conn:
+        result = conn.execute(statement, {"owner": owner, "until": now + timedelta(seconds=LEASE_S), "now": now})
+        columns, rows = list(result.keys()), result.fetchall()
+    if not rows:
+        return pl.DataFrame(schema={c: pl.String for c in columns})
+    return pl.DataFrame([tuple(r) for r in rows], schema=columns, orient="row", infer_schema_length=None)
+
+
+def _attempt(db: WarehouseDb, table: str, keys: Sequence[str], owner: str) -> list[str]:
+    """Record an attempt on rows this sender still holds (renewing the lease); return the keys it may send."""
+    now = now_utc()
+    statement = sa.text(
+        f"UPDATE {_table(table)} SET status = :s, attempts = attempts + 1, attempted_at = :now, updated_at = :now, "
+        "claimed_until = :until WHERE idempotency_key = :key AND claimed_by = :owner "
+        f"AND status IN ('{PENDING}', '{SENDING}') RETURNING idempotency_key"
+    )
+    until = now + timedelta(seconds=LEASE_S)
+    mine = []
+    with db.engine.begin() as conn:
+        for key in keys:  # RETURNING with executemany is not portable: one statement per key, one transaction
+            row = conn.execute(statement, {"s": SENDING, "now": now, "until": until, "key": key, "owner": owner})
+            mine += [r[0] for r in row.fetchall()]
+    return mine
+
+
+def record(db: WarehouseDb, table: str, keys: Sequence[str], outcome: Outcome, owner: str | None = None) -> None:
+    """Write an outcome on rows (only this sender's, when `owner` is given). A final outcome releases the claim;
+    a deferred one keeps it until the delivery ends, so the same delivery does not take the row again."""
+    if not keys:
+        return
+    now = now_utc()
+    sets = "status = :status, last_error = :error, updated_at = :now"
+    if outcome.status not in SENDABLE:
+        sets += ", claimed_by = NULL, claimed_until = NULL"
+    if outcome.result is not None:
+        sets += ", result = :result"
+    if outcome.status == SENT:
+        sets += ", confirmed_at = :now"
+    guard = f" AND status IN ('{PENDING}', '{SENDING}')" + (" AND claimed_by = :owner" if owner else "")
+    statement = sa.text(f"UPDATE {_table(table)} SET {sets} WHERE idempotency_key = :key{guard}")
+    base = {"status": outcome.status, "error": outcome.error, "now": now, "result": outcome.result, "owner": owner}
+    with db.engine.begin() as conn:
+        conn.execute(statement, [{**base, "key": k} for k in keys])
+
+
+def release(db: WarehouseDb, table: str, owner: str) -> None:
+    """Give back every claim this sender still holds (rows keep their status)."""
+    with db.engine.begin() as conn:
+        conn.execute(
+            sa.text(f"UPDATE {_table(table)} SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = :o"),
+            {"o": owner},
+        )
+
+
+def deliver(
+    db: WarehouseDb,
+    table: str,
+    target: Target,
+    *,
+    where: str = "TRUE",
+    wanted: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
+    batches: Callable[[pl.DataFrame], Iterable[pl.DataFrame]] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> DeliveryReport:
+    """Send every due effect of `table` matching `where`, chunk by chunk of claimed rows: first ask the target
+    about rows attempted before (confirm what it holds), hold rows `wanted` drops, then send the rest in
+    `batches` (default: one row each), recording every outcome as it comes."""
+    owner = sender_id()
+    report = DeliveryReport()
+    streak = 0  # deferrals in a row: a target that keeps failing is left for the next run
+    try:
+        while True:
+            rows = claim(db, table, where, owner)
+            if rows.is_empty():
+                return report
+            report.claimed += rows.height
+            unsure = rows.filter(pl.col("status") == SENDING)  # attempted, no outcome known
+            if unsure.height:
+                try:
+                    found = target.holds(unsure)
+                except TransientError as exc:  # cannot ask now: the unsure rows wait, the rest go on
+                    report.errors.append(f"could not check earlier attempts: {exc}")
+                    report.deferred += unsure.height
+                    rows = rows.filter(pl.col("status") != SENDING)
+                    found = {}
+                for key, evidence in found.items():
+                    record(db, table, [key], Outcome(SENT, result=f"found at target: {evidence}"), owner)
+                report.found_at_target += len(found)
+                rows = rows.filter(~pl.col("idempotency_key").is_in(list(found)))
+            if wanted is not None and rows.height:
+                keep = wanted(rows)
+                dropped = rows.join(keep.select("idempotency_key"), on="idempotency_key", how="anti")
+                record(db, table, dropped["idempotency_key"].to_list(), Outcome(HELD, error="no longer ready"), owner)
+                report.held += dropped.height
+                rows = keep
+            for batch in batches(rows) if batches else (rows.slice(i, 1) for i in range(rows.height)):
+                mine = _attempt(db, table, batch["idempotency_key"].to_list(), owner)
+                if not mine:
+                    continue
+                batch = batch.filter(pl.col("idempotency_key").is_in(mine))
+                for keys, outcome in target.send(batch):
+                    record(db, table, keys, outcome, owner)
+                    if outcome.status == SENT:
+                        report.sent += len(keys)
+                    elif outcome.status == FAILED:
+                        report.failed += len(keys)
+                    else:
+                        report.deferred += len(keys)
+                    streak = streak + len(keys) if outcome.status in SENDABLE else 0
+                    if outcome.error:
+                        report.errors.append(outcome.error)
+                        if log:
+                            log(f"{table} {keys[:3]}: {outcome.status}: {outcome.error}")
+                if streak >= MAX_DEFERRED_IN_A_ROW:
+                    return report
+    finally:
+        release(db, table, owner)

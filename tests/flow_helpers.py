@@ -1,0 +1,67 @@
+"""What the flow tests share: fulfil.yaml for the emulators, running jobs and sensor ticks, what Linnworks got."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import httpx
+
+from emulators.server import Emulators
+from fulfil_assets.config import FulfilConfig
+
+
+def emulator_config(emu: Emulators, tmp_path: Path, **extra: Any) -> FulfilConfig:
+    """fulfil.yaml as it would read for these emulators (`extra` top-level keys merged in)."""
+    systems = extra.pop("systems", {})
+    return FulfilConfig.model_validate(
+        {
+            "flows": ["linnworks_whistl"],
+            **extra,
+            "systems": {
+                **systems,
+                "linnworks": {"base_url": emu.url("linnworks"), **systems.get("linnworks", {})},
+                "whistl": {
+                    "drop_url": f"sftp://brand@127.0.0.1:{emu.ports['whistl_sftp']}/",
+                    "ack_grace_minutes": 0,
+                    **systems.get("whistl", {}),
+                },
+            },
+        }
+    )
+
+
+def run_job(
+    defs: dg.Definitions, name: str, instance: dg.DagsterInstance, run_config: dict | None = None
+) -> dg.ExecuteInProcessResult:
+    result = defs.resolve_job_def(name).execute_in_process(instance=instance, run_config=run_config or {})
+    assert result.success
+    return result
+
+
+def tick_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None) -> dg.SensorResult:
+    sensor = defs.resolve_sensor_def("despatch_file_sensor")
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, definitions=defs, resources={"whistl_drop": defs.resources["whistl_drop"]}
+    )
+    return sensor(context)
+
+
+def drain_despatches(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None) -> tuple[int, str | None]:
+    result = tick_sensor(defs, instance, cursor)
+    for request in result.run_requests or []:
+        run_job(defs, "despatch_job", instance, request.run_config)
+    return len(result.run_requests or []), result.cursor
+
+
+def tracking_calls(emu: Emulators) -> list[dict]:
+    return [
+        c.body
+        for c in emu.linnworks.recorder.calls
+        if c.path.endswith("Orders/SetOrderShippingInfo") and c.status == 200
+    ]
+
+
+def set_faults(emu: Emulators, system: str, **values: object) -> None:
+    httpx.post(f"http://127.0.0.1:{emu.ports[system]}/_emulator/faults", json=values).raise_for_status()

@@ -1,0 +1,110 @@
+"""Configuration and mapping tables that would silently do the wrong thing are refused, naming file, key or line."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from fulfil_assets.config import ConfigError, every_minutes_cron, load_config
+from fulfil_assets.definitions import build_definitions
+from fulfil_assets.validate.mappings import MappingError, load_bundles, load_service_codes
+
+BASE = "flows: [linnworks_whistl]\nsystems:\n  linnworks: {{base_url: {lw}}}\n  whistl: {{drop_url: '{drop}'}}\n"
+
+
+def write(tmp_path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path = tmp_path / "fulfil.yaml"
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("drop", "message"),
+    [
+        ("stfp://brand@127.0.0.1:8722/", "unknown scheme 'stfp'"),
+        ("ftp://brand@host/", "unknown scheme 'ftp'"),
+        ("sftp://127.0.0.1:8722/", "needs a user and a host"),
+        ("sftp://brand@:8722/", "needs a user and a host"),
+        ("sftp://brand@host:99999/", "port that is not a number"),
+        ("file://otherhost/srv/drop", "folder on this machine"),
+    ],
+)
+def test_drop_url_typos_are_refused(tmp_path: Path, drop: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=rf"fulfil.yaml: systems\.whistl\.drop_url: .*{message}"):
+        load_config(write(tmp_path, BASE.format(lw="http://127.0.0.1:8701", drop=drop)))
+
+
+@pytest.mark.parametrize("drop", ["sftp://brand@127.0.0.1:8722/", "/srv/whistl", "drop/whistl", "file:///srv/whistl"])
+def test_good_drop_urls_load(tmp_path: Path, drop: str) -> None:
+    assert load_config(write(tmp_path, BASE.format(lw="https://api.linnworks.net", drop=drop))).systems.whistl
+
+
+@pytest.mark.parametrize("url", ["api.linnworks.net", "htp://api.linnworks.net", "https://"])
+def test_api_urls_need_a_scheme_and_host(tmp_path: Path, url: str) -> None:
+    with pytest.raises(ConfigError, match=r"systems\.linnworks\.base_url: .*(https://|no host)"):
+        load_config(write(tmp_path, BASE.format(lw=url, drop="/srv/x")))
+
+
+def test_schedules_must_run_evenly_and_map_to_the_cron_they_mean(tmp_path: Path) -> None:
+    base = BASE.format(lw="http://127.0.0.1:8701", drop="/srv/x")
+    for bad in (90, 7, 0, -5):
+        with pytest.raises(ConfigError, match=rf"schedules\.order_sync_minutes: {bad} minutes cannot run evenly"):
+            load_config(write(tmp_path, base + f"schedules: {{order_sync_minutes: {bad}}}\n"))
+    with pytest.raises(ConfigError, match=r"schedules\.despatch_poll_seconds: Input should be greater than or equal"):
+        load_config(write(tmp_path, base + "schedules: {despatch_poll_seconds: 1}\n"))
+    assert [every_minutes_cron(m) for m in (1, 15, 60, 120, 1440)] == [
+        "*/1 * * * *",
+        "*/15 * * * *",
+        "0 * * * *",
+        "0 */2 * * *",
+        "0 0 * * *",
+    ]
+    config = load_config(write(tmp_path, base + "schedules: {order_sync_minutes: 120}\n"))
+    schedule = build_definitions(config).resolve_schedule_def("order_sync_schedule")
+    assert schedule.cron_schedule == "0 */2 * * *"
+
+
+def test_duplicate_keys_unused_keys_and_bad_encoding_are_refused(tmp_path: Path) -> None:
+    base = BASE.format(lw="http://127.0.0.1:8701", drop="/srv/x")
+    with pytest.raises(ConfigError, match=r"fulfil.yaml: not valid YAML: .*key 'flows' given twice \(first on line 1\)"):
+        load_config(write(tmp_path, base + "flows: [cin7_whistl]\n"))
+    for key in ("data_dir: data", "service_map: expectations/service_codes.csv"):
+        with pytest.raises(ConfigError, match=rf"{key.split(':')[0]}: unknown key"):
+            load_config(write(tmp_path, base + key + "\n"))
+    with pytest.raises(ConfigError, match=r"fulfil.yaml: not UTF-8 text \(byte \d+\)"):
+        load_config(write(tmp_path, base + "# Café owner\n", encoding="latin-1"))
+    with pytest.raises(ConfigError, match="flows: linnworks_whistl listed twice"):
+        load_config(write(tmp_path, base.replace("[linnworks_whistl]", "[linnworks_whistl, linnworks_whistl]")))
+    with pytest.raises(ConfigError, match=r"modes\.cin7_whistl: not one of the configured flows"):
+        load_config(write(tmp_path, base + "modes: {cin7_whistl: shadow}\n"))
+
+
+def test_bundle_quantities_take_ascii_digits_only(tmp_path: Path) -> None:
+    path = tmp_path / "bundles.csv"
+    for quantity in ("²", "٣", "1.5", "0", "+2"):
+        path.write_text(f"bundle_sku,component_sku,quantity\nBOX1,SKU1,{quantity}\n", encoding="utf-8")
+        with pytest.raises(MappingError, match=rf"bundles\.csv, line 2: quantity '{re.escape(quantity)}' must be a whole number"):
+            load_bundles(path)
+    path.write_text("bundle_sku,component_sku,quantity\nBOX1,SKU1,3\n", encoding="utf-8")
+    assert load_bundles(path)["quantity"].to_list() == [3]
+
+
+def test_mapping_lines_are_counted_as_a_person_sees_them(tmp_path: Path) -> None:
+    path = tmp_path / "service_codes.csv"
+    header = "system,shipping_method,wms,service_code\n"
+    # A quoted newline inside a cell: the row starts on line 3 and the problem is named there.
+    path.write_text(header + "linnworks,Standard,whistl,WHISTL-T48\n" + 'linnworks,"Next\nDay",whistl,WHISTL-T24\n')
+    with pytest.raises(MappingError, match=r"service_codes\.csv, line 3: shipping_method contains an invisible"):
+        load_service_codes(path)
+    # Rows after it keep their real line numbers.
+    path.write_text(
+        header + 'linnworks,"Express",whistl,WHISTL-T24\n' + "linnworks,Next Day,whistl,WHISTL-T99\n",
+    )
+    with pytest.raises(MappingError, match=r"line 3: 'WHISTL-T99' is not a whistl service code"):
+        load_service_codes(path)
+    # U+2028 is not a line break in a CSV: it is named as the invisible character it is.
+    path.write_text(header + "linnworks,Next\u2028Day,whistl,WHISTL-T24\n", encoding="utf-8")
+    with pytest.raises(MappingError, match=r"line 2: shipping_method contains an invisible character U\+2028"):
+        load_service_codes(path)
