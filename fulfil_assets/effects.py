@@ -181,12 +181,18 @@ def _set_where(
     return int(result.rowcount or 0)
 
 
-def claim(db: WarehouseDb, table: str, where: str, owner: str, limit: int = CLAIM_CHUNK) -> pl.DataFrame:
+def claim(
+    db: WarehouseDb, table: str, where: str, owner: str, settle_s: float = 0.0, limit: int = CLAIM_CHUNK
+) -> pl.DataFrame:
     """Take up to `limit` sendable rows matching `where` for `owner`, atomically: a row another sender holds
-    (unexpired lease) is skipped, never shared. On PostgreSQL `FOR UPDATE SKIP LOCKED` keeps concurrent claims
-    from waiting on each other; DuckDB has a single writer."""
+    (unexpired lease) is skipped, never shared, and so is an unconfirmed attempt younger than `settle_s` (the
+    target may still be carrying it out). On PostgreSQL `FOR UPDATE SKIP LOCKED` keeps concurrent claims from
+    waiting on each other; DuckDB has a single writer."""
     now = now_utc()
-    free = f"status IN ('{PENDING}', '{SENDING}') AND (claimed_until IS NULL OR claimed_until < :now) AND ({where})"
+    free = (
+        f"status IN ('{PENDING}', '{SENDING}') AND (claimed_until IS NULL OR claimed_until < :now) "
+        f"AND NOT (status = '{SENDING}' AND attempted_at > :settled) AND ({where})"
+    )
     lock = "" if db.is_duckdb else " FOR UPDATE SKIP LOCKED"
     statement = sa.text(
         f"UPDATE {_table(table)} SET claimed_by = :owner, claimed_until = :until "
@@ -194,7 +200,13 @@ def claim(db: WarehouseDb, table: str, where: str, owner: str, limit: int = CLAI
         f"ORDER BY created_at, idempotency_key LIMIT {int(limit)}{lock}) AND {free} RETURNING *"
     )
     with db.engine.begin() as conn:
-        result = conn.execute(statement, {"owner": owner, "until": now + timedelta(seconds=LEASE_S), "now": now})
+        params = {
+            "owner": owner,
+            "until": now + timedelta(seconds=LEASE_S),
+            "now": now,
+            "settled": now - timedelta(seconds=settle_s),
+        }
+        result = conn.execute(statement, params)
         columns, rows = list(result.keys()), result.fetchall()
     if not rows:
         return pl.DataFrame(schema={c: pl.String for c in columns})
@@ -253,19 +265,20 @@ def deliver(
     target: Target,
     *,
     where: str = "TRUE",
+    settle_s: float = 0.0,
     wanted: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
     batches: Callable[[pl.DataFrame], Iterable[pl.DataFrame]] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> DeliveryReport:
     """Send every due effect of `table` matching `where`, chunk by chunk of claimed rows: first ask the target
-    about rows attempted before (confirm what it holds), hold rows `wanted` drops, then send the rest in
-    `batches` (default: one row each), recording every outcome as it comes."""
+    about attempts with no known outcome, once they are `settle_s` old (confirm what it holds), hold rows `wanted`
+    drops, then send the rest in `batches` (default: one row each), recording every outcome as it comes."""
     owner = sender_id()
     report = DeliveryReport()
     streak = 0  # deferrals in a row: a target that keeps failing is left for the next run
     try:
         while True:
-            rows = claim(db, table, where, owner)
+            rows = claim(db, table, where, owner, settle_s)
             if rows.is_empty():
                 return report
             report.claimed += rows.height

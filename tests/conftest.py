@@ -70,8 +70,19 @@ def warehouse_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[st
 
 
 @pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database, for what only a multi-writer warehouse can show (concurrent runs)."""
+    yield from _postgres_url()
+
+
+@pytest.fixture
 def fulfil_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, emulators: Emulators, warehouse_url: str) -> dict:
     """Environment as a deployment has it: secrets in env vars, the warehouse URL, the data folder."""
+    return deployment_env(monkeypatch, tmp_path, emulators, warehouse_url)
+
+
+def deployment_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, emulators: Emulators, warehouse_url: str) -> dict:
+    """Set the environment a deployment has: secrets in env vars, the warehouse URL, the data folder."""
     lw = emulators.linnworks.credentials
     env = {
         "LINNWORKS_APPLICATION_ID": lw[0],

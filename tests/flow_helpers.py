@@ -48,10 +48,25 @@ def tick_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str 
     return sensor(context)
 
 
-def drain_despatches(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None) -> tuple[int, str | None]:
+def drain_despatches(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    cursor: str | None,
+    *,
+    files_only: bool = False,
+    require_success: bool = True,
+) -> tuple[int, str | None]:
+    """One sensor tick and the runs it asks for (`files_only`: take the files in, post nothing)."""
     result = tick_sensor(defs, instance, cursor)
     for request in result.run_requests or []:
-        run_job(defs, "despatch_job", instance, request.run_config)
+        job = defs.resolve_job_def("despatch_job")
+        run = job.execute_in_process(
+            instance=instance,
+            run_config=request.run_config,
+            asset_selection=[dg.AssetKey("despatches")] if files_only else None,
+            raise_on_error=False,
+        )
+        assert run.success or not require_success
     return len(result.run_requests or []), result.cursor
 
 

@@ -68,7 +68,9 @@ def test_schedules_must_run_evenly_and_map_to_the_cron_they_mean(tmp_path: Path)
 
 def test_duplicate_keys_unused_keys_and_bad_encoding_are_refused(tmp_path: Path) -> None:
     base = BASE.format(lw="http://127.0.0.1:8701", drop="/srv/x")
-    with pytest.raises(ConfigError, match=r"fulfil.yaml: not valid YAML: .*key 'flows' given twice \(first on line 1\)"):
+    with pytest.raises(
+        ConfigError, match=r"fulfil.yaml: not valid YAML: .*key 'flows' given twice \(first on line 1\)"
+    ):
         load_config(write(tmp_path, base + "flows: [cin7_whistl]\n"))
     for key in ("data_dir: data", "service_map: expectations/service_codes.csv"):
         with pytest.raises(ConfigError, match=rf"{key.split(':')[0]}: unknown key"):
@@ -85,7 +87,9 @@ def test_bundle_quantities_take_ascii_digits_only(tmp_path: Path) -> None:
     path = tmp_path / "bundles.csv"
     for quantity in ("²", "٣", "1.5", "0", "+2"):
         path.write_text(f"bundle_sku,component_sku,quantity\nBOX1,SKU1,{quantity}\n", encoding="utf-8")
-        with pytest.raises(MappingError, match=rf"bundles\.csv, line 2: quantity '{re.escape(quantity)}' must be a whole number"):
+        with pytest.raises(
+            MappingError, match=rf"bundles\.csv, line 2: quantity '{re.escape(quantity)}' must be a whole number"
+        ):
             load_bundles(path)
     path.write_text("bundle_sku,component_sku,quantity\nBOX1,SKU1,3\n", encoding="utf-8")
     assert load_bundles(path)["quantity"].to_list() == [3]

@@ -244,6 +244,7 @@ def build_assets(config: FulfilConfig) -> list[dg.AssetsDefinition]:
                 "tracking_posts",
                 target,
                 where=f"oms = 'linnworks' AND ({TRACKING_FIRST})",
+                settle_s=2 * linnworks.timeout_s,  # a call the client gave up on has had time to land
                 log=context.log.warning,
             )
         except AuthError as exc:

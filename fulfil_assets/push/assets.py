@@ -1,7 +1,6 @@
 """Push validated orders to Whistl as order files, through the `wms_submissions` ledger and the effect module."""
 
 import json
-from datetime import timedelta
 
 import dagster as dg
 import polars as pl
@@ -63,7 +62,7 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
     flows = {s: flow_of(s, "whistl") for s in sources}
     shadow_flows = [f for f in flows.values() if is_shadow(config, f)]
     live_flows = [f for f in flows.values() if f not in shadow_flows]
-    grace = timedelta(minutes=config.systems.whistl.ack_grace_minutes if config.systems.whistl else 0)
+    grace_s = 60.0 * (config.systems.whistl.ack_grace_minutes if config.systems.whistl else 0)
 
     @dg.asset(
         group_name="push",
@@ -106,18 +105,14 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
         effects.rearm(db, TABLE, held.join(ready_keys, on="idempotency_key")["idempotency_key"].to_list())
         not_ready = ledger.join(ready_keys, on="idempotency_key", how="anti")["idempotency_key"].to_list()
         effects.hold(db, TABLE, not_ready, "no longer ready to send")
-        cutoff = (now - grace).isoformat()
-        where = (
-            f"wms = 'whistl' AND NOT (status = '{effects.SENDING}' AND attempted_at > "
-            f"CAST('{cutoff}' AS TIMESTAMP WITH TIME ZONE))"
-        )
         with whistl_drop.session() as drop:
             inbox = WhistlInbox(db, drop)
             report = effects.deliver(
                 db,
                 TABLE,
                 inbox,
-                where=where,
+                where="wms = 'whistl'",
+                settle_s=grace_s,
                 wanted=lambda rows: rows.join(ready_keys, on="idempotency_key", how="semi"),
                 batches=inbox.batches,
                 log=context.log.warning,

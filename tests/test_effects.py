@@ -1,0 +1,257 @@
+"""The effect module keeps its promises at the edges: nothing lost, nothing sent twice, nothing sent to the wrong
+system, nothing sent in shadow mode. Counted from the emulators' own inspection, not from our ledgers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+import yaml
+from conftest import deployment_env
+from flow_helpers import drain_despatches, emulator_config, run_job, set_faults
+
+from emulators.server import Emulators
+from fulfil_assets import effects
+from fulfil_assets.definitions import build_definitions
+from resources.warehouse import SCHEMA, WarehouseDb
+
+
+def despatch_everything(emu: Emulators, defs: dg.Definitions, instance: dg.DagsterInstance, **kwargs: bool) -> None:
+    """Let the warehouse work every order through to despatch, taking its files in after each shift."""
+    cursor = None
+    for _ in range(5):
+        emu.whistl.step()
+        cursor = drain_despatches(defs, instance, cursor, **kwargs)[1]
+
+
+def expected_tracking(emu: Emulators, db: WarehouseDb) -> dict[str, int]:
+    """Linnworks order id -> the despatches Whistl confirmed for it (each must be posted exactly once)."""
+    order_id = dict(db.read(f"SELECT order_ref, source_order_id FROM {SCHEMA}.orders").iter_rows())
+    shipped: dict[str, set[str]] = {}
+    for f in sorted((emu.whistl.root / "out" / "archive").glob("shp_*.csv")):
+        for row in pl.read_csv(f, infer_schema=False).iter_rows(named=True):
+            if int(row["quantity_despatched"]) > 0:
+                shipped.setdefault(order_id[row["order_reference"]], set()).add(row["despatch_reference"])
+    return {k: len(v) for k, v in shipped.items()}
+
+
+def posts_applied(emu: Emulators) -> dict[str, int]:
+    """What Linnworks itself holds: tracking writes applied per order."""
+    return {k: len(v) for k, v in emu.linnworks.inspect()["shipping_info"].items()}
+
+
+def test_an_order_held_after_a_crash_goes_out_once_it_is_ready_again(
+    emulators: Emulators, fulfil_env: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed as the upload starts, then one order stops being ready (its SKU vanishes from the warehouse's
+    catalogue): it is held, not lost; when the SKU is back it goes out by itself, and Whistl gets every order once.
+    The reached-the-WMS check counts what Whistl acknowledged, not our ledger."""
+    from resources.file_drop import SftpDrop
+
+    emu = emulators
+    defs = build_definitions(emulator_config(emu, tmp_path))
+    instance = dg.DagsterInstance.ephemeral()
+    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+    emu.whistl.snapshot()
+
+    def killed(self, folder, name, data):
+        raise KeyboardInterrupt("killed as the upload starts")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SftpDrop, "write_atomic", killed)
+        run = defs.resolve_job_def("order_sync_job").execute_in_process(instance=instance, raise_on_error=False)
+    assert not run.success
+    intended = db.read(f"SELECT order_key, order_ref FROM {SCHEMA}.wms_submissions")
+    lines = db.read(f"SELECT order_key, sku FROM {SCHEMA}.wms_order_lines").join(intended, on="order_key")
+    alone = lines.group_by("sku").agg(pl.col("order_ref").n_unique().alias("n")).filter(pl.col("n") == 1)
+    victim_ref, victim_sku = lines.join(alone, on="sku").sort("order_ref").select("order_ref", "sku").row(0)
+
+    title = emu.whistl.catalogue.pop(victim_sku)
+    emu.whistl.snapshot()
+    run_job(defs, "order_sync_job", instance)
+    status = dict(db.read(f"SELECT order_ref, status FROM {SCHEMA}.wms_submissions").iter_rows())
+    assert status[victim_ref] == "held" and Counter(status.values())["sent"] == intended.height - 1
+
+    emu.whistl.catalogue[victim_sku] = title
+    emu.whistl.snapshot()
+    sync = run_job(defs, "order_sync_job", instance)
+    emu.whistl.step()
+    receipts = emu.whistl.inspect()["receipts"]
+    assert set(receipts) == set(intended["order_ref"]) and set(receipts.values()) == {1}
+    assert reached_check(sync) is True
+
+    # The check goes red when orders sit unacknowledged for hours, and green once Whistl's acks are taken in.
+    db.execute(f"UPDATE {SCHEMA}.wms_submissions SET created_at = created_at - INTERVAL '3 hours'")
+    assert reached_check(run_job(defs, "order_sync_job", instance)) is False
+    drain_despatches(defs, instance, None)
+    assert set(db.read(f"SELECT status FROM {SCHEMA}.wms_submissions")["status"]) == {"acknowledged"}
+    assert reached_check(run_job(defs, "order_sync_job", instance)) is True
+
+
+def reached_check(result: dg.ExecuteInProcessResult) -> bool:
+    return {c.check_name: c.passed for c in result.get_asset_check_evaluations()}["every_ready_order_reached_the_wms"]
+
+
+def test_tracking_once_when_linnworks_applied_calls_the_client_gave_up_on(
+    emulators: Emulators, fulfil_env: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Timeouts where Linnworks carries the call out after the client has gone, and a kill right after Linnworks
+    applied a post: the next run reads the order back and confirms, never posts again."""
+    emu = emulators
+    config = emulator_config(emu, tmp_path, systems={"linnworks": {"timeout_s": 0.5, "budget_share": 1.0}})
+    defs = build_definitions(config)
+    instance = dg.DagsterInstance.ephemeral()
+    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+    emu.whistl.snapshot()
+    emu.whistl.multi_parcel_share = 0.3
+    run_job(defs, "order_sync_job", instance)
+
+    real_record = effects.record
+    crashed = []
+
+    def killed_after_the_post(db_, table, keys, outcome, owner=None):
+        if table == "tracking_posts" and outcome.status == effects.SENT and not crashed:
+            crashed.append(keys)
+            raise KeyboardInterrupt("killed after Linnworks applied the post")
+        return real_record(db_, table, keys, outcome, owner)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(effects, "record", killed_after_the_post)
+        despatch_everything(emu, defs, instance, require_success=False)
+    assert crashed, "the kill never happened"
+
+    set_faults(emu, "linnworks", timeout_rate=0.3, timeout_s=0.8)
+    for _ in range(3):
+        defs.resolve_job_def("tracking_retry_job").execute_in_process(instance=instance, raise_on_error=False)
+    set_faults(emu, "linnworks", timeout_rate=0.0)
+    time.sleep(1.0)  # unconfirmed attempts are checked once they have had time to land (2 x the client timeout)
+    for _ in range(3):
+        run_job(defs, "tracking_retry_job", instance)
+    timeouts = db.read(f"SELECT last_error FROM {SCHEMA}.tracking_posts WHERE result LIKE 'found at target%'")
+    assert timeouts.height >= 2, "no post was settled by reading the order back: the test proves nothing"
+
+    expected = expected_tracking(emu, db)
+    assert expected and posts_applied(emu) == expected
+    processed = emu.linnworks.inspect()["processed"]
+    process_calls = [c.body["orderId"] for c in emu.linnworks.recorder.calls if c.path.endswith("ProcessOrder")]
+    assert process_calls and max(Counter(process_calls).values()) == 1
+    assert set(processed) <= set(expected)
+    assert set(db.read(f"SELECT status FROM {SCHEMA}.tracking_posts")["status"]) == {"sent"}
+
+
+@pytest.mark.postgres
+def test_two_tracking_runs_at_once_post_each_once(
+    emulators: Emulators, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two `tracking_retry_job` runs launched from the CLI at the same moment (no run queue between them) share
+    the work through claims in the database: every post once, every order processed once. PostgreSQL: the
+    warehouse that allows several writing processes."""
+    emu = emulators
+    deployment_env(monkeypatch, tmp_path, emu, postgres_url)
+    config = emulator_config(emu, tmp_path, systems={"linnworks": {"budget_share": 1.0}})
+    defs = build_definitions(config)
+    instance = dg.DagsterInstance.ephemeral()
+    db = WarehouseDb(postgres_url)
+    emu.whistl.snapshot()
+    emu.whistl.partial_share = 0.3
+    run_job(defs, "order_sync_job", instance)
+    despatch_everything(emu, defs, instance, files_only=True)
+    pending = db.read(f"SELECT COUNT(*) AS n FROM {SCHEMA}.tracking_posts WHERE status = 'pending'")["n"][0]
+    assert pending > 20
+    set_faults(emu, "linnworks", latency_ms=30)
+
+    config_file = tmp_path / "fulfil.yaml"
+    config_file.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_defaults=True)))
+    command = [sys.executable, "-m", "dagster", "job", "execute", "-m", "fulfil_assets.definitions"]
+    start = threading.Barrier(2)
+    results: list[subprocess.CompletedProcess[str]] = []
+
+    def launch(n: int) -> None:
+        home = tmp_path / f"dagster_home_{n}"  # one instance each: nothing queues one run behind the other
+        home.mkdir()
+        env = {**os.environ, "FULFIL_CONFIG": str(config_file), "DAGSTER_HOME": str(home)}
+        start.wait()
+        results.append(subprocess.run([*command, "-j", "tracking_retry_job"], env=env, capture_output=True, text=True))
+
+    threads = [threading.Thread(target=launch, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=240)
+    assert [r.returncode for r in results] == [0, 0], [r.stderr[-2000:] for r in results]
+    owners = db.read(f"SELECT status, COUNT(*) AS n FROM {SCHEMA}.tracking_posts GROUP BY status")
+    assert dict(owners.iter_rows()) == {"sent": pending}
+    assert posts_applied(emu) == expected_tracking(emu, db)
+    process_calls = [c.body["orderId"] for c in emu.linnworks.recorder.calls if c.path.endswith("ProcessOrder")]
+    assert process_calls and max(Counter(process_calls).values()) == 1
+
+
+def test_tracking_goes_to_the_orders_own_system_or_nowhere(
+    emulators: Emulators, fulfil_env: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cin7 orders travel to Whistl beside Linnworks ones; their despatches never become Linnworks calls."""
+    emu = emulators
+    account, key = emu.cin7.credentials
+    monkeypatch.setenv("CIN7_ACCOUNT_ID", account)
+    monkeypatch.setenv("CIN7_APPLICATION_KEY", key)
+    config = emulator_config(
+        emu,
+        tmp_path,
+        flows=["linnworks_whistl", "cin7_whistl"],
+        systems={"cin7": {"base_url": emu.url("cin7"), "budget_share": 1.0}},
+    )
+    defs = build_definitions(config)
+    instance = dg.DagsterInstance.ephemeral()
+    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+    emu.whistl.snapshot()
+    run_job(defs, "order_sync_job", instance)
+    sent = db.read(f"SELECT order_key, flow FROM {SCHEMA}.wms_submissions")
+    assert set(sent["flow"]) == {"linnworks_whistl", "cin7_whistl"}
+    despatch_everything(emu, defs, instance)
+    posts = db.read(f"SELECT order_key, oms, target, status FROM {SCHEMA}.tracking_posts")
+    cin7 = posts.filter(pl.col("order_key").str.starts_with("cin7:"))
+    assert cin7.height and set(cin7["oms"]) == {"cin7"} and set(cin7["status"]) == {"pending"}
+    assert set(posts.filter(pl.col("oms") == "linnworks")["status"]) == {"sent"}
+    cin7_ids = {k.split(":", 1)[1] for k in cin7["order_key"]}
+    asked = {c.body.get("orderId") for c in emu.linnworks.recorder.calls if isinstance(c.body, dict)}
+    assert not cin7_ids & asked, "a Cin7 order's tracking went to Linnworks"
+
+
+def test_shadow_mode_sends_nothing_and_going_live_sends_exactly_that_once(
+    emulators: Emulators, fulfil_env: dict, tmp_path: Path
+) -> None:
+    emu = emulators
+    shadow = build_definitions(emulator_config(emu, tmp_path, modes={"linnworks_whistl": "shadow"}))
+    instance = dg.DagsterInstance.ephemeral()
+    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+    emu.whistl.snapshot()
+    run_job(shadow, "order_sync_job", instance)
+    run_job(shadow, "order_sync_job", instance)
+    recorded = db.read(f"SELECT order_ref, status, payload FROM {SCHEMA}.wms_submissions")
+    assert recorded.height > 0 and set(recorded["status"]) == {"shadow"}
+    assert all(ref in payload for ref, payload in recorded.select("order_ref", "payload").iter_rows())
+    emu.whistl.step()
+    assert emu.whistl.inspect()["receipts"] == {} and not list(emu.whistl.inbox.glob("*"))
+
+    live = build_definitions(emulator_config(emu, tmp_path))
+    run_job(live, "order_sync_job", instance)
+    run_job(live, "order_sync_job", instance)
+    emu.whistl.step()
+    receipts = emu.whistl.inspect()["receipts"]
+    assert set(receipts) == set(recorded["order_ref"]) and set(receipts.values()) == {1}
+    # What went out is exactly what shadow mode recorded.
+    received = pl.concat(
+        [pl.read_csv(f, infer_schema=False) for f in sorted(emu.whistl.received_dir.glob("ord_*.csv"))]
+    )
+    for ref, payload in recorded.select("order_ref", "payload").iter_rows():
+        rows = received.filter(pl.col("order_reference") == ref).rows()
+        assert [[c or "" for c in r] for r in rows] == [[c or "" for c in row] for row in json.loads(payload)]
