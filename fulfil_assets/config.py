@@ -184,6 +184,9 @@ class ScheduleConfig(_Strict):
     order_sync_minutes: Minutes = 5
     tracking_retry_minutes: Minutes = 10
     despatch_poll_seconds: int = Field(30, ge=5, le=3600)
+    despatch_settle_seconds: int = Field(
+        10, ge=0, le=3600, description="a Whistl file is taken in once unchanged this long (or since the last poll)"
+    )
 
 
 class FulfilConfig(_Strict):

@@ -24,6 +24,7 @@ class DropFile:
     folder: str
     name: str
     size: int
+    mtime: float = 0.0  # seconds since the epoch, as the server reports it
 
 
 class DropSession(Protocol):
@@ -38,8 +39,8 @@ class DropSession(Protocol):
     def write_atomic(self, folder: str, name: str, data: bytes) -> None:
         """Write under a temporary name, then rename, so readers never see half a file."""
 
-    def move(self, folder: str, name: str, to_folder: str) -> None:
-        """Move a file to another folder (creating it), replacing a same-named file there."""
+    def move(self, folder: str, name: str, to_folder: str, new_name: str | None = None) -> None:
+        """Move a file to another folder (creating it), under `new_name` if given, replacing a file there."""
 
     def exists(self, folder: str, name: str) -> bool:
         """Whether the file exists."""
@@ -62,7 +63,7 @@ class LocalDrop:
             return []
         return sorted(
             (
-                DropFile(folder, p.name, p.stat().st_size)
+                DropFile(folder, p.name, (st := p.stat()).st_size, st.st_mtime)
                 for p in base.iterdir()
                 if p.is_file() and _visible(p.name, pattern)
             ),
@@ -84,10 +85,10 @@ class LocalDrop:
             os.fsync(fh.fileno())
         os.replace(tmp, base / name)
 
-    def move(self, folder: str, name: str, to_folder: str) -> None:
+    def move(self, folder: str, name: str, to_folder: str, new_name: str | None = None) -> None:
         """Rename into `to_folder`."""
         (self.root / to_folder).mkdir(parents=True, exist_ok=True)
-        os.replace(self.root / folder / name, self.root / to_folder / name)
+        os.replace(self.root / folder / name, self.root / to_folder / (new_name or name))
 
     def exists(self, folder: str, name: str) -> bool:
         """Whether the file exists."""
@@ -111,7 +112,7 @@ class SftpDrop:
             return []
         return sorted(
             (
-                DropFile(folder, e.filename, e.st_size or 0)
+                DropFile(folder, e.filename, e.st_size or 0, float(e.st_mtime or 0))
                 for e in entries
                 if stat.S_ISREG(e.st_mode or 0) and _visible(e.filename, pattern)
             ),
@@ -137,10 +138,11 @@ class SftpDrop:
             fh.write(data)
         self.sftp.posix_rename(tmp, self._path(folder, name))  # type: ignore[attr-defined]
 
-    def move(self, folder: str, name: str, to_folder: str) -> None:
+    def move(self, folder: str, name: str, to_folder: str, new_name: str | None = None) -> None:
         """posix-rename into `to_folder`."""
         self._mkdir(to_folder)
-        self.sftp.posix_rename(self._path(folder, name), self._path(to_folder, name))  # type: ignore[attr-defined]
+        target = self._path(to_folder, new_name or name)
+        self.sftp.posix_rename(self._path(folder, name), target)  # type: ignore[attr-defined]
 
     def exists(self, folder: str, name: str) -> bool:
         """Whether the file exists."""

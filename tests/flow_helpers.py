@@ -18,6 +18,7 @@ def emulator_config(emu: Emulators, tmp_path: Path, **extra: Any) -> FulfilConfi
     return FulfilConfig.model_validate(
         {
             "flows": ["linnworks_whistl"],
+            "schedules": {"despatch_settle_seconds": 0},  # the emulator writes whole files (temporary name + rename)
             **extra,
             "systems": {
                 **systems,

@@ -1,5 +1,6 @@
 """Whistl's answers (despatch confirmations, rejections) into the warehouse, and tracking back to Linnworks."""
 
+import fnmatch
 import hashlib
 from datetime import datetime
 
@@ -20,12 +21,19 @@ from fulfil_assets.despatch.whistl_files import (
 )
 from fulfil_assets.ledger import mark, now_utc
 from fulfil_assets.validate.rules import OWNERS
-from resources.file_drop import DropSession, FileDrop
+from resources.file_drop import DropFile, DropSession, FileDrop
 from resources.http import AuthError
 from resources.linnworks import LinnworksResource
 from resources.warehouse import SCHEMA, Warehouse, WarehouseDb
 
-FEEDBACK_PATTERNS = ("ack_*.csv", "shp_*.csv", "err_*.csv")
+FEEDBACK_PATTERNS = ("ack_*.csv", "shp_*.csv", "err_*.csv")  # matched whatever the case of the name
+
+
+def feedback_files(drop: DropSession) -> list[DropFile]:
+    """Whistl's acknowledgement, despatch and rejection files waiting in `out/` (`SHP_...CSV` counts too)."""
+    return [f for f in drop.list("out", "*") if any(fnmatch.fnmatch(f.name.lower(), p) for p in FEEDBACK_PATTERNS)]
+
+
 EXCEPTION_UPDATE = ["reason_code", "detail", "owner", "last_seen", "resolved_at"]
 
 
@@ -85,7 +93,9 @@ def take_despatch_file(
             "quarantined_rows",
             bad.with_columns(pl.lit("whistl_despatch").alias("source"), pl.lit(now).alias("quarantined_at")),
         )
-    affected = matched.select("order_key").unique()
+    # An order whose despatch does not add up (over-shipped, a line it never had) waits for the warehouse owner:
+    # its exception is open and nothing is posted to the customer's order until a person has looked.
+    affected = matched.select("order_key").unique().join(problems.select("order_key"), on="order_key", how="anti")
     all_rows = db.read(f"SELECT * FROM {SCHEMA}.despatches WHERE wms = 'whistl'").join(affected, on="order_key")
     intents = tracking_intents(all_rows, lines, owners)
     for flow in intents["flow"].unique().to_list():
@@ -124,13 +134,31 @@ def take_rejection_file(db: WarehouseDb, data: bytes, now: datetime) -> dict[str
     hits = rejected.join(sent, on="order_ref", how="inner")
     for row in hits.iter_rows(named=True):
         mark(db, "wms_submissions", [row["idempotency_key"]], "rejected", error=f"{row['wms_code']}: {row['detail']}")
-    open_exceptions(
-        db,
-        hits.select("order_key", "reason_code", pl.format("Whistl rejected the order: {}", "detail").alias("detail")),
-        "wms_acceptance",
-        now,
+    # A rejection of a reference fulfil never sent is news too: the warehouse owner finds out whose it is.
+    strangers = rejected.join(sent, on="order_ref", how="anti").select(
+        pl.format("whistl:{}", "order_ref").alias("order_key"),
+        pl.lit("WMS_REJECTED").alias("reason_code"),
+        pl.format(
+            "Whistl rejected order {} ({}: {}), which fulfil never sent", "order_ref", "wms_code", "detail"
+        ).alias("detail"),
     )
-    return {"rows_read": rejected.height, "rows_kept": hits.height, "quarantined": 0, "problems": hits.height}
+    found = hits.select(
+        "order_key", "reason_code", pl.format("Whistl rejected the order: {}", "detail").alias("detail")
+    )
+    open_exceptions(db, pl.concat([found, strangers]), "wms_acceptance", now)
+    problems = hits.height + strangers.height
+    return {"rows_read": rejected.height, "rows_kept": hits.height, "quarantined": 0, "problems": problems}
+
+
+def keep_file(drop: DropSession, name: str, folder: str, digest: str) -> str:
+    """Move a file taken in to `folder`, never over an earlier file of the same name (a corrected re-send keeps
+    both: the second gets its content hash in its name). Returns where it went."""
+    target = name
+    if drop.exists(folder, name):
+        stem, dot, ext = name.rpartition(".")
+        target = f"{stem}.{digest[:12]}.{ext}" if dot else f"{name}.{digest[:12]}"
+    drop.move("out", name, folder, target)
+    return f"{folder}/{target}"
 
 
 def _take(db: WarehouseDb, drop: DropSession, name: str, log: dg.DagsterLogManager, flows: dict[str, bool]) -> str:
@@ -142,10 +170,10 @@ def _take(db: WarehouseDb, drop: DropSession, name: str, log: dg.DagsterLogManag
         {"n": name, "h": digest},
     )
     if seen.height:
-        drop.move("out", name, "out/archive")
+        keep_file(drop, name, "out/archive", digest)
         log.info(f"{name}: already taken in ({seen['outcome'][0]}); archived")
         return "duplicate"
-    kind = name.split("_", 1)[0]
+    kind = name.split("_", 1)[0].lower()
     try:
         if kind == "shp":
             counts = take_despatch_file(db, name, data, now, flows)
@@ -178,7 +206,8 @@ def _take(db: WarehouseDb, drop: DropSession, name: str, log: dg.DagsterLogManag
         mode="upsert",
         key=["wms", "file_name", "content_hash"],
     )
-    drop.move("out", name, "out/archive" if outcome == "processed" else "out/quarantine")
+    kept = keep_file(drop, name, "out/archive" if outcome == "processed" else "out/quarantine", digest)
+    log.info(f"{name} -> {kept}")
     log.info(f"{name}: {outcome} {counts}")
     return outcome
 
@@ -211,7 +240,7 @@ def build_assets(config: FulfilConfig) -> list[dg.AssetsDefinition]:
         db = warehouse.get_db()
         outcomes: dict[str, str] = {}
         with whistl_drop.session() as drop:
-            waiting = {f.name for p in FEEDBACK_PATTERNS for f in drop.list("out", p)}
+            waiting = {f.name for f in feedback_files(drop)}
             names = [n for n in config.file_names if n in waiting] if config.file_names else sorted(waiting)
             for name in names:
                 outcomes[name] = _take(db, drop, name, context.log, flows)

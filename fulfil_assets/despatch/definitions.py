@@ -38,6 +38,10 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
     return dg.Definitions(
         assets=assets,
         jobs=jobs,
-        sensors=[despatch_file_sensor_factory(despatch_job, config.schedules.despatch_poll_seconds)],
+        sensors=[
+            despatch_file_sensor_factory(
+                despatch_job, config.schedules.despatch_poll_seconds, config.schedules.despatch_settle_seconds
+            )
+        ],
         schedules=schedules,
     )

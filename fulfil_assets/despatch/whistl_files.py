@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+import unicodedata
+from datetime import UTC, datetime
+from typing import Any
 
 import polars as pl
 
@@ -59,93 +63,137 @@ class FileFormatError(ValueError):
     """The whole file cannot be read (not CSV, wrong header, not UTF-8)."""
 
 
-def _read_csv(data: bytes, required: tuple[str, ...]) -> list[dict[str, str]]:
+def _read_csv(data: bytes, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    """(line the row starts on, row) for each row; FileFormatError when the file as a whole cannot be trusted:
+    not UTF-8, empty, columns missing, no rows, or no line break at the end (still being written, or cut short)."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise FileFormatError(f"not UTF-8 (byte {exc.start})") from None
-    reader = csv.DictReader(io.StringIO(text))
-    header = reader.fieldnames or []
+    if not text.strip():
+        raise FileFormatError("empty file")
+    if not text.endswith(("\n", "\r")):
+        raise FileFormatError(
+            "the last line has no line break: the file is incomplete (cut short or still being written)"
+        )
+    # newline="": \r\n, \n and a lone \r all end a line, and a quoted line break stays in its cell.
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        header = [h.strip() for h in reader.fieldnames or []]
+    except csv.Error as exc:
+        raise FileFormatError(f"line 1: {exc}") from None
     missing = [c for c in required if c not in header]
     if missing:
-        raise FileFormatError(f"missing columns: {', '.join(missing)}")
+        raise FileFormatError(f"missing columns: {', '.join(missing)} (header: {','.join(header)[:200]})")
+    reader.fieldnames = header
+    rows = []
+    start = reader.line_num + 1
     try:
-        return list(reader)
+        for row in reader:
+            rows.append((start, row))
+            start = reader.line_num + 1
     except csv.Error as exc:
-        raise FileFormatError(f"line {reader.line_num}: {exc}") from None
+        raise FileFormatError(f"line {start}: {exc}") from None
+    if not rows:
+        raise FileFormatError("a header and no rows: Whistl only writes a file when it has something to say")
+    return rows
+
+
+WHOLE = re.compile(r"[0-9]{1,9}")  # ASCII digits: int() would also take '٣', str.isdigit() also '²'
+TRACKING = re.compile(r"[A-Za-z0-9][A-Za-z0-9 -]{2,48}[A-Za-z0-9]")  # what carriers print on a label
+ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?")
+
+
+def _iso_time(value: str) -> datetime | None:
+    """An ISO 8601 time as UTC (no zone means UTC), or None: each row on its own, never guessed from another."""
+    if not ISO_TIME.fullmatch(value):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _printable(text: str) -> str:
+    """The text with control characters written out (`\\x00`): kept for a person, storable in any database."""
+    return "".join(f"\\x{ord(ch):02x}" if unicodedata.category(ch) == "Cc" else ch for ch in text)
+
+
+def _despatch_row_problems(row: dict[str, str]) -> tuple[list[str], dict[str, Any]]:
+    """What is wrong with one despatch row, and its parsed values."""
+    problems: list[str] = []
+    if None in row:
+        problems.append("more cells than the header")
+    cells = {k: v for k, v in row.items() if isinstance(k, str)}
+    odd = sorted({c for c, v in cells.items() if any(unicodedata.category(ch) == "Cc" for ch in v or "")})
+    if odd:
+        problems.append(f"control characters in {', '.join(odd)}")
+    value = {k: (v or "").strip() for k, v in cells.items()}
+    for name in ("order_reference", "despatch_reference"):
+        if not value.get(name):
+            problems.append(f"no {name}")
+    ints: dict[str, int] = {}
+    for name in ("line_number", "quantity_despatched", "parcel_number"):
+        if WHOLE.fullmatch(value.get(name, "")):
+            ints[name] = int(value[name])
+        else:
+            problems.append(f"{name} {value.get(name, '')!r} is not a whole number")
+    tracking = value.get("tracking_number", "")
+    if ints.get("quantity_despatched", 0) > 0 and not tracking:
+        problems.append("despatched quantity without a tracking number")
+    elif tracking and not TRACKING.fullmatch(tracking):
+        problems.append(f"tracking number {tracking[:40]!r} is not one a carrier prints (letters, digits, - only)")
+    url = value.get("tracking_url", "")
+    if url and not url.lower().startswith(("https://", "http://")):
+        problems.append(f"tracking_url {url[:40]!r} is not a web address")
+    when = _iso_time(value.get("despatched_at", ""))
+    if when is None:
+        problems.append(f"despatched_at {value.get('despatched_at', '')!r} is not an ISO 8601 time")
+    parsed = {**value, **ints, "despatched_at": when}
+    return problems, parsed
 
 
 def parse_despatch_file(data: bytes, source_file: str, wms: str = "whistl") -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Good despatch rows, and quarantined rows (file line, reason, raw text). Raises FileFormatError when the
-    file as a whole is unreadable."""
+    """Good despatch rows, and quarantined rows (file line, reason, raw text): each row judged on its own, a row
+    repeating an earlier one's line and parcel quarantined as a duplicate. Raises FileFormatError when the file
+    as a whole cannot be trusted."""
     good, bad = [], []
-    for line, row in enumerate(_read_csv(data, DESPATCH_FILE_COLUMNS), start=2):
-        problems = []
-        if None in row:
-            problems.append("more cells than the header")
-        ref, dref = (row.get("order_reference") or "").strip(), (row.get("despatch_reference") or "").strip()
-        if not ref:
-            problems.append("no order_reference")
-        if not dref:
-            problems.append("no despatch_reference")
-        ints = {}
-        for name in ("line_number", "quantity_despatched", "parcel_number"):
-            value = (row.get(name) or "").strip()
-            if not value.isdigit():
-                problems.append(f"{name} {value!r} is not a whole number")
-            else:
-                ints[name] = int(value)
-        tracking = (row.get("tracking_number") or "").strip()
-        if ints.get("quantity_despatched", 0) > 0 and not tracking:
-            problems.append("despatched quantity without a tracking number")
-        when = (row.get("despatched_at") or "").strip()
+    seen: dict[tuple[str, int, int], int] = {}
+    for line, row in _read_csv(data, DESPATCH_FILE_COLUMNS):
+        problems, v = _despatch_row_problems(row)
+        key = (v.get("despatch_reference", ""), v.get("line_number", -1), v.get("parcel_number", -1))
+        if not problems and key in seen:
+            problems.append(f"repeats line {seen[key]} (same despatch, line and parcel)")
         if problems:
-            bad.append(
-                {
-                    "source_file": source_file,
-                    "line": line,
-                    "reason": "; ".join(problems),
-                    "raw": ",".join(str(v) for v in row.values() if not isinstance(v, list)),
-                }
-            )
+            raw = _printable(",".join(str(x) for x in row.values() if isinstance(x, str)))
+            bad.append({"source_file": source_file, "line": line, "reason": "; ".join(problems), "raw": raw[:500]})
             continue
+        seen[key] = line
         good.append(
             {
                 "wms": wms,
-                "order_ref": ref,
-                "despatch_ref": dref,
-                "line_no": ints["line_number"],
-                "parcel_no": ints["parcel_number"],
-                "sku": row["sku"],
-                "quantity": ints["quantity_despatched"],
-                "carrier": row["carrier"],
-                "service_code": row["service_code"],
-                "tracking_number": tracking,
-                "tracking_url": row.get("tracking_url") or "",
-                "despatched_at": when,
-                "partial": (row.get("partial_flag") or "").upper() == "Y",
+                "order_ref": v["order_reference"],
+                "despatch_ref": v["despatch_reference"],
+                "line_no": v["line_number"],
+                "parcel_no": v["parcel_number"],
+                "sku": v.get("sku", ""),
+                "quantity": v["quantity_despatched"],
+                "carrier": v.get("carrier", ""),
+                "service_code": v.get("service_code", ""),
+                "tracking_number": v.get("tracking_number", ""),
+                "tracking_url": v.get("tracking_url", ""),
+                "despatched_at": v["despatched_at"],
+                "partial": v.get("partial_flag", "").upper() == "Y",
                 "source_file": source_file,
             }
         )
-    rows = pl.DataFrame(good, schema={**DESPATCH_SCHEMA, "despatched_at": pl.String}).with_columns(
-        pl.col("despatched_at").str.to_datetime(time_zone="UTC", strict=False)
-    )
-    bad_dates = rows.filter(pl.col("despatched_at").is_null())
-    for r in bad_dates.iter_rows(named=True):
-        bad.append(
-            {
-                "source_file": source_file,
-                "line": None,
-                "reason": "despatched_at is not an ISO timestamp",
-                "raw": f"{r['order_ref']},{r['despatch_ref']},{r['line_no']}",
-            }
-        )
-    return rows.filter(pl.col("despatched_at").is_not_null()), pl.DataFrame(bad, schema=QUARANTINE_SCHEMA)
+    return pl.DataFrame(good, schema=DESPATCH_SCHEMA), pl.DataFrame(bad, schema=QUARANTINE_SCHEMA)
 
 
 def parse_rejection_file(data: bytes) -> pl.DataFrame:
     """`order_ref, wms_code, reason_code, detail` for each rejected order."""
-    rows = _read_csv(data, REJECTION_FILE_COLUMNS)
+    rows = [r for _, r in _read_csv(data, REJECTION_FILE_COLUMNS)]
     frame = pl.DataFrame(
         [{"order_ref": r["order_reference"], "wms_code": r["reason_code"], "detail": r["detail"]} for r in rows],
         schema={"order_ref": pl.String, "wms_code": pl.String, "detail": pl.String},
@@ -158,7 +206,7 @@ def parse_rejection_file(data: bytes) -> pl.DataFrame:
 def parse_ack_file(data: bytes, ack_file: str) -> pl.DataFrame:
     """What Whistl acknowledged receiving: `file_name, order_ref, status (ACCEPTED|REJECTED), detail, ack_file,
     received_at` per order of one of our order files."""
-    rows = _read_csv(data, ACK_FILE_COLUMNS)
+    rows = [r for _, r in _read_csv(data, ACK_FILE_COLUMNS)]
     frame = pl.DataFrame(
         [
             {
@@ -257,7 +305,8 @@ def tracking_intents(despatched: pl.DataFrame, lines: pl.DataFrame, owners: pl.D
     addressed = both.join(owners.select("order_key", "oms", "source_order_id", "flow"), on="order_key")
     return addressed.select(
         pl.when(pl.col("kind") == "tracking")
-        .then(pl.format("{}:tracking:{}:{}", "oms", "order_key", "despatch_ref"))
+        # The numbers are part of the key: a corrected re-send of a despatch is a new post, a repeat is not.
+        .then(pl.format("{}:tracking:{}:{}:{}", "oms", "order_key", "despatch_ref", "tracking_number"))
         .otherwise(pl.format("{}:process:{}", "oms", "order_key"))
         .alias("idempotency_key"),
         "order_key",
