@@ -105,6 +105,13 @@ class WhistlConfig(_Strict):
 
     drop_url: DropUrl = Field(description="local folder or sftp://user@host:port/path")
     password_env: str = "WHISTL_SFTP_PASSWORD"
+    snapshot_min_ratio: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="a stock file with fewer usable rows than this share of the last good one is "
+        "quarantined, not applied",
+    )
     ack_grace_minutes: int = Field(
         10,
         ge=0,

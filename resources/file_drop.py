@@ -46,6 +46,17 @@ class DropSession(Protocol):
         """Whether the file exists."""
 
 
+def keep_file(drop: DropSession, name: str, folder: str, digest: str) -> str:
+    """Move a file taken in from `out/` to `folder`, never over an earlier file of the same name (a corrected
+    re-send keeps both: the second gets its content hash in its name). Returns where it went."""
+    target = name
+    if drop.exists(folder, name):
+        stem, dot, ext = name.rpartition(".")
+        target = f"{stem}.{digest[:12]}.{ext}" if dot else f"{name}.{digest[:12]}"
+    drop.move("out", name, folder, target)
+    return f"{folder}/{target}"
+
+
 def _visible(name: str, pattern: str) -> bool:
     return not name.startswith(".") and not name.endswith(".tmp") and fnmatch.fnmatch(name, pattern)
 

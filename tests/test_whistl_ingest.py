@@ -27,9 +27,10 @@ def test_every_row_of_every_file_once_and_new_files_on_the_next_run(
     first = emu.whistl.snapshot()
     (out / "archive").mkdir(parents=True, exist_ok=True)
     # A despatch file already archived by the despatch stage, one with an extra cell, one that is not text.
-    (out / "archive" / "shp_1.csv").write_text("order_reference,sku\nLW1,ABC\nLW1,DEF\n")
-    (out / "shp_2.csv").write_text("order_reference,sku\nLW2,ABC,surprise\n")
-    (out / "shp_3.csv").write_bytes(b"order_reference,sku\n\xff\xfe\n")
+    head = "order_reference,despatch_reference,line_number,quantity_despatched,sku\n"
+    (out / "archive" / "shp_1.csv").write_text(head + "LW1,D1,1,1,ABC\nLW1,D1,2,1,DEF\n")
+    (out / "shp_2.csv").write_text(head + "LW2,D2,1,1,ABC,surprise\n")
+    (out / "shp_3.csv").write_bytes(head.encode() + b"\xff\xfe\n")
     url = f"sftp://brand@127.0.0.1:{emu.ports['whistl_sftp']}/" if via == "sftp" else str(emu.whistl.root)
     bucket, credentials = drop_location(url, emu.config.sftp_password)
     db = WarehouseDb(f"duckdb:///{tmp_path / 'w.duckdb'}")
@@ -141,3 +142,84 @@ def test_an_unusable_snapshot_keeps_the_last_good_one(emulators: Emulators, fulf
         f"SELECT line, reason FROM {SCHEMA}.quarantined_rows WHERE source = 'whistl_stock' ORDER BY line"
     ).rows()
     assert quarantined == [(2, "on_hand x is not a whole number"), (3, "allocated ? is not a whole number")]
+
+
+def test_a_snapshot_is_applied_only_when_complete_and_plausible(
+    emulators: Emulators, fulfil_env: dict, tmp_path: Path
+) -> None:
+    """Half-written, much shorter, future-dated, empty, header-only, `;`-separated and latin-1 stock files never
+    become the catalogue: each is quarantined (moved, an exception for the warehouse owner) and the last good
+    snapshot stays; a same-named shorter re-send replaces the first rather than merging with it; a later good
+    snapshot applies."""
+    import os
+
+    emu = emulators
+    config = FulfilConfig.model_validate(
+        {
+            "flows": ["linnworks_whistl"],
+            "systems": {"linnworks": {"base_url": emu.url("linnworks")}, "whistl": {"drop_url": str(emu.whistl.root)}},
+        }
+    )
+    defs = build_definitions(config)
+    job = defs.resolve_implicit_global_asset_job_def()
+    keys = [dg.AssetKey(["raw_whistl", "stock_snapshots"]), dg.AssetKey(["raw_whistl", "despatch_confirmations"])]
+    keys.append(dg.AssetKey("wms_stock"))
+    instance = dg.DagsterInstance.ephemeral()
+    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+    out = emu.whistl.root / "out"
+    skus = len(emu.world.wms_catalogue)
+
+    def run() -> None:
+        assert job.execute_in_process(instance=instance, asset_selection=keys).success
+
+    def stock() -> list[tuple[str, int]]:
+        return db.read(f"SELECT source_file, COUNT(*) FROM {SCHEMA}.wms_stock WHERE wms = 'whistl' GROUP BY 1").rows()
+
+    good = emu.whistl.snapshot()
+    run()
+    assert stock() == [(good, skus)]
+    text = (out / "archive" / good).read_text()
+    header, *lines = text.splitlines(keepends=True)
+    future = "".join(lines).replace(lines[0].rsplit(",", 1)[1].strip(), "2999-01-01T00:00:00Z")
+    bad_files = {
+        "inv_20990101_half.csv": (
+            header + "".join(lines[: len(lines) // 2]) + lines[len(lines) // 2][:7],
+            "incomplete",
+        ),
+        "inv_20990102_short.csv": (header + "".join(lines[:10]), "usable rows against"),
+        "inv_20990103_future.csv": (header + future, "in the future"),
+        "inv_20990104_empty.csv": ("", "empty file"),
+        "inv_20990105_header.csv": (header, "a header and no rows"),
+        "inv_20990106_semicolon.csv": (header.replace(",", ";") + lines[0].replace(",", ";"), "missing columns"),
+    }
+    for name, (body, _) in bad_files.items():
+        (out / name).write_text(body)
+    (out / "inv_20990107_latin1.csv").write_bytes((header + lines[0].replace(",", ",Caf\u00e9 ", 1)).encode("latin-1"))
+    bad_files["inv_20990107_latin1.csv"] = ("", "not UTF-8")
+    old = datetime.now(UTC).timestamp() - 3600  # the cut file has not changed for an hour: not still being written
+    os.utime(out / "inv_20990101_half.csv", (old, old))
+    run()
+    assert stock() == [(good, skus)], "a file that cannot be trusted replaced the catalogue"
+    verdicts = dict(
+        db.read(
+            f"SELECT file_name, detail FROM {SCHEMA}.processed_files WHERE kind = 'inv' AND outcome = 'quarantined'"
+        ).iter_rows()
+    )
+    for name, (_, reason) in bad_files.items():
+        assert reason in (verdicts.get(name) or ""), (name, verdicts.get(name))
+        assert (out / "quarantine" / name).exists() and not (out / name).exists()
+    owners = db.read(
+        f"SELECT order_key, reason_code, owner FROM {SCHEMA}.order_exceptions WHERE rule = 'stock_snapshot'"
+    )
+    assert set(owners["order_key"]) == {f"whistl:file:{n}" for n in bad_files}
+    assert set(owners.select("reason_code", "owner").rows()) == {("SNAPSHOT_REJECTED", "warehouse")}
+
+    # A later real snapshot applies (the future-dated one froze nothing); a shorter same-named re-send replaces it.
+    newer = emu.whistl.snapshot()
+    run()
+    assert stock() == [(newer, skus)]
+    newer_header, *newer_lines = (out / "archive" / newer).read_text().splitlines(keepends=True)
+    (out / newer).write_text(newer_header + "".join(newer_lines[: skus - 2]))
+    run()
+    assert stock() == [(newer, skus - 2)], "the re-send must replace the first version, not merge with it"
+    assert len(list((out / "archive").glob(newer.replace(".csv", "*")))) == 2, "both versions are kept"

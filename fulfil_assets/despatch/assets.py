@@ -21,7 +21,7 @@ from fulfil_assets.despatch.whistl_files import (
 )
 from fulfil_assets.ledger import mark, now_utc
 from fulfil_assets.validate.rules import OWNERS
-from resources.file_drop import DropFile, DropSession, FileDrop
+from resources.file_drop import DropFile, DropSession, FileDrop, keep_file
 from resources.http import AuthError
 from resources.linnworks import LinnworksResource
 from resources.warehouse import SCHEMA, Warehouse, WarehouseDb
@@ -148,17 +148,6 @@ def take_rejection_file(db: WarehouseDb, data: bytes, now: datetime) -> dict[str
     open_exceptions(db, pl.concat([found, strangers]), "wms_acceptance", now)
     problems = hits.height + strangers.height
     return {"rows_read": rejected.height, "rows_kept": hits.height, "quarantined": 0, "problems": problems}
-
-
-def keep_file(drop: DropSession, name: str, folder: str, digest: str) -> str:
-    """Move a file taken in to `folder`, never over an earlier file of the same name (a corrected re-send keeps
-    both: the second gets its content hash in its name). Returns where it went."""
-    target = name
-    if drop.exists(folder, name):
-        stem, dot, ext = name.rpartition(".")
-        target = f"{stem}.{digest[:12]}.{ext}" if dot else f"{name}.{digest[:12]}"
-    drop.move("out", name, folder, target)
-    return f"{folder}/{target}"
 
 
 def _take(db: WarehouseDb, drop: DropSession, name: str, log: dg.DagsterLogManager, flows: dict[str, bool]) -> str:

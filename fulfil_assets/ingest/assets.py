@@ -171,13 +171,12 @@ def whistl_raw(
     context: dg.AssetExecutionContext, dlt: DagsterDltResource, whistl_drop: FileDrop, warehouse: Warehouse
 ) -> Iterator[dg.MaterializeResult]:
     """Every row of Whistl's stock snapshot and despatch confirmation files (folder or SFTP) that changed since
-    the last run (rows merge on file and row); stock snapshots loaded are then archived (despatch files are
-    archived by the despatch stage)."""
+    the last run (rows merge on file and row), and every file that cannot be read as a whole, with the reason.
+    Staging judges each snapshot file and archives or quarantines it; the despatch stage does so for despatch
+    files."""
     db = warehouse.get_db()
     bucket, credentials = drop_location(whistl_drop.url, whistl_drop.password, whistl_drop.timeout_s)
     yield from run_source(context, dlt, "whistl", whistl_source(bucket, credentials), None, db)
-    moved = archive_loaded_snapshots(db, whistl_drop)
-    context.log.info(f"{moved} stock snapshot file(s) archived")
 
 
 RAW_ASSETS = {
@@ -188,18 +187,3 @@ RAW_ASSETS = {
     "peoplevox": peoplevox_raw,
     "whistl": whistl_raw,
 }
-
-
-def archive_loaded_snapshots(db: WarehouseDb, drop: FileDrop) -> int:
-    """Move stock snapshot files whose rows are in `raw_whistl` from `out/` to `out/archive/` (the listing reads
-    both folders, so a crash between load and move loses nothing). Returns how many moved."""
-    if not db.table_exists("stock_snapshots", "raw_whistl"):
-        return 0
-    loaded = set(db.read("SELECT DISTINCT _file_name FROM raw_whistl.stock_snapshots")["_file_name"].to_list())
-    moved = 0
-    with drop.session() as session:
-        for f in session.list("out", "inv_*.csv"):
-            if f.name in loaded:
-                session.move("out", f.name, "out/archive")
-                moved += 1
-    return moved

@@ -1,11 +1,13 @@
 """dlt source for Whistl's outgoing files (stock snapshots `inv_*.csv`, despatch confirmations `shp_*.csv`) through
 dlt's filesystem source, from a local folder or the SFTP drop. Every row of every file lands in a raw table,
-all columns as text, keyed by file and row; a file that cannot be decoded lands in `unreadable_files`. No Dagster
-here: it runs on its own with any dlt pipeline."""
+all columns as text, keyed by file, content hash and row (a same-named re-send is a version of its own); a file
+that cannot be taken in as a whole lands in `unreadable_files` with the reason. No Dagster here: it runs on its
+own with any dlt pipeline."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 from collections.abc import Iterator
 from datetime import datetime
@@ -25,6 +27,10 @@ from fsspec.implementations.local import LocalFileSystem
 # re-reading is harmless.
 LISTING_LAG_S = 3600
 FEEDS = {"stock_snapshots": "inv_*.csv", "despatch_confirmations": "shp_*.csv"}
+REQUIRED = {
+    "stock_snapshots": ("sku", "on_hand", "allocated", "available", "snapshot_at"),
+    "despatch_confirmations": ("order_reference", "despatch_reference", "line_number", "quantity_despatched"),
+}
 
 
 def drop_location(
@@ -47,31 +53,66 @@ def drop_location(
     return f"sftp://{parsed.hostname}{parsed.path or '/'}", credentials
 
 
-def file_rows(name: str, data: bytes, modified_at: datetime) -> Iterator[dict[str, Any]]:
-    """One dict per CSV row, every column kept as text, with `_file_name`, `_row_no` (1 = first data row) and
-    `_file_modified_at`; values past the header land in `_extra_fields`. An undecodable file yields one row
-    for `unreadable_files` instead."""
+def unreadable(name: str, data: bytes, required: tuple[str, ...]) -> str | None:
+    """Why a file as a whole cannot be taken in (None when it can): not UTF-8, empty, a header only, columns
+    missing (a `;`-separated file shows as one long column), or no line break at the end (cut short, or still
+    being written)."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        return f"not UTF-8 text (byte {exc.start})"
+    if not text.strip():
+        return "empty file"
+    if not text.endswith(("\n", "\r")):
+        return "no line break after the last line: incomplete (cut short, or still being written)"
+    lines = text.splitlines()
+    header = [c.strip() for c in next(csv.reader(lines[:1]), [])]
+    missing = [c for c in required if c not in header]
+    if missing:
+        return f"missing columns {', '.join(missing)} (header: {lines[0][:120]!r})"
+    if not any(line.strip() for line in lines[1:]):
+        return "a header and no rows"
+    return None
+
+
+def file_rows(
+    name: str, data: bytes, modified_at: datetime, required: tuple[str, ...] = ()
+) -> Iterator[dict[str, Any]]:
+    """One dict per CSV row, every column kept as text, with `_file_name`, `_row_no` (1 = first data row),
+    `_file_modified_at` and `_file_hash`; values past the header land in `_extra_fields`. A file that cannot be
+    taken in as a whole yields one row for `unreadable_files` instead, with the reason."""
+    digest = hashlib.sha256(data).hexdigest()
+    problem = unreadable(name, data, required)
+    if problem:
         yield dlt.mark.with_table_name(
-            {"_file_name": name, "_row_no": 0, "_file_modified_at": modified_at, "reason": f"not UTF-8 text: {exc}"},
+            {
+                "_file_name": name,
+                "_row_no": 0,
+                "_file_modified_at": modified_at,
+                "_file_hash": digest,
+                "reason": problem,
+            },
             "unreadable_files",
         )
         return
+    text = data.decode("utf-8-sig")
     for row_no, row in enumerate(csv.DictReader(io.StringIO(text, newline="")), start=1):
         extra = row.pop(None, None)  # type: ignore[call-overload]
-        record: dict[str, Any] = {k: v for k, v in row.items() if k}
+        record: dict[str, Any] = {k.strip(): v for k, v in row.items() if k}
         if extra:
             record["_extra_fields"] = ",".join(extra)
-        yield {**record, "_file_name": name, "_row_no": row_no, "_file_modified_at": modified_at}
+        yield {**record, "_file_name": name, "_row_no": row_no, "_file_modified_at": modified_at, "_file_hash": digest}
 
 
-@dlt.transformer(name="file_rows")
-def read_file_rows(items: list[FileItemDict]) -> Iterator[dict[str, Any]]:
-    """Rows of each listed file."""
-    for item in items:
-        yield from file_rows(item["file_name"], item.read_bytes(), item["modification_date"])
+def file_reader(required: tuple[str, ...]) -> Any:
+    """A transformer reading the rows of each listed file, requiring `required` columns."""
+
+    @dlt.transformer(name="file_rows")
+    def read_file_rows(items: list[FileItemDict]) -> Iterator[dict[str, Any]]:
+        for item in items:
+            yield from file_rows(item["file_name"], item.read_bytes(), item["modification_date"], required)
+
+    return read_file_rows
 
 
 @dlt.source(name="whistl")
@@ -91,8 +132,8 @@ def whistl_source(
             incremental=dlt.sources.incremental("modification_date", lag=LISTING_LAG_S),
         ).with_name(f"{table}_files")
         resources.append(
-            (listing | read_file_rows)
+            (listing | file_reader(REQUIRED[table]))
             .with_name(table)
-            .apply_hints(primary_key=("_file_name", "_row_no"), write_disposition="merge")
+            .apply_hints(primary_key=("_file_name", "_file_hash", "_row_no"), write_disposition="merge")
         )
     return resources

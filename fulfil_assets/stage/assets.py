@@ -4,6 +4,7 @@ every record ever seen, merged on the system's id), so orders that left the open
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -17,12 +18,16 @@ from fulfil_assets.stage.linnworks import stage_linnworks
 from fulfil_assets.stage.stock import (
     bigcommerce_stock,
     cin7_stock,
+    judge_snapshot,
+    latest_versions,
     linnworks_stock,
     peoplevox_stock,
     shopify_stock,
+    snapshot_files,
     whistl_stock,
 )
 from fulfil_assets.stage.storefronts import stage_bigcommerce, stage_shopify
+from resources.file_drop import FileDrop, keep_file
 from resources.warehouse import SCHEMA, Warehouse, WarehouseDb
 
 WRITE_TAGS = {"fulfil/warehouse": "write"}
@@ -66,6 +71,119 @@ def raw_table(db: WarehouseDb, system: str, table: str) -> pl.DataFrame:
 
 def _keys(system: str, staging: Staging) -> list[dg.AssetKey]:
     return [dg.AssetKey([f"raw_{system}", dep]) for dep in staging.deps]
+
+
+INCOMPLETE_WAIT = timedelta(minutes=10)  # a file cut short may still be being written: wait before quarantining it
+
+
+def stage_whistl_snapshots(db: WarehouseDb, drop: FileDrop, min_ratio: float, log: Any) -> dict[str, Any]:
+    """Judge every Whistl snapshot file not judged before (by name and content hash), record the verdicts in
+    `processed_files`, move each file to `out/archive/` or `out/quarantine/`, and put the newest accepted one in
+    `wms_stock`. Returns metadata."""
+    now = now_utc()
+    raw = latest_versions(raw_table(db, "whistl", "stock_snapshots"))
+    judged = db.read(
+        f"SELECT file_name, content_hash, outcome, rows_kept, processed_at FROM {SCHEMA}.processed_files "
+        "WHERE wms = 'whistl' AND kind = 'inv'",
+        schema={"rows_kept": pl.Int64, "processed_at": pl.Datetime("us", "UTC")},
+    )
+    done = set(judged.select("file_name", "content_hash").iter_rows())
+    accepted = judged.filter(pl.col("outcome") == "accepted").sort("processed_at")
+    last_rows = int(accepted["rows_kept"][-1]) if accepted.height else None
+    verdicts: list[dict[str, Any]] = []
+    files = snapshot_files(raw).sort("snapshot_at", "file_name", nulls_last=False)
+    for f in files.iter_rows(named=True):
+        if (f["file_name"], f["file_hash"]) in done:
+            continue
+        good, bad = whistl_stock(raw.filter(pl.col("_file_name") == f["file_name"]))
+        if bad.height:
+            db.write("quarantined_rows", bad.with_columns(pl.lit(now).alias("quarantined_at")))
+        reason = judge_snapshot(f["snapshot_at"], good.height, last_rows, now, min_ratio)
+        if reason is None:
+            last_rows = good.height
+        verdicts.append({**f, "rows_read": f["rows"], "rows_kept": good.height, "reason": reason})
+    unreadable = raw_table(db, "whistl", "unreadable_files")
+    if unreadable.height:
+        unreadable = unreadable.filter(pl.col("_file_name").str.to_lowercase().str.starts_with("inv_"))
+        for name, digest, reason, modified in unreadable.select(
+            "_file_name", "_file_hash", "reason", "_file_modified_at"
+        ).iter_rows():
+            if (name, digest) in done or (reason.startswith("no line break") and now - modified < INCOMPLETE_WAIT):
+                continue
+            verdicts.append({"file_name": name, "file_hash": digest, "rows_read": 0, "rows_kept": 0, "reason": reason})
+    if verdicts:
+        record_snapshot_verdicts(db, drop, verdicts, now, log)
+    return apply_newest_snapshot(db, raw)
+
+
+def record_snapshot_verdicts(
+    db: WarehouseDb, drop: FileDrop, verdicts: list[dict[str, Any]], now: datetime, log: Any
+) -> None:
+    """Processed-files rows, exceptions for the warehouse owner, and each file moved to archive or quarantine."""
+    frame = pl.DataFrame(
+        [
+            {
+                "wms": "whistl",
+                "file_name": v["file_name"],
+                "size": 0,
+                "content_hash": v["file_hash"],
+                "kind": "inv",
+                "outcome": "quarantined" if v["reason"] else "accepted",
+                "detail": v["reason"],
+                "rows_read": v["rows_read"],
+                "rows_kept": v["rows_kept"],
+                "processed_at": now,
+            }
+            for v in verdicts
+        ]
+    )
+    db.write("processed_files", frame, mode="upsert", key=["wms", "file_name", "content_hash"])
+    rejected = frame.filter(pl.col("outcome") == "quarantined")
+    if rejected.height:
+        exceptions = rejected.select(
+            pl.format("whistl:file:{}", "file_name").alias("order_key"),
+            pl.lit("stock_snapshot").alias("rule"),
+            pl.lit("SNAPSHOT_REJECTED").alias("reason_code"),
+            pl.format(
+                "Stock file {} not applied: {}. The last good snapshot stays in use.", "file_name", "detail"
+            ).alias("detail"),
+            pl.lit("warehouse").alias("owner"),
+            pl.lit(now).alias("first_seen"),
+            pl.lit(now).alias("last_seen"),
+            pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias("resolved_at"),
+        )
+        db.write("order_exceptions", exceptions, mode="upsert", key=["order_key", "rule"])
+        for name, detail in rejected.select("file_name", "detail").iter_rows():
+            log.error(f"{name}: stock snapshot quarantined: {detail}")
+    with drop.session() as session:
+        waiting = {f.name for f in session.list("out", "*")}
+        for name, digest, outcome in frame.select("file_name", "content_hash", "outcome").iter_rows():
+            if name in waiting:
+                keep_file(session, name, "out/archive" if outcome == "accepted" else "out/quarantine", digest)
+
+
+def apply_newest_snapshot(db: WarehouseDb, raw: pl.DataFrame) -> dict[str, Any]:
+    """Put the newest accepted snapshot in `wms_stock` (unchanged when it already is). Returns metadata."""
+    accepted = db.read(
+        f"SELECT file_name, content_hash FROM {SCHEMA}.processed_files "
+        "WHERE wms = 'whistl' AND kind = 'inv' AND outcome = 'accepted'"
+    )
+    if accepted.is_empty() or raw.is_empty():
+        return {"whistl_snapshot": "none accepted yet"}
+    files = snapshot_files(raw).join(
+        accepted.rename({"content_hash": "file_hash"}), on=["file_name", "file_hash"], how="semi"
+    )
+    if files.is_empty():
+        return {"whistl_snapshot": "none accepted yet"}
+    newest = files.sort("snapshot_at", "file_name")["file_name"][-1]
+    good, bad = whistl_stock(raw.filter(pl.col("_file_name") == newest))
+    db.write("wms_stock", good, mode="replace", replace_where="wms = 'whistl'")
+    return {
+        "whistl_snapshot": newest,
+        "whistl_skus": good.height,
+        "whistl_units_available": int(good["available"].sum() or 0),
+        "whistl_rows_quarantined": bad.height,
+    }
 
 
 def build_defs(config: FulfilConfig) -> dg.Definitions:
@@ -144,35 +262,26 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
     if systems.peoplevox is not None:
         wms_deps.append(dg.AssetKey(["raw_peoplevox", "available"]))
 
-    @dg.asset(group_name="stage", deps=wms_deps, op_tags=WRITE_TAGS, kinds={"polars"})
-    def wms_stock(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
-        """What each warehouse physically holds (and so its item catalogue): Whistl's newest full snapshot file
-        (unusable rows quarantined once per file; a file with no usable row leaves the last snapshot in place)
-        and Peoplevox's `Available` report."""
-        db = warehouse.get_db()
+    min_ratio = systems.whistl.snapshot_min_ratio if systems.whistl is not None else 0.0
+
+    @dg.asset(
+        group_name="stage",
+        deps=wms_deps,
+        op_tags=WRITE_TAGS,
+        kinds={"polars"},
+        # Whistl's drop only when Whistl is configured (its files are archived or quarantined here).
+        required_resource_keys={"warehouse", "whistl_drop"} if systems.whistl is not None else {"warehouse"},
+    )
+    def wms_stock(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        """What each warehouse physically holds (and so its item catalogue): Whistl's newest snapshot file that
+        can be trusted as the whole catalogue, and Peoplevox's `Available` report. Each Whistl file is judged
+        once: one that is unreadable, empty, cut short, far smaller than the last good one or dated in the
+        future is quarantined (moved to `out/quarantine/`, an exception for the warehouse owner) and the last
+        good snapshot stays; its unusable rows are quarantined with their reason."""
+        db = context.resources.warehouse.get_db()
         metadata: dict[str, Any] = {}
         if systems.whistl is not None:
-            good, bad = whistl_stock(raw_table(db, "whistl", "stock_snapshots"))
-            if good.height or bad.height:
-                snapshot = (good["source_file"] if good.height else bad["source_file"])[0]
-                if good.height:
-                    db.write("wms_stock", good, mode="replace", replace_where="wms = 'whistl'")
-                else:  # not one usable row: keep the last good snapshot rather than empty the catalogue
-                    context.log.error(f"{snapshot}: no usable stock row; keeping the previous snapshot")
-                seen = db.read(
-                    f"SELECT COUNT(*) AS n FROM {SCHEMA}.quarantined_rows "
-                    "WHERE source = 'whistl_stock' AND source_file = :f",
-                    {"f": snapshot},
-                )["n"][0]
-                if bad.height and not seen:
-                    db.write("quarantined_rows", bad.with_columns(pl.lit(now_utc()).alias("quarantined_at")))
-                    context.log.warning(f"{snapshot}: {bad.height} stock rows quarantined")
-                metadata |= {
-                    "whistl_snapshot": snapshot if good.height else f"{snapshot} (unusable; previous kept)",
-                    "whistl_skus": good.height,
-                    "whistl_units_available": int(good["available"].sum() or 0),
-                    "whistl_rows_quarantined": bad.height,
-                }
+            metadata |= stage_whistl_snapshots(db, context.resources.whistl_drop, min_ratio, context.log)
         if systems.peoplevox is not None:
             frame = peoplevox_stock(raw_table(db, "peoplevox", "available"), now_utc())
             db.write("wms_stock", frame, mode="replace", replace_where="wms = 'peoplevox'")

@@ -3,7 +3,7 @@ physically hold) tables (pure polars)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import polars as pl
 
@@ -96,6 +96,61 @@ def peoplevox_stock(available: pl.DataFrame, snapshot_at: datetime) -> pl.DataFr
         pl.lit(snapshot_at).alias("snapshot_at"),
         pl.lit(None, pl.String).alias("source_file"),
     ).cast(WMS_STOCK)  # type: ignore[arg-type]
+
+
+SNAPSHOT_FILES = {
+    "file_name": pl.String,
+    "file_hash": pl.String,
+    "snapshot_at": pl.Datetime("us", "UTC"),
+    "rows": pl.Int64,
+}
+
+
+def latest_versions(rows: pl.DataFrame) -> pl.DataFrame:
+    """Only the newest version of each file name (by modification time, then content hash): a same-named re-send
+    replaces the first, it never merges with it."""
+    if rows.is_empty() or "_file_hash" not in rows.columns:
+        return rows
+    version = pl.concat_str(pl.col("_file_modified_at").cast(pl.String), pl.col("_file_hash").fill_null(""))
+    return rows.filter(version == version.max().over("_file_name"))
+
+
+def snapshot_files(rows: pl.DataFrame) -> pl.DataFrame:
+    """One row per snapshot file (newest version): its content hash, its time (latest `snapshot_at` in it) and
+    how many rows it has."""
+    r = ensure_columns(rows, {"_file_name": pl.String, "_file_hash": pl.String, "snapshot_at": pl.String})
+    if r.is_empty():
+        return pl.DataFrame(schema=SNAPSHOT_FILES)
+    return (
+        r.group_by("_file_name")
+        .agg(
+            pl.col("_file_hash").first().fill_null("").alias("file_hash"),
+            pl.col("snapshot_at").str.strip_chars().str.to_datetime(time_zone="UTC", strict=False).max(),
+            pl.len().cast(pl.Int64).alias("rows"),
+        )
+        .rename({"_file_name": "file_name"})
+        .select(list(SNAPSHOT_FILES))
+        .cast(SNAPSHOT_FILES)  # type: ignore[arg-type]
+    )
+
+
+def judge_snapshot(
+    snapshot_at: datetime | None, usable: int, last_accepted: int | None, now: datetime, min_ratio: float
+) -> str | None:
+    """Why a snapshot cannot be applied as the whole catalogue (None: it can). A file cut short or still being
+    written shows as far fewer rows than the last good one; a time in the future would freeze stock."""
+    if snapshot_at is None:
+        return "no readable snapshot_at"
+    if snapshot_at > now + timedelta(minutes=5):
+        return f"snapshot_at {snapshot_at:%Y-%m-%d %H:%M} is in the future"
+    if usable == 0:
+        return "not one usable stock row"
+    if last_accepted and usable < min_ratio * last_accepted:
+        return (
+            f"{usable} usable rows against {last_accepted} in the last good snapshot (below {min_ratio:.0%}): "
+            "cut short, or still being written?"
+        )
+    return None
 
 
 def whistl_stock(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:

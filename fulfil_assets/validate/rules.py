@@ -26,6 +26,7 @@ OWNERS = {
     "DESPATCH_UNKNOWN_ORDER": "warehouse",
     "DESPATCH_OVER_QUANTITY": "warehouse",
     "WMS_REJECTED": "office",
+    "SNAPSHOT_REJECTED": "warehouse",
 }
 VERDICT_SCHEMA = {
     "order_key": pl.String,
