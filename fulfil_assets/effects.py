@@ -193,24 +193,61 @@ def claim(
         f"status IN ('{PENDING}', '{SENDING}') AND (claimed_until IS NULL OR claimed_until < :now) "
         f"AND NOT (status = '{SENDING}' AND attempted_at > :settled) AND ({where})"
     )
-    lock = "" if db.is_duckdb else " FOR UPDATE SKIP LOCKED"
-    statement = sa.text(
-        f"UPDATE {_table(table)} SET claimed_by = :owner, claimed_until = :until "
-        f"WHERE idempotency_key IN (SELECT idempotency_key FROM {_table(table)} WHERE {free} "
-        f"ORDER BY created_at, idempotency_key LIMIT {int(limit)}{lock}) AND {free} RETURNING *"
+    pick = (
+        f"SELECT idempotency_key FROM {_table(table)} WHERE {free} ORDER BY created_at, idempotency_key "
+        f"LIMIT {int(limit)}" + ("" if db.is_duckdb else " FOR UPDATE SKIP LOCKED")
     )
+    params = {
+        "owner": owner,
+        "until": now + timedelta(seconds=LEASE_S),
+        "now": now,
+        "settled": now - timedelta(seconds=settle_s),
+    }
+    update = f"UPDATE {_table(table)} SET claimed_by = :owner, claimed_until = :until WHERE {free} AND "  # DuckDB
     with db.engine.begin() as conn:
-        params = {
-            "owner": owner,
-            "until": now + timedelta(seconds=LEASE_S),
-            "now": now,
-            "settled": now - timedelta(seconds=settle_s),
-        }
-        result = conn.execute(statement, params)
+        if db.is_duckdb:  # one writer; DuckDB does not honour LIMIT inside `IN (...)`: pick, then update
+            keys = [r[0] for r in conn.execute(sa.text(pick), params).fetchall()]
+            if not keys:
+                return pl.DataFrame()
+            statement = sa.text(update + "idempotency_key IN :keys RETURNING *").bindparams(
+                sa.bindparam("keys", expanding=True)
+            )
+            result = conn.execute(statement, {**params, "keys": keys})
+        else:  # a materialised CTE: `IN (subquery LIMIT n)` may be re-run by the planner and take more than n
+            t = _table(table)
+            statement = (
+                f"WITH picked AS MATERIALIZED ({pick}) UPDATE {t} SET claimed_by = :owner, claimed_until = :until "
+                f"FROM picked WHERE {t}.idempotency_key = picked.idempotency_key RETURNING {t}.*"
+            )
+            result = conn.execute(sa.text(statement), params)
         columns, rows = list(result.keys()), result.fetchall()
     if not rows:
         return pl.DataFrame(schema={c: pl.String for c in columns})
     return pl.DataFrame([tuple(r) for r in rows], schema=columns, orient="row", infer_schema_length=None)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def release_dead_claims(db: WarehouseDb, table: str) -> int:
+    """Free claims held by senders on this machine whose process has died (a SIGKILL, an OOM): their rows need
+    not wait for the lease. Claims from other machines wait for their lease."""
+    owners = db.read(
+        f"SELECT DISTINCT claimed_by FROM {_table(table)} WHERE claimed_by IS NOT NULL",
+        schema={"claimed_by": pl.String},
+    )["claimed_by"].to_list()
+    host = socket.gethostname()
+    dead = [o for o in owners if o.rsplit(":", 2)[0] == host and not _alive(int(o.rsplit(":", 2)[1]))]
+    for owner in dead:
+        release(db, table, owner)
+    return len(dead)
 
 
 def _attempt(db: WarehouseDb, table: str, keys: Sequence[str], owner: str) -> list[str]:
@@ -276,6 +313,7 @@ def deliver(
     owner = sender_id()
     report = DeliveryReport()
     streak = 0  # deferrals in a row: a target that keeps failing is left for the next run
+    release_dead_claims(db, table)
     try:
         while True:
             rows = claim(db, table, where, owner, settle_s)

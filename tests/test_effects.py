@@ -124,12 +124,11 @@ def test_tracking_once_when_linnworks_applied_calls_the_client_gave_up_on(
             raise KeyboardInterrupt("killed after Linnworks applied the post")
         return real_record(db_, table, keys, outcome, owner)
 
+    set_faults(emu, "linnworks", timeout_rate=0.3, timeout_s=0.8)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(effects, "record", killed_after_the_post)
         despatch_everything(emu, defs, instance, require_success=False)
     assert crashed, "the kill never happened"
-
-    set_faults(emu, "linnworks", timeout_rate=0.3, timeout_s=0.8)
     for _ in range(3):
         defs.resolve_job_def("tracking_retry_job").execute_in_process(instance=instance, raise_on_error=False)
     set_faults(emu, "linnworks", timeout_rate=0.0)
@@ -255,3 +254,30 @@ def test_shadow_mode_sends_nothing_and_going_live_sends_exactly_that_once(
     for ref, payload in recorded.select("order_ref", "payload").iter_rows():
         rows = received.filter(pl.col("order_reference") == ref).rows()
         assert [[c or "" for c in r] for r in rows] == [[c or "" for c in row] for row in json.loads(payload)]
+
+
+def test_claims_of_a_dead_sender_are_released_and_a_live_one_is_respected(
+    emulators: Emulators, fulfil_env: dict, tmp_path: Path
+) -> None:
+    """A run SIGKILLed mid-send leaves its claims; the next sender frees them at once (its process is gone) but
+    never takes rows a live sender holds."""
+    emu = emulators
+    defs = build_definitions(emulator_config(emu, tmp_path, modes={"linnworks_whistl": "shadow"}))
+    instance = dg.DagsterInstance.ephemeral()
+    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+    emu.whistl.snapshot()
+    run_job(defs, "order_sync_job", instance)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    import socket
+
+    dead_owner = f"{socket.gethostname()}:{int(dead.stdout)}:gone"
+    live_owner = effects.sender_id()
+    keys = db.read(f"SELECT idempotency_key FROM {SCHEMA}.wms_submissions ORDER BY 1")["idempotency_key"].to_list()
+    half = len(keys) // 2
+    db.execute(f"UPDATE {SCHEMA}.wms_submissions SET status = 'pending'")
+    assert len(effects.claim(db, "wms_submissions", "TRUE", dead_owner, limit=half)) == half
+    assert len(effects.claim(db, "wms_submissions", "TRUE", live_owner)) == len(keys) - half
+    assert effects.release_dead_claims(db, "wms_submissions") == 1
+    held = db.read(f"SELECT claimed_by, COUNT(*) AS n FROM {SCHEMA}.wms_submissions GROUP BY 1")
+    assert dict(held.iter_rows()) == {None: half, live_owner: len(keys) - half}
+    assert len(effects.claim(db, "wms_submissions", "TRUE", effects.sender_id())) == half

@@ -234,7 +234,7 @@ def test_despatch_parse_keeps_good_rows_and_quarantines_bad_ones() -> None:
         [
             "quantity_despatched 'one' is not a whole number",
             "despatched quantity without a tracking number",
-            "despatched_at is not an ISO timestamp",
+            "despatched_at 'yesterday' is not an ISO 8601 time",
         ]
     )
     with pytest.raises(FileFormatError, match="missing columns"):

@@ -1,0 +1,187 @@
+"""The fault drill: the Linnworks -> Whistl flow under 5xx, 429 storms, connection resets, expired tokens and
+timeouts that Linnworks carries out after the client has given up; a run SIGKILLed as each step starts; two runs
+of the same sending job at once on PostgreSQL. Afterwards every valid order is at Whistl exactly once and every
+despatch's tracking at Linnworks exactly once, counted from the emulators' own inspection, not from our ledgers.
+
+Run alone with `pytest -m fault_drill`; it is part of the suite CI runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+import yaml
+from conftest import deployment_env
+from flow_helpers import emulator_config, set_faults, tick_sensor
+
+from emulators.server import Emulators
+from fulfil_assets.definitions import build_definitions
+from resources.warehouse import SCHEMA, WarehouseDb
+
+pytestmark = [pytest.mark.fault_drill, pytest.mark.postgres, pytest.mark.timeout(900)]
+
+SYNC_STEPS = ("linnworks_raw", "whistl_raw", "staged_orders", "wms_stock", "validation", "wms_submissions")
+FAULTS = {
+    "error_rate": 0.1,
+    "error_status": 503,
+    "throttle_rate": 0.05,
+    "reset_rate": 0.03,
+    "timeout_rate": 0.03,
+    "timeout_s": 1.5,
+}
+
+
+class Drill:
+    """Launches real `dagster` CLI runs of the code location against one warehouse and the emulators."""
+
+    def __init__(self, tmp_path: Path, config_file: Path) -> None:
+        self.tmp_path, self.config_file, self.n = tmp_path, config_file, 0
+
+    def _env(self) -> dict[str, str]:
+        self.n += 1
+        home = self.tmp_path / f"dagster_home_{self.n}"
+        home.mkdir()
+        return {**os.environ, "FULFIL_CONFIG": str(self.config_file), "DAGSTER_HOME": str(home)}
+
+    def command(self, job: str, run_config: dict | None = None) -> list[str]:
+        cmd = [sys.executable, "-m", "dagster", "job", "execute", "-m", "fulfil_assets.definitions", "-j", job]
+        if run_config:
+            path = self.tmp_path / f"run_config_{self.n}.yaml"
+            path.write_text(yaml.safe_dump(run_config))
+            cmd += ["-c", str(path)]
+        return cmd
+
+    def kill_at(self, job: str, step: str, run_config: dict | None = None) -> bool:
+        """Start a run and SIGKILL it the moment `step` starts; whether the kill happened before the run ended."""
+        proc = subprocess.Popen(
+            self.command(job, run_config), env=self._env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if f'Started execution of step "{step}"' in line:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                return True
+        proc.wait()
+        return False
+
+    def run(self, job: str, run_config: dict | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.command(job, run_config), env=self._env(), capture_output=True, text=True)
+
+    def twice_at_once(self, job: str) -> list[int]:
+        """The same job launched twice at the same moment, each with its own Dagster instance (no queue)."""
+        start = threading.Barrier(2)
+        codes: list[int] = []
+
+        def launch() -> None:
+            env, cmd = self._env(), self.command(job)
+            start.wait()
+            codes.append(subprocess.run(cmd, env=env, capture_output=True, text=True).returncode)
+
+        threads = [threading.Thread(target=launch) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+        return codes
+
+
+def until_success(defs: dg.Definitions, job: str, instance: dg.DagsterInstance, tries: int = 6, **kw: object) -> None:
+    """Run in-process until a run succeeds (faults may exhaust a run's retries; the next run goes on)."""
+    for _ in range(tries):
+        if defs.resolve_job_def(job).execute_in_process(instance=instance, raise_on_error=False, **kw).success:
+            return
+    pytest.fail(f"{job} never succeeded in {tries} runs")
+
+
+def test_fault_drill(emulators: Emulators, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    emu = emulators
+    deployment_env(monkeypatch, tmp_path, emu, postgres_url)
+    config = emulator_config(emu, tmp_path, systems={"linnworks": {"budget_share": 1.0, "timeout_s": 1.0}})
+    config_file = tmp_path / "fulfil.yaml"
+    config_file.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_defaults=True)))
+    defs = build_definitions(config)
+    instance = dg.DagsterInstance.ephemeral()
+    db = WarehouseDb(postgres_url)
+    drill = Drill(tmp_path, config_file)
+    emu.whistl.snapshot()
+    emu.whistl.partial_share, emu.whistl.multi_parcel_share = 0.3, 0.3
+    set_faults(emu, "linnworks", **FAULTS)
+
+    # A SIGKILL as each step of the order sync starts, then the order sync to its end.
+    killed = [step for step in SYNC_STEPS if drill.kill_at("order_sync_job", step)]
+    assert len(killed) >= len(SYNC_STEPS) - 1, killed
+    set_faults(emu, "linnworks", expire_tokens=True)
+    until_success(defs, "order_sync_job", instance)
+    # Two pushes at once, each its own process and instance (a raised run limit, or the CLI).
+    assert drill.twice_at_once("order_sync_job") in ([0, 0], [0, 1], [1, 0])
+
+    # The warehouse works; each despatch file's run is killed once as it posts, then taken in for good.
+    cursor = None
+    kills = 0
+    for _ in range(6):
+        emu.whistl.step()
+        result = tick_sensor(defs, instance, cursor)
+        cursor = result.cursor
+        for request in result.run_requests or []:
+            if kills < 3 and request.tags["fulfil/file"].startswith("shp_"):
+                kills += drill.kill_at("despatch_job", "tracking_posts", request.run_config)
+            until_success(defs, "despatch_job", instance, run_config=request.run_config)
+    assert kills >= 1
+    assert drill.twice_at_once("tracking_retry_job") in ([0, 0], [0, 1], [1, 0])
+
+    # Faults off: whatever is still due goes out (unconfirmed attempts settle first).
+    set_faults(emu, "linnworks", error_rate=0.0, throttle_rate=0.0, reset_rate=0.0, timeout_rate=0.0)
+    time.sleep(2.5)
+    until_success(defs, "order_sync_job", instance)
+    for _ in range(3):
+        emu.whistl.step()
+        result = tick_sensor(defs, instance, cursor)
+        cursor = result.cursor
+        for request in result.run_requests or []:
+            until_success(defs, "despatch_job", instance, run_config=request.run_config)
+    time.sleep(2.5)
+    until_success(defs, "tracking_retry_job", instance)
+
+    # Counted at the emulators: every valid order at Whistl exactly once...
+    valid = db.read(
+        f"SELECT o.order_ref FROM {SCHEMA}.validated_orders v JOIN {SCHEMA}.orders o USING (order_key) "
+        "WHERE v.ready OR o.order_key IN (SELECT order_key FROM fulfil.wms_submissions)"
+    )
+    receipts = emu.whistl.inspect()["receipts"]
+    assert receipts and Counter(receipts.values()) == Counter({1: len(receipts)}), "an order reached Whistl twice"
+    assert set(receipts) == set(valid["order_ref"]), "a valid order never reached Whistl"
+    invalid = db.read(
+        f"SELECT o.order_ref FROM {SCHEMA}.validated_orders v JOIN {SCHEMA}.orders o USING (order_key) "
+        "WHERE NOT v.passed"
+    )
+    assert not set(invalid["order_ref"]) & set(receipts), "an order that failed its rules reached Whistl"
+    # ...and every despatch's tracking at Linnworks exactly once, every completed order processed once.
+    order_id = dict(db.read(f"SELECT order_ref, source_order_id FROM {SCHEMA}.orders").iter_rows())
+    expected: dict[str, set[str]] = {}
+    archive = emu.whistl.root / "out" / "archive"
+    for f in sorted(archive.glob("shp_*.csv")):
+        for r in pl.read_csv(f, infer_schema=False).iter_rows(named=True):
+            if int(r["quantity_despatched"]) > 0:
+                expected.setdefault(order_id[r["order_reference"]], set()).add(r["despatch_reference"])
+    applied = {k: len(v) for k, v in emu.linnworks.inspect()["shipping_info"].items()}
+    assert expected and applied == {k: len(v) for k, v in expected.items()}
+    process_calls = Counter(
+        c.body["orderId"]
+        for c in emu.linnworks.recorder.calls
+        if c.path.endswith("Orders/ProcessOrder") and c.status == 200
+    )
+    assert process_calls and max(process_calls.values()) == 1, "an order was processed twice"
+    despatched = {order_id[r] for r, s in emu.whistl.inspect()["stages"].items() if s == "despatched"}
+    assert set(emu.linnworks.inspect()["processed"]) == despatched
+    faults = emu.linnworks.recorder.status_counts
+    assert faults[503] and faults[429], "the drill ran without its faults"
