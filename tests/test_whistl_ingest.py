@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -110,18 +111,22 @@ def test_newest_snapshot_is_staged_and_its_bad_rows_quarantined() -> None:
     assert empty_good.is_empty() and empty_bad.is_empty()
 
 
-def test_an_unusable_snapshot_keeps_the_last_good_one(emulators: Emulators, fulfil_env: dict, tmp_path: Path) -> None:
-    emu = emulators
+def stock_job(emu: Emulators) -> tuple[dg.JobDefinition, list[dg.AssetKey]]:
+    """The job and asset selection that take Whistl's files in and stage `wms_stock` (folder drop)."""
     config = FulfilConfig.model_validate(
         {
             "flows": ["linnworks_whistl"],
             "systems": {"linnworks": {"base_url": emu.url("linnworks")}, "whistl": {"drop_url": str(emu.whistl.root)}},
         }
     )
-    defs = build_definitions(config)
-    job = defs.resolve_implicit_global_asset_job_def()
-    keys = [dg.AssetKey(["raw_whistl", "stock_snapshots"]), dg.AssetKey(["raw_whistl", "despatch_confirmations"])]
-    keys.append(dg.AssetKey("wms_stock"))
+    job = build_definitions(config).resolve_implicit_global_asset_job_def()
+    names = (["raw_whistl", "stock_snapshots"], ["raw_whistl", "despatch_confirmations"], ["wms_stock"])
+    return job, [dg.AssetKey(n) for n in names]
+
+
+def test_an_unusable_snapshot_keeps_the_last_good_one(emulators: Emulators, fulfil_env: dict, tmp_path: Path) -> None:
+    emu = emulators
+    job, keys = stock_job(emu)
     instance = dg.DagsterInstance.ephemeral()
     db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
 
@@ -151,19 +156,8 @@ def test_a_snapshot_is_applied_only_when_complete_and_plausible(
     become the catalogue: each is quarantined (moved, an exception for the warehouse owner) and the last good
     snapshot stays; a same-named shorter re-send replaces the first rather than merging with it; a later good
     snapshot applies."""
-    import os
-
     emu = emulators
-    config = FulfilConfig.model_validate(
-        {
-            "flows": ["linnworks_whistl"],
-            "systems": {"linnworks": {"base_url": emu.url("linnworks")}, "whistl": {"drop_url": str(emu.whistl.root)}},
-        }
-    )
-    defs = build_definitions(config)
-    job = defs.resolve_implicit_global_asset_job_def()
-    keys = [dg.AssetKey(["raw_whistl", "stock_snapshots"]), dg.AssetKey(["raw_whistl", "despatch_confirmations"])]
-    keys.append(dg.AssetKey("wms_stock"))
+    job, keys = stock_job(emu)
     instance = dg.DagsterInstance.ephemeral()
     db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
     out = emu.whistl.root / "out"
