@@ -1,12 +1,11 @@
-"""Ledgers: one row per intended external effect, written before the effect, so nothing is sent twice or lost."""
+"""Ledger housekeeping outside a send: what the target later reports about an effect (Whistl rejected an order,
+despatched it in full) and the exceptions that go with it. Sending itself goes through `fulfil_assets.effects`."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
-import polars as pl
 import sqlalchemy as sa
 
 from resources.warehouse import SCHEMA, WarehouseDb
@@ -17,47 +16,15 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def read_ledger(db: WarehouseDb, table: str, where: str = "TRUE", params: dict[str, Any] | None = None) -> pl.DataFrame:
-    """Rows of a ledger table."""
-    return db.read(f"SELECT * FROM {SCHEMA}.{table} WHERE {where}", params)
-
-
-def insert_new(db: WarehouseDb, table: str, rows: pl.DataFrame) -> int:
-    """Insert rows whose idempotency key is not in the ledger yet (existing rows are left untouched)."""
-    if rows.is_empty():
-        return 0
-    return db.write(table, rows, mode="upsert", key=["idempotency_key"], update=[])
-
-
 def mark(
-    db: WarehouseDb,
-    table: str,
-    keys: Sequence[str],
-    status: str,
-    *,
-    error: str | None = None,
-    result: str | None = None,
-    confirmed: bool = False,
-    attempt: bool = False,
-    extra: dict[str, Any] | None = None,
+    db: WarehouseDb, table: str, keys: Sequence[str], status: str, *, error: str | None = None, confirmed: bool = False
 ) -> None:
-    """Set the status of ledger rows (and error/result/confirmation), counting an attempt when asked."""
+    """Set the status of ledger rows from what the target reported (and the error, or the confirmation time)."""
     if not keys:
         return
-    now = now_utc()
-    sets = ["status = :status", "updated_at = :now", "last_error = :error"]
-    params: dict[str, Any] = {"status": status, "now": now, "error": error}
-    if result is not None:
-        sets.append("result = :result")
-        params["result"] = result
-    if confirmed:
-        sets.append("confirmed_at = :now")
-    if attempt:
-        sets.append("attempts = attempts + 1")
-    for i, (column, value) in enumerate((extra or {}).items()):
-        sets.append(f"{column} = :x{i}")
-        params[f"x{i}"] = value
-    statement = sa.text(f"UPDATE {SCHEMA}.{table} SET {', '.join(sets)} WHERE idempotency_key = :key")
+    sets = "status = :status, updated_at = :now, last_error = :error" + (", confirmed_at = :now" if confirmed else "")
+    statement = sa.text(f"UPDATE {SCHEMA}.{table} SET {sets} WHERE idempotency_key = :key")
+    params = {"status": status, "now": now_utc(), "error": error}
     with db.engine.begin() as conn:
         conn.execute(statement, [{**params, "key": k} for k in keys])
 
