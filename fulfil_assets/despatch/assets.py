@@ -201,9 +201,15 @@ def _take(db: WarehouseDb, drop: DropSession, name: str, log: dg.DagsterLogManag
     return outcome
 
 
+# Tracking before `ProcessOrder`; and one unsettled post per order at a time: Linnworks shows only an order's latest
+# tracking number, so a later despatch's post must not hide whether an earlier, unconfirmed one landed.
 TRACKING_FIRST = (
     "kind = 'tracking' OR order_key NOT IN "
     f"(SELECT order_key FROM {SCHEMA}.tracking_posts WHERE kind = 'tracking' AND status <> '{effects.SENT}')"
+)
+ONE_UNSETTLED_PER_ORDER = (
+    f"NOT EXISTS (SELECT 1 FROM {SCHEMA}.tracking_posts other WHERE other.order_key = tracking_posts.order_key "
+    f"AND other.status = '{effects.SENDING}' AND other.idempotency_key <> tracking_posts.idempotency_key)"
 )
 
 
@@ -261,7 +267,7 @@ def build_assets(config: FulfilConfig) -> list[dg.AssetsDefinition]:
                 db,
                 "tracking_posts",
                 target,
-                where=f"oms = 'linnworks' AND ({TRACKING_FIRST})",
+                where=f"oms = 'linnworks' AND ({TRACKING_FIRST}) AND {ONE_UNSETTLED_PER_ORDER}",
                 settle_s=2 * linnworks.timeout_s,  # a call the client gave up on has had time to land
                 log=context.log.warning,
             )

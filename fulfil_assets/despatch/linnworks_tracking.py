@@ -20,6 +20,7 @@ class LinnworksTracking:
 
     def __init__(self, client: LinnworksClient) -> None:
         self.client = client
+        self.unsettled: set[str] = set()  # orders with a post this run that may or may not have landed
 
     def holds(self, rows: pl.DataFrame) -> dict[str, str]:
         """Rows whose effect the order in Linnworks already shows."""
@@ -43,9 +44,13 @@ class LinnworksTracking:
         return found
 
     def send(self, rows: pl.DataFrame) -> Iterator[tuple[list[str], Outcome]]:
-        """One call per row; a failure that may have been applied is left for `holds` to settle next time."""
+        """One call per row; a failure that may have been applied is left for `holds` to settle next time, and
+        the order's other posts wait until it is (Linnworks shows only the latest tracking number)."""
         for key, raw in rows.select("idempotency_key", "payload").iter_rows():
             p = json.loads(raw)
+            if p["order_id"] in self.unsettled:
+                yield [key], Outcome(PENDING, error="waits until an earlier post to this order is settled")
+                continue
             try:
                 if p["kind"] == "tracking":
                     self.client.set_shipping_info(p["order_id"], p["tracking_number"])
@@ -56,6 +61,8 @@ class LinnworksTracking:
                         raise DataError("Linnworks", "Orders/ProcessOrder", str(answer.get("Error")))
                     result = "processed"
             except TransientError as exc:
+                if exc.maybe_applied:
+                    self.unsettled.add(p["order_id"])
                 yield [key], Outcome(SENDING if exc.maybe_applied else PENDING, error=str(exc))
                 continue
             except DataError as exc:
