@@ -1,6 +1,7 @@
 """Ingestion assets: one dlt source per system (Whistl's files through dlt's filesystem source), landing in
 `raw_<system>`."""
 
+import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,12 +33,17 @@ def dlt_pipeline(system: str, db: WarehouseDb | None) -> dlt.Pipeline:
     """One dlt pipeline name per source (two runs of one name at once corrupt its state), landing in
     `raw_<system>` in the warehouse; local state lives under the data folder and is restorable from there."""
     pipelines_dir = Path(os.environ.get("FULFIL_DATA_DIR", "data")) / "dlt"
-    return dlt.pipeline(
-        pipeline_name=f"fulfil_{system}",
-        dataset_name=f"raw_{system}",
-        destination=db.dlt_destination() if db else "duckdb",
-        pipelines_dir=str(pipelines_dir),
-    )
+    pipelines_dir.mkdir(parents=True, exist_ok=True)
+    # dlt writes the pipeline's state file when the object is made (every process loading the code location
+    # does so): processes starting at once raced on its temporary file. One at a time, across processes.
+    with open(pipelines_dir / ".fulfil.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return dlt.pipeline(
+            pipeline_name=f"fulfil_{system}",
+            dataset_name=f"raw_{system}",
+            destination=db.dlt_destination() if db else "duckdb",
+            pipelines_dir=str(pipelines_dir),
+        )
 
 
 def ingest_group(system: str) -> str:
