@@ -14,6 +14,20 @@ from emulators.core import EmulatedSystem, paginate
 from emulators.world import Address, Order, World
 
 LOCATIONS = {1: "WHISTL", 2: "STUDIO"}
+PROBLEM_TYPE = "https://developer.bigcommerce.com/api-docs/getting-started/api-status-codes"
+
+
+def _problem(status: int, title: str) -> JSONResponse:
+    """BigCommerce's v3 error shape (`application/problem+json`)."""
+    body = {"status": status, "title": title, "type": PROBLEM_TYPE, "errors": {}}
+    return JSONResponse(body, status, media_type="application/problem+json")
+
+
+def _ids(value: str | None) -> set[int] | None:
+    """A comma-separated `:in` list of ids (None when absent); ValueError when one is not a number."""
+    return None if not value else {int(x) for x in value.split(",") if x.strip()}
+
+
 STATUS = {
     0: "Incomplete",
     1: "Pending",
@@ -80,6 +94,9 @@ class BigCommerce(EmulatedSystem):
         self.shipments: list[dict[str, Any]] = []
         self.inventory: dict[tuple[str, int], int] = {(s, loc): 0 for s in world.wms_catalogue for loc in LOCATIONS}
         self.adjustments: list[dict[str, Any]] = []
+        self.product_skus: dict[int, list[str]] = {}
+        for sku in sorted({s for s, _ in self.inventory}):
+            self.product_skus.setdefault(world.variant_ids[sku] // 10, []).append(sku)
         self.spawn(n_orders, world.start - timedelta(days=1), world.start)
 
     def spawn(self, n: int, start: datetime, end: datetime) -> list[int]:
@@ -340,16 +357,41 @@ class BigCommerce(EmulatedSystem):
             self.shipments.append(shipment)
         return JSONResponse(shipment, 201)
 
+    def tracked_by_product(self, sku: str) -> bool:
+        """Whether a product keeps one stock figure for the whole product rather than per variant (a fixed share of
+        products, as stores mix both): such stock moves by `product_id` only (held on its first SKU here), the
+        rest by variant or SKU."""
+        return (self.world.variant_ids[sku] // 10) % 7 == 0
+
     async def inventory_items(self, request: Request) -> Response:
-        """v3 inventory per SKU and location with `meta.pagination`."""
+        """v3 inventory per SKU and location with `meta.pagination` (links as query strings) and the spec's
+        `sku:in`, `variant_id:in`, `product_id:in`, `location_id:in` and `location_code:in` filters."""
         if (denied := self._auth(request)) is not None:
             return denied
         q = request.query_params
-        limit, page = int(q.get("limit", 50)), int(q.get("page", 1))
+        try:
+            limit, page = int(q.get("limit", 50)), int(q.get("page", 1))
+            variants, products, locations = (
+                _ids(q.get(k)) for k in ("variant_id:in", "product_id:in", "location_id:in")
+            )
+        except ValueError:
+            return _problem(422, "The filter values must be comma-separated integers")
+        if not 1 <= limit <= 1000 or page < 1:
+            return _problem(422, "limit must be between 1 and 1000 and page at least 1")
         skus = sorted({s for s, _ in self.inventory})
         if q.get("sku:in"):
             wanted = set(q["sku:in"].split(","))
             skus = [s for s in skus if s in wanted]
+        if variants is not None:
+            skus = [s for s in skus if self.world.variant_ids[s] in variants]
+        if products is not None:
+            skus = [s for s in skus if self.world.variant_ids[s] // 10 in products]
+        codes = set(q["location_code:in"].split(",")) if q.get("location_code:in") else None
+        shown = {
+            loc: code
+            for loc, code in LOCATIONS.items()
+            if (locations is None or loc in locations) and (codes is None or code in codes)
+        }
         chunk = paginate(skus, page, limit)
         data = [
             {
@@ -372,12 +414,17 @@ class BigCommerce(EmulatedSystem):
                             "bin_picking_number": "",
                         },
                     }
-                    for loc, code in LOCATIONS.items()
+                    for loc, code in shown.items()
                 ],
             }
             for s in chunk
         ]
         pages = (len(skus) + limit - 1) // limit
+        links = {"current": f"?page={page}&limit={limit}"}
+        if page > 1:
+            links["previous"] = f"?page={page - 1}&limit={limit}"
+        if page < pages:
+            links["next"] = f"?page={page + 1}&limit={limit}"
         return JSONResponse(
             {
                 "data": data,
@@ -388,11 +435,36 @@ class BigCommerce(EmulatedSystem):
                         "per_page": limit,
                         "current_page": page,
                         "total_pages": pages,
-                        "links": {},
+                        "links": links,
                     }
                 },
             }
         )
+
+    def _item_sku(self, item: dict[str, Any]) -> tuple[str | None, str | None]:
+        """The SKU an adjustment item names by `sku`, `variant_id` or `product_id` (exactly one), or why not."""
+        named = [k for k in ("sku", "variant_id", "product_id") if item.get(k) is not None]
+        if len(named) != 1:
+            return None, "each item names exactly one of sku, variant_id or product_id"
+        by_variant = {v: s for s, v in self.world.variant_ids.items()}
+        key = named[0]
+        try:
+            if key == "sku":
+                sku = str(item["sku"])
+            elif key == "variant_id":
+                sku = by_variant.get(int(item["variant_id"]))
+            else:
+                skus = self.product_skus.get(int(item["product_id"]), [])
+                sku = skus[0] if skus else None
+        except (TypeError, ValueError):
+            return None, f"{key} must be an integer"
+        if sku is None or all((sku, loc) not in self.inventory for loc in LOCATIONS):
+            return None, f"Unknown {key} {item[key]}"
+        if key == "product_id" and not self.tracked_by_product(sku):
+            return None, f"Inventory of product {item[key]} is tracked by variant: adjust it by variant_id or sku"
+        if key != "product_id" and self.tracked_by_product(sku):
+            return None, f"Inventory of {key} {item[key]} is tracked by product: adjust it by product_id"
+        return sku, None
 
     async def _adjust(self, request: Request, relative: bool) -> Response:
         if (denied := self._auth(request)) is not None:
@@ -400,32 +472,21 @@ class BigCommerce(EmulatedSystem):
         body = await request.json()
         items = body.get("items") or []
         if not items or len(items) > 2000:
-            return JSONResponse(
-                {
-                    "status": 422,
-                    "title": "items must hold 1 to 2000 entries",
-                    "type": "https://developer.bigcommerce.com/api-docs/getting-started/api-status-codes",
-                    "errors": {},
-                },
-                422,
-                media_type="application/problem+json",
-            )
+            return _problem(422, "items must hold 1 to 2000 entries")
         with self.lock:
-            for item in items:
-                key = (item.get("sku"), int(item.get("location_id", 0)))
-                if key not in self.inventory:
-                    return JSONResponse(
-                        {
-                            "status": 422,
-                            "title": f"Unknown sku/location {key}",
-                            "errors": {},
-                            "type": "https://developer.bigcommerce.com/api-docs/getting-started/api-status-codes",
-                        },
-                        422,
-                    )
-            for item in items:
-                key = (item["sku"], int(item["location_id"]))
-                self.inventory[key] = self.inventory[key] + int(item["quantity"]) if relative else int(item["quantity"])
+            keys = []
+            for n, item in enumerate(items):
+                sku, problem = self._item_sku(item)
+                if problem is None and not isinstance(item.get("quantity"), int):
+                    problem = "quantity must be an integer"
+                key = (sku, int(item.get("location_id") or 0))
+                if problem is None and key not in self.inventory:
+                    problem = f"Unknown location {key[1]} for {sku}"
+                if problem:
+                    return _problem(422, f"items.{n}: {problem}")
+                keys.append((key, int(item["quantity"])))
+            for key, quantity in keys:
+                self.inventory[key] = self.inventory[key] + quantity if relative else quantity
             self.adjustments.append({"relative": relative, "reason": body.get("reason"), "items": items})
             return JSONResponse({"transaction_id": f"tx-{len(self.adjustments)}"})
 

@@ -17,6 +17,27 @@ LOCATION = "Main Warehouse"
 CARRIERS = ("Whistl", "Royal Mail", "DPD")
 
 
+SALE_STATUSES = (
+    "DRAFT",
+    "VOIDED",
+    "ESTIMATING",
+    "ESTIMATED",
+    "ORDERING",
+    "ORDERED",
+    "BACKORDERED",
+    "PICKING",
+    "PICKED",
+    "PACKING",
+    "PACKED",
+    "SHIPPING",
+    "INVOICING",
+    "INVOICED",
+    "CREDITED",
+    "COMPLETED",
+)
+SHIP_STATUSES = ("DRAFT", "PARTIALLY AUTHORISED", "AUTHORISED")
+
+
 def _dear(dt: datetime | None) -> str | None:
     """Cin7's UTC timestamp `yyyy-MM-ddTHH:mm:ss.fff`."""
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] if dt else None
@@ -154,7 +175,16 @@ class Cin7(EmulatedSystem):
         page, limit = int(q.get("page", 1)), int(q.get("limit", 100))
         if not 1 <= limit <= 1000:
             raise ValueError("Limit must be between 1 and 1000")
+        if page < 1:
+            raise ValueError("Page must be 1 or more")
         return page, limit
+
+    @staticmethod
+    def _required(source: dict[str, Any], *names: str) -> None:
+        """Refuse a call missing a parameter Cin7 requires (400 with an ErrorCode body, via `dispatch`)."""
+        missing = [n for n in names if source.get(n) in (None, "")]
+        if missing:
+            raise ValueError(f"{', '.join(missing)} is required")
 
     def me(self, q: dict[str, str], body: Any) -> dict[str, Any]:
         """Connectivity test."""
@@ -254,17 +284,21 @@ class Cin7(EmulatedSystem):
             since = _parse(q["createdsince"])
             rows = [s for s in rows if s.created_at > since]
         if q.get("status"):
+            if q["status"].upper() not in SALE_STATUSES:
+                raise ValueError(f"Status {q['status']!r} is not one of {', '.join(SALE_STATUSES)}")
             rows = [s for s in rows if self.sale_status[s.uid] == q["status"].upper()]
         rows.sort(key=lambda s: (s.updated_at, s.number))
         return {"Total": len(rows), "Page": page, "SaleList": [self.render_row(s) for s in paginate(rows, page, limit)]}
 
     def get_sale(self, q: dict[str, str], body: Any) -> Response | dict[str, Any]:
         """One sale by `ID`."""
+        self._required(q, "id")
         sale = self.sales.get(q.get("id", ""))
         return self.render_sale(sale) if sale else self.error_body(404, "Sale not found")
 
     def delete_sale(self, q: dict[str, str], body: Any) -> Response | dict[str, Any]:
         """`Void=true` voids; without it the sale is undone to DRAFT."""
+        self._required(q, "id")
         sale = self.sales.get(q.get("id", ""))
         if sale is None:
             return self.error_body(404, "Sale not found")
@@ -274,6 +308,13 @@ class Cin7(EmulatedSystem):
 
     def ship(self, q: dict[str, str], body: dict[str, Any]) -> Response | dict[str, Any]:
         """Authorise shipping lines with tracking (TaskID is the sale's fulfilment task)."""
+        self._required(body, "TaskID", "Status", "Lines")
+        if body["Status"] not in SHIP_STATUSES:
+            raise ValueError(f"Status must be one of {', '.join(SHIP_STATUSES)}")
+        for n, line in enumerate(body["Lines"]):
+            self._required(line, "ShipmentDate", "Carrier")
+            if not isinstance(line.get("IsShipped", True), bool):
+                raise ValueError(f"Lines[{n}].IsShipped must be true or false")
         sale = self.sales.get(body.get("TaskID", ""))
         if sale is None:
             return self.error_body(400, "TaskID not found")
@@ -343,8 +384,15 @@ class Cin7(EmulatedSystem):
 
     def stock_adjustment(self, q: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
         """A stock adjustment whose line `Quantity` is the target level."""
+        self._required(body, "EffectiveDate", "Status", "Lines")
+        if body["Status"] not in ("DRAFT", "COMPLETED"):
+            raise ValueError("Status must be DRAFT or COMPLETED")
+        _parse(body["EffectiveDate"])
         existing = []
-        for line in body.get("Lines", []):
+        for line in body["Lines"]:
+            if not (line.get("ProductID") or line.get("SKU")):
+                raise ValueError("each line needs ProductID or SKU")
+            self._required(line, "Quantity")
             sku = line["SKU"]
             if sku not in self.available:
                 raise ValueError(f"Product {sku} not found")

@@ -37,7 +37,7 @@ DEFAULT_PORTS = {
     "whistl": 8706,
     "whistl_sftp": 8722,
 }
-SHOPIFY_API_VERSION = "2025-01"
+SHOPIFY_API_VERSION = "2026-10"
 
 
 @dataclass

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import operator
+import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,6 +31,31 @@ PAGE_FILTERS = {
     "ids",
 }
 THROTTLE_TEXT = "Exceeded 2 calls per second for api client. Reduce request rates to resume uninterrupted service."
+# Stable versions Shopify serves (a release a quarter, each for twelve months) and `unstable`. A well-formed older
+# release falls forward to the oldest supported one, as Shopify does; anything else is Not Found.
+SUPPORTED_VERSIONS = ("2025-10", "2026-01", "2026-04", "2026-07", "2026-10", "unstable")
+RELEASE = re.compile(r"20\d\d-(01|04|07|10)")
+# GraphQL Admin calculated-cost limits for a Standard plan (shopify.dev, "GraphQL Admin API rate limits": 100
+# points/second); the bucket size is inferred (twenty seconds of restore, as the published plans had).
+GRAPHQL_RESTORE_PER_S = 100.0
+GRAPHQL_BUCKET = 2000.0
+FINANCIAL = {"paid": {"paid"}, "pending": {"pending"}, "unpaid": {"pending"}, "any": {"paid", "pending"}}
+FULFILLMENT = {
+    "shipped": {"fulfilled"},
+    "partial": {"partial"},
+    "unshipped": {None},
+    "unfulfilled": {None, "partial"},
+    "any": {None, "partial", "fulfilled"},
+}
+
+
+def served_version(requested: str) -> str | None:
+    """The version Shopify answers a request for `requested` with (None: it does not exist)."""
+    if requested in SUPPORTED_VERSIONS:
+        return requested
+    if RELEASE.fullmatch(requested) and requested < SUPPORTED_VERSIONS[0]:
+        return SUPPORTED_VERSIONS[0]
+    return None
 
 
 def _ts(dt: datetime | None) -> str | None:
@@ -48,6 +75,12 @@ def _decode_cursor(page_info: str) -> tuple[dict[str, Any], int] | None:
         return None
 
 
+def _path_version(request: Request) -> str:
+    """The `{version}` of `/admin/api/{version}/...` (path params are not set before routing)."""
+    parts = request.url.path.split("/")
+    return parts[3] if len(parts) > 3 and parts[1:3] == ["admin", "api"] else ""
+
+
 def _parse(value: str) -> datetime:
     dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
@@ -65,7 +98,7 @@ class Shopify(EmulatedSystem):
         self.world = world
         self.access_token = access_token
         self.bucket = LeakyBucket(40, 2 * (rate_scale or 1e9))
-        self.gql_bucket = LeakyBucket(1000, 50 * (rate_scale or 1e9))
+        self.gql_bucket = LeakyBucket(GRAPHQL_BUCKET, GRAPHQL_RESTORE_PER_S * (rate_scale or 1e9))
         self.orders: dict[int, Order] = {}
         self.cancelled: dict[int, datetime] = {}
         self.fulfillable: dict[int, dict[int, int]] = {}  # order id -> line item id -> qty left
@@ -115,8 +148,11 @@ class Shopify(EmulatedSystem):
         return JSONResponse({"errors": message}, status)
 
     def throttled(self, request: Request, retry_after: float) -> Response:
-        """429 with `Retry-After: 2.0`."""
-        return JSONResponse({"errors": THROTTLE_TEXT}, 429, {"Retry-After": "2.0"})
+        """429 with `Retry-After: 2.0` and the full bucket in `X-Shopify-Shop-Api-Call-Limit`."""
+        limit = f"{int(self.bucket.capacity)}/{int(self.bucket.capacity)}"
+        version = served_version(_path_version(request)) or ""
+        headers = {"Retry-After": "2.0", "X-Shopify-Shop-Api-Call-Limit": limit, "X-Shopify-API-Version": version}
+        return JSONResponse({"errors": THROTTLE_TEXT}, 429, headers)
 
     def check_rate(self, request: Request) -> Response | None:
         """The REST leaky bucket (GraphQL has its own cost bucket)."""
@@ -126,26 +162,42 @@ class Shopify(EmulatedSystem):
         return None if ok else self.throttled(request, 2.0)
 
     def add_headers(self, request: Request, response: Response) -> None:
-        """`X-Shopify-Shop-Api-Call-Limit: used/40` on every REST answer."""
+        """`X-Shopify-Shop-Api-Call-Limit: used/40` on every REST answer, and the version that served it."""
         response.raw_headers.append(
             (b"x-shopify-shop-api-call-limit", f"{round(self.bucket.level)}/{int(self.bucket.capacity)}".encode())
         )
+        version = served_version(_path_version(request))
+        if version:
+            response.raw_headers.append((b"x-shopify-api-version", version.encode()))
+
+    def _versioned(self, handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        """Refuse a version Shopify does not have (404), as it does, before anything else."""
+
+        async def endpoint(request: Request) -> Response:
+            if served_version(request.path_params["version"]) is None:
+                return JSONResponse({"errors": "Not Found"}, 404)
+            return await handler(request)
+
+        return endpoint
 
     def routes(self) -> list[Route]:
         """REST resources and GraphQL under `/admin/api/{version}/`."""
         base = "/admin/api/{version}"
-        return [
-            Route(f"{base}/orders.json", self.list_orders),
-            Route(f"{base}/orders/{{oid:int}}.json", self.get_order),
-            Route(f"{base}/orders/{{oid:int}}/cancel.json", self.cancel, methods=["POST"]),
-            Route(f"{base}/orders/{{oid:int}}/fulfillment_orders.json", self.fulfillment_orders),
-            Route(f"{base}/fulfillments.json", self.create_fulfillment, methods=["POST"]),
-            Route(f"{base}/locations.json", self.locations),
-            Route(f"{base}/products.json", self.products),
-            Route(f"{base}/inventory_levels.json", self.inventory_levels),
-            Route(f"{base}/inventory_levels/set.json", self.set_level, methods=["POST"]),
-            Route(f"{base}/graphql.json", self.graphql, methods=["POST"]),
+        routes = [
+            ("/orders.json", self.list_orders, ["GET"]),
+            ("/orders/count.json", self.count_orders, ["GET"]),
+            ("/orders/{oid:int}.json", self.get_order, ["GET"]),
+            ("/orders/{oid:int}/cancel.json", self.cancel, ["POST"]),
+            ("/orders/{oid:int}/fulfillment_orders.json", self.fulfillment_orders, ["GET"]),
+            ("/fulfillments.json", self.create_fulfillment, ["POST"]),
+            ("/locations.json", self.locations, ["GET"]),
+            ("/products.json", self.products, ["GET"]),
+            ("/inventory_levels.json", self.inventory_levels, ["GET"]),
+            ("/inventory_levels/set.json", self.set_level, ["POST"]),
+            ("/inventory_levels/adjust.json", self.adjust_level, ["POST"]),
+            ("/graphql.json", self.graphql, ["POST"]),
         ]
+        return [Route(base + path, self._versioned(handler), methods=methods) for path, handler, methods in routes]
 
     def _auth(self, request: Request) -> Response | None:
         if request.headers.get("x-shopify-access-token") != self.access_token:
@@ -234,25 +286,72 @@ class Shopify(EmulatedSystem):
         else:
             filters, offset = {k: v for k, v in q.items() if k in PAGE_FILTERS}, 0
         with self.lock:
-            ids = list(self.orders)
-            if filters.get("status", "open") == "open":
-                ids = [i for i in ids if i not in self.cancelled and any(self.fulfillable[i].values())]
-            for key, attr, compare in (
-                ("updated_at_min", "updated_at", operator.ge),
-                ("updated_at_max", "updated_at", operator.le),
-                ("created_at_min", "created_at", operator.ge),
-                ("created_at_max", "created_at", operator.le),
-            ):
-                if key in filters:
-                    bound = _parse(filters[key])
-                    ids = [i for i in ids if compare(getattr(self.orders[i], attr), bound)]
-            field = "created_at" if filters.get("order", "").startswith("created_at") else "updated_at"
-            ids.sort(
-                key=lambda i: (getattr(self.orders[i], field), i),
-                reverse=filters.get("order", "updated_at asc").endswith("desc"),
-            )
+            ids = self._filtered(filters)
+            if isinstance(ids, Response):
+                return ids
+            if "since_id" in filters:  # Shopify pages by id from since_id, ascending
+                ids.sort()
+            else:
+                field = "created_at" if filters.get("order", "").startswith("created_at") else "updated_at"
+                ids.sort(
+                    key=lambda i: (getattr(self.orders[i], field), i),
+                    reverse=filters.get("order", "updated_at asc").endswith("desc"),
+                )
             page = [self.render(i) for i in ids[offset : offset + limit]]
         return JSONResponse({"orders": page}, headers=self._links(request, filters, offset, limit, len(ids)))
+
+    def _filtered(self, filters: dict[str, Any]) -> list[int] | Response:
+        """Order ids matching `orders.json` filters: status, ids, since_id, financial and fulfillment status,
+        created/updated bounds (a value Shopify does not know is refused)."""
+        ids = list(self.orders)
+        status = filters.get("status", "open")
+        if status not in ("open", "closed", "cancelled", "any"):
+            return JSONResponse({"errors": {"status": ["is not included in the list"]}}, 422)
+        if status != "any":
+            done = {i for i in ids if not any(self.fulfillable[i].values())}
+            keep = {
+                "open": lambda i: i not in self.cancelled and i not in done,
+                "closed": lambda i: i not in self.cancelled and i in done,
+                "cancelled": lambda i: i in self.cancelled,
+            }[status]
+            ids = [i for i in ids if keep(i)]
+        try:
+            if "ids" in filters:
+                wanted = {int(x) for x in str(filters["ids"]).split(",") if x.strip()}
+                ids = [i for i in ids if i in wanted]
+            if "since_id" in filters:
+                since = int(filters["since_id"])
+                ids = [i for i in ids if i > since]
+        except ValueError:
+            return JSONResponse({"errors": {"ids": ["must be a comma-separated list of integers"]}}, 400)
+        for key, table, field in (
+            ("financial_status", FINANCIAL, "financial_status"),
+            ("fulfillment_status", FULFILLMENT, "fulfillment_status"),
+        ):
+            if key in filters:
+                allowed = table.get(filters[key])
+                if allowed is None:
+                    return JSONResponse({"errors": {key: ["is not included in the list"]}}, 422)
+                ids = [i for i in ids if self.render(i)[field] in allowed]
+        for key, attr, compare in (
+            ("updated_at_min", "updated_at", operator.ge),
+            ("updated_at_max", "updated_at", operator.le),
+            ("created_at_min", "created_at", operator.ge),
+            ("created_at_max", "created_at", operator.le),
+        ):
+            if key in filters:
+                bound = _parse(filters[key])
+                ids = [i for i in ids if compare(getattr(self.orders[i], attr), bound)]
+        return ids
+
+    async def count_orders(self, request: Request) -> Response:
+        """`orders/count.json`: how many orders the same filters match."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        filters = {k: v for k, v in request.query_params.items() if k in PAGE_FILTERS - {"order"}}
+        with self.lock:
+            ids = self._filtered(filters)
+        return ids if isinstance(ids, Response) else JSONResponse({"count": len(ids)})
 
     def _links(self, request: Request, filters: dict[str, Any], offset: int, limit: int, total: int) -> dict[str, str]:
         """The `Link` header (rel next / previous) for a page of `total` rows, or none for a single page."""
@@ -455,6 +554,34 @@ class Shopify(EmulatedSystem):
             }
         )
 
+    async def adjust_level(self, request: Request) -> Response:
+        """`inventory_levels/adjust.json`: change the available quantity by `available_adjustment`."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        body = await request.json()
+        if "available_adjustment" not in body:
+            return JSONResponse({"errors": {"available_adjustment": ["is required"]}}, 422)
+        key = (int(body.get("inventory_item_id", 0)), int(body.get("location_id", 0)))
+        if key not in self.levels:
+            return JSONResponse({"errors": {"base": ["Inventory item does not exist at location"]}}, 422)
+        with self.lock:
+            self.levels[key] += int(body["available_adjustment"])
+            self.level_writes.append(
+                {"inventory_item_id": key[0], "location_id": key[1], "available": self.levels[key]}
+            )
+            level = self.levels[key]
+        return JSONResponse(
+            {
+                "inventory_level": {
+                    "inventory_item_id": key[0],
+                    "location_id": key[1],
+                    "available": level,
+                    "updated_at": _ts(datetime.now(UTC)),
+                    "admin_graphql_api_id": f"gid://shopify/InventoryLevel/{key[0]}",
+                }
+            }
+        )
+
     async def graphql(self, request: Request) -> Response:
         """`inventorySetQuantities` through variables, with calculated cost and THROTTLED answers."""
         if (denied := self._auth(request)) is not None:
@@ -464,7 +591,11 @@ class Shopify(EmulatedSystem):
         quantities = (variables.get("input") or {}).get("quantities", [])
         cost = 10 + len(quantities)
         ok, level = self.gql_bucket.take(cost)
-        throttle = {"maximumAvailable": 1000.0, "currentlyAvailable": round(1000 - level, 1), "restoreRate": 50.0}
+        throttle = {
+            "maximumAvailable": GRAPHQL_BUCKET,
+            "currentlyAvailable": round(GRAPHQL_BUCKET - level, 1),
+            "restoreRate": GRAPHQL_RESTORE_PER_S,
+        }
         if not ok:
             return JSONResponse(
                 {

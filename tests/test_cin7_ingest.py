@@ -51,7 +51,12 @@ def test_loads_everything_then_only_changes(emulators: Emulators, warehouse_url:
     httpx.post(
         f"{emu.url('cin7')}stockadjustment",
         headers=dict(zip(("api-auth-accountid", "api-auth-applicationkey"), emu.cin7.credentials, strict=True)),
-        json={"Status": "COMPLETED", "Reference": "fulfil-test", "Lines": [{"SKU": sku, "Quantity": 5}]},
+        json={
+            "EffectiveDate": "2026-11-20",
+            "Status": "COMPLETED",
+            "Reference": "fulfil-test",
+            "Lines": [{"SKU": sku, "Quantity": 5}],
+        },
     ).raise_for_status()
     p = pipeline(tmp_path, warehouse_url)
     p.run(cin7_source(client, page_size=15))
