@@ -11,6 +11,7 @@ import uuid
 import xml.etree.ElementTree as ET
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -20,9 +21,13 @@ from starlette.routing import Route
 
 from emulators.core import EmulatedSystem
 from emulators.world import World
+from emulators.wsdl import WsdlSchema
 
 NS = "http://www.peoplevox.net/"
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
+# The WSDL the real service publishes (a saved copy; see ../shared/specs/README.md): served at `?wsdl`, and every
+# envelope is held to its schema.
+SCHEMA = WsdlSchema(Path(__file__).parent / "specs" / "peoplevox_integrationservicev4.wsdl")
 TEMPLATES = {
     "Sales orders": (
         "SalesOrderNumber",
@@ -74,14 +79,33 @@ _CLAUSE = re.compile(
 )
 
 
-def _soap(method: str, response_id: int, total: int, detail: str) -> Response:
+def _soap(
+    method: str, response_id: int, total: int, detail: str, statuses: list[tuple[str, str]] | None = None
+) -> Response:
+    """An `IntegrationResponse` in the WSDL's element order; `statuses` are per-row (Reference, Success|Error)."""
+    rows = "".join(
+        f"<IntegrationStatusResponse><Reference>{escape(ref)}</Reference><Status>{status}</Status>"
+        "</IntegrationStatusResponse>"
+        for ref, status in statuses or []
+    )
     body = (
         f'<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="{SOAP}"><soap:Body>'
         f'<{method}Response xmlns="{NS}"><{method}Result><ResponseId>{response_id}</ResponseId>'
         f"<TotalCount>{total}</TotalCount><Detail>{escape(detail)}</Detail>"
-        f"</{method}Result></{method}Response></soap:Body></soap:Envelope>"
+        + (f"<Statuses>{rows}</Statuses>" if statuses is not None else "")
+        + f"</{method}Result></{method}Response></soap:Body></soap:Envelope>"
     )
     return Response(body, 200, media_type="text/xml; charset=utf-8")
+
+
+def _fault(message: str, code: str = "soap:Client") -> Response:
+    """A SOAP 1.1 Fault with HTTP 500, as ASMX answers a request it cannot read."""
+    body = (
+        f'<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="{SOAP}"><soap:Body><soap:Fault>'
+        f"<faultcode>{code}</faultcode><faultstring>{escape(message)}</faultstring><detail />"
+        "</soap:Fault></soap:Body></soap:Envelope>"
+    )
+    return Response(body, 500, media_type="text/xml; charset=utf-8")
 
 
 def _csv(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> str:
@@ -229,22 +253,40 @@ class Peoplevox(EmulatedSystem):
         return [Route("/{client_id}/resources/integrationservicev4.asmx", self.soap, methods=["POST", "GET"])]
 
     async def soap(self, request: Request) -> Response:
-        """Dispatch a SOAP 1.1 call by its body element."""
+        """Serve the WSDL (`?wsdl`), or dispatch a SOAP 1.1 call after holding it to the WSDL: the SOAPAction
+        header names the operation, the body element and its children follow the schema, and every operation
+        but `Authenticate` carries the `UserSessionCredentials` header."""
         if request.method == "GET":
-            return Response(
-                f'<definitions xmlns="http://schemas.xmlsoap.org/wsdl/" targetNamespace="{NS}"/>', media_type="text/xml"
-            )
+            if "wsdl" not in {k.lower() for k in request.query_params}:
+                return Response("<html><body>IntegrationServiceV4</body></html>", media_type="text/html")
+            location = str(request.url).split("?", 1)[0]
+            return Response(SCHEMA.served(location), media_type="text/xml; charset=utf-8")
         if request.path_params["client_id"] != self.credentials[0]:
             return self.error_body(404, "Unknown client")
+        action = request.headers.get("soapaction", "").strip().strip('"')
+        method = next((op for op, soap_action in SCHEMA.actions.items() if soap_action == action), None)
+        if method is None:
+            return _fault(f"Server did not recognize the value of HTTP Header SOAPAction: {action}.")
         try:
             root = ET.fromstring(await request.body())
-            body = root.find(f"{{{SOAP}}}Body")
-            call = next(iter(body)) if body is not None else None
-        except (ET.ParseError, StopIteration):
-            return self.error_body(500, "Server was unable to process request. ---> Data at the root level is invalid.")
-        if call is None:
-            return self.error_body(500, "No SOAP body")
-        method = call.tag.split("}")[-1]
+        except ET.ParseError as exc:
+            return _fault(f"Server was unable to read request. ---> There is an error in XML document {exc.position}.")
+        body = root.find(f"{{{SOAP}}}Body") if root.tag == f"{{{SOAP}}}Envelope" else None
+        call = next(iter(body), None) if body is not None else None
+        if call is None or call.tag != f"{{{NS}}}{method}":
+            found = call.tag if call is not None else "nothing"
+            return _fault(f"Server was unable to read request. ---> <{method} xmlns='{NS}'> was expected, not {found}.")
+        problem = SCHEMA.problem(call, SCHEMA.element_fields(method) or [], method)
+        header = root.find(f"{{{SOAP}}}Header")
+        if problem is None and method != "Authenticate":
+            credentials = header.find(f"{{{NS}}}UserSessionCredentials") if header is not None else None
+            if credentials is None:
+                problem = "the UserSessionCredentials SOAP header is required"
+            else:
+                fields = SCHEMA.types["UserSessionCredentials"]
+                problem = SCHEMA.problem(credentials, fields, "UserSessionCredentials")
+        if problem:
+            return _fault(f"Server was unable to read request. ---> {problem}")
 
         def arg(name: str, parent: ET.Element = call) -> str:
             node = parent.find(f".//{{{NS}}}{name}")
@@ -272,6 +314,7 @@ class Peoplevox(EmulatedSystem):
             "SaveData": self.save_data,
             "GetSaveTemplate": self.get_template,
             "SubscribeEvent": self.subscribe,
+            "SubscribePostEvent": self.subscribe,
             "UnsubscribeEvent": self.unsubscribe,
         }.get(method)
         if handler is None:
@@ -327,37 +370,43 @@ class Peoplevox(EmulatedSystem):
         return _soap(method, 0, 1, ",".join(TEMPLATES[name]))
 
     def save_data(self, method: str, arg: Any) -> Response:
-        """Insert or update sales orders / items from CSV; rejects unknown items and service types."""
+        """Insert or update sales orders / items from CSV, row by row: each row's outcome is in `Statuses`
+        (Reference = the sales order number, Success or Error); refused rows are named in `Detail` and make the
+        answer `ResponseId=-1`, the others are saved."""
         template, data = arg("TemplateName"), arg("CsvData")
         if template not in ("Sales orders", "Sales order items"):
             return _soap(method, -1, 0, f"Template '{template}' cannot be saved")
         rows = list(csv.DictReader(io.StringIO(data)))
-        errors = []
+        errors: list[str] = []
+        statuses: list[tuple[str, str]] = []
+        saved = 0
         for n, row in enumerate(rows, start=2):
             ref = (row.get("SalesOrderNumber") or "").strip()
+            problem = None
             if not ref or len(ref) > 30:
-                errors.append(f"Line {n}: SalesOrderNumber is required (max 30 characters)")
+                problem = "SalesOrderNumber is required (max 30 characters)"
             elif template == "Sales orders" and row.get("ServiceType") not in SERVICE_TYPES:
-                errors.append(f"Line {n}: ServiceType '{row.get('ServiceType')}' does not exist")
+                problem = f"ServiceType '{row.get('ServiceType')}' does not exist"
             elif template == "Sales order items" and row.get("ItemCode") not in self.items:
-                errors.append(f"Line {n}: ItemCode '{row.get('ItemCode')}' does not exist")
+                problem = f"ItemCode '{row.get('ItemCode')}' does not exist"
             elif template == "Sales order items" and ref not in self.sales_orders:
-                errors.append(f"Line {n}: Sales order '{ref}' does not exist")
-        if errors:
-            return _soap(method, -1, 0, "; ".join(errors))
-        for row in rows:
-            ref = row["SalesOrderNumber"]
+                problem = f"Sales order '{ref}' does not exist"
+            statuses.append((ref, "Error" if problem else "Success"))
+            if problem:
+                errors.append(f"Line {n}: {problem}")
+                continue
+            saved += 1
             if template == "Sales orders":
                 self.saves[ref] += 1
                 self.sales_orders[ref] = {**self.sales_orders.get(ref, {}), **row, "Status": "New"}
             else:
                 self.order_items.setdefault(ref, {})[row.get("Line") or row["ItemCode"]] = row
-        return _soap(method, 0, len(rows), "")
+        return _soap(method, -1 if errors else 0, saved, "; ".join(errors), statuses)
 
     def subscribe(self, method: str, arg: Any) -> Response:
         """Register a callback; the id cannot be listed later."""
         sid = str(len(self.subscriptions) + 1)
-        self.subscriptions[sid] = {"event": arg("eventType"), "url": arg("callbackUrl")}
+        self.subscriptions[sid] = {"event": arg("eventType"), "url": arg("callbackUrl") or arg("postUrl")}
         return _soap(method, 0, 1, sid)
 
     def unsubscribe(self, method: str, arg: Any) -> Response:

@@ -25,11 +25,13 @@ SOFT_LIMIT_PER_MINUTE = 300  # none published: a polite default
 
 @dataclass(frozen=True)
 class SoapResult:
-    """`<Method>Result`: ResponseId 0 ok / -1 error, TotalCount, Detail (CSV, ids or error text)."""
+    """`<Method>Result`: ResponseId 0 ok / -1 error, TotalCount, Detail (CSV, ids or error text), and for
+    SaveData the per-row `Statuses` as (Reference, `Success` or `Error`)."""
 
     response_id: int
     total: int
     detail: str
+    statuses: tuple[tuple[str, str], ...] = ()
 
 
 class PeoplevoxClient(ApiClient):
@@ -74,7 +76,11 @@ class PeoplevoxClient(ApiClient):
             node = result.find(f"{{{NS}}}{name}")
             return (node.text or "") if node is not None else ""
 
-        return SoapResult(int(text("ResponseId") or -1), int(text("TotalCount") or 0), text("Detail"))
+        statuses = tuple(
+            (s.findtext(f"{{{NS}}}Reference") or "", s.findtext(f"{{{NS}}}Status") or "")
+            for s in result.iterfind(f"{{{NS}}}Statuses/{{{NS}}}IntegrationStatusResponse")
+        )
+        return SoapResult(int(text("ResponseId") or -1), int(text("TotalCount") or 0), text("Detail"), statuses)
 
     def _envelope(self, method: str, body: str, session: str | None) -> str:
         header = ""
@@ -111,7 +117,8 @@ class PeoplevoxClient(ApiClient):
         return self._session
 
     def call(self, method: str, body: str) -> SoapResult:
-        """A SOAP call in the session; renews an expired session once; `ResponseId=-1` raises DataError."""
+        """A SOAP call in the session; renews an expired session once; `ResponseId=-1` raises DataError unless
+        the answer says row by row what happened (`Statuses`): then the caller reads them."""
         with self._lock:
             session = self._session or self.authenticate()
         result = self._post(method, body, session)
@@ -119,7 +126,7 @@ class PeoplevoxClient(ApiClient):
             with self._lock:
                 session = self.authenticate()
             result = self._post(method, body, session)
-        if result.response_id == -1:
+        if result.response_id == -1 and not result.statuses:
             raise DataError(self.system, method, result.detail[:300])
         return result
 
@@ -140,10 +147,11 @@ class PeoplevoxClient(ApiClient):
                 return
             page += 1
 
-    def save_data(self, template: str, rows: list[dict[str, Any]], action: int = 0) -> int:
-        """Save CSV rows to a template; returns rows saved."""
+    def save_data(self, template: str, rows: list[dict[str, Any]], action: int = 0) -> SoapResult:
+        """Save CSV rows to a template; the answer's `statuses` say which rows Peoplevox took (`Success`) and
+        which it refused (`Error`, its words in `detail`)."""
         if not rows:
-            return 0
+            return SoapResult(0, 0, "")
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()
@@ -152,7 +160,7 @@ class PeoplevoxClient(ApiClient):
             f"<saveRequest><TemplateName>{escape(template)}</TemplateName><CsvData>{escape(buf.getvalue())}"
             f"</CsvData><Action>{action}</Action></saveRequest>"
         )
-        return self.call("SaveData", body).total
+        return self.call("SaveData", body)
 
 
 class PeoplevoxResource(dg.ConfigurableResource):

@@ -585,24 +585,20 @@ def test_bigcommerce_inventory_as_the_published_spec_has_it(emulators: Emulators
 def test_peoplevox_soap_session_getdata_savedata(emulators: Emulators) -> None:
     emu = emulators
     url = emu.url("peoplevox")
-    hdr = {"Content-Type": "text/xml; charset=utf-8"}
     with httpx.Client() as c:
+
+        def post(method: str, inner: str, session: str | None = None) -> httpx.Response:
+            headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"http://www.peoplevox.net/{method}"'}
+            return c.post(url, headers=headers, content=soap(method, inner, session))
+
         pw = base64.b64encode(b"wrong").decode()
-        r = c.post(
-            url,
-            headers={**hdr, "SOAPAction": '"http://www.peoplevox.net/Authenticate"'},
-            content=soap(
-                "Authenticate", f"<clientId>brand01</clientId><username>integration</username><password>{pw}</password>"
-            ),
+        r = post(
+            "Authenticate", f"<clientId>brand01</clientId><username>integration</username><password>{pw}</password>"
         )
         assert r.status_code == 200 and soap_result(r.text)[0] == -1
         pw = base64.b64encode(b"pvx-password").decode()
-        r = c.post(
-            url,
-            headers=hdr,
-            content=soap(
-                "Authenticate", f"<clientId>brand01</clientId><username>integration</username><password>{pw}</password>"
-            ),
+        r = post(
+            "Authenticate", f"<clientId>brand01</clientId><username>integration</username><password>{pw}</password>"
         )
         rid, total, detail = soap_result(r.text)
         assert (rid, total) == (0, 1) and detail.startswith("brand01,")
@@ -613,7 +609,7 @@ def test_peoplevox_soap_session_getdata_savedata(emulators: Emulators) -> None:
                 f"<getRequest><TemplateName>{template}</TemplateName><PageNo>{page}</PageNo>"
                 f"<ItemsPerPage>{per}</ItemsPerPage><SearchClause>{clause}</SearchClause></getRequest>"
             )
-            return soap_result(c.post(url, headers=hdr, content=soap("GetData", inner, session)).text)
+            return soap_result(post("GetData", inner, session).text)
 
         rows, page = [], 1
         while True:
@@ -636,14 +632,16 @@ def test_peoplevox_soap_session_getdata_savedata(emulators: Emulators) -> None:
             f"<saveRequest><TemplateName>Sales orders</TemplateName><CsvData>{order_csv}</CsvData>"
             "<Action>0</Action></saveRequest>"
         )
-        rid, total, _ = soap_result(c.post(url, headers=hdr, content=soap("SaveData", save, session)).text)
+        rid, total, _ = soap_result(post("SaveData", save, session).text)
         assert (rid, total) == (0, 1) and emu.peoplevox.inspect()["saves"] == {"LW100001": 1}
         bad_item = (
             "<saveRequest><TemplateName>Sales order items</TemplateName><CsvData>SalesOrderNumber,ItemCode,"
             "QuantityOrdered\nLW100001,NOPE-SKU,1\n</CsvData><Action>0</Action></saveRequest>"
         )
-        rid, _, detail = soap_result(c.post(url, headers=hdr, content=soap("SaveData", bad_item, session)).text)
+        answer = post("SaveData", bad_item, session).text
+        rid, _, detail = soap_result(answer)
         assert rid == -1 and "NOPE-SKU" in detail
+        assert "<Statuses><IntegrationStatusResponse><Reference>LW100001</Reference><Status>Error</Status>" in answer
         faults(emu, "peoplevox", expire_tokens=True)
         rid, _, detail = get("Item types", 1, 1)
         assert rid == -1 and "Session" in detail
@@ -772,3 +770,70 @@ def test_demo_ticks_bring_new_orders_late_changes_and_warehouse_work(tmp_path) -
         assert emu.linnworks.cancelled, "late cancellations arrive"
         assert any(o.updated_at > o.created_at for o in emu.linnworks.orders.values()), "late edits arrive"
         assert any(f.startswith("inv_") for f in emu.whistl.files_written), "stock snapshots appear"
+
+
+def test_peoplevox_is_held_to_its_published_wsdl(emulators: Emulators) -> None:
+    """A WSDL-driven SOAP client (zeep) sets itself up from `?wsdl` and authenticates, reads and saves; envelopes
+    that break the WSDL (no SOAPAction, an element out of place or order, no session header) get the SOAP Fault
+    an ASMX service answers."""
+    import zeep
+
+    emu = emulators
+    url = emu.url("peoplevox")
+    client = zeep.Client(wsdl=f"{url}?wsdl")
+    assert client.service._binding_options["address"] == url
+    client_id, username, password = emu.peoplevox.credentials
+    auth = client.service.Authenticate(
+        clientId=client_id, username=username, password=base64.b64encode(password.encode()).decode()
+    )
+    assert auth.ResponseId == 0
+    header = {"UserSessionCredentials": {"UserId": 0, "ClientId": client_id, "SessionId": auth.Detail.split(",")[1]}}
+    got = client.service.GetData(
+        getRequest={"TemplateName": "Item types", "PageNo": 1, "ItemsPerPage": 5, "SearchClause": ""},
+        _soapheaders=header,
+    )
+    assert got.ResponseId == 0 and got.TotalCount == len(emu.world.wms_catalogue)
+    assert len(list(csv.DictReader(io.StringIO(got.Detail)))) == 5
+    saved = client.service.SaveData(
+        saveRequest={
+            "TemplateName": "Sales orders",
+            "CsvData": "SalesOrderNumber,Customer,ServiceType\nLW7,Ann,DPD Next Day\nLW8,Bob,Pigeon Post\n",
+            "Action": 0,
+        },
+        _soapheaders=header,
+    )
+    assert saved.ResponseId == -1 and saved.TotalCount == 1
+    assert [(s.Reference, s.Status) for s in saved.Statuses.IntegrationStatusResponse] == [
+        ("LW7", "Success"),
+        ("LW8", "Error"),
+    ]
+
+    session = header["UserSessionCredentials"]["SessionId"]
+    good = (
+        "<getRequest><TemplateName>Item types</TemplateName><PageNo>1</PageNo><ItemsPerPage>5</ItemsPerPage>"
+        "</getRequest>"
+    )
+    action = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '"http://www.peoplevox.net/GetData"'}
+    refused = {
+        "SOAPAction": (soap("GetData", good, session), {"Content-Type": "text/xml; charset=utf-8"}),
+        "not expected": (soap("GetData", "<TemplateName>Item types</TemplateName>" + good, session), action),
+        "required before": (
+            soap(
+                "GetData",
+                good.replace(
+                    "<PageNo>1</PageNo><ItemsPerPage>5</ItemsPerPage>",
+                    "<ItemsPerPage>5</ItemsPerPage><PageNo>1</PageNo>",
+                ),
+                session,
+            ),
+            action,
+        ),
+        "UserSessionCredentials": (soap("GetData", good), action),
+        "not an integer": (soap("GetData", good.replace("<PageNo>1", "<PageNo>one"), session), action),
+    }
+    with httpx.Client() as c:
+        assert c.post(url, headers=action, content=soap("GetData", good, session)).status_code == 200
+        for words, (envelope, headers) in refused.items():
+            r = c.post(url, headers=headers, content=envelope)
+            assert r.status_code == 500 and "<soap:Fault><faultcode>soap:Client</faultcode>" in r.text, words
+            assert words in r.text, (words, r.text)

@@ -24,12 +24,15 @@ def test_loads_catalogue_stock_orders_and_only_new_despatches(emulators: Emulato
     emu = emulators
     client = client_for(emu)
     sku = emu.world.wms_catalogue[0]
-    assert (
-        client.save_data(
-            "Sales orders", [{"SalesOrderNumber": "LW1", "Customer": "Ann", "ServiceType": "DPD Next Day"}]
-        )
-        == 1
+    saved = client.save_data(
+        "Sales orders",
+        [
+            {"SalesOrderNumber": "LW1", "Customer": "Ann", "ServiceType": "DPD Next Day"},
+            {"SalesOrderNumber": "LW9", "Customer": "Cy", "ServiceType": "Pigeon"},
+        ],
     )
+    assert saved.total == 1 and saved.statuses == (("LW1", "Success"), ("LW9", "Error"))
+    assert "ServiceType 'Pigeon' does not exist" in saved.detail
     client.save_data(
         "Sales order items", [{"SalesOrderNumber": "LW1", "ItemCode": sku, "QuantityOrdered": 2, "Line": 1}]
     )
@@ -66,8 +69,12 @@ def test_loads_catalogue_stock_orders_and_only_new_despatches(emulators: Emulato
 
 def test_refusals_and_bad_logins_say_what(emulators: Emulators) -> None:
     client = client_for(emulators)
-    with pytest.raises(DataError, match="ItemCode 'NOPE' does not exist"):
-        client.save_data("Sales order items", [{"SalesOrderNumber": "X", "ItemCode": "NOPE", "QuantityOrdered": 1}])
+    refused = client.save_data(
+        "Sales order items", [{"SalesOrderNumber": "X", "ItemCode": "NOPE", "QuantityOrdered": 1}]
+    )
+    assert refused.statuses == (("X", "Error"),) and "ItemCode 'NOPE' does not exist" in refused.detail
+    with pytest.raises(DataError, match="Template 'Stock' cannot be saved"):  # the whole call refused
+        client.save_data("Stock", [{"ItemCode": "X"}])
     bad = PeoplevoxClient(emulators.url("peoplevox"), "brand01", "integration", "not-the-password-42")
     with pytest.raises(AuthError) as info:
         bad.authenticate()
