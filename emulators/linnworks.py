@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -13,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from emulators.core import EmulatedSystem, SlidingWindow, paginate
+from emulators.swagger import Swagger
 from emulators.world import Order, World
 
 # Per-method limits (calls per minute) from the official Swagger.
@@ -31,6 +33,14 @@ METHOD_LIMITS = {
     "Orders/CancelOrder": 150,
     "PostalServices/GetPostalServices": 150,
 }
+# Linnworks' own Swagger files (LinnSystems/PublicApiSpecs 1.0, saved copies): the shape of every answer and the
+# check on every request body.
+SPEC = Swagger(
+    [
+        Path(__file__).parent / "specs" / "linnworks" / f"{name}.json"
+        for name in ("auth", "orders", "openorders", "processedorders", "stock", "postalservices")
+    ]
+)
 DEFAULT_LOCATION = "00000000-0000-0000-0000-000000000000"
 WHISTL_LOCATION = "6f1c2a9e-3b7d-4e15-9a0c-2d8f5b4e7a31"
 POSTAL_SERVICES = ("Standard Delivery", "Express Delivery", "Next Day", "Royal Mail 48", "International Tracked")
@@ -217,29 +227,65 @@ class Linnworks(EmulatedSystem):
         }
 
     def render_processed(self, order: Order) -> dict[str, Any]:
-        """The ProcessedOrderWeb shape (real Hungarian prefixes)."""
+        """The ProcessedOrderWeb shape (real Hungarian prefixes; the rest of the spec's fields at their empty
+        value when shaped)."""
         tracking = self.shipping_info.get(order.uid, [])
+        a = order.address
+        address = ", ".join(x for x in (a.address1, a.address2, a.address3, a.town, a.region, a.postcode) if x)
+        tax = round(order.total / 6, 2)
         return {
             "pkOrderID": order.uid,
             "nOrderId": order.number,
             "dReceivedDate": _iso(order.created_at),
             "dProcessedOn": _iso(self.processed.get(order.uid)),
             "dCancelledOn": _iso(self.cancelled.get(order.uid)),
+            "dPaidOn": _iso(order.created_at) if order.paid else None,
             "nStatus": 1 if order.paid else 0,
+            "cCurrency": order.currency,
+            "fPostageCost": 3.99,
+            "PostageCostExTax": 3.33,
+            "Subtotal": order.total,
+            "fTax": tax,
+            "TotalDiscount": 0,
             "fTotalCharge": round(order.total + 3.99, 2),
             "PostalTrackingNumber": tracking[-1]["TrackingNumber"] if tracking else "",
             "PostalServiceName": order.shipping_method,
             "PostalServiceCode": "",
             "Vendor": "Whistl",
             "ReferenceNum": f"{order.channel[:3].upper()}-{order.number}",
+            "ExternalReference": str(order.number),
             "Source": order.channel,
             "SubSource": order.channel,
-            "cFullName": order.address.name,
-            "cPostCode": order.address.postcode,
-            "cCountry": order.address.country,
-            "BuyerPhoneNumber": order.address.phone,
+            "ChannelBuyerName": a.name,
+            "cFullName": a.name,
+            "cEmailAddress": a.email,
+            "BillingEmailAddress": a.email,
+            "Company": a.company,
+            "Address1": a.address1,
+            "Address2": a.address2,
+            "Address3": a.address3,
+            "Town": a.town,
+            "Region": a.region,
+            "cPostCode": a.postcode,
+            "cCountry": a.country,
+            "cShippingAddress": address,
+            "cBillingAddress": address,
+            "BillingName": a.name,
+            "BillingCompany": a.company,
+            "BillingAddress1": a.address1,
+            "BillingAddress2": a.address2,
+            "BillingAddress3": a.address3,
+            "BillingTown": a.town,
+            "BillingRegion": a.region,
+            "BillingPostCode": a.postcode,
+            "BillingCountryName": a.country,
+            "BillingPhoneNumber": a.phone,
+            "BuyerPhoneNumber": a.phone,
+            "TotalWeight": sum(self.world.by_sku[li.sku].weight_g * li.quantity for li in order.lines) / 1000,
             "HoldOrCancel": order.uid in self.cancelled,
             "IsResend": False,
+            "IsExchange": False,
+            "FulfilmentLocationName": "Whistl",
         }
 
     # -- protocol ---------------------------------------------------------------------------------
@@ -327,6 +373,9 @@ class Linnworks(EmulatedSystem):
             params = await self.params(request)
         except ValueError:
             return self.error_body(400, "Request body is not valid JSON or form data")
+        problem = SPEC.request_problem(name, params)
+        if problem:
+            return self.error_body(400, f"Invalid request: {problem}")
         if isinstance(params.get("request"), dict):
             params = {**params, **params["request"]}
         try:
@@ -334,7 +383,7 @@ class Linnworks(EmulatedSystem):
                 result = handler(params)
         except (KeyError, TypeError, ValueError) as exc:
             return self.error_body(400, f"Invalid parameters: {exc}")
-        return result if isinstance(result, Response) else JSONResponse(result)
+        return result if isinstance(result, Response) else JSONResponse(SPEC.shape(name, result))
 
     def _handlers(self) -> dict[str, Any]:
         return {
@@ -428,6 +477,12 @@ class Linnworks(EmulatedSystem):
                 "ItemNumber": x.sku,
                 "ItemTitle": x.title,
                 "BarcodeNumber": x.barcode,
+                "PurchasePrice": round(x.price * 0.4, 2),
+                "RetailPrice": x.price,
+                "TaxRate": 20,
+                "Weight": x.weight_g / 1000,
+                "CreationDate": _iso(self.world.start - timedelta(days=365)),
+                "InventoryTrackingType": 0,
                 "StockItemId": x.stock_item_id,
                 "StockLevels": [self._level(x.sku, loc) for loc in (DEFAULT_LOCATION, WHISTL_LOCATION)]
                 if with_levels

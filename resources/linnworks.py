@@ -112,7 +112,7 @@ class LinnworksClient(ApiClient):
 
     def open_orders(self, page_size: int = 200) -> Iterator[list[dict[str, Any]]]:
         """Every open order, page by page, oldest received first."""
-        sorting = [{"FieldCode": "GENERAL_INFO_DATE", "Direction": "ASCENDING", "Order": 0}]
+        sorting = [{"FieldCode": "GENERAL_INFO_DATE", "Direction": "Ascending", "Order": 0}]
         return self._pages(
             "Orders/GetOpenOrders", lambda page: {"entriesPerPage": page_size, "pageNumber": page, "sorting": sorting}
         )
