@@ -1,7 +1,7 @@
 """Contract tests against the vendors' own published specs in ../shared/specs (read, never edited): every answer
 the Linnworks emulator gives on the routes fulfil uses has exactly the shape of the spec's response model, and
 every request the product sends passes the spec's request model (the emulator refuses one that does not).
-BigCommerce's v3 inventory answers are checked against its OpenAPI file the same way.
+BigCommerce's v3 inventory and v2 order answers are validated against its OpenAPI files.
 
 Routes served that the spec files here do not describe, and why they exist:
 - Linnworks `Orders/GetOpenOrders` is in orders.json; `OpenOrders/GetOpenOrdersDetails` in openorders.json: both
@@ -147,3 +147,45 @@ def test_bigcommerce_inventory_answers_follow_the_openapi(emulators: Emulators) 
     )
     assert r.status_code == 200
     jsonschema.Draft4Validator(root).validate(r.json())  # OpenAPI 3.0 schemas are JSON Schema draft 4 in effect
+
+
+def openapi_validator(spec: dict[str, Any], schema: dict[str, Any]) -> jsonschema.Draft4Validator:
+    """An OpenAPI 3.0 schema as JSON Schema (its `nullable` as a null type), refs into `components`."""
+    text = json.dumps({**schema, "components": spec["components"]})
+
+    def nullable(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("nullable") and isinstance(node.get("type"), str):
+                node["type"] = [node["type"], "null"]
+            for value in node.values():
+                nullable(value)
+        elif isinstance(node, list):
+            for value in node:
+                nullable(value)
+
+    root = json.loads(text)
+    nullable(root)
+    return jsonschema.Draft4Validator(root)
+
+
+def test_bigcommerce_v2_order_answers_follow_the_openapi(emulators: Emulators) -> None:
+    spec = yaml.safe_load((SPECS / "bigcommerce" / "orders.v2.oas2.yml").read_text())
+    emu = emulators
+    base = f"{emu.url('bigcommerce')}v2"
+    headers = {"X-Auth-Token": emu.bigcommerce.access_token, "Accept": "application/json"}
+    oid = next(iter(emu.bigcommerce.orders))
+    with httpx.Client(headers=headers) as c:
+        for path, url in (
+            ("/orders", f"{base}/orders"),
+            ("/orders/{order_id}", f"{base}/orders/{oid}"),
+            ("/orders/{order_id}/products", f"{base}/orders/{oid}/products"),
+            ("/orders/{order_id}/shipping_addresses", f"{base}/orders/{oid}/shipping_addresses"),
+        ):
+            response = spec["paths"][path]["get"]["responses"]["200"]
+            if "$ref" in response:
+                response = spec["components"]["responses"][response["$ref"].rsplit("/", 1)[-1]]
+            schema = response["content"]["application/json"]["schema"]
+            r = c.get(url)
+            assert r.status_code == 200, (path, r.text)
+            errors = sorted(openapi_validator(spec, schema).iter_errors(r.json()), key=lambda e: list(e.path))
+            assert not errors, (path, [f"{list(e.path)}: {e.message}" for e in errors[:5]])
