@@ -17,22 +17,6 @@ from emulators.core import EmulatedSystem, SlidingWindow, paginate
 from emulators.swagger import Swagger
 from emulators.world import Order, World
 
-# Per-method limits (calls per minute) from the official Swagger.
-METHOD_LIMITS = {
-    "Auth/AuthorizeByApplication": 150,
-    "Orders/GetOpenOrders": 250,
-    "OpenOrders/GetOpenOrders": 150,
-    "OpenOrders/GetOpenOrdersDetails": 150,
-    "Orders/GetOrdersById": 250,
-    "ProcessedOrders/SearchProcessedOrders": 150,
-    "Stock/GetStockItemsFull": 150,
-    "Stock/SetStockLevel": 250,
-    "Stock/UpdateStockLevelsBySKU": 150,
-    "Orders/ProcessOrder": 250,
-    "Orders/SetOrderShippingInfo": 250,
-    "Orders/CancelOrder": 150,
-    "PostalServices/GetPostalServices": 150,
-}
 # Linnworks' own Swagger files (LinnSystems/PublicApiSpecs 1.0, saved copies): the shape of every answer and the
 # check on every request body.
 SPEC = Swagger(
@@ -73,7 +57,9 @@ class Linnworks(EmulatedSystem):
         self.credentials = (application_id, application_secret, install_token)
         self.sessions: dict[str, datetime] = {}
         self.base_url = ""  # set by the runner once the port is known
-        self.limits = {m: self.window(n, 60.0) for m, n in METHOD_LIMITS.items()}
+        # Per-method limits (calls per minute) as each operation of the Swagger states them.
+        served = [*self._handlers(), "Auth/AuthorizeByApplication"]
+        self.limits = {m: self.window(SPEC.rate_limit(m) or 150, 60.0) for m in served}
         self.orders: dict[str, Order] = {}
         self.processed: dict[str, datetime] = {}
         self.cancelled: dict[str, datetime] = {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,12 @@ class Swagger:
                 for verb in ("post", "get"):
                     if verb in verbs:
                         self.ops[route.removeprefix("/api/")] = (verbs[verb], spec)
+
+    def rate_limit(self, method: str) -> int | None:
+        """Calls a minute the spec states for `method` (Linnworks writes it into each operation's description)."""
+        op = self.ops.get(method, ({}, {}))[0]
+        found = re.search(r"Rate limit: </b>.*?<b>(\d+)</b>.*?/ minute", op.get("description", ""), re.S)
+        return int(found.group(1)) if found else None
 
     def response_schema(self, method: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """The 200 answer's schema of `method` and its spec's definitions (None: not in the spec)."""
