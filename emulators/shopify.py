@@ -542,12 +542,17 @@ class Shopify(EmulatedSystem):
             self.level_writes.append(
                 {"inventory_item_id": key[0], "location_id": key[1], "available": self.levels[key]}
             )
+        return self._level_answer(key, self.levels[key])
+
+    @staticmethod
+    def _level_answer(key: tuple[int, int], level: int) -> Response:
+        """`{"inventory_level": ...}` as set.json and adjust.json answer."""
         return JSONResponse(
             {
                 "inventory_level": {
                     "inventory_item_id": key[0],
                     "location_id": key[1],
-                    "available": self.levels[key],
+                    "available": level,
                     "updated_at": _ts(datetime.now(UTC)),
                     "admin_graphql_api_id": f"gid://shopify/InventoryLevel/{key[0]}",
                 }
@@ -570,17 +575,7 @@ class Shopify(EmulatedSystem):
                 {"inventory_item_id": key[0], "location_id": key[1], "available": self.levels[key]}
             )
             level = self.levels[key]
-        return JSONResponse(
-            {
-                "inventory_level": {
-                    "inventory_item_id": key[0],
-                    "location_id": key[1],
-                    "available": level,
-                    "updated_at": _ts(datetime.now(UTC)),
-                    "admin_graphql_api_id": f"gid://shopify/InventoryLevel/{key[0]}",
-                }
-            }
-        )
+        return self._level_answer(key, level)
 
     async def graphql(self, request: Request) -> Response:
         """`inventorySetQuantities` through variables, with calculated cost and THROTTLED answers."""

@@ -408,7 +408,7 @@ def test_shopify_bucket_fulfilment_inventory_and_graphql(emulators: Emulators) -
         assert throttled[0].headers["X-Shopify-Shop-Api-Call-Limit"] == "40/40"
         assert "Exceeded 2 calls per second" in throttled[0].json()["errors"]
         # GraphQL cost bucket: drain it and get THROTTLED with no data.
-        emu.shopify.gql_bucket.level, emu.shopify.gql_bucket._at = 2000.0, time.monotonic() + 5
+        emu.shopify.gql_bucket.level, emu.shopify.gql_bucket._at = emu.shopify.gql_bucket.capacity, time.monotonic() + 5
         t = c.post(
             f"{base}graphql.json",
             headers=SHOP_HEADERS,
@@ -742,7 +742,7 @@ def test_latency_and_graphql_throttle_status_switches(emulators: Emulators) -> N
     httpx.get(f"{base}locations.json", headers=SHOP_HEADERS)
     assert time.perf_counter() - start >= 0.3
     faults(emu, "shopify", latency_ms=0, graphql_throttle_status=429)
-    emu.shopify.gql_bucket.level, emu.shopify.gql_bucket._at = 1000.0, time.monotonic() + 5
+    emu.shopify.gql_bucket.level, emu.shopify.gql_bucket._at = emu.shopify.gql_bucket.capacity, time.monotonic() + 5
     r = httpx.post(f"{base}graphql.json", headers=SHOP_HEADERS, json={"query": "x", "variables": {}})
     assert r.status_code == 429 and r.json()["errors"][0]["message"] == "Throttled"
 
