@@ -460,10 +460,11 @@ class BigCommerce(EmulatedSystem):
             return None, f"{key} must be an integer"
         if sku is None or all((sku, loc) not in self.inventory for loc in LOCATIONS):
             return None, f"Unknown {key} {item[key]}"
+        # The wording of the spec's own example (inventory.v3.yml, "Item has another tracking mode error").
         if key == "product_id" and not self.tracked_by_product(sku):
-            return None, f"Inventory of product {item[key]} is tracked by variant: adjust it by variant_id or sku"
+            return None, f"[Item with product_id {item[key]} is tracked by variant, please update stock by variant id]"
         if key != "product_id" and self.tracked_by_product(sku):
-            return None, f"Inventory of {key} {item[key]} is tracked by product: adjust it by product_id"
+            return None, f"[Item with {key} {item[key]} is tracked by product, please update stock by product id]"
         return sku, None
 
     async def _adjust(self, request: Request, relative: bool) -> Response:
@@ -483,7 +484,7 @@ class BigCommerce(EmulatedSystem):
                 if problem is None and key not in self.inventory:
                     problem = f"Unknown location {key[1]} for {sku}"
                 if problem:
-                    return _problem(422, f"items.{n}: {problem}")
+                    return _problem(422, problem if problem.startswith("[") else f"items.{n}: {problem}")
                 keys.append((key, int(item["quantity"])))
             for key, quantity in keys:
                 self.inventory[key] = self.inventory[key] + quantity if relative else quantity

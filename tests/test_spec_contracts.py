@@ -168,24 +168,51 @@ def openapi_validator(spec: dict[str, Any], schema: dict[str, Any]) -> jsonschem
     return jsonschema.Draft4Validator(root)
 
 
-def test_bigcommerce_v2_order_answers_follow_the_openapi(emulators: Emulators) -> None:
-    spec = yaml.safe_load((SPECS / "bigcommerce" / "orders.v2.oas2.yml").read_text())
+def check_openapi(spec: dict[str, Any], path: str, verb: str, status: str, r: httpx.Response) -> None:
+    """The answer `r` validates against the spec's schema for that path, verb and status."""
+    assert r.status_code == int(status), (path, r.text)
+    response = spec["paths"][path][verb]["responses"][status]
+    if "$ref" in response:
+        response = spec["components"]["responses"][response["$ref"].rsplit("/", 1)[-1]]
+    content = response["content"]
+    schema = (content.get("application/json") or content["application/problem+json"])["schema"]
+    errors = sorted(openapi_validator(spec, schema).iter_errors(r.json()), key=lambda e: list(e.path))
+    assert not errors, (path, [f"{list(e.path)}: {e.message}" for e in errors[:5]])
+
+
+def test_bigcommerce_order_and_adjustment_answers_follow_the_openapi(emulators: Emulators) -> None:
+    orders = yaml.safe_load((SPECS / "bigcommerce" / "orders.v2.oas2.yml").read_text())
+    inventory = yaml.safe_load((SPECS / "bigcommerce" / "inventory.v3.yml").read_text())
     emu = emulators
-    base = f"{emu.url('bigcommerce')}v2"
-    headers = {"X-Auth-Token": emu.bigcommerce.access_token, "Accept": "application/json"}
-    oid = next(iter(emu.bigcommerce.orders))
+    bc = emu.bigcommerce
+    base = emu.url("bigcommerce")
+    headers = {"X-Auth-Token": bc.access_token, "Accept": "application/json"}
+    oid = next(o for o, status in bc.status.items() if status == 11)
     with httpx.Client(headers=headers) as c:
         for path, url in (
-            ("/orders", f"{base}/orders"),
-            ("/orders/{order_id}", f"{base}/orders/{oid}"),
-            ("/orders/{order_id}/products", f"{base}/orders/{oid}/products"),
-            ("/orders/{order_id}/shipping_addresses", f"{base}/orders/{oid}/shipping_addresses"),
+            ("/orders", f"{base}v2/orders"),
+            ("/orders/count", f"{base}v2/orders/count"),
+            ("/orders/{order_id}", f"{base}v2/orders/{oid}"),
+            ("/orders/{order_id}/products", f"{base}v2/orders/{oid}/products"),
+            ("/orders/{order_id}/shipping_addresses", f"{base}v2/orders/{oid}/shipping_addresses"),
         ):
-            response = spec["paths"][path]["get"]["responses"]["200"]
-            if "$ref" in response:
-                response = spec["components"]["responses"][response["$ref"].rsplit("/", 1)[-1]]
-            schema = response["content"]["application/json"]["schema"]
-            r = c.get(url)
-            assert r.status_code == 200, (path, r.text)
-            errors = sorted(openapi_validator(spec, schema).iter_errors(r.json()), key=lambda e: list(e.path))
-            assert not errors, (path, [f"{list(e.path)}: {e.message}" for e in errors[:5]])
+            check_openapi(orders, path, "get", "200", c.get(url))
+        address = c.get(f"{base}v2/orders/{oid}/shipping_addresses").json()[0]
+        product = c.get(f"{base}v2/orders/{oid}/products").json()[0]
+        shipment = {
+            "order_address_id": address["id"],
+            "tracking_number": "WHL77",
+            "items": [{"order_product_id": product["id"], "quantity": 1}],
+        }
+        path = "/orders/{order_id}/shipments"
+        check_openapi(orders, path, "post", "201", c.post(f"{base}v2/orders/{oid}/shipments", json=shipment))
+        check_openapi(orders, path, "get", "200", c.get(f"{base}v2/orders/{oid}/shipments"))
+        sku = next(s for s in sorted({s for s, _ in bc.inventory}) if not bc.tracked_by_product(s))
+        other = next(s for s in sorted({s for s, _ in bc.inventory}) if bc.tracked_by_product(s))
+        url = f"{base}v3/inventory/adjustments/absolute"
+        path = "/inventory/adjustments/absolute"
+        ok = c.put(url, json={"items": [{"location_id": 1, "sku": sku, "quantity": 2}]})
+        check_openapi(inventory, path, "put", "200", ok)
+        refused = c.put(url, json={"items": [{"location_id": 1, "sku": other, "quantity": 2}]})
+        check_openapi(inventory, path, "put", "422", refused)
+        assert "is tracked by product, please update stock by product id" in refused.json()["title"]
