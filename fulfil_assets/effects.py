@@ -146,14 +146,18 @@ def intend(db: WarehouseDb, table: str, rows: pl.DataFrame, *, shadow: bool = Fa
     return new.height, rearm["idempotency_key"].to_list()
 
 
-def hold(db: WarehouseDb, table: str, keys: Sequence[str], reason: str) -> int:
-    """Hold back effects not yet attempted whose subject is no longer ready (they come back by `rearm`)."""
-    return _set_where(db, table, keys, HELD, f"status = '{PENDING}'", error=reason)
-
-
 def rearm(db: WarehouseDb, table: str, keys: Sequence[str]) -> int:
-    """Arm held effects again: their subject is ready once more."""
-    return _set_where(db, table, keys, PENDING, f"status = '{HELD}'")
+    """Arm held effects again (held by `deliver` when their subject stopped being ready): it is ready once more."""
+    if not keys:
+        return 0
+    statement = sa.text(
+        f"UPDATE {_table(table)} SET status = :p, last_error = NULL, updated_at = :now "
+        f"WHERE idempotency_key = :key AND status = '{HELD}'"
+    )
+    now = now_utc()
+    with db.engine.begin() as conn:
+        result = conn.execute(statement, [{"p": PENDING, "now": now, "key": k} for k in keys])
+    return int(result.rowcount or 0)
 
 
 def go_live(db: WarehouseDb, table: str, where: str = "TRUE") -> int:
@@ -163,21 +167,6 @@ def go_live(db: WarehouseDb, table: str, where: str = "TRUE") -> int:
             sa.text(f"UPDATE {_table(table)} SET status = :p, updated_at = :now WHERE status = :s AND ({where})"),
             {"p": PENDING, "s": SHADOW, "now": now_utc()},
         )
-    return int(result.rowcount or 0)
-
-
-def _set_where(
-    db: WarehouseDb, table: str, keys: Sequence[str], status: str, guard: str, error: str | None = None
-) -> int:
-    if not keys:
-        return 0
-    statement = sa.text(
-        f"UPDATE {_table(table)} SET status = :status, last_error = :error, updated_at = :now "
-        f"WHERE idempotency_key = :key AND {guard}"
-    )
-    now = now_utc()
-    with db.engine.begin() as conn:
-        result = conn.execute(statement, [{"status": status, "error": error, "now": now, "key": k} for k in keys])
     return int(result.rowcount or 0)
 
 

@@ -99,12 +99,11 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
         # Rejected by the warehouse earlier, data changed since: `intend` armed it again; close the rejection.
         resolve_wms_rejections(db, [k.removeprefix("whistl:order:") for k in rearmed], now)
         ledger = db.read(f"SELECT idempotency_key, status FROM {SCHEMA}.{TABLE} WHERE wms = 'whistl'")
-        # Held because it stopped being ready, ready again now: armed again (never lost); the rest held.
+        # Held because it stopped being ready, ready again now: armed again (never lost). Rows no longer ready are
+        # held by `deliver` (its `wanted`), the one place that decides it.
         ready_keys = intents.select("idempotency_key")
         held = ledger.filter(pl.col("status") == effects.HELD)
         effects.rearm(db, TABLE, held.join(ready_keys, on="idempotency_key")["idempotency_key"].to_list())
-        not_ready = ledger.join(ready_keys, on="idempotency_key", how="anti")["idempotency_key"].to_list()
-        effects.hold(db, TABLE, not_ready, "no longer ready to send")
         with whistl_drop.session() as drop:
             inbox = WhistlInbox(db, drop)
             report = effects.deliver(

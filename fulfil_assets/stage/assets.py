@@ -113,7 +113,7 @@ def stage_whistl_snapshots(db: WarehouseDb, drop: FileDrop, min_ratio: float, lo
             verdicts.append({"file_name": name, "file_hash": digest, "rows_read": 0, "rows_kept": 0, "reason": reason})
     if verdicts:
         record_snapshot_verdicts(db, drop, verdicts, now, log)
-    return apply_newest_snapshot(db, raw)
+    return apply_newest_snapshot(db, raw, files)
 
 
 def record_snapshot_verdicts(
@@ -162,17 +162,15 @@ def record_snapshot_verdicts(
                 keep_file(session, name, "out/archive" if outcome == "accepted" else "out/quarantine", digest)
 
 
-def apply_newest_snapshot(db: WarehouseDb, raw: pl.DataFrame) -> dict[str, Any]:
-    """Put the newest accepted snapshot in `wms_stock` (unchanged when it already is). Returns metadata."""
+def apply_newest_snapshot(db: WarehouseDb, raw: pl.DataFrame, files: pl.DataFrame) -> dict[str, Any]:
+    """Put the newest accepted snapshot of `files` (`snapshot_files(raw)`) in `wms_stock`. Returns metadata."""
     accepted = db.read(
         f"SELECT file_name, content_hash FROM {SCHEMA}.processed_files "
         "WHERE wms = 'whistl' AND kind = 'inv' AND outcome = 'accepted'"
     )
     if accepted.is_empty() or raw.is_empty():
         return {"whistl_snapshot": "none accepted yet"}
-    files = snapshot_files(raw).join(
-        accepted.rename({"content_hash": "file_hash"}), on=["file_name", "file_hash"], how="semi"
-    )
+    files = files.join(accepted.rename({"content_hash": "file_hash"}), on=["file_name", "file_hash"], how="semi")
     if files.is_empty():
         return {"whistl_snapshot": "none accepted yet"}
     newest = files.sort("snapshot_at", "file_name")["file_name"][-1]
