@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from emulators.core import EmulatedSystem, SlidingWindow, paginate
 from emulators.swagger import Swagger
-from emulators.world import Order, World
+from emulators.world import Address, Order, OrderLine, World
 
 # Linnworks' own Swagger files (LinnSystems/PublicApiSpecs 1.0, saved copies): the shape of every answer and the
 # check on every request body.
@@ -27,6 +27,9 @@ SPEC = Swagger(
 )
 DEFAULT_LOCATION = "00000000-0000-0000-0000-000000000000"
 WHISTL_LOCATION = "6f1c2a9e-3b7d-4e15-9a0c-2d8f5b4e7a31"
+PEOPLEVOX_LOCATION = "b2d4e6f8-1a3c-4e5f-8a9b-0c1d2e3f4a5b"
+LOCATION_NAMES = {DEFAULT_LOCATION: "Default", WHISTL_LOCATION: "Whistl", PEOPLEVOX_LOCATION: "Peoplevox"}
+_UNLINKED = type("Unlinked", (), {"stock_item_id": None, "title": "", "barcode": "", "weight_g": 0})()
 POSTAL_SERVICES = ("Standard Delivery", "Express Delivery", "Next Day", "Royal Mail 48", "International Tracked")
 
 
@@ -39,7 +42,8 @@ def _parse_date(value: str) -> datetime:
 
 
 class Linnworks(EmulatedSystem):
-    """Linnworks with the world's `linnworks` orders open, two stock locations, postal services."""
+    """Linnworks with the world's `linnworks` orders open, fulfilment locations (Whistl, and Peoplevox for a
+    `peoplevox_share` of the orders), orders created through `Orders/CreateOrders`, postal services."""
 
     name = "linnworks"
 
@@ -73,6 +77,11 @@ class Linnworks(EmulatedSystem):
                 self.stock[(p.sku, DEFAULT_LOCATION)] = 0
                 self.stock[(p.sku, WHISTL_LOCATION)] = 0
         self.stock_writes: list[dict[str, Any]] = []
+        self.peoplevox_share = 0.0  # orders whose fulfilment location is the Peoplevox warehouse
+        # Orders saved by `CreateOrders`: OrderId -> Source, SubSource, ReferenceNum, ExternalReferenceNum, Location.
+        self.created: dict[str, dict[str, str]] = {}
+        self.create_calls: list[list[str]] = []  # the ReferenceNumbers of each CreateOrders call
+        self.next_number = 900_000  # NumOrderId of created orders (seeded ones count from 100,000)
         self.spawn(n_orders, world.start - timedelta(days=1), world.start)
 
     # -- state changes --------------------------------------------------------------------------
@@ -105,9 +114,19 @@ class Linnworks(EmulatedSystem):
         self.sessions.clear()
 
     def inspect(self) -> dict[str, Any]:
-        """Tracking set per order, processed orders, stock writes and levels."""
+        """Tracking set per order, processed orders, orders created (by reference, with their lines), stock
+        writes and levels."""
         return {
             "shipping_info": self.shipping_info,
+            "created_orders": {
+                r["ReferenceNum"]: {
+                    "order_id": uid,
+                    "external_reference": r["ExternalReferenceNum"],
+                    "location": r["Location"],
+                    "lines": [(li.sku, li.quantity) for li in self.orders[uid].lines],
+                }
+                for uid, r in self.created.items()
+            },
             "processed": {k: _iso(v) for k, v in self.processed.items()},
             "cancelled": {k: _iso(v) for k, v in self.cancelled.items()},
             "open_orders": sum(1 for o in self.orders.values() if self._is_open(o)),
@@ -116,6 +135,27 @@ class Linnworks(EmulatedSystem):
         }
 
     # -- rendering --------------------------------------------------------------------------------
+    def location_of(self, order: Order) -> str:
+        """The order's fulfilment location: as created, or Peoplevox for a fixed share of the seeded orders."""
+        if order.uid in self.created:
+            return self.created[order.uid]["Location"]
+        return PEOPLEVOX_LOCATION if uuid.UUID(order.uid).int % 1000 < self.peoplevox_share * 1000 else WHISTL_LOCATION
+
+    def _references(self, order: Order) -> dict[str, str]:
+        made = self.created.get(order.uid)
+        if made is not None:
+            return made
+        return {
+            "ReferenceNum": f"{order.channel[:3].upper()}-{order.number}",
+            "ExternalReferenceNum": str(order.number),
+            "Source": order.channel.upper().split()[0],
+            "SubSource": order.channel,
+        }
+
+    def _product(self, sku: str) -> Any:
+        """The inventory item of a SKU; an unlinked line (a SKU Linnworks does not stock) has an empty one."""
+        return self.world.by_sku.get(sku) or _UNLINKED
+
     def _is_open(self, order: Order) -> bool:
         return order.uid not in self.processed and order.uid not in self.cancelled
 
@@ -139,24 +179,25 @@ class Linnworks(EmulatedSystem):
         }
         tracking = self.shipping_info.get(order.uid, [])
         postal_name = order.shipping_method
+        refs = self._references(order)
         return {
             "OrderId": order.uid,
             "NumOrderId": order.number,
             "Processed": order.uid in self.processed,
             "ProcessedDateTime": _iso(self.processed.get(order.uid)),
             "PaidDateTime": _iso(order.created_at) if order.paid else None,
-            "FulfilmentLocationId": WHISTL_LOCATION,
+            "FulfilmentLocationId": self.location_of(order),
             "GeneralInfo": {
                 "Status": 1 if order.paid else 0,
-                "ReferenceNum": f"{order.channel[:3].upper()}-{order.number}",
+                "ReferenceNum": refs["ReferenceNum"],
                 "SecondaryReference": None,
-                "ExternalReferenceNum": str(order.number),
+                "ExternalReferenceNum": refs["ExternalReferenceNum"],
                 "ReceivedDate": _iso(order.created_at),
-                "Source": order.channel.upper().split()[0],
-                "SubSource": order.channel,
+                "Source": refs["Source"],
+                "SubSource": refs["SubSource"],
                 "HoldOrCancel": order.uid in self.cancelled,
                 "DespatchByDate": _iso(order.created_at + timedelta(days=1)),
-                "Location": WHISTL_LOCATION,
+                "Location": self.location_of(order),
                 "NumItems": sum(line.quantity for line in order.lines),
                 "PartShipped": order.status == "part_despatched",
                 "IsParked": False,
@@ -168,7 +209,7 @@ class Linnworks(EmulatedSystem):
                 "Vendor": "Whistl",
                 "PostalServiceId": self.postal_services.get(postal_name, str(uuid.UUID(int=0))),
                 "PostalServiceName": postal_name,
-                "TotalWeight": sum(self.world.by_sku[li.sku].weight_g * li.quantity for li in order.lines) / 1000,
+                "TotalWeight": sum(self._product(li.sku).weight_g * li.quantity for li in order.lines) / 1000,
                 "ItemWeight": 0,
                 "PackageCategory": "Default",
                 "PackageType": "Default",
@@ -189,22 +230,22 @@ class Linnworks(EmulatedSystem):
             "FolderName": [],
             "Items": [
                 {
-                    "ItemId": self.world.by_sku[li.sku].stock_item_id,
+                    "ItemId": self._product(li.sku).stock_item_id,
                     "ItemNumber": li.sku,
                     "SKU": li.sku,
-                    "Title": self.world.by_sku[li.sku].title,
+                    "Title": self._product(li.sku).title,
                     "Quantity": li.quantity,
                     "PricePerUnit": li.unit_price,
                     "UnitCost": li.unit_price,
                     "TaxRate": 20,
                     "CostIncTax": round(li.unit_price * li.quantity, 2),
                     "ChannelSKU": li.sku,
-                    "BarcodeNumber": self.world.by_sku[li.sku].barcode,
+                    "BarcodeNumber": self._product(li.sku).barcode,
                     "PartShipped": False,
                     "PartShippedQty": 0,
                     "CompositeSubItems": [],
                     "RowId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{order.uid}/{li.line_no}")),
-                    "StockItemId": self.world.by_sku[li.sku].stock_item_id,
+                    "StockItemId": self._product(li.sku).stock_item_id,
                 }
                 for li in order.lines
             ],
@@ -216,6 +257,7 @@ class Linnworks(EmulatedSystem):
         """The ProcessedOrderWeb shape (real Hungarian prefixes; the rest of the spec's fields at their empty
         value when shaped)."""
         tracking = self.shipping_info.get(order.uid, [])
+        refs = self._references(order)
         a = order.address
         address = ", ".join(x for x in (a.address1, a.address2, a.address3, a.town, a.region, a.postcode) if x)
         tax = round(order.total / 6, 2)
@@ -238,10 +280,10 @@ class Linnworks(EmulatedSystem):
             "PostalServiceName": order.shipping_method,
             "PostalServiceCode": "",
             "Vendor": "Whistl",
-            "ReferenceNum": f"{order.channel[:3].upper()}-{order.number}",
-            "ExternalReference": str(order.number),
-            "Source": order.channel,
-            "SubSource": order.channel,
+            "ReferenceNum": refs["ReferenceNum"],
+            "ExternalReference": refs["ExternalReferenceNum"],
+            "Source": refs["Source"],
+            "SubSource": refs["SubSource"],
             "ChannelBuyerName": a.name,
             "cFullName": a.name,
             "cEmailAddress": a.email,
@@ -267,11 +309,11 @@ class Linnworks(EmulatedSystem):
             "BillingCountryName": a.country,
             "BillingPhoneNumber": a.phone,
             "BuyerPhoneNumber": a.phone,
-            "TotalWeight": sum(self.world.by_sku[li.sku].weight_g * li.quantity for li in order.lines) / 1000,
+            "TotalWeight": sum(self._product(li.sku).weight_g * li.quantity for li in order.lines) / 1000,
             "HoldOrCancel": order.uid in self.cancelled,
             "IsResend": False,
             "IsExchange": False,
-            "FulfilmentLocationName": "Whistl",
+            "FulfilmentLocationName": LOCATION_NAMES[self.location_of(order)],
         }
 
     # -- protocol ---------------------------------------------------------------------------------
@@ -384,6 +426,8 @@ class Linnworks(EmulatedSystem):
             "Orders/SetOrderShippingInfo": self.set_shipping_info,
             "Orders/ProcessOrder": self.process_order,
             "Orders/CancelOrder": self.cancel_order,
+            "Orders/CreateOrders": self.create_orders,
+            "Orders/GetOrderDetailsByReferenceId": self.by_reference,
             "PostalServices/GetPostalServices": self.get_postal_services,
         }
 
@@ -537,6 +581,83 @@ class Linnworks(EmulatedSystem):
         self.processed[uid] = datetime.now(UTC)
         order.status, order.updated_at = "despatched", self.processed[uid]
         return {"OrderId": uid, "Processed": True, "Error": None}
+
+    def create_orders(self, p: dict[str, Any]) -> list[str]:
+        """Save channel orders; return the ids of those saved. An order whose Source, SubSource and
+        ReferenceNumber Linnworks already holds is skipped, not saved twice (the Swagger: "once an order is paid
+        it will be skipped on save"). Lines link to stock items by SKU; a SKU Linnworks does not stock stays
+        unlinked on the order."""
+        location = p.get("location") or DEFAULT_LOCATION
+        if location not in LOCATION_NAMES:
+            raise ValueError(f"location {location} not found")
+        held = {(r["Source"], r["SubSource"], r["ReferenceNum"]): uid for uid, r in self.created.items()}
+        saved: list[str] = []
+        self.create_calls.append([o.get("ReferenceNumber") or "" for o in p.get("orders") or []])
+        now = datetime.now(UTC)
+        for o in p.get("orders") or []:
+            ref, source = o.get("ReferenceNumber") or "", o.get("Source") or ""
+            if not ref or not source:
+                raise ValueError("every order needs ReferenceNumber and Source")
+            if (source, o.get("SubSource") or "", ref) in held:
+                continue
+            d = o.get("DeliveryAddress") or {}
+            address = Address(
+                d.get("FullName") or "",
+                d.get("Company") or "",
+                d.get("Address1") or "",
+                d.get("Address2") or "",
+                d.get("Address3") or "",
+                d.get("Town") or "",
+                d.get("Region") or "",
+                d.get("PostCode") or "",
+                d.get("MatchCountryCode") or d.get("Country") or "",
+                d.get("PhoneNumber") or "",
+                d.get("EmailAddress") or "",
+            )
+            lines = [
+                OrderLine(
+                    n,
+                    item.get("ChannelSKU") or "",
+                    int(item.get("Qty") or 0),
+                    float(item.get("PricePerUnit") or 0),
+                    self.world.variant_ids.get(item.get("ChannelSKU") or "", 0),
+                )
+                for n, item in enumerate(o.get("OrderItems") or [], start=1)
+            ]
+            uid = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+            self.next_number += 1
+            self.orders[uid] = Order(
+                number=self.next_number,
+                uid=uid,
+                channel=o.get("SubSource") or source,
+                created_at=_parse_date(o["ReceivedDate"]) if o.get("ReceivedDate") else now,
+                updated_at=now,
+                paid=o.get("PaymentStatus") == "Paid",
+                address=address,
+                shipping_method=o.get("PostalServiceName") or "",
+                currency=o.get("Currency") or "GBP",
+                lines=lines,
+            )
+            self.created[uid] = {
+                "Source": source,
+                "SubSource": o.get("SubSource") or "",
+                "ReferenceNum": ref,
+                "ExternalReferenceNum": o.get("ExternalReference") or "",
+                "Location": location,
+            }
+            held[(source, o.get("SubSource") or "", ref)] = uid
+            saved.append(uid)
+        return saved
+
+    def by_reference(self, p: dict[str, Any]) -> list[dict[str, Any]]:
+        """OrderDetails of the orders (at most 50) whose reference or external reference is `ReferenceId`."""
+        ref = p.get("ReferenceId") or ""
+        found = [
+            o
+            for o in self.orders.values()
+            if ref and ref in (self._references(o)["ReferenceNum"], self._references(o)["ExternalReferenceNum"])
+        ]
+        return [self.render_open(o) for o in found[:50]]
 
     def cancel_order(self, p: dict[str, Any]) -> str:
         """Cancel an open order."""

@@ -196,6 +196,14 @@ class ScheduleConfig(_Strict):
     )
 
 
+class RouteConfig(_Strict):
+    """Which of an order system's orders a flow takes, when that system feeds more than one flow."""
+
+    locations: list[str] = Field(
+        min_length=1, description="the order system's fulfilment location ids whose orders this flow takes"
+    )
+
+
 class FulfilConfig(_Strict):
     """The whole of fulfil.yaml."""
 
@@ -205,6 +213,11 @@ class FulfilConfig(_Strict):
     modes: dict[Literal[FLOWS], Literal["live", "shadow"]] = Field(  # type: ignore[valid-type]
         default_factory=dict,
         description="per flow: live (default) sends; shadow records every effect it would send and sends nothing",
+    )
+    routes: dict[Literal[FLOWS], RouteConfig] = Field(  # type: ignore[valid-type]
+        default_factory=dict,
+        description="per flow: the fulfilment locations whose orders it takes, where one order system feeds "
+        "several flows (each order belongs to exactly one flow)",
     )
 
     @model_validator(mode="after")
@@ -216,15 +229,33 @@ class FulfilConfig(_Strict):
         doubled = sorted({f for f in self.flows if self.flows.count(f) > 1})
         if doubled:
             raise ValueError(f"flows: {', '.join(doubled)} listed twice")
-        for flow in self.modes:
-            if flow not in self.flows:
-                raise ValueError(f"modes.{flow}: not one of the configured flows {list(self.flows)}")
+        for key, named in (("modes", self.modes), ("routes", self.routes)):
+            for flow in named:
+                if flow not in self.flows:
+                    raise ValueError(f"{key}.{flow}: not one of the configured flows {list(self.flows)}")
+        for oms in {FLOW_SYSTEMS[f][0] for f in self.flows}:
+            feeds = [f for f in self.flows if FLOW_SYSTEMS[f][0] == oms]
+            unrouted = [f for f in feeds if f not in self.routes]
+            if len(feeds) > 1 and len(unrouted) > 1:
+                raise ValueError(
+                    f"{oms} orders feed {', '.join(feeds)}: give routes.<flow>.locations for all but one of them, "
+                    "so that each order belongs to exactly one flow"
+                )
+            taken = [loc for f in feeds for loc in (self.routes[f].locations if f in self.routes else [])]
+            twice = sorted({loc for loc in taken if taken.count(loc) > 1})
+            if twice:
+                raise ValueError(f"routes: location {', '.join(twice)} is given to more than one {oms} flow")
         return self
 
 
 def flow_of(oms: str, wms: str) -> str:
     """The flow name of orders going from `oms` to `wms`."""
     return f"{oms}_{wms}"
+
+
+def target_of(flow: str) -> str:
+    """The system a flow sends its orders to (a WMS, or Linnworks for `shopify_linnworks`)."""
+    return FLOW_SYSTEMS[flow][1]
 
 
 def whistl_sources(config: FulfilConfig) -> list[str]:

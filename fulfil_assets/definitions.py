@@ -95,7 +95,7 @@ def build_definitions(config: FulfilConfig) -> dg.Definitions:
     stages = [
         ingest.build_defs(config),
         stage.build_defs(config),
-        validate.defs,
+        validate.build_defs(config),
         push.build_defs(config),
         reconcile.defs,
         sync,

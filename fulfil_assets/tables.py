@@ -30,13 +30,16 @@ LEDGER = f"""
     confirmed_at {TS}, """ + ", ".join(f"{c} {t}" for c, t in LEDGER_COLUMNS.items())
 LEDGERS = ("wms_submissions", "cancellations", "tracking_posts", "stock_pushes")
 
+# Columns added to tables after their first release: warehouses made before gain them (additive only).
+ADDED_COLUMNS = {"orders": {"fulfilment_location": "TEXT"}, "validated_orders": {"flow": "TEXT"}}
+
 TABLES = {
     "orders": f"""
     order_key TEXT PRIMARY KEY, source_system TEXT NOT NULL, source_order_id TEXT NOT NULL, order_ref TEXT NOT NULL,
     channel TEXT, created_at {TS}, updated_at {TS}, paid BOOLEAN, status TEXT NOT NULL, ship_name TEXT,
     company TEXT, address1 TEXT, address2 TEXT, address3 TEXT, city TEXT, region TEXT, postcode TEXT,
     country_code TEXT, phone TEXT, email TEXT, shipping_method TEXT, currency TEXT, total NUMERIC(14, 2),
-    content_hash TEXT, staged_at {TS}""",
+    fulfilment_location TEXT, content_hash TEXT, staged_at {TS}""",
     "order_lines": """
     order_key TEXT NOT NULL, line_no INTEGER NOT NULL, sku TEXT, source_variant_id TEXT, quantity BIGINT,
     unit_price NUMERIC(14, 4), PRIMARY KEY (order_key, line_no)""",
@@ -55,7 +58,7 @@ TABLES = {
     order_key TEXT NOT NULL, rule TEXT NOT NULL, passed BOOLEAN NOT NULL, reason_code TEXT, detail TEXT,
     owner TEXT, checked_at {TS} NOT NULL, PRIMARY KEY (order_key, rule)""",
     "validated_orders": f"""
-    order_key TEXT PRIMARY KEY, wms TEXT NOT NULL, service_code TEXT, phone_normalised TEXT,
+    order_key TEXT PRIMARY KEY, wms TEXT NOT NULL, flow TEXT, service_code TEXT, phone_normalised TEXT,
     postcode_normalised TEXT, passed BOOLEAN NOT NULL, ready BOOLEAN NOT NULL, content_hash TEXT,
     validated_at {TS} NOT NULL""",
     "wms_order_lines": """
@@ -90,5 +93,10 @@ def ensure_tables(db: WarehouseDb) -> None:
         f"ALTER TABLE fulfil.{name} ADD COLUMN IF NOT EXISTS {column} {sql_type}"
         for name in LEDGERS
         for column, sql_type in LEDGER_COLUMNS.items()
+    ]
+    statements += [
+        f"ALTER TABLE fulfil.{name} ADD COLUMN IF NOT EXISTS {column} {sql_type}"
+        for name, columns in ADDED_COLUMNS.items()
+        for column, sql_type in columns.items()
     ]
     db.execute(statements)

@@ -281,7 +281,7 @@ def test_bundles_expand_and_storefront_variants_map(tmp_path: Path) -> None:
         {
             "order_key": ["linnworks:0", "linnworks:1", "linnworks:2"],
             "line_no": [1, 1, 1],
-            "sku": ["GIFT1", "whatever", "x"],
+            "sku": ["GIFT1", "whatever", None],
             "quantity": [3, 1, 1],
             "source_variant_id": [None, "555", "777"],
         }

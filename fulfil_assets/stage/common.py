@@ -28,6 +28,7 @@ ORDER_COLUMNS = {
     "shipping_method": pl.String,
     "currency": pl.String,
     "total": pl.Float64,
+    "fulfilment_location": pl.String,
     "content_hash": pl.String,
 }
 LINE_COLUMNS = {

@@ -20,6 +20,7 @@ OPEN_COLUMNS = {
     "general_info__received_date": pl.Datetime("us", "UTC"),
     "general_info__sub_source": pl.String,
     "general_info__part_shipped": pl.Boolean,
+    "general_info__location": pl.String,
     "customer_info__address__full_name": pl.String,
     "customer_info__address__company": pl.String,
     "customer_info__address__address1": pl.String,
@@ -98,6 +99,7 @@ def stage_linnworks(
         pl.col("shipping_info__postal_service_name").alias("shipping_method"),
         pl.col("totals_info__currency").alias("currency"),
         pl.col("totals_info__total_charge").alias("total"),
+        pl.col("general_info__location").alias("fulfilment_location"),
     )
     it = ensure_columns(items, ITEM_COLUMNS)
     lines = it.join(oo.select("_dlt_id", "order_id"), left_on="_dlt_root_id", right_on="_dlt_id", how="inner").select(

@@ -3,11 +3,15 @@
 import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 
+from fulfil_assets import routing
+from fulfil_assets.config import FulfilConfig
 from fulfil_assets.ledger import now_utc
 from fulfil_assets.validate.gx_run import run_gx
 from fulfil_assets.validate.mappings import load_bundles, load_service_codes, load_variant_skus
@@ -15,10 +19,10 @@ from fulfil_assets.validate.rules import check_orders, merge_exceptions, prepare
 from fulfil_assets.validate.suites import load_suite
 from resources.warehouse import SCHEMA, Warehouse, WarehouseDb
 
-WMS = "whistl"
 RULES = ("sku_mapping", "sku_format", "sku_known", "quantity", "phone", "postcode", "address", "service")
-SENT = "('sending', 'sent', 'acknowledged', 'despatched')"  # orders that (may) have reached the WMS
+SENT = "('sending', 'sent', 'acknowledged', 'despatched')"  # orders that (may) have reached their target
 DOCS_KEPT = 48  # Data Docs of the newest runs; older ones are removed
+WMS_TARGETS = ("whistl", "peoplevox")  # targets that pick physical stock: bundles go as their components
 
 
 def _prune_docs(root: Path, keep: int) -> None:
@@ -35,96 +39,76 @@ class ValidationConfig(dg.Config):
     run_great_expectations: bool = True
 
 
-def _write_wms_lines(db: WarehouseDb, frame: pl.DataFrame) -> None:
-    """The lines each order will have at the WMS; frozen once the order is sent."""
-    sent = db.read(f"SELECT order_key FROM {SCHEMA}.wms_submissions WHERE status IN {SENT}")
+def _write_target_lines(db: WarehouseDb, target: str, frame: pl.DataFrame) -> None:
+    """The lines each order will have at its target; frozen once the order is sent."""
+    sent = f"SELECT order_key FROM {SCHEMA}.wms_submissions WHERE wms = '{target}' AND status IN {SENT}"
     rows = (
         frame.filter(pl.col("wms_line_no").is_not_null())
-        .join(sent, on="order_key", how="anti")
+        .join(db.read(sent), on="order_key", how="anti")
         .select(
             "order_key",
-            pl.lit(WMS).alias("wms"),
+            pl.lit(target).alias("wms"),
             "wms_line_no",
             pl.col("line_no").alias("source_line_no"),
             pl.col("wms_sku").alias("sku"),
             "quantity",
         )
     )
-    db.write(
-        "wms_order_lines",
-        rows,
-        mode="replace",
-        replace_where=(
-            f"wms = '{WMS}' AND order_key NOT IN "
-            f"(SELECT order_key FROM {SCHEMA}.wms_submissions WHERE status IN {SENT})"
-        ),
-    )
+    db.write("wms_order_lines", rows, mode="replace", replace_where=f"wms = '{target}' AND order_key NOT IN ({sent})")
 
 
-@dg.multi_asset(
-    group_name="validate",
-    specs=[
-        dg.AssetSpec(
-            "validated_orders",
-            deps=["orders", "order_lines", "wms_stock"],
-            description="Each open order's verdict per rule of `expectations/whistl.json`, the values the "
-            "warehouse will get (normalised phone and postcode, exact service code, bundles "
-            "expanded into component lines), and whether it is ready to send.",
-        ),
-        dg.AssetSpec(
-            "order_exceptions",
-            deps=["orders"],
-            description="Orders held back, one row per failing rule: reason code, a detail a person can "
-            "act on, owner (warehouse, office, cx), first and last seen. An exception "
-            "resolves itself when a later run finds the order passes.",
-        ),
-    ],
-    check_specs=[
-        dg.AssetCheckSpec(
-            f"rule_{r}",
-            asset="validated_orders",
-            description=f"Open orders failing the `{r}` rule (they are held back)",
-        )
-        for r in RULES
-    ]
-    + [
-        dg.AssetCheckSpec(
-            "great_expectations_agrees",
-            asset="validated_orders",
-            description="GX's own unexpected counts equal the polars verdicts, expectation by expectation",
-        )
-    ],
-    op_tags={"fulfil/warehouse": "write"},
-)
-def validation(
-    context: dg.AssetExecutionContext, config: ValidationConfig, warehouse: Warehouse
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    """Check every open order against its warehouse's suite; one bad line holds the whole order."""
-    db = warehouse.get_db()
-    now = now_utc()
-    exp_dir = Path(config.expectations_dir)
-    suite = load_suite(WMS, exp_dir)
-    orders = db.read(f"SELECT * FROM {SCHEMA}.orders WHERE status = 'open'")
-    lines = db.read(f"SELECT * FROM {SCHEMA}.order_lines")
-    catalogue = db.read(f"SELECT sku FROM {SCHEMA}.wms_stock WHERE wms = '{WMS}'")
+def _catalogue(db: WarehouseDb, target: str) -> pl.DataFrame:
+    """The SKUs the target knows: a warehouse's stock catalogue, or Linnworks' stock items."""
+    if target in WMS_TARGETS:
+        return db.read(f"SELECT DISTINCT sku FROM {SCHEMA}.wms_stock WHERE wms = '{target}'")
+    return db.read(f"SELECT DISTINCT sku FROM {SCHEMA}.oms_stock WHERE oms = '{target}'")
+
+
+@dataclass
+class TargetResult:
+    """One target's share of a validation run: the checked frame, failures, verdicts, ready orders, GX record."""
+
+    target: str
+    frame: pl.DataFrame
+    failures: pl.DataFrame
+    verdicts: pl.DataFrame
+    validated: pl.DataFrame
+    gx_disagree: dict[str, dict[str, int]]
+    gx_errors: list[str]
+    gx_docs: Path | None
+
+
+def validate_target(
+    db: WarehouseDb,
+    target: str,
+    orders: pl.DataFrame,
+    lines: pl.DataFrame,
+    exp_dir: Path,
+    now: datetime,
+    gx_docs_dir: Path | None,
+    log: dg.DagsterLogManager,
+) -> TargetResult:
+    """Check the orders routed to `target` (with their `flow`) against `expectations/<target>.json`."""
+    suite = load_suite(target, exp_dir)
+    catalogue = _catalogue(db, target)
     parameters = {} if catalogue.is_empty() else {"wms_catalogue": catalogue["sku"].to_list()}
     if catalogue.is_empty():
-        context.log.warning("no Whistl stock snapshot yet: SKU_UNKNOWN_AT_WMS is not checked this run")
+        log.warning(f"no {target} catalogue yet: SKU_UNKNOWN_AT_WMS is not checked for its orders this run")
     frame = prepare_lines(
         orders,
         lines,
-        WMS,
+        target,
         load_service_codes(exp_dir / "service_codes.csv"),
         load_variant_skus(exp_dir / "variant_skus.csv"),
-        load_bundles(exp_dir / "bundles.csv"),
+        load_bundles(exp_dir / "bundles.csv") if target in WMS_TARGETS else None,
     )
     failures, verdicts = check_orders(frame, suite, parameters)
     ready = wms_ready_orders(orders, verdicts)
     failing = verdicts.filter(~pl.col("passed"))
-    first = frame.unique("order_key", keep="first")
-    validated = first.select(
+    validated = frame.unique("order_key", keep="first").select(
         "order_key",
-        pl.lit(WMS).alias("wms"),
+        pl.lit(target).alias("wms"),
+        "flow",
         "service_code",
         pl.col("phone_wms").alias("phone_normalised"),
         pl.col("postcode_norm").alias("postcode_normalised"),
@@ -133,89 +117,174 @@ def validation(
         "content_hash",
         pl.lit(now).alias("validated_at"),
     )
-    db.write(
-        "order_verdicts",
-        verdicts.with_columns(pl.lit(now).alias("checked_at")),
-        mode="upsert",
-        key=["order_key", "rule"],
-    )
-    db.write("validated_orders", validated, mode="upsert", key=["order_key"])
-    _write_wms_lines(db, frame)
-    existing = db.read(
-        f"SELECT * FROM {SCHEMA}.order_exceptions WHERE rule NOT IN ('wms_acceptance', 'despatch_match')"
-    )
-    db.write(
-        "order_exceptions",
-        merge_exceptions(existing, verdicts, now),
-        mode="upsert",
-        key=["order_key", "rule"],
-        update=["reason_code", "detail", "owner", "last_seen", "resolved_at"],
-    )
+    disagree: dict[str, dict[str, int]] = {}
+    errors: list[str] = []
+    docs = None
+    if gx_docs_dir is not None and frame.height:
+        gx = run_gx(frame, suite, parameters, gx_docs_dir / target)
+        ours = dict(failures.group_by("expectation").len().iter_rows())
+        disagree = {
+            f"{target}:{i}": {"gx": n, "polars": ours.get(i, 0)}
+            for i, n in gx.unexpected.items()
+            if n != ours.get(i, 0)
+        }
+        errors, docs = [f"{target}: {e}" for e in gx.errors], gx.docs_index
+    return TargetResult(target, frame, failures, verdicts, validated, disagree, errors, docs)
 
-    by_reason = dict(failing.group_by("reason_code").len().sort("reason_code").iter_rows())
-    polars_counts = dict(failures.group_by("expectation").len().iter_rows())
-    gx_meta: dict[str, dg.MetadataValue] = {}
-    if config.run_great_expectations:
+
+def build_validation(fulfil: FulfilConfig) -> dg.AssetsDefinition:
+    """The validation multi-asset for the targets of the configured flows."""
+    targets = routing.targets(fulfil)
+
+    @dg.multi_asset(
+        name="validation",
+        group_name="validate",
+        specs=[
+            dg.AssetSpec(
+                "validated_orders",
+                deps=["orders", "order_lines", "wms_stock", "oms_stock"],
+                description="Each open order's flow and its verdict per rule of its target's suite "
+                "(`expectations/<target>.json`: Whistl, Peoplevox, or Linnworks for Shopify orders), the values "
+                "the target will get (normalised phone and postcode, exact service code, bundles expanded into "
+                "component lines for a warehouse), and whether it is ready to send.",
+            ),
+            dg.AssetSpec(
+                "order_exceptions",
+                deps=["orders"],
+                description="Orders held back, one row per failing rule: reason code, a detail a person can "
+                "act on, owner (warehouse, office, cx), first and last seen. An exception "
+                "resolves itself when a later run finds the order passes.",
+            ),
+        ],
+        check_specs=[
+            dg.AssetCheckSpec(
+                f"rule_{r}",
+                asset="validated_orders",
+                description=f"Open orders failing the `{r}` rule (they are held back)",
+            )
+            for r in RULES
+        ]
+        + [
+            dg.AssetCheckSpec(
+                "great_expectations_agrees",
+                asset="validated_orders",
+                description="GX's own unexpected counts equal the polars verdicts, expectation by expectation",
+            )
+        ],
+        op_tags={"fulfil/warehouse": "write"},
+    )
+    def validation(
+        context: dg.AssetExecutionContext, config: ValidationConfig, warehouse: Warehouse
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        """Check every open order against its target's suite; one bad line holds the whole order."""
+        db = warehouse.get_db()
+        now = now_utc()
+        exp_dir = Path(config.expectations_dir)
+        staged = db.read(f"SELECT * FROM {SCHEMA}.orders WHERE status = 'open'")
+        routes = routing.order_routes(staged, fulfil)
+        lines = db.read(f"SELECT * FROM {SCHEMA}.order_lines")
         docs_root = Path(os.environ.get("FULFIL_DATA_DIR", "data")) / "gx_docs"
-        gx = run_gx(frame, suite, parameters, docs_root / context.run_id)
-        _prune_docs(docs_root, keep=DOCS_KEPT)
-        disagree = {i: (n, polars_counts.get(i, 0)) for i, n in gx.unexpected.items() if n != polars_counts.get(i, 0)}
-        gx_meta = {"gx_unexpected_by_expectation": dg.MetadataValue.json({str(k): v for k, v in gx.unexpected.items()})}
-        if gx.docs_index:
-            gx_meta["gx_data_docs"] = dg.MetadataValue.url(gx.docs_index.resolve().as_uri())
-        yield dg.AssetCheckResult(
-            check_name="great_expectations_agrees",
+        results = [
+            validate_target(
+                db,
+                target,
+                staged.join(routes.filter(pl.col("target") == target).select("order_key", "flow"), on="order_key"),
+                lines,
+                exp_dir,
+                now,
+                docs_root / context.run_id if config.run_great_expectations else None,
+                context.log,
+            )
+            for target in targets
+        ]
+        if config.run_great_expectations and docs_root.exists():
+            _prune_docs(docs_root, keep=DOCS_KEPT)
+        verdicts = pl.concat([r.verdicts for r in results])
+        validated = pl.concat([r.validated for r in results])
+        failing = verdicts.filter(~pl.col("passed"))
+        db.write(
+            "order_verdicts",
+            verdicts.with_columns(pl.lit(now).alias("checked_at")),
+            mode="upsert",
+            key=["order_key", "rule"],
+        )
+        db.write("validated_orders", validated, mode="upsert", key=["order_key"])
+        for r in results:
+            _write_target_lines(db, r.target, r.frame)
+        existing = db.read(
+            f"SELECT * FROM {SCHEMA}.order_exceptions WHERE rule NOT IN ('wms_acceptance', 'despatch_match')"
+        )
+        db.write(
+            "order_exceptions",
+            merge_exceptions(existing, verdicts, now),
+            mode="upsert",
+            key=["order_key", "rule"],
+            update=["reason_code", "detail", "owner", "last_seen", "resolved_at"],
+        )
+
+        by_reason = dict(failing.group_by("reason_code").len().sort("reason_code").iter_rows())
+        gx_meta: dict[str, dg.MetadataValue] = {}
+        if config.run_great_expectations:
+            disagree = {k: v for r in results for k, v in r.gx_disagree.items()}
+            errors = [e for r in results for e in r.gx_errors]
+            for r in results:
+                if r.gx_docs:
+                    key = "gx_data_docs" if r.target == "whistl" else f"gx_data_docs_{r.target}"
+                    gx_meta[key] = dg.MetadataValue.url(r.gx_docs.resolve().as_uri())
+            yield dg.AssetCheckResult(
+                check_name="great_expectations_agrees",
+                asset_key="validated_orders",
+                passed=not disagree and not errors,
+                metadata={"disagreements": dg.MetadataValue.json(disagree), "gx_errors": dg.MetadataValue.json(errors)},
+            )
+        else:
+            yield dg.AssetCheckResult(
+                check_name="great_expectations_agrees",
+                asset_key="validated_orders",
+                passed=True,
+                metadata={"skipped": "run_great_expectations is off"},
+            )
+        ran = set(verdicts["rule"].unique().to_list())
+        for rule in RULES:
+            n = int(failing.filter(pl.col("rule") == rule).height)
+            yield dg.AssetCheckResult(
+                check_name=f"rule_{rule}",
+                asset_key="validated_orders",
+                passed=n == 0,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"failing_orders": n, "evaluated": rule in ran},
+            )
+        per_target = {f"ready_{r.target}": int(r.validated["ready"].sum()) for r in results}
+        yield dg.MaterializeResult(
             asset_key="validated_orders",
-            passed=not disagree and not gx.errors,
             metadata={
-                "disagreements": dg.MetadataValue.json(
-                    {str(k): {"gx": a, "polars": b} for k, (a, b) in disagree.items()}
-                ),
-                "gx_errors": dg.MetadataValue.json(gx.errors),
+                "orders_checked": validated.height,
+                "wms_lines_checked": sum(r.frame.height for r in results),
+                "ready": int(validated["ready"].sum()),
+                "held": validated.height - int(validated["passed"].sum()),
+                **per_target,
+                "failures_by_reason": dg.MetadataValue.json(by_reason),
+                **gx_meta,
             },
         )
-    else:
-        yield dg.AssetCheckResult(
-            check_name="great_expectations_agrees",
-            asset_key="validated_orders",
-            passed=True,
-            metadata={"skipped": "run_great_expectations is off"},
+        open_ex = db.read(
+            f"SELECT order_key, reason_code, owner, detail, last_seen FROM {SCHEMA}.order_exceptions "
+            "WHERE resolved_at IS NULL ORDER BY last_seen DESC, order_key LIMIT 20"
         )
-    ran = set(verdicts["rule"].unique().to_list())
-    for rule in RULES:
-        n = int(failing.filter(pl.col("rule") == rule).height)
-        yield dg.AssetCheckResult(
-            check_name=f"rule_{rule}",
-            asset_key="validated_orders",
-            passed=n == 0,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"failing_orders": n, "evaluated": rule in ran},
+        table = "| order | reason | owner | detail |\n|---|---|---|---|\n" + "\n".join(
+            f"| {r['order_key']} | {r['reason_code']} | {r['owner']} | {r['detail']} |"
+            for r in open_ex.iter_rows(named=True)
         )
-    yield dg.MaterializeResult(
-        asset_key="validated_orders",
-        metadata={
-            "orders_checked": orders.height,
-            "wms_lines_checked": frame.height,
-            "ready": ready.height,
-            "held": orders.height - int(validated["passed"].sum()),
-            "failures_by_reason": dg.MetadataValue.json(by_reason),
-            **gx_meta,
-        },
-    )
-    open_ex = db.read(
-        f"SELECT order_key, reason_code, owner, detail, last_seen FROM {SCHEMA}.order_exceptions "
-        "WHERE resolved_at IS NULL ORDER BY last_seen DESC, order_key LIMIT 20"
-    )
-    table = "| order | reason | owner | detail |\n|---|---|---|---|\n" + "\n".join(
-        f"| {r['order_key']} | {r['reason_code']} | {r['owner']} | {r['detail']} |"
-        for r in open_ex.iter_rows(named=True)
-    )
-    total_open = int(db.read(f"SELECT COUNT(*) AS n FROM {SCHEMA}.order_exceptions WHERE resolved_at IS NULL")["n"][0])
-    yield dg.MaterializeResult(
-        asset_key="order_exceptions",
-        metadata={
-            "open_exceptions": total_open,
-            "by_reason": dg.MetadataValue.json(by_reason),
-            "newest": dg.MetadataValue.md(table),
-        },
-    )
+        total_open = int(
+            db.read(f"SELECT COUNT(*) AS n FROM {SCHEMA}.order_exceptions WHERE resolved_at IS NULL")["n"][0]
+        )
+        yield dg.MaterializeResult(
+            asset_key="order_exceptions",
+            metadata={
+                "open_exceptions": total_open,
+                "by_reason": dg.MetadataValue.json(by_reason),
+                "newest": dg.MetadataValue.md(table),
+            },
+        )
+
+    return validation

@@ -1,5 +1,9 @@
 import dagster as dg
 
-from fulfil_assets.validate.assets import validation
+from fulfil_assets.config import FulfilConfig
+from fulfil_assets.validate.assets import build_validation
 
-defs = dg.Definitions(assets=[validation])
+
+def build_defs(config: FulfilConfig) -> dg.Definitions:
+    """The validation stage for the targets of the configured flows."""
+    return dg.Definitions(assets=[build_validation(config)])

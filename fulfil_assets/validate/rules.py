@@ -136,7 +136,7 @@ def prepare_lines(
     storefront = o.filter(pl.col("source_system").is_in(STOREFRONTS)).select("order_key", "source_system")
     if storefront.is_empty():
         ln = ln.with_columns(pl.col("sku").alias("sku_mapped"))
-    else:  # storefront lines carry a variant id; their SKU is what variant_skus.csv maps it to
+    else:  # storefront lines carry a variant id: variant_skus.csv maps it to the SKU, else the line's own SKU
         vmap = (
             variant_map
             if variant_map is not None
@@ -151,7 +151,7 @@ def prepare_lines(
             .join(vmap, on=["source_system", "source_variant_id"], how="left")
             .with_columns(
                 pl.when(pl.col("source_system").is_not_null())
-                .then(pl.col("_mapped"))
+                .then(pl.coalesce("_mapped", "sku"))
                 .otherwise(pl.col("sku"))
                 .alias("sku_mapped")
             )

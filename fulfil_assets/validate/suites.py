@@ -81,7 +81,12 @@ POSTCODE_PATTERNS = {
     "CA": r"[A-Z][0-9][A-Z] [0-9][A-Z][0-9]",
     "AU": r"[0-9]{4}",
 }
-SKU_PATTERNS = {"whistl": r"^[A-Za-z0-9]+$", "peoplevox": r"^[\x21-\x7E]{1,30}$"}
+# Linnworks SKUs (Shopify orders sent to Linnworks): printable, no leading or trailing space, at most 100.
+SKU_PATTERNS = {
+    "whistl": r"^[A-Za-z0-9]+$",
+    "peoplevox": r"^[\x21-\x7E]{1,30}$",
+    "linnworks": r"^[\x21-\x7E](?:[\x20-\x7E]{0,98}[\x21-\x7E])?$",
+}
 SUPPORTED = (
     "expect_column_values_to_not_be_null",
     "expect_column_values_to_match_regex",
@@ -129,7 +134,7 @@ def build_suite(wms: str) -> dict[str, Any]:
             "sku_mapped",
             "sku_mapping",
             "SKU_UNMAPPED_VARIANT",
-            "variant {source_variant_id} has no SKU in variant_skus.csv",
+            "variant {source_variant_id} has no SKU (none on the line, none in variant_skus.csv)",
         ),
         _expectation(
             "expect_column_values_to_not_be_null",
