@@ -89,6 +89,13 @@ def deployment_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, emulators: E
         "LINNWORKS_APPLICATION_SECRET": lw[1],
         "LINNWORKS_TOKEN": lw[2],
         "WHISTL_SFTP_PASSWORD": emulators.config.sftp_password,
+        "CIN7_ACCOUNT_ID": emulators.cin7.credentials[0],
+        "CIN7_APPLICATION_KEY": emulators.cin7.credentials[1],
+        "SHOPIFY_ACCESS_TOKEN": emulators.shopify.access_token,
+        "BIGCOMMERCE_ACCESS_TOKEN": emulators.bigcommerce.access_token,
+        "PEOPLEVOX_CLIENT_ID": emulators.peoplevox.credentials[0],
+        "PEOPLEVOX_USERNAME": emulators.peoplevox.credentials[1],
+        "PEOPLEVOX_PASSWORD": emulators.peoplevox.credentials[2],
         "FULFIL_WAREHOUSE_URL": warehouse_url,
         "FULFIL_DATA_DIR": str(tmp_path / "data"),
     }

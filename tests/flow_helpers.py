@@ -8,6 +8,7 @@ from typing import Any
 import dagster as dg
 import httpx
 
+from emulators.linnworks import PEOPLEVOX_LOCATION
 from emulators.server import Emulators
 from fulfil_assets.config import FulfilConfig
 
@@ -30,6 +31,27 @@ def emulator_config(emu: Emulators, tmp_path: Path, **extra: Any) -> FulfilConfi
                 },
             },
         }
+    )
+
+
+ALL_FLOWS = ["linnworks_whistl", "cin7_whistl", "bigcommerce_whistl", "linnworks_peoplevox", "shopify_linnworks"]
+
+
+def all_flows_config(emu: Emulators, tmp_path: Path, **extra: Any) -> FulfilConfig:
+    """fulfil.yaml with every flow against these emulators: Linnworks orders at the Peoplevox location go to
+    Peoplevox, the rest to Whistl (`extra` top-level keys merged in)."""
+    return emulator_config(
+        emu,
+        tmp_path,
+        flows=extra.pop("flows", ALL_FLOWS),
+        routes={"linnworks_peoplevox": {"locations": [PEOPLEVOX_LOCATION]}},
+        systems={
+            "cin7": {"base_url": emu.url("cin7"), "budget_share": 1.0},
+            "shopify": {"base_url": emu.url("shopify")},
+            "bigcommerce": {"base_url": emu.url("bigcommerce"), "budget_share": 1.0},
+            "peoplevox": {"base_url": emu.url("peoplevox")},
+        },
+        **extra,
     )
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from emulators.linnworks import PEOPLEVOX_LOCATION
 from emulators.server import Emulators
 from fulfil_assets.config import FulfilConfig
 from fulfil_assets.definitions import build_definitions
@@ -25,6 +26,7 @@ def all_systems_config(emu: Emulators, tmp_path: Path) -> FulfilConfig:
                 "linnworks_peoplevox",
                 "shopify_linnworks",
             ],
+            "routes": {"linnworks_peoplevox": {"locations": [PEOPLEVOX_LOCATION]}},
             "systems": {
                 "linnworks": {"base_url": emu.url("linnworks")},
                 "whistl": {"drop_url": str(emu.whistl.root)},

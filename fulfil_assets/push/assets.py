@@ -22,7 +22,7 @@ def submission_key(order_key: str) -> str:
     return f"whistl:order:{order_key}"
 
 
-def submission_intents(ready: pl.DataFrame, lines: pl.DataFrame, flows: dict[str, str]) -> pl.DataFrame:
+def submission_intents(ready: pl.DataFrame, lines: pl.DataFrame) -> pl.DataFrame:
     """One ledger row per ready order: its flow, and as payload the exact order-file rows it travels as."""
     if ready.is_empty():
         return pl.DataFrame(schema={c: pl.String for c in INTENT_COLUMNS})
@@ -36,7 +36,7 @@ def submission_intents(ready: pl.DataFrame, lines: pl.DataFrame, flows: dict[str
     return ready.join(payloads, left_on="order_ref", right_on="order_reference").select(
         pl.col("order_key").map_elements(submission_key, return_dtype=pl.String).alias("idempotency_key"),
         "order_key",
-        pl.col("source_system").replace_strict(flows, return_dtype=pl.String).alias("flow"),
+        "flow",
         pl.lit("whistl").alias("target"),
         pl.lit("whistl").alias("wms"),
         "order_ref",
@@ -44,15 +44,15 @@ def submission_intents(ready: pl.DataFrame, lines: pl.DataFrame, flows: dict[str
     )
 
 
-def ready_for_whistl(db: WarehouseDb, sources: list[str]) -> pl.DataFrame:
-    """Paid, open, validated orders of the systems whose flow goes to Whistl, with what the file needs."""
-    if not sources:
-        return pl.DataFrame(schema={"order_key": pl.String, "source_system": pl.String})
-    systems = ", ".join(f"'{s}'" for s in sources)
+def ready_for(db: WarehouseDb, target: str, flows: list[str]) -> pl.DataFrame:
+    """Paid, open, validated orders of `flows` that go to `target`, with their flow and what the target needs."""
+    if not flows:
+        return pl.DataFrame(schema={"order_key": pl.String, "flow": pl.String})
+    names = ", ".join(f"'{f}'" for f in flows)
     return db.read(
-        f"""SELECT o.*, v.service_code, v.phone_normalised, v.postcode_normalised
+        f"""SELECT o.*, v.flow, v.service_code, v.phone_normalised, v.postcode_normalised
             FROM {SCHEMA}.orders o JOIN {SCHEMA}.validated_orders v USING (order_key)
-            WHERE v.ready AND v.wms = 'whistl' AND o.status = 'open' AND o.source_system IN ({systems})"""
+            WHERE v.ready AND v.wms = '{target}' AND o.status = 'open' AND v.flow IN ({names})"""
     )
 
 
@@ -84,12 +84,12 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
         nothing."""
         db = warehouse.get_db()
         now = now_utc()
-        ready = ready_for_whistl(db, sources)
+        ready = ready_for(db, "whistl", list(flows.values()))
         lines = db.read(
             f"SELECT order_key, wms_line_no AS line_no, sku, quantity FROM {SCHEMA}.wms_order_lines "
             "WHERE wms = 'whistl'"
         )
-        intents = submission_intents(ready, lines, flows)
+        intents = submission_intents(ready, lines)
         rearmed: list[str] = []
         for flow in flows.values():
             mine = intents.filter(pl.col("flow") == flow)

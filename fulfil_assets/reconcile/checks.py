@@ -11,15 +11,16 @@ TRACKING_MAX_ATTEMPTS = 5
 
 @dg.asset_check(asset="wms_submissions", blocking=False)
 def every_ready_order_reached_the_wms(warehouse: Warehouse) -> dg.AssetCheckResult:
-    """No silent loss, counted by what Whistl itself acknowledged: every open order that validated as ready has
-    a ledger row that is not held back, and Whistl acknowledged it within two hours of the intent. Shadow flows
-    are left out (they send nothing by design)."""
+    """No silent loss, counted by what each target itself confirmed: every open order that validated as ready
+    has a ledger row that is not held back, and its target took it within two hours of the intent (Whistl by its
+    acknowledgement file; Peoplevox and Linnworks answer the call itself). Shadow flows are left out (they send
+    nothing by design)."""
     missing = warehouse.get_db().read(
         f"""SELECT v.order_key, COALESCE(s.status, 'no ledger row') AS problem
             FROM {SCHEMA}.validated_orders v JOIN {SCHEMA}.orders o USING (order_key)
             LEFT JOIN {SCHEMA}.wms_submissions s USING (order_key)
             WHERE v.ready AND o.status = 'open' AND (s.status IS NULL OR s.status = 'held'
-              OR (s.status IN ('pending', 'sending', 'sent')
+              OR ((s.status IN ('pending', 'sending') OR (s.status = 'sent' AND s.wms = 'whistl'))
                   AND s.created_at < CURRENT_TIMESTAMP - INTERVAL '{UNACKNOWLEDGED_HOURS} hours'))"""
     )
     counts = dict(missing.group_by("problem").len().iter_rows()) if missing.height else {}
