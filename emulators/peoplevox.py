@@ -190,6 +190,7 @@ class Peoplevox(EmulatedSystem):
         self.saves: Counter[str] = Counter()
         self.despatches: list[dict[str, Any]] = []
         self.subscriptions: dict[str, dict[str, str]] = {}
+        self.service_types = list(SERVICE_TYPES)  # the account's carrier services (ops can remove one)
 
     def inspect(self) -> dict[str, Any]:
         """Orders saved (and how often), their items, despatches, subscriptions."""
@@ -346,7 +347,7 @@ class Peoplevox(EmulatedSystem):
         if template == "Despatches":
             return list(self.despatches)
         if template == "Service types":
-            return [{"Name": s, "CarrierReference": s.split()[0]} for s in SERVICE_TYPES]
+            return [{"Name": s, "CarrierReference": s.split()[0]} for s in self.service_types]
         raise KeyError(template)
 
     def get_data(self, method: str, arg: Any) -> Response:
@@ -385,7 +386,7 @@ class Peoplevox(EmulatedSystem):
             problem = None
             if not ref or len(ref) > 30:
                 problem = "SalesOrderNumber is required (max 30 characters)"
-            elif template == "Sales orders" and row.get("ServiceType") not in SERVICE_TYPES:
+            elif template == "Sales orders" and row.get("ServiceType") not in self.service_types:
                 problem = f"ServiceType '{row.get('ServiceType')}' does not exist"
             elif template == "Sales order items" and row.get("ItemCode") not in self.items:
                 problem = f"ItemCode '{row.get('ItemCode')}' does not exist"

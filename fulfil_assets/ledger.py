@@ -6,9 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import polars as pl
 import sqlalchemy as sa
 
+from fulfil_assets.validate.rules import OWNERS
 from resources.warehouse import SCHEMA, WarehouseDb
+
+EXCEPTION_UPDATE = ["reason_code", "detail", "owner", "last_seen", "resolved_at"]
 
 
 def now_utc() -> datetime:
@@ -39,3 +43,20 @@ def resolve_wms_rejections(db: WarehouseDb, order_keys: Sequence[str], when: dat
     )
     with db.engine.begin() as conn:
         conn.execute(statement, [{"when": when, "key": k} for k in order_keys])
+
+
+def open_exceptions(db: WarehouseDb, problems: pl.DataFrame, rule: str, now: datetime) -> None:
+    """Open (or refresh) exceptions for `order_key, reason_code, detail` rows under `rule`."""
+    if problems.is_empty():
+        return
+    rows = problems.select(
+        "order_key",
+        pl.lit(rule).alias("rule"),
+        "reason_code",
+        "detail",
+        pl.col("reason_code").replace_strict(OWNERS, default="office").alias("owner"),
+        pl.lit(now).alias("first_seen"),
+        pl.lit(now).alias("last_seen"),
+        pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias("resolved_at"),
+    )
+    db.write("order_exceptions", rows, mode="upsert", key=["order_key", "rule"], update=EXCEPTION_UPDATE)

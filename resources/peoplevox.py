@@ -95,10 +95,10 @@ class PeoplevoxClient(ApiClient):
             f'<{method} xmlns="{NS}">{body}</{method}></soap:Body></soap:Envelope>'
         )
 
-    def _post(self, method: str, body: str, session: str | None) -> SoapResult:
+    def _post(self, method: str, body: str, session: str | None, effect: bool = False) -> SoapResult:
         headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{NS}{method}"'}
         return self.request(
-            "POST", self.base_url, method, content=self._envelope(method, body, session), headers=headers
+            "POST", self.base_url, method, content=self._envelope(method, body, session), headers=headers, effect=effect
         )
 
     def authenticate(self) -> str:
@@ -116,16 +116,17 @@ class PeoplevoxClient(ApiClient):
         self._session = result.detail.split(",", 1)[1]
         return self._session
 
-    def call(self, method: str, body: str) -> SoapResult:
+    def call(self, method: str, body: str, *, effect: bool = False) -> SoapResult:
         """A SOAP call in the session; renews an expired session once; `ResponseId=-1` raises DataError unless
-        the answer says row by row what happened (`Statuses`): then the caller reads them."""
+        the answer says row by row what happened (`Statuses`): then the caller reads them. `effect`: the call
+        changes something (see `ApiClient.request`)."""
         with self._lock:
             session = self._session or self.authenticate()
-        result = self._post(method, body, session)
+        result = self._post(method, body, session, effect)
         if result.response_id == -1 and "session" in result.detail.lower():
             with self._lock:
                 session = self.authenticate()
-            result = self._post(method, body, session)
+            result = self._post(method, body, session, effect)
         if result.response_id == -1 and not result.statuses:
             raise DataError(self.system, method, result.detail[:300])
         return result
@@ -160,7 +161,12 @@ class PeoplevoxClient(ApiClient):
             f"<saveRequest><TemplateName>{escape(template)}</TemplateName><CsvData>{escape(buf.getvalue())}"
             f"</CsvData><Action>{action}</Action></saveRequest>"
         )
-        return self.call("SaveData", body)
+        return self.call("SaveData", body, effect=True)
+
+    def save_template(self, template: str) -> list[str]:
+        """The columns a save template takes (`GetSaveTemplate`), in order."""
+        result = self.call("GetSaveTemplate", f"<templateName>{escape(template)}</templateName>")
+        return [c.strip() for c in result.detail.split(",") if c.strip()]
 
 
 class PeoplevoxResource(dg.ConfigurableResource):

@@ -4,6 +4,7 @@ what the target holds row for row."""
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -64,3 +65,72 @@ def test_every_flow_sends_each_valid_order_once(emulators: Emulators, fulfil_env
     run_job(defs, "order_sync_job", instance)
     emu.whistl.step()
     assert Counter(emu.whistl.inspect()["receipts"].values()) == Counter({1: whistl_ready.height})
+
+
+def test_peoplevox_saves_each_order_once_and_its_refusals_become_exceptions(
+    emulators: Emulators, fulfil_env: dict, tmp_path: Path
+) -> None:
+    """linnworks_peoplevox: orders saved through SaveData (header, then lines), each once; what Peoplevox refuses
+    is a WMS_REJECTED exception in Peoplevox's words; once ops fix the mapping the order goes by itself."""
+    emu = emulators
+    emu.linnworks.peoplevox_share = 1.0
+    emu.peoplevox.service_types.remove("DPD Next Day")  # the account no longer offers it
+    expectations = tmp_path / "expectations"
+    shutil.copytree("expectations", expectations)
+    defs = build_definitions(all_flows_config(emu, tmp_path, flows=["linnworks_peoplevox"]))
+    instance = dg.DagsterInstance.ephemeral()
+    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+    run_config = {"ops": {"validation": {"config": {"expectations_dir": str(expectations)}}}}
+
+    run_job(defs, "order_sync_job", instance, run_config)
+    validated = db.read(
+        f"SELECT v.*, o.order_ref, o.shipping_method FROM {SCHEMA}.validated_orders v "
+        f"JOIN {SCHEMA}.orders o USING (order_key) WHERE v.ready"
+    )
+    assert set(validated["flow"]) == {"linnworks_peoplevox"} and set(validated["wms"]) == {"peoplevox"}
+    next_day = set(validated.filter(pl.col("shipping_method") == "Next Day")["order_ref"])
+    others = set(validated["order_ref"]) - next_day
+    assert next_day and others, "the seeded world must have Next Day orders and others"
+    pvx = emu.peoplevox.inspect()
+    assert pvx["saves"] == dict.fromkeys(others, 1)
+    lines = db.read(
+        f"SELECT o.order_ref, w.sku, w.quantity FROM {SCHEMA}.wms_order_lines w JOIN {SCHEMA}.orders o "
+        "USING (order_key) WHERE w.wms = 'peoplevox'"
+    )
+    for ref in others:
+        expected = sorted(lines.filter(pl.col("order_ref") == ref).select("sku", "quantity").rows())
+        got = sorted((i["ItemCode"], int(i["QuantityOrdered"])) for i in pvx["order_items"][ref].values())
+        assert got == expected
+    ledger = db.read(
+        f"SELECT o.order_ref, s.status, s.last_error FROM {SCHEMA}.wms_submissions s "
+        f"JOIN {SCHEMA}.orders o USING (order_key) WHERE s.wms = 'peoplevox'"
+    )
+    status = dict(ledger.select("order_ref", "status").iter_rows())
+    assert status == {**dict.fromkeys(others, "sent"), **dict.fromkeys(next_day, "failed")}
+    exceptions = db.read(
+        f"SELECT o.order_ref, e.reason_code, e.owner, e.detail FROM {SCHEMA}.order_exceptions e "
+        f"JOIN {SCHEMA}.orders o USING (order_key) WHERE e.rule = 'wms_acceptance' "
+        "AND e.resolved_at IS NULL"
+    )
+    assert set(exceptions["order_ref"]) == next_day
+    assert set(exceptions["reason_code"]) == {"WMS_REJECTED"} and set(exceptions["owner"]) == {"office"}
+    assert all("ServiceType 'DPD Next Day' does not exist" in d for d in exceptions["detail"])
+
+    # A re-run sends nothing again; the refused orders wait for a fix, not a blind retry.
+    run_job(defs, "order_sync_job", instance, run_config)
+    assert emu.peoplevox.inspect()["saves"] == dict.fromkeys(others, 1)
+
+    # Ops map Next Day to a service the account has: the changed orders go by themselves, once.
+    codes = expectations / "service_codes.csv"
+    codes.write_text(
+        codes.read_text().replace(
+            "linnworks,Next Day,peoplevox,DPD Next Day", "linnworks,Next Day,peoplevox,Royal Mail Tracked 24"
+        )
+    )
+    run_job(defs, "order_sync_job", instance, run_config)
+    assert emu.peoplevox.inspect()["saves"] == dict.fromkeys(others | next_day, 1)
+    assert {emu.peoplevox.sales_orders[r]["ServiceType"] for r in next_day} == {"Royal Mail Tracked 24"}
+    still_open = db.read(
+        f"SELECT * FROM {SCHEMA}.order_exceptions WHERE rule = 'wms_acceptance' AND resolved_at IS NULL"
+    )
+    assert still_open.is_empty()

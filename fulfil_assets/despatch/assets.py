@@ -19,8 +19,7 @@ from fulfil_assets.despatch.whistl_files import (
     parse_rejection_file,
     tracking_intents,
 )
-from fulfil_assets.ledger import mark, now_utc
-from fulfil_assets.validate.rules import OWNERS
+from fulfil_assets.ledger import mark, now_utc, open_exceptions
 from resources.file_drop import DropFile, DropSession, FileDrop, keep_file
 from resources.http import AuthError
 from resources.linnworks import LinnworksResource
@@ -34,30 +33,10 @@ def feedback_files(drop: DropSession) -> list[DropFile]:
     return [f for f in drop.list("out", "*") if any(fnmatch.fnmatch(f.name.lower(), p) for p in FEEDBACK_PATTERNS)]
 
 
-EXCEPTION_UPDATE = ["reason_code", "detail", "owner", "last_seen", "resolved_at"]
-
-
 class WhistlFilesConfig(dg.Config):
     """Which files in Whistl's `out/` folder to take in; empty means every one waiting there."""
 
     file_names: list[str] = []
-
-
-def open_exceptions(db: WarehouseDb, problems: pl.DataFrame, rule: str, now: datetime) -> None:
-    """Open (or refresh) exceptions for `order_key, reason_code, detail` rows under `rule`."""
-    if problems.is_empty():
-        return
-    rows = problems.select(
-        "order_key",
-        pl.lit(rule).alias("rule"),
-        "reason_code",
-        "detail",
-        pl.col("reason_code").replace_strict(OWNERS, default="office").alias("owner"),
-        pl.lit(now).alias("first_seen"),
-        pl.lit(now).alias("last_seen"),
-        pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias("resolved_at"),
-    )
-    db.write("order_exceptions", rows, mode="upsert", key=["order_key", "rule"], update=EXCEPTION_UPDATE)
 
 
 def take_despatch_file(

@@ -1,16 +1,21 @@
-"""Push validated orders to Whistl as order files, through the `wms_submissions` ledger and the effect module."""
+"""Push validated orders to their flow's target (Whistl order files, Peoplevox `SaveData`, Linnworks
+`CreateOrders`), through the `wms_submissions` ledger and the effect module."""
 
 import json
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import dagster as dg
 import polars as pl
 
 from fulfil_assets import effects
-from fulfil_assets.config import FulfilConfig, flow_of, is_shadow, whistl_sources
-from fulfil_assets.ledger import now_utc, resolve_wms_rejections
+from fulfil_assets.config import FulfilConfig, is_shadow, target_of
+from fulfil_assets.ledger import now_utc, open_exceptions, resolve_wms_rejections
+from fulfil_assets.push.peoplevox_orders import PeoplevoxOrders, peoplevox_payloads
 from fulfil_assets.push.whistl_files import ORDER_FILE_COLUMNS, order_file_rows
 from fulfil_assets.push.whistl_inbox import WhistlInbox
 from resources.file_drop import FileDrop
+from resources.peoplevox import PeoplevoxResource
 from resources.warehouse import SCHEMA, Warehouse, WarehouseDb
 
 TABLE = "wms_submissions"
@@ -56,15 +61,115 @@ def ready_for(db: WarehouseDb, target: str, flows: list[str]) -> pl.DataFrame:
     )
 
 
+def submit(
+    context: dg.AssetExecutionContext,
+    db: WarehouseDb,
+    config: FulfilConfig,
+    target: str,
+    intents: pl.DataFrame,
+    sender: effects.Target,
+    *,
+    settle_s: float = 0.0,
+    batches: Callable[[pl.DataFrame], Iterable[pl.DataFrame]] | None = None,
+) -> tuple[effects.DeliveryReport, dict[str, Any]]:
+    """Send `intents` (ledger rows of orders ready for `target`) through the effect module: record them (as
+    `shadow` for a flow in shadow mode), make recorded shadow rows due for live flows, arm again what was held
+    or refused and is ready (or fixed) now, then deliver. What the target refused becomes a `WMS_REJECTED`
+    exception in its own words. Returns the report and the ledger's metadata."""
+    flows = flows_to(config, target)
+    shadow = [f for f in flows if is_shadow(config, f)]
+    rearmed: list[str] = []
+    for flow in flows:
+        rearmed += effects.intend(db, TABLE, intents.filter(pl.col("flow") == flow), shadow=flow in shadow)[1]
+    for flow in flows:
+        if flow not in shadow:
+            effects.go_live(db, TABLE, f"flow = '{flow}'")
+    # Refused earlier, data changed since: `intend` armed it again; close the rejection.
+    resolve_wms_rejections(db, [k.split(":order:", 1)[1] for k in rearmed], now_utc())
+    ledger = db.read(f"SELECT idempotency_key, status FROM {SCHEMA}.{TABLE} WHERE wms = '{target}'")
+    # Held because it stopped being ready, ready again now: armed again (never lost). Rows no longer ready are
+    # held by `deliver` (its `wanted`), the one place that decides it.
+    ready_keys = intents.select("idempotency_key")
+    held = ledger.filter(pl.col("status") == effects.HELD)
+    effects.rearm(db, TABLE, held.join(ready_keys, on="idempotency_key")["idempotency_key"].to_list())
+    report = effects.deliver(
+        db,
+        TABLE,
+        sender,
+        where=f"wms = '{target}'",
+        settle_s=settle_s,
+        wanted=lambda rows: rows.join(ready_keys, on="idempotency_key", how="semi"),
+        batches=batches,
+        log=context.log.warning,
+    )
+    refused = db.read(
+        f"SELECT order_key, last_error FROM {SCHEMA}.{TABLE} WHERE wms = '{target}' AND status = '{effects.FAILED}'"
+    )
+    open_exceptions(
+        db,
+        refused.select("order_key", pl.lit("WMS_REJECTED").alias("reason_code"), pl.col("last_error").alias("detail")),
+        "wms_acceptance",
+        now_utc(),
+    )
+    totals = db.read(f"SELECT status, COUNT(*) AS n FROM {SCHEMA}.{TABLE} WHERE wms = '{target}' GROUP BY status")
+    metadata: dict[str, Any] = {
+        "orders_sent": report.sent,
+        "refused": report.failed,
+        "found_already_at_target": report.found_at_target,
+        "held": report.held,
+        "deferred": report.deferred,
+        "ready_orders": intents.height,
+        "shadow_flows": dg.MetadataValue.json(shadow),
+        **{f"ledger_{status}": int(n) for status, n in totals.iter_rows()},
+        "first_errors": dg.MetadataValue.json(report.errors[:5]),
+    }
+    return report, metadata
+
+
+def flows_to(config: FulfilConfig, target: str) -> list[str]:
+    """The configured flows that send orders to `target`."""
+    return [f for f in config.flows if target_of(f) == target]
+
+
+def order_lines_for(db: WarehouseDb, target: str) -> pl.DataFrame:
+    """Each order's lines as `target` receives them (validation wrote them; frozen once sent)."""
+    return db.read(
+        f"""SELECT w.order_key, w.wms_line_no AS line_no, w.sku, w.quantity, l.unit_price
+            FROM {SCHEMA}.wms_order_lines w LEFT JOIN {SCHEMA}.order_lines l
+              ON l.order_key = w.order_key AND l.line_no = w.source_line_no
+            WHERE w.wms = '{target}'"""
+    )
+
+
+def keyed_intents(payloads: pl.DataFrame, target: str) -> pl.DataFrame:
+    """Ledger rows (`INTENT_COLUMNS`) from `order_key, order_ref, flow, payload` for `target`."""
+    return payloads.select(
+        pl.format(f"{target}:order:{{}}", "order_key").alias("idempotency_key"),
+        "order_key",
+        "flow",
+        pl.lit(target).alias("target"),
+        pl.lit(target).alias("wms"),
+        "order_ref",
+        "payload",
+    )
+
+
 def build_defs(config: FulfilConfig) -> dg.Definitions:
-    """The push stage for the flows fulfil.yaml configures."""
-    sources = whistl_sources(config)
-    flows = {s: flow_of(s, "whistl") for s in sources}
-    shadow_flows = [f for f in flows.values() if is_shadow(config, f)]
-    live_flows = [f for f in flows.values() if f not in shadow_flows]
+    """The push stage for the flows fulfil.yaml configures: one sending asset per target."""
+    assets = []
+    if flows_to(config, "whistl"):
+        assets.append(whistl_submissions(config))
+    if flows_to(config, "peoplevox"):
+        assets.append(peoplevox_submissions(config))
+    return dg.Definitions(assets=assets)
+
+
+def whistl_submissions(config: FulfilConfig) -> dg.AssetsDefinition:
+    """The asset that sends orders to Whistl."""
     grace_s = 60.0 * (config.systems.whistl.ack_grace_minutes if config.systems.whistl else 0)
 
     @dg.asset(
+        name="wms_submissions",
         group_name="push",
         deps=[dg.AssetKey("validated_orders")],
         kinds={"whistl", "sftp"},
@@ -83,52 +188,56 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
         goes again once its data changes. A flow in shadow mode records the files it would send, and sends
         nothing."""
         db = warehouse.get_db()
-        now = now_utc()
-        ready = ready_for(db, "whistl", list(flows.values()))
+        ready = ready_for(db, "whistl", flows_to(config, "whistl"))
         lines = db.read(
             f"SELECT order_key, wms_line_no AS line_no, sku, quantity FROM {SCHEMA}.wms_order_lines "
             "WHERE wms = 'whistl'"
         )
-        intents = submission_intents(ready, lines)
-        rearmed: list[str] = []
-        for flow in flows.values():
-            mine = intents.filter(pl.col("flow") == flow)
-            rearmed += effects.intend(db, TABLE, mine, shadow=flow in shadow_flows)[1]
-        for flow in live_flows:
-            effects.go_live(db, TABLE, f"flow = '{flow}'")
-        # Rejected by the warehouse earlier, data changed since: `intend` armed it again; close the rejection.
-        resolve_wms_rejections(db, [k.removeprefix("whistl:order:") for k in rearmed], now)
-        ledger = db.read(f"SELECT idempotency_key, status FROM {SCHEMA}.{TABLE} WHERE wms = 'whistl'")
-        # Held because it stopped being ready, ready again now: armed again (never lost). Rows no longer ready are
-        # held by `deliver` (its `wanted`), the one place that decides it.
-        ready_keys = intents.select("idempotency_key")
-        held = ledger.filter(pl.col("status") == effects.HELD)
-        effects.rearm(db, TABLE, held.join(ready_keys, on="idempotency_key")["idempotency_key"].to_list())
         with whistl_drop.session() as drop:
             inbox = WhistlInbox(db, drop)
-            report = effects.deliver(
+            _, metadata = submit(
+                context,
                 db,
-                TABLE,
+                config,
+                "whistl",
+                submission_intents(ready, lines),
                 inbox,
-                where="wms = 'whistl'",
                 settle_s=grace_s,
-                wanted=lambda rows: rows.join(ready_keys, on="idempotency_key", how="semi"),
                 batches=inbox.batches,
-                log=context.log.warning,
             )
-        totals = db.read(f"SELECT status, COUNT(*) AS n FROM {SCHEMA}.{TABLE} GROUP BY status")
-        return dg.MaterializeResult(
-            metadata={
-                "orders_sent": report.sent,
-                "files_written": inbox.files,
-                "found_already_at_whistl": report.found_at_target,
-                "held": report.held,
-                "deferred": report.deferred,
-                "ready_orders": ready.height,
-                "shadow_flows": dg.MetadataValue.json(shadow_flows),
-                "drop": whistl_drop.describe(),
-                "ledger_by_status": dg.MetadataValue.json(dict(totals.iter_rows()) if totals.height else {}),
-            }
-        )
+        return dg.MaterializeResult(metadata={**metadata, "files_written": inbox.files, "drop": whistl_drop.describe()})
 
-    return dg.Definitions(assets=[wms_submissions])
+    return wms_submissions
+
+
+def peoplevox_submissions(config: FulfilConfig) -> dg.AssetsDefinition:
+    """The asset that sends orders to Peoplevox."""
+
+    @dg.asset(
+        name="peoplevox_submissions",
+        group_name="push",
+        deps=[dg.AssetKey("validated_orders")],
+        kinds={"peoplevox", "soap"},
+        tags={"fulfil/warehouse": "write"},
+        pool="peoplevox",
+    )
+    def peoplevox_submissions(
+        context: dg.AssetExecutionContext, warehouse: Warehouse, peoplevox: PeoplevoxResource
+    ) -> dg.MaterializeResult:
+        """Orders sent to Peoplevox (rows of the `wms_submissions` ledger with `wms = 'peoplevox'`): every paid,
+        open order with no open exception of a flow that goes to Peoplevox, saved through `SaveData` as a
+        `Sales orders` row and its `Sales order items`, each order once. Peoplevox's answer is read row by row:
+        an order it refuses becomes a `WMS_REJECTED` exception in Peoplevox's own words and goes again once its
+        data changes. Before resending an attempt whose outcome is unknown, the order is looked up in Peoplevox
+        by its number. The account's save templates are checked first (`GetSaveTemplate`)."""
+        db = warehouse.get_db()
+        ready = ready_for(db, "peoplevox", flows_to(config, "peoplevox"))
+        intents = keyed_intents(peoplevox_payloads(ready, order_lines_for(db, "peoplevox")), "peoplevox")
+        client = peoplevox.get_client()
+        sender = PeoplevoxOrders(client)
+        if not all(is_shadow(config, f) for f in flows_to(config, "peoplevox")):
+            sender.check_templates()
+        _, metadata = submit(context, db, config, "peoplevox", intents, sender, batches=sender.batches)
+        return dg.MaterializeResult(metadata={**metadata, "save_calls": sender.calls, **client.stats.as_metadata()})
+
+    return peoplevox_submissions

@@ -1,0 +1,180 @@
+"""Peoplevox as an effect target for orders: `SaveData` of `Sales orders`, then `Sales order items`.
+
+Every call's `ResponseId`, `TotalCount` and per-row `Statuses` are checked: a row Peoplevox refused fails its order
+with Peoplevox's own words (`Detail`), the rest are saved. Before resending an attempt with no known outcome, the
+order is looked up by its number (`GetData`): an order Peoplevox holds with all its lines is confirmed, not resent.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import polars as pl
+
+from fulfil_assets.effects import FAILED, PENDING, SENDING, SENT, Outcome
+from resources.http import DataError, TransientError
+from resources.peoplevox import PeoplevoxClient, SoapResult
+
+SALES_ORDERS, ORDER_ITEMS = "Sales orders", "Sales order items"
+ORDER_COLUMNS = (
+    "SalesOrderNumber",
+    "Customer",
+    "ShippingAddressLine1",
+    "ShippingAddressLine2",
+    "ShippingAddressCity",
+    "ShippingAddressRegion",
+    "ShippingAddressPostcode",
+    "ShippingAddressCountry",
+    "Email",
+    "ContactName",
+    "TotalSale",
+    "CreatedDate",
+    "ServiceType",
+    "ChannelName",
+)
+ITEM_COLUMNS = ("SalesOrderNumber", "ItemCode", "QuantityOrdered", "Line", "Sequence", "SalePrice")
+ORDERS_PER_CALL = 100
+LOOKUP_CHUNK = 50
+_LINE = re.compile(r"Line (\d+): ([^;]*)")
+
+
+class TemplateMismatch(DataError):
+    """The account's save template lacks columns fulfil sends (Peoplevox templates are configurable)."""
+
+
+def peoplevox_payloads(ready: pl.DataFrame, lines: pl.DataFrame) -> pl.DataFrame:
+    """`order_key, order_ref, flow, payload`: per ready order the exact `Sales orders` row and `Sales order
+    items` rows it is saved as (`lines`: order_key, line_no, sku, quantity, unit_price as the WMS receives them)."""
+    schema = {"order_key": pl.String, "order_ref": pl.String, "flow": pl.String, "payload": pl.String}
+    if ready.is_empty():
+        return pl.DataFrame(schema=schema)
+    items = (
+        lines.sort("order_key", "line_no")
+        .group_by("order_key", maintain_order=True)
+        .agg(pl.struct("line_no", "sku", "quantity", "unit_price").alias("items"))
+    )
+    rows = []
+    for o in ready.join(items, on="order_key", how="inner").iter_rows(named=True):
+        order = {
+            "SalesOrderNumber": o["order_ref"],
+            "Customer": o["ship_name"] or "",
+            "ShippingAddressLine1": o["address1"] or "",
+            "ShippingAddressLine2": " ".join(x for x in (o["address2"], o["address3"]) if x),
+            "ShippingAddressCity": o["city"] or "",
+            "ShippingAddressRegion": o["region"] or "",
+            "ShippingAddressPostcode": o["postcode_normalised"] or "",
+            "ShippingAddressCountry": o["country_code"] or "",
+            "Email": o["email"] or "",
+            "ContactName": o["ship_name"] or "",
+            "TotalSale": f"{float(o['total'] or 0):.2f}",
+            "CreatedDate": o["created_at"].strftime("%Y-%m-%dT%H:%M:%S") if o["created_at"] else "",
+            "ServiceType": o["service_code"],
+            "ChannelName": o["channel"] or "",
+        }
+        order_items = [
+            {
+                "SalesOrderNumber": o["order_ref"],
+                "ItemCode": i["sku"],
+                "QuantityOrdered": str(i["quantity"]),
+                "Line": str(i["line_no"]),
+                "Sequence": str(i["line_no"]),
+                "SalePrice": "" if i["unit_price"] is None else f"{float(i['unit_price']):.2f}",
+            }
+            for i in o["items"]
+        ]
+        payload = json.dumps({"order": order, "items": order_items}, sort_keys=True)
+        rows.append({"order_key": o["order_key"], "order_ref": o["order_ref"], "flow": o["flow"], "payload": payload})
+    return pl.DataFrame(rows, schema=schema)
+
+
+def _refusals(result: SoapResult, refs: list[str]) -> dict[str, str]:
+    """Sales order number -> Peoplevox's words, for each row the answer's `Statuses` mark `Error` (its `Detail`
+    names rows by CSV line: the header is line 1)."""
+    words = {int(n): text.strip() for n, text in _LINE.findall(result.detail)}
+    refused: dict[str, str] = {}
+    for i, (ref, status) in enumerate(result.statuses):
+        if status != "Success":
+            refused.setdefault(ref or refs[i], words.get(i + 2, result.detail or "refused"))
+    return refused
+
+
+class PeoplevoxOrders:
+    """Saves orders into Peoplevox, checking every answer row by row."""
+
+    def __init__(self, client: PeoplevoxClient) -> None:
+        self.client = client
+        self.calls = 0
+
+    def check_templates(self) -> None:
+        """Refuse to send when the account's save templates lack a column fulfil sends: Peoplevox would drop it."""
+        for template, columns in ((SALES_ORDERS, ORDER_COLUMNS), (ORDER_ITEMS, ITEM_COLUMNS)):
+            offered = set(self.client.save_template(template))
+            missing = [c for c in columns if c not in offered]
+            if missing:
+                raise TemplateMismatch(
+                    "Peoplevox", "GetSaveTemplate", f"template '{template}' has no column {', '.join(missing)}"
+                )
+
+    def batches(self, rows: pl.DataFrame) -> Iterable[pl.DataFrame]:
+        """Up to `ORDERS_PER_CALL` orders per pair of `SaveData` calls."""
+        return rows.iter_slices(ORDERS_PER_CALL)
+
+    def holds(self, rows: pl.DataFrame) -> dict[str, str]:
+        """Rows whose order Peoplevox already holds with every line it was sent with."""
+        wanted = {
+            ref: (key, json.loads(p))
+            for key, ref, p in rows.select("idempotency_key", "order_ref", "payload").iter_rows()
+        }
+        refs = sorted(wanted)
+        found: dict[str, str] = {}
+        for start in range(0, len(refs), LOOKUP_CHUNK):
+            chunk = refs[start : start + LOOKUP_CHUNK]
+            clause = " OR ".join(f'SalesOrderNumber == "{r}"' for r in chunk)
+            held = {r["SalesOrderNumber"] for page in self.client.get_data(SALES_ORDERS, clause) for r in page}
+            lines: dict[str, set[str]] = {}
+            for page in self.client.get_data(ORDER_ITEMS, clause):
+                for r in page:
+                    lines.setdefault(r["SalesOrderNumber"], set()).add(r["Line"])
+            for ref in chunk:
+                key, payload = wanted[ref]
+                sent_lines = {i["Line"] for i in payload["items"]}
+                if ref in held and sent_lines <= lines.get(ref, set()):
+                    found[key] = f"Peoplevox holds sales order {ref} with {len(sent_lines)} line(s)"
+        return found
+
+    def _save(self, template: str, rows: list[dict[str, Any]]) -> SoapResult:
+        self.calls += 1
+        result = self.client.save_data(template, rows)
+        if not result.statuses and result.total != len(rows):
+            raise DataError("Peoplevox", "SaveData", f"{template}: saved {result.total} of {len(rows)} rows")
+        return result
+
+    def send(self, rows: pl.DataFrame) -> Iterator[tuple[list[str], Outcome]]:
+        """Save the orders, then the items of the orders Peoplevox took; yield each order's outcome."""
+        keys = dict(rows.select("order_ref", "idempotency_key").iter_rows())
+        payloads = {ref: json.loads(p) for ref, p in rows.select("order_ref", "payload").iter_rows()}
+        refs = list(payloads)
+        try:
+            head = self._save(SALES_ORDERS, [payloads[r]["order"] for r in refs])
+            refused = _refusals(head, refs)
+            taken = [r for r in refs if r not in refused]
+            item_rows = [i for r in taken for i in payloads[r]["items"]]
+            items = self._save(ORDER_ITEMS, item_rows) if item_rows else SoapResult(0, 0, "")
+        except TransientError as exc:
+            yield list(keys.values()), Outcome(SENDING if exc.maybe_applied else PENDING, error=str(exc))
+            return
+        except DataError as exc:
+            yield list(keys.values()), Outcome(FAILED, error=f"Peoplevox refused the batch: {exc}")
+            return
+        item_refusals = _refusals(items, [i["SalesOrderNumber"] for i in item_rows])
+        for ref, words in refused.items():
+            yield [keys[ref]], Outcome(FAILED, error=f"Peoplevox refused the order: {words}")
+        for ref in taken:
+            if ref in item_refusals:
+                yield [keys[ref]], Outcome(FAILED, error=f"Peoplevox refused a line: {item_refusals[ref]}")
+            else:
+                n = len(payloads[ref]["items"])
+                yield [keys[ref]], Outcome(SENT, result=f"saved to Peoplevox with {n} line(s)")
