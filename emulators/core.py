@@ -92,6 +92,7 @@ class Faults:
     malformed_rate: float = 0.0
     malformed_next: int = 0
     expire_tokens: bool = False
+    only_path: str = ""  # when set, faults strike only requests whose path ends with it (e.g. "Orders/CreateOrders")
     # system specific switches
     throttle_503: bool = False  # Cin7's old "60 calls per minute" 503 instead of 429
     error_in_200_next: int = 0  # Cin7: an ErrorCode body with HTTP 200
@@ -115,6 +116,9 @@ class Faults:
             return True
         rate = getattr(self, f"{kind}_rate", 0.0)
         return rate > 0 and rng.random() < rate
+
+
+_NO_FAULTS = Faults()
 
 
 @dataclass
@@ -258,6 +262,8 @@ class _Guard:
             await self.inner(scope, receive, send)
             return
         system, faults = self.system, self.system.faults
+        if faults.only_path and not scope["path"].endswith(faults.only_path):
+            faults = _NO_FAULTS
         body_bytes = b""
         more = True
         while more:

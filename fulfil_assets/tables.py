@@ -31,7 +31,10 @@ LEDGER = f"""
 LEDGERS = ("wms_submissions", "cancellations", "tracking_posts", "stock_pushes")
 
 # Columns added to tables after their first release: warehouses made before gain them (additive only).
-ADDED_COLUMNS = {"orders": {"fulfilment_location": "TEXT"}, "validated_orders": {"flow": "TEXT"}}
+ADDED_COLUMNS = {
+    "orders": {"fulfilment_location": "TEXT"},
+    "validated_orders": {"flow": "TEXT", "target_location": "TEXT"},
+}
 
 TABLES = {
     "orders": f"""
@@ -58,8 +61,8 @@ TABLES = {
     order_key TEXT NOT NULL, rule TEXT NOT NULL, passed BOOLEAN NOT NULL, reason_code TEXT, detail TEXT,
     owner TEXT, checked_at {TS} NOT NULL, PRIMARY KEY (order_key, rule)""",
     "validated_orders": f"""
-    order_key TEXT PRIMARY KEY, wms TEXT NOT NULL, flow TEXT, service_code TEXT, phone_normalised TEXT,
-    postcode_normalised TEXT, passed BOOLEAN NOT NULL, ready BOOLEAN NOT NULL, content_hash TEXT,
+    order_key TEXT PRIMARY KEY, wms TEXT NOT NULL, flow TEXT, service_code TEXT, target_location TEXT,
+    phone_normalised TEXT, postcode_normalised TEXT, passed BOOLEAN NOT NULL, ready BOOLEAN NOT NULL, content_hash TEXT,
     validated_at {TS} NOT NULL""",
     "wms_order_lines": """
     order_key TEXT NOT NULL, wms TEXT NOT NULL, wms_line_no INTEGER NOT NULL, source_line_no INTEGER, sku TEXT,

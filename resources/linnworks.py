@@ -23,6 +23,8 @@ METHOD_LIMITS = {
     "Orders/SetOrderShippingInfo": 250,
     "Orders/CancelOrder": 150,
     "Orders/GetOrdersById": 250,
+    "Orders/CreateOrders": 150,
+    "Orders/GetOrderDetailsByReferenceId": 250,
     "PostalServices/GetPostalServices": 150,
     "Auth/AuthorizeByApplication": 150,
 }
@@ -189,6 +191,16 @@ class LinnworksClient(ApiClient):
         if location_id:
             params["locationId"] = location_id
         return self.call("Orders/ProcessOrder", params, effect=True)
+
+    def create_orders(self, orders: list[dict[str, Any]], location_id: str) -> list[str]:
+        """Save channel orders at a fulfilment location; the ids of those Linnworks saved (an order it already
+        holds by Source, SubSource and ReferenceNumber is skipped)."""
+        return self.call("Orders/CreateOrders", {"orders": orders, "location": location_id}, effect=True) or []
+
+    def orders_by_reference(self, reference: str) -> list[dict[str, Any]]:
+        """Order details (at most 50) whose reference number is `reference`."""
+        method = "Orders/GetOrderDetailsByReferenceId"
+        return self.request("GET", f"{self.session()[1]}/api/{method}", method, params={"ReferenceId": reference}) or []
 
     def orders_by_id(self, order_ids: list[str]) -> list[dict[str, Any]]:
         """Order details (tracking, processed flag) of open and processed orders, by `pkOrderId`."""

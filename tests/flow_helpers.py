@@ -38,18 +38,21 @@ ALL_FLOWS = ["linnworks_whistl", "cin7_whistl", "bigcommerce_whistl", "linnworks
 
 
 def all_flows_config(emu: Emulators, tmp_path: Path, **extra: Any) -> FulfilConfig:
-    """fulfil.yaml with every flow against these emulators: Linnworks orders at the Peoplevox location go to
-    Peoplevox, the rest to Whistl (`extra` top-level keys merged in)."""
+    """fulfil.yaml with every flow (or `flows`) against these emulators: with both Linnworks flows, Linnworks
+    orders at the Peoplevox location go to Peoplevox and the rest to Whistl (`extra` top-level keys merged in)."""
+    flows = extra.pop("flows", ALL_FLOWS)
+    both = {"linnworks_whistl", "linnworks_peoplevox"} <= set(flows)
     return emulator_config(
         emu,
         tmp_path,
-        flows=extra.pop("flows", ALL_FLOWS),
-        routes={"linnworks_peoplevox": {"locations": [PEOPLEVOX_LOCATION]}},
+        flows=flows,
+        routes={"linnworks_peoplevox": {"locations": [PEOPLEVOX_LOCATION]}} if both else {},
         systems={
             "cin7": {"base_url": emu.url("cin7"), "budget_share": 1.0},
             "shopify": {"base_url": emu.url("shopify")},
             "bigcommerce": {"base_url": emu.url("bigcommerce"), "budget_share": 1.0},
             "peoplevox": {"base_url": emu.url("peoplevox")},
+            **extra.pop("systems", {}),
         },
         **extra,
     )

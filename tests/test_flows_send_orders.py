@@ -5,14 +5,15 @@ what the target holds row for row."""
 from __future__ import annotations
 
 import shutil
+import time
 from collections import Counter
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
-from flow_helpers import all_flows_config, run_job
+from flow_helpers import all_flows_config, run_job, set_faults
 
-from emulators.linnworks import PEOPLEVOX_LOCATION
+from emulators.linnworks import PEOPLEVOX_LOCATION, WHISTL_LOCATION
 from emulators.server import Emulators
 from fulfil_assets.definitions import build_definitions
 from resources.warehouse import SCHEMA, WarehouseDb
@@ -134,3 +135,70 @@ def test_peoplevox_saves_each_order_once_and_its_refusals_become_exceptions(
         f"SELECT * FROM {SCHEMA}.order_exceptions WHERE rule = 'wms_acceptance' AND resolved_at IS NULL"
     )
     assert still_open.is_empty()
+
+
+def test_shopify_orders_become_linnworks_orders_once(emulators: Emulators, fulfil_env: dict, tmp_path: Path) -> None:
+    """shopify_linnworks: each paid, valid Shopify order is created in Linnworks once (at the location its Shopify
+    location maps to, Shopify's id as external reference), also when a call times out after Linnworks applied
+    it; with linnworks_whistl beside it, the created orders then reach Whistl once as Linnworks orders."""
+    emu = emulators
+    emu.whistl.snapshot()
+    config = all_flows_config(
+        emu, tmp_path, flows=["shopify_linnworks", "linnworks_whistl"], systems={"linnworks": {"timeout_s": 0.5}}
+    )
+    defs = build_definitions(config)
+    instance = dg.DagsterInstance.ephemeral()
+    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+    # The first CreateOrders call is applied but answered only after the client gave up.
+    set_faults(emu, "linnworks", only_path="Orders/CreateOrders", timeout_next=1, timeout_s=1.0)
+
+    run_job(defs, "order_sync_job", instance)
+    ready = db.read(
+        f"SELECT o.order_ref, o.source_order_id, v.target_location FROM {SCHEMA}.validated_orders v "
+        f"JOIN {SCHEMA}.orders o USING (order_key) WHERE v.ready AND v.flow = 'shopify_linnworks'"
+    )
+    assert ready.height > 0 and set(ready["target_location"]) == {WHISTL_LOCATION}
+    unsure = db.read(f"SELECT status FROM {SCHEMA}.wms_submissions WHERE wms = 'linnworks' AND status = 'sending'")
+    assert unsure.height > 0, "the timed-out call left no unconfirmed attempt: the test proves nothing"
+    time.sleep(1.5)  # the emulator applies the timed-out call
+
+    run_job(defs, "order_sync_job", instance)
+    created = emu.linnworks.inspect()["created_orders"]
+    assert set(created) == set(ready["order_ref"])
+    sent_refs = Counter(ref for call in emu.linnworks.create_calls for ref in call)
+    assert set(sent_refs.values()) == {1}, "an order went to CreateOrders twice"
+    assert {r: c["external_reference"] for r, c in created.items()} == dict(
+        ready.select("order_ref", "source_order_id").iter_rows()
+    )
+    assert {c["location"] for c in created.values()} == {WHISTL_LOCATION}
+    shop_lines = db.read(
+        f"SELECT o.order_ref, w.sku, w.quantity FROM {SCHEMA}.wms_order_lines w JOIN {SCHEMA}.orders o "
+        "USING (order_key) WHERE w.wms = 'linnworks'"
+    )
+    for ref, order in created.items():
+        expected = sorted(shop_lines.filter(pl.col("order_ref") == ref).select("sku", "quantity").rows())
+        assert sorted(order["lines"]) == expected
+    ledger = db.read(f"SELECT status, result FROM {SCHEMA}.wms_submissions WHERE wms = 'linnworks'")
+    assert set(ledger["status"]) == {"sent"} and ledger.height == ready.height
+    assert ledger.filter(pl.col("result").str.starts_with("found at target")).height > 0
+
+    # linnworks_whistl picks the created orders up as Linnworks orders and sends each to Whistl once.
+    run_job(defs, "order_sync_job", instance)
+    emu.whistl.step()
+    receipts = emu.whistl.inspect()["receipts"]
+    created_ids = {c["order_id"] for c in created.values()}
+    from_shopify = (
+        db.read(
+            f"SELECT o.order_ref, v.ready FROM {SCHEMA}.orders o JOIN {SCHEMA}.validated_orders v USING (order_key) "
+            "WHERE o.source_system = 'linnworks'"
+        )
+        .join(
+            db.read(f"SELECT order_ref, source_order_id FROM {SCHEMA}.orders WHERE source_system = 'linnworks'"),
+            on="order_ref",
+        )
+        .filter(pl.col("source_order_id").is_in(list(created_ids)))
+    )
+    assert from_shopify.height == len(created_ids) and from_shopify["ready"].any()
+    for ref in from_shopify.filter(pl.col("ready"))["order_ref"]:
+        assert receipts.get(ref) == 1
+    assert set(receipts.values()) == {1}

@@ -11,10 +11,12 @@ import polars as pl
 from fulfil_assets import effects
 from fulfil_assets.config import FulfilConfig, is_shadow, target_of
 from fulfil_assets.ledger import now_utc, open_exceptions, resolve_wms_rejections
+from fulfil_assets.push.linnworks_orders import LinnworksOrders, linnworks_payloads
 from fulfil_assets.push.peoplevox_orders import PeoplevoxOrders, peoplevox_payloads
 from fulfil_assets.push.whistl_files import ORDER_FILE_COLUMNS, order_file_rows
 from fulfil_assets.push.whistl_inbox import WhistlInbox
 from resources.file_drop import FileDrop
+from resources.linnworks import LinnworksResource
 from resources.peoplevox import PeoplevoxResource
 from resources.warehouse import SCHEMA, Warehouse, WarehouseDb
 
@@ -55,7 +57,7 @@ def ready_for(db: WarehouseDb, target: str, flows: list[str]) -> pl.DataFrame:
         return pl.DataFrame(schema={"order_key": pl.String, "flow": pl.String})
     names = ", ".join(f"'{f}'" for f in flows)
     return db.read(
-        f"""SELECT o.*, v.flow, v.service_code, v.phone_normalised, v.postcode_normalised
+        f"""SELECT o.*, v.flow, v.service_code, v.target_location, v.phone_normalised, v.postcode_normalised
             FROM {SCHEMA}.orders o JOIN {SCHEMA}.validated_orders v USING (order_key)
             WHERE v.ready AND v.wms = '{target}' AND o.status = 'open' AND v.flow IN ({names})"""
     )
@@ -161,6 +163,8 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
         assets.append(whistl_submissions(config))
     if flows_to(config, "peoplevox"):
         assets.append(peoplevox_submissions(config))
+    if flows_to(config, "linnworks"):
+        assets.append(linnworks_submissions(config))
     return dg.Definitions(assets=assets)
 
 
@@ -241,3 +245,33 @@ def peoplevox_submissions(config: FulfilConfig) -> dg.AssetsDefinition:
         return dg.MaterializeResult(metadata={**metadata, "save_calls": sender.calls, **client.stats.as_metadata()})
 
     return peoplevox_submissions
+
+
+def linnworks_submissions(config: FulfilConfig) -> dg.AssetsDefinition:
+    """The asset that creates storefront orders in Linnworks."""
+
+    @dg.asset(
+        name="linnworks_submissions",
+        group_name="push",
+        deps=[dg.AssetKey("validated_orders")],
+        kinds={"shopify", "linnworks"},
+        tags={"fulfil/warehouse": "write"},
+    )
+    def linnworks_submissions(
+        context: dg.AssetExecutionContext, warehouse: Warehouse, linnworks: LinnworksResource
+    ) -> dg.MaterializeResult:
+        """Shopify orders created in Linnworks (rows of the `wms_submissions` ledger with `wms = 'linnworks'`):
+        every paid, open order with no open exception of `shopify_linnworks`, as a Linnworks channel order
+        (`Orders/CreateOrders`) with its variants as SKUs, at the Linnworks location its Shopify location maps to
+        in `locations.csv`, the Shopify order id kept as external reference so the order can be found again.
+        Each order once: an attempt whose outcome is unknown is looked up in Linnworks by reference before
+        anything is resent, and Linnworks itself skips a reference it already holds."""
+        db = warehouse.get_db()
+        ready = ready_for(db, "linnworks", flows_to(config, "linnworks"))
+        intents = keyed_intents(linnworks_payloads(ready, order_lines_for(db, "linnworks")), "linnworks")
+        client = linnworks.get_client()
+        sender = LinnworksOrders(client)
+        _, metadata = submit(context, db, config, "linnworks", intents, sender, batches=sender.batches)
+        return dg.MaterializeResult(metadata={**metadata, "create_calls": sender.calls, **client.stats.as_metadata()})
+
+    return linnworks_submissions

@@ -48,7 +48,11 @@ ORDER_STAGING = {
         ("open_orders", "processed_orders"), ("open_orders", "open_orders__items", "processed_orders"), stage_linnworks
     ),
     "cin7": Staging(("sale_list", "sales"), ("sales", "sales__order__lines", "sale_list"), stage_cin7),
-    "shopify": Staging(("orders",), ("orders", "orders__line_items", "orders__shipping_lines"), stage_shopify),
+    "shopify": Staging(
+        ("orders", "fulfillment_orders"),
+        ("orders", "orders__line_items", "orders__shipping_lines", "fulfillment_orders"),
+        stage_shopify,
+    ),
     "bigcommerce": Staging(
         ("orders", "order_products", "order_shipping_addresses"),
         ("orders", "order_products", "order_shipping_addresses"),

@@ -78,11 +78,25 @@ def _rfc2822(col: str) -> pl.Expr:
 
 
 def stage_shopify(
-    orders: pl.DataFrame, line_items: pl.DataFrame, shipping_lines: pl.DataFrame
+    orders: pl.DataFrame,
+    line_items: pl.DataFrame,
+    shipping_lines: pl.DataFrame,
+    fulfillment_orders: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Canonical orders and lines from Shopify. Lines keep the variant id: the SKU the OMS uses comes from
-    `variant_skus.csv` at validation."""
+    """Canonical orders and lines from Shopify. Lines keep the variant id (validation maps it to the SKU the
+    OMS uses); the fulfilment location is the location Shopify assigned the order's first fulfillment order."""
+    fo = ensure_columns(
+        fulfillment_orders if fulfillment_orders is not None else pl.DataFrame(),
+        {"id": pl.Int64, "order_id": pl.Int64, "assigned_location_id": pl.Int64},
+    )
+    assigned = (
+        fo.filter(pl.col("order_id").is_not_null())
+        .sort("id")
+        .unique("order_id", keep="first")
+        .select(pl.col("order_id").cast(S).alias("_oid"), pl.col("assigned_location_id").cast(S).alias("_loc"))
+    )
     o = ensure_columns(orders, SHOPIFY_ORDER)
+    o = o.join(assigned, left_on=pl.col("id").cast(S), right_on="_oid", how="left")
     ship = ensure_columns(shipping_lines, SHOPIFY_SHIPPING).sort("_dlt_list_idx").unique("_dlt_parent_id", keep="first")
     key = pl.format("shopify:{}", pl.col("id"))
     staged = o.join(
@@ -116,6 +130,7 @@ def stage_shopify(
         pl.col("shipping_address__country_code").alias("country_code"),
         pl.col("shipping_address__phone").alias("phone"),
         pl.col("total_price").alias("total"),
+        pl.col("_loc").alias("fulfilment_location"),
     )
     li = ensure_columns(line_items, SHOPIFY_LINE)
     parents = o.select("_dlt_id", pl.col("id").alias("_order_id"))

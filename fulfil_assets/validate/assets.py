@@ -14,12 +14,12 @@ from fulfil_assets import routing
 from fulfil_assets.config import FulfilConfig
 from fulfil_assets.ledger import now_utc
 from fulfil_assets.validate.gx_run import run_gx
-from fulfil_assets.validate.mappings import load_bundles, load_service_codes, load_variant_skus
+from fulfil_assets.validate.mappings import load_bundles, load_locations, load_service_codes, load_variant_skus
 from fulfil_assets.validate.rules import check_orders, merge_exceptions, prepare_lines, wms_ready_orders
 from fulfil_assets.validate.suites import load_suite
 from resources.warehouse import SCHEMA, Warehouse, WarehouseDb
 
-RULES = ("sku_mapping", "sku_format", "sku_known", "quantity", "phone", "postcode", "address", "service")
+RULES = ("sku_mapping", "sku_format", "sku_known", "quantity", "phone", "postcode", "address", "service", "location")
 SENT = "('sending', 'sent', 'acknowledged', 'despatched')"  # orders that (may) have reached their target
 DOCS_KEPT = 48  # Data Docs of the newest runs; older ones are removed
 WMS_TARGETS = ("whistl", "peoplevox")  # targets that pick physical stock: bundles go as their components
@@ -101,6 +101,7 @@ def validate_target(
         load_service_codes(exp_dir / "service_codes.csv"),
         load_variant_skus(exp_dir / "variant_skus.csv"),
         load_bundles(exp_dir / "bundles.csv") if target in WMS_TARGETS else None,
+        load_locations(exp_dir / "locations.csv"),
     )
     failures, verdicts = check_orders(frame, suite, parameters)
     ready = wms_ready_orders(orders, verdicts)
@@ -110,6 +111,7 @@ def validate_target(
         pl.lit(target).alias("wms"),
         "flow",
         "service_code",
+        "target_location",
         pl.col("phone_wms").alias("phone_normalised"),
         pl.col("postcode_norm").alias("postcode_normalised"),
         (~pl.col("order_key").is_in(failing["order_key"].implode())).alias("passed"),

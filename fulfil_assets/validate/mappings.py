@@ -117,6 +117,22 @@ def load_variant_skus(path: Path) -> pl.DataFrame:
     )
 
 
+def _location_row(row: dict[str, str]) -> str | None:
+    if row["system"] not in SYSTEMS:
+        return f"unknown system {row['system']!r} (one of {sorted(SYSTEMS)})"
+    if row["target"] not in WMS_SERVICE_CODES:
+        return f"unknown target {row['target']!r} (one of {sorted(WMS_SERVICE_CODES)})"
+    return None
+
+
+def load_locations(path: Path) -> pl.DataFrame:
+    """`system, location, target, target_location`: where an order system's fulfilment location sends orders
+    at the target (a Shopify location -> a Linnworks location)."""
+    return _load(
+        path, ["system", "location", "target", "target_location"], ["system", "location", "target"], _location_row
+    )
+
+
 def _bundle_row(row: dict[str, str]) -> str | None:
     if not WHOLE.fullmatch(row["quantity"]) or int(row["quantity"]) < 1:
         return f"quantity {row['quantity']!r} must be a whole number of at least 1"

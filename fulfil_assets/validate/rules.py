@@ -27,6 +27,7 @@ OWNERS = {
     "DESPATCH_OVER_QUANTITY": "warehouse",
     "WMS_REJECTED": "office",
     "SNAPSHOT_REJECTED": "warehouse",
+    "LOCATION_UNMAPPED": "office",
 }
 VERDICT_SCHEMA = {
     "order_key": pl.String,
@@ -98,12 +99,21 @@ def prepare_lines(
     service_map: pl.DataFrame,
     variant_map: pl.DataFrame | None = None,
     bundles: pl.DataFrame | None = None,
+    locations: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """The frame the suites check: one row per order line as the WMS will receive it (storefront variants
-    mapped to SKUs, bundles expanded into components), with the order's cleaned and normalised fields."""
+    mapped to SKUs, bundles expanded into components), with the order's cleaned and normalised fields and its
+    location at the target (`target_location`, from `locations.csv`)."""
     svc = service_map.filter(pl.col("wms") == wms).select(
         pl.col("system").alias("source_system"), "shipping_method", "service_code"
     )
+    loc = (
+        locations
+        if locations is not None
+        else pl.DataFrame(schema={c: pl.String for c in ("system", "location", "target", "target_location")})
+    ).filter(pl.col("target") == wms)
+    loc = loc.select(pl.col("system").alias("source_system"), pl.col("location").alias("_loc"), "target_location")
+    orders = ensure_columns(orders, {"fulfilment_location": pl.String})
     o = (
         orders.with_columns(
             [_clean(c).alias(c) for c in ("ship_name", "address1", "city", "country_code", "phone", "postcode")]
@@ -128,6 +138,7 @@ def prepare_lines(
             ).alias("postcode_key"),
         )
         .join(svc, on=["source_system", "shipping_method"], how="left")
+        .join(loc, left_on=["source_system", "fulfilment_location"], right_on=["source_system", "_loc"], how="left")
     )
     ln = ensure_columns(lines, {"source_variant_id": pl.String}).with_columns(
         _clean("sku").alias("sku"), pl.col("source_variant_id").cast(pl.String)

@@ -219,6 +219,16 @@ def build_suite(wms: str) -> dict[str, Any]:
             "service_codes.csv",
         )
     )
+    if wms == "linnworks":  # orders created in Linnworks need the location they are fulfilled from
+        expectations.append(
+            _expectation(
+                "expect_column_values_to_not_be_null",
+                "target_location",
+                "location",
+                "LOCATION_UNMAPPED",
+                "{source_system} location {fulfilment_location} has no Linnworks location in locations.csv",
+            )
+        )
     return {
         "name": f"{wms}_orders",
         "expectations": expectations,

@@ -1,0 +1,142 @@
+"""Linnworks as an effect target for storefront orders (`shopify_linnworks`): `Orders/CreateOrders`.
+
+Each Shopify order becomes a Linnworks channel order (Source `SHOPIFY`, the Shopify order number as reference and
+its id as external reference, lines linked by SKU) at the Linnworks location its Shopify location maps to. Linnworks
+skips an order it already holds by Source, SubSource and reference; before resending an attempt whose outcome is
+unknown, the order is looked up by its reference (`Orders/GetOrderDetailsByReferenceId`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import polars as pl
+
+from fulfil_assets.effects import FAILED, PENDING, SENDING, SENT, Outcome
+from resources.http import DataError, TransientError
+from resources.linnworks import LinnworksClient
+
+SOURCE, SUBSOURCE = "SHOPIFY", "Shopify"
+ORDERS_PER_CALL = 50
+
+
+def _iso(value: Any) -> str | None:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value is not None else None
+
+
+def linnworks_payloads(ready: pl.DataFrame, lines: pl.DataFrame) -> pl.DataFrame:
+    """`order_key, order_ref, flow, payload`: per ready storefront order the exact Linnworks `ChannelOrder` it is
+    created as and the location it is created at (`lines`: order_key, line_no, sku, quantity, unit_price)."""
+    schema = {"order_key": pl.String, "order_ref": pl.String, "flow": pl.String, "payload": pl.String}
+    if ready.is_empty():
+        return pl.DataFrame(schema=schema)
+    items = (
+        lines.sort("order_key", "line_no")
+        .group_by("order_key", maintain_order=True)
+        .agg(pl.struct("line_no", "sku", "quantity", "unit_price").alias("items"))
+    )
+    rows = []
+    for o in ready.join(items, on="order_key", how="inner").iter_rows(named=True):
+        address = {
+            "FullName": o["ship_name"] or "",
+            "Company": o["company"] or "",
+            "Address1": o["address1"] or "",
+            "Address2": o["address2"] or "",
+            "Address3": o["address3"] or "",
+            "Town": o["city"] or "",
+            "Region": o["region"] or "",
+            "PostCode": o["postcode_normalised"] or "",
+            "Country": o["country_code"] or "",
+            "MatchCountryCode": o["country_code"] or "",
+            "PhoneNumber": o["phone_normalised"] or "",
+            "EmailAddress": o["email"] or "",
+        }
+        order = {
+            "Source": SOURCE,
+            "SubSource": SUBSOURCE,
+            "ReferenceNumber": o["order_ref"],
+            "ExternalReference": o["source_order_id"],
+            "ChannelBuyerName": o["ship_name"] or "",
+            "ReceivedDate": _iso(o["created_at"]),
+            "PaymentStatus": "Paid",
+            "Currency": o["currency"] or "GBP",
+            "PostalServiceName": o["service_code"],
+            "MatchPostalServiceTag": o["service_code"],
+            "AutomaticallyLinkBySKU": True,
+            "DeliveryAddress": address,
+            "BillingAddress": address,
+            "OrderItems": [
+                {
+                    "ItemNumber": str(i["line_no"]),
+                    "ChannelSKU": i["sku"],
+                    "ItemTitle": i["sku"],
+                    "Qty": int(i["quantity"]),
+                    "PricePerUnit": float(i["unit_price"] or 0),
+                    "TaxCostInclusive": True,
+                }
+                for i in o["items"]
+            ],
+        }
+        payload = json.dumps({"location": o["target_location"], "order": order}, sort_keys=True)
+        rows.append({"order_key": o["order_key"], "order_ref": o["order_ref"], "flow": o["flow"], "payload": payload})
+    return pl.DataFrame(rows, schema=schema)
+
+
+class LinnworksOrders:
+    """Creates storefront orders in Linnworks, one call per batch of orders at one location."""
+
+    def __init__(self, client: LinnworksClient) -> None:
+        self.client = client
+        self.calls = 0
+
+    def batches(self, rows: pl.DataFrame) -> Iterable[pl.DataFrame]:
+        """Orders grouped by their Linnworks location (one per call), up to `ORDERS_PER_CALL` a call."""
+        located = rows.with_columns(
+            pl.col("payload").map_elements(lambda p: json.loads(p)["location"], return_dtype=pl.String).alias("_loc")
+        )
+        for _, group in located.group_by("_loc", maintain_order=True):
+            yield from group.drop("_loc").iter_slices(ORDERS_PER_CALL)
+
+    def _held(self, reference: str) -> str | None:
+        """The Linnworks id of the order fulfil created under `reference`, if Linnworks holds it."""
+        for order in self.client.orders_by_reference(reference):
+            info = order.get("GeneralInfo") or {}
+            if info.get("ReferenceNum") == reference and info.get("Source") == SOURCE:
+                return str(order.get("OrderId"))
+        return None
+
+    def holds(self, rows: pl.DataFrame) -> dict[str, str]:
+        """Rows whose order Linnworks already holds (looked up by reference)."""
+        found = {}
+        for key, ref in rows.select("idempotency_key", "order_ref").iter_rows():
+            order_id = self._held(ref)
+            if order_id:
+                found[key] = f"Linnworks holds it as order {order_id}"
+        return found
+
+    def send(self, rows: pl.DataFrame) -> Iterator[tuple[list[str], Outcome]]:
+        """Create the batch's orders; each saved order is confirmed with its Linnworks id. When Linnworks saved
+        fewer than were sent (it skips orders it already holds), each order is looked up by reference."""
+        payloads = [json.loads(p) for p in rows["payload"]]
+        keys, refs = rows["idempotency_key"].to_list(), rows["order_ref"].to_list()
+        self.calls += 1
+        try:
+            ids = self.client.create_orders([p["order"] for p in payloads], payloads[0]["location"])
+        except TransientError as exc:
+            yield keys, Outcome(SENDING if exc.maybe_applied else PENDING, error=str(exc))
+            return
+        except DataError as exc:
+            yield keys, Outcome(FAILED, error=f"Linnworks refused the orders: {exc}")
+            return
+        if len(ids) == len(keys):
+            for key, order_id in zip(keys, ids, strict=True):
+                yield [key], Outcome(SENT, result=f"Linnworks order {order_id}")
+            return
+        for key, ref in zip(keys, refs, strict=True):
+            order_id = self._held(ref)
+            if order_id:
+                yield [key], Outcome(SENT, result=f"Linnworks order {order_id}")
+            else:
+                yield [key], Outcome(SENDING, error=f"Linnworks saved {len(ids)} of {len(keys)}; {ref} not found yet")
