@@ -1,16 +1,18 @@
 """The `fulfil` command: `fulfil demo` runs the emulators and the Dagster UI (or one headless pass)."""
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from emulators.server import Emulators
+    from resources.warehouse import WarehouseDb
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -25,6 +27,13 @@ def _demo_env(data_dir: Path) -> dict[str, str]:
         "LINNWORKS_APPLICATION_SECRET": "lw-app-secret",
         "LINNWORKS_TOKEN": "lw-install-token",
         "WHISTL_SFTP_PASSWORD": defaults.sftp_password,
+        "CIN7_ACCOUNT_ID": "cin7-account",
+        "CIN7_APPLICATION_KEY": "cin7-key",
+        "SHOPIFY_ACCESS_TOKEN": "shpat_emulator",
+        "BIGCOMMERCE_ACCESS_TOKEN": "bc-token",
+        "PEOPLEVOX_CLIENT_ID": "brand01",
+        "PEOPLEVOX_USERNAME": "integration",
+        "PEOPLEVOX_PASSWORD": "pvx-password",
         "FULFIL_WAREHOUSE_URL": f"duckdb:///{data_dir / 'warehouse.duckdb'}",
         "FULFIL_DATA_DIR": str(data_dir),
         "DAGSTER_HOME": str(data_dir / "dagster_home"),
@@ -47,13 +56,14 @@ def demo(args: argparse.Namespace) -> int:
     emulators = Emulators(
         EmulatorConfig(data_dir=data_dir / "emulators", tick_s=args.tick, n_orders=args.orders)
     ).start()
+    emulators.linnworks.peoplevox_share = 0.3  # Linnworks fulfils these from Peoplevox (routes in fulfil.yaml)
     emulators.whistl.snapshot()
     print("emulators listening:", file=sys.stderr)
     for name, info in emulators.describe().items():
         print(f"  {name:12s} {info.get('url') or info.get('sftp')}", file=sys.stderr)
     try:
         if args.headless:
-            return _headless_pass(emulators)
+            return _headless_pass(emulators, args.json)
         print("Dagster UI: http://127.0.0.1:3000  (Ctrl-C stops everything)", file=sys.stderr)
         proc = subprocess.Popen(
             [
@@ -80,10 +90,50 @@ def demo(args: argparse.Namespace) -> int:
         emulators.stop()
 
 
-def _headless_pass(emulators: "Emulators") -> int:
-    """Sync orders, let the warehouse work, take its files in and post tracking: one whole loop, printed."""
+def flow_report(emulators: "Emulators", db: "WarehouseDb", flows: list[str]) -> dict[str, dict[str, Any]]:
+    """Per flow, what its target system holds afterwards, read from the emulators' own inspection (orders
+    received and how often, refusals), beside what the ledger says was sent and the flow's open exceptions."""
+    from fulfil_assets.config import target_of
+    from resources.warehouse import SCHEMA
+
+    ledger = db.read(f"SELECT flow, order_ref, status FROM {SCHEMA}.wms_submissions")
+    exceptions = db.read(
+        f"SELECT v.flow, e.reason_code FROM {SCHEMA}.order_exceptions e JOIN {SCHEMA}.validated_orders v "
+        "USING (order_key) WHERE e.resolved_at IS NULL"
+    )
+    whistl, pvx, lw = emulators.whistl.inspect(), emulators.peoplevox.inspect(), emulators.linnworks.inspect()
+    held_by_target = {
+        "whistl": whistl["receipts"],
+        "peoplevox": pvx["saves"],
+        "linnworks": {ref: 1 for ref in lw["created_orders"]},
+    }
+    report: dict[str, dict[str, Any]] = {}
+    for flow in flows:
+        target = target_of(flow)
+        mine = ledger.filter(ledger["flow"] == flow) if ledger.height else ledger
+        refs = set(mine["order_ref"]) if mine.height else set()
+        received = {r: n for r, n in held_by_target[target].items() if r in refs}
+        flow_exceptions = exceptions.filter(exceptions["flow"] == flow) if exceptions.height else exceptions
+        report[flow] = {
+            "target": target,
+            "orders_received": len(received),
+            "orders_received_more_than_once": sum(1 for n in received.values() if n > 1),
+            "ledger_by_status": dict(mine.group_by("status").len().iter_rows()) if mine.height else {},
+            "open_exceptions": dict(flow_exceptions.group_by("reason_code").len().iter_rows())
+            if flow_exceptions.height
+            else {},
+        }
+        if target == "whistl":
+            report[flow]["refused_by_target"] = sum(1 for r in whistl["rejections"] if r.get("order_reference") in refs)
+    return report
+
+
+def _headless_pass(emulators: "Emulators", as_json: bool) -> int:
+    """Sync orders, let the warehouse work, take its files in and post tracking: one whole loop, printed (as
+    JSON per flow with `--json`)."""
     import dagster as dg
 
+    from fulfil_assets.config import load_config
     from fulfil_assets.definitions import defs
     from resources.warehouse import SCHEMA, WarehouseDb, warehouse_url
 
@@ -94,9 +144,12 @@ def _headless_pass(emulators: "Emulators") -> int:
         time.sleep(0.1)
     ok &= defs.resolve_job_def("despatch_job").execute_in_process(instance=instance).success
     db = WarehouseDb(warehouse_url())
-    for table in ("orders", "order_exceptions", "wms_submissions", "despatches", "tracking_posts"):
-        n = db.read(f"SELECT COUNT(*) AS n FROM {SCHEMA}.{table}")["n"][0]
-        print(f"{table:18s} {n} rows")
+    if as_json:
+        print(json.dumps(flow_report(emulators, db, list(load_config().flows)), indent=2, sort_keys=True))
+    else:
+        for table in ("orders", "order_exceptions", "wms_submissions", "despatches", "tracking_posts"):
+            n = db.read(f"SELECT COUNT(*) AS n FROM {SCHEMA}.{table}")["n"][0]
+            print(f"{table:18s} {n} rows")
     return 0 if ok else 1
 
 
@@ -132,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tick", type=float, default=10.0, help="seconds between new orders / warehouse shifts")
     p.add_argument("--orders", type=int, default=300, help="open orders per OMS at start")
     p.add_argument("--headless", action="store_true", help="run one pass of the flow without the UI and exit")
+    p.add_argument("--json", action="store_true", help="with --headless: print per flow what each target holds")
     p.set_defaults(func=demo)
     c = sub.add_parser("check-orders", help="check a CSV of order lines against a warehouse's rules")
     c.add_argument("file")

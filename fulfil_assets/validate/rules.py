@@ -139,6 +139,7 @@ def prepare_lines(
         )
         .join(svc, on=["source_system", "shipping_method"], how="left")
         .join(loc, left_on=["source_system", "fulfilment_location"], right_on=["source_system", "_loc"], how="left")
+        .with_columns(pl.col("fulfilment_location").fill_null("(none assigned yet)").alias("location_shown"))
     )
     ln = ensure_columns(lines, {"source_variant_id": pl.String}).with_columns(
         _clean("sku").alias("sku"), pl.col("source_variant_id").cast(pl.String)

@@ -226,7 +226,7 @@ def build_suite(wms: str) -> dict[str, Any]:
                 "target_location",
                 "location",
                 "LOCATION_UNMAPPED",
-                "{source_system} location {fulfilment_location} has no Linnworks location in locations.csv",
+                "{source_system} location {location_shown} has no Linnworks location in locations.csv",
             )
         )
     return {
