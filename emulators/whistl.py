@@ -221,23 +221,33 @@ class Whistl:
         return None
 
     def receive_cancellations(self, now: datetime) -> dict[str, str]:
-        """Cancel orders not yet picking; refuse the rest (the picking cut-off)."""
+        """Cancel orders not yet picking; refuse the rest (the picking cut-off). Each cancellation file is
+        acknowledged per order (`ack_*.csv`: CANCELLED, or REJECTED with CANCEL_TOO_LATE / UNKNOWN_ORDER), and
+        the too-late ones are reported in `err_*.csv` as well."""
         results: dict[str, str] = {}
-        for _, data in self._new_files("can"):
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        for name, data in self._new_files("can"):
+            acks: list[dict[str, str]] = []
             for row in csv.DictReader(io.StringIO(data.decode("utf-8"))):
                 ref = row.get("order_reference", "")
                 order = self.orders.get(ref)
                 if order is None:
-                    results[ref] = "UNKNOWN_ORDER"
+                    result = "UNKNOWN_ORDER"
                 elif order.cancelled:
-                    results[ref] = "CANCELLED"
+                    result = "CANCELLED"
                 elif order.stage == "received":
                     order.cancelled = True
                     for sku, qty in order.lines.values():
                         self.allocated[sku] -= qty
-                    results[ref] = "CANCELLED"
+                    result = "CANCELLED"
                 else:
-                    results[ref] = "CANCEL_TOO_LATE"
+                    result = "CANCEL_TOO_LATE"
+                results[ref] = result
+                if result == "CANCELLED":
+                    acks.append(self._ack(name, ref, "CANCELLED", "", stamp))
+                else:
+                    acks.append(self._ack(name, ref, "REJECTED", result, stamp))
+            self._write("ack", ACK_COLUMNS, acks, now)
         rejected = [
             {
                 "order_reference": r,

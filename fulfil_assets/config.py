@@ -189,6 +189,9 @@ class ScheduleConfig(_Strict):
     """How often the scheduled jobs run."""
 
     order_sync_minutes: Minutes = 5
+    cancellation_minutes: Minutes = Field(
+        1, description="how often cancellations are read from the order systems and sent on, to beat picking"
+    )
     tracking_retry_minutes: Minutes = 10
     despatch_poll_seconds: int = Field(30, ge=5, le=3600)
     despatch_settle_seconds: int = Field(

@@ -3,13 +3,15 @@
 import dagster as dg
 from dagster_dlt import DagsterDltResource
 
-from fulfil_assets.config import FulfilConfig, every_minutes_cron, load_config
+from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, every_minutes_cron, load_config
 from fulfil_assets.despatch import definitions as despatch
 from fulfil_assets.ingest import definitions as ingest
 from fulfil_assets.ingest.assets import RAW_ASSETS, ingest_group
 from fulfil_assets.push import definitions as push
+from fulfil_assets.push.assets import flows_to
 from fulfil_assets.reconcile import definitions as reconcile
 from fulfil_assets.stage import definitions as stage
+from fulfil_assets.stage.assets import ORDER_STAGING
 from fulfil_assets.validate import definitions as validate
 from resources.bigcommerce import BigCommerceResource
 from resources.cin7 import Cin7Resource
@@ -73,6 +75,29 @@ def resources_for(config: FulfilConfig) -> dict[str, object]:
     return resources
 
 
+def cancellation_defs(config: FulfilConfig) -> dg.Definitions:
+    """The cancellation job (read the order systems' orders, stage them, send cancellations on) and its short
+    schedule, so that a cancellation beats the warehouse's picking cut-off."""
+    if not flows_to(config, "whistl"):
+        return dg.Definitions()
+    oms = sorted({FLOW_SYSTEMS[f][0] for f in config.flows})
+    raw = [dg.AssetKey([f"raw_{s}", dep]) for s in oms for dep in ORDER_STAGING[s].deps]
+    job = dg.define_asset_job(
+        "cancellation_job",
+        selection=dg.AssetSelection.assets(*raw, "orders", "order_lines", "cancellations"),
+        tags=WAREHOUSE_TAGS,
+        description="Read orders from the order systems, stage them, and send the cancellations they show to the "
+        "warehouse before it picks.",
+    )
+    schedule = dg.ScheduleDefinition(
+        name="cancellation_schedule",
+        job=job,
+        cron_schedule=every_minutes_cron(config.schedules.cancellation_minutes),
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
+    return dg.Definitions(jobs=[job], schedules=[schedule])
+
+
 def build_definitions(config: FulfilConfig) -> dg.Definitions:
     """All stages merged, with the order sync job and its schedule."""
     order_sync_job = dg.define_asset_job(
@@ -92,6 +117,7 @@ def build_definitions(config: FulfilConfig) -> dg.Definitions:
             )
         ],
     )
+    cancel_defs = cancellation_defs(config)
     stages = [
         ingest.build_defs(config),
         stage.build_defs(config),
@@ -99,6 +125,7 @@ def build_definitions(config: FulfilConfig) -> dg.Definitions:
         push.build_defs(config),
         reconcile.defs,
         sync,
+        cancel_defs,
         despatch.build_defs(config),
     ]
     # DuckDB has one writer: steps run in the run's own process, one after another.

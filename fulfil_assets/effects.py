@@ -294,11 +294,13 @@ def deliver(
     settle_s: float = 0.0,
     wanted: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
     batches: Callable[[pl.DataFrame], Iterable[pl.DataFrame]] | None = None,
+    recheck: Callable[[pl.DataFrame], dict[str, str]] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> DeliveryReport:
     """Send every due effect of `table` matching `where`, chunk by chunk of claimed rows: first ask the target
     about attempts with no known outcome, once they are `settle_s` old (confirm what it holds), hold rows `wanted`
-    drops, then send the rest in `batches` (default: one row each), recording every outcome as it comes."""
+    drops and rows `recheck` (the source, asked right before the send) gives a reason against, then send the rest
+    in `batches` (default: one row each), recording every outcome as it comes."""
     owner = sender_id()
     report = DeliveryReport()
     streak = 0  # deferrals in a row: a target that keeps failing is left for the next run
@@ -328,6 +330,17 @@ def deliver(
                 record(db, table, dropped["idempotency_key"].to_list(), Outcome(HELD, error="no longer ready"), owner)
                 report.held += dropped.height
                 rows = keep
+            if recheck is not None and rows.height:
+                try:
+                    against = recheck(rows)
+                except TransientError as exc:  # the source cannot say now: nothing goes unchecked, try later
+                    report.errors.append(f"could not recheck at source: {exc}")
+                    report.deferred += rows.height
+                    continue
+                for key, reason in against.items():
+                    record(db, table, [key], Outcome(HELD, error=reason), owner)
+                report.held += len(against)
+                rows = rows.filter(~pl.col("idempotency_key").is_in(list(against)))
             for batch in batches(rows) if batches else (rows.slice(i, 1) for i in range(rows.height)):
                 mine = _attempt(db, table, batch["idempotency_key"].to_list(), owner)
                 if not mine:

@@ -2,6 +2,7 @@
 
 import fnmatch
 import hashlib
+import json
 from datetime import datetime
 
 import dagster as dg
@@ -74,7 +75,33 @@ def take_despatch_file(
         )
     # An order whose despatch does not add up (over-shipped, a line it never had) waits for the warehouse owner:
     # its exception is open and nothing is posted to the customer's order until a person has looked.
-    affected = matched.select("order_key").unique().join(problems.select("order_key"), on="order_key", how="anti")
+    # A despatch of an order the customer cancelled is not posted as shipped: the warehouse owner gets it.
+    cancelled = db.read(
+        f"SELECT order_key, order_ref, updated_at FROM {SCHEMA}.orders WHERE status = 'cancelled'",
+        schema={"order_key": pl.String, "order_ref": pl.String, "updated_at": pl.Datetime("us", "UTC")},
+    ).join(matched.select("order_key").unique(), on="order_key", how="semi")
+    open_exceptions(
+        db,
+        cancelled.select(
+            "order_key",
+            pl.lit("CANCEL_TOO_LATE").alias("reason_code"),
+            pl.format(
+                "Whistl despatched order {} ({}) although the customer cancelled it at {}: stop the parcel with the "
+                "carrier or arrange a return",
+                "order_ref",
+                pl.lit(name),
+                pl.col("updated_at").cast(pl.String),
+            ).alias("detail"),
+        ),
+        "despatch_after_cancel",
+        now,
+    )
+    affected = (
+        matched.select("order_key")
+        .unique()
+        .join(problems.select("order_key"), on="order_key", how="anti")
+        .join(cancelled.select("order_key"), on="order_key", how="anti")
+    )
     all_rows = db.read(f"SELECT * FROM {SCHEMA}.despatches WHERE wms = 'whistl'").join(affected, on="order_key")
     intents = tracking_intents(all_rows, lines, owners)
     for flow in intents["flow"].unique().to_list():
@@ -89,11 +116,44 @@ def take_despatch_file(
     }
 
 
+def take_cancel_acks(db: WarehouseDb, acks: pl.DataFrame, now: datetime) -> None:
+    """Whistl's answers to our cancellation files: `CANCELLED` confirms the cancellation (and the order's
+    submission turns `cancelled`); `CANCEL_TOO_LATE` (picking had started) leaves it with the warehouse owner as
+    an exception saying what the customer asked and when; `UNKNOWN_ORDER` means Whistl never held the order."""
+    ledger = db.read(
+        f"SELECT idempotency_key, order_key, order_ref, file_name, payload FROM {SCHEMA}.cancellations "
+        "WHERE wms = 'whistl' AND status IN ('sent', 'sending')"
+    )
+    hits = acks.join(ledger, on=["file_name", "order_ref"], how="inner")
+    for row in hits.iter_rows(named=True):
+        key, order_key = row["idempotency_key"], row["order_key"]
+        if row["status"] == "CANCELLED" or row["detail"] == "UNKNOWN_ORDER":
+            held = "cancelled at Whistl" if row["status"] == "CANCELLED" else "Whistl never held the order"
+            mark(db, "cancellations", [key], "acknowledged", error=None, confirmed=True)
+            mark(db, "wms_submissions", [f"whistl:order:{order_key}"], "cancelled", error=held, confirmed=True)
+        else:
+            asked = json.loads(row["payload"])[0][2]
+            mark(db, "cancellations", [key], "too_late", error=f"{row['detail']} ({row['ack_file']})")
+            problem = pl.DataFrame(
+                {
+                    "order_key": [order_key],
+                    "reason_code": ["CANCEL_TOO_LATE"],
+                    "detail": [
+                        f"customer cancelled order {row['order_ref']} at {asked}; Whistl answered {row['detail']} "
+                        f"(picking had started): stop it at the warehouse or arrange a return"
+                    ],
+                }
+            )
+            open_exceptions(db, problem, "cancellation", now)
+
+
 def take_ack_file(db: WarehouseDb, name: str, data: bytes) -> dict[str, int]:
     """Load one acknowledgement: what Whistl received, per order file and order. An order it accepted moves from
-    `sent` to `acknowledged` (refusals come as rejection files)."""
+    `sent` to `acknowledged` (refusals come as rejection files); answers to cancellation files settle the
+    `cancellations` ledger."""
     acks = parse_ack_file(data, name).filter(pl.col("order_ref") != "")
     db.write("wms_acknowledgements", acks, mode="upsert", key=["wms", "file_name", "order_ref"])
+    take_cancel_acks(db, acks.filter(pl.col("file_name").str.to_lowercase().str.starts_with("can_")), now_utc())
     accepted = acks.filter(pl.col("status") == "ACCEPTED")
     statement = sa.text(
         f"UPDATE {SCHEMA}.wms_submissions SET status = 'acknowledged', updated_at = :now "
@@ -108,7 +168,8 @@ def take_ack_file(db: WarehouseDb, name: str, data: bytes) -> dict[str, int]:
 
 def take_rejection_file(db: WarehouseDb, data: bytes, now: datetime) -> dict[str, int]:
     """Load one rejection file: the ledger row turns `rejected` and the order gets an exception with an owner."""
-    rejected = parse_rejection_file(data).filter(pl.col("wms_code") != "DUPLICATE_ORDER")
+    # Refused cancellations are answered in the acknowledgement file too (take_cancel_acks): not order rejections.
+    rejected = parse_rejection_file(data).filter(~pl.col("wms_code").is_in(["DUPLICATE_ORDER", "CANCEL_TOO_LATE"]))
     sent = db.read(f"SELECT order_ref, order_key, idempotency_key FROM {SCHEMA}.wms_submissions WHERE wms = 'whistl'")
     hits = rejected.join(sent, on="order_ref", how="inner")
     for row in hits.iter_rows(named=True):

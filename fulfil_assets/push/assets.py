@@ -9,10 +9,12 @@ import dagster as dg
 import polars as pl
 
 from fulfil_assets import effects
-from fulfil_assets.config import FulfilConfig, is_shadow, target_of
+from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, is_shadow, target_of
 from fulfil_assets.ledger import now_utc, open_exceptions, resolve_wms_rejections
+from fulfil_assets.push.cancellations import cancellation_intents, too_late_exceptions
 from fulfil_assets.push.linnworks_orders import LinnworksOrders, linnworks_payloads
 from fulfil_assets.push.peoplevox_orders import PeoplevoxOrders, peoplevox_payloads
+from fulfil_assets.push.source_check import Recheck, linnworks_recheck
 from fulfil_assets.push.whistl_files import ORDER_FILE_COLUMNS, order_file_rows
 from fulfil_assets.push.whistl_inbox import WhistlInbox
 from resources.file_drop import FileDrop
@@ -73,6 +75,7 @@ def submit(
     *,
     settle_s: float = 0.0,
     batches: Callable[[pl.DataFrame], Iterable[pl.DataFrame]] | None = None,
+    recheck: Recheck | None = None,
 ) -> tuple[effects.DeliveryReport, dict[str, Any]]:
     """Send `intents` (ledger rows of orders ready for `target`) through the effect module: record them (as
     `shadow` for a flow in shadow mode), make recorded shadow rows due for live flows, arm again what was held
@@ -102,6 +105,7 @@ def submit(
         settle_s=settle_s,
         wanted=lambda rows: rows.join(ready_keys, on="idempotency_key", how="semi"),
         batches=batches,
+        recheck=recheck,
         log=context.log.warning,
     )
     refused = db.read(
@@ -126,6 +130,19 @@ def submit(
         "first_errors": dg.MetadataValue.json(report.errors[:5]),
     }
     return report, metadata
+
+
+def source_recheck(context: dg.AssetExecutionContext, config: FulfilConfig, target: str) -> Recheck | None:
+    """The last look at source before orders leave for `target` (Linnworks orders: `Orders/GetOrdersById`)."""
+    if any(FLOW_SYSTEMS[f][0] == "linnworks" for f in flows_to(config, target)):
+        return linnworks_recheck(context.resources.linnworks.get_client())
+    return None
+
+
+def sending_resources(config: FulfilConfig, target: str, *keys: str) -> set[str]:
+    """The resources a sending asset needs: its own, and each source system it rechecks orders with."""
+    sources = {FLOW_SYSTEMS[f][0] for f in flows_to(config, target)}
+    return {"warehouse", *keys} | ({"linnworks"} if "linnworks" in sources else set())
 
 
 def flows_to(config: FulfilConfig, target: str) -> list[str]:
@@ -165,7 +182,85 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
         assets.append(peoplevox_submissions(config))
     if flows_to(config, "linnworks"):
         assets.append(linnworks_submissions(config))
+    if flows_to(config, "whistl"):
+        assets.append(whistl_cancellations(config))
     return dg.Definitions(assets=assets)
+
+
+def cancelled_at_source(db: WarehouseDb, wms: str) -> pl.DataFrame:
+    """Orders cancelled in their order system that were sent (or may have been sent) to `wms`."""
+    return db.read(
+        f"""SELECT o.order_key, o.order_ref, s.flow, s.wms, s.status AS submission_status,
+                   o.updated_at AS cancelled_at
+            FROM {SCHEMA}.orders o JOIN {SCHEMA}.wms_submissions s USING (order_key)
+            WHERE o.status = 'cancelled' AND s.wms = '{wms}'""",
+        schema={
+            "order_key": pl.String,
+            "order_ref": pl.String,
+            "flow": pl.String,
+            "wms": pl.String,
+            "submission_status": pl.String,
+            "cancelled_at": pl.Datetime("us", "UTC"),
+        },
+    )
+
+
+def whistl_cancellations(config: FulfilConfig) -> dg.AssetsDefinition:
+    """The asset that cancels orders at Whistl."""
+    grace_s = 60.0 * (config.systems.whistl.ack_grace_minutes if config.systems.whistl else 0)
+
+    @dg.asset(
+        name="cancellations",
+        group_name="push",
+        deps=[dg.AssetKey("orders")],
+        kinds={"whistl", "sftp"},
+        tags={"fulfil/warehouse": "write"},
+    )
+    def cancellations(
+        context: dg.AssetExecutionContext, warehouse: Warehouse, whistl_drop: FileDrop
+    ) -> dg.MaterializeResult:
+        """Cancellations sent to Whistl: every order the customer cancelled in its order system after fulfil
+        sent it to Whistl goes as a `can_*.csv` row, once, through the effect module (`cancellations` ledger).
+        Whistl answers in its acknowledgement file: `CANCELLED` (the ledger row and the order's submission turn
+        `cancelled`) or, once picking has started, `CANCEL_TOO_LATE`, which opens an exception for the warehouse
+        owner with what the customer asked and when. An order cancelled after it was despatched gets that
+        exception at once. Runs in the order sync and in its own short `cancellation_job`, to beat picking."""
+        db = warehouse.get_db()
+        cancelled = cancelled_at_source(db, "whistl")
+        intents = cancellation_intents(cancelled)
+        flows = flows_to(config, "whistl")
+        shadow = [f for f in flows if is_shadow(config, f)]
+        for flow in flows:
+            effects.intend(db, "cancellations", intents.filter(pl.col("flow") == flow), shadow=flow in shadow)
+            if flow not in shadow:
+                effects.go_live(db, "cancellations", f"flow = '{flow}'")
+        open_exceptions(db, too_late_exceptions(cancelled), "cancellation", now_utc())
+        with whistl_drop.session() as drop:
+            inbox = WhistlInbox(db, drop, "cancellations")
+            report = effects.deliver(
+                db,
+                "cancellations",
+                inbox,
+                where="wms = 'whistl'",
+                settle_s=grace_s,
+                batches=inbox.batches,
+                log=context.log.warning,
+            )
+        totals = db.read(
+            f"SELECT status, COUNT(*) AS n FROM {SCHEMA}.cancellations WHERE wms = 'whistl' GROUP BY status"
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "cancels_sent": report.sent,
+                "found_already_at_whistl": report.found_at_target,
+                "cancelled_at_source_after_sending": intents.height,
+                "cancelled_after_despatch": int((cancelled["submission_status"] == "despatched").sum()),
+                **{f"ledger_{status}": int(n) for status, n in totals.iter_rows()},
+                "files_written": inbox.files,
+            }
+        )
+
+    return cancellations
 
 
 def whistl_submissions(config: FulfilConfig) -> dg.AssetsDefinition:
@@ -178,10 +273,9 @@ def whistl_submissions(config: FulfilConfig) -> dg.AssetsDefinition:
         deps=[dg.AssetKey("validated_orders")],
         kinds={"whistl", "sftp"},
         tags={"fulfil/warehouse": "write"},
+        required_resource_keys=sending_resources(config, "whistl", "whistl_drop"),
     )
-    def wms_submissions(
-        context: dg.AssetExecutionContext, warehouse: Warehouse, whistl_drop: FileDrop
-    ) -> dg.MaterializeResult:
+    def wms_submissions(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         """Orders sent to Whistl: every paid, open order with no open exception, of a flow that goes to Whistl,
         as `ord_*.csv` files in the warehouse's `in/` folder, each order once.
 
@@ -189,9 +283,11 @@ def whistl_submissions(config: FulfilConfig) -> dg.AssetsDefinition:
         written first; senders claim rows in the database, so concurrent runs never send one twice; an attempt
         that was never confirmed is checked against what Whistl acknowledged before anything is resent. An order
         that stops being ready is held and goes out by itself once it is ready again; one the warehouse rejected
-        goes again once its data changes. A flow in shadow mode records the files it would send, and sends
-        nothing."""
-        db = warehouse.get_db()
+        goes again once its data changes. Right before a file goes, each order is checked once more at its
+        source: one cancelled there since ingest read it is held, not sent. A flow in shadow mode records the
+        files it would send, and sends nothing."""
+        whistl_drop: FileDrop = context.resources.whistl_drop
+        db = context.resources.warehouse.get_db()
         ready = ready_for(db, "whistl", flows_to(config, "whistl"))
         lines = db.read(
             f"SELECT order_key, wms_line_no AS line_no, sku, quantity FROM {SCHEMA}.wms_order_lines "
@@ -208,6 +304,7 @@ def whistl_submissions(config: FulfilConfig) -> dg.AssetsDefinition:
                 inbox,
                 settle_s=grace_s,
                 batches=inbox.batches,
+                recheck=source_recheck(context, config, "whistl"),
             )
         return dg.MaterializeResult(metadata={**metadata, "files_written": inbox.files, "drop": whistl_drop.describe()})
 
@@ -224,24 +321,34 @@ def peoplevox_submissions(config: FulfilConfig) -> dg.AssetsDefinition:
         kinds={"peoplevox", "soap"},
         tags={"fulfil/warehouse": "write"},
         pool="peoplevox",
+        required_resource_keys=sending_resources(config, "peoplevox", "peoplevox"),
     )
-    def peoplevox_submissions(
-        context: dg.AssetExecutionContext, warehouse: Warehouse, peoplevox: PeoplevoxResource
-    ) -> dg.MaterializeResult:
+    def peoplevox_submissions(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         """Orders sent to Peoplevox (rows of the `wms_submissions` ledger with `wms = 'peoplevox'`): every paid,
         open order with no open exception of a flow that goes to Peoplevox, saved through `SaveData` as a
         `Sales orders` row and its `Sales order items`, each order once. Peoplevox's answer is read row by row:
         an order it refuses becomes a `WMS_REJECTED` exception in Peoplevox's own words and goes again once its
         data changes. Before resending an attempt whose outcome is unknown, the order is looked up in Peoplevox
-        by its number. The account's save templates are checked first (`GetSaveTemplate`)."""
-        db = warehouse.get_db()
+        by its number, and right before the send each order is checked once more at its source (cancelled
+        there since ingest: held, not sent). The account's save templates are checked first (`GetSaveTemplate`)."""
+        peoplevox: PeoplevoxResource = context.resources.peoplevox
+        db = context.resources.warehouse.get_db()
         ready = ready_for(db, "peoplevox", flows_to(config, "peoplevox"))
         intents = keyed_intents(peoplevox_payloads(ready, order_lines_for(db, "peoplevox")), "peoplevox")
         client = peoplevox.get_client()
         sender = PeoplevoxOrders(client)
         if not all(is_shadow(config, f) for f in flows_to(config, "peoplevox")):
             sender.check_templates()
-        _, metadata = submit(context, db, config, "peoplevox", intents, sender, batches=sender.batches)
+        _, metadata = submit(
+            context,
+            db,
+            config,
+            "peoplevox",
+            intents,
+            sender,
+            batches=sender.batches,
+            recheck=source_recheck(context, config, "peoplevox"),
+        )
         return dg.MaterializeResult(metadata={**metadata, "save_calls": sender.calls, **client.stats.as_metadata()})
 
     return peoplevox_submissions

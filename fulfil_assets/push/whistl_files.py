@@ -25,7 +25,7 @@ ORDER_FILE_COLUMNS = (
     "sku",
     "quantity",
 )
-CANCEL_FILE_COLUMNS = ("order_reference", "reason")
+CANCEL_FILE_COLUMNS = ("order_reference", "reason", "requested_at")
 
 
 def order_file_rows(orders: pl.DataFrame, lines: pl.DataFrame) -> pl.DataFrame:
@@ -63,6 +63,6 @@ def render_csv(rows: pl.DataFrame, columns: tuple[str, ...]) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
-def order_file_name(now: datetime, batch: int) -> str:
-    """`ord_YYYYMMDDHHMMSS_<batch>.csv`: unique per run and batch."""
-    return f"ord_{now.strftime('%Y%m%d%H%M%S%f')}_{batch:03d}.csv"
+def order_file_name(now: datetime, batch: int, kind: str = "ord") -> str:
+    """`<kind>_YYYYMMDDHHMMSSffffff_<batch>.csv` (`ord` orders, `can` cancellations): unique per run and batch."""
+    return f"{kind}_{now.strftime('%Y%m%d%H%M%S%f')}_{batch:03d}.csv"

@@ -1,4 +1,5 @@
-"""Whistl's inbox as an effect target: order files over the drop, and what Whistl acknowledged receiving."""
+"""Whistl's inbox as an effect target: order and cancellation files over the drop, and what Whistl acknowledged
+receiving."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import sqlalchemy as sa
 from fulfil_assets.despatch.whistl_files import FileFormatError, parse_ack_file
 from fulfil_assets.effects import SENDING, SENT, Outcome
 from fulfil_assets.ledger import now_utc
-from fulfil_assets.push.whistl_files import ORDER_FILE_COLUMNS, order_file_name, render_csv
+from fulfil_assets.push.whistl_files import CANCEL_FILE_COLUMNS, ORDER_FILE_COLUMNS, order_file_name, render_csv
 from resources.file_drop import DropSession
 from resources.warehouse import SCHEMA, WarehouseDb
 
@@ -34,20 +35,25 @@ def acknowledged(db: WarehouseDb, drop: DropSession) -> dict[tuple[str, str], st
     return found
 
 
-class WhistlInbox:
-    """Sends orders as `in/ord_*.csv` files (one file per batch of claimed rows, a new name per attempt, written
-    to the ledger before the upload); an earlier attempt counts as received when Whistl acknowledged it, or when
-    the file still waits in `in/` for Whistl to take it."""
+FILE_KINDS = {"wms_submissions": ("ord", ORDER_FILE_COLUMNS), "cancellations": ("can", CANCEL_FILE_COLUMNS)}
 
-    def __init__(self, db: WarehouseDb, drop: DropSession) -> None:
-        self.db, self.drop = db, drop
+
+class WhistlInbox:
+    """Sends the effects of one ledger as files in Whistl's `in/` folder: orders as `ord_*.csv`
+    (`wms_submissions`), cancellations as `can_*.csv` (`cancellations`); one file per batch of claimed rows, a
+    new name per attempt, written to the ledger before the upload. An earlier attempt counts as received when
+    Whistl acknowledged it, or when the file still waits in `in/` for Whistl to take it."""
+
+    def __init__(self, db: WarehouseDb, drop: DropSession, table: str = "wms_submissions") -> None:
+        self.db, self.drop, self.table = db, drop, table
+        self.kind, self.columns = FILE_KINDS[table]
         self.run_tag = secrets.token_hex(2)
         self.files = 0
 
     def holds(self, rows: pl.DataFrame) -> dict[str, str]:
         """Rows whose last attempt's file Whistl acknowledged or still has in its inbox."""
         acks = acknowledged(self.db, self.drop)
-        waiting = {f.name for f in self.drop.list("in", "ord_*.csv")}
+        waiting = {f.name for f in self.drop.list("in", f"{self.kind}_*.csv")}
         found = {}
         for key, file_name, ref in rows.select("idempotency_key", "file_name", "order_ref").iter_rows():
             if (file_name, ref) in acks:
@@ -63,16 +69,16 @@ class WhistlInbox:
     def send(self, rows: pl.DataFrame) -> Iterator[tuple[list[str], Outcome]]:
         """Name the file in the ledger, then upload it (temporary name + rename)."""
         keys = rows["idempotency_key"].to_list()
-        name = order_file_name(now_utc(), self.files).removesuffix(".csv") + f"_{self.run_tag}.csv"
+        name = order_file_name(now_utc(), self.files, self.kind).removesuffix(".csv") + f"_{self.run_tag}.csv"
         self.files += 1
         with self.db.engine.begin() as conn:
             conn.execute(
-                sa.text(f"UPDATE {SCHEMA}.wms_submissions SET file_name = :f WHERE idempotency_key = :k"),
+                sa.text(f"UPDATE {SCHEMA}.{self.table} SET file_name = :f WHERE idempotency_key = :k"),
                 [{"f": name, "k": k} for k in keys],
             )
         lines = [line for payload in rows["payload"] for line in json.loads(payload)]
-        frame = pl.DataFrame(lines, schema={c: pl.String for c in ORDER_FILE_COLUMNS}, orient="row")
-        payload = render_csv(frame, ORDER_FILE_COLUMNS)
+        frame = pl.DataFrame(lines, schema={c: pl.String for c in self.columns}, orient="row")
+        payload = render_csv(frame, self.columns)
         try:
             self.drop.write_atomic("in", name, payload)
         except OSError as exc:  # the rename may or may not have happened: the next run asks first

@@ -49,6 +49,17 @@ ITEM_COLUMNS = {
 PROCESSED_COLUMNS = {"pk_order_id": pl.String, "d_processed_on": pl.String, "d_cancelled_on": pl.String}
 
 
+def _utc(frame: pl.DataFrame, column: str) -> pl.Expr:
+    """A timestamp column as UTC, whether dlt stored it as a timestamp or as ISO text."""
+    if column in frame.columns and isinstance(frame.schema[column], pl.Datetime):
+        return (
+            pl.col(column).dt.convert_time_zone("UTC")
+            if frame.schema[column].time_zone
+            else pl.col(column).dt.replace_time_zone("UTC")
+        )
+    return pl.col(column).cast(pl.String).str.to_datetime(time_zone="UTC", strict=False)
+
+
 def stage_linnworks(
     open_orders: pl.DataFrame, items: pl.DataFrame, processed: pl.DataFrame, order_ref_prefix: str = "LW"
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -61,6 +72,7 @@ def stage_linnworks(
             pl.col("pk_order_id").alias("order_id"),
             pl.col("d_processed_on").is_not_null().alias("_processed"),
             pl.col("d_cancelled_on").is_not_null().alias("_cancelled"),
+            pl.coalesce(_utc(processed, "d_cancelled_on"), _utc(processed, "d_processed_on")).alias("_closed_at"),
         )
         .unique("order_id", keep="last")
     )
@@ -73,7 +85,7 @@ def stage_linnworks(
         pl.format("{}{}", pl.lit(order_ref_prefix), pl.col("num_order_id")).alias("order_ref"),
         pl.col("general_info__sub_source").alias("channel"),
         pl.col("general_info__received_date").alias("created_at"),
-        pl.col("general_info__received_date").alias("updated_at"),
+        pl.coalesce("_closed_at", "general_info__received_date").alias("updated_at"),
         (pl.col("general_info__status") == 1).alias("paid"),
         pl.when(pl.col("_cancelled").fill_null(False))
         .then(pl.lit("cancelled"))

@@ -1,0 +1,68 @@
+"""Cancellations: an order the customer cancelled after it reached the warehouse is cancelled there too, or, past
+the picking cut-off, handed to the warehouse owner as `CANCEL_TOO_LATE`. Never silence.
+
+Pure functions here; the assets in `push/assets.py` send the intents through the effect module (`cancellations`
+ledger) and the despatch stage takes in what the warehouse answered.
+"""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+
+# Submission statuses after which the WMS may hold the order: a cancellation must reach it.
+AT_WMS = ("sending", "sent", "acknowledged")
+INTENT_SCHEMA = {
+    c: pl.String for c in ("idempotency_key", "order_key", "flow", "target", "wms", "order_ref", "payload")
+}
+
+
+def cancellation_key(wms: str, order_key: str) -> str:
+    """The idempotency key of cancelling one order at one WMS."""
+    return f"{wms}:cancel:{order_key}"
+
+
+def cancellation_intents(cancelled: pl.DataFrame) -> pl.DataFrame:
+    """Ledger rows for orders cancelled at source whose submission may be at the WMS (`cancelled`: order_key,
+    order_ref, flow, wms, submission_status, cancelled_at). The payload is the cancel file's row."""
+    rows = cancelled.filter(pl.col("submission_status").is_in(AT_WMS))
+    if rows.is_empty():
+        return pl.DataFrame(schema=INTENT_SCHEMA)
+    return rows.select(
+        pl.struct("wms", "order_key")
+        .map_elements(lambda r: cancellation_key(r["wms"], r["order_key"]), return_dtype=pl.String)
+        .alias("idempotency_key"),
+        "order_key",
+        "flow",
+        pl.col("wms").alias("target"),
+        "wms",
+        "order_ref",
+        pl.struct("order_ref", "cancelled_at")
+        .map_elements(
+            lambda r: json.dumps([[r["order_ref"], "customer cancelled", _iso(r["cancelled_at"])]]),
+            return_dtype=pl.String,
+        )
+        .alias("payload"),
+    ).cast(INTENT_SCHEMA)  # type: ignore[arg-type]
+
+
+def _iso(value: object) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if hasattr(value, "strftime") else str(value or "")  # type: ignore[attr-defined]
+
+
+def too_late_exceptions(cancelled: pl.DataFrame) -> pl.DataFrame:
+    """`CANCEL_TOO_LATE` for orders the customer cancelled after the warehouse had despatched them: nothing can be
+    cancelled any more, a person must stop the parcel or arrange the return."""
+    late = cancelled.filter(pl.col("submission_status") == "despatched")
+    return late.select(
+        "order_key",
+        pl.lit("CANCEL_TOO_LATE").alias("reason_code"),
+        pl.format(
+            "customer cancelled order {} at {} after {} had despatched it: stop the parcel with the carrier or "
+            "arrange a return",
+            "order_ref",
+            pl.col("cancelled_at").cast(pl.String),
+            pl.col("wms").str.to_titlecase(),
+        ).alias("detail"),
+    )

@@ -1,0 +1,108 @@
+"""Cancellations against the emulators through real Dagster runs, on both sides of Whistl's picking cut-off and in
+the two races users met: cancelled between ingest and send, and cancelled just after the send."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+from flow_helpers import drain_despatches, emulator_config, run_job, tracking_calls
+
+from emulators.server import Emulators
+from fulfil_assets.definitions import build_definitions
+from resources.warehouse import SCHEMA, WarehouseDb
+
+
+def _cancel(emu: Emulators, order_ids: list[str]) -> None:
+    for order_id in order_ids:
+        emu.linnworks.control("cancel", {"order_id": order_id})
+
+
+def _cancel_rows(emu: Emulators) -> Counter[str]:
+    """How often each order reference reached Whistl in a cancellation file."""
+    seen: Counter[str] = Counter()
+    for path in sorted(emu.whistl.received_dir.glob("can_*.csv")):
+        seen.update(r["order_reference"] for r in pl.read_csv(path, infer_schema=False).iter_rows(named=True))
+    return seen
+
+
+def test_cancellations_on_both_sides_of_the_cut_off(emulators: Emulators, fulfil_env: dict, tmp_path: Path) -> None:
+    emu = emulators
+    emu.whistl.snapshot()
+    defs = build_definitions(emulator_config(emu, tmp_path))
+    instance = dg.DagsterInstance.ephemeral()
+    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+    sync = defs.resolve_job_def("order_sync_job")
+
+    # Race 1: ingest reads the orders as open, then the customer cancels three, then the push runs.
+    everything_but_push = [k for k in sync.asset_layer.selected_asset_keys if k != dg.AssetKey("wms_submissions")]
+    assert sync.execute_in_process(instance=instance, asset_selection=everything_but_push).success
+    ready = db.read(
+        f"SELECT o.order_key, o.order_ref, o.source_order_id FROM {SCHEMA}.validated_orders v "
+        f"JOIN {SCHEMA}.orders o USING (order_key) WHERE v.ready ORDER BY o.order_ref"
+    )
+    assert ready.height >= 8
+    before_send = ready["source_order_id"].head(3).to_list()
+    _cancel(emu, before_send)
+    assert sync.execute_in_process(instance=instance, asset_selection=[dg.AssetKey("wms_submissions")]).success
+    emu.whistl.step()  # the warehouse takes the file in: every order received moves on to picking
+    receipts = emu.whistl.inspect()["receipts"]
+    refs = dict(ready.select("source_order_id", "order_ref").iter_rows())
+    assert set(receipts) == set(ready["order_ref"]) - {refs[i] for i in before_send}
+    held = db.read(f"SELECT order_ref, status, last_error FROM {SCHEMA}.wms_submissions WHERE status = 'held'")
+    assert set(held["order_ref"]) == {refs[i] for i in before_send}
+    assert set(held["last_error"]) == {"cancelled or put on hold in Linnworks just before the send"}
+
+    # Too late: the warehouse is picking this one when the customer cancels it.
+    picking = ready["source_order_id"][3]
+    _cancel(emu, [picking])
+    # Race 2: new orders go out, and one is cancelled seconds after the push, before the warehouse's next shift.
+    emu.linnworks.control("spawn", {"n": 6})
+    run_job(defs, "order_sync_job", instance)
+    fresh = db.read(
+        f"SELECT o.order_ref, o.source_order_id FROM {SCHEMA}.wms_submissions s JOIN {SCHEMA}.orders o "
+        "USING (order_key) WHERE s.status = 'sent' ORDER BY o.order_ref"
+    ).filter(~pl.col("order_ref").is_in(ready["order_ref"].implode()))
+    assert fresh.height > 0, "no new order went out: race 2 cannot be shown"
+    after_send = fresh["source_order_id"][0]
+    assert after_send != picking
+    refs.update(dict(fresh.select("source_order_id", "order_ref").iter_rows()))
+    _cancel(emu, [after_send])
+    run_job(defs, "cancellation_job", instance)
+    run_job(defs, "cancellation_job", instance)  # a second run sends nothing again
+    emu.whistl.step()  # new orders and the cancellations arrive together
+    cursor = None
+    for _ in range(4):
+        _, cursor = drain_despatches(defs, instance, cursor)
+        emu.whistl.step()
+    _, cursor = drain_despatches(defs, instance, cursor)
+
+    assert _cancel_rows(emu) == Counter({refs[after_send]: 1, refs[picking]: 1})
+    results = emu.whistl.inspect()["cancel_results"]
+    assert results == {refs[after_send]: "CANCELLED", refs[picking]: "CANCEL_TOO_LATE"}
+    ledger = dict(db.read(f"SELECT order_ref, status FROM {SCHEMA}.cancellations").iter_rows())
+    assert ledger == {refs[after_send]: "acknowledged", refs[picking]: "too_late"}
+    submissions = dict(db.read(f"SELECT order_ref, status FROM {SCHEMA}.wms_submissions").iter_rows())
+    assert submissions[refs[after_send]] == "cancelled"
+    assert emu.whistl.inspect()["stages"][refs[after_send]] == "cancelled"
+
+    # The late one is the warehouse owner's: an exception saying what the customer asked; and when Whistl ships
+    # it anyway, no tracking is posted to the cancelled order.
+    exceptions = db.read(
+        f"SELECT o.order_ref, e.rule, e.reason_code, e.owner, e.detail FROM {SCHEMA}.order_exceptions e "
+        f"JOIN {SCHEMA}.orders o USING (order_key) WHERE e.resolved_at IS NULL AND e.reason_code = 'CANCEL_TOO_LATE'"
+    )
+    late = exceptions.filter(pl.col("order_ref") == refs[picking])
+    assert set(late["rule"]) == {"cancellation", "despatch_after_cancel"}
+    assert set(late["owner"]) == {"warehouse"}
+    assert all(refs[picking] in d for d in late["detail"])
+    assert emu.whistl.inspect()["stages"][refs[picking]] == "despatched"
+    posted_orders = {c["orderId"] for c in tracking_calls(emu)}
+    assert picking not in posted_orders and after_send not in posted_orders
+    assert posted_orders, "nothing was despatched and posted: the test would not show the difference"
+    # No order Whistl was told to cancel in time was despatched.
+    assert (
+        refs[after_send] not in emu.whistl.inspect()["shipped"] or not emu.whistl.inspect()["shipped"][refs[after_send]]
+    )
