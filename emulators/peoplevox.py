@@ -203,7 +203,11 @@ class Peoplevox(EmulatedSystem):
         }
 
     def control(self, action: str, body: dict[str, Any]) -> Any:
-        """`despatch {order}`: despatch every item of a saved order with a new tracking number."""
+        """`pick {order}`: the warehouse starts picking a saved order; `despatch {order}`: despatch every item of
+        a saved order with a new tracking number."""
+        if action == "pick":
+            self.sales_orders[body["order"]]["Status"] = "Picking"
+            return {"status": "Picking"}
         if action == "despatch":
             ref = body["order"]
             tracking = f"JD{self.rng.randint(10**15, 10**16 - 1)}GB"
@@ -386,8 +390,18 @@ class Peoplevox(EmulatedSystem):
             problem = None
             if not ref or len(ref) > 30:
                 problem = "SalesOrderNumber is required (max 30 characters)"
-            elif template == "Sales orders" and row.get("ServiceType") not in self.service_types:
+            elif (
+                template == "Sales orders"
+                and ("ServiceType" in row or ref not in self.sales_orders)
+                and row.get("ServiceType") not in self.service_types
+            ):
                 problem = f"ServiceType '{row.get('ServiceType')}' does not exist"
+            elif (
+                template == "Sales orders"
+                and row.get("Status") == "Cancelled"
+                and self.sales_orders.get(ref, {}).get("Status", "New") not in ("New", "Cancelled")
+            ):
+                problem = f"Sales order '{ref}' is {self.sales_orders[ref]['Status']} and cannot be cancelled"
             elif template == "Sales order items" and row.get("ItemCode") not in self.items:
                 problem = f"ItemCode '{row.get('ItemCode')}' does not exist"
             elif template == "Sales order items" and ref not in self.sales_orders:
@@ -398,8 +412,12 @@ class Peoplevox(EmulatedSystem):
                 continue
             saved += 1
             if template == "Sales orders":
-                self.saves[ref] += 1
-                self.sales_orders[ref] = {**self.sales_orders.get(ref, {}), **row, "Status": "New"}
+                if "ServiceType" in row:  # a whole order (a status change alone is not a save of the order)
+                    self.saves[ref] += 1
+                status = (
+                    "Cancelled" if row.get("Status") == "Cancelled" else self.sales_orders.get(ref, {}).get("Status")
+                )
+                self.sales_orders[ref] = {**self.sales_orders.get(ref, {}), **row, "Status": status or "New"}
             else:
                 self.order_items.setdefault(ref, {})[row.get("Line") or row["ItemCode"]] = row
         return _soap(method, -1 if errors else 0, saved, "; ".join(errors), statuses)

@@ -8,7 +8,7 @@ from fulfil_assets.despatch import definitions as despatch
 from fulfil_assets.ingest import definitions as ingest
 from fulfil_assets.ingest.assets import RAW_ASSETS, ingest_group
 from fulfil_assets.push import definitions as push
-from fulfil_assets.push.assets import flows_to
+from fulfil_assets.push.cancel_assets import cancellation_assets
 from fulfil_assets.reconcile import definitions as reconcile
 from fulfil_assets.stage import definitions as stage
 from fulfil_assets.stage.assets import ORDER_STAGING
@@ -78,13 +78,14 @@ def resources_for(config: FulfilConfig) -> dict[str, object]:
 def cancellation_defs(config: FulfilConfig) -> dg.Definitions:
     """The cancellation job (read the order systems' orders, stage them, send cancellations on) and its short
     schedule, so that a cancellation beats the warehouse's picking cut-off."""
-    if not flows_to(config, "whistl"):
+    cancelling = [a.key for a in cancellation_assets(config)]
+    if not cancelling:
         return dg.Definitions()
     oms = sorted({FLOW_SYSTEMS[f][0] for f in config.flows})
     raw = [dg.AssetKey([f"raw_{s}", dep]) for s in oms for dep in ORDER_STAGING[s].deps]
     job = dg.define_asset_job(
         "cancellation_job",
-        selection=dg.AssetSelection.assets(*raw, "orders", "order_lines", "cancellations"),
+        selection=dg.AssetSelection.assets(*raw, "orders", "order_lines", *cancelling),
         tags=WAREHOUSE_TAGS,
         description="Read orders from the order systems, stage them, and send the cancellations they show to the "
         "warehouse before it picks.",

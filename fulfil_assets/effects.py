@@ -34,6 +34,7 @@ from resources.warehouse import SCHEMA, WarehouseDb
 
 PENDING, SENDING, SENT, HELD, FAILED, SHADOW = "pending", "sending", "sent", "held", "failed", "shadow"
 REJECTED = "rejected"  # the target took the effect, then refused it (a WMS rejection file)
+TOO_LATE = "too_late"  # the target can no longer carry it out (a cancellation after picking started)
 SENDABLE = (PENDING, SENDING)
 NEVER_ATTEMPTED = (PENDING, HELD, SHADOW)
 REFUSED = (FAILED, REJECTED)
@@ -350,7 +351,7 @@ def deliver(
                     record(db, table, keys, outcome, owner)
                     if outcome.status == SENT:
                         report.sent += len(keys)
-                    elif outcome.status == FAILED:
+                    elif outcome.status in (FAILED, TOO_LATE):
                         report.failed += len(keys)
                     else:
                         report.deferred += len(keys)

@@ -60,3 +60,16 @@ def open_exceptions(db: WarehouseDb, problems: pl.DataFrame, rule: str, now: dat
         pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias("resolved_at"),
     )
     db.write("order_exceptions", rows, mode="upsert", key=["order_key", "rule"], update=EXCEPTION_UPDATE)
+
+
+def mark_cancelled(db: WarehouseDb, wms: str, order_keys: Sequence[str]) -> None:
+    """The warehouse confirmed the cancellation: the order's submission is `cancelled` (never sent again)."""
+    if not order_keys:
+        return
+    statement = sa.text(
+        f"UPDATE {SCHEMA}.wms_submissions SET status = 'cancelled', updated_at = :now, confirmed_at = :now "
+        "WHERE idempotency_key = :key AND status <> 'cancelled'"
+    )
+    now = now_utc()
+    with db.engine.begin() as conn:
+        conn.execute(statement, [{"now": now, "key": f"{wms}:order:{k}"} for k in order_keys])

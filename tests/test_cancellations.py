@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
-from flow_helpers import drain_despatches, emulator_config, run_job, tracking_calls
+from flow_helpers import all_flows_config, drain_despatches, emulator_config, run_job, tracking_calls
 
 from emulators.server import Emulators
 from fulfil_assets.definitions import build_definitions
@@ -106,3 +106,40 @@ def test_cancellations_on_both_sides_of_the_cut_off(emulators: Emulators, fulfil
     assert (
         refs[after_send] not in emu.whistl.inspect()["shipped"] or not emu.whistl.inspect()["shipped"][refs[after_send]]
     )
+
+
+def test_peoplevox_cancellations_ask_the_live_status_first(
+    emulators: Emulators, fulfil_env: dict, tmp_path: Path
+) -> None:
+    emu = emulators
+    emu.linnworks.peoplevox_share = 1.0
+    defs = build_definitions(all_flows_config(emu, tmp_path, flows=["linnworks_peoplevox"]))
+    instance = dg.DagsterInstance.ephemeral()
+    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+
+    run_job(defs, "order_sync_job", instance)
+    sent = db.read(
+        f"SELECT o.order_ref, o.source_order_id FROM {SCHEMA}.wms_submissions s JOIN {SCHEMA}.orders o "
+        "USING (order_key) WHERE s.wms = 'peoplevox' AND s.status = 'sent' ORDER BY o.order_ref"
+    )
+    assert sent.height >= 3
+    (new_ref, new_id), (picked_ref, picked_id) = sent.select("order_ref", "source_order_id").rows()[:2]
+    emu.peoplevox.control("pick", {"order": picked_ref})
+    _cancel(emu, [new_id, picked_id])
+    run_job(defs, "cancellation_job", instance)
+    run_job(defs, "cancellation_job", instance)  # once each, however often it runs
+
+    assert emu.peoplevox.sales_orders[new_ref]["Status"] == "Cancelled"
+    assert emu.peoplevox.sales_orders[picked_ref]["Status"] == "Picking"
+    cancel_saves = [c for c in emu.peoplevox.recorder.calls if "SaveData" in str(c.body) and "Cancelled" in str(c.body)]
+    assert len(cancel_saves) == 1, "one SaveData carried the cancellation, and only once"
+    ledger = dict(db.read(f"SELECT order_ref, status FROM {SCHEMA}.cancellations").iter_rows())
+    assert ledger == {new_ref: "sent", picked_ref: "too_late"}
+    submissions = dict(db.read(f"SELECT order_ref, status FROM {SCHEMA}.wms_submissions").iter_rows())
+    assert submissions[new_ref] == "cancelled" and submissions[picked_ref] == "sent"
+    late = db.read(
+        f"SELECT o.order_ref, e.owner, e.detail FROM {SCHEMA}.order_exceptions e JOIN {SCHEMA}.orders o "
+        "USING (order_key) WHERE e.reason_code = 'CANCEL_TOO_LATE' AND e.resolved_at IS NULL"
+    )
+    assert late["order_ref"].to_list() == [picked_ref] and late["owner"].to_list() == ["warehouse"]
+    assert "Peoplevox shows it Picking" in late["detail"][0]

@@ -20,7 +20,7 @@ from fulfil_assets.despatch.whistl_files import (
     parse_rejection_file,
     tracking_intents,
 )
-from fulfil_assets.ledger import mark, now_utc, open_exceptions
+from fulfil_assets.ledger import mark, mark_cancelled, now_utc, open_exceptions
 from resources.file_drop import DropFile, DropSession, FileDrop, keep_file
 from resources.http import AuthError
 from resources.linnworks import LinnworksResource
@@ -128,9 +128,8 @@ def take_cancel_acks(db: WarehouseDb, acks: pl.DataFrame, now: datetime) -> None
     for row in hits.iter_rows(named=True):
         key, order_key = row["idempotency_key"], row["order_key"]
         if row["status"] == "CANCELLED" or row["detail"] == "UNKNOWN_ORDER":
-            held = "cancelled at Whistl" if row["status"] == "CANCELLED" else "Whistl never held the order"
-            mark(db, "cancellations", [key], "acknowledged", error=None, confirmed=True)
-            mark(db, "wms_submissions", [f"whistl:order:{order_key}"], "cancelled", error=held, confirmed=True)
+            mark(db, "cancellations", [key], "acknowledged", confirmed=True)
+            mark_cancelled(db, "whistl", [order_key])
         else:
             asked = json.loads(row["payload"])[0][2]
             mark(db, "cancellations", [key], "too_late", error=f"{row['detail']} ({row['ack_file']})")

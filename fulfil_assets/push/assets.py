@@ -11,7 +11,7 @@ import polars as pl
 from fulfil_assets import effects
 from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, is_shadow, target_of
 from fulfil_assets.ledger import now_utc, open_exceptions, resolve_wms_rejections
-from fulfil_assets.push.cancellations import cancellation_intents, too_late_exceptions
+from fulfil_assets.push.cancel_assets import cancellation_assets
 from fulfil_assets.push.linnworks_orders import LinnworksOrders, linnworks_payloads
 from fulfil_assets.push.peoplevox_orders import PeoplevoxOrders, peoplevox_payloads
 from fulfil_assets.push.source_check import Recheck, linnworks_recheck
@@ -182,85 +182,7 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
         assets.append(peoplevox_submissions(config))
     if flows_to(config, "linnworks"):
         assets.append(linnworks_submissions(config))
-    if flows_to(config, "whistl"):
-        assets.append(whistl_cancellations(config))
-    return dg.Definitions(assets=assets)
-
-
-def cancelled_at_source(db: WarehouseDb, wms: str) -> pl.DataFrame:
-    """Orders cancelled in their order system that were sent (or may have been sent) to `wms`."""
-    return db.read(
-        f"""SELECT o.order_key, o.order_ref, s.flow, s.wms, s.status AS submission_status,
-                   o.updated_at AS cancelled_at
-            FROM {SCHEMA}.orders o JOIN {SCHEMA}.wms_submissions s USING (order_key)
-            WHERE o.status = 'cancelled' AND s.wms = '{wms}'""",
-        schema={
-            "order_key": pl.String,
-            "order_ref": pl.String,
-            "flow": pl.String,
-            "wms": pl.String,
-            "submission_status": pl.String,
-            "cancelled_at": pl.Datetime("us", "UTC"),
-        },
-    )
-
-
-def whistl_cancellations(config: FulfilConfig) -> dg.AssetsDefinition:
-    """The asset that cancels orders at Whistl."""
-    grace_s = 60.0 * (config.systems.whistl.ack_grace_minutes if config.systems.whistl else 0)
-
-    @dg.asset(
-        name="cancellations",
-        group_name="push",
-        deps=[dg.AssetKey("orders")],
-        kinds={"whistl", "sftp"},
-        tags={"fulfil/warehouse": "write"},
-    )
-    def cancellations(
-        context: dg.AssetExecutionContext, warehouse: Warehouse, whistl_drop: FileDrop
-    ) -> dg.MaterializeResult:
-        """Cancellations sent to Whistl: every order the customer cancelled in its order system after fulfil
-        sent it to Whistl goes as a `can_*.csv` row, once, through the effect module (`cancellations` ledger).
-        Whistl answers in its acknowledgement file: `CANCELLED` (the ledger row and the order's submission turn
-        `cancelled`) or, once picking has started, `CANCEL_TOO_LATE`, which opens an exception for the warehouse
-        owner with what the customer asked and when. An order cancelled after it was despatched gets that
-        exception at once. Runs in the order sync and in its own short `cancellation_job`, to beat picking."""
-        db = warehouse.get_db()
-        cancelled = cancelled_at_source(db, "whistl")
-        intents = cancellation_intents(cancelled)
-        flows = flows_to(config, "whistl")
-        shadow = [f for f in flows if is_shadow(config, f)]
-        for flow in flows:
-            effects.intend(db, "cancellations", intents.filter(pl.col("flow") == flow), shadow=flow in shadow)
-            if flow not in shadow:
-                effects.go_live(db, "cancellations", f"flow = '{flow}'")
-        open_exceptions(db, too_late_exceptions(cancelled), "cancellation", now_utc())
-        with whistl_drop.session() as drop:
-            inbox = WhistlInbox(db, drop, "cancellations")
-            report = effects.deliver(
-                db,
-                "cancellations",
-                inbox,
-                where="wms = 'whistl'",
-                settle_s=grace_s,
-                batches=inbox.batches,
-                log=context.log.warning,
-            )
-        totals = db.read(
-            f"SELECT status, COUNT(*) AS n FROM {SCHEMA}.cancellations WHERE wms = 'whistl' GROUP BY status"
-        )
-        return dg.MaterializeResult(
-            metadata={
-                "cancels_sent": report.sent,
-                "found_already_at_whistl": report.found_at_target,
-                "cancelled_at_source_after_sending": intents.height,
-                "cancelled_after_despatch": int((cancelled["submission_status"] == "despatched").sum()),
-                **{f"ledger_{status}": int(n) for status, n in totals.iter_rows()},
-                "files_written": inbox.files,
-            }
-        )
-
-    return cancellations
+    return dg.Definitions(assets=assets + cancellation_assets(config))
 
 
 def whistl_submissions(config: FulfilConfig) -> dg.AssetsDefinition:

@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from fulfil_assets.effects import FAILED, PENDING, SENDING, SENT, Outcome
+from fulfil_assets.effects import FAILED, PENDING, SENDING, SENT, TOO_LATE, Outcome
 from resources.http import DataError, TransientError
 from resources.peoplevox import PeoplevoxClient, SoapResult
 
@@ -178,3 +178,70 @@ class PeoplevoxOrders:
             else:
                 n = len(payloads[ref]["items"])
                 yield [keys[ref]], Outcome(SENT, result=f"saved to Peoplevox with {n} line(s)")
+
+
+PICKING_STARTED = ("Picking", "Picked", "Packing", "Packed", "Despatched", "Shipped")
+
+
+class PeoplevoxCancels:
+    """Cancels sales orders in Peoplevox: asks each order's live status first (`GetData`), sets the ones not yet
+    picked `Cancelled` (`SaveData`, its per-row answer confirms), and reports the rest as too late."""
+
+    def __init__(self, client: PeoplevoxClient) -> None:
+        self.client = client
+
+    def batches(self, rows: pl.DataFrame) -> Iterable[pl.DataFrame]:
+        """Up to `LOOKUP_CHUNK` cancellations per status lookup and save."""
+        return rows.iter_slices(LOOKUP_CHUNK)
+
+    def _statuses(self, refs: list[str]) -> dict[str, str]:
+        clause = " OR ".join(f'SalesOrderNumber == "{r}"' for r in refs)
+        return {
+            r["SalesOrderNumber"]: r.get("Status", "")
+            for page in self.client.get_data(SALES_ORDERS, clause)
+            for r in page
+        }
+
+    def holds(self, rows: pl.DataFrame) -> dict[str, str]:
+        """Cancellations Peoplevox already shows (the order's status is `Cancelled`)."""
+        keys = dict(rows.select("order_ref", "idempotency_key").iter_rows())
+        status = self._statuses(list(keys))
+        return {keys[r]: "Peoplevox shows the order Cancelled" for r, s in status.items() if s == "Cancelled"}
+
+    def send(self, rows: pl.DataFrame) -> Iterator[tuple[list[str], Outcome]]:
+        """Ask, then cancel what may still be cancelled; yield each order's outcome."""
+        keys = dict(rows.select("order_ref", "idempotency_key").iter_rows())
+        asked = {r: json.loads(p)[0][2] for r, p in rows.select("order_ref", "payload").iter_rows()}
+        try:
+            status = self._statuses(list(keys))
+        except TransientError as exc:  # nothing was changed: ask again next time
+            yield list(keys.values()), Outcome(PENDING, error=str(exc))
+            return
+        due = []
+        for ref, key in keys.items():
+            now = status.get(ref)
+            if now is None:
+                yield [key], Outcome(SENT, result="Peoplevox never held the order")
+            elif now == "Cancelled":
+                yield [key], Outcome(SENT, result="Peoplevox already shows the order Cancelled")
+            elif now in PICKING_STARTED:
+                words = f"customer cancelled order {ref} at {asked[ref]}; Peoplevox shows it {now}"
+                yield [key], Outcome(TOO_LATE, error=f"{words}: stop it at the warehouse or arrange a return")
+            else:
+                due.append(ref)
+        if not due:
+            return
+        try:
+            result = self.client.save_data(SALES_ORDERS, [{"SalesOrderNumber": r, "Status": "Cancelled"} for r in due])
+        except TransientError as exc:
+            yield [keys[r] for r in due], Outcome(SENDING if exc.maybe_applied else PENDING, error=str(exc))
+            return
+        except DataError as exc:
+            yield [keys[r] for r in due], Outcome(FAILED, error=f"Peoplevox refused the cancellations: {exc}")
+            return
+        refused = _refusals(result, due)
+        for ref in due:
+            if ref in refused:
+                yield [keys[ref]], Outcome(TOO_LATE, error=f"Peoplevox refused the cancellation: {refused[ref]}")
+            else:
+                yield [keys[ref]], Outcome(SENT, result="cancelled in Peoplevox")
