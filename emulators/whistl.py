@@ -77,6 +77,7 @@ class WmsOrder:
     shipped: dict[int, int] = field(default_factory=dict)
     despatches: int = 0
     cancelled: bool = False
+    ship_to: dict[str, str] = field(default_factory=dict)  # the ship_* cells as received (or last amended)
 
 
 def _stamp(now: datetime) -> str:
@@ -111,6 +112,7 @@ class Whistl:
         self.receipts: Counter[str] = Counter()  # order_reference -> times an order file carried it
         self.rejections: list[dict[str, str]] = []
         self.cancel_results: dict[str, str] = {}
+        self.amendments: dict[str, list[str]] = {}  # order_reference -> the result of each amendment received
         self.seen_files: set[str] = set()
         self.received_dir = self.root / ".wms" / "received"  # where consumed inbox files go (not served)
         self.files_written: list[str] = []
@@ -177,6 +179,7 @@ class Whistl:
                     lines[0]["service_code"],
                     {int(r["line_number"]): (r["sku"], int(r["quantity"])) for r in lines},
                     name,
+                    ship_to={k: v for k, v in lines[0].items() if k.startswith("ship_")},
                 )
                 self.orders[ref] = order
                 for sku, qty in order.lines.values():
@@ -219,6 +222,34 @@ class Whistl:
             if not row["quantity"].isdigit() or int(row["quantity"]) < 1:
                 return "QUANTITY_INVALID", f"line {row['line_number']}: quantity {row['quantity']!r}"
         return None
+
+    def receive_amendments(self, now: datetime) -> dict[str, str]:
+        """Apply amendment files (`in/amd_*.csv`, the order's rows in full, as in an order file) to orders not yet
+        picking; refuse the rest (AMEND_TOO_LATE). Each file is acknowledged per order (`ack_*.csv`: AMENDED, or
+        REJECTED with AMEND_TOO_LATE / UNKNOWN_ORDER)."""
+        results: dict[str, str] = {}
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        for name, data in self._new_files("amd"):
+            acks: list[dict[str, str]] = []
+            by_ref: dict[str, list[dict[str, str]]] = {}
+            for row in csv.DictReader(io.StringIO(data.decode("utf-8"))):
+                by_ref.setdefault(row.get("order_reference", ""), []).append(row)
+            for ref, lines in by_ref.items():
+                order = self.orders.get(ref)
+                if order is None or order.cancelled:
+                    result = "UNKNOWN_ORDER"
+                elif order.stage != "received":
+                    result = "AMEND_TOO_LATE"
+                else:
+                    order.service_code = lines[0]["service_code"]
+                    order.ship_to = {k: v for k, v in lines[0].items() if k.startswith("ship_")}
+                    result = "AMENDED"
+                results[ref] = result
+                self.amendments.setdefault(ref, []).append(result)
+                status, code = ("AMENDED", "") if result == "AMENDED" else ("REJECTED", result)
+                acks.append(self._ack(name, ref, status, code, stamp))
+            self._write("ack", ACK_COLUMNS, acks, now)
+        return results
 
     def receive_cancellations(self, now: datetime) -> dict[str, str]:
         """Cancel orders not yet picking; refuse the rest (the picking cut-off). Each cancellation file is
@@ -319,6 +350,7 @@ class Whistl:
         now = now or datetime.now(UTC)
         with self.lock:
             rejected = self.receive_orders(now)
+            amends = self.receive_amendments(now)
             cancels = self.receive_cancellations(now)
             despatched: list[dict[str, Any]] = []
             for order in self.orders.values():
@@ -330,7 +362,12 @@ class Whistl:
                     order.stage = STAGES[STAGES.index(order.stage) + 1]
             if despatched:
                 self._write("shp", DESPATCH_COLUMNS, despatched, now)
-            return {"rejected": len(rejected), "cancellations": cancels, "despatch_rows": len(despatched)}
+            return {
+                "rejected": len(rejected),
+                "amendments": amends,
+                "cancellations": cancels,
+                "despatch_rows": len(despatched),
+            }
 
     def adjust(self, sku: str, delta: int) -> None:
         """A cycle-count or damage adjustment."""
@@ -364,5 +401,7 @@ class Whistl:
                 "shipped": {r: o.shipped for r, o in self.orders.items()},
                 "rejections": list(self.rejections),
                 "cancel_results": dict(self.cancel_results),
+                "amendments": {r: list(v) for r, v in self.amendments.items()},
+                "ship_to": {r: dict(o.ship_to) for r, o in self.orders.items() if o.ship_to},
                 "files_written": list(self.files_written),
             }

@@ -177,6 +177,8 @@ def check_orders_command(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `fulfil` command."""
+    from fulfil_assets.validate.suites import EXPECTATIONS_DIR
+
     parser = argparse.ArgumentParser(prog="fulfil", description="Keep order systems and warehouses in step.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="emulators + Dagster UI on the seeded world")
@@ -190,7 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("check-orders", help="check a CSV of order lines against a warehouse's rules")
     c.add_argument("file")
     c.add_argument("--wms", choices=["whistl", "peoplevox"], required=True)
-    c.add_argument("--service-map", default="expectations/service_codes.csv")
+    c.add_argument(
+        "--service-map",
+        default=str(EXPECTATIONS_DIR / "service_codes.csv"),
+        help="CSV of system,shipping_method,wms,service_code (or shipping_method,wms,service_code for --system)",
+    )
     c.add_argument("--catalogue", help="CSV with a `sku` column; without it the WMS catalogue check is skipped")
     c.add_argument("--report", help="write one row per failing rule here")
     c.add_argument("--system", default="linnworks", help="the OMS the service map rows are for")

@@ -73,3 +73,29 @@ def mark_cancelled(db: WarehouseDb, wms: str, order_keys: Sequence[str]) -> None
     now = now_utc()
     with db.engine.begin() as conn:
         conn.execute(statement, [{"now": now, "key": f"{wms}:order:{k}"} for k in order_keys])
+
+
+def adopt_amendments(db: WarehouseDb, wms: str, keys: Sequence[str]) -> None:
+    """The warehouse confirmed these amendments: each becomes what its order's submission holds (payload and hash),
+    so later changes are compared with it, and the amendment is `acknowledged`."""
+    if not keys:
+        return
+    names = ", ".join(f"'{k}'" for k in keys)
+    rows = db.read(
+        f"SELECT idempotency_key, order_key, payload, payload_hash FROM {SCHEMA}.amendments "
+        f"WHERE idempotency_key IN ({names})"
+    )
+    adopt = sa.text(
+        f"UPDATE {SCHEMA}.wms_submissions SET payload = :payload, payload_hash = :hash, updated_at = :now "
+        "WHERE idempotency_key = :key"
+    )
+    now = now_utc()
+    with db.engine.begin() as conn:
+        conn.execute(
+            adopt,
+            [
+                {"payload": r["payload"], "hash": r["payload_hash"], "now": now, "key": f"{wms}:order:{r['order_key']}"}
+                for r in rows.iter_rows(named=True)
+            ],
+        )
+    mark(db, "amendments", list(keys), "acknowledged", confirmed=True)

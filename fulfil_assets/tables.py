@@ -28,7 +28,7 @@ LEDGER = f"""
     created_at {TS} NOT NULL,
     updated_at {TS} NOT NULL,
     confirmed_at {TS}, """ + ", ".join(f"{c} {t}" for c, t in LEDGER_COLUMNS.items())
-LEDGERS = ("wms_submissions", "cancellations", "tracking_posts", "stock_pushes")
+LEDGERS = ("wms_submissions", "cancellations", "amendments", "tracking_posts", "stock_pushes")
 
 # Columns added to tables after their first release: warehouses made before gain them (additive only).
 ADDED_COLUMNS = {
@@ -82,6 +82,7 @@ TABLES = {
     wms TEXT NOT NULL, file_name TEXT NOT NULL, order_ref TEXT NOT NULL, status TEXT NOT NULL, detail TEXT,
     ack_file TEXT NOT NULL, received_at {TS}, PRIMARY KEY (wms, file_name, order_ref)""",
     "cancellations": LEDGER + ", wms TEXT NOT NULL, order_ref TEXT NOT NULL, file_name TEXT",
+    "amendments": LEDGER + ", wms TEXT NOT NULL, order_ref TEXT NOT NULL, file_name TEXT",
     "tracking_posts": LEDGER + ", oms TEXT NOT NULL, despatch_ref TEXT NOT NULL, tracking_number TEXT, kind TEXT",
     "stock_pushes": LEDGER + ", oms TEXT NOT NULL, sku TEXT NOT NULL, location TEXT NOT NULL, level BIGINT",
 }

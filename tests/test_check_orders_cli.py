@@ -64,3 +64,41 @@ def test_unreadable_files_exit_two_with_line_and_reason(tmp_path: Path) -> None:
     assert result.returncode == 2 and "not UTF-8" in result.stderr
     result = run(str(tmp_path / "missing.csv"), "--wms", "whistl")
     assert result.returncode == 2 and "not found" in result.stderr
+
+
+def test_runs_from_any_folder_and_names_the_service_map_it_was_given(tmp_path: Path) -> None:
+    """From a folder other than the repository's: fulfil's own suites are found, a CSV team's map without a
+    `system` column is read for `--system`, and a message about the map names that file."""
+    f, services = tmp_path / "orders.csv", tmp_path / "our_services.csv"
+    services.write_text("shipping_method,wms,service_code\nNext Day,whistl,WHISTL-T24\n")
+    f.write_text(
+        HEADER + "1001,Ann,1 High St,,Leeds,LS1 4AP,GB,07911 123456,a@x.uk,Next Day,ABC123,1\n"
+        "1002,Bob,2 High St,,Leeds,LS1 4AP,GB,07911 123456,b@x.uk,Saturday,ABC123,1\n"
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fulfil_assets.cli",
+            "check-orders",
+            str(f),
+            "--wms",
+            "whistl",
+            "--service-map",
+            str(services),
+            "--system",
+            "shopify",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "not found" not in result.stderr
+    assert "2 orders (2 lines): 1 pass, 1 held" in result.stdout
+    assert (
+        f"1002: SERVICE_UNMAPPED: shipping method 'Saturday' from shopify has no whistl service code in {services}"
+        in result.stdout
+    )
+    assert "service_codes.csv" not in result.stdout

@@ -20,7 +20,8 @@ from fulfil_assets.despatch.whistl_files import (
     parse_rejection_file,
     tracking_intents,
 )
-from fulfil_assets.ledger import mark, mark_cancelled, now_utc, open_exceptions
+from fulfil_assets.ledger import adopt_amendments, mark, mark_cancelled, now_utc, open_exceptions
+from fulfil_assets.push.amendments import amend_too_late
 from resources.file_drop import DropFile, DropSession, FileDrop, keep_file
 from resources.http import AuthError
 from resources.linnworks import LinnworksResource
@@ -146,13 +147,36 @@ def take_cancel_acks(db: WarehouseDb, acks: pl.DataFrame, now: datetime) -> None
             open_exceptions(db, problem, "cancellation", now)
 
 
+def take_amend_acks(db: WarehouseDb, acks: pl.DataFrame, now: datetime) -> None:
+    """Whistl's answers to our amendment files: `AMENDED` makes the amended order what the submission holds;
+    `AMEND_TOO_LATE` (picking had started) opens an exception for the warehouse owner saying what changed."""
+    ledger = db.read(
+        f"SELECT a.idempotency_key, a.order_key, a.order_ref, a.file_name, a.payload, s.payload AS held "
+        f"FROM {SCHEMA}.amendments a JOIN {SCHEMA}.wms_submissions s "
+        "ON s.idempotency_key = 'whistl:order:' || a.order_key "
+        "WHERE a.wms = 'whistl' AND a.status IN ('sent', 'sending')"
+    )
+    hits = acks.join(ledger, on=["file_name", "order_ref"], how="inner")
+    adopt_amendments(db, "whistl", hits.filter(pl.col("status") == "AMENDED")["idempotency_key"].to_list())
+    refused = hits.filter(pl.col("status") != "AMENDED")
+    for row in refused.iter_rows(named=True):
+        status = "too_late" if row["detail"] == "AMEND_TOO_LATE" else "failed"
+        mark(db, "amendments", [row["idempotency_key"]], status, error=f"Whistl answered {row['detail']}")
+    late = refused.filter(pl.col("detail") == "AMEND_TOO_LATE").with_columns(
+        pl.format("Whistl answered {} ({})", "detail", "ack_file").alias("last_error")
+    )
+    open_exceptions(db, amend_too_late(late), "amendment", now)
+
+
 def take_ack_file(db: WarehouseDb, name: str, data: bytes) -> dict[str, int]:
     """Load one acknowledgement: what Whistl received, per order file and order. An order it accepted moves from
-    `sent` to `acknowledged` (refusals come as rejection files); answers to cancellation files settle the
-    `cancellations` ledger."""
+    `sent` to `acknowledged` (refusals come as rejection files); answers to cancellation and amendment files
+    settle the `cancellations` and `amendments` ledgers."""
     acks = parse_ack_file(data, name).filter(pl.col("order_ref") != "")
     db.write("wms_acknowledgements", acks, mode="upsert", key=["wms", "file_name", "order_ref"])
-    take_cancel_acks(db, acks.filter(pl.col("file_name").str.to_lowercase().str.starts_with("can_")), now_utc())
+    kind = pl.col("file_name").str.to_lowercase()
+    take_cancel_acks(db, acks.filter(kind.str.starts_with("can_")), now_utc())
+    take_amend_acks(db, acks.filter(kind.str.starts_with("amd_")), now_utc())
     accepted = acks.filter(pl.col("status") == "ACCEPTED")
     statement = sa.text(
         f"UPDATE {SCHEMA}.wms_submissions SET status = 'acknowledged', updated_at = :now "

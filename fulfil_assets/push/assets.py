@@ -10,10 +10,11 @@ import polars as pl
 
 from fulfil_assets import effects
 from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, is_shadow, target_of
-from fulfil_assets.ledger import now_utc, open_exceptions, resolve_wms_rejections
+from fulfil_assets.ledger import adopt_amendments, now_utc, open_exceptions, resolve_wms_rejections
+from fulfil_assets.push.amendments import amend_too_late, amendment_intents
 from fulfil_assets.push.cancel_assets import cancellation_assets
 from fulfil_assets.push.linnworks_orders import LinnworksOrders, linnworks_payloads
-from fulfil_assets.push.peoplevox_orders import PeoplevoxOrders, peoplevox_payloads
+from fulfil_assets.push.peoplevox_orders import PeoplevoxAmends, PeoplevoxOrders, peoplevox_payloads
 from fulfil_assets.push.source_check import Recheck, linnworks_recheck
 from fulfil_assets.push.whistl_files import ORDER_FILE_COLUMNS, order_file_rows
 from fulfil_assets.push.whistl_inbox import WhistlInbox
@@ -76,6 +77,7 @@ def submit(
     settle_s: float = 0.0,
     batches: Callable[[pl.DataFrame], Iterable[pl.DataFrame]] | None = None,
     recheck: Recheck | None = None,
+    amender: effects.Target | None = None,
 ) -> tuple[effects.DeliveryReport, dict[str, Any]]:
     """Send `intents` (ledger rows of orders ready for `target`) through the effect module: record them (as
     `shadow` for a flow in shadow mode), make recorded shadow rows due for live flows, arm again what was held
@@ -117,8 +119,10 @@ def submit(
         "wms_acceptance",
         now_utc(),
     )
+    amended = send_amendments(context, db, config, target, intents, amender, settle_s, batches) if amender else {}
     totals = db.read(f"SELECT status, COUNT(*) AS n FROM {SCHEMA}.{TABLE} WHERE wms = '{target}' GROUP BY status")
     metadata: dict[str, Any] = {
+        **amended,
         "orders_sent": report.sent,
         "refused": report.failed,
         "found_already_at_target": report.found_at_target,
@@ -130,6 +134,47 @@ def submit(
         "first_errors": dg.MetadataValue.json(report.errors[:5]),
     }
     return report, metadata
+
+
+def send_amendments(
+    context: dg.AssetExecutionContext,
+    db: WarehouseDb,
+    config: FulfilConfig,
+    target: str,
+    intents: pl.DataFrame,
+    amender: effects.Target,
+    settle_s: float,
+    batches: Callable[[pl.DataFrame], Iterable[pl.DataFrame]] | None,
+) -> dict[str, Any]:
+    """Orders whose content changed after they were sent go to `target` as amendments (`amendments` ledger),
+    once per version; what the target refuses as too late opens `AMEND_TOO_LATE` saying what changed. Where the
+    call's answer is the confirmation (not Whistl: its acknowledgement file confirms), the confirmed amendment
+    becomes what the submission holds."""
+    ledger = db.read(f"SELECT order_key, status, payload_hash FROM {SCHEMA}.{TABLE} WHERE wms = '{target}'")
+    amends = amendment_intents(intents, ledger, target)
+    for flow in flows_to(config, target):
+        effects.intend(db, "amendments", amends.filter(pl.col("flow") == flow), shadow=is_shadow(config, flow))
+        if not is_shadow(config, flow):
+            effects.go_live(db, "amendments", f"flow = '{flow}'")
+    report = effects.deliver(
+        db,
+        "amendments",
+        amender,
+        where=f"wms = '{target}'",
+        settle_s=settle_s,
+        batches=batches,
+        log=context.log.warning,
+    )
+    if target != "whistl":
+        done = db.read(f"SELECT idempotency_key FROM {SCHEMA}.amendments WHERE wms = '{target}' AND status = 'sent'")
+        adopt_amendments(db, target, done["idempotency_key"].to_list())
+    late = db.read(
+        f"SELECT a.order_key, a.last_error, a.payload, s.payload AS held FROM {SCHEMA}.amendments a "
+        f"JOIN {SCHEMA}.{TABLE} s ON s.idempotency_key = '{target}:order:' || a.order_key "
+        f"WHERE a.wms = '{target}' AND a.status = '{effects.TOO_LATE}'"
+    )
+    open_exceptions(db, amend_too_late(late), "amendment", now_utc())
+    return {"amendments_sent": report.sent, "amendments_too_late": late.height}
 
 
 def source_recheck(context: dg.AssetExecutionContext, config: FulfilConfig, target: str) -> Recheck | None:
@@ -227,6 +272,7 @@ def whistl_submissions(config: FulfilConfig) -> dg.AssetsDefinition:
                 settle_s=grace_s,
                 batches=inbox.batches,
                 recheck=source_recheck(context, config, "whistl"),
+                amender=WhistlInbox(db, drop, "amendments"),
             )
         return dg.MaterializeResult(metadata={**metadata, "files_written": inbox.files, "drop": whistl_drop.describe()})
 
@@ -270,6 +316,7 @@ def peoplevox_submissions(config: FulfilConfig) -> dg.AssetsDefinition:
             sender,
             batches=sender.batches,
             recheck=source_recheck(context, config, "peoplevox"),
+            amender=PeoplevoxAmends(client),
         )
         return dg.MaterializeResult(metadata={**metadata, "save_calls": sender.calls, **client.stats.as_metadata()})
 

@@ -183,6 +183,12 @@ class PeoplevoxOrders:
 PICKING_STARTED = ("Picking", "Picked", "Packing", "Packed", "Despatched", "Shipped")
 
 
+def live_statuses(client: PeoplevoxClient, refs: list[str]) -> dict[str, str]:
+    """Sales order number -> its status in Peoplevox now, for the orders Peoplevox holds (`GetData`)."""
+    clause = " OR ".join(f'SalesOrderNumber == "{r}"' for r in refs)
+    return {r["SalesOrderNumber"]: r.get("Status", "") for page in client.get_data(SALES_ORDERS, clause) for r in page}
+
+
 class PeoplevoxCancels:
     """Cancels sales orders in Peoplevox: asks each order's live status first (`GetData`), sets the ones not yet
     picked `Cancelled` (`SaveData`, its per-row answer confirms), and reports the rest as too late."""
@@ -194,18 +200,10 @@ class PeoplevoxCancels:
         """Up to `LOOKUP_CHUNK` cancellations per status lookup and save."""
         return rows.iter_slices(LOOKUP_CHUNK)
 
-    def _statuses(self, refs: list[str]) -> dict[str, str]:
-        clause = " OR ".join(f'SalesOrderNumber == "{r}"' for r in refs)
-        return {
-            r["SalesOrderNumber"]: r.get("Status", "")
-            for page in self.client.get_data(SALES_ORDERS, clause)
-            for r in page
-        }
-
     def holds(self, rows: pl.DataFrame) -> dict[str, str]:
         """Cancellations Peoplevox already shows (the order's status is `Cancelled`)."""
         keys = dict(rows.select("order_ref", "idempotency_key").iter_rows())
-        status = self._statuses(list(keys))
+        status = live_statuses(self.client, list(keys))
         return {keys[r]: "Peoplevox shows the order Cancelled" for r, s in status.items() if s == "Cancelled"}
 
     def send(self, rows: pl.DataFrame) -> Iterator[tuple[list[str], Outcome]]:
@@ -213,7 +211,7 @@ class PeoplevoxCancels:
         keys = dict(rows.select("order_ref", "idempotency_key").iter_rows())
         asked = {r: json.loads(p)[0][2] for r, p in rows.select("order_ref", "payload").iter_rows()}
         try:
-            status = self._statuses(list(keys))
+            status = live_statuses(self.client, list(keys))
         except TransientError as exc:  # nothing was changed: ask again next time
             yield list(keys.values()), Outcome(PENDING, error=str(exc))
             return
@@ -245,3 +243,38 @@ class PeoplevoxCancels:
                 yield [keys[ref]], Outcome(TOO_LATE, error=f"Peoplevox refused the cancellation: {refused[ref]}")
             else:
                 yield [keys[ref]], Outcome(SENT, result="cancelled in Peoplevox")
+
+
+class PeoplevoxAmends(PeoplevoxOrders):
+    """Saves an order's new content over the one Peoplevox holds, once its live status says picking has not
+    started (`SaveData` updates by order number); from picking on the amendment is too late."""
+
+    def holds(self, rows: pl.DataFrame) -> dict[str, str]:
+        """Amendments whose new content Peoplevox already shows on the order."""
+        wanted = {
+            r: (k, json.loads(p)["order"])
+            for k, r, p in rows.select("idempotency_key", "order_ref", "payload").iter_rows()
+        }
+        clause = " OR ".join(f'SalesOrderNumber == "{r}"' for r in wanted)
+        found = {}
+        for page in self.client.get_data(SALES_ORDERS, clause):
+            for row in page:
+                key, order = wanted[row["SalesOrderNumber"]]
+                if all(row.get(c, v) == v for c, v in order.items()):
+                    found[key] = "Peoplevox shows the amended order"
+        return found
+
+    def send(self, rows: pl.DataFrame) -> Iterator[tuple[list[str], Outcome]]:
+        """Ask the live status, then save what may still change."""
+        keys = dict(rows.select("order_ref", "idempotency_key").iter_rows())
+        try:
+            status = live_statuses(self.client, list(keys))
+        except TransientError as exc:
+            yield list(keys.values()), Outcome(PENDING, error=str(exc))
+            return
+        late = {r for r in keys if status.get(r) in (*PICKING_STARTED, "Cancelled") or r not in status}
+        for ref in late:
+            yield [keys[ref]], Outcome(TOO_LATE, error=f"Peoplevox shows the order {status.get(ref, 'unknown')}")
+        due = rows.filter(~pl.col("order_ref").is_in(list(late)))
+        if due.height:
+            yield from super().send(due)

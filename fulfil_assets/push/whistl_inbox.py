@@ -35,12 +35,17 @@ def acknowledged(db: WarehouseDb, drop: DropSession) -> dict[tuple[str, str], st
     return found
 
 
-FILE_KINDS = {"wms_submissions": ("ord", ORDER_FILE_COLUMNS), "cancellations": ("can", CANCEL_FILE_COLUMNS)}
+FILE_KINDS = {
+    "wms_submissions": ("ord", ORDER_FILE_COLUMNS),
+    "amendments": ("amd", ORDER_FILE_COLUMNS),
+    "cancellations": ("can", CANCEL_FILE_COLUMNS),
+}
 
 
 class WhistlInbox:
     """Sends the effects of one ledger as files in Whistl's `in/` folder: orders as `ord_*.csv`
-    (`wms_submissions`), cancellations as `can_*.csv` (`cancellations`); one file per batch of claimed rows, a
+    (`wms_submissions`), amendments as `amd_*.csv` (`amendments`: the order's rows in full), cancellations as
+    `can_*.csv` (`cancellations`); one file per batch of claimed rows, a
     new name per attempt, written to the ledger before the upload. An earlier attempt counts as received when
     Whistl acknowledged it, or when the file still waits in `in/` for Whistl to take it."""
 

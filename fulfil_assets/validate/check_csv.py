@@ -12,7 +12,7 @@ import polars as pl
 from fulfil_assets.stage.common import ORDER_COLUMNS, conform
 from fulfil_assets.validate.mappings import MappingError, load_bundles, load_service_codes, load_variant_skus
 from fulfil_assets.validate.rules import check_orders, prepare_lines
-from fulfil_assets.validate.suites import SuiteError, load_suite
+from fulfil_assets.validate.suites import EXPECTATIONS_DIR, SuiteError, load_suite
 
 CSV_COLUMNS = (
     "order_ref",
@@ -123,12 +123,13 @@ def check_csv(
     service_map: Path,
     catalogue: Path | None,
     system: str = "linnworks",
-    expectations: Path = Path("expectations"),
+    expectations: Path = EXPECTATIONS_DIR,
 ) -> CheckResult:
-    """Run the WMS's suite over the CSV; catalogue None skips the SKU_UNKNOWN_AT_WMS rule."""
+    """Run the WMS's suite over the CSV; catalogue None skips the SKU_UNKNOWN_AT_WMS rule. The suites and
+    bundle/variant tables are fulfil's own (found from any folder); messages name the service map given."""
     try:
         suite = load_suite(wms, expectations)
-        services = load_service_codes(service_map)
+        services = load_service_codes(service_map, system)
         bundles = load_bundles(expectations / "bundles.csv")
         variants = load_variant_skus(expectations / "variant_skus.csv")
         params = {}
@@ -143,7 +144,11 @@ def check_csv(
     failures = (
         verdicts.filter(~pl.col("passed"))
         .join(orders.select("order_key", "order_ref"), on="order_key")
-        .select("order_ref", "reason_code", "detail")
+        .select(
+            "order_ref",
+            "reason_code",
+            pl.col("detail").str.replace_all("service_codes.csv", str(service_map), literal=True),
+        )
         .sort("order_ref", "reason_code")
     )
     return CheckResult(failures, orders.height, lines.height)

@@ -100,11 +100,23 @@ def _service_row(row: dict[str, str]) -> str | None:
     return None
 
 
-def load_service_codes(path: Path) -> pl.DataFrame:
-    """`system, shipping_method, wms, service_code`: the exact mapping from what the customer chose."""
-    return _load(
-        path, ["system", "shipping_method", "wms", "service_code"], ["system", "shipping_method", "wms"], _service_row
-    )
+def load_service_codes(path: Path, system: str | None = None) -> pl.DataFrame:
+    """`system, shipping_method, wms, service_code`: the exact mapping from what the customer chose. With
+    `system` given, a map without the `system` column (one order system's own table) is read as that system's."""
+    columns = ["system", "shipping_method", "wms", "service_code"]
+    if system is not None and _header(path) == columns[1:]:
+        frame = _load(path, columns[1:], ["shipping_method", "wms"], lambda r: _service_row({**r, "system": system}))
+        return frame.select(pl.lit(system).alias("system"), *columns[1:])
+    return _load(path, columns, ["system", "shipping_method", "wms"], _service_row)
+
+
+def _header(path: Path) -> list[str] | None:
+    """The stripped header cells of a CSV (None when it cannot be read: `_load` says why)."""
+    try:
+        first = path.read_text(encoding="utf-8-sig").splitlines()[:1]
+    except (OSError, UnicodeDecodeError):
+        return None
+    return [c.strip() for c in next(csv.reader(first), [])] if first else None
 
 
 def load_variant_skus(path: Path) -> pl.DataFrame:

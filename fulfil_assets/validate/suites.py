@@ -18,7 +18,8 @@ from typing import Any
 import polars as pl
 from phonenumbers import PhoneMetadata
 
-EXPECTATIONS_DIR = Path("expectations")
+# The suites and mapping tables that ship with fulfil (found from any working folder).
+EXPECTATIONS_DIR = Path(__file__).resolve().parents[2] / "expectations"
 PHONE_REGIONS = (
     "GB",
     "JE",

@@ -1,0 +1,72 @@
+"""Amendments: an order whose content changed in its order system after it was sent (an address edit, a new
+service) is an amendment to the order the warehouse holds, never a second order. Before picking it is sent on;
+from picking on it becomes `AMEND_TOO_LATE` for the warehouse owner, saying what changed."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+
+from fulfil_assets.effects import payload_hash
+from fulfil_assets.push.cancellations import AT_WMS, INTENT_SCHEMA
+
+
+def amendment_key(wms: str, order_key: str, digest: str) -> str:
+    """The idempotency key of one version of an order's content sent to a WMS as an amendment."""
+    return f"{wms}:amend:{order_key}:{digest[:16]}"
+
+
+def amendment_intents(intents: pl.DataFrame, ledger: pl.DataFrame, wms: str) -> pl.DataFrame:
+    """Ledger rows for ready orders whose payload now differs from what the WMS was sent (`ledger`:
+    `order_key, status, payload_hash` of the submissions): one row per new version of the order."""
+    if intents.is_empty() or ledger.is_empty():
+        return pl.DataFrame(schema=INTENT_SCHEMA)
+    sent = ledger.filter(pl.col("status").is_in(AT_WMS)).select("order_key", pl.col("payload_hash").alias("_sent"))
+    changed = (
+        intents.with_columns(pl.col("payload").map_elements(payload_hash, return_dtype=pl.String).alias("_now"))
+        .join(sent, on="order_key")
+        .filter(pl.col("_now") != pl.col("_sent"))
+    )
+    return changed.select(
+        pl.struct("order_key", "_now")
+        .map_elements(lambda r: amendment_key(wms, r["order_key"], r["_now"]), return_dtype=pl.String)
+        .alias("idempotency_key"),
+        "order_key",
+        "flow",
+        pl.lit(wms).alias("target"),
+        pl.lit(wms).alias("wms"),
+        "order_ref",
+        "payload",
+    ).cast(INTENT_SCHEMA)  # type: ignore[arg-type]
+
+
+def what_changed(sent: str, now: str) -> str:
+    """The fields that differ between the payload the WMS holds and the amended one, for a person to read
+    (a Whistl order file's first row, or a Peoplevox `Sales orders` row)."""
+    from fulfil_assets.push.whistl_files import ORDER_FILE_COLUMNS
+
+    before, after = json.loads(sent), json.loads(now)
+    if isinstance(before, dict) and isinstance(after, dict):
+        b, a = before.get("order", {}), after.get("order", {})
+        pairs = [(k, b.get(k), a.get(k)) for k in a]
+    elif before and after:
+        pairs = list(zip(ORDER_FILE_COLUMNS, before[0], after[0], strict=False))
+    else:
+        pairs = []
+    return ", ".join(f"{k}: {x!r} -> {y!r}" for k, x, y in pairs if x != y) or "the order lines"
+
+
+def amend_too_late(late: pl.DataFrame) -> pl.DataFrame:
+    """`AMEND_TOO_LATE` exceptions for amendments the WMS refused (`late`: order_key, last_error, payload and the
+    payload the WMS `held`): what the customer changed, and what the WMS said."""
+    rows = [
+        {
+            "order_key": r["order_key"],
+            "reason_code": "AMEND_TOO_LATE",
+            "detail": f"changed after it was sent ({what_changed(r['held'], r['payload'])}); {r['last_error']}: "
+            "correct it at the warehouse by hand or stop the parcel",
+        }
+        for r in late.iter_rows(named=True)
+    ]
+    return pl.DataFrame(rows, schema={"order_key": pl.String, "reason_code": pl.String, "detail": pl.String})
