@@ -4,6 +4,8 @@ what the target holds row for row."""
 
 from __future__ import annotations
 
+import csv
+import json
 import shutil
 import time
 from collections import Counter
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
-from flow_helpers import all_flows_config, run_job, set_faults
+from flow_helpers import ALL_FLOWS, all_flows_config, run_job, set_faults
 
 from emulators.linnworks import PEOPLEVOX_LOCATION, WHISTL_LOCATION
 from emulators.server import Emulators
@@ -202,3 +204,39 @@ def test_shopify_orders_become_linnworks_orders_once(emulators: Emulators, fulfi
     for ref in from_shopify.filter(pl.col("ready"))["order_ref"]:
         assert receipts.get(ref) == 1
     assert set(receipts.values()) == {1}
+
+
+def test_shadow_flows_send_nothing_then_live_sends_exactly_what_was_recorded(
+    emulators: Emulators, fulfil_env: dict, tmp_path: Path
+) -> None:
+    """Every flow in shadow: the whole pipeline runs, every order effect is recorded with its exact payload and
+    nothing reaches Whistl, Peoplevox or Linnworks; switched to live, each target receives exactly those, once."""
+    emu = emulators
+    emu.linnworks.peoplevox_share = 0.4
+    emu.whistl.snapshot()
+    shadow = all_flows_config(emu, tmp_path, modes=dict.fromkeys(ALL_FLOWS, "shadow"))
+    instance = dg.DagsterInstance.ephemeral()
+    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+    run_job(build_definitions(shadow), "order_sync_job", instance)
+
+    recorded = db.read(f"SELECT wms, order_ref, status, payload FROM {SCHEMA}.wms_submissions")
+    assert set(recorded["status"]) == {"shadow"} and set(recorded["wms"]) == {"whistl", "peoplevox", "linnworks"}
+    emu.whistl.step()
+    assert emu.whistl.inspect()["receipts"] == {}
+    assert not list((emu.whistl.root / "in").glob("*.csv"))
+    assert emu.peoplevox.inspect()["saves"] == {}
+    assert emu.linnworks.create_calls == []
+
+    run_job(build_definitions(all_flows_config(emu, tmp_path)), "order_sync_job", instance)
+    emu.whistl.step()
+    expected = {w: set(recorded.filter(pl.col("wms") == w)["order_ref"]) for w in ("whistl", "peoplevox", "linnworks")}
+    assert emu.whistl.inspect()["receipts"] == dict.fromkeys(expected["whistl"], 1)
+    assert emu.peoplevox.inspect()["saves"] == dict.fromkeys(expected["peoplevox"], 1)
+    assert Counter(r for call in emu.linnworks.create_calls for r in call) == Counter(expected["linnworks"])
+    # What went is what was recorded in shadow, byte for byte (the Whistl files' rows).
+    payloads = dict(recorded.filter(pl.col("wms") == "whistl").select("order_ref", "payload").iter_rows())
+    received: dict[str, list[list[str]]] = {}
+    for f in sorted(emu.whistl.received_dir.glob("ord_*.csv")):
+        for row in list(csv.reader(f.read_text().splitlines()))[1:]:
+            received.setdefault(row[0], []).append(row)
+    assert {ref: json.loads(p) for ref, p in payloads.items()} == received
