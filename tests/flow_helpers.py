@@ -49,7 +49,7 @@ def all_flows_config(emu: Emulators, tmp_path: Path, **extra: Any) -> FulfilConf
         routes={"linnworks_peoplevox": {"locations": [PEOPLEVOX_LOCATION]}} if both else {},
         systems={
             "cin7": {"base_url": emu.url("cin7"), "budget_share": 1.0},
-            "shopify": {"base_url": emu.url("shopify")},
+            "shopify": {"base_url": emu.url("shopify"), "budget_share": 1.0},
             "bigcommerce": {"base_url": emu.url("bigcommerce"), "budget_share": 1.0},
             "peoplevox": {"base_url": emu.url("peoplevox")},
             **extra.pop("systems", {}),

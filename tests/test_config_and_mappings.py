@@ -112,3 +112,41 @@ def test_mapping_lines_are_counted_as_a_person_sees_them(tmp_path: Path) -> None
     path.write_text(header + "linnworks,Next\u2028Day,whistl,WHISTL-T24\n", encoding="utf-8")
     with pytest.raises(MappingError, match=r"line 2: shipping_method contains an invisible character U\+2028"):
         load_service_codes(path)
+
+
+def test_one_order_system_feeding_two_flows_needs_routes(tmp_path: Path) -> None:
+    """Each order belongs to exactly one flow: two Linnworks flows without routes, or a location given to both,
+    are refused with the reason; with routes, orders split by fulfilment location."""
+    import polars as pl
+
+    from fulfil_assets.routing import order_routes
+
+    path = tmp_path / "fulfil.yaml"
+    base = (
+        "flows: [linnworks_whistl, linnworks_peoplevox]\n"
+        "systems:\n  linnworks: {base_url: http://x}\n  whistl: {drop_url: /tmp/x}\n"
+        "  peoplevox: {base_url: http://p}\n"
+    )
+    path.write_text(base)
+    with pytest.raises(ConfigError, match="linnworks orders feed linnworks_whistl, linnworks_peoplevox: give routes"):
+        load_config(path)
+    path.write_text(
+        base + "routes:\n  linnworks_whistl: {locations: [A]}\n  linnworks_peoplevox: {locations: [A, B]}\n"
+    )
+    with pytest.raises(ConfigError, match="location A is given to more than one linnworks flow"):
+        load_config(path)
+    path.write_text(base + "routes:\n  linnworks_peoplevox: {locations: [B]}\n")
+    config = load_config(path)
+    orders = pl.DataFrame(
+        {
+            "order_key": ["linnworks:1", "linnworks:2", "linnworks:3", "cin7:4"],
+            "source_system": ["linnworks", "linnworks", "linnworks", "cin7"],
+            "fulfilment_location": ["A", "B", None, "B"],
+        }
+    )
+    routes = dict(order_routes(orders, config).select("order_key", "flow").iter_rows())
+    assert routes == {
+        "linnworks:1": "linnworks_whistl",
+        "linnworks:2": "linnworks_peoplevox",
+        "linnworks:3": "linnworks_whistl",
+    }

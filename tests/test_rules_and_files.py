@@ -196,7 +196,15 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
         load_config(path)
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.yaml")
-    assert load_config(Path("fulfil.yaml")).flows == ["linnworks_whistl"]
+    shipped = load_config(Path("fulfil.yaml"))
+    assert shipped.flows == [
+        "linnworks_whistl",
+        "cin7_whistl",
+        "bigcommerce_whistl",
+        "linnworks_peoplevox",
+        "shopify_linnworks",
+    ]
+    assert set(shipped.routes) == {"linnworks_peoplevox"}
 
 
 def test_order_file_has_the_contract_columns_and_normalised_values() -> None:

@@ -13,6 +13,7 @@ from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, is_shadow, target_o
 from fulfil_assets.ledger import adopt_amendments, now_utc, open_exceptions, resolve_wms_rejections
 from fulfil_assets.push.amendments import amend_too_late, amendment_intents
 from fulfil_assets.push.cancel_assets import cancellation_assets
+from fulfil_assets.push.common import record_intents
 from fulfil_assets.push.linnworks_orders import LinnworksOrders, linnworks_payloads
 from fulfil_assets.push.peoplevox_orders import PeoplevoxAmends, PeoplevoxOrders, peoplevox_payloads
 from fulfil_assets.push.source_check import Recheck, linnworks_recheck
@@ -85,12 +86,7 @@ def submit(
     exception in its own words. Returns the report and the ledger's metadata."""
     flows = flows_to(config, target)
     shadow = [f for f in flows if is_shadow(config, f)]
-    rearmed: list[str] = []
-    for flow in flows:
-        rearmed += effects.intend(db, TABLE, intents.filter(pl.col("flow") == flow), shadow=flow in shadow)[1]
-    for flow in flows:
-        if flow not in shadow:
-            effects.go_live(db, TABLE, f"flow = '{flow}'")
+    rearmed = record_intents(db, config, TABLE, intents, flows)
     # Refused earlier, data changed since: `intend` armed it again; close the rejection.
     resolve_wms_rejections(db, [k.split(":order:", 1)[1] for k in rearmed], now_utc())
     ledger = db.read(f"SELECT idempotency_key, status FROM {SCHEMA}.{TABLE} WHERE wms = '{target}'")
@@ -151,11 +147,7 @@ def send_amendments(
     call's answer is the confirmation (not Whistl: its acknowledgement file confirms), the confirmed amendment
     becomes what the submission holds."""
     ledger = db.read(f"SELECT order_key, status, payload_hash FROM {SCHEMA}.{TABLE} WHERE wms = '{target}'")
-    amends = amendment_intents(intents, ledger, target)
-    for flow in flows_to(config, target):
-        effects.intend(db, "amendments", amends.filter(pl.col("flow") == flow), shadow=is_shadow(config, flow))
-        if not is_shadow(config, flow):
-            effects.go_live(db, "amendments", f"flow = '{flow}'")
+    record_intents(db, config, "amendments", amendment_intents(intents, ledger, target), flows_to(config, target))
     report = effects.deliver(
         db,
         "amendments",

@@ -7,9 +7,10 @@ import dagster as dg
 import polars as pl
 
 from fulfil_assets import effects
-from fulfil_assets.config import FulfilConfig, is_shadow, target_of
+from fulfil_assets.config import FulfilConfig, target_of
 from fulfil_assets.ledger import mark_cancelled, now_utc, open_exceptions
 from fulfil_assets.push.cancellations import cancellation_intents, too_late_exceptions
+from fulfil_assets.push.common import record_intents
 from fulfil_assets.push.peoplevox_orders import PeoplevoxCancels
 from fulfil_assets.push.whistl_inbox import WhistlInbox
 from resources.file_drop import FileDrop
@@ -50,11 +51,7 @@ def send_cancellations(
     opens the same exception. Returns the metadata."""
     cancelled = cancelled_at_source(db, wms)
     intents = cancellation_intents(cancelled)
-    flows = [f for f in config.flows if target_of(f) == wms]
-    for flow in flows:
-        effects.intend(db, TABLE, intents.filter(pl.col("flow") == flow), shadow=is_shadow(config, flow))
-        if not is_shadow(config, flow):
-            effects.go_live(db, TABLE, f"flow = '{flow}'")
+    record_intents(db, config, TABLE, intents, [f for f in config.flows if target_of(f) == wms])
     now = now_utc()
     open_exceptions(db, too_late_exceptions(cancelled), "cancellation", now)
     report = effects.deliver(db, TABLE, sender, where=f"wms = '{wms}'", log=context.log.warning, **deliver)

@@ -15,6 +15,7 @@ from typing import Any
 import polars as pl
 
 from fulfil_assets.effects import FAILED, PENDING, SENDING, SENT, Outcome
+from fulfil_assets.push.common import PAYLOAD_SCHEMA, orders_with_items
 from resources.http import DataError, TransientError
 from resources.linnworks import LinnworksClient
 
@@ -29,16 +30,8 @@ def _iso(value: Any) -> str | None:
 def linnworks_payloads(ready: pl.DataFrame, lines: pl.DataFrame) -> pl.DataFrame:
     """`order_key, order_ref, flow, payload`: per ready storefront order the exact Linnworks `ChannelOrder` it is
     created as and the location it is created at (`lines`: order_key, line_no, sku, quantity, unit_price)."""
-    schema = {"order_key": pl.String, "order_ref": pl.String, "flow": pl.String, "payload": pl.String}
-    if ready.is_empty():
-        return pl.DataFrame(schema=schema)
-    items = (
-        lines.sort("order_key", "line_no")
-        .group_by("order_key", maintain_order=True)
-        .agg(pl.struct("line_no", "sku", "quantity", "unit_price").alias("items"))
-    )
     rows = []
-    for o in ready.join(items, on="order_key", how="inner").iter_rows(named=True):
+    for o in orders_with_items(ready, lines):
         address = {
             "FullName": o["ship_name"] or "",
             "Company": o["company"] or "",
@@ -81,7 +74,7 @@ def linnworks_payloads(ready: pl.DataFrame, lines: pl.DataFrame) -> pl.DataFrame
         }
         payload = json.dumps({"location": o["target_location"], "order": order}, sort_keys=True)
         rows.append({"order_key": o["order_key"], "order_ref": o["order_ref"], "flow": o["flow"], "payload": payload})
-    return pl.DataFrame(rows, schema=schema)
+    return pl.DataFrame(rows, schema=PAYLOAD_SCHEMA)
 
 
 class LinnworksOrders:

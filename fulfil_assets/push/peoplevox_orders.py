@@ -15,6 +15,7 @@ from typing import Any
 import polars as pl
 
 from fulfil_assets.effects import FAILED, PENDING, SENDING, SENT, TOO_LATE, Outcome
+from fulfil_assets.push.common import PAYLOAD_SCHEMA, orders_with_items
 from resources.http import DataError, TransientError
 from resources.peoplevox import PeoplevoxClient, SoapResult
 
@@ -48,16 +49,8 @@ class TemplateMismatch(DataError):
 def peoplevox_payloads(ready: pl.DataFrame, lines: pl.DataFrame) -> pl.DataFrame:
     """`order_key, order_ref, flow, payload`: per ready order the exact `Sales orders` row and `Sales order
     items` rows it is saved as (`lines`: order_key, line_no, sku, quantity, unit_price as the WMS receives them)."""
-    schema = {"order_key": pl.String, "order_ref": pl.String, "flow": pl.String, "payload": pl.String}
-    if ready.is_empty():
-        return pl.DataFrame(schema=schema)
-    items = (
-        lines.sort("order_key", "line_no")
-        .group_by("order_key", maintain_order=True)
-        .agg(pl.struct("line_no", "sku", "quantity", "unit_price").alias("items"))
-    )
     rows = []
-    for o in ready.join(items, on="order_key", how="inner").iter_rows(named=True):
+    for o in orders_with_items(ready, lines):
         order = {
             "SalesOrderNumber": o["order_ref"],
             "Customer": o["ship_name"] or "",
@@ -87,7 +80,7 @@ def peoplevox_payloads(ready: pl.DataFrame, lines: pl.DataFrame) -> pl.DataFrame
         ]
         payload = json.dumps({"order": order, "items": order_items}, sort_keys=True)
         rows.append({"order_key": o["order_key"], "order_ref": o["order_ref"], "flow": o["flow"], "payload": payload})
-    return pl.DataFrame(rows, schema=schema)
+    return pl.DataFrame(rows, schema=PAYLOAD_SCHEMA)
 
 
 def _refusals(result: SoapResult, refs: list[str]) -> dict[str, str]:
