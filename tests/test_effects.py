@@ -115,18 +115,19 @@ def test_tracking_once_when_linnworks_applied_calls_the_client_gave_up_on(
     emu.whistl.multi_parcel_share = 0.3
     run_job(defs, "order_sync_job", instance)
 
-    real_record = effects.record
+    real_record_all = effects.record_all
     crashed = []
 
-    def killed_after_the_post(db_, table, keys, outcome, owner=None):
-        if table == "tracking_posts" and outcome.status == effects.SENT and not crashed:
-            crashed.append(keys)
+    def killed_after_the_post(db_, table, outcomes, owner=None):
+        sent = [keys for keys, outcome in outcomes if outcome.status == effects.SENT]
+        if table == "tracking_posts" and sent and not crashed:
+            crashed.append(sent[0])
             raise KeyboardInterrupt("killed after Linnworks applied the post")
-        return real_record(db_, table, keys, outcome, owner)
+        return real_record_all(db_, table, outcomes, owner)
 
     set_faults(emu, "linnworks", timeout_rate=0.3, timeout_s=0.8)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(effects, "record", killed_after_the_post)
+        patch.setattr(effects, "record_all", killed_after_the_post)
         despatch_everything(emu, defs, instance, require_success=False)
     assert crashed, "the kill never happened"
     for _ in range(3):

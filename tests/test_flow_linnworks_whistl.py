@@ -197,18 +197,18 @@ def test_crash_before_or_after_the_upload_sends_once(
     assert ledger.height > 0 and set(ledger["status"]) <= {"pending", "sending"} and "sending" in set(ledger["status"])
     monkeypatch.setattr(SftpDrop, "write_atomic", real_write)
 
-    real_record = effects.record
+    real_record_all = effects.record_all
 
-    def crash_after_write(db_, table, keys, outcome, owner=None):
-        if outcome.status == effects.SENT and table == "wms_submissions":
+    def crash_after_write(db_, table, outcomes, owner=None):
+        if table == "wms_submissions" and any(o.status == effects.SENT for _, o in outcomes):
             raise KeyboardInterrupt("killed after the file was written")
-        return real_record(db_, table, keys, outcome, owner)
+        return real_record_all(db_, table, outcomes, owner)
 
-    monkeypatch.setattr(effects, "record", crash_after_write)
+    monkeypatch.setattr(effects, "record_all", crash_after_write)
     result = defs.resolve_job_def("order_sync_job").execute_in_process(instance=instance, raise_on_error=False)
     assert not result.success
     assert len(list(emu.whistl.inbox.glob("ord_*.csv"))) == 1
-    monkeypatch.setattr(effects, "record", real_record)
+    monkeypatch.setattr(effects, "record_all", real_record_all)
 
     emu.whistl.step()  # the warehouse takes the file out of its inbox and acknowledges it
     assert not list(emu.whistl.inbox.glob("ord_*.csv"))

@@ -9,7 +9,8 @@ import json
 import polars as pl
 
 from fulfil_assets.effects import payload_hash
-from fulfil_assets.push.cancellations import AT_WMS, INTENT_SCHEMA
+from fulfil_assets.push.cancellations import AT_WMS
+from fulfil_assets.push.common import INTENT_SCHEMA
 
 
 def amendment_key(wms: str, order_key: str, digest: str) -> str:

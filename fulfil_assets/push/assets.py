@@ -13,30 +13,24 @@ from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, is_shadow, target_o
 from fulfil_assets.ledger import adopt_amendments, now_utc, open_exceptions, resolve_wms_rejections
 from fulfil_assets.push.amendments import amend_too_late, amendment_intents
 from fulfil_assets.push.cancel_assets import cancellation_assets
-from fulfil_assets.push.common import record_intents
+from fulfil_assets.push.common import INTENT_SCHEMA, record_intents
 from fulfil_assets.push.linnworks_orders import LinnworksOrders, linnworks_payloads
 from fulfil_assets.push.peoplevox_orders import PeoplevoxAmends, PeoplevoxOrders, peoplevox_payloads
 from fulfil_assets.push.source_check import Recheck, linnworks_recheck
 from fulfil_assets.push.whistl_files import ORDER_FILE_COLUMNS, order_file_rows
-from fulfil_assets.push.whistl_inbox import WhistlInbox
+from fulfil_assets.push.whistl_inbox import ORDERS_PER_FILE, WhistlInbox
 from resources.file_drop import FileDrop
 from resources.linnworks import LinnworksResource
 from resources.peoplevox import PeoplevoxResource
 from resources.warehouse import SCHEMA, Warehouse, WarehouseDb
 
 TABLE = "wms_submissions"
-INTENT_COLUMNS = ("idempotency_key", "order_key", "flow", "target", "wms", "order_ref", "payload")
-
-
-def submission_key(order_key: str) -> str:
-    """The idempotency key of sending one order to Whistl."""
-    return f"whistl:order:{order_key}"
 
 
 def submission_intents(ready: pl.DataFrame, lines: pl.DataFrame) -> pl.DataFrame:
-    """One ledger row per ready order: its flow, and as payload the exact order-file rows it travels as."""
+    """One Whistl ledger row per ready order: its flow, and as payload the exact order-file rows it travels as."""
     if ready.is_empty():
-        return pl.DataFrame(schema={c: pl.String for c in INTENT_COLUMNS})
+        return pl.DataFrame(schema=INTENT_SCHEMA)
     rows = order_file_rows(ready, lines).with_columns(pl.all().cast(pl.String))
     payloads = rows.group_by("order_reference", maintain_order=True).agg(
         pl.concat_list(list(ORDER_FILE_COLUMNS)).alias("cells")
@@ -44,15 +38,8 @@ def submission_intents(ready: pl.DataFrame, lines: pl.DataFrame) -> pl.DataFrame
     payloads = payloads.with_columns(
         pl.col("cells").map_elements(lambda c: json.dumps(c.to_list()), return_dtype=pl.String).alias("payload")
     )
-    return ready.join(payloads, left_on="order_ref", right_on="order_reference").select(
-        pl.col("order_key").map_elements(submission_key, return_dtype=pl.String).alias("idempotency_key"),
-        "order_key",
-        "flow",
-        pl.lit("whistl").alias("target"),
-        pl.lit("whistl").alias("wms"),
-        "order_ref",
-        "payload",
-    )
+    keyed = ready.join(payloads, left_on="order_ref", right_on="order_reference")
+    return keyed_intents(keyed.select("order_key", "order_ref", "flow", "payload"), "whistl")
 
 
 def ready_for(db: WarehouseDb, target: str, flows: list[str]) -> pl.DataFrame:
@@ -79,11 +66,12 @@ def submit(
     batches: Callable[[pl.DataFrame], Iterable[pl.DataFrame]] | None = None,
     recheck: Recheck | None = None,
     amender: effects.Target | None = None,
-) -> tuple[effects.DeliveryReport, dict[str, Any]]:
+    chunk: int = effects.CLAIM_CHUNK,
+) -> dict[str, Any]:
     """Send `intents` (ledger rows of orders ready for `target`) through the effect module: record them (as
     `shadow` for a flow in shadow mode), make recorded shadow rows due for live flows, arm again what was held
     or refused and is ready (or fixed) now, then deliver. What the target refused becomes a `WMS_REJECTED`
-    exception in its own words. Returns the report and the ledger's metadata."""
+    exception in its own words. Returns the run's metadata."""
     flows = flows_to(config, target)
     shadow = [f for f in flows if is_shadow(config, f)]
     rearmed = record_intents(db, config, TABLE, intents, flows)
@@ -105,6 +93,7 @@ def submit(
         batches=batches,
         recheck=recheck,
         log=context.log.warning,
+        chunk=chunk,
     )
     refused = db.read(
         f"SELECT order_key, last_error FROM {SCHEMA}.{TABLE} WHERE wms = '{target}' AND status = '{effects.FAILED}'"
@@ -129,7 +118,7 @@ def submit(
         **{f"ledger_{status}": int(n) for status, n in totals.iter_rows()},
         "first_errors": dg.MetadataValue.json(report.errors[:5]),
     }
-    return report, metadata
+    return metadata
 
 
 def send_amendments(
@@ -198,7 +187,7 @@ def order_lines_for(db: WarehouseDb, target: str) -> pl.DataFrame:
 
 
 def keyed_intents(payloads: pl.DataFrame, target: str) -> pl.DataFrame:
-    """Ledger rows (`INTENT_COLUMNS`) from `order_key, order_ref, flow, payload` for `target`."""
+    """Ledger rows (`INTENT_SCHEMA`) from `order_key, order_ref, flow, payload` for `target`."""
     return payloads.select(
         pl.format(f"{target}:order:{{}}", "order_key").alias("idempotency_key"),
         "order_key",
@@ -254,7 +243,7 @@ def whistl_submissions(config: FulfilConfig) -> dg.AssetsDefinition:
         )
         with whistl_drop.session() as drop:
             inbox = WhistlInbox(db, drop)
-            _, metadata = submit(
+            metadata = submit(
                 context,
                 db,
                 config,
@@ -263,6 +252,7 @@ def whistl_submissions(config: FulfilConfig) -> dg.AssetsDefinition:
                 inbox,
                 settle_s=grace_s,
                 batches=inbox.batches,
+                chunk=ORDERS_PER_FILE,
                 recheck=source_recheck(context, config, "whistl"),
                 amender=WhistlInbox(db, drop, "amendments"),
             )
@@ -299,7 +289,7 @@ def peoplevox_submissions(config: FulfilConfig) -> dg.AssetsDefinition:
         sender = PeoplevoxOrders(client)
         if not all(is_shadow(config, f) for f in flows_to(config, "peoplevox")):
             sender.check_templates()
-        _, metadata = submit(
+        metadata = submit(
             context,
             db,
             config,
@@ -339,7 +329,7 @@ def linnworks_submissions(config: FulfilConfig) -> dg.AssetsDefinition:
         intents = keyed_intents(linnworks_payloads(ready, order_lines_for(db, "linnworks")), "linnworks")
         client = linnworks.get_client()
         sender = LinnworksOrders(client)
-        _, metadata = submit(context, db, config, "linnworks", intents, sender, batches=sender.batches)
+        metadata = submit(context, db, config, "linnworks", intents, sender, batches=sender.batches)
         return dg.MaterializeResult(metadata={**metadata, "create_calls": sender.calls, **client.stats.as_metadata()})
 
     return linnworks_submissions

@@ -12,7 +12,7 @@ from fulfil_assets.ledger import mark_cancelled, now_utc, open_exceptions
 from fulfil_assets.push.cancellations import cancellation_intents, too_late_exceptions
 from fulfil_assets.push.common import record_intents
 from fulfil_assets.push.peoplevox_orders import PeoplevoxCancels
-from fulfil_assets.push.whistl_inbox import WhistlInbox
+from fulfil_assets.push.whistl_inbox import ORDERS_PER_FILE, WhistlInbox
 from resources.file_drop import FileDrop
 from resources.peoplevox import PeoplevoxResource
 from resources.warehouse import SCHEMA, Warehouse, WarehouseDb
@@ -104,7 +104,9 @@ def whistl_cancellations(config: FulfilConfig) -> dg.AssetsDefinition:
         db = warehouse.get_db()
         with whistl_drop.session() as drop:
             inbox = WhistlInbox(db, drop, TABLE)
-            metadata = send_cancellations(context, db, config, "whistl", inbox, settle_s=grace_s, batches=inbox.batches)
+            metadata = send_cancellations(
+                context, db, config, "whistl", inbox, settle_s=grace_s, batches=inbox.batches, chunk=ORDERS_PER_FILE
+            )
         return dg.MaterializeResult(metadata={**metadata, "files_written": inbox.files})
 
     return whistl_cancellations

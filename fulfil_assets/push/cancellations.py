@@ -11,11 +11,10 @@ import json
 
 import polars as pl
 
+from fulfil_assets.push.common import INTENT_SCHEMA
+
 # Submission statuses after which the WMS may hold the order: a cancellation must reach it.
 AT_WMS = ("sending", "sent", "acknowledged")
-INTENT_SCHEMA = {
-    c: pl.String for c in ("idempotency_key", "order_key", "flow", "target", "wms", "order_ref", "payload")
-}
 
 
 def cancellation_key(wms: str, order_key: str) -> str:

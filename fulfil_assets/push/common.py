@@ -12,6 +12,10 @@ from fulfil_assets.config import FulfilConfig, is_shadow
 from resources.warehouse import WarehouseDb
 
 PAYLOAD_SCHEMA = {"order_key": pl.String, "order_ref": pl.String, "flow": pl.String, "payload": pl.String}
+# A ledger row as the senders intend it (`effects.intend` adds the rest).
+INTENT_SCHEMA = {
+    c: pl.String for c in ("idempotency_key", "order_key", "flow", "target", "wms", "order_ref", "payload")
+}
 
 
 def orders_with_items(ready: pl.DataFrame, lines: pl.DataFrame) -> Iterator[dict[str, Any]]:

@@ -100,6 +100,8 @@ class PeoplevoxOrders:
     def __init__(self, client: PeoplevoxClient) -> None:
         self.client = client
         self.calls = 0
+        # Orders an unconfirmed attempt saved the header of but not all the lines: only the lines go again.
+        self.headers_held: set[str] = set()
 
     def check_templates(self) -> None:
         """Refuse to send when the account's save templates lack a column fulfil sends: Peoplevox would drop it."""
@@ -136,6 +138,8 @@ class PeoplevoxOrders:
                 sent_lines = {i["Line"] for i in payload["items"]}
                 if ref in held and sent_lines <= lines.get(ref, set()):
                     found[key] = f"Peoplevox holds sales order {ref} with {len(sent_lines)} line(s)"
+                elif ref in held:
+                    self.headers_held.add(ref)
         return found
 
     def _save(self, template: str, rows: list[dict[str, Any]]) -> SoapResult:
@@ -146,13 +150,17 @@ class PeoplevoxOrders:
         return result
 
     def send(self, rows: pl.DataFrame) -> Iterator[tuple[list[str], Outcome]]:
-        """Save the orders, then the items of the orders Peoplevox took; yield each order's outcome."""
+        """Save the orders (not the ones whose header an earlier attempt already saved), then the items of the
+        orders Peoplevox took; yield each order's outcome."""
         keys = dict(rows.select("order_ref", "idempotency_key").iter_rows())
         payloads = {ref: json.loads(p) for ref, p in rows.select("order_ref", "payload").iter_rows()}
         refs = list(payloads)
+        headers = [r for r in refs if r not in self.headers_held]
         try:
-            head = self._save(SALES_ORDERS, [payloads[r]["order"] for r in refs])
-            refused = _refusals(head, refs)
+            head = (
+                self._save(SALES_ORDERS, [payloads[r]["order"] for r in headers]) if headers else SoapResult(0, 0, "")
+            )
+            refused = _refusals(head, headers)
             taken = [r for r in refs if r not in refused]
             item_rows = [i for r in taken for i in payloads[r]["items"]]
             items = self._save(ORDER_ITEMS, item_rows) if item_rows else SoapResult(0, 0, "")
