@@ -80,11 +80,11 @@ def adopt_amendments(db: WarehouseDb, wms: str, keys: Sequence[str]) -> None:
     so later changes are compared with it, and the amendment is `acknowledged`."""
     if not keys:
         return
-    names = ", ".join(f"'{k}'" for k in keys)
-    rows = db.read(
-        f"SELECT idempotency_key, order_key, payload, payload_hash FROM {SCHEMA}.amendments "
-        f"WHERE idempotency_key IN ({names})"
-    )
+    select = sa.text(
+        f"SELECT order_key, payload, payload_hash FROM {SCHEMA}.amendments WHERE idempotency_key IN :keys"
+    ).bindparams(sa.bindparam("keys", expanding=True))
+    with db.engine.connect() as conn:
+        rows = conn.execute(select, {"keys": list(keys)}).mappings().fetchall()
     adopt = sa.text(
         f"UPDATE {SCHEMA}.wms_submissions SET payload = :payload, payload_hash = :hash, updated_at = :now "
         "WHERE idempotency_key = :key"
@@ -95,7 +95,7 @@ def adopt_amendments(db: WarehouseDb, wms: str, keys: Sequence[str]) -> None:
             adopt,
             [
                 {"payload": r["payload"], "hash": r["payload_hash"], "now": now, "key": f"{wms}:order:{r['order_key']}"}
-                for r in rows.iter_rows(named=True)
+                for r in rows
             ],
         )
     mark(db, "amendments", list(keys), "acknowledged", confirmed=True)

@@ -11,16 +11,13 @@ import polars as pl
 from fulfil_assets.effects import payload_hash
 from fulfil_assets.push.cancellations import AT_WMS
 from fulfil_assets.push.common import INTENT_SCHEMA
-
-
-def amendment_key(wms: str, order_key: str, digest: str) -> str:
-    """The idempotency key of one version of an order's content sent to a WMS as an amendment."""
-    return f"{wms}:amend:{order_key}:{digest[:16]}"
+from fulfil_assets.push.whistl_files import ORDER_FILE_COLUMNS
 
 
 def amendment_intents(intents: pl.DataFrame, ledger: pl.DataFrame, wms: str) -> pl.DataFrame:
     """Ledger rows for ready orders whose payload now differs from what the WMS was sent (`ledger`:
-    `order_key, status, payload_hash` of the submissions): one row per new version of the order."""
+    `order_key, status, payload_hash` of the submissions): one row per new version of the order, keyed
+    `<wms>:amend:<order_key>:<first 16 of the new payload's hash>`."""
     if intents.is_empty() or ledger.is_empty():
         return pl.DataFrame(schema=INTENT_SCHEMA)
     sent = ledger.filter(pl.col("status").is_in(AT_WMS)).select("order_key", pl.col("payload_hash").alias("_sent"))
@@ -30,9 +27,7 @@ def amendment_intents(intents: pl.DataFrame, ledger: pl.DataFrame, wms: str) -> 
         .filter(pl.col("_now") != pl.col("_sent"))
     )
     return changed.select(
-        pl.struct("order_key", "_now")
-        .map_elements(lambda r: amendment_key(wms, r["order_key"], r["_now"]), return_dtype=pl.String)
-        .alias("idempotency_key"),
+        pl.format(f"{wms}:amend:{{}}:{{}}", "order_key", pl.col("_now").str.slice(0, 16)).alias("idempotency_key"),
         "order_key",
         "flow",
         pl.lit(wms).alias("target"),
@@ -45,8 +40,6 @@ def amendment_intents(intents: pl.DataFrame, ledger: pl.DataFrame, wms: str) -> 
 def what_changed(sent: str, now: str) -> str:
     """The fields that differ between the payload the WMS holds and the amended one, for a person to read
     (a Whistl order file's first row, or a Peoplevox `Sales orders` row)."""
-    from fulfil_assets.push.whistl_files import ORDER_FILE_COLUMNS
-
     before, after = json.loads(sent), json.loads(now)
     if isinstance(before, dict) and isinstance(after, dict):
         b, a = before.get("order", {}), after.get("order", {})

@@ -1,7 +1,7 @@
 """Cancellations: an order the customer cancelled after it reached the warehouse is cancelled there too, or, past
 the picking cut-off, handed to the warehouse owner as `CANCEL_TOO_LATE`. Never silence.
 
-Pure functions here; the assets in `push/assets.py` send the intents through the effect module (`cancellations`
+Pure functions here; the assets in `push/cancel_assets.py` send the intents through the effect module (`cancellations`
 ledger) and the despatch stage takes in what the warehouse answered.
 """
 
@@ -17,37 +17,31 @@ from fulfil_assets.push.common import INTENT_SCHEMA
 AT_WMS = ("sending", "sent", "acknowledged")
 
 
-def cancellation_key(wms: str, order_key: str) -> str:
-    """The idempotency key of cancelling one order at one WMS."""
-    return f"{wms}:cancel:{order_key}"
-
-
 def cancellation_intents(cancelled: pl.DataFrame) -> pl.DataFrame:
     """Ledger rows for orders cancelled at source whose submission may be at the WMS (`cancelled`: order_key,
-    order_ref, flow, wms, submission_status, cancelled_at). The payload is the cancel file's row."""
+    order_ref, flow, wms, submission_status, cancelled_at); key `<wms>:cancel:<order_key>`, payload the cancel
+    file's row."""
     rows = cancelled.filter(pl.col("submission_status").is_in(AT_WMS))
     if rows.is_empty():
         return pl.DataFrame(schema=INTENT_SCHEMA)
-    return rows.select(
-        pl.struct("wms", "order_key")
-        .map_elements(lambda r: cancellation_key(r["wms"], r["order_key"]), return_dtype=pl.String)
-        .alias("idempotency_key"),
-        "order_key",
-        "flow",
-        pl.col("wms").alias("target"),
-        "wms",
-        "order_ref",
-        pl.struct("order_ref", "cancelled_at")
-        .map_elements(
-            lambda r: json.dumps([[r["order_ref"], "customer cancelled", _iso(r["cancelled_at"])]]),
-            return_dtype=pl.String,
+    asked = pl.col("cancelled_at").dt.strftime("%Y-%m-%dT%H:%M:%SZ").fill_null("")
+    return (
+        rows.with_columns(asked.alias("_asked"))
+        .select(
+            pl.format("{}:cancel:{}", "wms", "order_key").alias("idempotency_key"),
+            "order_key",
+            "flow",
+            pl.col("wms").alias("target"),
+            "wms",
+            "order_ref",
+            pl.struct("order_ref", "_asked")
+            .map_elements(
+                lambda r: json.dumps([[r["order_ref"], "customer cancelled", r["_asked"]]]), return_dtype=pl.String
+            )
+            .alias("payload"),
         )
-        .alias("payload"),
-    ).cast(INTENT_SCHEMA)  # type: ignore[arg-type]
-
-
-def _iso(value: object) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if hasattr(value, "strftime") else str(value or "")  # type: ignore[attr-defined]
+        .cast(INTENT_SCHEMA)
+    )  # type: ignore[arg-type]
 
 
 def too_late_exceptions(cancelled: pl.DataFrame) -> pl.DataFrame:
