@@ -21,4 +21,4 @@ lint: setup
 	FULFIL_CONFIG=fulfil.yaml $(BIN)/dagster definitions validate -w workspace.yaml
 
 test: setup lint
-	GX_ANALYTICS_ENABLED=false DAGSTER_DISABLE_TELEMETRY=1 $(BIN)/pytest -q -p no:cacheprovider
+	GX_ANALYTICS_ENABLED=false DAGSTER_DISABLE_TELEMETRY=1 $(BIN)/pytest -q -p no:cacheprovider -n auto

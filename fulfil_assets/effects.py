@@ -142,7 +142,7 @@ def intend(db: WarehouseDb, table: str, rows: pl.DataFrame, *, shadow: bool = Fa
         for r in pl.concat([update, rearm]).iter_rows(named=True)
     ]
     if params:
-        with db.engine.begin() as conn:
+        with db.begin() as conn:
             conn.execute(statement, params)
     return new.height, rearm["idempotency_key"].to_list()
 
@@ -156,14 +156,14 @@ def rearm(db: WarehouseDb, table: str, keys: Sequence[str]) -> int:
         f"WHERE idempotency_key = :key AND status = '{HELD}'"
     )
     now = now_utc()
-    with db.engine.begin() as conn:
+    with db.begin() as conn:
         result = conn.execute(statement, [{"p": PENDING, "now": now, "key": k} for k in keys])
     return int(result.rowcount or 0)
 
 
 def go_live(db: WarehouseDb, table: str, where: str = "TRUE") -> int:
     """A flow switched from shadow to live: what it recorded becomes due, once."""
-    with db.engine.begin() as conn:
+    with db.begin() as conn:
         result = conn.execute(
             sa.text(f"UPDATE {_table(table)} SET status = :p, updated_at = :now WHERE status = :s AND ({where})"),
             {"p": PENDING, "s": SHADOW, "now": now_utc()},
@@ -194,7 +194,7 @@ def claim(
         "settled": now - timedelta(seconds=settle_s),
     }
     update = f"UPDATE {_table(table)} SET claimed_by = :owner, claimed_until = :until WHERE {free} AND "  # DuckDB
-    with db.engine.begin() as conn:
+    with db.begin() as conn:
         if db.is_duckdb:  # one writer; DuckDB does not honour LIMIT inside `IN (...)`: pick, then update
             keys = [r[0] for r in conn.execute(sa.text(pick), params).fetchall()]
             if not keys:
@@ -251,7 +251,7 @@ def _attempt(db: WarehouseDb, table: str, keys: Sequence[str], owner: str) -> li
         f"AND status IN ('{PENDING}', '{SENDING}') RETURNING idempotency_key"
     ).bindparams(sa.bindparam("keys", expanding=True))
     until = now + timedelta(seconds=LEASE_S)
-    with db.engine.begin() as conn:
+    with db.begin() as conn:
         rows = conn.execute(statement, {"s": SENDING, "now": now, "until": until, "keys": list(keys), "owner": owner})
         return [r[0] for r in rows.fetchall()]
 
@@ -274,7 +274,7 @@ def record_all(
         return
     now = now_utc()
     t = _table(table)
-    with db.engine.begin() as conn:
+    with db.begin() as conn:
         for (status, error), rows in groups.items():
             sets = "status = :status, last_error = :error, updated_at = :now, result = COALESCE(v.result, t.result)"
             if status not in SENDABLE:
@@ -297,7 +297,7 @@ def record_all(
 
 def release(db: WarehouseDb, table: str, owner: str) -> None:
     """Give back every claim this sender still holds (rows keep their status)."""
-    with db.engine.begin() as conn:
+    with db.begin() as conn:
         conn.execute(
             sa.text(f"UPDATE {_table(table)} SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = :o"),
             {"o": owner},
@@ -322,6 +322,22 @@ def deliver(
     drops and rows `recheck` (the source, asked right before the send) gives a reason against, then send the rest
     in `batches` (default: one row each), recording each batch's outcomes as soon as it is sent. `chunk` rows are
     claimed at a time (at least the target's batch size, so that batches can be full)."""
+    with db.session():
+        return _deliver(db, table, target, where, settle_s, wanted, batches, recheck, log, chunk)
+
+
+def _deliver(
+    db: WarehouseDb,
+    table: str,
+    target: Target,
+    where: str,
+    settle_s: float,
+    wanted: Callable[[pl.DataFrame], pl.DataFrame] | None,
+    batches: Callable[[pl.DataFrame], Iterable[pl.DataFrame]] | None,
+    recheck: Callable[[pl.DataFrame], dict[str, str]] | None,
+    log: Callable[[str], None] | None,
+    chunk: int,
+) -> DeliveryReport:
     owner = sender_id()
     report = DeliveryReport()
     streak = 0  # deferrals in a row: a target that keeps failing is left for the next run

@@ -29,7 +29,7 @@ def mark(
     sets = "status = :status, updated_at = :now, last_error = :error" + (", confirmed_at = :now" if confirmed else "")
     statement = sa.text(f"UPDATE {SCHEMA}.{table} SET {sets} WHERE idempotency_key = :key")
     params = {"status": status, "now": now_utc(), "error": error}
-    with db.engine.begin() as conn:
+    with db.begin() as conn:
         conn.execute(statement, [{**params, "key": k} for k in keys])
 
 
@@ -41,7 +41,7 @@ def resolve_wms_rejections(db: WarehouseDb, order_keys: Sequence[str], when: dat
         f"UPDATE {SCHEMA}.order_exceptions SET resolved_at = :when "
         "WHERE rule = 'wms_acceptance' AND resolved_at IS NULL AND order_key = :key"
     )
-    with db.engine.begin() as conn:
+    with db.begin() as conn:
         conn.execute(statement, [{"when": when, "key": k} for k in order_keys])
 
 
@@ -71,7 +71,7 @@ def mark_cancelled(db: WarehouseDb, wms: str, order_keys: Sequence[str]) -> None
         "WHERE idempotency_key = :key AND status <> 'cancelled'"
     )
     now = now_utc()
-    with db.engine.begin() as conn:
+    with db.begin() as conn:
         conn.execute(statement, [{"now": now, "key": f"{wms}:order:{k}"} for k in order_keys])
 
 
@@ -83,14 +83,14 @@ def adopt_amendments(db: WarehouseDb, wms: str, keys: Sequence[str]) -> None:
     select = sa.text(
         f"SELECT order_key, payload, payload_hash FROM {SCHEMA}.amendments WHERE idempotency_key IN :keys"
     ).bindparams(sa.bindparam("keys", expanding=True))
-    with db.engine.connect() as conn:
+    with db.connect() as conn:
         rows = conn.execute(select, {"keys": list(keys)}).mappings().fetchall()
     adopt = sa.text(
         f"UPDATE {SCHEMA}.wms_submissions SET payload = :payload, payload_hash = :hash, updated_at = :now "
         "WHERE idempotency_key = :key"
     )
     now = now_utc()
-    with db.engine.begin() as conn:
+    with db.begin() as conn:
         conn.execute(
             adopt,
             [

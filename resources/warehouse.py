@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,20 +45,67 @@ class WarehouseDb:
             raise ValueError(f"a DuckDB file named {SCHEMA}.* clashes with schema {SCHEMA!r}; pick another name")
         if self.is_duckdb and parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        # DuckDB allows one writing process: never hold a connection open between steps.
+        # DuckDB allows one writing process: never hold a connection open between steps (see `session`).
         self.engine = (
             sa.create_engine(url, poolclass=NullPool) if self.is_duckdb else sa.create_engine(url, pool_pre_ping=True)
         )
+        self._held = threading.local()
 
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
 
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Hold one connection for a block of work (an asset's body, a delivery): opening a DuckDB connection
+        costs ~20 ms and a step makes hundreds of statements. Nested sessions share it; it closes when the outer
+        block ends, so the file is free for other processes (and dlt) between steps."""
+        if getattr(self._held, "conn", None) is not None:
+            yield
+            return
+        with self.engine.connect() as conn:
+            self._held.conn = conn
+            try:
+                yield
+            finally:
+                self._held.conn = None
+
+    @contextmanager
+    def begin(self) -> Iterator[sa.Connection]:
+        """A connection in a transaction that commits at the end of the block (rolls back on an error): the
+        session's connection when one is held (inside another `begin`, the same transaction), else a new one."""
+        conn: sa.Connection | None = getattr(self._held, "conn", None)
+        if conn is None:
+            with self.engine.begin() as fresh:
+                yield fresh
+        elif conn.in_transaction():
+            yield conn
+        else:
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def connect(self) -> Iterator[sa.Connection]:
+        """A connection for reads: the session's when one is held (ending the read's implicit transaction,
+        unless it runs inside a `begin`), else a new one."""
+        conn: sa.Connection | None = getattr(self._held, "conn", None)
+        if conn is None:
+            with self.engine.connect() as fresh:
+                yield fresh
+        elif conn.in_transaction():
+            yield conn
+        else:
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction():
+                    conn.rollback()
+
     def execute(self, statements: str | Iterable[str]) -> None:
         """Run DDL or other parameterless statements in one transaction."""
         if isinstance(statements, str):
             statements = [statements]
-        with self.engine.begin() as conn:
+        with self.begin() as conn:
             for statement in statements:
                 conn.execute(sa.text(statement))
 
@@ -64,7 +113,7 @@ class WarehouseDb:
         self, sql: str, params: Mapping[str, Any] | None = None, schema: Mapping[str, pl.DataType] | None = None
     ) -> pl.DataFrame:
         """Run a query and return a polars frame (typed by `schema` when the result may be empty)."""
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             result = conn.execute(sa.text(sql), dict(params or {}))
             columns = list(result.keys())
             rows = result.fetchall()
@@ -83,7 +132,8 @@ class WarehouseDb:
 
     def table_exists(self, table: str, schema: str = SCHEMA) -> bool:
         """Whether `schema.table` exists."""
-        return sa.inspect(self.engine).has_table(table, schema=schema)
+        with self.connect() as conn:
+            return sa.inspect(conn).has_table(table, schema=schema)
 
     def write(
         self,
@@ -110,7 +160,7 @@ class WarehouseDb:
                 "DO NOTHING" if not changed else "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in changed)
             )
             conflict = f" ON CONFLICT ({', '.join(key)}) {action}"
-        with self.engine.begin() as conn:
+        with self.begin() as conn:
             if mode == "replace":
                 conn.execute(sa.text(f"DELETE FROM {target} WHERE {replace_where}"))
             if frame.is_empty():
@@ -133,6 +183,7 @@ class WarehouseDb:
                         for row in frame.iter_rows():
                             copy.write_row(row)
                 conn.exec_driver_sql(f"INSERT INTO {target} ({col_sql}) SELECT {col_sql} FROM _fulfil_load{conflict}")
+                conn.exec_driver_sql("DROP TABLE _fulfil_load")  # a later write in the same transaction makes its own
         return frame.height
 
     @property
@@ -169,3 +220,10 @@ class Warehouse(dg.ConfigurableResource):
             ensure_tables(db)
             _DBS[self.url] = db
         return _DBS[self.url]
+
+    @contextmanager
+    def session(self) -> Iterator[WarehouseDb]:
+        """The database with one connection held for the block (an asset's body; see `WarehouseDb.session`)."""
+        db = self.get_db()
+        with db.session():
+            yield db

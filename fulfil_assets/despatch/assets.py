@@ -184,7 +184,7 @@ def take_ack_file(db: WarehouseDb, name: str, data: bytes) -> dict[str, int]:
     )
     params = [{"now": now_utc(), "ref": r, "file": f} for r, f in accepted.select("order_ref", "file_name").iter_rows()]
     if params:
-        with db.engine.begin() as conn:
+        with db.begin() as conn:
             conn.execute(statement, params)
     return {"rows_read": acks.height, "rows_kept": acks.height, "quarantined": 0, "problems": 0}
 
@@ -295,23 +295,23 @@ def build_assets(config: FulfilConfig) -> list[dg.AssetsDefinition]:
         bad rows are quarantined with a reason; rows for orders fulfil never sent, or shipping more than
         ordered, become exceptions; a file that cannot be read at all moves to `out/quarantine/`. Tracking
         posts are planned for the order's own system."""
-        db = warehouse.get_db()
-        outcomes: dict[str, str] = {}
-        with whistl_drop.session() as drop:
-            waiting = {f.name for f in feedback_files(drop)}
-            names = [n for n in config.file_names if n in waiting] if config.file_names else sorted(waiting)
-            for name in names:
-                outcomes[name] = _take(db, drop, name, context.log, flows)
-        quarantined = [n for n, o in outcomes.items() if o == "quarantined"]
-        if quarantined:
-            context.log.warning(f"quarantined files: {quarantined}")
-        return dg.MaterializeResult(
-            metadata={
-                "files": dg.MetadataValue.json(outcomes),
-                "files_quarantined": len(quarantined),
-                "despatch_rows_total": int(db.read(f"SELECT COUNT(*) AS n FROM {SCHEMA}.despatches")["n"][0]),
-            }
-        )
+        with warehouse.session() as db:
+            outcomes: dict[str, str] = {}
+            with whistl_drop.session() as drop:
+                waiting = {f.name for f in feedback_files(drop)}
+                names = [n for n in config.file_names if n in waiting] if config.file_names else sorted(waiting)
+                for name in names:
+                    outcomes[name] = _take(db, drop, name, context.log, flows)
+            quarantined = [n for n, o in outcomes.items() if o == "quarantined"]
+            if quarantined:
+                context.log.warning(f"quarantined files: {quarantined}")
+            return dg.MaterializeResult(
+                metadata={
+                    "files": dg.MetadataValue.json(outcomes),
+                    "files_quarantined": len(quarantined),
+                    "despatch_rows_total": int(db.read(f"SELECT COUNT(*) AS n FROM {SCHEMA}.despatches")["n"][0]),
+                }
+            )
 
     @dg.asset(group_name="despatch", deps=[despatches], kinds={"linnworks"}, tags={"fulfil/warehouse": "write"})
     def tracking_posts(
@@ -322,28 +322,28 @@ def build_assets(config: FulfilConfig) -> list[dg.AssetsDefinition]:
         there. Through the effect module: each post claimed by one sender, an unconfirmed one checked on the
         order in Linnworks before it is sent again, refusals recorded and not retried blindly. Posts for orders
         of other systems wait for their own system's sender; none goes to Linnworks."""
-        db = warehouse.get_db()
-        client = linnworks.get_client()
-        target = LinnworksTracking(client)
-        try:
-            report = effects.deliver(
-                db,
-                "tracking_posts",
-                target,
-                where=f"oms = 'linnworks' AND ({TRACKING_FIRST}) AND {ONE_UNSETTLED_PER_ORDER}",
-                settle_s=2 * linnworks.timeout_s,  # a call the client gave up on has had time to land
-                log=context.log.warning,
+        with warehouse.session() as db:
+            client = linnworks.get_client()
+            target = LinnworksTracking(client)
+            try:
+                report = effects.deliver(
+                    db,
+                    "tracking_posts",
+                    target,
+                    where=f"oms = 'linnworks' AND ({TRACKING_FIRST}) AND {ONE_UNSETTLED_PER_ORDER}",
+                    settle_s=2 * linnworks.timeout_s,  # a call the client gave up on has had time to land
+                    log=context.log.warning,
+                )
+            except AuthError as exc:
+                raise dg.Failure(description=str(exc)) from None
+            finally:
+                client.close()
+            return dg.MaterializeResult(
+                metadata={
+                    **report.as_metadata(),
+                    "linnworks_calls": dg.MetadataValue.json(client.stats.as_metadata()),
+                }
             )
-        except AuthError as exc:
-            raise dg.Failure(description=str(exc)) from None
-        finally:
-            client.close()
-        return dg.MaterializeResult(
-            metadata={
-                **report.as_metadata(),
-                "linnworks_calls": dg.MetadataValue.json(client.stats.as_metadata()),
-            }
-        )
 
     assets = [despatches]
     if config.systems.linnworks is not None:

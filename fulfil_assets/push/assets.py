@@ -235,28 +235,30 @@ def whistl_submissions(config: FulfilConfig) -> dg.AssetsDefinition:
         source: one cancelled there since ingest read it is held, not sent. A flow in shadow mode records the
         files it would send, and sends nothing."""
         whistl_drop: FileDrop = context.resources.whistl_drop
-        db = context.resources.warehouse.get_db()
-        ready = ready_for(db, "whistl", flows_to(config, "whistl"))
-        lines = db.read(
-            f"SELECT order_key, wms_line_no AS line_no, sku, quantity FROM {SCHEMA}.wms_order_lines "
-            "WHERE wms = 'whistl'"
-        )
-        with whistl_drop.session() as drop:
-            inbox = WhistlInbox(db, drop)
-            metadata = submit(
-                context,
-                db,
-                config,
-                "whistl",
-                submission_intents(ready, lines),
-                inbox,
-                settle_s=grace_s,
-                batches=inbox.batches,
-                chunk=ORDERS_PER_FILE,
-                recheck=source_recheck(context, config, "whistl"),
-                amender=WhistlInbox(db, drop, "amendments"),
+        with context.resources.warehouse.session() as db:
+            ready = ready_for(db, "whistl", flows_to(config, "whistl"))
+            lines = db.read(
+                f"SELECT order_key, wms_line_no AS line_no, sku, quantity FROM {SCHEMA}.wms_order_lines "
+                "WHERE wms = 'whistl'"
             )
-        return dg.MaterializeResult(metadata={**metadata, "files_written": inbox.files, "drop": whistl_drop.describe()})
+            with whistl_drop.session() as drop:
+                inbox = WhistlInbox(db, drop)
+                metadata = submit(
+                    context,
+                    db,
+                    config,
+                    "whistl",
+                    submission_intents(ready, lines),
+                    inbox,
+                    settle_s=grace_s,
+                    batches=inbox.batches,
+                    chunk=ORDERS_PER_FILE,
+                    recheck=source_recheck(context, config, "whistl"),
+                    amender=WhistlInbox(db, drop, "amendments"),
+                )
+            return dg.MaterializeResult(
+                metadata={**metadata, "files_written": inbox.files, "drop": whistl_drop.describe()}
+            )
 
     return wms_submissions
 
@@ -282,25 +284,25 @@ def peoplevox_submissions(config: FulfilConfig) -> dg.AssetsDefinition:
         by its number, and right before the send each order is checked once more at its source (cancelled
         there since ingest: held, not sent). The account's save templates are checked first (`GetSaveTemplate`)."""
         peoplevox: PeoplevoxResource = context.resources.peoplevox
-        db = context.resources.warehouse.get_db()
-        ready = ready_for(db, "peoplevox", flows_to(config, "peoplevox"))
-        intents = keyed_intents(peoplevox_payloads(ready, order_lines_for(db, "peoplevox")), "peoplevox")
-        client = peoplevox.get_client()
-        sender = PeoplevoxOrders(client)
-        if not all(is_shadow(config, f) for f in flows_to(config, "peoplevox")):
-            sender.check_templates()
-        metadata = submit(
-            context,
-            db,
-            config,
-            "peoplevox",
-            intents,
-            sender,
-            batches=sender.batches,
-            recheck=source_recheck(context, config, "peoplevox"),
-            amender=PeoplevoxAmends(client),
-        )
-        return dg.MaterializeResult(metadata={**metadata, "save_calls": sender.calls, **client.stats.as_metadata()})
+        with context.resources.warehouse.session() as db:
+            ready = ready_for(db, "peoplevox", flows_to(config, "peoplevox"))
+            intents = keyed_intents(peoplevox_payloads(ready, order_lines_for(db, "peoplevox")), "peoplevox")
+            client = peoplevox.get_client()
+            sender = PeoplevoxOrders(client)
+            if not all(is_shadow(config, f) for f in flows_to(config, "peoplevox")):
+                sender.check_templates()
+            metadata = submit(
+                context,
+                db,
+                config,
+                "peoplevox",
+                intents,
+                sender,
+                batches=sender.batches,
+                recheck=source_recheck(context, config, "peoplevox"),
+                amender=PeoplevoxAmends(client),
+            )
+            return dg.MaterializeResult(metadata={**metadata, "save_calls": sender.calls, **client.stats.as_metadata()})
 
     return peoplevox_submissions
 
@@ -324,12 +326,14 @@ def linnworks_submissions(config: FulfilConfig) -> dg.AssetsDefinition:
         in `locations.csv`, the Shopify order id kept as external reference so the order can be found again.
         Each order once: an attempt whose outcome is unknown is looked up in Linnworks by reference before
         anything is resent, and Linnworks itself skips a reference it already holds."""
-        db = warehouse.get_db()
-        ready = ready_for(db, "linnworks", flows_to(config, "linnworks"))
-        intents = keyed_intents(linnworks_payloads(ready, order_lines_for(db, "linnworks")), "linnworks")
-        client = linnworks.get_client()
-        sender = LinnworksOrders(client)
-        metadata = submit(context, db, config, "linnworks", intents, sender, batches=sender.batches)
-        return dg.MaterializeResult(metadata={**metadata, "create_calls": sender.calls, **client.stats.as_metadata()})
+        with warehouse.session() as db:
+            ready = ready_for(db, "linnworks", flows_to(config, "linnworks"))
+            intents = keyed_intents(linnworks_payloads(ready, order_lines_for(db, "linnworks")), "linnworks")
+            client = linnworks.get_client()
+            sender = LinnworksOrders(client)
+            metadata = submit(context, db, config, "linnworks", intents, sender, batches=sender.batches)
+            return dg.MaterializeResult(
+                metadata={**metadata, "create_calls": sender.calls, **client.stats.as_metadata()}
+            )
 
     return linnworks_submissions

@@ -101,13 +101,13 @@ def whistl_cancellations(config: FulfilConfig) -> dg.AssetsDefinition:
         picking has started, `CANCEL_TOO_LATE`, which opens an exception for the warehouse owner with what the
         customer asked and when. An order cancelled after it was despatched gets that exception at once. Runs in
         the order sync and in its own short `cancellation_job`, to beat picking."""
-        db = warehouse.get_db()
-        with whistl_drop.session() as drop:
-            inbox = WhistlInbox(db, drop, TABLE)
-            metadata = send_cancellations(
-                context, db, config, "whistl", inbox, settle_s=grace_s, batches=inbox.batches, chunk=ORDERS_PER_FILE
-            )
-        return dg.MaterializeResult(metadata={**metadata, "files_written": inbox.files})
+        with warehouse.session() as db:
+            with whistl_drop.session() as drop:
+                inbox = WhistlInbox(db, drop, TABLE)
+                metadata = send_cancellations(
+                    context, db, config, "whistl", inbox, settle_s=grace_s, batches=inbox.batches, chunk=ORDERS_PER_FILE
+                )
+            return dg.MaterializeResult(metadata={**metadata, "files_written": inbox.files})
 
     return whistl_cancellations
 
@@ -130,11 +130,11 @@ def peoplevox_cancellations(config: FulfilConfig) -> dg.AssetsDefinition:
         after fulfil sent it, Peoplevox is first asked the order's live status; before picking the order is set
         `Cancelled` through `SaveData` (its answer confirms it), from picking on it becomes `CANCEL_TOO_LATE` for
         the warehouse owner with Peoplevox's status and when the customer asked. Once each, under retries."""
-        db = warehouse.get_db()
-        client = peoplevox.get_client()
-        sender = PeoplevoxCancels(client)
-        metadata = send_cancellations(context, db, config, "peoplevox", sender, batches=sender.batches)
-        return dg.MaterializeResult(metadata={**metadata, **client.stats.as_metadata()})
+        with warehouse.session() as db:
+            client = peoplevox.get_client()
+            sender = PeoplevoxCancels(client)
+            metadata = send_cancellations(context, db, config, "peoplevox", sender, batches=sender.batches)
+            return dg.MaterializeResult(metadata={**metadata, **client.stats.as_metadata()})
 
     return peoplevox_cancellations
 

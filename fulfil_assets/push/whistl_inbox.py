@@ -76,7 +76,7 @@ class WhistlInbox:
         keys = rows["idempotency_key"].to_list()
         name = order_file_name(now_utc(), self.files, self.kind).removesuffix(".csv") + f"_{self.run_tag}.csv"
         self.files += 1
-        with self.db.engine.begin() as conn:
+        with self.db.begin() as conn:
             conn.execute(
                 sa.text(f"UPDATE {SCHEMA}.{self.table} SET file_name = :f WHERE idempotency_key = :k"),
                 [{"f": name, "k": k} for k in keys],

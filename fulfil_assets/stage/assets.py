@@ -209,34 +209,36 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
     )
     def staged_orders(context: dg.AssetExecutionContext, warehouse: Warehouse) -> Iterator[dg.MaterializeResult]:
         """Stage each configured OMS's raw orders into the canonical tables, one system's rows at a time."""
-        db = warehouse.get_db()
-        counts: dict[str, int] = {}
-        all_orders, all_lines = [], []
-        for name in oms:
-            staging = ORDER_STAGING[name]
-            orders, lines = staging.stage(*(raw_table(db, name, t) for t in staging.tables))
-            orders = orders.with_columns(pl.lit(now_utc()).alias("staged_at"))
-            db.write("orders", orders, mode="replace", replace_where=f"source_system = '{name}'")
-            db.write("order_lines", lines, mode="replace", replace_where=f"order_key LIKE '{name}:%'")
-            counts[name] = orders.height
-            all_orders.append(orders.select("status", "paid"))
-            all_lines.append(lines.select("quantity"))
-        orders = pl.concat(all_orders) if all_orders else pl.DataFrame(schema={"status": pl.String, "paid": pl.Boolean})
-        lines = pl.concat(all_lines) if all_lines else pl.DataFrame(schema={"quantity": pl.Int64})
-        context.log.info(f"staged orders per system: {counts}")
-        yield dg.MaterializeResult(
-            asset_key="orders",
-            metadata={
-                "dagster/row_count": orders.height,
-                "by_system": dg.MetadataValue.json(counts),
-                "by_status": dg.MetadataValue.json(dict(orders.group_by("status").len().iter_rows())),
-                "paid_open": int(orders.filter(pl.col("paid") & (pl.col("status") == "open")).height),
-            },
-        )
-        yield dg.MaterializeResult(
-            asset_key="order_lines",
-            metadata={"dagster/row_count": lines.height, "units": int(lines["quantity"].sum() or 0)},
-        )
+        with warehouse.session() as db:
+            counts: dict[str, int] = {}
+            all_orders, all_lines = [], []
+            for name in oms:
+                staging = ORDER_STAGING[name]
+                orders, lines = staging.stage(*(raw_table(db, name, t) for t in staging.tables))
+                orders = orders.with_columns(pl.lit(now_utc()).alias("staged_at"))
+                db.write("orders", orders, mode="replace", replace_where=f"source_system = '{name}'")
+                db.write("order_lines", lines, mode="replace", replace_where=f"order_key LIKE '{name}:%'")
+                counts[name] = orders.height
+                all_orders.append(orders.select("status", "paid"))
+                all_lines.append(lines.select("quantity"))
+            orders = (
+                pl.concat(all_orders) if all_orders else pl.DataFrame(schema={"status": pl.String, "paid": pl.Boolean})
+            )
+            lines = pl.concat(all_lines) if all_lines else pl.DataFrame(schema={"quantity": pl.Int64})
+            context.log.info(f"staged orders per system: {counts}")
+            yield dg.MaterializeResult(
+                asset_key="orders",
+                metadata={
+                    "dagster/row_count": orders.height,
+                    "by_system": dg.MetadataValue.json(counts),
+                    "by_status": dg.MetadataValue.json(dict(orders.group_by("status").len().iter_rows())),
+                    "paid_open": int(orders.filter(pl.col("paid") & (pl.col("status") == "open")).height),
+                },
+            )
+            yield dg.MaterializeResult(
+                asset_key="order_lines",
+                metadata={"dagster/row_count": lines.height, "units": int(lines["quantity"].sum() or 0)},
+            )
 
     stock_systems = [name for name in OMS_STOCK_STAGING if getattr(systems, name) is not None]
 
@@ -247,16 +249,16 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
     )
     def oms_stock(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
         """What each order system shows as stock, per SKU and location (the OMS side of stock reconciliation)."""
-        db = warehouse.get_db()
-        levels: dict[str, int] = {}
-        for name in stock_systems:
-            staging = OMS_STOCK_STAGING[name]
-            frame = staging.stage(*(raw_table(db, name, t) for t in staging.tables), now_utc())
-            db.write("oms_stock", frame, mode="replace", replace_where=f"oms = '{name}'")
-            levels[name] = frame.height
-        return dg.MaterializeResult(
-            metadata={"dagster/row_count": sum(levels.values()), "by_system": dg.MetadataValue.json(levels)}
-        )
+        with warehouse.session() as db:
+            levels: dict[str, int] = {}
+            for name in stock_systems:
+                staging = OMS_STOCK_STAGING[name]
+                frame = staging.stage(*(raw_table(db, name, t) for t in staging.tables), now_utc())
+                db.write("oms_stock", frame, mode="replace", replace_where=f"oms = '{name}'")
+                levels[name] = frame.height
+            return dg.MaterializeResult(
+                metadata={"dagster/row_count": sum(levels.values()), "by_system": dg.MetadataValue.json(levels)}
+            )
 
     wms_deps = []
     if systems.whistl is not None:
@@ -280,18 +282,18 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
         once: one that is unreadable, empty, cut short, far smaller than the last good one or dated in the
         future is quarantined (moved to `out/quarantine/`, an exception for the warehouse owner) and the last
         good snapshot stays; its unusable rows are quarantined with their reason."""
-        db = context.resources.warehouse.get_db()
-        metadata: dict[str, Any] = {}
-        if systems.whistl is not None:
-            metadata |= stage_whistl_snapshots(db, context.resources.whistl_drop, min_ratio, context.log)
-        if systems.peoplevox is not None:
-            frame = peoplevox_stock(raw_table(db, "peoplevox", "available"), now_utc())
-            db.write("wms_stock", frame, mode="replace", replace_where="wms = 'peoplevox'")
-            metadata |= {
-                "peoplevox_skus": frame.height,
-                "peoplevox_units_available": int(frame["available"].sum() or 0),
-            }
-        return dg.MaterializeResult(metadata=metadata)
+        with context.resources.warehouse.session() as db:
+            metadata: dict[str, Any] = {}
+            if systems.whistl is not None:
+                metadata |= stage_whistl_snapshots(db, context.resources.whistl_drop, min_ratio, context.log)
+            if systems.peoplevox is not None:
+                frame = peoplevox_stock(raw_table(db, "peoplevox", "available"), now_utc())
+                db.write("wms_stock", frame, mode="replace", replace_where="wms = 'peoplevox'")
+                metadata |= {
+                    "peoplevox_skus": frame.height,
+                    "peoplevox_units_available": int(frame["available"].sum() or 0),
+                }
+            return dg.MaterializeResult(metadata=metadata)
 
     assets: list[Any] = [staged_orders, oms_stock, wms_stock]
     if systems.peoplevox is not None:
@@ -304,17 +306,17 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
         )
         def peoplevox_despatch_lines(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
             """Peoplevox despatches as `despatches` rows (wms `peoplevox`), matched to the orders fulfil sent."""
-            db = warehouse.get_db()
-            sent = db.read(f"SELECT order_ref, order_key FROM {SCHEMA}.wms_submissions WHERE wms = 'peoplevox'")
-            rows = peoplevox_despatches(raw_table(db, "peoplevox", "despatches"), sent)
-            db.write("despatches", rows, mode="upsert", key=["wms", "despatch_ref", "line_no", "parcel_no"])
-            return dg.MaterializeResult(
-                metadata={
-                    "dagster/row_count": rows.height,
-                    "unmatched": int(rows["order_key"].is_null().sum()),
-                    "units": int(rows["quantity"].sum() or 0),
-                }
-            )
+            with warehouse.session() as db:
+                sent = db.read(f"SELECT order_ref, order_key FROM {SCHEMA}.wms_submissions WHERE wms = 'peoplevox'")
+                rows = peoplevox_despatches(raw_table(db, "peoplevox", "despatches"), sent)
+                db.write("despatches", rows, mode="upsert", key=["wms", "despatch_ref", "line_no", "parcel_no"])
+                return dg.MaterializeResult(
+                    metadata={
+                        "dagster/row_count": rows.height,
+                        "unmatched": int(rows["order_key"].is_null().sum()),
+                        "units": int(rows["quantity"].sum() or 0),
+                    }
+                )
 
         assets.append(peoplevox_despatch_lines)
     return dg.Definitions(assets=assets)

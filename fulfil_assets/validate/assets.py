@@ -179,114 +179,117 @@ def build_validation(fulfil: FulfilConfig) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, config: ValidationConfig, warehouse: Warehouse
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         """Check every open order against its target's suite; one bad line holds the whole order."""
-        db = warehouse.get_db()
-        now = now_utc()
-        exp_dir = Path(config.expectations_dir)
-        staged = db.read(f"SELECT * FROM {SCHEMA}.orders WHERE status = 'open'")
-        routes = routing.order_routes(staged, fulfil)
-        lines = db.read(f"SELECT * FROM {SCHEMA}.order_lines")
-        docs_root = Path(os.environ.get("FULFIL_DATA_DIR", "data")) / "gx_docs"
-        results = [
-            validate_target(
-                db,
-                target,
-                staged.join(routes.filter(pl.col("target") == target).select("order_key", "flow"), on="order_key"),
-                lines,
-                exp_dir,
-                now,
-                docs_root / context.run_id if config.run_great_expectations else None,
-                context.log,
+        with warehouse.session() as db:
+            now = now_utc()
+            exp_dir = Path(config.expectations_dir)
+            staged = db.read(f"SELECT * FROM {SCHEMA}.orders WHERE status = 'open'")
+            routes = routing.order_routes(staged, fulfil)
+            lines = db.read(f"SELECT * FROM {SCHEMA}.order_lines")
+            docs_root = Path(os.environ.get("FULFIL_DATA_DIR", "data")) / "gx_docs"
+            results = [
+                validate_target(
+                    db,
+                    target,
+                    staged.join(routes.filter(pl.col("target") == target).select("order_key", "flow"), on="order_key"),
+                    lines,
+                    exp_dir,
+                    now,
+                    docs_root / context.run_id if config.run_great_expectations else None,
+                    context.log,
+                )
+                for target in targets
+            ]
+            if config.run_great_expectations and docs_root.exists():
+                _prune_docs(docs_root, keep=DOCS_KEPT)
+            verdicts = pl.concat([r.verdicts for r in results])
+            validated = pl.concat([r.validated for r in results])
+            failing = verdicts.filter(~pl.col("passed"))
+            db.write(
+                "order_verdicts",
+                verdicts.with_columns(pl.lit(now).alias("checked_at")),
+                mode="upsert",
+                key=["order_key", "rule"],
             )
-            for target in targets
-        ]
-        if config.run_great_expectations and docs_root.exists():
-            _prune_docs(docs_root, keep=DOCS_KEPT)
-        verdicts = pl.concat([r.verdicts for r in results])
-        validated = pl.concat([r.validated for r in results])
-        failing = verdicts.filter(~pl.col("passed"))
-        db.write(
-            "order_verdicts",
-            verdicts.with_columns(pl.lit(now).alias("checked_at")),
-            mode="upsert",
-            key=["order_key", "rule"],
-        )
-        db.write("validated_orders", validated, mode="upsert", key=["order_key"])
-        for r in results:
-            _write_target_lines(db, r.target, r.frame)
-        existing = db.read(
-            f"SELECT * FROM {SCHEMA}.order_exceptions WHERE rule NOT IN ('wms_acceptance', 'despatch_match')"
-        )
-        db.write(
-            "order_exceptions",
-            merge_exceptions(existing, verdicts, now),
-            mode="upsert",
-            key=["order_key", "rule"],
-            update=["reason_code", "detail", "owner", "last_seen", "resolved_at"],
-        )
-
-        by_reason = dict(failing.group_by("reason_code").len().sort("reason_code").iter_rows())
-        gx_meta: dict[str, dg.MetadataValue] = {}
-        if config.run_great_expectations:
-            disagree = {k: v for r in results for k, v in r.gx_disagree.items()}
-            errors = [e for r in results for e in r.gx_errors]
+            db.write("validated_orders", validated, mode="upsert", key=["order_key"])
             for r in results:
-                if r.gx_docs:
-                    key = "gx_data_docs" if r.target == "whistl" else f"gx_data_docs_{r.target}"
-                    gx_meta[key] = dg.MetadataValue.url(r.gx_docs.resolve().as_uri())
-            yield dg.AssetCheckResult(
-                check_name="great_expectations_agrees",
-                asset_key="validated_orders",
-                passed=not disagree and not errors,
-                metadata={"disagreements": dg.MetadataValue.json(disagree), "gx_errors": dg.MetadataValue.json(errors)},
+                _write_target_lines(db, r.target, r.frame)
+            existing = db.read(
+                f"SELECT * FROM {SCHEMA}.order_exceptions WHERE rule NOT IN ('wms_acceptance', 'despatch_match')"
             )
-        else:
-            yield dg.AssetCheckResult(
-                check_name="great_expectations_agrees",
-                asset_key="validated_orders",
-                passed=True,
-                metadata={"skipped": "run_great_expectations is off"},
+            db.write(
+                "order_exceptions",
+                merge_exceptions(existing, verdicts, now),
+                mode="upsert",
+                key=["order_key", "rule"],
+                update=["reason_code", "detail", "owner", "last_seen", "resolved_at"],
             )
-        ran = set(verdicts["rule"].unique().to_list())
-        for rule in RULES:
-            n = int(failing.filter(pl.col("rule") == rule).height)
-            yield dg.AssetCheckResult(
-                check_name=f"rule_{rule}",
+
+            by_reason = dict(failing.group_by("reason_code").len().sort("reason_code").iter_rows())
+            gx_meta: dict[str, dg.MetadataValue] = {}
+            if config.run_great_expectations:
+                disagree = {k: v for r in results for k, v in r.gx_disagree.items()}
+                errors = [e for r in results for e in r.gx_errors]
+                for r in results:
+                    if r.gx_docs:
+                        key = "gx_data_docs" if r.target == "whistl" else f"gx_data_docs_{r.target}"
+                        gx_meta[key] = dg.MetadataValue.url(r.gx_docs.resolve().as_uri())
+                yield dg.AssetCheckResult(
+                    check_name="great_expectations_agrees",
+                    asset_key="validated_orders",
+                    passed=not disagree and not errors,
+                    metadata={
+                        "disagreements": dg.MetadataValue.json(disagree),
+                        "gx_errors": dg.MetadataValue.json(errors),
+                    },
+                )
+            else:
+                yield dg.AssetCheckResult(
+                    check_name="great_expectations_agrees",
+                    asset_key="validated_orders",
+                    passed=True,
+                    metadata={"skipped": "run_great_expectations is off"},
+                )
+            ran = set(verdicts["rule"].unique().to_list())
+            for rule in RULES:
+                n = int(failing.filter(pl.col("rule") == rule).height)
+                yield dg.AssetCheckResult(
+                    check_name=f"rule_{rule}",
+                    asset_key="validated_orders",
+                    passed=n == 0,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    metadata={"failing_orders": n, "evaluated": rule in ran},
+                )
+            per_target = {f"ready_{r.target}": int(r.validated["ready"].sum()) for r in results}
+            yield dg.MaterializeResult(
                 asset_key="validated_orders",
-                passed=n == 0,
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata={"failing_orders": n, "evaluated": rule in ran},
+                metadata={
+                    "orders_checked": validated.height,
+                    "wms_lines_checked": sum(r.frame.height for r in results),
+                    "ready": int(validated["ready"].sum()),
+                    "held": validated.height - int(validated["passed"].sum()),
+                    **per_target,
+                    "failures_by_reason": dg.MetadataValue.json(by_reason),
+                    **gx_meta,
+                },
             )
-        per_target = {f"ready_{r.target}": int(r.validated["ready"].sum()) for r in results}
-        yield dg.MaterializeResult(
-            asset_key="validated_orders",
-            metadata={
-                "orders_checked": validated.height,
-                "wms_lines_checked": sum(r.frame.height for r in results),
-                "ready": int(validated["ready"].sum()),
-                "held": validated.height - int(validated["passed"].sum()),
-                **per_target,
-                "failures_by_reason": dg.MetadataValue.json(by_reason),
-                **gx_meta,
-            },
-        )
-        open_ex = db.read(
-            f"SELECT order_key, reason_code, owner, detail, last_seen FROM {SCHEMA}.order_exceptions "
-            "WHERE resolved_at IS NULL ORDER BY last_seen DESC, order_key LIMIT 20"
-        )
-        table = "| order | reason | owner | detail |\n|---|---|---|---|\n" + "\n".join(
-            f"| {r['order_key']} | {r['reason_code']} | {r['owner']} | {r['detail']} |"
-            for r in open_ex.iter_rows(named=True)
-        )
-        total_open = int(
-            db.read(f"SELECT COUNT(*) AS n FROM {SCHEMA}.order_exceptions WHERE resolved_at IS NULL")["n"][0]
-        )
-        yield dg.MaterializeResult(
-            asset_key="order_exceptions",
-            metadata={
-                "open_exceptions": total_open,
-                "by_reason": dg.MetadataValue.json(by_reason),
-                "newest": dg.MetadataValue.md(table),
-            },
-        )
+            open_ex = db.read(
+                f"SELECT order_key, reason_code, owner, detail, last_seen FROM {SCHEMA}.order_exceptions "
+                "WHERE resolved_at IS NULL ORDER BY last_seen DESC, order_key LIMIT 20"
+            )
+            table = "| order | reason | owner | detail |\n|---|---|---|---|\n" + "\n".join(
+                f"| {r['order_key']} | {r['reason_code']} | {r['owner']} | {r['detail']} |"
+                for r in open_ex.iter_rows(named=True)
+            )
+            total_open = int(
+                db.read(f"SELECT COUNT(*) AS n FROM {SCHEMA}.order_exceptions WHERE resolved_at IS NULL")["n"][0]
+            )
+            yield dg.MaterializeResult(
+                asset_key="order_exceptions",
+                metadata={
+                    "open_exceptions": total_open,
+                    "by_reason": dg.MetadataValue.json(by_reason),
+                    "newest": dg.MetadataValue.md(table),
+                },
+            )
 
     return validation
