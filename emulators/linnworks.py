@@ -74,8 +74,8 @@ class Linnworks(EmulatedSystem):
         self.stock: dict[tuple[str, str], int] = {}
         for p in world.products:
             if not p.is_bundle:
-                self.stock[(p.sku, DEFAULT_LOCATION)] = 0
-                self.stock[(p.sku, WHISTL_LOCATION)] = 0
+                for location in LOCATION_NAMES:
+                    self.stock[(p.sku, location)] = 0
         self.stock_writes: list[dict[str, Any]] = []
         self.peoplevox_share = 0.0  # orders whose fulfilment location is the Peoplevox warehouse
         # Orders saved by `CreateOrders`: OrderId -> Source, SubSource, ReferenceNum, ExternalReferenceNum, Location.
@@ -514,7 +514,7 @@ class Linnworks(EmulatedSystem):
                 "CreationDate": _iso(self.world.start - timedelta(days=365)),
                 "InventoryTrackingType": 0,
                 "StockItemId": x.stock_item_id,
-                "StockLevels": [self._level(x.sku, loc) for loc in (DEFAULT_LOCATION, WHISTL_LOCATION)]
+                "StockLevels": [self._level(x.sku, loc) for loc in LOCATION_NAMES]
                 if with_levels
                 else [],
             }
@@ -526,7 +526,7 @@ class Linnworks(EmulatedSystem):
         return {
             "Location": {
                 "StockLocationId": location,
-                "LocationName": "Default" if location == DEFAULT_LOCATION else "Whistl",
+                "LocationName": LOCATION_NAMES.get(location, "Default"),
                 "BinRack": "",
             },
             "StockLevel": level,

@@ -207,6 +207,18 @@ class RouteConfig(_Strict):
     )
 
 
+class StockConfig(_Strict):
+    """How one flow keeps the order system's sellable stock in line with the warehouse."""
+
+    buffer: int = Field(
+        0, ge=0, le=100000, description="units held back from sale per SKU (stock_buffers.csv overrides)"
+    )
+    every_minutes: Minutes = Field(15, description="how often the flow's stock job runs")
+    batch: int | None = Field(
+        None, ge=1, description="SKUs per call (default: the API's maximum; Linnworks and Cin7 publish none: 500)"
+    )
+
+
 class FulfilConfig(_Strict):
     """The whole of fulfil.yaml."""
 
@@ -216,6 +228,9 @@ class FulfilConfig(_Strict):
     modes: dict[Literal[FLOWS], Literal["live", "shadow"]] = Field(  # type: ignore[valid-type]
         default_factory=dict,
         description="per flow: live (default) sends; shadow records every effect it would send and sends nothing",
+    )
+    stock: dict[Literal[FLOWS], StockConfig] = Field(  # type: ignore[valid-type]
+        default_factory=dict, description="per flow: stock buffer and schedule (defaults: 0 units, every 15 minutes)"
     )
     routes: dict[Literal[FLOWS], RouteConfig] = Field(  # type: ignore[valid-type]
         default_factory=dict,
@@ -232,7 +247,7 @@ class FulfilConfig(_Strict):
         doubled = sorted({f for f in self.flows if self.flows.count(f) > 1})
         if doubled:
             raise ValueError(f"flows: {', '.join(doubled)} listed twice")
-        for key, named in (("modes", self.modes), ("routes", self.routes)):
+        for key, named in (("modes", self.modes), ("routes", self.routes), ("stock", self.stock)):
             for flow in named:
                 if flow not in self.flows:
                     raise ValueError(f"{key}.{flow}: not one of the configured flows {list(self.flows)}")
@@ -264,6 +279,11 @@ def target_of(flow: str) -> str:
 def whistl_sources(config: FulfilConfig) -> list[str]:
     """The order systems whose configured flow sends orders to Whistl."""
     return [FLOW_SYSTEMS[f][0] for f in config.flows if FLOW_SYSTEMS[f][1] == "whistl"]
+
+
+def stock_config(config: FulfilConfig, flow: str) -> StockConfig:
+    """The flow's stock settings (the defaults when fulfil.yaml gives none)."""
+    return config.stock.get(flow, StockConfig())  # type: ignore[call-overload]
 
 
 def is_shadow(config: FulfilConfig, flow: str) -> bool:

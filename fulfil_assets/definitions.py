@@ -12,6 +12,7 @@ from fulfil_assets.push.cancel_assets import cancellation_assets
 from fulfil_assets.reconcile import definitions as reconcile
 from fulfil_assets.stage import definitions as stage
 from fulfil_assets.stage.assets import ORDER_STAGING
+from fulfil_assets.stock.assets import stock_definitions
 from fulfil_assets.validate import definitions as validate
 from resources.bigcommerce import BigCommerceResource
 from resources.cin7 import Cin7Resource
@@ -128,6 +129,7 @@ def build_definitions(config: FulfilConfig) -> dg.Definitions:
         sync,
         cancel_defs,
         despatch.build_defs(config),
+        stock_definitions(config),
     ]
     # DuckDB has one writer: steps run in the run's own process, one after another.
     return dg.Definitions.merge(

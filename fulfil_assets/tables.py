@@ -84,6 +84,10 @@ TABLES = {
     "cancellations": LEDGER + ", wms TEXT NOT NULL, order_ref TEXT NOT NULL, file_name TEXT",
     "amendments": LEDGER + ", wms TEXT NOT NULL, order_ref TEXT NOT NULL, file_name TEXT",
     "tracking_posts": LEDGER + ", oms TEXT NOT NULL, despatch_ref TEXT NOT NULL, tracking_number TEXT, kind TEXT",
+    "stock_deltas": f"""
+    flow TEXT NOT NULL, oms TEXT NOT NULL, location TEXT NOT NULL, sku TEXT NOT NULL, source_location TEXT,
+    is_bundle BOOLEAN, wms_available BIGINT, open_unsent BIGINT, buffer BIGINT, ats BIGINT, oms_level BIGINT,
+    last_confirmed BIGINT, to_push BOOLEAN, computed_at {TS}, PRIMARY KEY (flow, location, sku)""",
     "stock_pushes": LEDGER + ", oms TEXT NOT NULL, sku TEXT NOT NULL, location TEXT NOT NULL, level BIGINT",
 }
 

@@ -85,6 +85,13 @@ class BigCommerceClient(ApiClient):
                 return
             page += 1
 
+    def set_inventory(self, items: list[dict[str, Any]], reason: str) -> dict[str, Any]:
+        """v3 absolute inventory adjustment (at most 2,000 items of `{location_id, sku, quantity}`)."""
+        self._pace()
+        path = "v3/inventory/adjustments/absolute"
+        body = {"reason": reason, "items": items}
+        return self.request("PUT", self.base_url + path, path, json=body, effect=True) or {}
+
     def order_products(self, order_id: int) -> list[dict[str, Any]]:
         """An order's lines."""
         return self.get(f"v2/orders/{order_id}/products") or []

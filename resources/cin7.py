@@ -97,6 +97,10 @@ class Cin7Client(ApiClient):
         """Stock adjustment tasks with their status (the list has no modified-since filter)."""
         return self.pages("stockadjustmentList", "StockAdjustmentList", limit)
 
+    def adjust_stock(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST a stock adjustment (`Lines[].Quantity` is the level to set); returns its `TaskID`."""
+        return self.request("POST", self.base_url + "stockadjustment", "stockadjustment", json=body, effect=True) or {}
+
     def carriers(self) -> list[dict[str, Any]]:
         """The account's carriers (what a shipment's `Carrier` must name)."""
         return list(self.get("ref/carrier").get("CarrierList") or [])

@@ -197,6 +197,11 @@ class LinnworksClient(ApiClient):
         holds by Source, SubSource and ReferenceNumber is skipped)."""
         return self.call("Orders/CreateOrders", {"orders": orders, "location": location_id}, effect=True) or []
 
+    def set_stock_levels(self, levels: list[dict[str, Any]], change_source: str) -> list[dict[str, Any]]:
+        """Set absolute stock levels (`{SKU, LocationId, Level}`); Linnworks answers each item's new level."""
+        params = {"stockLevels": levels, "changeSource": change_source}
+        return self.call("Stock/SetStockLevel", params, effect=True) or []
+
     def orders_by_reference(self, reference: str) -> list[dict[str, Any]]:
         """Order details (at most 50) whose reference number is `reference`."""
         method = "Orders/GetOrderDetailsByReferenceId"

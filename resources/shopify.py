@@ -11,10 +11,18 @@ import dagster as dg
 import httpx
 from pydantic import Field
 
-from resources.http import ApiClient
+from resources.http import ApiClient, DataError, TransientError
 
 _BUCKETS: dict[str, tuple[float, float]] = {}  # base URL -> (calls in the bucket, when seen)
 _LOCK = threading.Lock()
+_COSTS: dict[str, tuple[float, float, float, float]] = {}  # GraphQL: base URL -> (available, maximum, restore/s, seen)
+SET_QUANTITIES = """mutation inventorySetQuantities($input: InventorySetQuantitiesInput!) {
+  inventorySetQuantities(input: $input) {
+    inventoryAdjustmentGroup { reason }
+    userErrors { field message code }
+  }
+}"""
+MAX_QUANTITIES = 250  # per inventorySetQuantities call
 
 
 class ShopifyClient(ApiClient):
@@ -108,6 +116,59 @@ class ShopifyClient(ApiClient):
             "inventory_levels",
             {"location_ids": ",".join(str(i) for i in location_ids), "limit": limit},
         )
+
+    def _pace_cost(self, cost: float) -> None:
+        """Wait until the GraphQL cost bucket (as last reported, restored since) holds `cost` points while
+        leaving the rest of the store's apps their share."""
+        with _LOCK:
+            seen = _COSTS.get(self.base_url)
+        if seen is None:
+            return
+        available, maximum, rate, at = seen
+        now = min(maximum, available + (time.monotonic() - at) * rate)
+        reserve = maximum * (1 - self.budget_share)
+        if now - cost < reserve and rate > 0:
+            pause = min((cost + reserve - now) / rate, maximum / rate)
+            self.stats.budget_wait_s += pause
+            time.sleep(pause)
+
+    def set_quantities(self, quantities: list[dict[str, Any]], reason: str = "correction") -> dict[str, Any]:
+        """GraphQL `inventorySetQuantities` of `available` (at most 250 `{inventoryItemId, locationId,
+        quantity}`), paced by the cost bucket each answer reports (`throttleStatus`); a THROTTLED answer was not
+        applied and is asked again once the points it lacked are back. Returns the mutation's payload."""
+        body = {
+            "query": SET_QUANTITIES,
+            "variables": {
+                "input": {
+                    "name": "available",
+                    "reason": reason,
+                    "ignoreCompareQuantity": True,
+                    "quantities": quantities,
+                }
+            },
+        }
+        cost = 10.0 + len(quantities)
+        call = "graphql inventorySetQuantities"
+        for _ in range(self.max_attempts * 5):
+            self._pace_cost(cost)
+            answer = self.request("POST", self.base_url + "graphql.json", call, json=body, effect=True) or {}
+            status = ((answer.get("extensions") or {}).get("cost") or {}).get("throttleStatus") or {}
+            if status:
+                with _LOCK:
+                    _COSTS[self.base_url] = (
+                        float(status.get("currentlyAvailable") or 0),
+                        float(status.get("maximumAvailable") or 1000),
+                        float(status.get("restoreRate") or 50),
+                        time.monotonic(),
+                    )
+            errors = answer.get("errors") or []
+            if any((e.get("extensions") or {}).get("code") == "THROTTLED" for e in errors):
+                self.stats.throttled += 1
+                continue
+            if errors:
+                raise DataError(self.system, call, "; ".join(str(e.get("message")) for e in errors))
+            return (answer.get("data") or {}).get("inventorySetQuantities") or {}
+        raise TransientError(self.system, call, "still THROTTLED after repeated waits", maybe_applied=False)
 
 
 class ShopifyResource(dg.ConfigurableResource):

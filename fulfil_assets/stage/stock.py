@@ -173,7 +173,8 @@ def whistl_stock(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     problems = pl.concat_list(
         pl.when(pl.col("sku").fill_null("") == "").then(pl.lit("no sku")),
         *[
-            pl.when(pl.col(f"_{c}").is_null() | (pl.col(f"_{c}") < 0)).then(
+            # Negative is a real state (oversold in the warehouse): kept, and counted as 0 available to sell.
+            pl.when(pl.col(f"_{c}").is_null()).then(
                 pl.format("{} {} is not a whole number", pl.lit(c), pl.col(c).fill_null("''"))
             )
             for c in QUANTITIES

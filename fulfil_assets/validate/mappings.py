@@ -11,6 +11,8 @@ from pathlib import Path
 
 import polars as pl
 
+from fulfil_assets.config import FLOWS
+
 WMS_SERVICE_CODES: dict[str, set[str] | None] = {
     "whistl": {"WHISTL-T24", "WHISTL-T48", "WHISTL-INTL", "WHISTL-RM48"},
     "peoplevox": {"Royal Mail Tracked 24", "Royal Mail Tracked 48", "DPD Next Day", "DPD Classic International"},
@@ -160,3 +162,34 @@ def load_bundles(path: Path) -> pl.DataFrame:
     if nested.height:
         raise MappingError(f"{path}: bundles inside bundles are not supported: {nested['component_sku'][0]!r}")
     return frame.with_columns(pl.col("quantity").cast(pl.Int64))
+
+
+def _stock_location_row(row: dict[str, str], flows: tuple[str, ...]) -> str | None:
+    if row["flow"] not in flows:
+        return f"unknown flow {row['flow']!r} (one of {list(flows)})"
+    return None
+
+
+def load_stock_locations(path: Path) -> pl.DataFrame:
+    """`flow, location, source_location`: which stock location (the warehouse's; Linnworks' for Shopify) feeds
+    each order-system location's stock in a flow. An order-system location not listed receives no stock."""
+    return _load(
+        path,
+        ["flow", "location", "source_location"],
+        ["flow", "location"],
+        lambda r: _stock_location_row(r, FLOWS),
+    )
+
+
+def _buffer_row(row: dict[str, str]) -> str | None:
+    if not WHOLE.fullmatch(row["buffer"]):
+        return f"buffer {row['buffer']!r} must be a whole number of units (0 or more)"
+    return None
+
+
+def load_stock_buffers(path: Path) -> pl.DataFrame:
+    """`sku, buffer`: units held back from sale for one SKU, in place of the flow's `stock.buffer` (a missing
+    file means no SKU has its own)."""
+    if not path.exists():
+        return pl.DataFrame(schema={"sku": pl.String, "buffer": pl.Int64})
+    return _load(path, ["sku", "buffer"], ["sku"], _buffer_row).with_columns(pl.col("buffer").cast(pl.Int64))

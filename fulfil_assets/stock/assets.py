@@ -1,0 +1,315 @@
+"""Stock assets, one pair per flow: `stock_deltas/<flow>` (available to sell per SKU and order-system location,
+beside what the order system shows and what fulfil last confirmed) and `stock_pushes/<flow>` (the levels that
+changed, sent through the `stock_pushes` ledger and the effect module). Stock only flows warehouse -> order
+system (Linnworks -> Shopify in `shopify_linnworks`); nothing here writes to a warehouse."""
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from fulfil_assets import effects, routing
+from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, every_minutes_cron, is_shadow, stock_config
+from fulfil_assets.ingest.assets import ingest_group
+from fulfil_assets.ledger import now_utc
+from fulfil_assets.push.common import record_intents
+from fulfil_assets.stock.ats import SOURCE, available_to_sell, deltas, open_unsent
+from fulfil_assets.stock.pushes import (
+    TABLE,
+    BigCommerceStock,
+    Cin7Stock,
+    LinnworksStock,
+    ShopifyStock,
+    StockSender,
+    last_confirmed,
+    payloads,
+    push_intents,
+)
+from fulfil_assets.validate.mappings import load_bundles, load_stock_buffers, load_stock_locations
+from resources.warehouse import SCHEMA, WarehouseDb
+
+WRITE_TAGS = {"fulfil/warehouse": "write"}
+REACHED = "('sending', 'sent', 'acknowledged', 'despatched')"  # orders that (may) have reached the warehouse
+EXPECTATIONS = Path("expectations")
+
+
+class StockRunConfig(dg.Config):
+    """Where the stock mapping tables live."""
+
+    expectations_dir: str = str(EXPECTATIONS)
+
+
+def stock_source(db: WarehouseDb, flow: str) -> pl.DataFrame:
+    """What the flow's stock master holds per location and SKU: the warehouse's available, or for
+    `shopify_linnworks` Linnworks' own level."""
+    wms = FLOW_SYSTEMS[flow][1]
+    if flow == "shopify_linnworks":
+        sql = f"SELECT location AS source_location, sku, level AS available FROM {SCHEMA}.oms_stock WHERE oms = '{wms}'"
+    else:
+        sql = f"SELECT location AS source_location, sku, available FROM {SCHEMA}.wms_stock WHERE wms = '{wms}'"
+    return db.read(sql, schema=SOURCE)
+
+
+def flow_orders(db: WarehouseDb, config: FulfilConfig, flow: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The flow's open orders, their lines, and those of them the target already holds. For `shopify_linnworks`
+    none counts as held: Linnworks' stock level drops only when an order is processed, so every open Shopify
+    order still weighs on it."""
+    oms = FLOW_SYSTEMS[flow][0]
+    staged = db.read(
+        f"SELECT order_key, source_system, fulfilment_location, status FROM {SCHEMA}.orders "
+        f"WHERE source_system = '{oms}' AND status = 'open'",
+        schema={"order_key": pl.String, "source_system": pl.String, "fulfilment_location": pl.String},
+    )
+    mine = staged.join(
+        routing.order_routes(staged, config).filter(pl.col("flow") == flow).select("order_key"), on="order_key"
+    )
+    lines = db.read(
+        f"SELECT order_key, sku, quantity FROM {SCHEMA}.order_lines WHERE order_key LIKE '{oms}:%'",
+        schema={"order_key": pl.String, "sku": pl.String, "quantity": pl.Int64},
+    )
+    if flow == "shopify_linnworks":
+        sent = pl.DataFrame(schema={"order_key": pl.String})
+    else:
+        sent = db.read(
+            f"SELECT order_key FROM {SCHEMA}.wms_submissions WHERE flow = '{flow}' AND status IN {REACHED}",
+            schema={"order_key": pl.String},
+        )
+    return mine, lines, sent
+
+
+def _sender(context: dg.AssetExecutionContext, oms: str, batch: int | None) -> tuple[StockSender, Any]:
+    client = getattr(context.resources, oms).get_client()
+    if oms == "linnworks":
+        return LinnworksStock(client, batch), client
+    if oms == "cin7":
+        return Cin7Stock(client, now_utc(), batch), client
+    if oms == "bigcommerce":
+        return BigCommerceStock(client, batch), client
+    return ShopifyStock(client, batch), client
+
+
+def shopify_items(db: WarehouseDb) -> pl.DataFrame:
+    """Shopify SKU -> inventory item (the key its stock is set by), from the ingested catalogue."""
+    schema = {"sku": pl.String, "inventory_item_id": pl.Int64}
+    if not db.table_exists("products__variants", "raw_shopify"):
+        return pl.DataFrame(schema=schema)
+    return db.read(
+        "SELECT DISTINCT sku, inventory_item_id FROM raw_shopify.products__variants "
+        "WHERE sku IS NOT NULL AND sku <> ''",
+        schema=schema,
+    )
+
+
+def corrections_table(frame: pl.DataFrame, n: int = 10) -> str:
+    """The largest corrections as a markdown table: what the order system showed, what it was set to."""
+    top = (
+        frame.with_columns((pl.col("ats") - pl.col("oms_level").fill_null(0)).alias("change"))
+        .sort(pl.col("change").abs(), descending=True)
+        .head(n)
+    )
+    rows = "\n".join(
+        f"| {r['location']} | {r['sku']} | {r['oms_level']} | {r['ats']} | {r['change']:+d} | {r['wms_available']} "
+        f"| {r['open_unsent']} | {r['buffer']} |"
+        for r in top.iter_rows(named=True)
+    )
+    header = "| location | sku | order system had | set to | change | stock source | open unsent | buffer |\n"
+    return header + "|---|---|---|---|---|---|---|---|\n" + rows
+
+
+def stock_assets(config: FulfilConfig) -> list[dg.AssetsDefinition]:
+    """One stock multi-asset per configured flow."""
+    return [_flow_stock(config, flow) for flow in config.flows]
+
+
+def _flow_stock(fulfil: FulfilConfig, flow: str) -> dg.AssetsDefinition:
+    oms, wms = FLOW_SYSTEMS[flow]
+    settings = stock_config(fulfil, flow)
+    deltas_key, pushes_key = dg.AssetKey(["stock_deltas", flow]), dg.AssetKey(["stock_pushes", flow])
+
+    @dg.multi_asset(
+        name=f"{flow}_stock",
+        group_name="stock",
+        specs=[
+            dg.AssetSpec(
+                deltas_key,
+                deps=["wms_stock", "oms_stock", "orders", "order_lines"],
+                description=f"Available to sell in {oms}, per SKU and mapped location: {wms}'s figure, what open "
+                "orders not yet at the warehouse hold, the buffer, the result, what the order system shows and "
+                "what fulfil last confirmed there (table fulfil.stock_deltas).",
+                kinds={"polars", oms},
+                metadata={"dagster/table_name": f"{SCHEMA}.stock_deltas"},
+            ),
+            dg.AssetSpec(
+                pushes_key,
+                deps=[deltas_key],
+                description=f"The levels that changed, set in {oms} in batches of its API's maximum through the "
+                "stock_pushes ledger (shadow mode records them and sends nothing).",
+                kinds={oms},
+                metadata={"dagster/table_name": f"{SCHEMA}.stock_pushes"},
+            ),
+        ],
+        check_specs=[
+            dg.AssetCheckSpec(
+                "every_due_level_delivered",
+                asset=pushes_key,
+                description="Every changed level reached the order system (none left due or refused). Red: the "
+                "office checks the SKU and location named in the ledger's last_error.",
+            )
+        ],
+        required_resource_keys={"warehouse", oms},
+        op_tags=WRITE_TAGS,
+    )
+    def flow_stock(context: dg.AssetExecutionContext, config: StockRunConfig) -> Iterator[Any]:
+        """Compute available to sell for the flow and send the levels that changed."""
+        exp = Path(config.expectations_dir)
+        with context.resources.warehouse.session() as db:
+            now = now_utc()
+            source = stock_source(db, flow)
+            locations = load_stock_locations(exp / "stock_locations.csv").filter(pl.col("flow") == flow)
+            bundles = load_bundles(exp / "bundles.csv")
+            ledger = db.read(
+                f"SELECT idempotency_key, status, location, sku, level FROM {SCHEMA}.{TABLE} WHERE flow = '{flow}'",
+                schema={"level": pl.Int64},
+            )
+            oms_levels = db.read(
+                f"SELECT location, sku, level FROM {SCHEMA}.oms_stock WHERE oms = '{oms}'", schema={"level": pl.Int64}
+            )
+            orders, lines, sent = flow_orders(db, fulfil, flow)
+            ats = available_to_sell(
+                source,
+                locations.select("location", "source_location"),
+                oms_levels,
+                open_unsent(orders, lines, sent, bundles),
+                load_stock_buffers(exp / "stock_buffers.csv"),
+                bundles,
+                settings.buffer,
+            )
+            frame = deltas(ats, last_confirmed(ledger), flow, oms)
+            if source.is_empty():  # no stock figure yet: pushing would zero the whole catalogue
+                frame = frame.with_columns(pl.lit(False).alias("to_push"))
+            db.write(
+                "stock_deltas",
+                frame.with_columns(pl.lit(now).alias("computed_at")),
+                mode="replace",
+                replace_where=f"flow = '{flow}'",
+            )
+            negative = int(source.filter(pl.col("available") < 0).height)
+            if negative:
+                context.log.warning(f"{negative} SKUs show negative stock at {wms} (oversold there): counted as 0")
+            yield dg.MaterializeResult(
+                asset_key=deltas_key,
+                metadata={
+                    "dagster/row_count": frame.height,
+                    "skus_changed": int(frame["to_push"].sum()),
+                    "source_rows": source.height,
+                    "source_negative_counted_as_zero": negative,
+                    "mapped_locations": locations.height,
+                    "units_on_open_unsent_orders": int(frame["open_unsent"].sum() or 0),
+                },
+            )
+
+            due = frame.filter(pl.col("to_push"))
+            items = shopify_items(db) if oms == "shopify" else None
+            intents, older = push_intents(payloads(due, oms, items), ledger, flow, oms)
+            effects.record(db, TABLE, older, effects.Outcome(effects.HELD, error="superseded by a newer level"))
+            record_intents(db, fulfil, TABLE, intents, [flow])
+            sender, client = _sender(context, oms, settings.batch)
+            wanted = intents.select("idempotency_key")
+            report = effects.deliver(
+                db,
+                TABLE,
+                sender,
+                where=f"flow = '{flow}'",
+                wanted=lambda rows: rows.join(wanted, on="idempotency_key", how="semi"),
+                batches=sender.batches,
+                log=context.log.warning,
+                chunk=max(effects.CLAIM_CHUNK, sender.batch),
+            )
+            left = db.read(
+                f"SELECT status, COUNT(*) AS n FROM {SCHEMA}.{TABLE} WHERE flow = '{flow}' "
+                f"AND status IN ('{effects.PENDING}', '{effects.SENDING}', '{effects.FAILED}') GROUP BY status"
+            )
+            waiting = dict(left.iter_rows())
+            yield dg.AssetCheckResult(
+                asset_key=pushes_key,
+                check_name="every_due_level_delivered",
+                passed=not waiting,
+                metadata={f"levels_{k}": int(v) for k, v in waiting.items()}
+                | {"first_errors": dg.MetadataValue.json(report.errors[:5])},
+            )
+            sent_rows = due.join(intents.select("location", "sku"), on=["location", "sku"], how="semi")
+            yield dg.MaterializeResult(
+                asset_key=pushes_key,
+                metadata={
+                    "skus_changed": intents.height,
+                    "levels_sent": report.sent,
+                    "levels_refused": report.failed,
+                    "levels_deferred": report.deferred,
+                    "superseded": len(older),
+                    "calls": sender.calls,
+                    "calls_lower_bound": -(-intents.height // sender.batch),
+                    "batch_maximum": sender.batch,
+                    "shadow": is_shadow(fulfil, flow),
+                    "largest_corrections": dg.MetadataValue.md(corrections_table(sent_rows)),
+                    **client.stats.as_metadata(),
+                },
+            )
+
+    return flow_stock
+
+
+def stock_definitions(config: FulfilConfig) -> dg.Definitions:
+    """Per flow: its stock assets, a job (ingest both systems, stage stock and orders, push) on the flow's own
+    schedule, and a freshness check that turns red when its push is older than twice its interval; and a sensor
+    that runs the Whistl flows' stock jobs right after a despatch file is processed, so that what shipped leaves
+    the storefront fast."""
+    assets = stock_assets(config)
+    jobs, schedules, checks = [], [], []
+    for flow, asset in zip(config.flows, assets, strict=True):
+        minutes = stock_config(config, flow).every_minutes
+        groups = [ingest_group(s) for s in FLOW_SYSTEMS[flow]]
+        job = dg.define_asset_job(
+            f"{flow}_stock_job",
+            selection=dg.AssetSelection.groups(*groups)
+            | dg.AssetSelection.assets("orders", "order_lines", "oms_stock", "wms_stock")
+            | dg.AssetSelection.assets(asset),
+            tags=WRITE_TAGS,
+            description=f"Read {' and '.join(FLOW_SYSTEMS[flow])}, stage stock and orders, and send {flow}'s "
+            "changed available-to-sell levels.",
+        )
+        jobs.append(job)
+        schedules.append(
+            dg.ScheduleDefinition(
+                name=f"{flow}_stock_schedule",
+                job=job,
+                cron_schedule=every_minutes_cron(minutes),
+                default_status=dg.DefaultScheduleStatus.RUNNING,
+            )
+        )
+        checks += dg.build_last_update_freshness_checks(
+            assets=[dg.AssetKey(["stock_pushes", flow])], lower_bound_delta=timedelta(minutes=2 * minutes)
+        )
+    freshness = dg.build_sensor_for_freshness_checks(
+        freshness_checks=checks, name="stock_freshness_sensor", default_status=dg.DefaultSensorStatus.RUNNING
+    )
+    after = [j for f, j in zip(config.flows, jobs, strict=True) if FLOW_SYSTEMS[f][1] == "whistl"]
+    sensors = [freshness]
+    if after:
+
+        @dg.run_status_sensor(
+            run_status=dg.DagsterRunStatus.SUCCESS,
+            request_jobs=after,
+            default_status=dg.DefaultSensorStatus.RUNNING,
+        )
+        def stock_after_despatch_sensor(context: dg.RunStatusSensorContext) -> Iterator[dg.RunRequest]:
+            """After each successful despatch run, one stock run per Whistl flow (once per despatch run)."""
+            if context.dagster_run.job_name != "despatch_job":
+                return
+            for job in after:
+                yield dg.RunRequest(run_key=f"{context.dagster_run.run_id}:{job.name}", job_name=job.name)
+
+        sensors.append(stock_after_despatch_sensor)
+    return dg.Definitions(assets=assets, jobs=jobs, schedules=schedules, asset_checks=checks, sensors=sensors)
