@@ -172,6 +172,7 @@ class BigCommerce(EmulatedSystem):
             Route(f"{base}/v2/orders/{{oid:int}}/shipping_addresses", self.addresses),
             Route(f"{base}/v2/orders/{{oid:int}}/shipments", self.shipments_route, methods=["GET", "POST"]),
             Route(f"{base}/v3/inventory/items", self.inventory_items),
+            Route(f"{base}/v3/catalog/products", self.catalog_products),
             Route(f"{base}/v3/inventory/adjustments/absolute", self.adjust_absolute, methods=["PUT"]),
             Route(f"{base}/v3/inventory/adjustments/relative", self.adjust_relative, methods=["POST"]),
         ]
@@ -440,6 +441,33 @@ class BigCommerce(EmulatedSystem):
                 },
             }
         )
+
+    async def catalog_products(self, request: Request) -> Response:
+        """v3 catalog products (`id`, `name`, `sku`, `inventory_tracking`: `product` keeps one figure for the whole
+        product, `variant` one per variant), paged by `meta.pagination`."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        q = request.query_params
+        try:
+            limit, page = int(q.get("limit", 50)), int(q.get("page", 1))
+        except ValueError:
+            return _problem(422, "page and limit must be integers")
+        if not 1 <= limit <= 250 or page < 1:
+            return _problem(422, "limit must be between 1 and 250 and page at least 1")
+        ids = sorted(self.product_skus)
+        chunk = paginate(ids, page, limit)
+        data = [
+            {
+                "id": pid,
+                "name": self.world.by_sku[self.product_skus[pid][0]].title,
+                "sku": self.product_skus[pid][0],
+                "inventory_tracking": "product" if self.tracked_by_product(self.product_skus[pid][0]) else "variant",
+            }
+            for pid in chunk
+        ]
+        pages = (len(ids) + limit - 1) // limit
+        pagination = {"total": len(ids), "count": len(data), "per_page": limit, "current_page": page}
+        return JSONResponse({"data": data, "meta": {"pagination": {**pagination, "total_pages": pages}}})
 
     def _item_sku(self, item: dict[str, Any]) -> tuple[str | None, str | None]:
         """The SKU an adjustment item names by `sku`, `variant_id` or `product_id` (exactly one), or why not."""

@@ -514,9 +514,7 @@ class Linnworks(EmulatedSystem):
                 "CreationDate": _iso(self.world.start - timedelta(days=365)),
                 "InventoryTrackingType": 0,
                 "StockItemId": x.stock_item_id,
-                "StockLevels": [self._level(x.sku, loc) for loc in LOCATION_NAMES]
-                if with_levels
-                else [],
+                "StockLevels": [self._level(x.sku, loc) for loc in LOCATION_NAMES] if with_levels else [],
             }
             for x in chunk
         ]

@@ -100,6 +100,17 @@ class BigCommerceClient(ApiClient):
         """An order's ship-to addresses (with the shipping method chosen)."""
         return self.get(f"v2/orders/{order_id}/shipping_addresses") or []
 
+    def catalog_products(self, limit: int = 250) -> Iterator[list[dict[str, Any]]]:
+        """v3 catalog products with their `inventory_tracking` (how their stock must be set)."""
+        page = 1
+        while True:
+            body = self.get("v3/catalog/products", page=page, limit=limit, include_fields="sku,inventory_tracking")
+            if body.get("data"):
+                yield body["data"]
+            if page >= int(body.get("meta", {}).get("pagination", {}).get("total_pages") or 0):
+                return
+            page += 1
+
     def inventory_items(self, limit: int = 250) -> Iterator[list[dict[str, Any]]]:
         """v3 inventory per SKU with its locations, paged by `meta.pagination`."""
         page = 1

@@ -35,12 +35,17 @@ def test_loads_everything_then_only_changes(emulators: Emulators, tmp_path: Path
     assert count(db, "orders") == count(db, "order_shipping_addresses") == len(emu.bigcommerce.orders)
     assert count(db, "order_products") == sum(len(o.lines) for o in emu.bigcommerce.orders.values())
     assert count(db, "inventory_levels") == len(emu.bigcommerce.inventory)
+    assert count(db, "products") == len(emu.bigcommerce.product_skus)
     methods = db.read("SELECT DISTINCT shipping_method FROM raw_bigcommerce.order_shipping_addresses")
     assert set(methods["shipping_method"]) <= {o.shipping_method for o in emu.bigcommerce.orders.values()}
     new = emu.bigcommerce.control("spawn", {"n": 3})["order_ids"]
     emu.bigcommerce.recorder.clear()
     run(emu, tmp_path, client, page_size=250)
-    fetched = {c.path.split("/")[-2] for c in emu.bigcommerce.recorder.calls if c.path.endswith("/products")}
+    fetched = {
+        c.path.split("/")[-2]
+        for c in emu.bigcommerce.recorder.calls
+        if "/v2/orders/" in c.path and c.path.endswith("/products")
+    }
     assert fetched == {str(i) for i in new}
     assert count(db, "orders") == len(emu.bigcommerce.orders)
 

@@ -121,3 +121,22 @@ def test_generations_reuse_an_unattempted_row_and_supersede_an_older_due_one() -
     assert newer["payload"].to_list() == ['{"SKU":"A","LocationId":"L1","Level":9}']
     confirmed = last_confirmed(ledger(("f:stock:L1:A:1", effects.SENT, 4), ("f:stock:L1:A:2", effects.SENT, 9)))
     assert confirmed["level"].to_list() == [9]
+
+
+def test_negative_warehouse_stock_is_kept_not_quarantined() -> None:
+    from fulfil_assets.stage.stock import whistl_stock
+
+    rows = pl.DataFrame(
+        {
+            "sku": ["A", "B"],
+            "on_hand": ["-1", "4"],
+            "allocated": ["0", "x"],
+            "available": ["-1", "4"],
+            "snapshot_at": ["2026-12-01T10:00:00Z"] * 2,
+            "_file_name": ["inv_1.csv"] * 2,
+            "_row_no": [1, 2],
+        }
+    )
+    good, bad = whistl_stock(rows)
+    assert good.select("sku", "on_hand", "available").rows() == [("A", -1, -1)]  # oversold at the warehouse
+    assert bad["reason"].to_list() == ["allocated x is not a whole number"]

@@ -54,9 +54,20 @@ def bigcommerce_source(client: BigCommerceClient | None = None, page_size: int =
         assert client is not None
         for page in client.inventory_items(page_size):
             yield [
-                {"sku": item["identity"]["sku"], "variant_id": item["identity"].get("variant_id"), **loc}
+                {
+                    "sku": item["identity"]["sku"],
+                    "variant_id": item["identity"].get("variant_id"),
+                    "product_id": item["identity"].get("product_id"),
+                    **loc,
+                }
                 for item in page
                 for loc in item.get("locations", [])
             ]
 
-    return [orders, order_products, order_shipping_addresses, inventory_levels]
+    @dlt.resource(name="products", primary_key="id", write_disposition="merge")
+    def products() -> Iterator[list[dict[str, Any]]]:
+        """Catalog products with `inventory_tracking`: a product tracked as a whole takes stock by its id."""
+        assert client is not None
+        yield from client.catalog_products(page_size)
+
+    return [orders, order_products, order_shipping_addresses, inventory_levels, products]

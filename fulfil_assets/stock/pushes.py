@@ -2,7 +2,9 @@
 one sender per order system, each batching to its API's maximum.
 
 Every push is an absolute level (Cin7 Core's stock adjustment line carries the level to set), so repeating an
-unconfirmed one cannot double anything: `holds` has nothing to look up, the level is simply set again.
+unconfirmed one cannot double anything. Before it is repeated the order system is still asked: the run has just
+read its levels (`oms_stock`), and an unconfirmed push whose level the order system already shows is confirmed
+from that reading instead of being sent again.
 """
 
 from __future__ import annotations
@@ -88,7 +90,8 @@ def push_intents(due: pl.DataFrame, ledger: pl.DataFrame, flow: str, oms: str) -
 
 def payloads(due: pl.DataFrame, oms: str, items: pl.DataFrame | None = None) -> pl.DataFrame:
     """`due` with the `payload` each order system takes for one level (Shopify: by inventory item, from
-    `items`: `sku`, `inventory_item_id`; a SKU without one is left out)."""
+    `items`: `sku`, `inventory_item_id`, a SKU without one left out; BigCommerce: by SKU, or by product for a
+    product tracked as a whole, from `items`: `sku`, `product_id`, `inventory_tracking`, `product_sku`)."""
     if oms == "linnworks":
         body = pl.struct(
             pl.col("sku").alias("SKU"), pl.col("location").alias("LocationId"), pl.col("ats").alias("Level")
@@ -107,7 +110,21 @@ def payloads(due: pl.DataFrame, oms: str, items: pl.DataFrame | None = None) -> 
             reason.alias("Comments"),
         )
     elif oms == "bigcommerce":
-        body = pl.struct(pl.col("location").cast(pl.Int64).alias("location_id"), "sku", pl.col("ats").alias("quantity"))
+        # A product tracked as a whole keeps one figure, set by its id (its own SKU's level); its variants'
+        # SKUs have none of their own. Every other item is set by SKU.
+        assert items is not None
+        due = due.join(items, on="sku", how="left").filter(
+            (pl.col("inventory_tracking").fill_null("variant") != "product") | (pl.col("sku") == pl.col("product_sku"))
+        )
+        location = pl.col("location").cast(pl.Int64).alias("location_id")
+        by_product = pl.struct(location, pl.col("product_id").cast(pl.Int64), pl.col("ats").alias("quantity"))
+        by_sku = pl.struct(location, "sku", pl.col("ats").alias("quantity"))
+        body = (
+            pl.when(pl.col("inventory_tracking") == "product")
+            .then(by_product.struct.json_encode())
+            .otherwise(by_sku.struct.json_encode())
+        )
+        return due.with_columns(body.alias("payload")).drop("product_id", "inventory_tracking", "product_sku")
     elif oms == "shopify":
         assert items is not None
         due = due.join(items.select("sku", pl.col("inventory_item_id").cast(pl.String)), on="sku", how="inner")
@@ -140,14 +157,23 @@ class StockSender:
     def __init__(self, batch: int | None = None) -> None:
         self.batch = min(batch or BATCH_MAXIMUM[self.oms], BATCH_MAXIMUM[self.oms])
         self.calls = 0
+        self.observed: dict[tuple[str, str], int] = {}
+
+    def observe(self, levels: pl.DataFrame) -> None:
+        """What the order system showed this run (`location`, `sku`, `level`), for `holds`."""
+        self.observed = {(loc, sku): lvl for loc, sku, lvl in levels.select("location", "sku", "level").iter_rows()}
 
     def batches(self, rows: pl.DataFrame) -> Iterable[pl.DataFrame]:
         """Full batches in ledger order."""
         return (rows.slice(i, self.batch) for i in range(0, rows.height, self.batch))
 
     def holds(self, rows: pl.DataFrame) -> dict[str, str]:
-        """Nothing to ask: an absolute level set again is the same effect (see the module's docstring)."""
-        return {}
+        """Unconfirmed pushes whose level the order system showed when this run read it."""
+        return {
+            key: f"{self.oms} shows {level} at {location} for {sku}"
+            for key, location, sku, level in rows.select("idempotency_key", "location", "sku", "level").iter_rows()
+            if self.observed.get((location, sku)) == level
+        }
 
     def send(self, rows: pl.DataFrame) -> Iterator[tuple[list[str], Outcome]]:
         """One call for the batch; its outcome for every row (per row where the answer says so)."""

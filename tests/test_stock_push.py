@@ -1,0 +1,241 @@
+"""Stock from the warehouses to every order system, through real Dagster runs against the emulators: each order
+system ends up holding the available-to-sell level per mapped location, an unchanged catalogue sends nothing, a
+changed SKU sends only itself, nothing is ever written into a warehouse, and a push killed half way resumes
+without resending what was confirmed."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import polars as pl
+import pytest
+import yaml
+from flow_helpers import ALL_FLOWS, all_flows_config, run_job
+
+from emulators.linnworks import PEOPLEVOX_LOCATION, WHISTL_LOCATION
+from emulators.server import Emulators
+from fulfil_assets.definitions import build_definitions
+from resources.warehouse import SCHEMA, WarehouseDb
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def bundles() -> dict[str, list[tuple[str, int]]]:
+    parts: dict[str, list[tuple[str, int]]] = {}
+    with open(REPO / "expectations" / "bundles.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            parts.setdefault(row["bundle_sku"], []).append((row["component_sku"], int(row["quantity"])))
+    return parts
+
+
+def expected_linnworks_whistl(emu: Emulators) -> dict[str, int]:
+    """What Linnworks' Whistl location should sell, worked out from the emulators' own state: Whistl's
+    available less every open Linnworks order at that location (none has reached Whistl: no order sync ran),
+    bundles as their components, never below zero."""
+    kits = bundles()
+    held: Counter[str] = Counter()
+    for order in emu.linnworks.orders.values():
+        if emu.linnworks._is_open(order) and emu.linnworks.location_of(order) != PEOPLEVOX_LOCATION:
+            for line in order.lines:
+                for sku, per in kits.get(line.sku, [(line.sku, 1)]):
+                    held[sku] += line.quantity * per
+    whistl = emu.whistl
+    return {sku: max(0, max(0, whistl.on_hand[sku] - whistl.allocated[sku]) - held[sku]) for sku in whistl.catalogue}
+
+
+def variant_only_skus(store: Any) -> set[str]:
+    """SKUs of BigCommerce products tracked as a whole, other than the product's own: they hold no figure."""
+    return {s for skus in store.product_skus.values() for s in skus[1:] if store.tracked_by_product(s)}
+
+
+def item_sku(store: Any, item: dict[str, Any]) -> str:
+    """The SKU a BigCommerce adjustment item set (by SKU, or by product for one tracked as a whole)."""
+    return item["sku"] if "sku" in item else store.product_skus[item["product_id"]][0]
+
+
+def test_every_order_system_holds_available_to_sell_and_only_changes_travel(
+    emulators: Emulators, fulfil_env: dict, tmp_path: Path
+) -> None:
+    emu = emulators
+    emu.whistl.snapshot()
+    defs = build_definitions(all_flows_config(emu, tmp_path))
+    instance = dg.DagsterInstance.ephemeral()
+    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+    for flow in ALL_FLOWS:
+        if flow != "shopify_linnworks":  # after linnworks_whistl: Linnworks is Shopify's stock master
+            run_job(defs, f"{flow}_stock_job", instance)
+    run_job(defs, "shopify_linnworks_stock_job", instance)
+    deltas = db.read(f"SELECT * FROM {SCHEMA}.stock_deltas")
+    ledger = db.read(f"SELECT * FROM {SCHEMA}.stock_pushes")
+    assert set(ledger["status"]) == {"sent"}
+
+    # Linnworks (Whistl location): the level worked out independently from the emulators, for every SKU.
+    expected = expected_linnworks_whistl(emu)
+    at_whistl = {sku: lvl for (sku, loc), lvl in emu.linnworks.stock.items() if loc == WHISTL_LOCATION}
+    assert {s: at_whistl[s] for s in expected if s in at_whistl} == {s: expected[s] for s in expected if s in at_whistl}
+    assert sum(expected.values()) > 0 and any(v == 0 for v in expected.values())
+    # Linnworks stock the warehouse does not hold sells 0 (never left at an old figure).
+    assert all(at_whistl[s] == 0 for s in at_whistl if s not in expected)
+
+    # Every other order system holds exactly what stock_deltas says, at each mapped location.
+    def holds(flow: str) -> dict[tuple[str, str], int]:
+        rows = deltas.filter(pl.col("flow") == flow)
+        return {(r["location"], r["sku"]): r["ats"] for r in rows.iter_rows(named=True)}
+
+    assert {("Main Warehouse", s): lvl for s, lvl in emu.cin7.available.items()} == holds("cin7_whistl")
+    store = emu.bigcommerce
+    # A product tracked as a whole holds one figure, on its own SKU (set by product id); its other variants none.
+    variant_only = {s for s in store.product_skus.values() for s in s[1:] if store.tracked_by_product(s)}
+    assert variant_only and any(store.tracked_by_product(s[0]) for s in store.product_skus.values())
+    bc = {k: v for k, v in holds("bigcommerce_whistl").items() if k[1] not in variant_only}
+    at_store = {(str(loc), s): lvl for (s, loc), lvl in store.inventory.items() if loc == 1 and s not in variant_only}
+    assert at_store == bc
+    assert all(store.inventory[(s, 1)] == 0 for s in variant_only)
+    assert all(lvl == 0 for (s, loc), lvl in emu.bigcommerce.inventory.items() if loc == 2)  # not mapped: untouched
+    pvx = holds("linnworks_peoplevox")
+    assert {(loc, s): lvl for (s, loc), lvl in emu.linnworks.stock.items() if loc == PEOPLEVOX_LOCATION} == pvx
+    items = emu.shopify.inventory_items
+    shop = {(str(loc), items[item]): lvl for (item, loc), lvl in emu.shopify.levels.items()}
+    assert shop == holds("shopify_linnworks")
+    # Shopify's Whistl location follows Linnworks' Whistl location (Linnworks -> Shopify, one way), less what
+    # open Shopify orders hold (Linnworks' level drops only once it processes them).
+    kits, held = bundles(), Counter()
+    open_lines = db.read(
+        f"SELECT l.sku, l.quantity FROM {SCHEMA}.order_lines l JOIN {SCHEMA}.orders o USING (order_key) "
+        "WHERE o.source_system = 'shopify' AND o.status = 'open'"
+    )
+    for line_sku, quantity in open_lines.iter_rows():
+        for part, per in kits.get(line_sku, [(line_sku, 1)]):
+            held[part] += quantity * per
+    assert sum(held.values()) > 0
+    assert {s: lvl for (loc, s), lvl in shop.items() if loc == "71000001"} == {
+        s: max(0, at_whistl[s] - held[s]) for (loc, s) in shop if loc == "71000001"
+    }
+    # Calls: ceil(changed / batch maximum) for each system.
+    assert len(emu.bigcommerce.adjustments) == -(-len([v for v in bc.values() if v]) // 2000)
+    assert len(emu.cin7.adjustments) == -(-sum(1 for v in holds("cin7_whistl").values() if v) // 500)
+    # Nothing was written into a warehouse.
+    assert emu.whistl.inspect()["receipts"] == {}
+    assert not [c for c in emu.peoplevox.recorder.calls if "SaveData" in str(c.body)]
+
+    # Unchanged: a second pass sends nothing anywhere.
+    writes = (len(emu.linnworks.stock_writes), len(emu.cin7.adjustments), len(emu.bigcommerce.adjustments))
+    shopify_writes = len(emu.shopify.level_writes)
+    for flow in ALL_FLOWS:
+        result = run_job(defs, f"{flow}_stock_job", instance)
+        pushed = result.asset_materializations_for_node(f"{flow}_stock")[-1].metadata
+        assert pushed["calls"].value == 0 and pushed["skus_changed"].value == 0
+    assert (len(emu.linnworks.stock_writes), len(emu.cin7.adjustments), len(emu.bigcommerce.adjustments)) == writes
+    assert len(emu.shopify.level_writes) == shopify_writes
+
+    # One SKU damaged at Whistl: only that SKU travels, to each Whistl flow's order system.
+    sku = max((s for s in expected if s not in variant_only), key=expected.get)  # type: ignore[arg-type]
+    emu.whistl.on_hand[sku] -= 5
+    time.sleep(1.1)  # a new snapshot file (its name carries the second)
+    emu.whistl.snapshot()
+    for flow in ("linnworks_whistl", "cin7_whistl", "bigcommerce_whistl"):
+        run_job(defs, f"{flow}_stock_job", instance)
+    new = emu.linnworks.stock_writes[writes[0] :]
+    assert [(w["sku"], w["location"], w["level"]) for w in new] == [(sku, WHISTL_LOCATION, expected[sku] - 5)]
+    cin7_before, bc_before = holds("cin7_whistl")[("Main Warehouse", sku)], bc[("1", sku)]
+    assert min(cin7_before, bc_before) >= 5  # each order system's own open orders, less 5
+    cin7_lines = [(ln["SKU"], ln["Quantity"]) for a in emu.cin7.adjustments[writes[1] :] for ln in a["Lines"]]
+    assert cin7_lines == [(sku, cin7_before - 5)]
+    bc_items = [
+        (item_sku(store, i), i["quantity"]) for a in emu.bigcommerce.adjustments[writes[2] :] for i in a["items"]
+    ]
+    assert bc_items == [(sku, bc_before - 5)]
+
+
+@pytest.mark.parametrize("warehouse_url", ["duckdb"], indirect=True)
+def test_a_push_killed_half_way_resumes_without_resending_confirmed_levels(
+    emulators: Emulators, fulfil_env: dict, tmp_path: Path
+) -> None:
+    emu = emulators
+    emu.whistl.snapshot()
+    config = all_flows_config(emu, tmp_path, flows=["bigcommerce_whistl"], stock={"bigcommerce_whistl": {"batch": 20}})
+    path = tmp_path / "fulfil.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_none=True)))
+    emu.bigcommerce.faults.update({"latency_ms": 400, "only_path": "adjustments/absolute"})
+    env = {**os.environ, "FULFIL_CONFIG": str(path), "DAGSTER_HOME": str(tmp_path / "home")}
+    (tmp_path / "home").mkdir()
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "job",
+            "execute",
+            "-m",
+            "fulfil_assets.definitions",
+            "-j",
+            "bigcommerce_whistl_stock_job",
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while len(emu.bigcommerce.adjustments) < 3 and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+    confirmed = set(db.read(f"SELECT sku FROM {SCHEMA}.stock_pushes WHERE status = 'sent'")["sku"])
+    calls_before = len(emu.bigcommerce.adjustments)
+    due = db.read(f"SELECT sku, ats FROM {SCHEMA}.stock_deltas WHERE to_push").filter(
+        ~pl.col("sku").is_in(list(variant_only_skus(emu.bigcommerce)))
+    )
+    assert confirmed and len(confirmed) < due.height, "the push was to be killed half way"
+
+    emu.bigcommerce.faults.update({"latency_ms": 0})
+    run_job(build_definitions(config), "bigcommerce_whistl_stock_job", dg.DagsterInstance.ephemeral())
+    assert set(db.read(f"SELECT status FROM {SCHEMA}.stock_pushes")["status"]) == {"sent"}
+    store = emu.bigcommerce
+    resent = [item_sku(store, i) for a in store.adjustments[calls_before:] for i in a["items"]]
+    # What the first run confirmed is never sent again; the rest (the batch in flight included) arrives once.
+    assert not set(resent) & confirmed
+    assert Counter(resent) == Counter(set(due["sku"]) - confirmed)
+    assert {s: emu.bigcommerce.inventory[(s, 1)] for s in due["sku"]} == dict(due.iter_rows())
+
+
+@pytest.mark.parametrize("warehouse_url", ["duckdb"], indirect=True)
+def test_each_despatch_run_asks_for_a_stock_run_of_every_whistl_flow(
+    emulators: Emulators, fulfil_env: dict, tmp_path: Path
+) -> None:
+    defs = build_definitions(all_flows_config(emulators, tmp_path))
+    instance = dg.DagsterInstance.ephemeral()
+    despatch = run_job(defs, "despatch_job", instance)
+    sensor = defs.resolve_sensor_def("stock_after_despatch_sensor")
+    context = dg.build_run_status_sensor_context(
+        sensor_name=sensor.name,
+        dagster_event=despatch.get_run_success_event(),
+        dagster_instance=instance,
+        dagster_run=despatch.dagster_run,
+    )
+    requests = list(sensor(context) or [])
+    assert sorted(r.job_name for r in requests) == [
+        "bigcommerce_whistl_stock_job",
+        "cin7_whistl_stock_job",
+        "linnworks_whistl_stock_job",
+    ]
+    assert len({r.run_key for r in requests}) == 3 and all(despatch.run_id in r.run_key for r in requests)
+    # Any other job's success asks for nothing.
+    other = run_job(defs, "tracking_retry_job", instance)
+    context = dg.build_run_status_sensor_context(
+        sensor_name=sensor.name,
+        dagster_event=other.get_run_success_event(),
+        dagster_instance=instance,
+        dagster_run=other.dagster_run,
+    )
+    assert list(sensor(context) or []) == []
