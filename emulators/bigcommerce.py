@@ -95,6 +95,7 @@ class BigCommerce(EmulatedSystem):
         self.inventory: dict[tuple[str, int], int] = {(s, loc): 0 for s in world.wms_catalogue for loc in LOCATIONS}
         self.adjustments: list[dict[str, Any]] = []
         self.product_skus: dict[int, list[str]] = {}
+        self.sku_by_variant = {v: s for s, v in world.variant_ids.items()}
         for sku in sorted({s for s, _ in self.inventory}):
             self.product_skus.setdefault(world.variant_ids[sku] // 10, []).append(sku)
         self.spawn(n_orders, world.start - timedelta(days=1), world.start)
@@ -474,7 +475,7 @@ class BigCommerce(EmulatedSystem):
         named = [k for k in ("sku", "variant_id", "product_id") if item.get(k) is not None]
         if len(named) != 1:
             return None, "each item names exactly one of sku, variant_id or product_id"
-        by_variant = {v: s for s, v in self.world.variant_ids.items()}
+        by_variant = self.sku_by_variant
         key = named[0]
         try:
             if key == "sku":
