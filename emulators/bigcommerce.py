@@ -124,6 +124,7 @@ class BigCommerce(EmulatedSystem):
             "shipments": self.shipments,
             "status": {str(k): v for k, v in self.status.items()},
             "adjustments": self.adjustments[-1000:],
+            "inventory": {f"{sku}@{loc}": v for (sku, loc), v in self.inventory.items() if v},
         }
 
     # -- protocol -----------------------------------------------------------------------------

@@ -150,3 +150,40 @@ def test_one_order_system_feeding_two_flows_needs_routes(tmp_path: Path) -> None
         "linnworks:2": "linnworks_peoplevox",
         "linnworks:3": "linnworks_whistl",
     }
+
+
+def test_service_codes_are_the_accounts_own_list_beside_the_map(tmp_path: Path) -> None:
+    path = tmp_path / "service_codes.csv"
+    path.write_text("system,shipping_method,wms,service_code\nlinnworks,Next Day,whistl,WHISTL-NEXT\n")
+    # Without an account list beside it, the shipped one applies: WHISTL-NEXT is not on it.
+    with pytest.raises(
+        MappingError, match=r"line 2: 'WHISTL-NEXT' is not a whistl service code in .*wms_service_codes"
+    ):
+        load_service_codes(path)
+    # This brand's Whistl account has it: the map is fine.
+    (tmp_path / "wms_service_codes.csv").write_text("wms,service_code\nwhistl,WHISTL-NEXT\n")
+    assert load_service_codes(path)["service_code"].to_list() == ["WHISTL-NEXT"]
+    (tmp_path / "wms_service_codes.csv").write_text("wms,service_code\nwhistel,WHISTL-NEXT\n")
+    with pytest.raises(MappingError, match=r"wms_service_codes.csv, line 2: unknown wms 'whistel'"):
+        load_service_codes(path)
+
+
+def test_codes_the_target_account_does_not_offer_hold_their_orders() -> None:
+    import polars as pl
+
+    from fulfil_assets.validate.assets import check_against_account
+
+    logged: list[str] = []
+    service_map = pl.DataFrame(
+        {
+            "system": ["linnworks", "linnworks", "shopify"],
+            "shipping_method": ["Next Day", "Standard", "Standard"],
+            "wms": ["peoplevox", "peoplevox", "linnworks"],
+            "service_code": ["DPD Next Day", "Royal Mail Tracked 48", "Standard Delivery"],
+        }
+    )
+    log = type("Log", (), {"error": lambda self, m: logged.append(m)})()
+    kept = check_against_account(service_map, "peoplevox", {"Royal Mail Tracked 48"}, log)
+    assert kept["service_code"].to_list() == ["Royal Mail Tracked 48", "Standard Delivery"]
+    assert len(logged) == 1 and "'DPD Next Day', which the peoplevox account does not offer" in logged[0]
+    assert check_against_account(service_map, "peoplevox", None, log).height == 3  # nothing known: map as is

@@ -81,10 +81,11 @@ def test_peoplevox_saves_each_order_once_and_its_refusals_become_exceptions(
     emulators: Emulators, fulfil_env: dict, tmp_path: Path
 ) -> None:
     """linnworks_peoplevox: orders saved through SaveData (header, then lines), each once; what Peoplevox refuses
-    is a WMS_REJECTED exception in Peoplevox's words; once ops fix the mapping the order goes by itself."""
+    (the account dropped a service after validation read it) is a WMS_REJECTED exception in Peoplevox's words;
+    from then on validation holds those orders against the account's own list; once ops fix the mapping the
+    order goes by itself."""
     emu = emulators
     emu.linnworks.peoplevox_share = 1.0
-    emu.peoplevox.service_types.remove("DPD Next Day")  # the account no longer offers it
     expectations = tmp_path / "expectations"
     shutil.copytree("expectations", expectations)
     defs = build_definitions(all_flows_config(emu, tmp_path, flows=["linnworks_peoplevox"]))
@@ -92,7 +93,16 @@ def test_peoplevox_saves_each_order_once_and_its_refusals_become_exceptions(
     db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
     run_config = {"ops": {"validation": {"config": {"expectations_dir": str(expectations)}}}}
 
-    run_job(defs, "order_sync_job", instance, run_config)
+    # Ingest and validate while the account still offers DPD Next Day; it drops it before the send.
+    graph = defs.resolve_asset_graph()
+    sync = defs.resolve_job_def("order_sync_job")
+    push = dg.AssetSelection.groups("push").resolve(graph)
+    before = (
+        dg.AssetSelection.groups("push").upstream(include_self=False).required_multi_asset_neighbors().resolve(graph)
+    )
+    assert sync.execute_in_process(run_config=run_config, instance=instance, asset_selection=list(before)).success
+    emu.peoplevox.service_types.remove("DPD Next Day")
+    assert sync.execute_in_process(run_config=run_config, instance=instance, asset_selection=list(push)).success
     validated = db.read(
         f"SELECT v.*, o.order_ref, o.shipping_method FROM {SCHEMA}.validated_orders v "
         f"JOIN {SCHEMA}.orders o USING (order_key) WHERE v.ready"
@@ -126,9 +136,15 @@ def test_peoplevox_saves_each_order_once_and_its_refusals_become_exceptions(
     assert set(exceptions["reason_code"]) == {"WMS_REJECTED"} and set(exceptions["owner"]) == {"office"}
     assert all("ServiceType 'DPD Next Day' does not exist" in d for d in exceptions["detail"])
 
-    # A re-run sends nothing again; the refused orders wait for a fix, not a blind retry.
+    # A re-run sends nothing again; the refused orders wait for a fix, not a blind retry. Validation now reads
+    # the account's service types and holds them itself, naming the unmapped method.
     run_job(defs, "order_sync_job", instance, run_config)
     assert emu.peoplevox.inspect()["saves"] == dict.fromkeys(others, 1)
+    held = db.read(
+        f"SELECT o.order_ref FROM {SCHEMA}.order_exceptions e JOIN {SCHEMA}.orders o USING (order_key) "
+        "WHERE e.reason_code = 'SERVICE_UNMAPPED' AND e.resolved_at IS NULL"
+    )
+    assert set(held["order_ref"]) >= next_day
 
     # Ops map Next Day to a service the account has: the changed orders go by themselves, once.
     codes = expectations / "service_codes.csv"

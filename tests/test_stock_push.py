@@ -6,6 +6,7 @@ without resending what was confirmed."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -239,3 +240,30 @@ def test_each_despatch_run_asks_for_a_stock_run_of_every_whistl_flow(
         dagster_run=other.dagster_run,
     )
     assert list(sensor(context) or []) == []
+
+
+@pytest.mark.parametrize("warehouse_url", ["duckdb"], indirect=True)
+def test_shadow_stock_sends_nothing_then_live_sends_exactly_what_was_recorded(
+    emulators: Emulators, fulfil_env: dict, tmp_path: Path
+) -> None:
+    emu = emulators
+    emu.whistl.snapshot()
+    instance = dg.DagsterInstance.ephemeral()
+    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+    shadow = all_flows_config(emu, tmp_path, flows=["cin7_whistl"], modes={"cin7_whistl": "shadow"})
+    run_job(build_definitions(shadow), "cin7_whistl_stock_job", instance)
+    recorded = db.read(f"SELECT sku, level, status, payload FROM {SCHEMA}.stock_pushes")
+    assert recorded.height > 0 and set(recorded["status"]) == {"shadow"}
+    assert emu.cin7.adjustments == [] and emu.cin7.inspect()["adjustments"] == []
+    run_job(build_definitions(shadow), "cin7_whistl_stock_job", instance)  # still shadow: still nothing
+    assert emu.cin7.adjustments == []
+
+    live = all_flows_config(emu, tmp_path, flows=["cin7_whistl"])
+    run_job(build_definitions(live), "cin7_whistl_stock_job", instance)
+    lines = [line for a in emu.cin7.inspect()["adjustments"] for line in a["Lines"]]
+    assert sorted(json.dumps(line, sort_keys=True) for line in lines) == sorted(
+        json.dumps(json.loads(p), sort_keys=True) for p in recorded["payload"]
+    )
+    assert set(db.read(f"SELECT status FROM {SCHEMA}.stock_pushes")["status"]) == {"sent"}
+    run_job(build_definitions(live), "cin7_whistl_stock_job", instance)
+    assert len(emu.cin7.adjustments) == 1  # once

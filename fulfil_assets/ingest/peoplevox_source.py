@@ -52,4 +52,11 @@ def peoplevox_source(client: PeoplevoxClient | None = None, page_size: int = 100
         assert client is not None
         yield from client.get_data("Despatches", date_clause("DespatchDate", when.last_value), page_size)
 
-    return [item_types, available, sales_orders, despatches]
+    @dlt.resource(name="service_types", primary_key="Name", write_disposition="replace")
+    def service_types() -> Iterator[list[dict[str, Any]]]:
+        """The account's carrier services: what a sales order's `ServiceType` may be (replaced whole, so a
+        service the account dropped is gone)."""
+        assert client is not None
+        yield from client.get_data("Service types", per_page=page_size)
+
+    return [item_types, available, sales_orders, despatches, service_types]

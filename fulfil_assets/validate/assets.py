@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -64,6 +65,38 @@ def _catalogue(db: WarehouseDb, target: str) -> pl.DataFrame:
     return db.read(f"SELECT DISTINCT sku FROM {SCHEMA}.oms_stock WHERE oms = '{target}'")
 
 
+# What the target itself reports as its service codes: Linnworks' postal services, Peoplevox's service types.
+ACCOUNT_SERVICES = {
+    "linnworks": ("raw_linnworks", "postal_services", "postal_service_name"),
+    "peoplevox": ("raw_peoplevox", "service_types", "name"),
+}
+
+
+def account_services(db: WarehouseDb, target: str) -> set[str] | None:
+    """The service codes the target's account reports (None: it cannot say, or has not been read yet)."""
+    if target not in ACCOUNT_SERVICES:
+        return None
+    schema, table, column = ACCOUNT_SERVICES[target]
+    if not db.table_exists(table, schema):
+        return None
+    names = db.read(f"SELECT DISTINCT {column} AS name FROM {schema}.{table}", schema={"name": pl.String})
+    return set(names["name"].drop_nulls()) or None
+
+
+def check_against_account(service_map: pl.DataFrame, target: str, known: set[str] | None, log: Any) -> pl.DataFrame:
+    """The map without rows whose code the target's account does not offer (their orders are held as
+    `SERVICE_UNMAPPED`, never sent with a code the target would refuse), each such row logged."""
+    if known is None:
+        return service_map
+    unknown = service_map.filter((pl.col("wms") == target) & ~pl.col("service_code").is_in(list(known)))
+    for system, method, code in unknown.select("system", "shipping_method", "service_code").iter_rows():
+        log.error(
+            f"service_codes.csv maps {system} '{method}' to {target} '{code}', which the {target} account does not "
+            f"offer (it has: {', '.join(sorted(known))}): those orders are held"
+        )
+    return service_map.join(unknown, on=list(service_map.columns), how="anti")
+
+
 @dataclass
 class TargetResult:
     """One target's share of a validation run: the checked frame, failures, verdicts, ready orders, GX record."""
@@ -98,7 +131,9 @@ def validate_target(
         orders,
         lines,
         target,
-        load_service_codes(exp_dir / "service_codes.csv"),
+        check_against_account(
+            load_service_codes(exp_dir / "service_codes.csv"), target, account_services(db, target), log
+        ),
         load_variant_skus(exp_dir / "variant_skus.csv"),
         load_bundles(exp_dir / "bundles.csv") if target in WMS_TARGETS else None,
         load_locations(exp_dir / "locations.csv"),

@@ -13,12 +13,10 @@ import polars as pl
 
 from fulfil_assets.config import FLOWS
 
-WMS_SERVICE_CODES: dict[str, set[str] | None] = {
-    "whistl": {"WHISTL-T24", "WHISTL-T48", "WHISTL-INTL", "WHISTL-RM48"},
-    "peoplevox": {"Royal Mail Tracked 24", "Royal Mail Tracked 48", "DPD Next Day", "DPD Classic International"},
-    # Shopify orders sent to Linnworks: the code is the name of one of the account's own postal services.
-    "linnworks": None,
-}
+# Where orders go: the warehouses, and Linnworks for Shopify orders (whose codes are the account's postal services,
+# checked against what Linnworks itself reports when validation runs).
+TARGETS = ("whistl", "peoplevox", "linnworks")
+ACCOUNT_CODES = "wms_service_codes.csv"  # the account's own service codes, beside the mapping
 SYSTEMS = {"linnworks", "cin7", "shopify", "bigcommerce"}
 WHOLE = re.compile(r"[0-9]+")  # ASCII digits only: int() would take '٣' and str.isdigit() '²'
 
@@ -90,26 +88,50 @@ def _row_problem(
     return None
 
 
-def _service_row(row: dict[str, str]) -> str | None:
+def load_account_codes(path: Path) -> dict[str, set[str]]:
+    """`wms, service_code`: the service codes each warehouse account accepts (its own list, from the 3PL). A
+    target without rows (Linnworks) is checked against what the system reports instead."""
+    frame = _load(
+        path,
+        ["wms", "service_code"],
+        ["wms", "service_code"],
+        lambda r: None if r["wms"] in TARGETS else f"unknown wms {r['wms']!r} (one of {list(TARGETS)})",
+    )
+    return {wms: set(codes) for wms, codes in frame.group_by("wms").agg("service_code").iter_rows()}
+
+
+def _service_row(row: dict[str, str], codes: dict[str, set[str]], source: Path) -> str | None:
     if row["system"] not in SYSTEMS:
         return f"unknown system {row['system']!r} (one of {sorted(SYSTEMS)})"
-    if row["wms"] not in WMS_SERVICE_CODES:
-        return f"unknown wms {row['wms']!r} (one of {sorted(WMS_SERVICE_CODES)})"
-    codes = WMS_SERVICE_CODES[row["wms"]]
-    if codes is not None and row["service_code"] not in codes:
-        known = sorted(codes)
-        return f"{row['service_code']!r} is not a {row['wms']} service code (one of {known})"
+    if row["wms"] not in TARGETS:
+        return f"unknown wms {row['wms']!r} (one of {list(TARGETS)})"
+    known = codes.get(row["wms"])
+    if known is not None and row["service_code"] not in known:
+        return f"{row['service_code']!r} is not a {row['wms']} service code in {source} (one of {sorted(known)})"
     return None
 
 
-def load_service_codes(path: Path, system: str | None = None) -> pl.DataFrame:
-    """`system, shipping_method, wms, service_code`: the exact mapping from what the customer chose. With
-    `system` given, a map without the `system` column (one order system's own table) is read as that system's."""
+def load_service_codes(path: Path, system: str | None = None, account_codes: Path | None = None) -> pl.DataFrame:
+    """`system, shipping_method, wms, service_code`: the exact mapping from what the customer chose, each code
+    checked against the account's own list (`account_codes`, default `wms_service_codes.csv` beside the map, else
+    the shipped one). With `system` given, a map without the `system` column (one order system's own table) is
+    read as that system's."""
+    if account_codes is None:
+        beside = path.parent / ACCOUNT_CODES
+        account_codes = (
+            beside if beside.exists() else Path(__file__).resolve().parents[2] / "expectations" / ACCOUNT_CODES
+        )
+    codes = load_account_codes(account_codes)
     columns = ["system", "shipping_method", "wms", "service_code"]
     if system is not None and _header(path) == columns[1:]:
-        frame = _load(path, columns[1:], ["shipping_method", "wms"], lambda r: _service_row({**r, "system": system}))
+        frame = _load(
+            path,
+            columns[1:],
+            ["shipping_method", "wms"],
+            lambda r: _service_row({**r, "system": system}, codes, account_codes),
+        )
         return frame.select(pl.lit(system).alias("system"), *columns[1:])
-    return _load(path, columns, ["system", "shipping_method", "wms"], _service_row)
+    return _load(path, columns, ["system", "shipping_method", "wms"], lambda r: _service_row(r, codes, account_codes))
 
 
 def _header(path: Path) -> list[str] | None:
@@ -134,8 +156,8 @@ def load_variant_skus(path: Path) -> pl.DataFrame:
 def _location_row(row: dict[str, str]) -> str | None:
     if row["system"] not in SYSTEMS:
         return f"unknown system {row['system']!r} (one of {sorted(SYSTEMS)})"
-    if row["target"] not in WMS_SERVICE_CODES:
-        return f"unknown target {row['target']!r} (one of {sorted(WMS_SERVICE_CODES)})"
+    if row["target"] not in TARGETS:
+        return f"unknown target {row['target']!r} (one of {list(TARGETS)})"
     return None
 
 
