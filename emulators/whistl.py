@@ -108,6 +108,7 @@ class Whistl:
         self.catalogue = {s: world.by_sku[s].title for s in world.wms_catalogue}
         self.on_hand: dict[str, int] = dict(world.initial_stock)
         self.allocated: Counter[str] = Counter()
+        self.quarantined: Counter[str] = Counter()  # damaged or on hold: reported, not sellable
         self.orders: dict[str, WmsOrder] = {}
         self.receipts: Counter[str] = Counter()  # order_reference -> times an order file carried it
         self.rejections: list[dict[str, str]] = []
@@ -385,7 +386,7 @@ class Whistl:
                     "on_hand": self.on_hand[sku],
                     "allocated": self.allocated[sku],
                     "available": max(0, self.on_hand[sku] - self.allocated[sku]),
-                    "quarantine": 0,
+                    "quarantine": self.quarantined[sku],
                     "snapshot_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
                 }
                 for sku in sorted(self.catalogue)

@@ -140,3 +140,23 @@ def test_negative_warehouse_stock_is_kept_not_quarantined() -> None:
     good, bad = whistl_stock(rows)
     assert good.select("sku", "on_hand", "available").rows() == [("A", -1, -1)]  # oversold at the warehouse
     assert bad["reason"].to_list() == ["allocated x is not a whole number"]
+
+
+def test_quarantined_units_are_never_available() -> None:
+    from fulfil_assets.stage.stock import whistl_stock
+
+    rows = pl.DataFrame(
+        {
+            "sku": ["A", "B", "C", "D"],
+            "on_hand": ["10", "10", "10", "10"],
+            "allocated": ["2", "2", "2", "2"],
+            "available": ["8", "5", "8", "8"],  # A's available still counts its 3 quarantined units; B's does not
+            "quarantine": ["3", "3", "", "?"],
+            "snapshot_at": ["2026-12-01T10:00:00Z"] * 4,
+            "_file_name": ["inv_1.csv"] * 4,
+            "_row_no": [1, 2, 3, 4],
+        }
+    )
+    good, bad = whistl_stock(rows)
+    assert dict(good.select("sku", "available").iter_rows()) == {"A": 5, "B": 5, "C": 8}
+    assert bad["reason"].to_list() == ["quarantine ? is not a whole number"]

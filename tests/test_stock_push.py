@@ -50,7 +50,10 @@ def expected_linnworks_whistl(emu: Emulators) -> dict[str, int]:
                 for sku, per in kits.get(line.sku, [(line.sku, 1)]):
                     held[sku] += line.quantity * per
     whistl = emu.whistl
-    return {sku: max(0, max(0, whistl.on_hand[sku] - whistl.allocated[sku]) - held[sku]) for sku in whistl.catalogue}
+    return {
+        sku: max(0, whistl.on_hand[sku] - whistl.allocated[sku] - whistl.quarantined[sku] - held[sku])
+        for sku in whistl.catalogue
+    }
 
 
 def variant_only_skus(store: Any) -> set[str]:
@@ -67,6 +70,9 @@ def test_every_order_system_holds_available_to_sell_and_only_changes_travel(
     emulators: Emulators, fulfil_env: dict, tmp_path: Path
 ) -> None:
     emu = emulators
+    for sku in sorted(emu.whistl.catalogue)[:3]:  # damaged units held in quarantine at the warehouse
+        emu.whistl.quarantined[sku] = min(4, emu.whistl.on_hand[sku])
+    assert sum(emu.whistl.quarantined.values()) > 0
     emu.whistl.snapshot()
     defs = build_definitions(all_flows_config(emu, tmp_path))
     instance = dg.DagsterInstance.ephemeral()
@@ -191,6 +197,7 @@ def test_a_push_killed_half_way_resumes_without_resending_confirmed_levels(
         time.sleep(0.05)
     child.send_signal(signal.SIGKILL)
     child.wait()
+    time.sleep(1.0)  # a call in flight when the process died is still applied by BigCommerce (after its latency)
     db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
     confirmed = set(db.read(f"SELECT sku FROM {SCHEMA}.stock_pushes WHERE status = 'sent'")["sku"])
     calls_before = len(emu.bigcommerce.adjustments)
@@ -204,9 +211,12 @@ def test_a_push_killed_half_way_resumes_without_resending_confirmed_levels(
     assert set(db.read(f"SELECT status FROM {SCHEMA}.stock_pushes")["status"]) == {"sent"}
     store = emu.bigcommerce
     resent = [item_sku(store, i) for a in store.adjustments[calls_before:] for i in a["items"]]
-    # What the first run confirmed is never sent again; the rest (the batch in flight included) arrives once.
+    # What the first run confirmed is never sent again. The batch in flight when the process died is either
+    # found at BigCommerce (the run read its levels: it had applied the call) or sent once more; the rest once.
+    found = set(db.read(f"SELECT sku FROM {SCHEMA}.stock_pushes WHERE result LIKE 'found at target%'")["sku"])
+    assert len(found) <= 20 and not found & confirmed
     assert not set(resent) & confirmed
-    assert Counter(resent) == Counter(set(due["sku"]) - confirmed)
+    assert Counter(resent) == Counter(set(due["sku"]) - confirmed - found)
     assert {s: emu.bigcommerce.inventory[(s, 1)] for s in due["sku"]} == dict(due.iter_rows())
 
 

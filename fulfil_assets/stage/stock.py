@@ -156,14 +156,19 @@ def judge_snapshot(
 def whistl_stock(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The newest full snapshot among Whistl's raw snapshot rows (latest `snapshot_at`, then file name) as
     `wms_stock`, and that file's unusable rows as quarantine rows (no SKU, a quantity that is not a whole
-    number, an unreadable time, a SKU listed twice)."""
-    text = {c: pl.String for c in ("sku", "on_hand", "allocated", "available", "snapshot_at", "_file_name")}
+    number, an unreadable time, a SKU listed twice). Units Whistl holds in quarantine (damaged, on hold) are
+    never available, whether or not its `available` column already leaves them out:
+    `available = min(available, on_hand - allocated - quarantine)`."""
+    text = {
+        c: pl.String for c in ("sku", "on_hand", "allocated", "available", "quarantine", "snapshot_at", "_file_name")
+    }
     r = ensure_columns(rows, {**text, "_row_no": pl.Int64})
     if r.is_empty():
         return pl.DataFrame(schema=WMS_STOCK), pl.DataFrame(schema=QUARANTINE)
     parsed = r.with_columns(
         pl.col("sku").str.strip_chars(),
         *[pl.col(c).str.strip_chars().cast(pl.Int64, strict=False).alias(f"_{c}") for c in QUANTITIES],
+        pl.col("quarantine").str.strip_chars().replace("", None).alias("_quarantine_text"),
         pl.col("snapshot_at").str.to_datetime(time_zone="UTC", strict=False).alias("_at"),
     )
     newest = (parsed.group_by("_file_name").agg(pl.col("_at").max()).sort("_at", "_file_name", nulls_last=False))[
@@ -179,6 +184,9 @@ def whistl_stock(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
             )
             for c in QUANTITIES
         ],
+        pl.when(
+            pl.col("_quarantine_text").is_not_null() & pl.col("_quarantine_text").cast(pl.Int64, strict=False).is_null()
+        ).then(pl.format("quarantine {} is not a whole number", pl.col("quarantine"))),
         pl.when(pl.col("_at").is_null()).then(pl.lit("snapshot_at is not an ISO time")),
         pl.when(pl.col("sku").is_duplicated() & (pl.col("sku").fill_null("") != "")).then(pl.lit("sku listed twice")),
     ).list.drop_nulls()
@@ -187,7 +195,14 @@ def whistl_stock(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         pl.lit("whistl").alias("wms"),
         "sku",
         pl.lit("main").alias("location"),
-        *[pl.col(f"_{c}").alias(c) for c in QUANTITIES],
+        pl.col("_on_hand").alias("on_hand"),
+        pl.col("_allocated").alias("allocated"),
+        pl.min_horizontal(
+            "_available",
+            pl.col("_on_hand")
+            - pl.col("_allocated")
+            - pl.col("_quarantine_text").cast(pl.Int64, strict=False).fill_null(0),
+        ).alias("available"),
         pl.col("_at").alias("snapshot_at"),
         pl.col("_file_name").alias("source_file"),
     )
