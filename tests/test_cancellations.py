@@ -145,3 +145,57 @@ def test_peoplevox_cancellations_ask_the_live_status_first(
     )
     assert late["order_ref"].to_list() == [picked_ref] and late["owner"].to_list() == ["warehouse"]
     assert "Peoplevox shows it Picking" in late["detail"][0]
+
+
+@pytest.mark.parametrize("warehouse_url", ["duckdb"], indirect=True)
+def test_storefront_and_cin7_orders_cancelled_between_ingest_and_send_are_held(
+    emulators: Emulators, fulfil_env: dict, tmp_path: Path
+) -> None:
+    """Race 1 for Cin7 Core, BigCommerce and Shopify: each order cancelled (voided, status 5, `cancelled_at`)
+    after validation read it as open is asked about again right before the send, and held with its system's own
+    reason; it never reaches Whistl or Linnworks, and every other ready order does, once."""
+    from datetime import UTC, datetime
+
+    emu = emulators
+    emu.whistl.snapshot()
+    defs = build_definitions(
+        all_flows_config(emu, tmp_path, flows=["cin7_whistl", "bigcommerce_whistl", "shopify_linnworks"])
+    )
+    instance = dg.DagsterInstance.ephemeral()
+    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+    graph = defs.resolve_asset_graph()
+    sync = defs.resolve_job_def("order_sync_job")
+    push = dg.AssetSelection.groups("push").resolve(graph)
+    before = dg.AssetSelection.groups("push").upstream(include_self=False).required_multi_asset_neighbors()
+    assert sync.execute_in_process(instance=instance, asset_selection=list(before.resolve(graph))).success
+    ready = db.read(
+        f"SELECT o.order_key, o.source_system, o.source_order_id, o.order_ref FROM {SCHEMA}.validated_orders v "
+        f"JOIN {SCHEMA}.orders o USING (order_key) WHERE v.ready ORDER BY o.order_key"
+    )
+    victims = {
+        s: ready.filter(pl.col("source_system") == s).row(0, named=True) for s in ("cin7", "bigcommerce", "shopify")
+    }
+    now = datetime.now(UTC)
+    emu.cin7.control("void", {"sale_id": victims["cin7"]["source_order_id"]})
+    bc = int(victims["bigcommerce"]["source_order_id"])
+    emu.bigcommerce.status[bc], emu.bigcommerce.orders[bc].updated_at = 5, now
+    shop = int(victims["shopify"]["source_order_id"])
+    emu.shopify.cancelled[shop], emu.shopify.orders[shop].updated_at = now, now
+
+    assert sync.execute_in_process(instance=instance, asset_selection=list(push)).success
+    ledger = db.read(f"SELECT order_key, status, last_error FROM {SCHEMA}.wms_submissions")
+    held = {k: e for k, s, e in ledger.iter_rows() if s == "held"}
+    assert held == {
+        victims["cin7"]["order_key"]: "voided in Cin7 Core just before the send",
+        victims["bigcommerce"]["order_key"]: "cancelled in BigCommerce just before the send",
+        victims["shopify"]["order_key"]: "cancelled in Shopify just before the send",
+    }
+    emu.whistl.step()
+    receipts = emu.whistl.inspect()["receipts"]
+    created = emu.linnworks.inspect()["created_orders"]
+    refs = {v["order_ref"] for v in victims.values()}
+    assert not refs & set(receipts) and not refs & set(created)
+    others = ready.filter(~pl.col("order_key").is_in([v["order_key"] for v in victims.values()]))
+    to_whistl = set(others.filter(pl.col("source_system") != "shopify")["order_ref"])
+    assert to_whistl and set(receipts) == to_whistl and set(receipts.values()) == {1}
+    assert set(others.filter(pl.col("source_system") == "shopify")["order_ref"]) == set(created)

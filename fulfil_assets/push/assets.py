@@ -16,12 +16,20 @@ from fulfil_assets.push.cancel_assets import cancellation_assets
 from fulfil_assets.push.common import INTENT_SCHEMA, record_intents
 from fulfil_assets.push.linnworks_orders import LinnworksOrders, linnworks_payloads
 from fulfil_assets.push.peoplevox_orders import PeoplevoxAmends, PeoplevoxOrders, peoplevox_payloads
-from fulfil_assets.push.source_check import Recheck, linnworks_recheck
+from fulfil_assets.push.source_check import (
+    Recheck,
+    bigcommerce_recheck,
+    cin7_recheck,
+    combined,
+    linnworks_recheck,
+    shopify_recheck,
+)
 from fulfil_assets.push.whistl_files import ORDER_FILE_COLUMNS, order_file_rows
 from fulfil_assets.push.whistl_inbox import ORDERS_PER_FILE, WhistlInbox
 from resources.file_drop import FileDrop
 from resources.linnworks import LinnworksResource
 from resources.peoplevox import PeoplevoxResource
+from resources.shopify import ShopifyResource
 from resources.warehouse import SCHEMA, Warehouse, WarehouseDb
 
 TABLE = "wms_submissions"
@@ -158,17 +166,31 @@ def send_amendments(
     return {"amendments_sent": report.sent, "amendments_too_late": late.height}
 
 
-def source_recheck(context: dg.AssetExecutionContext, config: FulfilConfig, target: str) -> Recheck | None:
-    """The last look at source before orders leave for `target` (Linnworks orders: `Orders/GetOrdersById`)."""
-    if any(FLOW_SYSTEMS[f][0] == "linnworks" for f in flows_to(config, target)):
-        return linnworks_recheck(context.resources.linnworks.get_client())
-    return None
+def source_recheck(
+    context: dg.AssetExecutionContext, db: WarehouseDb, config: FulfilConfig, target: str
+) -> Recheck | None:
+    """The last look at source before orders leave for `target`, for each order system that feeds it
+    (Linnworks by id; Cin7 Core, BigCommerce and Shopify by what changed since ingest read the order)."""
+    sources = {FLOW_SYSTEMS[f][0] for f in flows_to(config, target)}
+    read_at: dict[str, Any] = {}
+    if sources - {"linnworks"}:
+        names = ", ".join(f"'{s}'" for s in sorted(sources))
+        stamps = db.read(
+            f"SELECT order_key, updated_at FROM {SCHEMA}.orders WHERE status = 'open' AND source_system IN ({names})"
+        )
+        read_at = dict(stamps.iter_rows()) if stamps.height else {}
+    checks: dict[str, Callable[[Any], Recheck]] = {
+        "linnworks": linnworks_recheck,
+        "cin7": lambda c: cin7_recheck(c, read_at),
+        "bigcommerce": lambda c: bigcommerce_recheck(c, read_at),
+        "shopify": lambda c: shopify_recheck(c, read_at),
+    }
+    return combined([checks[s](getattr(context.resources, s).get_client()) for s in sorted(sources) if s in checks])
 
 
 def sending_resources(config: FulfilConfig, target: str, *keys: str) -> set[str]:
     """The resources a sending asset needs: its own, and each source system it rechecks orders with."""
-    sources = {FLOW_SYSTEMS[f][0] for f in flows_to(config, target)}
-    return {"warehouse", *keys} | ({"linnworks"} if "linnworks" in sources else set())
+    return {"warehouse", *keys} | {FLOW_SYSTEMS[f][0] for f in flows_to(config, target)}
 
 
 def flows_to(config: FulfilConfig, target: str) -> list[str]:
@@ -253,7 +275,7 @@ def whistl_submissions(config: FulfilConfig) -> dg.AssetsDefinition:
                     settle_s=grace_s,
                     batches=inbox.batches,
                     chunk=ORDERS_PER_FILE,
-                    recheck=source_recheck(context, config, "whistl"),
+                    recheck=source_recheck(context, db, config, "whistl"),
                     amender=WhistlInbox(db, drop, "amendments"),
                 )
             return dg.MaterializeResult(
@@ -299,7 +321,7 @@ def peoplevox_submissions(config: FulfilConfig) -> dg.AssetsDefinition:
                 intents,
                 sender,
                 batches=sender.batches,
-                recheck=source_recheck(context, config, "peoplevox"),
+                recheck=source_recheck(context, db, config, "peoplevox"),
                 amender=PeoplevoxAmends(client),
             )
             return dg.MaterializeResult(metadata={**metadata, "save_calls": sender.calls, **client.stats.as_metadata()})
@@ -318,7 +340,7 @@ def linnworks_submissions(config: FulfilConfig) -> dg.AssetsDefinition:
         tags={"fulfil/warehouse": "write"},
     )
     def linnworks_submissions(
-        context: dg.AssetExecutionContext, warehouse: Warehouse, linnworks: LinnworksResource
+        context: dg.AssetExecutionContext, warehouse: Warehouse, linnworks: LinnworksResource, shopify: ShopifyResource
     ) -> dg.MaterializeResult:
         """Shopify orders created in Linnworks (rows of the `wms_submissions` ledger with `wms = 'linnworks'`):
         every paid, open order with no open exception of `shopify_linnworks`, as a Linnworks channel order
@@ -331,7 +353,10 @@ def linnworks_submissions(config: FulfilConfig) -> dg.AssetsDefinition:
             intents = keyed_intents(linnworks_payloads(ready, order_lines_for(db, "linnworks")), "linnworks")
             client = linnworks.get_client()
             sender = LinnworksOrders(client)
-            metadata = submit(context, db, config, "linnworks", intents, sender, batches=sender.batches)
+            recheck = source_recheck(context, db, config, "linnworks")
+            metadata = submit(
+                context, db, config, "linnworks", intents, sender, batches=sender.batches, recheck=recheck
+            )
             return dg.MaterializeResult(
                 metadata={**metadata, "create_calls": sender.calls, **client.stats.as_metadata()}
             )

@@ -214,6 +214,12 @@ def _flow_stock(fulfil: FulfilConfig, flow: str) -> dg.AssetsDefinition:
                 mode="replace",
                 replace_where=f"flow = '{flow}'",
             )
+            unknown = sorted(set(locations["location"]) - set(oms_levels["location"]))
+            for location in unknown:  # a typo in stock_locations.csv, or a location the order system dropped
+                context.log.warning(
+                    f"stock_locations.csv maps {flow} to {oms} location {location!r}, which {oms} "
+                    "does not list: it receives no stock"
+                )
             negative = int(source.filter(pl.col("available") < 0).height)
             if negative:
                 context.log.warning(f"{negative} SKUs show negative stock at {wms} (oversold there): counted as 0")
@@ -225,6 +231,7 @@ def _flow_stock(fulfil: FulfilConfig, flow: str) -> dg.AssetsDefinition:
                     "source_rows": source.height,
                     "source_negative_counted_as_zero": negative,
                     "mapped_locations": locations.height,
+                    "mapped_locations_unknown_to_oms": dg.MetadataValue.json(unknown),
                     "units_on_open_unsent_orders": int(frame["open_unsent"].sum() or 0),
                 },
             )
