@@ -658,8 +658,12 @@ class Linnworks(EmulatedSystem):
         return [self.render_open(o) for o in found[:50]]
 
     def cancel_order(self, p: dict[str, Any]) -> str:
-        """Cancel an open order."""
-        order = self.orders[p["orderId"]]
+        """Cancel an open order (a processed one has left the warehouse: refused)."""
+        order = self.orders.get(p.get("orderId", ""))
+        if order is None:
+            raise ValueError("Order not found")
+        if order.uid in self.processed:
+            raise ValueError("Order is processed and cannot be cancelled")
         self.cancelled[order.uid] = datetime.now(UTC)
         order.status = "cancelled"
         return "Order cancelled"

@@ -202,6 +202,11 @@ class LinnworksClient(ApiClient):
         params = {"stockLevels": levels, "changeSource": change_source}
         return self.call("Stock/SetStockLevel", params, effect=True) or []
 
+    def cancel_order(self, order_id: str, location_id: str, note: str) -> Any:
+        """Cancel an open order (nothing refunded: the order system the customer paid in refunds)."""
+        params = {"orderId": order_id, "fulfilmentCenter": location_id, "refund": 0, "note": note}
+        return self.call("Orders/CancelOrder", params, effect=True)
+
     def orders_by_reference(self, reference: str) -> list[dict[str, Any]]:
         """Order details (at most 50) whose reference number is `reference`."""
         method = "Orders/GetOrderDetailsByReferenceId"

@@ -199,3 +199,42 @@ def test_storefront_and_cin7_orders_cancelled_between_ingest_and_send_are_held(
     to_whistl = set(others.filter(pl.col("source_system") != "shopify")["order_ref"])
     assert to_whistl and set(receipts) == to_whistl and set(receipts.values()) == {1}
     assert set(others.filter(pl.col("source_system") == "shopify")["order_ref"]) == set(created)
+
+
+@pytest.mark.parametrize("warehouse_url", ["duckdb"], indirect=True)
+def test_shopify_cancellations_cancel_the_linnworks_order_or_are_too_late(
+    emulators: Emulators, fulfil_env: dict, tmp_path: Path
+) -> None:
+    """shopify_linnworks: a Shopify order cancelled after fulfil created it in Linnworks is cancelled there
+    (`Orders/CancelOrder`) once; one Linnworks already processed is `CANCEL_TOO_LATE` for the warehouse owner
+    and Linnworks is not asked to cancel it."""
+    from datetime import UTC, datetime
+
+    emu = emulators
+    defs = build_definitions(all_flows_config(emu, tmp_path, flows=["shopify_linnworks"]))
+    instance = dg.DagsterInstance.ephemeral()
+    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+    run_job(defs, "order_sync_job", instance)
+    created = emu.linnworks.inspect()["created_orders"]
+    assert len(created) >= 2
+    (open_ref, open_row), (done_ref, done_row) = sorted(created.items())[:2]
+    now = datetime.now(UTC)
+    emu.linnworks.processed[done_row["order_id"]] = now  # despatched from the warehouse already
+    for row in (open_row, done_row):
+        shop = int(row["external_reference"])
+        emu.shopify.cancelled[shop], emu.shopify.orders[shop].updated_at = now, now
+
+    run_job(defs, "cancellation_job", instance)
+    calls = [c for c in emu.linnworks.recorder.calls if c.path.endswith("Orders/CancelOrder")]
+    assert [c.body["orderId"] for c in calls] == [open_row["order_id"]]
+    assert open_row["order_id"] in emu.linnworks.cancelled and done_row["order_id"] not in emu.linnworks.cancelled
+    ledger = dict(db.read(f"SELECT order_ref, status FROM {SCHEMA}.cancellations WHERE wms = 'linnworks'").iter_rows())
+    assert ledger == {open_ref: "sent", done_ref: "too_late"}
+    late = db.read(
+        f"SELECT o.order_ref, e.owner, e.detail FROM {SCHEMA}.order_exceptions e JOIN {SCHEMA}.orders o "
+        "USING (order_key) WHERE e.reason_code = 'CANCEL_TOO_LATE' AND e.resolved_at IS NULL"
+    )
+    assert late.select("order_ref", "owner").rows() == [(done_ref, "warehouse")]
+    assert "already processed" in late["detail"][0]
+    run_job(defs, "cancellation_job", instance)  # once
+    assert len([c for c in emu.linnworks.recorder.calls if c.path.endswith("Orders/CancelOrder")]) == 1

@@ -11,9 +11,11 @@ from fulfil_assets.config import FulfilConfig, target_of
 from fulfil_assets.ledger import mark_cancelled, now_utc, open_exceptions
 from fulfil_assets.push.cancellations import cancellation_intents, too_late_exceptions
 from fulfil_assets.push.common import record_intents
+from fulfil_assets.push.linnworks_orders import LinnworksCancels
 from fulfil_assets.push.peoplevox_orders import PeoplevoxCancels
 from fulfil_assets.push.whistl_inbox import ORDERS_PER_FILE, WhistlInbox
 from resources.file_drop import FileDrop
+from resources.linnworks import LinnworksResource
 from resources.peoplevox import PeoplevoxResource
 from resources.warehouse import SCHEMA, Warehouse, WarehouseDb
 
@@ -139,8 +141,40 @@ def peoplevox_cancellations(config: FulfilConfig) -> dg.AssetsDefinition:
     return peoplevox_cancellations
 
 
+def linnworks_cancellations(config: FulfilConfig) -> dg.AssetsDefinition:
+    """The asset that cancels, in Linnworks, storefront orders fulfil created there."""
+
+    @dg.asset(
+        name="linnworks_cancellations",
+        group_name="push",
+        deps=[dg.AssetKey("orders")],
+        kinds={"shopify", "linnworks"},
+        tags={"fulfil/warehouse": "write"},
+    )
+    def linnworks_cancellations(
+        context: dg.AssetExecutionContext, warehouse: Warehouse, linnworks: LinnworksResource
+    ) -> dg.MaterializeResult:
+        """Cancellations sent to Linnworks (the `cancellations` ledger): every Shopify order the customer
+        cancelled after fulfil created it in Linnworks is looked up there first; an open one is cancelled
+        (`Orders/CancelOrder`; the cancelled Linnworks order then reaches its warehouse as a Linnworks
+        cancellation), one Linnworks already processed becomes `CANCEL_TOO_LATE` for the warehouse owner."""
+        with warehouse.session() as db:
+            client = linnworks.get_client()
+            sender = LinnworksCancels(client)
+            metadata = send_cancellations(context, db, config, "linnworks", sender, batches=sender.batches)
+            return dg.MaterializeResult(
+                metadata={**metadata, "cancel_calls": sender.calls, **client.stats.as_metadata()}
+            )
+
+    return linnworks_cancellations
+
+
 def cancellation_assets(config: FulfilConfig) -> list[dg.AssetsDefinition]:
-    """One cancellation asset per warehouse the configured flows send to."""
+    """One cancellation asset per target the configured flows send orders to."""
     targets = {target_of(f) for f in config.flows}
-    builders = {"whistl": whistl_cancellations, "peoplevox": peoplevox_cancellations}
+    builders = {
+        "whistl": whistl_cancellations,
+        "peoplevox": peoplevox_cancellations,
+        "linnworks": linnworks_cancellations,
+    }
     return [build(config) for wms, build in builders.items() if wms in targets]

@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from fulfil_assets.effects import FAILED, PENDING, SENDING, SENT, Outcome
+from fulfil_assets.effects import FAILED, PENDING, SENDING, SENT, TOO_LATE, Outcome
 from fulfil_assets.push.common import PAYLOAD_SCHEMA, orders_with_items
 from resources.http import DataError, TransientError
 from resources.linnworks import LinnworksClient
@@ -133,3 +133,60 @@ class LinnworksOrders:
                 yield [key], Outcome(SENT, result=f"Linnworks order {order_id}")
             else:
                 yield [key], Outcome(SENDING, error=f"Linnworks saved {len(ids)} of {len(keys)}; {ref} not found yet")
+
+
+class LinnworksCancels:
+    """Cancels, in Linnworks, the storefront orders fulfil created there: each order's live state first (looked
+    up by reference); an open one is cancelled (`Orders/CancelOrder`), one Linnworks already processed is too
+    late (it has left the warehouse), one already cancelled is confirmed as it is."""
+
+    def __init__(self, client: LinnworksClient) -> None:
+        self.client = client
+        self.calls = 0
+
+    def batches(self, rows: pl.DataFrame) -> Iterable[pl.DataFrame]:
+        """One order per call (Linnworks cancels one order at a time)."""
+        return rows.iter_slices(1)
+
+    def _order(self, reference: str) -> dict[str, Any] | None:
+        for order in self.client.orders_by_reference(reference):
+            info = order.get("GeneralInfo") or {}
+            if info.get("ReferenceNum") == reference and info.get("Source") == SOURCE:
+                return order
+        return None
+
+    def holds(self, rows: pl.DataFrame) -> dict[str, str]:
+        """Rows whose Linnworks order is cancelled already."""
+        found = {}
+        for key, ref in rows.select("idempotency_key", "order_ref").iter_rows():
+            order = self._order(ref)
+            if order is not None and (order.get("GeneralInfo") or {}).get("HoldOrCancel"):
+                found[key] = f"Linnworks order {order.get('OrderId')} is cancelled"
+        return found
+
+    def send(self, rows: pl.DataFrame) -> Iterator[tuple[list[str], Outcome]]:
+        """Look the order up, then cancel it or say why not."""
+        for key, ref in rows.select("idempotency_key", "order_ref").iter_rows():
+            try:
+                order = self._order(ref)
+                if order is None:
+                    yield [key], Outcome(FAILED, error=f"Linnworks holds no order {ref} created by fulfil")
+                    continue
+                info = order.get("GeneralInfo") or {}
+                if order.get("Processed"):
+                    yield (
+                        [key],
+                        Outcome(TOO_LATE, error=f"Linnworks already processed {ref}: it has left the warehouse"),
+                    )
+                    continue
+                if info.get("HoldOrCancel"):
+                    yield [key], Outcome(SENT, result=f"Linnworks order {order.get('OrderId')} was already cancelled")
+                    continue
+                self.calls += 1
+                location = order.get("FulfilmentLocationId") or "00000000-0000-0000-0000-000000000000"
+                self.client.cancel_order(str(order.get("OrderId")), location, "cancelled by the customer in Shopify")
+                yield [key], Outcome(SENT, result=f"Linnworks order {order.get('OrderId')} cancelled")
+            except TransientError as exc:
+                yield [key], Outcome(SENDING if exc.maybe_applied else PENDING, error=str(exc))
+            except DataError as exc:
+                yield [key], Outcome(FAILED, error=f"Linnworks refused the cancel: {exc}")
