@@ -142,7 +142,7 @@ def _levels(rows: pl.DataFrame) -> list[dict]:
     return [json.loads(p) for p in rows["payload"]]
 
 
-def _failure(keys: list[str], exc: Exception) -> Outcome:
+def _failure(exc: Exception) -> Outcome:
     if isinstance(exc, TransientError):
         status = effects.SENDING if exc.maybe_applied else effects.PENDING
         return Outcome(status, error=str(exc))
@@ -182,7 +182,7 @@ class StockSender:
         try:
             yield from self.call(rows, keys)
         except (TransientError, DataError) as exc:
-            yield keys, _failure(keys, exc)
+            yield keys, _failure(exc)
 
     def call(self, rows: pl.DataFrame, keys: list[str]) -> Iterator[tuple[list[str], Outcome]]:
         """The order system's own call."""
