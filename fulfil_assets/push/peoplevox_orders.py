@@ -127,12 +127,7 @@ class PeoplevoxOrders:
         found: dict[str, str] = {}
         for start in range(0, len(refs), LOOKUP_CHUNK):
             chunk = refs[start : start + LOOKUP_CHUNK]
-            clause = " OR ".join(f'SalesOrderNumber == "{r}"' for r in chunk)
-            held = {r["SalesOrderNumber"] for page in self.client.get_data(SALES_ORDERS, clause) for r in page}
-            lines: dict[str, set[str]] = {}
-            for page in self.client.get_data(ORDER_ITEMS, clause):
-                for r in page:
-                    lines.setdefault(r["SalesOrderNumber"], set()).add(r["Line"])
+            held, lines = self._lookup(chunk)
             for ref in chunk:
                 key, payload = wanted[ref]
                 sent_lines = {i["Line"] for i in payload["items"]}
@@ -141,6 +136,24 @@ class PeoplevoxOrders:
                 elif ref in held:
                     self.headers_held.add(ref)
         return found
+
+    def _lookup(self, refs: list[str]) -> tuple[set[str], dict[str, set[str]]]:
+        """The sales orders Peoplevox holds among `refs`, and the line numbers it holds of each. A search that
+        fails transiently (one that times out: a long search answers slowly) is asked again in halves, down to one
+        order, so that a slow account cannot leave unconfirmed orders unchecked run after run."""
+        clause = " OR ".join(f'SalesOrderNumber == "{r}"' for r in refs)
+        try:
+            held = {r["SalesOrderNumber"] for page in self.client.get_data(SALES_ORDERS, clause) for r in page}
+            lines: dict[str, set[str]] = {}
+            for page in self.client.get_data(ORDER_ITEMS, clause):
+                for r in page:
+                    lines.setdefault(r["SalesOrderNumber"], set()).add(r["Line"])
+            return held, lines
+        except TransientError:
+            if len(refs) == 1:
+                raise
+            first, second = self._lookup(refs[: len(refs) // 2]), self._lookup(refs[len(refs) // 2 :])
+            return first[0] | second[0], first[1] | second[1]
 
     def _save(self, template: str, rows: list[dict[str, Any]]) -> SoapResult:
         self.calls += 1
