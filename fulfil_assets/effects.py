@@ -322,85 +322,76 @@ def deliver(
     drops and rows `recheck` (the source, asked right before the send) gives a reason against, then send the rest
     in `batches` (default: one row each), recording each batch's outcomes as soon as it is sent. `chunk` rows are
     claimed at a time (at least the target's batch size, so that batches can be full)."""
+    # One connection for the whole delivery (see `WarehouseDb.session`).
     with db.session():
-        return _deliver(db, table, target, where, settle_s, wanted, batches, recheck, log, chunk)
-
-
-def _deliver(
-    db: WarehouseDb,
-    table: str,
-    target: Target,
-    where: str,
-    settle_s: float,
-    wanted: Callable[[pl.DataFrame], pl.DataFrame] | None,
-    batches: Callable[[pl.DataFrame], Iterable[pl.DataFrame]] | None,
-    recheck: Callable[[pl.DataFrame], dict[str, str]] | None,
-    log: Callable[[str], None] | None,
-    chunk: int,
-) -> DeliveryReport:
-    owner = sender_id()
-    report = DeliveryReport()
-    streak = 0  # deferrals in a row: a target that keeps failing is left for the next run
-    release_dead_claims(db, table)
-    try:
-        while True:
-            rows = claim(db, table, where, owner, settle_s, chunk)
-            if rows.is_empty():
-                return report
-            report.claimed += rows.height
-            unsure = rows.filter(pl.col("status") == SENDING)  # attempted, no outcome known
-            if unsure.height:
-                try:
-                    found = target.holds(unsure)
-                except TransientError as exc:  # cannot ask now: the unsure rows wait, the rest go on
-                    report.errors.append(f"could not check earlier attempts: {exc}")
-                    report.deferred += unsure.height
-                    rows = rows.filter(pl.col("status") != SENDING)
-                    found = {}
-                record_all(
-                    db, table, [([k], Outcome(SENT, result=f"found at target: {e}")) for k, e in found.items()], owner
-                )
-                report.found_at_target += len(found)
-                rows = rows.filter(~pl.col("idempotency_key").is_in(list(found)))
-            if wanted is not None and rows.height:
-                keep = wanted(rows)
-                dropped = rows.join(keep.select("idempotency_key"), on="idempotency_key", how="anti")
-                record(db, table, dropped["idempotency_key"].to_list(), Outcome(HELD, error="no longer ready"), owner)
-                report.held += dropped.height
-                rows = keep
-            if recheck is not None and rows.height:
-                try:
-                    against = recheck(rows)
-                except TransientError as exc:  # the source cannot say now: nothing goes unchecked, try later
-                    report.errors.append(f"could not recheck at source: {exc}")
-                    report.deferred += rows.height
-                    continue
-                record_all(db, table, [([k], Outcome(HELD, error=r)) for k, r in against.items()], owner)
-                report.held += len(against)
-                rows = rows.filter(~pl.col("idempotency_key").is_in(list(against)))
-            for batch in batches(rows) if batches else (rows.slice(i, 1) for i in range(rows.height)):
-                mine = _attempt(db, table, batch["idempotency_key"].to_list(), owner)
-                if not mine:
-                    continue
-                batch = batch.filter(pl.col("idempotency_key").is_in(mine))
-                outcomes: list[tuple[list[str], Outcome]] = []
-                try:
-                    outcomes.extend(target.send(batch))
-                finally:  # what is known is recorded, even when the sender fails half way
-                    record_all(db, table, outcomes, owner)
-                for keys, outcome in outcomes:
-                    if outcome.status == SENT:
-                        report.sent += len(keys)
-                    elif outcome.status in (FAILED, TOO_LATE):
-                        report.failed += len(keys)
-                    else:
-                        report.deferred += len(keys)
-                    streak = streak + len(keys) if outcome.status in SENDABLE else 0
-                    if outcome.error:
-                        report.errors.append(outcome.error)
-                        if log:
-                            log(f"{table} {keys[:3]}: {outcome.status}: {outcome.error}")
-                if streak >= MAX_DEFERRED_IN_A_ROW:
+        owner = sender_id()
+        report = DeliveryReport()
+        streak = 0  # deferrals in a row: a target that keeps failing is left for the next run
+        release_dead_claims(db, table)
+        try:
+            while True:
+                rows = claim(db, table, where, owner, settle_s, chunk)
+                if rows.is_empty():
                     return report
-    finally:
-        release(db, table, owner)
+                report.claimed += rows.height
+                unsure = rows.filter(pl.col("status") == SENDING)  # attempted, no outcome known
+                if unsure.height:
+                    try:
+                        found = target.holds(unsure)
+                    except TransientError as exc:  # cannot ask now: the unsure rows wait, the rest go on
+                        report.errors.append(f"could not check earlier attempts: {exc}")
+                        report.deferred += unsure.height
+                        rows = rows.filter(pl.col("status") != SENDING)
+                        found = {}
+                    record_all(
+                        db,
+                        table,
+                        [([k], Outcome(SENT, result=f"found at target: {e}")) for k, e in found.items()],
+                        owner,
+                    )
+                    report.found_at_target += len(found)
+                    rows = rows.filter(~pl.col("idempotency_key").is_in(list(found)))
+                if wanted is not None and rows.height:
+                    keep = wanted(rows)
+                    dropped = rows.join(keep.select("idempotency_key"), on="idempotency_key", how="anti")
+                    record(
+                        db, table, dropped["idempotency_key"].to_list(), Outcome(HELD, error="no longer ready"), owner
+                    )
+                    report.held += dropped.height
+                    rows = keep
+                if recheck is not None and rows.height:
+                    try:
+                        against = recheck(rows)
+                    except TransientError as exc:  # the source cannot say now: nothing goes unchecked, try later
+                        report.errors.append(f"could not recheck at source: {exc}")
+                        report.deferred += rows.height
+                        continue
+                    record_all(db, table, [([k], Outcome(HELD, error=r)) for k, r in against.items()], owner)
+                    report.held += len(against)
+                    rows = rows.filter(~pl.col("idempotency_key").is_in(list(against)))
+                for batch in batches(rows) if batches else (rows.slice(i, 1) for i in range(rows.height)):
+                    mine = _attempt(db, table, batch["idempotency_key"].to_list(), owner)
+                    if not mine:
+                        continue
+                    batch = batch.filter(pl.col("idempotency_key").is_in(mine))
+                    outcomes: list[tuple[list[str], Outcome]] = []
+                    try:
+                        outcomes.extend(target.send(batch))
+                    finally:  # what is known is recorded, even when the sender fails half way
+                        record_all(db, table, outcomes, owner)
+                    for keys, outcome in outcomes:
+                        if outcome.status == SENT:
+                            report.sent += len(keys)
+                        elif outcome.status in (FAILED, TOO_LATE):
+                            report.failed += len(keys)
+                        else:
+                            report.deferred += len(keys)
+                        streak = streak + len(keys) if outcome.status in SENDABLE else 0
+                        if outcome.error:
+                            report.errors.append(outcome.error)
+                            if log:
+                                log(f"{table} {keys[:3]}: {outcome.status}: {outcome.error}")
+                    if streak >= MAX_DEFERRED_IN_A_ROW:
+                        return report
+        finally:
+            release(db, table, owner)

@@ -228,13 +228,18 @@ def test_each_despatch_run_asks_for_a_stock_run_of_every_whistl_flow(
     instance = dg.DagsterInstance.ephemeral()
     despatch = run_job(defs, "despatch_job", instance)
     sensor = defs.resolve_sensor_def("stock_after_despatch_sensor")
-    context = dg.build_run_status_sensor_context(
-        sensor_name=sensor.name,
-        dagster_event=despatch.get_run_success_event(),
-        dagster_instance=instance,
-        dagster_run=despatch.dagster_run,
-    )
-    requests = list(sensor(context) or [])
+
+    def after(run: dg.ExecuteInProcessResult) -> list[dg.RunRequest]:
+        """The sensor's requests for one successful run."""
+        context = dg.build_run_status_sensor_context(
+            sensor_name=sensor.name,
+            dagster_event=run.get_run_success_event(),
+            dagster_instance=instance,
+            dagster_run=run.dagster_run,
+        )
+        return list(sensor(context) or [])
+
+    requests = after(despatch)
     assert sorted(r.job_name for r in requests) == [
         "bigcommerce_whistl_stock_job",
         "cin7_whistl_stock_job",
@@ -242,14 +247,7 @@ def test_each_despatch_run_asks_for_a_stock_run_of_every_whistl_flow(
     ]
     assert len({r.run_key for r in requests}) == 3 and all(despatch.run_id in r.run_key for r in requests)
     # Any other job's success asks for nothing.
-    other = run_job(defs, "tracking_retry_job", instance)
-    context = dg.build_run_status_sensor_context(
-        sensor_name=sensor.name,
-        dagster_event=other.get_run_success_event(),
-        dagster_instance=instance,
-        dagster_run=other.dagster_run,
-    )
-    assert list(sensor(context) or []) == []
+    assert after(run_job(defs, "tracking_retry_job", instance)) == []
 
 
 @pytest.mark.parametrize("warehouse_url", ["duckdb"], indirect=True)

@@ -118,7 +118,7 @@ def changed_since_recheck(
 
 def cin7_recheck(client: Cin7Client, read_at: Mapping[str, datetime]) -> Recheck:
     """Cin7 Core sales changed since ingest read them (`saleList?UpdatedSince`)."""
-    return changed_since_recheck("cin7", lambda since: client.sales(since), "SaleID", cin7_reasons, read_at)
+    return changed_since_recheck("cin7", client.sales, "SaleID", cin7_reasons, read_at)
 
 
 def bigcommerce_recheck(client: BigCommerceClient, read_at: Mapping[str, datetime]) -> Recheck:

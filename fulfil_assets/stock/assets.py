@@ -28,11 +28,11 @@ from fulfil_assets.stock.pushes import (
     payloads,
     push_intents,
 )
+from fulfil_assets.validate.assets import SENT  # orders that (may) have reached their target
 from fulfil_assets.validate.mappings import load_bundles, load_stock_buffers, load_stock_locations
 from resources.warehouse import SCHEMA, WarehouseDb
 
 WRITE_TAGS = {"fulfil/warehouse": "write"}
-REACHED = "('sending', 'sent', 'acknowledged', 'despatched')"  # orders that (may) have reached the warehouse
 EXPECTATIONS = Path("expectations")
 
 
@@ -74,7 +74,7 @@ def flow_orders(db: WarehouseDb, config: FulfilConfig, flow: str) -> tuple[pl.Da
         sent = pl.DataFrame(schema={"order_key": pl.String})
     else:
         sent = db.read(
-            f"SELECT order_key FROM {SCHEMA}.wms_submissions WHERE flow = '{flow}' AND status IN {REACHED}",
+            f"SELECT order_key FROM {SCHEMA}.wms_submissions WHERE flow = '{flow}' AND status IN {SENT}",
             schema={"order_key": pl.String},
         )
     return mine, lines, sent

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from datetime import datetime
+from typing import Any
 
 import polars as pl
 
@@ -154,7 +155,8 @@ class StockSender:
 
     oms = ""
 
-    def __init__(self, batch: int | None = None) -> None:
+    def __init__(self, client: Any, batch: int | None = None) -> None:
+        self.client = client
         self.batch = min(batch or BATCH_MAXIMUM[self.oms], BATCH_MAXIMUM[self.oms])
         self.calls = 0
         self.observed: dict[tuple[str, str], int] = {}
@@ -193,10 +195,7 @@ class LinnworksStock(StockSender):
     """`Stock/SetStockLevel` by SKU and location."""
 
     oms = "linnworks"
-
-    def __init__(self, client: LinnworksClient, batch: int | None = None) -> None:
-        super().__init__(batch)
-        self.client = client
+    client: LinnworksClient
 
     def call(self, rows: pl.DataFrame, keys: list[str]) -> Iterator[tuple[list[str], Outcome]]:
         """Set the levels; Linnworks answers each item's new level."""
@@ -208,10 +207,11 @@ class Cin7Stock(StockSender):
     """One completed stock adjustment per batch, each line carrying the level and why."""
 
     oms = "cin7"
+    client: Cin7Client
 
     def __init__(self, client: Cin7Client, now: datetime, batch: int | None = None) -> None:
-        super().__init__(batch)
-        self.client, self.now = client, now
+        super().__init__(client, batch)
+        self.now = now
 
     def call(self, rows: pl.DataFrame, keys: list[str]) -> Iterator[tuple[list[str], Outcome]]:
         """POST the adjustment; its `TaskID` is the confirmation."""
@@ -229,10 +229,7 @@ class BigCommerceStock(StockSender):
     """v3 absolute inventory adjustments, 2,000 items a call."""
 
     oms = "bigcommerce"
-
-    def __init__(self, client: BigCommerceClient, batch: int | None = None) -> None:
-        super().__init__(batch)
-        self.client = client
+    client: BigCommerceClient
 
     def call(self, rows: pl.DataFrame, keys: list[str]) -> Iterator[tuple[list[str], Outcome]]:
         """PUT the levels; the `transaction_id` is the confirmation."""
@@ -244,10 +241,7 @@ class ShopifyStock(StockSender):
     """GraphQL `inventorySetQuantities`, 250 a call, paced by the cost the answers report."""
 
     oms = "shopify"
-
-    def __init__(self, client: ShopifyClient, batch: int | None = None) -> None:
-        super().__init__(batch)
-        self.client = client
+    client: ShopifyClient
 
     def call(self, rows: pl.DataFrame, keys: list[str]) -> Iterator[tuple[list[str], Outcome]]:
         """Set the levels; a `userErrors` entry refuses its own quantity (by index), the rest are set."""
