@@ -94,3 +94,24 @@ def test_every_order_reaches_the_target_once_under_faults(
     assert statuses[503] > 0 and statuses[429] > 0
     retried = db.read(f"SELECT COUNT(*) AS n FROM {SCHEMA}.wms_submissions WHERE attempts > 1")["n"][0]
     assert retried > 0 and len(reports) > 1
+
+
+def test_a_peoplevox_lookup_that_times_out_is_asked_again_in_halves(emulators: Emulators) -> None:
+    """Unconfirmed orders are looked up in Peoplevox before anything is resent; a search that times out (a long
+    search answers slowly) is asked again in halves, so the orders are still confirmed in the same delivery."""
+    emu = emulators
+    orders, lines = ready_orders(emu, 40, "linnworks_peoplevox")
+    rows = keyed_intents(peoplevox_payloads(orders, lines), "peoplevox")
+    client = PeoplevoxClient(
+        emu.url("peoplevox"), *emu.peoplevox.credentials, budget_share=1e6, timeout_s=0.3, max_attempts=2
+    )
+    sender = PeoplevoxOrders(client)
+    outcomes = [o for batch in sender.batches(rows) for _, o in sender.send(batch)]
+    assert {o.status for o in outcomes} == {effects.SENT}
+    calls_before = len(emu.peoplevox.recorder.calls)
+    # The whole search times out on every attempt the client makes (2); its halves answer.
+    set_faults(emu, "peoplevox", timeout_next=2, timeout_s=0.6)
+    found = sender.holds(rows)
+    assert set(found) == set(rows["idempotency_key"])
+    searches = [c for c in list(emu.peoplevox.recorder.calls)[calls_before:] if "getRequest" in str(c.body)]
+    assert len(searches) > 2  # the whole search, then its halves
