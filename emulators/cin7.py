@@ -67,7 +67,8 @@ class Cin7(EmulatedSystem):
         self.limit = self.window(60, 60.0)
         self.sales: dict[str, Order] = {}
         self.sale_status: dict[str, str] = {}
-        self.shipments: dict[str, list[dict[str, Any]]] = {}
+        self.shipments: dict[str, list[dict[str, Any]]] = {}  # every ship call, as posted (for inspection)
+        self.ship_state: dict[str, dict[str, Any]] = {}  # per sale: the shipment's Status and Lines
         self.adjustments: list[dict[str, Any]] = []
         self.product_ids = {p.sku: str(uuid.uuid5(uuid.NAMESPACE_URL, f"cin7/{p.sku}")) for p in world.products}
         self.available: dict[str, int] = {s: 0 for s in world.wms_catalogue}
@@ -193,7 +194,14 @@ class Cin7(EmulatedSystem):
     def render_row(self, sale: Order) -> dict[str, Any]:
         """A SaleList row."""
         status = self.sale_status[sale.uid]
-        shipped = self.shipments.get(sale.uid)
+        ship = self.ship_state.get(sale.uid) or {"Status": "", "Lines": []}
+        shipping = (
+            "VOIDED"
+            if status == "VOIDED"
+            else "SHIPPED"
+            if ship["Status"] == "AUTHORISED"
+            else ("PARTIALLY SHIPPED" if ship["Lines"] else "NOT SHIPPED")
+        )
         return {
             "SaleID": sale.uid,
             "OrderNumber": f"SO-{sale.number}",
@@ -206,13 +214,11 @@ class Cin7(EmulatedSystem):
             "OrderStatus": "AUTHORISED" if sale.paid else "DRAFT",
             "CombinedPickingStatus": "NOT PICKED",
             "CombinedPackingStatus": "NOT PACKED",
-            "CombinedShippingStatus": "VOIDED" if status == "VOIDED" else ("SHIPPED" if shipped else "NOT SHIPPED"),
-            "FulFilmentStatus": "FULFILLED" if shipped else "NOT FULFILLED",
+            "CombinedShippingStatus": shipping,
+            "FulFilmentStatus": "FULFILLED" if shipping == "SHIPPED" else "NOT FULFILLED",
             "CombinedInvoiceStatus": "INVOICED",
             "Type": "Simple Sale",
-            "CombinedTrackingNumbers": ",".join(
-                line["TrackingNumber"] for s in shipped or [] for line in s.get("Lines", [])
-            ),
+            "CombinedTrackingNumbers": ",".join(line.get("TrackingNumber") or "" for line in ship["Lines"]),
             "SourceChannel": sale.channel,
             "ExternalID": str(sale.number),
             "OrderLocationID": LOCATION,
@@ -268,7 +274,14 @@ class Cin7(EmulatedSystem):
                 ],
             },
             "Fulfilments": [
-                {"TaskID": sale.uid, "FulfillmentNumber": 1, "Ship": s} for s in self.shipments.get(sale.uid, [])
+                {
+                    "TaskID": sale.uid,
+                    "FulfillmentNumber": 1,
+                    "FulFilmentStatus": "FULFILLED" if ship["Status"] == "AUTHORISED" else "NOT FULFILLED",
+                    "Ship": {"Status": ship["Status"], "Lines": ship["Lines"]},
+                }
+                for ship in [self.ship_state[sale.uid]]
+                if sale.uid in self.ship_state
             ],
             "Invoices": [],
         }
@@ -318,13 +331,19 @@ class Cin7(EmulatedSystem):
         sale = self.sales.get(body.get("TaskID", ""))
         if sale is None:
             return self.error_body(400, "TaskID not found")
-        if self.shipments.get(sale.uid) and not body.get("AddTrackingNumbers"):
+        if self.sale_status[sale.uid] == "VOIDED":
+            return self.error_body(400, "Sale is VOIDED: it cannot be shipped")
+        ship = self.ship_state.setdefault(sale.uid, {"Status": "NOT AVAILABLE", "Lines": []})
+        if ship["Status"] == "AUTHORISED" and not body.get("AddTrackingNumbers"):
             return self.error_body(400, "Ship is already authorised; send AddTrackingNumbers to change tracking")
         lines = [{**line, "ID": str(uuid.uuid4())} for line in body.get("Lines", [])]
-        self.shipments.setdefault(sale.uid, []).append({"Status": body.get("Status", "AUTHORISED"), "Lines": lines})
-        self.sale_status[sale.uid] = "SHIPPING" if body.get("Status") != "AUTHORISED" else "SHIPPED"
+        # AddTrackingNumbers adds lines to the shipment; without it the posted lines are the shipment's lines.
+        ship["Lines"] = ship["Lines"] + lines if body.get("AddTrackingNumbers") else lines
+        ship["Status"] = body["Status"]
+        self.shipments.setdefault(sale.uid, []).append({"Status": body["Status"], "Lines": lines})
+        self.sale_status[sale.uid] = "SHIPPED" if ship["Status"] == "AUTHORISED" else "SHIPPING"
         sale.updated_at = datetime.now(UTC)
-        return {"TaskID": sale.uid, "Status": body.get("Status", "AUTHORISED"), "Boxes": [], "Lines": lines}
+        return {"TaskID": sale.uid, "Status": ship["Status"], "Boxes": [], "Lines": ship["Lines"]}
 
     def products(self, q: dict[str, str], body: Any) -> dict[str, Any]:
         """Catalogue, paged."""

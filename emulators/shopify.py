@@ -189,6 +189,7 @@ class Shopify(EmulatedSystem):
             ("/orders/{oid:int}.json", self.get_order, ["GET"]),
             ("/orders/{oid:int}/cancel.json", self.cancel, ["POST"]),
             ("/orders/{oid:int}/fulfillment_orders.json", self.fulfillment_orders, ["GET"]),
+            ("/orders/{oid:int}/fulfillments.json", self.order_fulfillments, ["GET"]),
             ("/fulfillments.json", self.create_fulfillment, ["POST"]),
             ("/locations.json", self.locations, ["GET"]),
             ("/products.json", self.products, ["GET"]),
@@ -415,6 +416,15 @@ class Shopify(EmulatedSystem):
             }
         )
 
+    async def order_fulfillments(self, request: Request) -> Response:
+        """An order's fulfillments, oldest first."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        oid = request.path_params["oid"]
+        if oid not in self.orders:
+            return self.error_body(404, "Not Found")
+        return JSONResponse({"fulfillments": [f for f in self.fulfillments if f["order_id"] == oid]})
+
     async def create_fulfillment(self, request: Request) -> Response:
         """Fulfil fulfilment-order lines (all remaining when none are listed) with tracking."""
         if (denied := self._auth(request)) is not None:
@@ -431,6 +441,11 @@ class Shopify(EmulatedSystem):
                 if oid not in self.orders:
                     return self.error_body(404, "Not Found")
                 left = self.fulfillable[oid]
+                if oid in self.cancelled or not any(left.values()):
+                    status = "cancelled" if oid in self.cancelled else "closed"
+                    return JSONResponse(
+                        {"errors": [f"Fulfillment order {oid + 1} has an unfulfillable status= {status}."]}, 422
+                    )
                 wanted = group.get("fulfillment_order_line_items") or [
                     {"id": lid + 1, "quantity": q} for lid, q in left.items() if q
                 ]

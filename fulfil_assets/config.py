@@ -192,7 +192,11 @@ class ScheduleConfig(_Strict):
     cancellation_minutes: Minutes = Field(
         1, description="how often cancellations are read from the order systems and sent on, to beat picking"
     )
-    tracking_retry_minutes: Minutes = 10
+    tracking_retry_minutes: Minutes = Field(10, description="how often tracking still due is posted again")
+    tracking_wait_minutes: int = Field(
+        30, ge=1, le=10080, description="a despatch whose tracking has not reached its order system this long is red"
+    )
+    peoplevox_despatch_minutes: Minutes = Field(1, description="how often Peoplevox is asked for new despatches")
     despatch_poll_seconds: int = Field(30, ge=5, le=3600)
     despatch_settle_seconds: int = Field(
         10, ge=0, le=3600, description="a Whistl file is taken in once unchanged this long (or since the last poll)"

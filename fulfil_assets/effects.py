@@ -322,7 +322,8 @@ def deliver(
     drops and rows `recheck` (the source, asked right before the send) gives a reason against, then send the rest
     in `batches` (default: one row each), recording each batch's outcomes as soon as it is sent. `chunk` rows are
     claimed at a time (at least the target's batch size, so that batches can be full)."""
-    # One connection for the whole delivery (see `WarehouseDb.session`).
+    # One connection for the ledger work of the delivery (see `WarehouseDb.session`), let go while a target is
+    # called: a target's rate limit then never holds the warehouse.
     with db.session():
         owner = sender_id()
         report = DeliveryReport()
@@ -337,7 +338,8 @@ def deliver(
                 unsure = rows.filter(pl.col("status") == SENDING)  # attempted, no outcome known
                 if unsure.height:
                     try:
-                        found = target.holds(unsure)
+                        with db.released():
+                            found = target.holds(unsure)
                     except TransientError as exc:  # cannot ask now: the unsure rows wait, the rest go on
                         report.errors.append(f"could not check earlier attempts: {exc}")
                         report.deferred += unsure.height
@@ -361,7 +363,8 @@ def deliver(
                     rows = keep
                 if recheck is not None and rows.height:
                     try:
-                        against = recheck(rows)
+                        with db.released():
+                            against = recheck(rows)
                     except TransientError as exc:  # the source cannot say now: nothing goes unchecked, try later
                         report.errors.append(f"could not recheck at source: {exc}")
                         report.deferred += rows.height
@@ -376,7 +379,8 @@ def deliver(
                     batch = batch.filter(pl.col("idempotency_key").is_in(mine))
                     outcomes: list[tuple[list[str], Outcome]] = []
                     try:
-                        outcomes.extend(target.send(batch))
+                        with db.released():  # other processes may use the warehouse while the target answers
+                            outcomes.extend(target.send(batch))
                     finally:  # what is known is recorded, even when the sender fails half way
                         record_all(db, table, outcomes, owner)
                     for keys, outcome in outcomes:

@@ -34,6 +34,8 @@ LEDGERS = ("wms_submissions", "cancellations", "amendments", "tracking_posts", "
 ADDED_COLUMNS = {
     "orders": {"fulfilment_location": "TEXT"},
     "validated_orders": {"flow": "TEXT", "target_location": "TEXT"},
+    "order_lines": {"source_line_id": "TEXT", "ship_to_id": "TEXT"},
+    "despatches": {"reason": "TEXT"},
 }
 
 TABLES = {

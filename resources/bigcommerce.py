@@ -96,6 +96,16 @@ class BigCommerceClient(ApiClient):
         """An order's lines."""
         return self.get(f"v2/orders/{order_id}/products") or []
 
+    def create_shipment(self, order_id: int | str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST a shipment (one ship-to address, its items and one tracking number) to an order."""
+        self._pace()
+        path = f"v2/orders/{order_id}/shipments"
+        return self.request("POST", self.base_url + path, "v2/orders/{id}/shipments", json=body, effect=True) or {}
+
+    def shipments(self, order_id: int | str) -> list[dict[str, Any]]:
+        """An order's shipments so far (an empty list when it has none)."""
+        return self.get(f"v2/orders/{order_id}/shipments") or []
+
     def order_shipping_addresses(self, order_id: int) -> list[dict[str, Any]]:
         """An order's ship-to addresses (with the shipping method chosen)."""
         return self.get(f"v2/orders/{order_id}/shipping_addresses") or []

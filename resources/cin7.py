@@ -101,6 +101,12 @@ class Cin7Client(ApiClient):
         """POST a stock adjustment (`Lines[].Quantity` is the level to set); returns its `TaskID`."""
         return self.request("POST", self.base_url + "stockadjustment", "stockadjustment", json=body, effect=True) or {}
 
+    def ship(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST the shipping lines of a sale's fulfilment task (`sale/fulfilment/ship`): carrier, box, tracking
+        number and URL per parcel, with `Status` DRAFT, or AUTHORISED to complete the shipment."""
+        path = "sale/fulfilment/ship"
+        return self.request("POST", self.base_url + path, path, json=body, effect=True) or {}
+
     def carriers(self) -> list[dict[str, Any]]:
         """The account's carriers (what a shipment's `Carrier` must name)."""
         return list(self.get("ref/carrier").get("CarrierList") or [])

@@ -148,6 +148,7 @@ class ApiClient:
     def __init__(self, base_url: str, timeout_s: float = 30.0, max_attempts: int = 6) -> None:
         self.base_url = base_url
         self.http = httpx.Client(timeout=timeout_s)
+        self.timeout_s = timeout_s
         self.max_attempts = max_attempts
         self.stats = CallStats()
 

@@ -109,6 +109,18 @@ class ShopifyClient(ApiClient):
             for row in page
         ]
 
+    def create_fulfillment(self, fulfillment: dict[str, Any]) -> dict[str, Any]:
+        """POST `fulfillments.json`: fulfil fulfillment-order lines with tracking; Shopify's fulfillment back."""
+        self._pace()
+        path = "fulfillments.json"
+        body = self.request("POST", self.base_url + path, path, json={"fulfillment": fulfillment}, effect=True)
+        return (body or {}).get("fulfillment") or {}
+
+    def order_fulfillments(self, order_id: int | str) -> list[dict[str, Any]]:
+        """An order's fulfillments so far (tracking numbers included)."""
+        path = f"orders/{order_id}/fulfillments.json"
+        return [row for page in self.pages(path, "fulfillments", {}) for row in page]
+
     def inventory_levels(self, location_ids: list[int], limit: int = 250) -> Iterator[list[dict[str, Any]]]:
         """Available levels at the given locations."""
         return self.pages(

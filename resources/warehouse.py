@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -13,12 +14,22 @@ from typing import Any
 import dagster as dg
 import polars as pl
 import sqlalchemy as sa
+import tenacity
 from pydantic import Field
 from sqlalchemy.pool import NullPool
 
 DEFAULT_URL = "duckdb:///data/warehouse.duckdb"
 SCHEMA = "fulfil"
+LOCK_WAIT_S = 300.0  # how long a step waits for another process to let go of the DuckDB file
 _DBS: dict[str, WarehouseDb] = {}
+
+
+class WarehouseLocked(RuntimeError):
+    """The DuckDB file stayed locked by another process for longer than a step waits."""
+
+
+def _lock_conflict(exc: BaseException) -> bool:
+    return isinstance(exc, sa.exc.OperationalError) and "Could not set lock" in str(exc)
 
 
 def warehouse_url() -> str:
@@ -50,6 +61,39 @@ class WarehouseDb:
             sa.create_engine(url, poolclass=NullPool) if self.is_duckdb else sa.create_engine(url, pool_pre_ping=True)
         )
         self._held = threading.local()
+        self.lock_wait_s = float(os.environ.get("FULFIL_LOCK_WAIT_S", LOCK_WAIT_S))
+
+    def _open(self) -> sa.Connection:
+        """A new connection. DuckDB lets one process at a time hold the file: while another holds it (a run
+        writing, an analyst's session), wait and try again, then fail saying who holds it."""
+        if not self.is_duckdb:
+            return self.engine.connect()
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(_lock_conflict),
+            wait=tenacity.wait_random_exponential(multiplier=0.05, max=2.0),
+            stop=tenacity.stop_after_delay(self.lock_wait_s),
+            reraise=True,
+        )
+        try:
+            return retrying(self.engine.connect)
+        except sa.exc.OperationalError as exc:
+            if not _lock_conflict(exc):
+                raise
+            holder = re.search(r"held in (.*?)\. See", str(exc))
+            raise WarehouseLocked(
+                f"the warehouse file {sa.make_url(self.url).database} stayed locked for {self.lock_wait_s:.0f} s "
+                f"by another process ({holder.group(1) if holder else 'unknown'}): another run writing it, or a "
+                "DuckDB session left open on it (an analyst's, say). Close that session or raise "
+                "FULFIL_LOCK_WAIT_S."
+            ) from None
+
+    @contextmanager
+    def _fresh(self) -> Iterator[sa.Connection]:
+        conn = self._open()
+        try:
+            yield conn
+        finally:
+            conn.close()
 
     def dispose(self) -> None:
         """Close every pooled connection."""
@@ -63,12 +107,28 @@ class WarehouseDb:
         if getattr(self._held, "conn", None) is not None:
             yield
             return
-        with self.engine.connect() as conn:
-            self._held.conn = conn
-            try:
-                yield
-            finally:
-                self._held.conn = None
+        self._held.conn = self._open()
+        try:
+            yield
+        finally:
+            held, self._held.conn = self._held.conn, None
+            if held is not None:  # the one it opened, or the one taken after a `released` block
+                held.close()
+
+    @contextmanager
+    def released(self) -> Iterator[None]:
+        """Let go of the session's connection for a block that waits on another system (an API call under
+        its rate limit), so other processes can use the file meanwhile; the session takes a new one after."""
+        conn: sa.Connection | None = getattr(self._held, "conn", None)
+        if conn is None or conn.in_transaction() or not self.is_duckdb:
+            yield
+            return
+        conn.close()
+        self._held.conn = None
+        try:
+            yield
+        finally:
+            self._held.conn = self._open()
 
     @contextmanager
     def begin(self) -> Iterator[sa.Connection]:
@@ -76,7 +136,7 @@ class WarehouseDb:
         session's connection when one is held (inside another `begin`, the same transaction), else a new one."""
         conn: sa.Connection | None = getattr(self._held, "conn", None)
         if conn is None:
-            with self.engine.begin() as fresh:
+            with self._fresh() as fresh, fresh.begin():
                 yield fresh
         elif conn.in_transaction():
             yield conn
@@ -90,7 +150,7 @@ class WarehouseDb:
         unless it runs inside a `begin`), else a new one."""
         conn: sa.Connection | None = getattr(self._held, "conn", None)
         if conn is None:
-            with self.engine.connect() as fresh:
+            with self._fresh() as fresh:
                 yield fresh
         elif conn.in_transaction():
             yield conn
@@ -100,6 +160,10 @@ class WarehouseDb:
             finally:
                 if conn.in_transaction():
                     conn.rollback()
+
+    def any_of(self, column: str, param: str) -> str:
+        """SQL true when `column` is one of the list bound to `:param` (the dialect's own list test)."""
+        return f"list_contains(:{param}, {column})" if self.is_duckdb else f"{column} = ANY(:{param})"
 
     def execute(self, statements: str | Iterable[str]) -> None:
         """Run DDL or other parameterless statements in one transaction."""

@@ -131,11 +131,11 @@ def test_tracking_once_when_linnworks_applied_calls_the_client_gave_up_on(
         despatch_everything(emu, defs, instance, require_success=False)
     assert crashed, "the kill never happened"
     for _ in range(3):
-        defs.resolve_job_def("tracking_retry_job").execute_in_process(instance=instance, raise_on_error=False)
+        defs.resolve_job_def("tracking_job").execute_in_process(instance=instance, raise_on_error=False)
     set_faults(emu, "linnworks", timeout_rate=0.0)
     time.sleep(1.0)  # unconfirmed attempts are checked once they have had time to land (2 x the client timeout)
     for _ in range(3):
-        run_job(defs, "tracking_retry_job", instance)
+        run_job(defs, "tracking_job", instance)
     timeouts = db.read(f"SELECT last_error FROM {SCHEMA}.tracking_posts WHERE result LIKE 'found at target%'")
     assert timeouts.height >= 2, "no post was settled by reading the order back: the test proves nothing"
 
@@ -152,7 +152,7 @@ def test_tracking_once_when_linnworks_applied_calls_the_client_gave_up_on(
 def test_two_tracking_runs_at_once_post_each_once(
     emulators: Emulators, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two `tracking_retry_job` runs launched from the CLI at the same moment (no run queue between them) share
+    """Two `tracking_job` runs launched from the CLI at the same moment (no run queue between them) share
     the work through claims in the database: every post once, every order processed once. PostgreSQL: the
     warehouse that allows several writing processes."""
     emu = emulators
@@ -180,7 +180,7 @@ def test_two_tracking_runs_at_once_post_each_once(
         home.mkdir()
         env = {**os.environ, "FULFIL_CONFIG": str(config_file), "DAGSTER_HOME": str(home)}
         start.wait()
-        results.append(subprocess.run([*command, "-j", "tracking_retry_job"], env=env, capture_output=True, text=True))
+        results.append(subprocess.run([*command, "-j", "tracking_job"], env=env, capture_output=True, text=True))
 
     threads = [threading.Thread(target=launch, args=(n,)) for n in range(2)]
     for t in threads:

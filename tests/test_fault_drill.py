@@ -132,11 +132,11 @@ def test_fault_drill(emulators: Emulators, postgres_url: str, tmp_path: Path, mo
         result = tick_sensor(defs, instance, cursor)
         cursor = result.cursor
         for request in result.run_requests or []:
-            if kills < 3 and request.tags["fulfil/file"].startswith("shp_"):
-                kills += drill.kill_at("despatch_job", "tracking_posts", request.run_config)
             until_success(defs, "despatch_job", instance, run_config=request.run_config)
+            if kills < 3 and request.tags["fulfil/file"].startswith("shp_"):
+                kills += drill.kill_at("tracking_job", "tracking_posts__linnworks")
     assert kills >= 1
-    drill.twice_at_once("tracking_posts")
+    drill.twice_at_once("tracking_posts/linnworks")
 
     # Faults off: whatever is still due goes out (unconfirmed attempts settle first).
     set_faults(emu, "linnworks", error_rate=0.0, throttle_rate=0.0, reset_rate=0.0, timeout_rate=0.0)
@@ -149,7 +149,7 @@ def test_fault_drill(emulators: Emulators, postgres_url: str, tmp_path: Path, mo
         for request in result.run_requests or []:
             until_success(defs, "despatch_job", instance, run_config=request.run_config)
     time.sleep(2.5)
-    until_success(defs, "tracking_retry_job", instance)
+    until_success(defs, "tracking_job", instance)
 
     # Counted at the emulators: every valid order at Whistl exactly once...
     valid = db.read(

@@ -88,7 +88,7 @@ def test_orders_reach_whistl_once_and_tracking_comes_back(
     # Processed orders come back through the processed-orders search and are staged as despatched.
     statuses = dict(db.read(f"SELECT source_order_id, status FROM {SCHEMA}.orders").iter_rows())
     assert processed and {statuses[o] for o in processed} == {"despatched"}
-    run_job(defs, "tracking_retry_job", instance)
+    run_job(defs, "tracking_job", instance)
     again, _ = drain_despatches(defs, instance, cursor)
     assert again == 0
     assert len(tracking_calls(emu)) == calls_before

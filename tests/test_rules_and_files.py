@@ -15,8 +15,8 @@ from fulfil_assets.despatch.whistl_files import (
     match_despatches,
     parse_despatch_file,
     parse_rejection_file,
-    tracking_intents,
 )
+from fulfil_assets.despatch.tracking import tracking_intents
 from fulfil_assets.push.whistl_files import ORDER_FILE_COLUMNS, order_file_rows, render_csv
 from fulfil_assets.stage.common import ORDER_COLUMNS, conform
 from fulfil_assets.validate.mappings import MappingError, load_bundles, load_service_codes, load_variant_skus
@@ -261,7 +261,9 @@ def test_despatch_matching_flags_unknown_orders_and_over_shipping_and_plans_post
     ).encode()
     rows, _ = parse_despatch_file(data, "shp_1.csv")
     sent = pl.DataFrame({"order_ref": ["LW1", "LW2"], "order_key": ["linnworks:1", "linnworks:2"]})
-    lines = pl.DataFrame({"order_key": ["linnworks:1", "linnworks:2"], "line_no": [1, 1], "quantity": [2, 1]})
+    lines = pl.DataFrame(
+        {"order_key": ["linnworks:1", "linnworks:2"], "line_no": [1, 1], "sku": ["A1", "A1"], "quantity": [2, 1]}
+    )
     matched, problems = match_despatches(rows, sent, lines, pl.DataFrame())
     assert dict(problems.select("order_key", "reason_code").rows()) == {
         "whistl:ZZ9": "DESPATCH_UNKNOWN_ORDER",

@@ -247,7 +247,7 @@ def test_each_despatch_run_asks_for_a_stock_run_of_every_whistl_flow(
     ]
     assert len({r.run_key for r in requests}) == 3 and all(despatch.run_id in r.run_key for r in requests)
     # Any other job's success asks for nothing.
-    assert after(run_job(defs, "tracking_retry_job", instance)) == []
+    assert after(run_job(defs, "tracking_job", instance)) == []
 
 
 @pytest.mark.parametrize("warehouse_url", ["duckdb"], indirect=True)

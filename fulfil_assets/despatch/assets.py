@@ -10,21 +10,22 @@ import polars as pl
 import sqlalchemy as sa
 
 from fulfil_assets import effects
-from fulfil_assets.config import FulfilConfig, flow_of, is_shadow, whistl_sources
-from fulfil_assets.despatch.linnworks_tracking import LinnworksTracking
+from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, flow_of, is_shadow, whistl_sources
+from fulfil_assets.despatch.oms_tracking import TRACKING_SENDERS
+from fulfil_assets.despatch.planning import plan_tracking
+from fulfil_assets.despatch.tracking import fulfilment_intents
 from fulfil_assets.despatch.whistl_files import (
     FileFormatError,
     match_despatches,
     parse_ack_file,
     parse_despatch_file,
     parse_rejection_file,
-    tracking_intents,
 )
 from fulfil_assets.ledger import adopt_amendments, mark, mark_cancelled, now_utc, open_exceptions
 from fulfil_assets.push.amendments import amend_too_late
+from fulfil_assets.stage.common import ensure_columns
 from resources.file_drop import DropFile, DropSession, FileDrop, keep_file
 from resources.http import AuthError
-from resources.linnworks import LinnworksResource
 from resources.warehouse import SCHEMA, Warehouse, WarehouseDb
 
 FEEDBACK_PATTERNS = ("ack_*.csv", "shp_*.csv", "err_*.csv")  # matched whatever the case of the name
@@ -49,11 +50,6 @@ def take_despatch_file(
     write is keyed, so taking the same file twice changes nothing."""
     rows, bad = parse_despatch_file(data, name)
     sent = db.read(f"SELECT order_ref, order_key FROM {SCHEMA}.wms_submissions WHERE wms = 'whistl'")
-    owners = db.read(
-        f"SELECT s.order_key, o.source_system AS oms, o.source_order_id, "
-        f"COALESCE(s.flow, o.source_system || '_whistl') AS flow FROM {SCHEMA}.wms_submissions s "
-        f"JOIN {SCHEMA}.orders o USING (order_key) WHERE s.wms = 'whistl'"
-    )
     lines = db.read(
         f"SELECT order_key, wms_line_no AS line_no, quantity FROM {SCHEMA}.wms_order_lines WHERE wms = 'whistl'"
     )
@@ -61,12 +57,7 @@ def take_despatch_file(
         f"SELECT * FROM {SCHEMA}.despatches WHERE wms = 'whistl' AND order_ref IN "
         f"(SELECT DISTINCT order_ref FROM {SCHEMA}.wms_submissions)"
     )
-    matched, problems = match_despatches(
-        rows,
-        sent,
-        lines,
-        earlier,
-    )
+    matched, problems = match_despatches(rows, sent, lines, earlier)
     db.write("despatches", matched, mode="upsert", key=["wms", "despatch_ref", "line_no", "parcel_no"])
     open_exceptions(db, problems, "despatch_match", now)
     if bad.height:
@@ -76,44 +67,12 @@ def take_despatch_file(
         )
     # An order whose despatch does not add up (over-shipped, a line it never had) waits for the warehouse owner:
     # its exception is open and nothing is posted to the customer's order until a person has looked.
-    # A despatch of an order the customer cancelled is not posted as shipped: the warehouse owner gets it.
-    cancelled = db.read(
-        f"SELECT order_key, order_ref, updated_at FROM {SCHEMA}.orders WHERE status = 'cancelled'",
-        schema={"order_key": pl.String, "order_ref": pl.String, "updated_at": pl.Datetime("us", "UTC")},
-    ).join(matched.select("order_key").unique(), on="order_key", how="semi")
-    open_exceptions(
-        db,
-        cancelled.select(
-            "order_key",
-            pl.lit("CANCEL_TOO_LATE").alias("reason_code"),
-            pl.format(
-                "Whistl despatched order {} ({}) although the customer cancelled it at {}: stop the parcel with the "
-                "carrier or arrange a return",
-                "order_ref",
-                pl.lit(name),
-                pl.col("updated_at").cast(pl.String),
-            ).alias("detail"),
-        ),
-        "despatch_after_cancel",
-        now,
-    )
-    affected = (
-        matched.select("order_key")
-        .unique()
-        .join(problems.select("order_key"), on="order_key", how="anti")
-        .join(cancelled.select("order_key"), on="order_key", how="anti")
-    )
-    all_rows = db.read(f"SELECT * FROM {SCHEMA}.despatches WHERE wms = 'whistl'").join(affected, on="order_key")
-    intents = tracking_intents(all_rows, lines, owners)
-    for flow in intents["flow"].unique().to_list():
-        effects.intend(db, "tracking_posts", intents.filter(pl.col("flow") == flow), shadow=flows.get(flow, False))
-    done = intents.filter(pl.col("kind") == "process")["order_key"].to_list()
-    mark(db, "wms_submissions", [f"whistl:order:{k}" for k in done], "despatched", confirmed=True)
+    planned = plan_tracking(db, "whistl", matched, problems, name, now, flows)
     return {
         "rows_read": rows.height + bad.height,
         "rows_kept": matched.height,
         "quarantined": bad.height,
-        "problems": problems.height,
+        "problems": problems.height + planned["short_shipped"],
     }
 
 
@@ -264,22 +223,116 @@ def _take(db: WarehouseDb, drop: DropSession, name: str, log: dg.DagsterLogManag
     return outcome
 
 
-# Tracking before `ProcessOrder`; and one unsettled post per order at a time: Linnworks shows only an order's latest
-# tracking number, so a later despatch's post must not hide whether an earlier, unconfirmed one landed.
+# Tracking before the order is closed (`ProcessOrder`, an authorised shipment); and one unsettled post per order at a
+# time: Linnworks shows only an order's latest tracking number, so a later despatch's post must not hide whether an
+# earlier, unconfirmed one landed.
 TRACKING_FIRST = (
-    "kind = 'tracking' OR order_key NOT IN "
+    "kind <> 'process' OR order_key NOT IN "
     f"(SELECT order_key FROM {SCHEMA}.tracking_posts WHERE kind = 'tracking' AND status <> '{effects.SENT}')"
 )
 ONE_UNSETTLED_PER_ORDER = (
     f"NOT EXISTS (SELECT 1 FROM {SCHEMA}.tracking_posts other WHERE other.order_key = tracking_posts.order_key "
     f"AND other.status = '{effects.SENDING}' AND other.idempotency_key <> tracking_posts.idempotency_key)"
 )
+# Which calls each order system's posts make, for the asset's description.
+TRACKING_CALLS = {
+    "linnworks": "`Orders/SetOrderShippingInfo` per despatch, `Orders/ProcessOrder` once every line has shipped",
+    "cin7": "`sale/fulfilment/ship` lines per parcel (DRAFT), then the shipment AUTHORISED once every line shipped",
+    "bigcommerce": "`POST /v2/orders/{id}/shipments`, one per parcel and ship-to address with its items",
+    "shopify": "`POST fulfillments.json` of the open fulfillment orders, with tracking, once Linnworks processed it",
+}
+
+
+def tracking_systems(config: FulfilConfig) -> list[str]:
+    """The order systems that receive tracking in the configured flows (Shopify through `shopify_linnworks`)."""
+    return sorted({FLOW_SYSTEMS[flow][0] for flow in config.flows} & set(TRACKING_SENDERS))
+
+
+def plan_fulfilments(db: WarehouseDb, flows: dict[str, bool]) -> int:
+    """Intend a Shopify fulfilment for each storefront order fulfil created in Linnworks that Linnworks has
+    since processed (read from the ingested processed orders, tracking number included)."""
+    if not db.table_exists("processed_orders", "raw_linnworks"):
+        return 0
+    processed = ensure_columns(
+        db.read("SELECT * FROM raw_linnworks.processed_orders WHERE d_processed_on IS NOT NULL"),
+        {
+            c: pl.String
+            for c in (
+                "pk_order_id",
+                "d_processed_on",
+                "d_cancelled_on",
+                "postal_tracking_number",
+                "vendor",
+                "postal_service_name",
+                "external_reference",
+            )
+        },
+    ).with_columns(pl.col("external_reference").cast(pl.String))
+    links = db.read(
+        f"SELECT s.order_key, o.source_order_id, s.flow FROM {SCHEMA}.wms_submissions s "
+        f"JOIN {SCHEMA}.orders o USING (order_key) WHERE s.wms = 'linnworks' AND s.flow = 'shopify_linnworks' "
+        f"AND s.status IN ('sent', 'acknowledged', 'despatched')",
+        schema={"order_key": pl.String, "source_order_id": pl.String, "flow": pl.String},
+    )
+    intents = fulfilment_intents(processed, links)
+    effects.intend(db, "tracking_posts", intents, shadow=flows.get("shopify_linnworks", False))
+    return intents.height
+
+
+def tracking_asset(oms: str, flows: dict[str, bool]) -> dg.AssetsDefinition:
+    """`tracking_posts/<oms>`: the due posts of one order system, sent through the effect module."""
+    deps = [dg.AssetKey("despatches")]
+    if oms == "shopify":
+        deps = [dg.AssetKey(["raw_linnworks", "processed_orders"])]
+
+    @dg.asset(
+        key=["tracking_posts", oms],
+        group_name="despatch",
+        deps=deps,
+        kinds={oms},
+        pool=oms,
+        required_resource_keys={"warehouse", oms},
+        description=f"Tracking back to {oms.capitalize()}: {TRACKING_CALLS[oms]}. Through the `tracking_posts` "
+        "ledger and the effect module: each post claimed by one sender, an unconfirmed one looked up on the order "
+        "before it is sent again, refusals recorded and not retried blindly. The warehouse is let go while the "
+        "order system answers, so waiting on its rate limit never holds a despatch run.",
+    )
+    def tracking_posts(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        resource = getattr(context.resources, oms)
+        client = resource.get_client()
+        with context.resources.warehouse.session() as db:
+            planned = plan_fulfilments(db, flows) if oms == "shopify" else 0
+            target = TRACKING_SENDERS[oms](client)
+            try:
+                report = effects.deliver(
+                    db,
+                    "tracking_posts",
+                    target,
+                    where=f"oms = '{oms}' AND ({TRACKING_FIRST}) AND {ONE_UNSETTLED_PER_ORDER}",
+                    settle_s=2 * client.timeout_s,  # a call the client gave up on has had time to land
+                    batches=target.batches,
+                    log=context.log.warning,
+                )
+            except AuthError as exc:
+                raise dg.Failure(description=str(exc)) from None
+            finally:
+                client.close()
+            return dg.MaterializeResult(
+                metadata={
+                    **report.as_metadata(),
+                    **({"fulfilments_planned": planned} if oms == "shopify" else {}),
+                    f"{oms}_calls": dg.MetadataValue.json(client.stats.as_metadata()),
+                }
+            )
+
+    return tracking_posts
 
 
 def build_assets(config: FulfilConfig) -> list[dg.AssetsDefinition]:
     """The despatch assets for the flows fulfil.yaml configures: Whistl's files in, and tracking out to each
-    order system fulfil can post to (today Linnworks)."""
-    flows = {flow_of(s, "whistl"): is_shadow(config, flow_of(s, "whistl")) for s in whistl_sources(config)}
+    order system of a configured flow."""
+    whistl_flows = {flow_of(s, "whistl"): is_shadow(config, flow_of(s, "whistl")) for s in whistl_sources(config)}
+    all_flows = {flow: is_shadow(config, flow) for flow in config.flows}
 
     @dg.asset(
         group_name="despatch",
@@ -292,16 +345,16 @@ def build_assets(config: FulfilConfig) -> list[dg.AssetsDefinition]:
     ) -> dg.MaterializeResult:
         """Acknowledgements, despatch confirmations and rejections from Whistl, each file taken in exactly once
         (a table of processed files by name and content hash is the record). Good rows land in `despatches`;
-        bad rows are quarantined with a reason; rows for orders fulfil never sent, or shipping more than
-        ordered, become exceptions; a file that cannot be read at all moves to `out/quarantine/`. Tracking
-        posts are planned for the order's own system."""
+        bad rows are quarantined with a reason; rows for orders fulfil never sent, shipping more than ordered,
+        or shipping none of a line, become exceptions; a file that cannot be read at all moves to
+        `out/quarantine/`. Tracking posts are planned for the order's own system."""
         with warehouse.session() as db:
             outcomes: dict[str, str] = {}
             with whistl_drop.session() as drop:
                 waiting = {f.name for f in feedback_files(drop)}
                 names = [n for n in config.file_names if n in waiting] if config.file_names else sorted(waiting)
                 for name in names:
-                    outcomes[name] = _take(db, drop, name, context.log, flows)
+                    outcomes[name] = _take(db, drop, name, context.log, whistl_flows)
             quarantined = [n for n, o in outcomes.items() if o == "quarantined"]
             if quarantined:
                 context.log.warning(f"quarantined files: {quarantined}")
@@ -313,39 +366,5 @@ def build_assets(config: FulfilConfig) -> list[dg.AssetsDefinition]:
                 }
             )
 
-    @dg.asset(group_name="despatch", deps=[despatches], kinds={"linnworks"}, tags={"fulfil/warehouse": "write"})
-    def tracking_posts(
-        context: dg.AssetExecutionContext, warehouse: Warehouse, linnworks: LinnworksResource
-    ) -> dg.MaterializeResult:
-        """Tracking numbers posted back to Linnworks (`SetOrderShippingInfo` per despatch, partial ones
-        included) and orders marked processed (`ProcessOrder`) once every line has shipped and its tracking is
-        there. Through the effect module: each post claimed by one sender, an unconfirmed one checked on the
-        order in Linnworks before it is sent again, refusals recorded and not retried blindly. Posts for orders
-        of other systems wait for their own system's sender; none goes to Linnworks."""
-        with warehouse.session() as db:
-            client = linnworks.get_client()
-            target = LinnworksTracking(client)
-            try:
-                report = effects.deliver(
-                    db,
-                    "tracking_posts",
-                    target,
-                    where=f"oms = 'linnworks' AND ({TRACKING_FIRST}) AND {ONE_UNSETTLED_PER_ORDER}",
-                    settle_s=2 * linnworks.timeout_s,  # a call the client gave up on has had time to land
-                    log=context.log.warning,
-                )
-            except AuthError as exc:
-                raise dg.Failure(description=str(exc)) from None
-            finally:
-                client.close()
-            return dg.MaterializeResult(
-                metadata={
-                    **report.as_metadata(),
-                    "linnworks_calls": dg.MetadataValue.json(client.stats.as_metadata()),
-                }
-            )
-
-    assets = [despatches]
-    if config.systems.linnworks is not None:
-        assets.append(tracking_posts)
-    return assets
+    assets = [despatches] if config.systems.whistl is not None else []
+    return assets + [tracking_asset(oms, all_flows) for oms in tracking_systems(config)]

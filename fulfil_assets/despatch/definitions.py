@@ -1,47 +1,85 @@
+"""The despatch stage: Whistl's files in (one run per file), Peoplevox's despatches polled, and tracking out to
+every order system in its own job, which never holds the warehouse slot."""
+
+from collections.abc import Iterator
+
 import dagster as dg
 
 from fulfil_assets.config import FulfilConfig, every_minutes_cron
-from fulfil_assets.despatch.assets import build_assets
+from fulfil_assets.despatch.assets import build_assets, tracking_systems
+from fulfil_assets.despatch.checks import tracking_checks
 from fulfil_assets.despatch.sensors import despatch_file_sensor_factory
 
 WAREHOUSE_TAGS = {"fulfil/warehouse": "write"}
+# Runs after which tracking may be due: a despatch file, a Peoplevox despatch poll, an order sync (Linnworks'
+# processed orders, for Shopify fulfilments).
+TRACKING_AFTER = ("despatch_job", "peoplevox_despatch_job", "order_sync_job")
 
 
 def build_defs(config: FulfilConfig) -> dg.Definitions:
-    """The despatch stage: assets, jobs, the file sensor and the retry schedule."""
+    """The despatch stage's assets, checks, jobs, sensors and schedules for the configured flows."""
     assets = build_assets(config)
     names = {a.key.to_user_string() for a in assets}
-    despatch_job = dg.define_asset_job(
-        "despatch_job",
-        selection=sorted(names),
-        tags=WAREHOUSE_TAGS,
-        description="Take in Whistl's acknowledgement, despatch and rejection files; post tracking.",
-    )
-    jobs = [despatch_job]
-    schedules = []
-    if "tracking_posts" in names:
-        tracking_retry_job = dg.define_asset_job(
-            "tracking_retry_job",
-            selection=["tracking_posts"],
+    jobs: list[dg.UnresolvedAssetJobDefinition] = []
+    sensors: list[dg.SensorDefinition] = []
+    schedules: list[dg.ScheduleDefinition] = []
+    if "despatches" in names:
+        despatch_job = dg.define_asset_job(
+            "despatch_job",
+            selection=["despatches"],
             tags=WAREHOUSE_TAGS,
-            description="Post any tracking still pending (transient failures).",
+            description="Take in Whistl's acknowledgement, despatch and rejection files; plan the tracking posts.",
         )
-        jobs.append(tracking_retry_job)
+        jobs.append(despatch_job)
+        sensors.append(
+            despatch_file_sensor_factory(
+                despatch_job, config.schedules.despatch_poll_seconds, config.schedules.despatch_settle_seconds
+            )
+        )
+    if config.systems.peoplevox is not None:
+        peoplevox_job = dg.define_asset_job(
+            "peoplevox_despatch_job",
+            selection=dg.AssetSelection.assets(["raw_peoplevox", "despatches"], "peoplevox_despatch_lines"),
+            tags=WAREHOUSE_TAGS,
+            description="Ask Peoplevox for new despatches and plan their tracking posts.",
+        )
+        jobs.append(peoplevox_job)
         schedules.append(
             dg.ScheduleDefinition(
-                name="tracking_retry_schedule",
-                job=tracking_retry_job,
+                name="peoplevox_despatch_schedule",
+                job=peoplevox_job,
+                cron_schedule=every_minutes_cron(config.schedules.peoplevox_despatch_minutes),
+                default_status=dg.DefaultScheduleStatus.RUNNING,
+            )
+        )
+    systems = tracking_systems(config)
+    checks = [c for oms in systems for c in tracking_checks(oms, config.schedules.tracking_wait_minutes)]
+    if systems:
+        tracking_job = dg.define_asset_job(
+            "tracking_job",
+            selection=dg.AssetSelection.assets(*[["tracking_posts", oms] for oms in systems]),
+            description="Post the tracking due to each order system. No warehouse slot: each post is read, sent "
+            "and recorded in short steps, so a slow order system never holds a despatch run.",
+        )
+        jobs.append(tracking_job)
+        schedules.append(
+            dg.ScheduleDefinition(
+                name="tracking_schedule",
+                job=tracking_job,
                 cron_schedule=every_minutes_cron(config.schedules.tracking_retry_minutes),
                 default_status=dg.DefaultScheduleStatus.RUNNING,
             )
         )
-    return dg.Definitions(
-        assets=assets,
-        jobs=jobs,
-        sensors=[
-            despatch_file_sensor_factory(
-                despatch_job, config.schedules.despatch_poll_seconds, config.schedules.despatch_settle_seconds
-            )
-        ],
-        schedules=schedules,
-    )
+
+        @dg.run_status_sensor(
+            run_status=dg.DagsterRunStatus.SUCCESS,
+            request_job=tracking_job,
+            default_status=dg.DefaultSensorStatus.RUNNING,
+        )
+        def tracking_after_despatch_sensor(context: dg.RunStatusSensorContext) -> Iterator[dg.RunRequest]:
+            """After each successful run that may have planned tracking, one tracking run (once per run)."""
+            if context.dagster_run.job_name in TRACKING_AFTER:
+                yield dg.RunRequest(run_key=f"{context.dagster_run.run_id}:tracking")
+
+        sensors.append(tracking_after_despatch_sensor)
+    return dg.Definitions(assets=assets, asset_checks=checks, jobs=jobs, sensors=sensors, schedules=schedules)

@@ -11,8 +11,6 @@ from typing import Any
 
 import polars as pl
 
-from fulfil_assets.effects import to_payload
-
 DESPATCH_FILE_COLUMNS = (
     "order_reference",
     "despatch_reference",
@@ -45,6 +43,7 @@ DESPATCH_SCHEMA = {
     "despatched_at": pl.Datetime("us", "UTC"),
     "partial": pl.Boolean,
     "source_file": pl.String,
+    "reason": pl.String,  # why a line shipped short (quantity 0), in the warehouse's words
 }
 QUARANTINE_SCHEMA = {"source_file": pl.String, "line": pl.Int64, "reason": pl.String, "raw": pl.String}
 # Whistl's rejection codes -> our reason codes (owner comes from the rules table).
@@ -186,6 +185,7 @@ def parse_despatch_file(data: bytes, source_file: str, wms: str = "whistl") -> t
                 "despatched_at": v["despatched_at"],
                 "partial": v.get("partial_flag", "").upper() == "Y",
                 "source_file": source_file,
+                "reason": v.get("reason") or None,
             }
         )
     return pl.DataFrame(good, schema=DESPATCH_SCHEMA), pl.DataFrame(bad, schema=QUARANTINE_SCHEMA)
@@ -264,59 +264,3 @@ def match_despatches(
         .select("order_key", pl.lit("DESPATCH_OVER_QUANTITY").alias("reason_code"), "detail")
     )
     return matched, pl.concat(problems)
-
-
-def tracking_intents(despatched: pl.DataFrame, lines: pl.DataFrame, owners: pl.DataFrame) -> pl.DataFrame:
-    """Ledger rows for each order's own system (`owners`: order_key, oms, source_order_id, flow): one tracking
-    post per (order, despatch) with its parcels' numbers, and one `process` per order once every line has
-    shipped in full. The payload says what to tell the system (kind, its order id, tracking numbers)."""
-    cols = {
-        "order_key": pl.String,
-        "kind": pl.String,
-        "despatch_ref": pl.String,
-        "tracking_number": pl.String,
-    }
-    shipped = despatched.filter(pl.col("quantity") > 0)
-    posts = (
-        shipped.group_by("order_key", "despatch_ref")
-        .agg(pl.col("tracking_number").unique(maintain_order=True).str.join(","))
-        .select(
-            "order_key",
-            pl.lit("tracking").alias("kind"),
-            "despatch_ref",
-            "tracking_number",
-        )
-    )
-    totals = despatched.group_by("order_key", "line_no").agg(pl.col("quantity").sum().alias("shipped"))
-    complete = (
-        lines.join(despatched.select("order_key").unique(), on="order_key", how="semi")
-        .join(totals, on=["order_key", "line_no"], how="left")
-        .group_by("order_key")
-        .agg((pl.col("shipped").fill_null(0) >= pl.col("quantity")).all().alias("done"))
-        .filter("done")
-    )
-    processes = complete.select(
-        "order_key",
-        pl.lit("process").alias("kind"),
-        pl.lit("").alias("despatch_ref"),
-        pl.lit(None, pl.String).alias("tracking_number"),
-    )
-    both = pl.concat([posts.cast(cols), processes.cast(cols)])  # type: ignore[arg-type]
-    addressed = both.join(owners.select("order_key", "oms", "source_order_id", "flow"), on="order_key")
-    return addressed.select(
-        pl.when(pl.col("kind") == "tracking")
-        # The numbers are part of the key: a corrected re-send of a despatch is a new post, a repeat is not.
-        .then(pl.format("{}:tracking:{}:{}:{}", "oms", "order_key", "despatch_ref", "tracking_number"))
-        .otherwise(pl.format("{}:process:{}", "oms", "order_key"))
-        .alias("idempotency_key"),
-        "order_key",
-        "kind",
-        "despatch_ref",
-        "tracking_number",
-        "oms",
-        "flow",
-        pl.col("oms").alias("target"),
-        pl.struct(pl.col("kind"), pl.col("source_order_id").alias("order_id"), "tracking_number")
-        .map_elements(to_payload, return_dtype=pl.String)
-        .alias("payload"),
-    )

@@ -6,7 +6,6 @@ from resources.warehouse import SCHEMA, Warehouse
 
 STUCK_AT_WMS_HOURS = 48
 UNACKNOWLEDGED_HOURS = 2
-TRACKING_MAX_ATTEMPTS = 5
 
 
 @dg.asset_check(asset="wms_submissions", blocking=False)
@@ -46,17 +45,4 @@ def orders_stuck_at_warehouse(warehouse: Warehouse) -> dg.AssetCheckResult:
         passed=stuck.is_empty(),
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"stuck": stuck.height, "examples": dg.MetadataValue.json(stuck["order_ref"].head(10).to_list())},
-    )
-
-
-@dg.asset_check(asset="tracking_posts", blocking=False)
-def tracking_not_stuck(warehouse: Warehouse) -> dg.AssetCheckResult:
-    """Tracking refused by the OMS, or still not confirmed after five attempts."""
-    bad = warehouse.get_db().read(
-        f"""SELECT idempotency_key, status, attempts, last_error FROM {SCHEMA}.tracking_posts
-            WHERE status = 'failed' OR (status IN ('pending', 'sending') AND attempts >= {TRACKING_MAX_ATTEMPTS})"""
-    )
-    return dg.AssetCheckResult(
-        passed=bad.is_empty(),
-        metadata={"stuck": bad.height, "examples": dg.MetadataValue.json(bad.head(10).to_dicts())},
     )

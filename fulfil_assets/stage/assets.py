@@ -10,7 +10,8 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from fulfil_assets.config import FulfilConfig
+from fulfil_assets.config import FulfilConfig, is_shadow, target_of
+from fulfil_assets.despatch.planning import plan_tracking
 from fulfil_assets.ledger import now_utc
 from fulfil_assets.stage.cin7 import stage_cin7
 from fulfil_assets.stage.despatches import peoplevox_despatches
@@ -297,6 +298,7 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
 
     assets: list[Any] = [staged_orders, oms_stock, wms_stock]
     if systems.peoplevox is not None:
+        peoplevox_flows = {flow: is_shadow(config, flow) for flow in config.flows if target_of(flow) == "peoplevox"}
 
         @dg.asset(
             group_name="stage",
@@ -305,16 +307,32 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
             kinds={"peoplevox"},
         )
         def peoplevox_despatch_lines(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
-            """Peoplevox despatches as `despatches` rows (wms `peoplevox`), matched to the orders fulfil sent."""
+            """Peoplevox despatches as `despatches` rows (wms `peoplevox`), matched to the orders fulfil sent; each
+            new despatch plans the tracking posts of its order (Linnworks: tracking, then processed once
+            complete), as the Whistl despatch files do."""
             with warehouse.session() as db:
                 sent = db.read(f"SELECT order_ref, order_key FROM {SCHEMA}.wms_submissions WHERE wms = 'peoplevox'")
                 rows = peoplevox_despatches(raw_table(db, "peoplevox", "despatches"), sent)
-                db.write("despatches", rows, mode="upsert", key=["wms", "despatch_ref", "line_no", "parcel_no"])
+                key = ["wms", "despatch_ref", "line_no", "parcel_no"]
+                known = db.read(
+                    f"SELECT wms, despatch_ref, line_no, parcel_no, order_key FROM {SCHEMA}.despatches "
+                    "WHERE wms = 'peoplevox'",
+                    schema={"wms": pl.String, "despatch_ref": pl.String, "line_no": pl.Int32, "parcel_no": pl.Int32},
+                )
+                # New rows, and rows matched to an order only now (its submission was recorded after the despatch).
+                new = rows.join(known.drop_nulls("order_key"), on=key, how="anti")
+                db.write("despatches", rows, mode="upsert", key=key)
+                planned = plan_tracking(
+                    db, "peoplevox", new, new.clear(), "Peoplevox Despatches", now_utc(), peoplevox_flows
+                )
                 return dg.MaterializeResult(
                     metadata={
                         "dagster/row_count": rows.height,
+                        "new_rows": new.height,
                         "unmatched": int(rows["order_key"].is_null().sum()),
                         "units": int(rows["quantity"].sum() or 0),
+                        "tracking_posts_planned": planned["tracking_posts"],
+                        "short_shipped_orders": planned["short_shipped"],
                     }
                 )
 

@@ -38,6 +38,8 @@ LINE_COLUMNS = {
     "source_variant_id": pl.String,
     "quantity": pl.Int64,
     "unit_price": pl.Float64,
+    "source_line_id": pl.String,  # the order system's own id of the line (what it ships by)
+    "ship_to_id": pl.String,  # the line's ship-to address at the order system (BigCommerce shipments)
 }
 # English country names as OMSs show them -> ISO 3166-1 alpha-2.
 COUNTRY_CODES = {

@@ -54,6 +54,7 @@ def peoplevox_despatches(raw: pl.DataFrame, sent: pl.DataFrame) -> pl.DataFrame:
             when.alias("despatched_at"),
             pl.lit(None, pl.Boolean).alias("partial"),
             pl.lit("peoplevox:GetData/Despatches").alias("source_file"),
+            pl.lit(None, pl.String).alias("reason"),
         )
         .cast(DESPATCH_COLUMNS)  # type: ignore[arg-type]
         .sort("despatch_ref", "line_no")

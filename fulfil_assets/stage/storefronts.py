@@ -34,6 +34,7 @@ SHOPIFY_ORDER = {
 SHOPIFY_LINE = {
     "_dlt_parent_id": S,
     "_dlt_list_idx": pl.Int64,
+    "id": S,
     "sku": S,
     "variant_id": S,
     "quantity": pl.Int64,
@@ -64,7 +65,15 @@ BC_ADDRESS = {
         "shipping_method",
     )
 }
-BC_PRODUCT = {"order_id": S, "id": pl.Int64, "sku": S, "variant_id": S, "quantity": pl.Int64, "base_price": pl.Float64}
+BC_PRODUCT = {
+    "order_id": S,
+    "id": pl.Int64,
+    "order_address_id": S,
+    "sku": S,
+    "variant_id": S,
+    "quantity": pl.Int64,
+    "base_price": pl.Float64,
+}
 BC_STATUS = {5: "cancelled", 2: "despatched", 10: "despatched", 3: "part_despatched"}
 PAID_BC = ("captured", "paid", "partially refunded")
 
@@ -141,6 +150,7 @@ def stage_shopify(
         pl.col("variant_id").cast(S).alias("source_variant_id"),
         "quantity",
         pl.col("price").alias("unit_price"),
+        pl.col("id").cast(S).alias("source_line_id"),
     )
     lines = conform(lines, LINE_COLUMNS).sort("order_key", "line_no")
     return with_content_hash(conform(staged, ORDER_COLUMNS), lines), lines
@@ -190,6 +200,8 @@ def stage_bigcommerce(
             pl.col("variant_id").cast(S).alias("source_variant_id"),
             "quantity",
             pl.col("base_price").alias("unit_price"),
+            pl.col("id").cast(S).alias("source_line_id"),
+            pl.col("order_address_id").cast(S).alias("ship_to_id"),
         )
     )
     lines = conform(lines, LINE_COLUMNS).sort("order_key", "line_no")

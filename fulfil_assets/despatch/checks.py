@@ -1,0 +1,60 @@
+"""Asset checks on the tracking each order system is due: none refused or stuck, none waiting too long."""
+
+import dagster as dg
+
+from fulfil_assets.effects import FAILED, SENDING
+from resources.warehouse import SCHEMA, WarehouseDb
+
+TRACKING_MAX_ATTEMPTS = 5
+
+
+def unsettled_tracking(db: WarehouseDb, oms: str, wait_minutes: int) -> dict[str, list[str]]:
+    """Posts to `oms` refused by it, still unconfirmed after five attempts, or not confirmed `wait_minutes`
+    after the despatch they report (shadow posts are left out: they send nothing by design)."""
+    refused = db.read(
+        f"SELECT idempotency_key FROM {SCHEMA}.tracking_posts WHERE oms = :oms AND (status = '{FAILED}' "
+        f"OR (status IN ('pending', '{SENDING}') AND attempts >= {TRACKING_MAX_ATTEMPTS}))",
+        {"oms": oms},
+    )
+    minutes = int(wait_minutes)
+    late = db.read(
+        f"""SELECT t.idempotency_key FROM {SCHEMA}.tracking_posts t
+            LEFT JOIN (SELECT order_key, despatch_ref, MIN(despatched_at) AS despatched_at FROM {SCHEMA}.despatches
+                       GROUP BY order_key, despatch_ref) d
+              ON d.order_key = t.order_key AND d.despatch_ref = t.despatch_ref
+            WHERE t.oms = :oms AND t.status IN ('pending', '{SENDING}')
+              AND COALESCE(d.despatched_at, t.created_at) < CURRENT_TIMESTAMP - INTERVAL '{minutes} minutes'""",
+        {"oms": oms},
+    )
+    return {"refused_or_stuck": refused["idempotency_key"].to_list(), "late": late["idempotency_key"].to_list()}
+
+
+def tracking_checks(oms: str, wait_minutes: int) -> list[dg.AssetChecksDefinition]:
+    """`tracking_posts/<oms>` checks: refused or stuck posts, and despatches waiting too long for their post."""
+    key = dg.AssetKey(["tracking_posts", oms])
+
+    @dg.asset_check(
+        asset=key,
+        name="tracking_reached_the_order_system",
+        blocking=False,
+        required_resource_keys={"warehouse"},
+        description=f"Every despatch's tracking reached {oms.capitalize()} within {wait_minutes} minutes "
+        f"(schedules.tracking_wait_minutes), none refused, none unconfirmed after {TRACKING_MAX_ATTEMPTS} attempts. "
+        "Red: customers are asking where their order is; the data team reads last_error in tracking_posts "
+        f"(a refusal needs the office; a wait, the {oms} connection).",
+    )
+    def tracking_reached_the_order_system(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        found = unsettled_tracking(context.resources.warehouse.get_db(), oms, wait_minutes)
+        examples = (found["refused_or_stuck"] + found["late"])[:10]
+        return dg.AssetCheckResult(
+            passed=not examples,
+            metadata={
+                "refused_or_stuck": len(found["refused_or_stuck"]),
+                "late": len(found["late"]),
+                "wait_minutes": wait_minutes,
+                "examples": dg.MetadataValue.json(examples),
+            },
+        )
+
+    return [tracking_reached_the_order_system]
+

@@ -1,0 +1,233 @@
+"""The order systems as effect targets for tracking: Linnworks, Cin7 Core, BigCommerce and Shopify.
+
+Each sender makes one call per ledger row and, before an unconfirmed attempt is sent again, reads the order
+back: what the order already shows (the tracking number on a shipment, an authorised shipment, a fulfilment)
+confirms the attempt instead of repeating it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import polars as pl
+
+from fulfil_assets.effects import FAILED, PENDING, SENDING, SENT, TOO_LATE, Outcome
+from resources.bigcommerce import BigCommerceClient
+from resources.cin7 import Cin7Client
+from resources.http import DataError, TransientError
+from resources.linnworks import LinnworksClient
+from resources.shopify import ShopifyClient
+
+OPEN_FULFILMENT_ORDERS = ("open", "in_progress", "scheduled")
+LINNWORKS_LOOKUP_CHUNK = 100
+POSTS_PER_BATCH = 25  # recorded together; the warehouse is let go while the order system answers them
+
+
+class OmsTracking:
+    """One call per row, with the outcome the effect module needs: a failure that may have been applied is left
+    `sending` for `holds` to settle next time; a refusal is `failed` with the system's words."""
+
+    def __init__(self) -> None:
+        self.unsettled: set[str] = set()  # orders with a post this run that may or may not have landed
+
+    def batches(self, rows: pl.DataFrame) -> Iterable[pl.DataFrame]:
+        """Posts a batch at a time: each batch's attempts and outcomes are recorded together."""
+        return (rows.slice(i, POSTS_PER_BATCH) for i in range(0, rows.height, POSTS_PER_BATCH))
+
+    def held(self, order_id: str, payload: dict[str, Any]) -> str | None:
+        """Evidence that the order already shows the post, or None."""
+        raise NotImplementedError
+
+    def post(self, payload: dict[str, Any]) -> Outcome:
+        """Make the post; the outcome when the system answered."""
+        raise NotImplementedError
+
+    def holds(self, rows: pl.DataFrame) -> dict[str, str]:
+        """Rows whose effect the order already shows (one read per order)."""
+        found: dict[str, str] = {}
+        for key, raw in rows.select("idempotency_key", "payload").iter_rows():
+            p = json.loads(raw)
+            evidence = self.held(p["order_id"], p)
+            if evidence:
+                found[key] = evidence
+        return found
+
+    def send(self, rows: pl.DataFrame) -> Iterator[tuple[list[str], Outcome]]:
+        """Post each row; an order's later posts wait while an earlier one's outcome is unknown."""
+        for key, raw in rows.select("idempotency_key", "payload").iter_rows():
+            p = json.loads(raw)
+            if p["order_id"] in self.unsettled:
+                yield [key], Outcome(PENDING, error="waits until an earlier post to this order is settled")
+                continue
+            try:
+                outcome = self.post(p)
+            except TransientError as exc:
+                if exc.maybe_applied:
+                    self.unsettled.add(p["order_id"])
+                outcome = Outcome(SENDING if exc.maybe_applied else PENDING, error=str(exc))
+            except DataError as exc:
+                outcome = Outcome(FAILED, error=str(exc))
+            yield [key], outcome
+
+
+class LinnworksTracking(OmsTracking):
+    """Linnworks: `SetOrderShippingInfo` per despatch, `ProcessOrder` once complete. Linnworks shows only an
+    order's latest tracking number, so an order's later posts wait while an earlier one is unsettled."""
+
+    def __init__(self, client: LinnworksClient) -> None:
+        super().__init__()
+        self.client = client
+
+    def holds(self, rows: pl.DataFrame) -> dict[str, str]:
+        """Rows whose effect the order in Linnworks already shows (`Orders/GetOrdersById`, 100 orders a call)."""
+        wanted = [(k, json.loads(p)) for k, p in rows.select("idempotency_key", "payload").iter_rows()]
+        ids = sorted({p["order_id"] for _, p in wanted})
+        seen: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), LINNWORKS_LOOKUP_CHUNK):
+            for order in self.client.orders_by_id(ids[start : start + LINNWORKS_LOOKUP_CHUNK]):
+                seen[order.get("OrderId")] = order
+        found = {}
+        for key, p in wanted:
+            order = seen.get(p["order_id"])
+            if order is None:
+                continue
+            if p["kind"] == "process" and order.get("Processed"):
+                found[key] = "order is processed"
+            elif p["kind"] == "tracking" and (
+                (order.get("ShippingInfo") or {}).get("TrackingNumber") == p["tracking_number"]
+            ):
+                found[key] = f"order shows tracking {p['tracking_number']}"
+        return found
+
+    def post(self, payload: dict[str, Any]) -> Outcome:
+        """Set the tracking numbers, or process the order (already processed counts as done)."""
+        if payload["kind"] == "tracking":
+            self.client.set_shipping_info(payload["order_id"], payload["tracking_number"])
+            return Outcome(SENT, result=f"tracking {payload['tracking_number']}")
+        answer = self.client.process_order(payload["order_id"])
+        if not answer.get("Processed") and "already processed" not in str(answer.get("Error") or ""):
+            raise DataError("Linnworks", "Orders/ProcessOrder", str(answer.get("Error")))
+        return Outcome(SENT, result="processed")
+
+
+class Cin7Tracking(OmsTracking):
+    """Cin7 Core: each despatch's parcels as shipping lines of the sale's fulfilment (`sale/fulfilment/ship`,
+    carrier, box, tracking number and URL), added to what the shipment already has; `process` authorises the
+    shipment once the warehouse has shipped every line."""
+
+    def __init__(self, client: Cin7Client) -> None:
+        super().__init__()
+        self.client = client
+
+    def held(self, order_id: str, payload: dict[str, Any]) -> str | None:
+        """The sale's shipment shows the parcels' numbers (tracking), or is authorised (process)."""
+        ships = [f.get("Ship") or {} for f in self.client.sale(order_id).get("Fulfilments") or []]
+        if payload["kind"] == "process":
+            return "shipment is authorised" if any(s.get("Status") == "AUTHORISED" for s in ships) else None
+        numbers = {line.get("TrackingNumber") for s in ships for line in s.get("Lines") or []}
+        wanted = {p["tracking_number"] for p in payload["parcels"]}
+        return f"shipment shows {payload['tracking_number']}" if wanted <= numbers else None
+
+    def post(self, payload: dict[str, Any]) -> Outcome:
+        """Add the parcels to the shipment (DRAFT), or authorise it."""
+        if payload["kind"] == "process":
+            self.client.ship(
+                {"TaskID": payload["order_id"], "Status": "AUTHORISED", "AddTrackingNumbers": True, "Lines": []}
+            )
+            return Outcome(SENT, result="shipment authorised")
+        lines = [
+            {
+                "ShipmentDate": p["shipped_at"],
+                "Carrier": p["carrier"],
+                "Box": p["box"],
+                "TrackingNumber": p["tracking_number"],
+                "TrackingURL": p["tracking_url"],
+                "IsShipped": True,
+            }
+            for p in payload["parcels"]
+        ]
+        body = {"TaskID": payload["order_id"], "Status": "DRAFT", "AddTrackingNumbers": True, "Lines": lines}
+        self.client.ship(body)
+        return Outcome(SENT, result=f"tracking {payload['tracking_number']}")
+
+
+class BigCommerceTracking(OmsTracking):
+    """BigCommerce: one shipment per parcel and ship-to address, with its items and tracking number
+    (`POST /v2/orders/{id}/shipments`); the store moves the order to Partially Shipped, then Shipped."""
+
+    def __init__(self, client: BigCommerceClient) -> None:
+        super().__init__()
+        self.client = client
+
+    def held(self, order_id: str, payload: dict[str, Any]) -> str | None:
+        """A shipment of the order carries the parcel's tracking number."""
+        numbers = {s.get("tracking_number") for s in self.client.shipments(order_id)}
+        return f"shipment with {payload['tracking_number']} exists" if payload["tracking_number"] in numbers else None
+
+    def post(self, payload: dict[str, Any]) -> Outcome:
+        """Create the shipment; Shipment id and the store's tracking link are kept as the result."""
+        items = payload.get("items") or []
+        if payload.get("order_address_id") is None or any(i.get("order_product_id") is None for i in items):
+            return Outcome(
+                FAILED,
+                error="the order's BigCommerce line or ship-to ids are not staged (re-run the order sync): "
+                "the shipment cannot name its items",
+            )
+        body = {
+            "order_address_id": int(payload["order_address_id"]),
+            "items": [{"order_product_id": int(i["order_product_id"]), "quantity": int(i["quantity"])} for i in items],
+            "tracking_number": payload["tracking_number"],
+            "tracking_link": payload.get("tracking_url") or "",
+            "comments": f"{payload.get('carrier') or 'Warehouse'} despatch",
+        }
+        shipment = self.client.create_shipment(payload["order_id"], body)
+        return Outcome(SENT, result=f"shipment {shipment.get('id')} tracking {payload['tracking_number']}")
+
+
+class ShopifyFulfilments(OmsTracking):
+    """Shopify: a fulfilment of every open fulfillment order of the order, with the tracking company, number
+    and URL, customer notified; Shopify's fulfilment id and status are kept as the result. A cancelled order is
+    not fulfilled (`too_late`); one fulfilled already by someone else is confirmed as it is."""
+
+    def __init__(self, client: ShopifyClient, notify_customer: bool = True) -> None:
+        super().__init__()
+        self.client = client
+        self.notify_customer = notify_customer
+
+    def held(self, order_id: str, payload: dict[str, Any]) -> str | None:
+        """A fulfilment of the order carries the tracking number (or, with none, any fulfilment exists)."""
+        for f in self.client.order_fulfillments(order_id):
+            numbers = set(f.get("tracking_numbers") or []) | {f.get("tracking_number")}
+            if payload["tracking_number"] is None or payload["tracking_number"] in numbers:
+                return f"fulfilment {f.get('id')} ({f.get('status')})"
+        return None
+
+    def post(self, payload: dict[str, Any]) -> Outcome:
+        """Fulfil what is still open on the order."""
+        orders = self.client.fulfillment_orders(int(payload["order_id"]))
+        open_ones = [fo for fo in orders if fo.get("status") in OPEN_FULFILMENT_ORDERS]
+        if not open_ones:
+            statuses = sorted({str(fo.get("status")) for fo in orders}) or ["none"]
+            if "cancelled" in statuses:
+                return Outcome(TOO_LATE, error=f"Shopify order {payload['order_id']} is cancelled: not fulfilled")
+            return Outcome(SENT, result=f"nothing left to fulfil (fulfillment orders {', '.join(statuses)})")
+        tracking = {"company": payload.get("company") or ""}
+        if payload["tracking_number"]:
+            tracking["number"] = payload["tracking_number"]
+        fulfillment = {
+            "line_items_by_fulfillment_order": [{"fulfillment_order_id": fo["id"]} for fo in open_ones],
+            "tracking_info": tracking,
+            "notify_customer": self.notify_customer,
+        }
+        made = self.client.create_fulfillment(fulfillment)
+        return Outcome(SENT, result=f"fulfilment {made.get('id')} {made.get('status')}")
+
+
+TRACKING_SENDERS: dict[str, Callable[[Any], OmsTracking]] = {
+    "linnworks": LinnworksTracking,
+    "cin7": Cin7Tracking,
+    "bigcommerce": BigCommerceTracking,
+    "shopify": ShopifyFulfilments,
+}

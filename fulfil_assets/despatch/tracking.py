@@ -1,0 +1,180 @@
+"""What each order system is told when a warehouse despatches (pure polars): the tracking posts of the
+`tracking_posts` ledger, in each system's own terms, and the short-shipped lines a person must look at.
+
+- Linnworks: the tracking numbers of each despatch (`SetOrderShippingInfo`), then `ProcessOrder` once every line
+  has shipped in full.
+- Cin7 Core: each despatch's parcels as shipping lines (box, carrier, tracking number and URL), then the
+  shipment authorised once every line has shipped.
+- BigCommerce: one shipment per parcel and ship-to address with the items in it (a shipment holds one tracking
+  number); the store moves the order to Partially Shipped, then Shipped, by itself.
+- Shopify: a fulfilment of what Linnworks processed (`shopify_linnworks`), with its tracking.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+
+from fulfil_assets.effects import to_payload
+
+INTENT_COLUMNS = ("idempotency_key", "order_key", "kind", "despatch_ref", "tracking_number", "oms", "flow", "target")
+SHIPPED_IN_FULL = ("linnworks", "cin7")  # systems told once an order is complete (ProcessOrder, authorise)
+
+
+def short_shipped(despatched: pl.DataFrame) -> pl.DataFrame:
+    """`order_key, reason_code, detail` for orders with a line the warehouse despatched none of and said why
+    (quantity 0 with a reason): the line is never posted as shipped and the order never completes by itself."""
+    short = despatched.filter((pl.col("quantity") == 0) & (pl.col("reason").fill_null("").str.strip_chars() != ""))
+    return (
+        short.group_by("order_key", maintain_order=True)
+        .agg(
+            pl.format("despatch {} line {} ({}): none shipped, {}", "despatch_ref", "line_no", "sku", "reason")
+            .str.join("; ")
+            .alias("detail")
+        )
+        .select(
+            "order_key",
+            pl.lit("DESPATCH_SHORT").alias("reason_code"),
+            pl.concat_str(pl.col("detail"), pl.lit(": ship it later or tell the customer and refund the line")).alias(
+                "detail"
+            ),
+        )
+    )
+
+
+def complete_orders(despatched: pl.DataFrame, lines: pl.DataFrame) -> pl.DataFrame:
+    """`order_key` of every despatched order whose SKUs have all shipped in full (`lines`: order_key, sku,
+    quantity, as sent to the warehouse), counting every despatch of the order."""
+    totals = despatched.group_by("order_key", "sku").agg(pl.col("quantity").sum().alias("shipped"))
+    wanted = lines.group_by("order_key", "sku").agg(pl.col("quantity").sum())
+    return (
+        wanted.join(despatched.select("order_key").unique(), on="order_key", how="semi")
+        .join(totals, on=["order_key", "sku"], how="left")
+        .group_by("order_key")
+        .agg((pl.col("shipped").fill_null(0) >= pl.col("quantity")).all().alias("done"))
+        .filter("done")
+        .select("order_key")
+    )
+
+
+def _intents(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    frame = pl.DataFrame(rows, schema={**dict.fromkeys(INTENT_COLUMNS, pl.String), "payload": pl.String})
+    return frame.with_columns(pl.col("oms").alias("target"))
+
+
+def _parcels(group: pl.DataFrame) -> list[dict[str, Any]]:
+    """A despatch's parcels, each once, in parcel order."""
+    parcels = group.sort("parcel_no").unique("parcel_no", keep="first", maintain_order=True)
+    return [
+        {
+            "box": str(p["parcel_no"]),
+            "carrier": p["carrier"] or "",
+            "tracking_number": p["tracking_number"],
+            "tracking_url": p["tracking_url"] or "",
+            "shipped_at": p["despatched_at"].strftime("%Y-%m-%dT%H:%M:%SZ") if p["despatched_at"] else None,
+        }
+        for p in parcels.iter_rows(named=True)
+    ]
+
+
+def tracking_intents(
+    despatched: pl.DataFrame, lines: pl.DataFrame, owners: pl.DataFrame, source_lines: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """Ledger rows telling each order's own system what shipped (`owners`: order_key, oms, source_order_id, flow;
+    `lines`: order_key, line_no, sku, quantity as the warehouse holds them; `source_lines`: order_key,
+    wms_line_no, source_line_id, ship_to_id, for systems that ship by their own line ids). The numbers of a
+    despatch are part of each key: a corrected re-send is a new post, a repeat is not."""
+    shipped = despatched.filter((pl.col("quantity") > 0) & pl.col("tracking_number").fill_null("").ne(""))
+    owner = {r["order_key"]: r for r in owners.iter_rows(named=True)}
+    rows: list[dict[str, Any]] = []
+
+    def add(key: str, order: dict[str, Any], kind: str, despatch: str, numbers: str | None, **payload: Any) -> None:
+        rows.append(
+            {
+                "idempotency_key": key,
+                "order_key": order["order_key"],
+                "kind": kind,
+                "despatch_ref": despatch,
+                "tracking_number": numbers,
+                "oms": order["oms"],
+                "flow": order["flow"],
+                "payload": to_payload(
+                    {"kind": kind, "order_id": order["source_order_id"], "tracking_number": numbers, **payload}
+                ),
+            }
+        )
+
+    by_line = source_lines.rename({"wms_line_no": "line_no"}) if source_lines is not None else None
+    for (order_key, despatch), group in shipped.sort("order_key", "despatch_ref", "parcel_no", "line_no").group_by(
+        "order_key", "despatch_ref", maintain_order=True
+    ):
+        order = owner.get(str(order_key))
+        if order is None:
+            continue
+        numbers = ",".join(group["tracking_number"].unique(maintain_order=True).to_list())
+        oms = order["oms"]
+        if oms == "bigcommerce":
+            items = group.join(by_line, on=["order_key", "line_no"], how="left") if by_line is not None else group
+            for (parcel, ship_to), part in items.group_by("parcel_no", "ship_to_id", maintain_order=True):
+                first = part.row(0, named=True)
+                add(
+                    f"{oms}:tracking:{order_key}:{despatch}:{parcel}:{ship_to}:{first['tracking_number']}",
+                    order,
+                    "tracking",
+                    str(despatch),
+                    first["tracking_number"],
+                    order_address_id=ship_to,
+                    carrier=first["carrier"] or "",
+                    tracking_url=first["tracking_url"] or "",
+                    items=[
+                        {"order_product_id": r["source_line_id"], "quantity": r["quantity"]}
+                        for r in part.group_by("source_line_id", maintain_order=True)
+                        .agg(pl.col("quantity").sum())
+                        .iter_rows(named=True)
+                    ],
+                )
+        elif oms == "cin7":
+            key = f"{oms}:tracking:{order_key}:{despatch}:{numbers}"
+            add(key, order, "tracking", str(despatch), numbers, parcels=_parcels(group))
+        else:
+            add(f"{oms}:tracking:{order_key}:{despatch}:{numbers}", order, "tracking", str(despatch), numbers)
+    for order_key in complete_orders(despatched, lines)["order_key"].to_list():
+        order = owner.get(order_key)
+        if order is not None and order["oms"] in SHIPPED_IN_FULL:
+            add(f"{order['oms']}:process:{order_key}", order, "process", "", None)
+    return _intents(rows)
+
+
+def fulfilment_intents(processed: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
+    """Shopify fulfilments for storefront orders Linnworks processed (`shopify_linnworks`): `processed` are
+    Linnworks' processed orders (external_reference, d_processed_on, postal_tracking_number, vendor,
+    postal_service_name, source); `links` the storefront orders fulfil created there (order_key, source_order_id,
+    flow). One fulfilment per order and tracking number, of everything still open on it."""
+    done = processed.filter(pl.col("d_processed_on").is_not_null() & pl.col("d_cancelled_on").is_null())
+    joined = done.join(links, left_on="external_reference", right_on="source_order_id", how="inner")
+    rows = []
+    for r in joined.unique("order_key", keep="last").iter_rows(named=True):
+        number = (r["postal_tracking_number"] or "").strip()
+        rows.append(
+            {
+                "idempotency_key": f"shopify:fulfilment:{r['order_key']}:{number}",
+                "order_key": r["order_key"],
+                "kind": "fulfilment",
+                "despatch_ref": str(r["pk_order_id"]),
+                "tracking_number": number or None,
+                "oms": "shopify",
+                "flow": r["flow"],
+                "payload": to_payload(
+                    {
+                        "kind": "fulfilment",
+                        "order_id": r["external_reference"],
+                        "tracking_number": number or None,
+                        "company": r["vendor"] or "",
+                        "service": r["postal_service_name"] or "",
+                        "linnworks_order_id": r["pk_order_id"],
+                    }
+                ),
+            }
+        )
+    return _intents(rows)
