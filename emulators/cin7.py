@@ -280,8 +280,7 @@ class Cin7(EmulatedSystem):
                     "FulFilmentStatus": "FULFILLED" if ship["Status"] == "AUTHORISED" else "NOT FULFILLED",
                     "Ship": {"Status": ship["Status"], "Lines": ship["Lines"]},
                 }
-                for ship in [self.ship_state[sale.uid]]
-                if sale.uid in self.ship_state
+                for ship in ([self.ship_state[sale.uid]] if sale.uid in self.ship_state else [])
             ],
             "Invoices": [],
         }
@@ -339,7 +338,8 @@ class Cin7(EmulatedSystem):
         lines = [{**line, "ID": str(uuid.uuid4())} for line in body.get("Lines", [])]
         # AddTrackingNumbers adds lines to the shipment; without it the posted lines are the shipment's lines.
         ship["Lines"] = ship["Lines"] + lines if body.get("AddTrackingNumbers") else lines
-        ship["Status"] = body["Status"]
+        if ship["Status"] != "AUTHORISED":  # tracking added to an authorised shipment leaves it authorised
+            ship["Status"] = body["Status"]
         self.shipments.setdefault(sale.uid, []).append({"Status": body["Status"], "Lines": lines})
         self.sale_status[sale.uid] = "SHIPPED" if ship["Status"] == "AUTHORISED" else "SHIPPING"
         sale.updated_at = datetime.now(UTC)

@@ -203,8 +203,8 @@ class Peoplevox(EmulatedSystem):
         }
 
     def control(self, action: str, body: dict[str, Any]) -> Any:
-        """`pick {order}`: the warehouse starts picking a saved order; `despatch {order}`: despatch every item of
-        a saved order with a new tracking number."""
+        """`pick {order}`: the warehouse starts picking a saved order; `despatch {order, items?}`: one despatch
+        (one number, one new tracking number) of the order's items, or of `items` (item code -> quantity) only."""
         if action == "pick":
             self.sales_orders[body["order"]]["Status"] = "Picking"
             return {"status": "Picking"}
@@ -212,21 +212,25 @@ class Peoplevox(EmulatedSystem):
             ref = body["order"]
             tracking = f"JD{self.rng.randint(10**15, 10**16 - 1)}GB"
             now = datetime.now(UTC).isoformat(timespec="seconds")
+            number = f"DN{len({d['DespatchNumber'] for d in self.despatches}) + 1:06d}"
+            only = body.get("items")
             for item in self.order_items.get(ref, {}).values():
+                if only is not None and item["ItemCode"] not in only:
+                    continue
                 self.despatches.append(
                     {
-                        "DespatchNumber": f"DN{len(self.despatches) + 1:06d}",
+                        "DespatchNumber": number,
                         "SalesOrderNumber": ref,
                         "ItemCode": item["ItemCode"],
-                        "Quantity": item["QuantityOrdered"],
+                        "Quantity": only[item["ItemCode"]] if only is not None else item["QuantityOrdered"],
                         "TrackingNumber": tracking,
                         "CarrierReference": "DPD",
                         "ServiceType": self.sales_orders[ref].get("ServiceType", ""),
                         "DespatchDate": now,
                     }
                 )
-            self.sales_orders[ref]["Status"] = "Despatched"
-            return {"tracking_number": tracking}
+            self.sales_orders[ref]["Status"] = "Despatched" if only is None else "Partially despatched"
+            return {"tracking_number": tracking, "despatch_number": number}
         return super().control(action, body)
 
     def expire_sessions(self) -> None:

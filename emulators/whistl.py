@@ -104,6 +104,7 @@ class Whistl:
             folder.mkdir(parents=True, exist_ok=True)
         self.sku_re = re.compile(rf"^{sku_pattern}$")
         self.partial_share, self.multi_parcel_share = partial_share, multi_parcel_share
+        self.short_share = 0.0  # share of lines the warehouse cannot find: despatched as 0 with a reason
         self.rng = random.Random(f"{world.seed}:whistl")
         self.catalogue = {s: world.by_sku[s].title for s in world.wms_catalogue}
         self.on_hand: dict[str, int] = dict(world.initial_stock)
@@ -117,6 +118,7 @@ class Whistl:
         self.seen_files: set[str] = set()
         self.received_dir = self.root / ".wms" / "received"  # where consumed inbox files go (not served)
         self.files_written: list[str] = []
+        self.despatch_rows: list[dict[str, Any]] = []  # every despatch row written, for inspection
         self._seq = 0
         self.lock = threading.RLock()
 
@@ -316,6 +318,29 @@ class Whistl:
         parcels = 2 if self.rng.random() < self.multi_parcel_share and sum(take.values()) > 1 else 1
         tracking = [self._tracking() for _ in range(parcels)]
         rows = []
+        short = {n for n in take if len(take) > 1 and self.rng.random() < self.short_share}
+        for n in sorted(short):
+            sku, ordered = order.lines[n]
+            rows.append(
+                {
+                    "order_reference": order.reference,
+                    "despatch_reference": f"D{order.reference}-{order.despatches}",
+                    "line_number": n,
+                    "sku": sku,
+                    "quantity_ordered": ordered,
+                    "quantity_despatched": 0,
+                    "carrier": "Whistl",
+                    "service_code": order.service_code,
+                    "tracking_number": "",
+                    "tracking_url": "",
+                    "parcel_number": 1,
+                    "despatched_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "partial_flag": "Y",
+                    "reason": "OUT_OF_STOCK: not found at its pick face",
+                }
+            )
+            order.shipped[n] = ordered  # never shipped, and never will be: the order is done at the warehouse
+            self.allocated[sku] -= take.pop(n)
         for i, (n, qty) in enumerate(sorted(take.items())):
             sku, ordered = order.lines[n]
             split = [qty] if parcels == 1 or qty == 1 else [qty - qty // 2, qty // 2]
@@ -363,6 +388,7 @@ class Whistl:
                     order.stage = STAGES[STAGES.index(order.stage) + 1]
             if despatched:
                 self._write("shp", DESPATCH_COLUMNS, despatched, now)
+                self.despatch_rows += despatched
             return {
                 "rejected": len(rejected),
                 "amendments": amends,
@@ -405,4 +431,5 @@ class Whistl:
                 "amendments": {r: list(v) for r, v in self.amendments.items()},
                 "ship_to": {r: dict(o.ship_to) for r, o in self.orders.items() if o.ship_to},
                 "files_written": list(self.files_written),
+                "despatch_rows": list(self.despatch_rows),
             }

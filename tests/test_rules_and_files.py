@@ -10,13 +10,13 @@ import polars as pl
 import pytest
 
 from fulfil_assets.config import ConfigError, load_config
+from fulfil_assets.despatch.tracking import tracking_intents
 from fulfil_assets.despatch.whistl_files import (
     FileFormatError,
     match_despatches,
     parse_despatch_file,
     parse_rejection_file,
 )
-from fulfil_assets.despatch.tracking import tracking_intents
 from fulfil_assets.push.whistl_files import ORDER_FILE_COLUMNS, order_file_rows, render_csv
 from fulfil_assets.stage.common import ORDER_COLUMNS, conform
 from fulfil_assets.validate.mappings import MappingError, load_bundles, load_service_codes, load_variant_skus

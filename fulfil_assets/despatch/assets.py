@@ -237,7 +237,7 @@ ONE_UNSETTLED_PER_ORDER = (
 # Which calls each order system's posts make, for the asset's description.
 TRACKING_CALLS = {
     "linnworks": "`Orders/SetOrderShippingInfo` per despatch, `Orders/ProcessOrder` once every line has shipped",
-    "cin7": "`sale/fulfilment/ship` lines per parcel (DRAFT), then the shipment AUTHORISED once every line shipped",
+    "cin7": "`sale/fulfilment/ship` lines per parcel, the shipment AUTHORISED by the despatch that completes it",
     "bigcommerce": "`POST /v2/orders/{id}/shipments`, one per parcel and ship-to address with its items",
     "shopify": "`POST fulfillments.json` of the open fulfillment orders, with tracking, once Linnworks processed it",
 }

@@ -57,4 +57,3 @@ def tracking_checks(oms: str, wait_minutes: int) -> list[dg.AssetChecksDefinitio
         )
 
     return [tracking_reached_the_order_system]
-

@@ -114,29 +114,25 @@ class LinnworksTracking(OmsTracking):
 
 class Cin7Tracking(OmsTracking):
     """Cin7 Core: each despatch's parcels as shipping lines of the sale's fulfilment (`sale/fulfilment/ship`,
-    carrier, box, tracking number and URL), added to what the shipment already has; `process` authorises the
-    shipment once the warehouse has shipped every line."""
+    carrier, box, tracking number and URL), added to what the shipment already has; the despatch that completes
+    the order authorises the shipment in the same call."""
 
     def __init__(self, client: Cin7Client) -> None:
         super().__init__()
         self.client = client
 
     def held(self, order_id: str, payload: dict[str, Any]) -> str | None:
-        """The sale's shipment shows the parcels' numbers (tracking), or is authorised (process)."""
+        """The sale's shipment shows the parcels' numbers (and is authorised, when the post authorises it)."""
         ships = [f.get("Ship") or {} for f in self.client.sale(order_id).get("Fulfilments") or []]
-        if payload["kind"] == "process":
-            return "shipment is authorised" if any(s.get("Status") == "AUTHORISED" for s in ships) else None
         numbers = {line.get("TrackingNumber") for s in ships for line in s.get("Lines") or []}
         wanted = {p["tracking_number"] for p in payload["parcels"]}
-        return f"shipment shows {payload['tracking_number']}" if wanted <= numbers else None
+        authorised = any(s.get("Status") == "AUTHORISED" for s in ships)
+        if wanted <= numbers and (authorised or not payload.get("authorise")):
+            return f"shipment shows {payload['tracking_number']}" + (" and is authorised" if authorised else "")
+        return None
 
     def post(self, payload: dict[str, Any]) -> Outcome:
-        """Add the parcels to the shipment (DRAFT), or authorise it."""
-        if payload["kind"] == "process":
-            self.client.ship(
-                {"TaskID": payload["order_id"], "Status": "AUTHORISED", "AddTrackingNumbers": True, "Lines": []}
-            )
-            return Outcome(SENT, result="shipment authorised")
+        """Add the parcels to the shipment: DRAFT, or AUTHORISED by the despatch that completes the order."""
         lines = [
             {
                 "ShipmentDate": p["shipped_at"],
@@ -148,9 +144,10 @@ class Cin7Tracking(OmsTracking):
             }
             for p in payload["parcels"]
         ]
-        body = {"TaskID": payload["order_id"], "Status": "DRAFT", "AddTrackingNumbers": True, "Lines": lines}
+        status = "AUTHORISED" if payload.get("authorise") else "DRAFT"
+        body = {"TaskID": payload["order_id"], "Status": status, "AddTrackingNumbers": True, "Lines": lines}
         self.client.ship(body)
-        return Outcome(SENT, result=f"tracking {payload['tracking_number']}")
+        return Outcome(SENT, result=f"tracking {payload['tracking_number']}, shipment {status}")
 
 
 class BigCommerceTracking(OmsTracking):

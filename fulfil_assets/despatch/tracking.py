@@ -3,8 +3,8 @@
 
 - Linnworks: the tracking numbers of each despatch (`SetOrderShippingInfo`), then `ProcessOrder` once every line
   has shipped in full.
-- Cin7 Core: each despatch's parcels as shipping lines (box, carrier, tracking number and URL), then the
-  shipment authorised once every line has shipped.
+- Cin7 Core: each despatch's parcels as shipping lines (box, carrier, tracking number and URL); the despatch
+  that completes the order authorises the shipment in the same call (Cin7's limit is 60 calls a minute).
 - BigCommerce: one shipment per parcel and ship-to address with the items in it (a shipment holds one tracking
   number); the store moves the order to Partially Shipped, then Shipped, by itself.
 - Shopify: a fulfilment of what Linnworks processed (`shopify_linnworks`), with its tracking.
@@ -19,7 +19,7 @@ import polars as pl
 from fulfil_assets.effects import to_payload
 
 INTENT_COLUMNS = ("idempotency_key", "order_key", "kind", "despatch_ref", "tracking_number", "oms", "flow", "target")
-SHIPPED_IN_FULL = ("linnworks", "cin7")  # systems told once an order is complete (ProcessOrder, authorise)
+SHIPPED_IN_FULL = ("linnworks",)  # systems told in a call of its own once an order is complete (ProcessOrder)
 
 
 def short_shipped(despatched: pl.DataFrame) -> pl.DataFrame:
@@ -106,6 +106,9 @@ def tracking_intents(
         )
 
     by_line = source_lines.rename({"wms_line_no": "line_no"}) if source_lines is not None else None
+    complete = set(complete_orders(despatched, lines)["order_key"].to_list())
+    last = shipped.sort("despatched_at", "despatch_ref").group_by("order_key").agg(pl.col("despatch_ref").last())
+    completing = {(k, d) for k, d in last.iter_rows() if k in complete}
     for (order_key, despatch), group in shipped.sort("order_key", "despatch_ref", "parcel_no", "line_no").group_by(
         "order_key", "despatch_ref", maintain_order=True
     ):
@@ -136,10 +139,11 @@ def tracking_intents(
                 )
         elif oms == "cin7":
             key = f"{oms}:tracking:{order_key}:{despatch}:{numbers}"
-            add(key, order, "tracking", str(despatch), numbers, parcels=_parcels(group))
+            authorise = (order_key, despatch) in completing
+            add(key, order, "tracking", str(despatch), numbers, parcels=_parcels(group), authorise=authorise)
         else:
             add(f"{oms}:tracking:{order_key}:{despatch}:{numbers}", order, "tracking", str(despatch), numbers)
-    for order_key in complete_orders(despatched, lines)["order_key"].to_list():
+    for order_key in sorted(complete):
         order = owner.get(order_key)
         if order is not None and order["oms"] in SHIPPED_IN_FULL:
             add(f"{order['oms']}:process:{order_key}", order, "process", "", None)

@@ -194,7 +194,7 @@ class PeoplevoxOrders:
                 yield [keys[ref]], Outcome(SENT, result=f"saved to Peoplevox with {n} line(s)")
 
 
-PICKING_STARTED = ("Picking", "Picked", "Packing", "Packed", "Despatched", "Shipped")
+PICKING_STARTED = ("Picking", "Picked", "Packing", "Packed", "Partially despatched", "Despatched", "Shipped")
 
 
 def live_statuses(client: PeoplevoxClient, refs: list[str]) -> dict[str, str]:

@@ -25,6 +25,7 @@ OWNERS = {
     "AMEND_TOO_LATE": "warehouse",
     "DESPATCH_UNKNOWN_ORDER": "warehouse",
     "DESPATCH_OVER_QUANTITY": "warehouse",
+    "DESPATCH_SHORT": "warehouse",
     "WMS_REJECTED": "office",
     "SNAPSHOT_REJECTED": "warehouse",
     "LOCATION_UNMAPPED": "office",
