@@ -7,14 +7,17 @@ import csv
 import functools
 import io
 import re
+import threading
 import uuid
 import xml.etree.ElementTree as ET
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 from xml.sax.saxutils import escape
 
+import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -189,7 +192,8 @@ class Peoplevox(EmulatedSystem):
         self.order_items: dict[str, dict[str, dict[str, Any]]] = {}
         self.saves: Counter[str] = Counter()
         self.despatches: list[dict[str, Any]] = []
-        self.subscriptions: dict[str, dict[str, str]] = {}
+        self.subscriptions: dict[str, dict[str, Any]] = {}
+        self.callbacks: list[dict[str, Any]] = []  # each callback delivered, with the answer it got
         self.service_types = list(SERVICE_TYPES)  # the account's carrier services (ops can remove one)
 
     def inspect(self) -> dict[str, Any]:
@@ -200,6 +204,7 @@ class Peoplevox(EmulatedSystem):
             "saves": dict(self.saves),
             "despatches": self.despatches,
             "subscriptions": self.subscriptions,
+            "callbacks": list(self.callbacks),
         }
 
     def control(self, action: str, body: dict[str, Any]) -> Any:
@@ -230,6 +235,8 @@ class Peoplevox(EmulatedSystem):
                     }
                 )
             self.sales_orders[ref]["Status"] = "Despatched" if only is None else "Partially despatched"
+            values = {"SalesOrderNumber": ref, "TrackingNumber": tracking, "DespatchNumber": number}
+            self.notify("TrackingNumberReceived", values)
             return {"tracking_number": tracking, "despatch_number": number}
         return super().control(action, body)
 
@@ -429,8 +436,40 @@ class Peoplevox(EmulatedSystem):
     def subscribe(self, method: str, arg: Any) -> Response:
         """Register a callback; the id cannot be listed later."""
         sid = str(len(self.subscriptions) + 1)
-        self.subscriptions[sid] = {"event": arg("eventType"), "url": arg("callbackUrl") or arg("postUrl")}
+        self.subscriptions[sid] = {
+            "event": arg("eventType"),
+            "url": arg("callbackUrl") or arg("postUrl"),
+            "params": arg("postParams") or "",
+            "post": method == "SubscribePostEvent",
+        }
         return _soap(method, 0, 1, sid)
+
+    def notify(self, event: str, values: dict[str, str]) -> None:
+        """Call back every subscription to `event`, off the request's thread: `{Placeholder}`s in the URL and
+        post parameters take the event's values (URL-encoded); SubscribePostEvent posts the parameters as a
+        form. Each delivery's answer is kept in `callbacks` (Peoplevox does not retry)."""
+
+        def fill(text: str) -> str:
+            return re.sub(r"\{(\w+)\}", lambda m: quote(values.get(m.group(1), ""), safe=""), text)
+
+        def deliver(sub: dict[str, Any]) -> None:
+            try:
+                if sub["post"]:
+                    answer = httpx.post(
+                        fill(sub["url"]),
+                        content=fill(sub["params"]),
+                        headers={"Content-Type": "application/x-www-form-urlencoded"},
+                        timeout=5.0,
+                    )
+                else:
+                    answer = httpx.get(fill(sub["url"]), timeout=5.0)
+                status: int | str = answer.status_code
+            except httpx.HTTPError as exc:
+                status = type(exc).__name__
+            self.callbacks.append({"event": event, "url": sub["url"], "values": values, "status": status})
+
+        for sub in [s for s in self.subscriptions.values() if s["event"] == event]:
+            threading.Thread(target=deliver, args=(sub,), daemon=True).start()
 
     def unsubscribe(self, method: str, arg: Any) -> Response:
         """Remove a subscription."""

@@ -221,6 +221,29 @@ def check_orders_command(args: argparse.Namespace) -> int:
     return 1 if result.failures.height else 0
 
 
+def peoplevox_callbacks_command(args: argparse.Namespace) -> int:
+    """Listen for Peoplevox's despatch callbacks (fulfil.yaml's `peoplevox.callback_url`) and file each one."""
+    from fulfil_assets.config import ConfigError, load_config
+    from fulfil_assets.despatch.peoplevox_callbacks import inbox_dir, serve
+
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        print(f"fulfil: {exc}", file=sys.stderr)
+        return 2
+    pvx = config.systems.peoplevox
+    if pvx is None or pvx.callback_url is None:
+        print("fulfil: fulfil.yaml sets no peoplevox.callback_url: there is nothing to listen for", file=sys.stderr)
+        return 2
+    token = os.environ.get(pvx.credentials.callback_token, "")
+    if not token:
+        print(f"fulfil: set {pvx.credentials.callback_token} to the callbacks' shared secret", file=sys.stderr)
+        return 2
+    print(f"fulfil: filing Peoplevox callbacks to {pvx.callback_url} in {inbox_dir()}")
+    serve(str(pvx.callback_url), token, inbox_dir())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `fulfil` command."""
     from fulfil_assets.validate.suites import EXPECTATIONS_DIR
@@ -247,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--report", help="write one row per failing rule here")
     c.add_argument("--system", default="linnworks", help="the OMS the service map rows are for")
     c.set_defaults(func=check_orders_command)
+    cb = sub.add_parser("peoplevox-callbacks", help="receive Peoplevox's despatch callbacks at peoplevox.callback_url")
+    cb.set_defaults(func=peoplevox_callbacks_command)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -164,6 +164,7 @@ class PeoplevoxCredentials(_Strict):
     client_id: str = "PEOPLEVOX_CLIENT_ID"
     username: str = "PEOPLEVOX_USERNAME"
     password: str = "PEOPLEVOX_PASSWORD"
+    callback_token: str = "PEOPLEVOX_CALLBACK_TOKEN"  # the secret Peoplevox sends back with each callback
 
 
 class PeoplevoxConfig(_Strict):
@@ -172,6 +173,11 @@ class PeoplevoxConfig(_Strict):
     base_url: HttpUrl = Field(description="https://{host}/{ClientId}/resources/integrationservicev4.asmx")
     credentials: PeoplevoxCredentials = PeoplevoxCredentials()
     budget_share: float = Field(0.5, gt=0, le=1)
+    callback_url: HttpUrl | None = Field(
+        None,
+        description="where Peoplevox posts despatch events (`fulfil peoplevox-callbacks` listens there): each one "
+        "starts a despatch run at once instead of at the next poll",
+    )
 
 
 class SystemsConfig(_Strict):

@@ -72,6 +72,7 @@ def resources_for(config: FulfilConfig) -> dict[str, object]:
             username=dg.EnvVar(creds_p.username),
             password=dg.EnvVar(creds_p.password),
             budget_share=pvx.budget_share,
+            **({"callback_token": dg.EnvVar(creds_p.callback_token)} if pvx.callback_url else {}),
         )
     return resources
 

@@ -28,7 +28,14 @@ LEDGER = f"""
     created_at {TS} NOT NULL,
     updated_at {TS} NOT NULL,
     confirmed_at {TS}, """ + ", ".join(f"{c} {t}" for c, t in LEDGER_COLUMNS.items())
-LEDGERS = ("wms_submissions", "cancellations", "amendments", "tracking_posts", "stock_pushes")
+LEDGERS = (
+    "wms_submissions",
+    "cancellations",
+    "amendments",
+    "tracking_posts",
+    "stock_pushes",
+    "peoplevox_subscriptions",
+)
 
 # Columns added to tables after their first release: warehouses made before gain them (additive only).
 ADDED_COLUMNS = {
@@ -91,6 +98,7 @@ TABLES = {
     is_bundle BOOLEAN, wms_available BIGINT, open_unsent BIGINT, buffer BIGINT, ats BIGINT, oms_level BIGINT,
     last_confirmed BIGINT, to_push BOOLEAN, computed_at {TS}, PRIMARY KEY (flow, location, sku)""",
     "stock_pushes": LEDGER + ", oms TEXT NOT NULL, sku TEXT NOT NULL, location TEXT NOT NULL, level BIGINT",
+    "peoplevox_subscriptions": LEDGER + ", event TEXT NOT NULL, post_url TEXT NOT NULL",
 }
 
 

@@ -163,6 +163,15 @@ class PeoplevoxClient(ApiClient):
         )
         return self.call("SaveData", body, effect=True)
 
+    def subscribe_post_event(self, event: str, post_url: str, post_params: str, search_filter: str = "") -> str:
+        """Ask Peoplevox to POST `post_params` (its `{Placeholder}`s filled in) to `post_url` on each `event`;
+        the subscription id, which Peoplevox cannot list later."""
+        body = (
+            f"<eventType>{escape(event)}</eventType><filter>{escape(search_filter)}</filter>"
+            f"<postUrl>{escape(post_url)}</postUrl><postParams>{escape(post_params)}</postParams>"
+        )
+        return self.call("SubscribePostEvent", body, effect=True).detail
+
     def save_template(self, template: str) -> list[str]:
         """The columns a save template takes (`GetSaveTemplate`), in order."""
         result = self.call("GetSaveTemplate", f"<templateName>{escape(template)}</templateName>")
@@ -177,6 +186,7 @@ class PeoplevoxResource(dg.ConfigurableResource):
     username: str
     password: str
     budget_share: float = 0.5
+    callback_token: str = Field("", description="the secret Peoplevox sends back with each callback")
 
     def get_client(self) -> PeoplevoxClient:
         """A client for one run."""

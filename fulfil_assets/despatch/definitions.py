@@ -2,12 +2,14 @@
 every order system in its own job, which never holds the warehouse slot."""
 
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 
-from fulfil_assets.config import FulfilConfig, every_minutes_cron
+from fulfil_assets.config import FulfilConfig, every_minutes_cron, is_shadow
 from fulfil_assets.despatch.assets import build_assets, tracking_systems
 from fulfil_assets.despatch.checks import tracking_checks
+from fulfil_assets.despatch.peoplevox_callbacks import inbox_dir, peoplevox_callback_sensor_factory, subscription_asset
 from fulfil_assets.despatch.sensors import despatch_file_sensor_factory
 
 WAREHOUSE_TAGS = {"fulfil/warehouse": "write"}
@@ -36,14 +38,22 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
                 despatch_job, config.schedules.despatch_poll_seconds, config.schedules.despatch_settle_seconds
             )
         )
-    if config.systems.peoplevox is not None:
+    if (pvx := config.systems.peoplevox) is not None:
+        selected: list[Any] = [["raw_peoplevox", "despatches"], "peoplevox_despatch_lines"]
+        if pvx.callback_url is not None:
+            flow = "linnworks_peoplevox"
+            assets.append(subscription_asset(str(pvx.callback_url), flow, is_shadow(config, flow)))
+            selected.append("peoplevox_callback_subscription")
         peoplevox_job = dg.define_asset_job(
             "peoplevox_despatch_job",
-            selection=dg.AssetSelection.assets(["raw_peoplevox", "despatches"], "peoplevox_despatch_lines"),
+            selection=dg.AssetSelection.assets(*selected),
             tags=WAREHOUSE_TAGS,
-            description="Ask Peoplevox for new despatches and plan their tracking posts.",
+            description="Ask Peoplevox for new despatches and plan their tracking posts (and, with a callback URL, "
+            "make sure Peoplevox calls back on each despatch).",
         )
         jobs.append(peoplevox_job)
+        if pvx.callback_url is not None:
+            sensors.append(peoplevox_callback_sensor_factory(peoplevox_job, inbox_dir()))
         schedules.append(
             dg.ScheduleDefinition(
                 name="peoplevox_despatch_schedule",
