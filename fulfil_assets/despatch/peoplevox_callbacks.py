@@ -8,7 +8,6 @@
   despatches from Peoplevox itself, so a lost or forged callback can only start a run, never make a post.
 """
 
-
 import hmac
 import json
 import os
