@@ -126,7 +126,58 @@ def flow_report(emulators: "Emulators", db: "WarehouseDb", flows: list[str]) -> 
         if target == "whistl":
             report[flow]["refused_by_target"] = sum(1 for r in whistl["rejections"] if r.get("order_reference") in refs)
         report[flow]["stock_levels_received"] = stock_received(emulators, db, flow)
+        report[flow]["tracking_received"] = tracking_received(emulators, db, flow)
     return report
+
+
+def tracking_received(emulators: "Emulators", db: "WarehouseDb", flow: str) -> dict[str, Any]:
+    """The tracking the flow's order system holds for the flow's orders, read from the emulator: orders with
+    tracking, tracking numbers, orders closed there (processed, authorised, shipped, fulfilled), beside what the
+    `tracking_posts` ledger says it sent."""
+    import polars as pl
+
+    from fulfil_assets.config import FLOW_SYSTEMS
+    from resources.warehouse import SCHEMA
+
+    oms = FLOW_SYSTEMS[flow][0]
+    ids = set(
+        db.read(
+            f"SELECT DISTINCT o.source_order_id FROM {SCHEMA}.wms_submissions s JOIN {SCHEMA}.orders o "
+            "USING (order_key) WHERE s.flow = :f",
+            {"f": flow},
+            schema={"source_order_id": pl.String},
+        )["source_order_id"]
+    )
+    numbers: dict[str, list[str]] = {}
+    closed: set[str] = set()
+    if oms == "linnworks":
+        lw = emulators.linnworks.inspect()
+        numbers = {
+            o: [n for i in infos for n in i["TrackingNumber"].split(",")] for o, infos in lw["shipping_info"].items()
+        }
+        closed = set(lw["processed"])
+    elif oms == "cin7":
+        for sale, ship in emulators.cin7.ship_state.items():
+            numbers[sale] = [line.get("TrackingNumber") or "" for line in ship["Lines"]]
+            if ship["Status"] == "AUTHORISED":
+                closed.add(sale)
+    elif oms == "bigcommerce":
+        for shipment in emulators.bigcommerce.inspect()["shipments"]:
+            numbers.setdefault(str(shipment["order_id"]), []).append(shipment["tracking_number"])
+        closed = {o for o, status in emulators.bigcommerce.inspect()["status"].items() if status == 2}
+    elif oms == "shopify":
+        for f in emulators.shopify.inspect()["fulfillments"]:
+            numbers.setdefault(str(f["order_id"]), []).extend(f["tracking_numbers"] or [""])
+            closed.add(str(f["order_id"]))
+    mine = {o: n for o, n in numbers.items() if o in ids}
+    ledger = db.read(f"SELECT status FROM {SCHEMA}.tracking_posts WHERE flow = :f", {"f": flow})
+    return {
+        "oms": oms,
+        "orders_with_tracking": len(mine),
+        "tracking_numbers": sum(len(n) for n in mine.values()),
+        "orders_closed_there": len(closed & ids),
+        "posts_by_status": dict(ledger.group_by("status").len().iter_rows()) if ledger.height else {},
+    }
 
 
 def stock_received(emulators: "Emulators", db: "WarehouseDb", flow: str) -> dict[str, Any]:
@@ -187,6 +238,16 @@ def _headless_pass(emulators: "Emulators", as_json: bool) -> int:
         emulators.whistl.step()
         time.sleep(0.1)
     ok &= defs.resolve_job_def("despatch_job").execute_in_process(instance=instance).success
+    if "peoplevox_despatch_job" in {j.name for j in defs.resolve_all_job_defs()}:
+        for ref, order in list(emulators.peoplevox.sales_orders.items()):  # the Peoplevox warehouse ships
+            if order.get("Status") != "Cancelled":
+                emulators.peoplevox.control("despatch", {"order": ref})
+        ok &= defs.resolve_job_def("peoplevox_despatch_job").execute_in_process(instance=instance).success
+    if "tracking_job" in {j.name for j in defs.resolve_all_job_defs()}:
+        ok &= defs.resolve_job_def("tracking_job").execute_in_process(instance=instance).success
+        # Linnworks has processed what shipped: the next sync reads it and Shopify's orders are fulfilled.
+        ok &= defs.resolve_job_def("order_sync_job").execute_in_process(instance=instance).success
+        ok &= defs.resolve_job_def("tracking_job").execute_in_process(instance=instance).success
     for flow in load_config().flows:  # what shipped leaves the storefronts (the sensor does this under dagster dev)
         ok &= defs.resolve_job_def(f"{flow}_stock_job").execute_in_process(instance=instance).success
     db = WarehouseDb(warehouse_url())

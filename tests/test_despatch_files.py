@@ -130,6 +130,9 @@ def test_bad_files_are_quarantined_and_good_rows_kept(world) -> None:
     assert seen["shp_header_only.csv"][0] == "quarantined" and "no rows" in seen["shp_header_only.csv"][1]
     assert seen["shp_empty.csv"] == ("quarantined", "empty file")
     assert seen["shp_cut.csv"][0] == "quarantined" and "incomplete" in seen["shp_cut.csv"][1]
+    quarantine = emu.whistl.outbox / "quarantine"
+    assert (quarantine / "shp_cut.csv").exists()  # kept, never deleted, with its reason beside it
+    assert "incomplete" in (quarantine / "shp_cut.csv.reason.txt").read_text()
     for name in ("shp_cr_only.csv", "shp_digits.csv", "shp_dates.csv", "shp_dupes.csv", "SHP_UPPER.CSV"):
         assert seen[name][0] == "processed", name
     assert quarantined_rows(db, "shp_digits.csv") == [(2, "line_number '²' is not a whole number")]

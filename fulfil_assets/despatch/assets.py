@@ -1,9 +1,11 @@
-"""Whistl's answers (despatch confirmations, rejections) into the warehouse, and tracking back to Linnworks."""
+"""Whistl's answers (acknowledgements, despatch confirmations, rejections) into the warehouse, and the tracking
+assets that post to each order system."""
 
 import fnmatch
 import hashlib
 import json
 from datetime import datetime
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -73,6 +75,7 @@ def take_despatch_file(
         "rows_kept": matched.height,
         "quarantined": bad.height,
         "problems": problems.height + planned["short_shipped"],
+        "tracking_posts": planned["tracking_posts"],
     }
 
 
@@ -172,7 +175,9 @@ def take_rejection_file(db: WarehouseDb, data: bytes, now: datetime) -> dict[str
     return {"rows_read": rejected.height, "rows_kept": hits.height, "quarantined": 0, "problems": problems}
 
 
-def _take(db: WarehouseDb, drop: DropSession, name: str, log: dg.DagsterLogManager, flows: dict[str, bool]) -> str:
+def _take(
+    db: WarehouseDb, drop: DropSession, name: str, log: dg.DagsterLogManager, flows: dict[str, bool]
+) -> dict[str, Any]:
     data = drop.read("out", name)
     digest = hashlib.sha256(data).hexdigest()
     now = now_utc()
@@ -181,9 +186,9 @@ def _take(db: WarehouseDb, drop: DropSession, name: str, log: dg.DagsterLogManag
         {"n": name, "h": digest},
     )
     if seen.height:
-        keep_file(drop, name, "out/archive", digest)
+        kept = keep_file(drop, name, "out/archive", digest)
         log.info(f"{name}: already taken in ({seen['outcome'][0]}); archived")
-        return "duplicate"
+        return {"outcome": "duplicate", "kept_as": kept, "sha256": digest}
     kind = name.split("_", 1)[0].lower()
     try:
         if kind == "shp":
@@ -218,9 +223,13 @@ def _take(db: WarehouseDb, drop: DropSession, name: str, log: dg.DagsterLogManag
         key=["wms", "file_name", "content_hash"],
     )
     kept = keep_file(drop, name, "out/archive" if outcome == "processed" else "out/quarantine", digest)
+    if outcome == "quarantined":  # the reason sits beside the file, for whoever opens the folder
+        folder, _, kept_name = kept.rpartition("/")
+        reason = f"{name} ({len(data)} bytes, sha256 {digest}) was not taken in: {detail}\n"
+        drop.write_atomic(folder, f"{kept_name}.reason.txt", reason.encode("utf-8"))
     log.info(f"{name} -> {kept}")
     log.info(f"{name}: {outcome} {counts}")
-    return outcome
+    return {"outcome": outcome, "kept_as": kept, "sha256": digest, **counts, **({"reason": detail} if detail else {})}
 
 
 # Tracking before the order is closed (`ProcessOrder`, an authorised shipment); and one unsettled post per order at a
@@ -254,7 +263,9 @@ def plan_fulfilments(db: WarehouseDb, flows: dict[str, bool]) -> int:
     if not db.table_exists("processed_orders", "raw_linnworks"):
         return 0
     processed = ensure_columns(
-        db.read("SELECT * FROM raw_linnworks.processed_orders WHERE d_processed_on IS NOT NULL"),
+        # dlt adds a column only once a value arrives: before Linnworks processed anything there is no
+        # `d_processed_on`, so the filter runs here on the conformed frame.
+        db.read("SELECT * FROM raw_linnworks.processed_orders"),
         {
             c: pl.String
             for c in (
@@ -349,18 +360,29 @@ def build_assets(config: FulfilConfig) -> list[dg.AssetsDefinition]:
         or shipping none of a line, become exceptions; a file that cannot be read at all moves to
         `out/quarantine/`. Tracking posts are planned for the order's own system."""
         with warehouse.session() as db:
-            outcomes: dict[str, str] = {}
+            outcomes: dict[str, dict[str, Any]] = {}
             with whistl_drop.session() as drop:
                 waiting = {f.name for f in feedback_files(drop)}
                 names = [n for n in config.file_names if n in waiting] if config.file_names else sorted(waiting)
                 for name in names:
                     outcomes[name] = _take(db, drop, name, context.log, whistl_flows)
-            quarantined = [n for n, o in outcomes.items() if o == "quarantined"]
+            quarantined = [n for n, o in outcomes.items() if o["outcome"] == "quarantined"]
             if quarantined:
                 context.log.warning(f"quarantined files: {quarantined}")
+            table = (
+                "| file | outcome | kept as | rows read | rows kept | quarantined | tracking posts |\n"
+                + "|---|---|---|---|---|---|---|\n"
+                + "".join(
+                    f"| {n} | {o['outcome']} | {o['kept_as']} | {o.get('rows_read', '')} | {o.get('rows_kept', '')} | "
+                    f"{o.get('quarantined', '')} | {o.get('tracking_posts', '')} |\n"
+                    for n, o in outcomes.items()
+                )
+            )
             return dg.MaterializeResult(
                 metadata={
                     "files": dg.MetadataValue.json(outcomes),
+                    "files_table": dg.MetadataValue.md(table),
+                    "files_taken": len(outcomes),
                     "files_quarantined": len(quarantined),
                     "despatch_rows_total": int(db.read(f"SELECT COUNT(*) AS n FROM {SCHEMA}.despatches")["n"][0]),
                 }

@@ -1,0 +1,140 @@
+"""What each order system is told about a despatch, planned without Dagster (pure polars), and the Shopify
+fulfilment plan on a warehouse whose Linnworks has processed nothing yet."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+
+from fulfil_assets.despatch.assets import plan_fulfilments
+from fulfil_assets.despatch.tracking import short_shipped, tracking_intents
+from fulfil_assets.despatch.whistl_files import DESPATCH_SCHEMA
+from fulfil_assets.tables import ensure_tables
+from resources.warehouse import WarehouseDb
+
+T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+
+
+def despatch_rows(*rows: tuple) -> pl.DataFrame:
+    """(order_key, despatch, line, parcel, sku, qty, tracking, minute, reason) -> despatch rows."""
+    return pl.DataFrame(
+        [
+            {
+                "wms": "whistl",
+                "order_ref": key.split(":")[1],
+                "order_key": key,
+                "despatch_ref": despatch,
+                "line_no": line,
+                "parcel_no": parcel,
+                "sku": sku,
+                "quantity": qty,
+                "carrier": "Whistl",
+                "service_code": "WHISTL-T24",
+                "tracking_number": tracking,
+                "tracking_url": f"https://track.example/{tracking}" if tracking else "",
+                "despatched_at": T0.replace(minute=minute),
+                "partial": False,
+                "source_file": "shp_1.csv",
+                "reason": reason,
+            }
+            for key, despatch, line, parcel, sku, qty, tracking, minute, reason in rows
+        ],
+        schema={**DESPATCH_SCHEMA, "order_key": pl.String},
+    )
+
+
+LINES = pl.DataFrame(
+    {
+        "order_key": ["o:1", "o:1", "o:2", "o:2"],
+        "line_no": [1, 2, 1, 2],
+        "sku": ["A", "B", "A", "B"],
+        "quantity": [2, 1, 1, 1],
+    }
+)
+
+
+def owners(oms: str) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "order_key": ["o:1", "o:2"],
+            "oms": [oms, oms],
+            "source_order_id": ["101", "102"],
+            "flow": [f"{oms}_whistl"] * 2,
+        }
+    )
+
+
+def test_cin7_posts_each_despatch_and_the_completing_one_authorises() -> None:
+    rows = despatch_rows(
+        ("o:1", "D1", 1, 1, "A", 2, "T1", 1, None),  # order 1 in two despatches, the second with two parcels
+        ("o:1", "D2", 2, 1, "B", 1, "T2", 5, None),
+        ("o:1", "D2", 2, 2, "B", 0, "", 5, None),
+        ("o:2", "D3", 1, 1, "A", 1, "T3", 2, None),  # order 2 ships line 1 only
+    )
+    intents = tracking_intents(rows, LINES, owners("cin7"))
+    payloads = {r["despatch_ref"]: json.loads(r["payload"]) for r in intents.iter_rows(named=True)}
+    assert set(intents["kind"]) == {"tracking"}  # no separate authorise call
+    assert [p["authorise"] for p in (payloads["D1"], payloads["D2"], payloads["D3"])] == [False, True, False]
+    assert [p["tracking_number"] for p in payloads["D2"]["parcels"]] == [
+        "T2"
+    ]  # a parcel that shipped nothing is left out
+    assert payloads["D1"]["parcels"][0] == {
+        "box": "1",
+        "carrier": "Whistl",
+        "tracking_number": "T1",
+        "tracking_url": "https://track.example/T1",
+        "shipped_at": "2026-11-30T09:01:00Z",
+    }
+
+
+def test_bigcommerce_gets_a_shipment_per_parcel_with_its_own_items() -> None:
+    rows = despatch_rows(
+        ("o:1", "D1", 1, 1, "A", 1, "T1", 1, None),
+        ("o:1", "D1", 1, 2, "A", 1, "T2", 1, None),
+        ("o:1", "D1", 2, 2, "B", 1, "T2", 1, None),
+    )
+    source = pl.DataFrame(
+        {
+            "order_key": ["o:1", "o:1"],
+            "wms_line_no": [1, 2],
+            "source_line_id": ["1011", "1012"],
+            "ship_to_id": ["1010"] * 2,
+        }
+    )
+    intents = tracking_intents(rows, LINES, owners("bigcommerce"), source)
+    shipments = sorted((json.loads(p) for p in intents["payload"]), key=lambda p: p["tracking_number"])
+    assert [(s["tracking_number"], s["order_address_id"], s["items"]) for s in shipments] == [
+        ("T1", "1010", [{"order_product_id": "1011", "quantity": 1}]),
+        ("T2", "1010", [{"order_product_id": "1011", "quantity": 1}, {"order_product_id": "1012", "quantity": 1}]),
+    ]
+    assert "process" not in set(intents["kind"])  # BigCommerce closes the order itself
+
+
+def test_a_line_shipped_short_is_flagged_and_the_order_is_not_closed() -> None:
+    rows = despatch_rows(
+        ("o:2", "D3", 1, 1, "A", 1, "T3", 2, None),
+        ("o:2", "D3", 2, 1, "B", 0, "", 2, "OUT_OF_STOCK"),
+    )
+    problems = short_shipped(rows)
+    assert problems.select("order_key", "reason_code").rows() == [("o:2", "DESPATCH_SHORT")]
+    assert "line 2 (B): none shipped, OUT_OF_STOCK" in problems["detail"][0]
+    intents = tracking_intents(rows, LINES, owners("linnworks"))
+    assert intents.select("kind", "tracking_number").rows() == [("tracking", "T3")]  # no ProcessOrder
+    assert short_shipped(despatch_rows(("o:1", "D1", 1, 2, "A", 0, "", 1, None))).is_empty()  # an empty parcel row
+
+
+def test_no_fulfilment_is_planned_before_linnworks_processed_anything(tmp_path: Path) -> None:
+    db = WarehouseDb(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    ensure_tables(db)
+    # dlt made the table from cancelled orders only: there is no d_processed_on column yet.
+    db.execute(
+        [
+            "CREATE SCHEMA raw_linnworks",
+            "CREATE TABLE raw_linnworks.processed_orders (pk_order_id TEXT, d_cancelled_on TIMESTAMP WITH TIME ZONE)",
+            "INSERT INTO raw_linnworks.processed_orders VALUES ('x', '2026-11-30 09:00:00+00')",
+        ]
+    )
+    assert plan_fulfilments(db, {}) == 0
