@@ -17,12 +17,14 @@ REQUIRE_PG = os.environ.get("FULFIL_REQUIRE_POSTGRES") == "1"
 
 
 @pytest.fixture
-def emulators(tmp_path: Path) -> Iterator[Emulators]:
-    """All six systems on free loopback ports over a small seeded world."""
+def emulators(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Emulators]:
+    """All six systems on free loopback ports over a small seeded world (`@pytest.mark.world(n_orders=...)`
+    makes it smaller, for tests whose every call waits on an order system's real rate limit)."""
+    marker = request.node.get_closest_marker("world")
     config = EmulatorConfig(
         data_dir=tmp_path / "emulators",
-        n_skus=300,
-        n_orders=40,
+        n_skus=(marker.kwargs.get("n_skus", 300) if marker else 300),
+        n_orders=(marker.kwargs.get("n_orders", 40) if marker else 40),
         ports={
             name: 0 for name in ("linnworks", "cin7", "shopify", "bigcommerce", "peoplevox", "whistl", "whistl_sftp")
         },

@@ -195,10 +195,12 @@ def test_two_tracking_runs_at_once_post_each_once(
     assert process_calls and max(Counter(process_calls).values()) == 1
 
 
-def test_tracking_goes_to_the_orders_own_system_or_nowhere(
+@pytest.mark.world(n_orders=20)  # Cin7 takes 60 calls a minute
+def test_tracking_goes_to_the_orders_own_system(
     emulators: Emulators, fulfil_env: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Cin7 orders travel to Whistl beside Linnworks ones; their despatches never become Linnworks calls."""
+    """Cin7 orders travel to Whistl beside Linnworks ones; their despatches become Cin7 shipments, never
+    Linnworks calls."""
     emu = emulators
     account, key = emu.cin7.credentials
     monkeypatch.setenv("CIN7_ACCOUNT_ID", account)
@@ -219,11 +221,12 @@ def test_tracking_goes_to_the_orders_own_system_or_nowhere(
     despatch_everything(emu, defs, instance)
     posts = db.read(f"SELECT order_key, oms, target, status FROM {SCHEMA}.tracking_posts")
     cin7 = posts.filter(pl.col("order_key").str.starts_with("cin7:"))
-    assert cin7.height and set(cin7["oms"]) == {"cin7"} and set(cin7["status"]) == {"pending"}
+    assert cin7.height and set(cin7["oms"]) == {"cin7"} and set(cin7["status"]) == {"sent"}
     assert set(posts.filter(pl.col("oms") == "linnworks")["status"]) == {"sent"}
     cin7_ids = {k.split(":", 1)[1] for k in cin7["order_key"]}
     asked = {c.body.get("orderId") for c in emu.linnworks.recorder.calls if isinstance(c.body, dict)}
     assert not cin7_ids & asked, "a Cin7 order's tracking went to Linnworks"
+    assert cin7_ids == set(emu.cin7.ship_state), "a Cin7 order's tracking did not reach Cin7"
 
 
 def test_shadow_mode_sends_nothing_and_going_live_sends_exactly_that_once(

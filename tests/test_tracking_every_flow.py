@@ -6,7 +6,6 @@ despatches included, short-shipped lines never posted as shipped, and a second r
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -14,18 +13,9 @@ import polars as pl
 import pytest
 from flow_helpers import all_flows_config, drain_despatches, run_job
 
-from emulators.server import EmulatorConfig, Emulators
+from emulators.server import Emulators
 from fulfil_assets.definitions import build_definitions
 from resources.warehouse import SCHEMA, WarehouseDb
-
-
-@pytest.fixture
-def emulators(tmp_path: Path) -> Iterator[Emulators]:
-    """A smaller world than the suite's: every post here waits on the order systems' real rate limits."""
-    names = ("linnworks", "cin7", "shopify", "bigcommerce", "peoplevox", "whistl", "whistl_sftp")
-    config = EmulatorConfig(data_dir=tmp_path / "emulators", n_skus=200, n_orders=16, ports=dict.fromkeys(names, 0))
-    with Emulators(config) as emu:
-        yield emu
 
 
 def whistl_truth(emu: Emulators) -> dict[str, dict]:
@@ -42,6 +32,7 @@ def whistl_truth(emu: Emulators) -> dict[str, dict]:
     return truth
 
 
+@pytest.mark.world(n_orders=16, n_skus=200)  # every post here waits on the order systems' real rate limits
 def test_every_order_system_gets_its_tracking_once(emulators: Emulators, fulfil_env: dict, tmp_path: Path) -> None:
     emu = emulators
     emu.linnworks.peoplevox_share = 0.4
