@@ -116,7 +116,9 @@ def intend(db: WarehouseDb, table: str, rows: pl.DataFrame, *, shadow: bool = Fa
         pl.lit(now).alias("updated_at"),
     )
     existing = db.read(
-        f"SELECT idempotency_key, status, payload_hash AS old_hash FROM {_table(table)}",
+        f"SELECT idempotency_key, status, payload_hash AS old_hash FROM {_table(table)} "
+        f"WHERE {db.any_of('idempotency_key', 'keys')}",
+        {"keys": rows["idempotency_key"].to_list()},
         schema={"idempotency_key": pl.String, "status": pl.String, "old_hash": pl.String},
     )
     new = rows.join(existing, on="idempotency_key", how="anti")

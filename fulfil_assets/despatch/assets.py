@@ -51,13 +51,24 @@ def take_despatch_file(
     tracking posts it calls for, each addressed to the order's own system (in its flow, shadow or live). Every
     write is keyed, so taking the same file twice changes nothing."""
     rows, bad = parse_despatch_file(data, name)
-    sent = db.read(f"SELECT order_ref, order_key FROM {SCHEMA}.wms_submissions WHERE wms = 'whistl'")
+    # Only this file's orders are read: the tables grow with every file taken in.
+    refs = {"refs": rows["order_ref"].unique().to_list()}
+    sent = db.read(
+        f"SELECT order_ref, order_key FROM {SCHEMA}.wms_submissions "
+        f"WHERE wms = 'whistl' AND {db.any_of('order_ref', 'refs')}",
+        refs,
+        schema={"order_ref": pl.String, "order_key": pl.String},
+    )
     lines = db.read(
-        f"SELECT order_key, wms_line_no AS line_no, quantity FROM {SCHEMA}.wms_order_lines WHERE wms = 'whistl'"
+        f"SELECT order_key, wms_line_no AS line_no, quantity FROM {SCHEMA}.wms_order_lines "
+        f"WHERE wms = 'whistl' AND {db.any_of('order_key', 'keys')}",
+        {"keys": sent["order_key"].to_list()},
+        schema={"order_key": pl.String, "line_no": pl.Int32, "quantity": pl.Int64},
     )
     earlier = db.read(
-        f"SELECT * FROM {SCHEMA}.despatches WHERE wms = 'whistl' AND order_ref IN "
-        f"(SELECT DISTINCT order_ref FROM {SCHEMA}.wms_submissions)"
+        f"SELECT * FROM {SCHEMA}.despatches WHERE wms = 'whistl' AND {db.any_of('order_ref', 'refs')} "
+        f"AND order_ref IN (SELECT order_ref FROM {SCHEMA}.wms_submissions WHERE wms = 'whistl')",
+        refs,
     )
     matched, problems = match_despatches(rows, sent, lines, earlier)
     db.write("despatches", matched, mode="upsert", key=["wms", "despatch_ref", "line_no", "parcel_no"])
