@@ -156,7 +156,7 @@ def limits_off(files: int, lines: int, workdir: Path) -> dict[str, Any]:
     db = WarehouseDb(f"duckdb:///{workdir / 'off.duckdb'}")
     ensure_tables(db)
     with Emulators(config) as emu:
-        orders = seed_orders(emu, db, max(1, lines * 10 // 25))  # ~2.5 rows per order
+        orders = seed_orders(emu, db, max(1, lines * 27 // 50))  # the world averages ~1.85 rows per order
         texts, despatches, complete = despatch_files(orders, files, rng)
         total_rows = sum(t.count("\n") - 1 for t in texts)
         start = time.perf_counter()

@@ -4,14 +4,17 @@ fulfilment plan on a warehouse whose Linnworks has processed nothing yet."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 
+from fulfil_assets import effects
 from fulfil_assets.despatch.assets import plan_fulfilments
+from fulfil_assets.despatch.checks import unsettled_tracking
 from fulfil_assets.despatch.tracking import short_shipped, tracking_intents
 from fulfil_assets.despatch.whistl_files import DESPATCH_SCHEMA
+from fulfil_assets.ledger import mark
 from fulfil_assets.tables import ensure_tables
 from resources.warehouse import WarehouseDb
 
@@ -138,3 +141,19 @@ def test_no_fulfilment_is_planned_before_linnworks_processed_anything(tmp_path: 
         ]
     )
     assert plan_fulfilments(db, {}) == 0
+
+
+def test_the_latency_check_names_despatches_waiting_too_long(tmp_path: Path) -> None:
+    db = WarehouseDb(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    ensure_tables(db)
+    now = datetime.now(UTC)
+    old, fresh = now.replace(microsecond=0) - timedelta(minutes=45), now - timedelta(minutes=5)
+    rows = despatch_rows(("o:1", "D1", 1, 1, "A", 2, "T1", 1, None), ("o:2", "D3", 1, 1, "A", 1, "T3", 2, None))
+    db.write("despatches", rows.with_columns(pl.Series("despatched_at", [old, fresh])))
+    intents = tracking_intents(rows, LINES, owners("cin7"))
+    effects.intend(db, "tracking_posts", intents)
+    found = unsettled_tracking(db, "cin7", 30)
+    assert found == {"refused_or_stuck": [], "late": ["cin7:tracking:o:1:D1:T1"]}
+    assert unsettled_tracking(db, "linnworks", 30) == {"refused_or_stuck": [], "late": []}
+    mark(db, "tracking_posts", ["cin7:tracking:o:2:D3:T3"], "failed", error="400: Sale is VOIDED")
+    assert unsettled_tracking(db, "cin7", 30)["refused_or_stuck"] == ["cin7:tracking:o:2:D3:T3"]
