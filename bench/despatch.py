@@ -9,8 +9,8 @@ module, against the Linnworks emulator, into a fresh DuckDB warehouse.
   `--orders-per-file` orders lands every `--every` seconds; the despatch pass runs every `--interval` seconds
   (the sensor's `despatch_poll_seconds`) and the tracking poster runs beside it, as `tracking_job` does. Latency
   per despatch, from its file landing to Linnworks holding its tracking: p50 and p95 (target p95 under 60 s),
-  beside the least the limit allows for the same posts at the same landing times (each post sent the moment its
-  file lands, as fast as the sliding window lets it); the difference is the wait for the next pass and the work.
+  beside the least the limit allows for the same posts at the same landing times (each post sent at the first
+  pass after its file lands, as fast as the sliding window lets it); the difference is the work itself.
 
     python bench/despatch.py [--files 500] [--lines 100000] [--limited-seconds 120] [--interval 15]
 """
@@ -181,16 +181,20 @@ def limits_off(files: int, lines: int, workdir: Path) -> dict[str, Any]:
     }
 
 
-def least_latencies(arrivals: list[tuple[float, str]], limit: tuple[int, float]) -> list[float]:
-    """Each post's least latency: sent the moment it lands, FIFO, each method under its own sliding window."""
+def least_latencies(
+    arrivals: list[tuple[float, str]], passes: list[float], limit: tuple[int, float]
+) -> list[tuple[str, float]]:
+    """Each post's least latency (kind, seconds): seen at the first pass after its file lands, then sent at once,
+    FIFO, each method under its own sliding window of the limit, work itself taking no time."""
     per, window = limit
     sent: dict[str, list[float]] = {}
     out = []
-    for at, method in sorted(arrivals):
+    for landed, method in sorted(arrivals):
+        seen = next((p for p in passes if p >= landed), landed)
         times = sent.setdefault(method, [])
-        t = at if len(times) < per else max(at, times[-per] + window)
+        t = seen if len(times) < per else max(seen, times[-per] + window)
         times.append(t)
-        out.append(t - at)
+        out.append((method, t - landed))
     return out
 
 
@@ -208,6 +212,7 @@ def at_real_limits(seconds: float, every: float, per_file: int, interval: float,
         orders = seed_orders(emu, db, n_files * per_file)
         texts = [despatch_files(orders[i * per_file : (i + 1) * per_file], 1, rng)[0][0] for i in range(n_files)]
         landed: dict[str, float] = {}
+        passes: list[float] = []
         taken: set[str] = set()
         stop = threading.Event()
         client = LinnworksClient(emu.url("linnworks"), *emu.linnworks.credentials, budget_share=1.0)
@@ -218,6 +223,7 @@ def at_real_limits(seconds: float, every: float, per_file: int, interval: float,
                     time.sleep(0.5)
 
         def despatch_pass() -> None:
+            passes.append(time.time())
             for name in sorted(set(landed) - taken):
                 take_despatch_file(db, name, texts[int(name[4:8])].encode(), datetime.now(UTC), {FLOW: False})
                 taken.add(name)
@@ -254,8 +260,7 @@ def at_real_limits(seconds: float, every: float, per_file: int, interval: float,
         c.timestamp() - landed[f] for c, f in tracking.select("confirmed_at", "source_file").iter_rows() if f in landed
     ]
     arrivals = [(landed[f], k) for k, f in posts.select("kind", "source_file").iter_rows() if f in landed]
-    pairs = zip(least_latencies(arrivals, LINNWORKS_LIMIT), sorted(arrivals), strict=True)
-    least = [wait for wait, (_, kind) in pairs if kind == "tracking"]
+    least = [wait for kind, wait in least_latencies(arrivals, passes, LINNWORKS_LIMIT) if kind == "tracking"]
     return {"files": n_files, "posts": posts.height, "latency": latencies, "least": least}
 
 
@@ -299,7 +304,7 @@ def main() -> None:
             print("|---|---|---|---|")
             print(f"| measured | {quantile(lat, 0.5):.1f} | {quantile(lat, 0.95):.1f} | {max(lat):.1f} |")
             p50, p95 = quantile(least, 0.5), quantile(least, 0.95)
-            print(f"| least the limit allows (sent as the file lands) | {p50:.1f} | {p95:.1f} | {max(least):.1f} |")
+            print(f"| least the limit and the passes allow | {p50:.1f} | {p95:.1f} | {max(least):.1f} |")
             print(f"ratio p95 least / measured: {p95 / quantile(lat, 0.95):.2f}; target p95 < 60 s")
 
 
