@@ -15,6 +15,7 @@ from flow_helpers import all_flows_config, drain_despatches, run_job
 
 from emulators.server import Emulators
 from fulfil_assets.definitions import build_definitions
+from resources.linnworks import LinnworksClient
 from resources.warehouse import SCHEMA, WarehouseDb
 
 
@@ -128,14 +129,21 @@ def test_every_order_system_gets_its_tracking_once(emulators: Emulators, fulfil_
     posts = [c.body["orderId"] for c in emu.linnworks.recorder.calls if c.path.endswith("SetOrderShippingInfo")]
     assert max(Counter(posts).values()) <= 3  # one call per despatch (no order here has more than three)
 
-    # Shopify: each Shopify order Linnworks processed is fulfilled once, with Linnworks' tracking number.
-    created = {c["order_id"]: c["external_reference"] for c in emu.linnworks.inspect()["created_orders"].values()}
-    fulfilled = Counter(f["order_id"] for f in emu.shopify.inspect()["fulfillments"])
-    done = {int(created[o]) for o in processed if o in created}
-    assert done and set(fulfilled) == done and set(fulfilled.values()) == {1}
+    # Shopify: the Linnworks orders fulfil created from Shopify orders were shipped by Whistl, so each Shopify
+    # order gets a fulfilment per parcel with that parcel's number, URL and units, partial despatches included.
+    created = {c["order_id"]: int(c["external_reference"]) for c in emu.linnworks.inspect()["created_orders"].values()}
+    fulfilments: dict[int, list[dict]] = defaultdict(list)
     for f in emu.shopify.inspect()["fulfillments"]:
-        linnworks_id = next(o for o, ext in created.items() if int(ext) == f["order_id"])
-        assert f["tracking_number"] == shipping[linnworks_id][-1]["TrackingNumber"]
+        fulfilments[f["order_id"]].append(f)
+    from_shopify = [ref for ref in by_system["linnworks"] if ids[ref][1] in created]
+    assert from_shopify, "no Shopify order reached Whistl through Linnworks: the test proves nothing"
+    for ref in from_shopify:
+        got = fulfilments[created[ids[ref][1]]]
+        assert Counter(f["tracking_number"] for f in got) == Counter(whistl[ref]["numbers"]), ref
+        assert all(f["tracking_url"].endswith(f["tracking_number"]) for f in got), ref
+        assert sum(i["quantity"] for f in got for i in f["line_items"]) == sum(whistl[ref]["lines"].values()), ref
+    assert set(fulfilments) == {created[ids[ref][1]] for ref in from_shopify}
+    fulfilled = Counter({o: len(v) for o, v in fulfilments.items()})
 
     # Short-shipped lines: the warehouse owner is told, and the order is never closed by itself.
     short = {ref for ref, t in whistl.items() if t["short"]}
@@ -160,4 +168,32 @@ def test_every_order_system_gets_its_tracking_once(emulators: Emulators, fulfil_
     assert {s: len(getattr(emu, s).recorder.calls) for s in calls} == calls
     counts = dict(ledger.group_by("oms").agg(pl.col("n").sum()).iter_rows())
     assert counts["bigcommerce"] == sum(len(v) for v in shipments.values())
-    assert counts["shopify"] == len(fulfilled)
+    assert counts["shopify"] == sum(fulfilled.values())
+
+
+@pytest.mark.world(n_orders=12, n_skus=200)
+@pytest.mark.parametrize("warehouse_url", ["duckdb"], indirect=True)
+def test_shopify_orders_linnworks_processed_itself_are_fulfilled_whole(
+    emulators: Emulators, fulfil_env: dict, tmp_path: Path
+) -> None:
+    """`shopify_linnworks` alone: Linnworks ships the orders fulfil created there by other means; once it has
+    processed one, the Shopify order is fulfilled whole with Linnworks' tracking number, once."""
+    emu = emulators
+    defs = build_definitions(all_flows_config(emu, tmp_path, flows=["shopify_linnworks"]))
+    instance = dg.DagsterInstance.ephemeral()
+    run_job(defs, "order_sync_job", instance)
+    created = {c["order_id"]: int(c["external_reference"]) for c in emu.linnworks.inspect()["created_orders"].values()}
+    assert created
+    shipped = sorted(created)[: max(1, len(created) // 2)]
+    other = LinnworksClient(emu.url("linnworks"), *emu.linnworks.credentials)  # another integration, over HTTP
+    for n, order_id in enumerate(shipped):  # someone despatches them in Linnworks itself
+        other.set_shipping_info(order_id, f"RM{n:09d}GB")
+        assert other.process_order(order_id)["Processed"]
+    other.close()
+    run_job(defs, "order_sync_job", instance)
+    run_job(defs, "tracking_job", instance)
+    run_job(defs, "tracking_job", instance)
+    fulfilments = emu.shopify.inspect()["fulfillments"]
+    assert sorted(f["order_id"] for f in fulfilments) == sorted(created[o] for o in shipped)
+    numbers = {created[o]: f"RM{n:09d}GB" for n, o in enumerate(shipped)}
+    assert all(f["tracking_number"] == numbers[f["order_id"]] for f in fulfilments)

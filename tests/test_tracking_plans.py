@@ -12,7 +12,7 @@ import polars as pl
 from fulfil_assets import effects
 from fulfil_assets.despatch.assets import plan_fulfilments
 from fulfil_assets.despatch.checks import unsettled_tracking
-from fulfil_assets.despatch.tracking import short_shipped, tracking_intents
+from fulfil_assets.despatch.tracking import parcel_fulfilments, short_shipped, tracking_intents
 from fulfil_assets.despatch.whistl_files import DESPATCH_SCHEMA
 from fulfil_assets.ledger import mark
 from fulfil_assets.tables import ensure_tables
@@ -157,3 +157,28 @@ def test_the_latency_check_names_despatches_waiting_too_long(tmp_path: Path) -> 
     assert unsettled_tracking(db, "linnworks", 30) == {"refused_or_stuck": [], "late": []}
     mark(db, "tracking_posts", ["cin7:tracking:o:2:D3:T3"], "failed", error="400: Sale is VOIDED")
     assert unsettled_tracking(db, "cin7", 30)["refused_or_stuck"] == ["cin7:tracking:o:2:D3:T3"]
+
+
+def test_a_storefront_parcel_names_the_line_items_in_it() -> None:
+    rows = despatch_rows(
+        ("o:1", "D1", 1, 1, "A", 2, "T1", 1, None),  # two units of A in parcel 1, B in parcel 2
+        ("o:1", "D1", 2, 2, "B", 1, "T2", 1, None),
+    )
+    links = pl.DataFrame(
+        {"order_key": ["o:1"], "storefront_key": ["shopify:9"], "source_order_id": ["9"], "flow": ["shopify_linnworks"]}
+    )
+    lines = pl.DataFrame(  # A is on two Shopify lines (one unit each)
+        {
+            "storefront_key": ["shopify:9"] * 3,
+            "sku": ["A", "A", "B"],
+            "source_line_id": ["91", "92", "93"],
+            "quantity": [1, 1, 1],
+        }
+    )
+    intents = parcel_fulfilments(rows, links, lines)
+    got = {json.loads(p)["tracking_number"]: json.loads(p)["items"] for p in intents["payload"]}
+    assert got == {
+        "T1": [{"line_item_id": "91", "quantity": 1}, {"line_item_id": "92", "quantity": 1}],
+        "T2": [{"line_item_id": "93", "quantity": 1}],
+    }
+    assert set(intents["order_key"]) == {"shopify:9"} and set(intents["kind"]) == {"parcel"}

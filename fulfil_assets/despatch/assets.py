@@ -12,7 +12,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from fulfil_assets import effects
-from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, flow_of, is_shadow, whistl_sources
+from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, is_shadow
 from fulfil_assets.despatch.oms_tracking import TRACKING_SENDERS
 from fulfil_assets.despatch.planning import plan_tracking
 from fulfil_assets.despatch.tracking import fulfilment_intents
@@ -296,7 +296,12 @@ def plan_fulfilments(db: WarehouseDb, flows: dict[str, bool]) -> int:
         f"AND s.status IN ('sent', 'acknowledged', 'despatched')",
         schema={"order_key": pl.String, "source_order_id": pl.String, "flow": pl.String},
     )
-    intents = fulfilment_intents(processed, links)
+    # Orders whose parcels are posted one by one (their warehouse is one fulfil reads) need no whole-order post.
+    by_parcel = db.read(
+        f"SELECT DISTINCT order_key FROM {SCHEMA}.tracking_posts WHERE oms = 'shopify' AND kind = 'parcel'",
+        schema={"order_key": pl.String},
+    )
+    intents = fulfilment_intents(processed, links.join(by_parcel, on="order_key", how="anti"))
     effects.intend(db, "tracking_posts", intents, shadow=flows.get("shopify_linnworks", False))
     return intents.height
 
@@ -353,7 +358,6 @@ def tracking_asset(oms: str, flows: dict[str, bool]) -> dg.AssetsDefinition:
 def build_assets(config: FulfilConfig) -> list[dg.AssetsDefinition]:
     """The despatch assets for the flows fulfil.yaml configures: Whistl's files in, and tracking out to each
     order system of a configured flow."""
-    whistl_flows = {flow_of(s, "whistl"): is_shadow(config, flow_of(s, "whistl")) for s in whistl_sources(config)}
     all_flows = {flow: is_shadow(config, flow) for flow in config.flows}
 
     @dg.asset(
@@ -376,7 +380,7 @@ def build_assets(config: FulfilConfig) -> list[dg.AssetsDefinition]:
                 waiting = {f.name for f in feedback_files(drop)}
                 names = [n for n in config.file_names if n in waiting] if config.file_names else sorted(waiting)
                 for name in names:
-                    outcomes[name] = _take(db, drop, name, context.log, whistl_flows)
+                    outcomes[name] = _take(db, drop, name, context.log, all_flows)
             quarantined = [n for n, o in outcomes.items() if o["outcome"] == "quarantined"]
             if quarantined:
                 context.log.warning(f"quarantined files: {quarantined}")

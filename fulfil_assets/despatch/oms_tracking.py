@@ -184,9 +184,10 @@ class BigCommerceTracking(OmsTracking):
 
 
 class ShopifyFulfilments(OmsTracking):
-    """Shopify: a fulfilment of every open fulfillment order of the order, with the tracking company, number
-    and URL, customer notified; Shopify's fulfilment id and status are kept as the result. A cancelled order is
-    not fulfilled (`too_late`); one fulfilled already by someone else is confirmed as it is."""
+    """Shopify: a fulfilment per parcel of the line items in it, or of every open fulfillment order once
+    Linnworks processed the order, with the tracking company, number and URL, customer notified; Shopify's
+    fulfilment id and status are kept as the result. A cancelled order is not fulfilled (`too_late`); lines
+    fulfilled already (by an earlier post, or by someone in Shopify) are not fulfilled again."""
 
     def __init__(self, client: ShopifyClient, notify_customer: bool = True) -> None:
         super().__init__()
@@ -201,20 +202,42 @@ class ShopifyFulfilments(OmsTracking):
                 return f"fulfilment {f.get('id')} ({f.get('status')})"
         return None
 
+    @staticmethod
+    def wanted_lines(open_ones: list[dict[str, Any]], items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`line_items_by_fulfillment_order` for a parcel's items (order line item id -> quantity): each taken
+        from the open fulfillment order lines that still have it to fulfil."""
+        groups: dict[int, list[dict[str, int]]] = {}
+        for item in items:
+            wanted = int(item["quantity"])
+            for fo in open_ones:
+                for line in fo.get("line_items") or []:
+                    if wanted and str(line.get("line_item_id")) == str(item["line_item_id"]):
+                        take = min(wanted, int(line.get("fulfillable_quantity") or 0))
+                        if take:
+                            groups.setdefault(fo["id"], []).append({"id": line["id"], "quantity": take})
+                            wanted -= take
+        return [{"fulfillment_order_id": fo, "fulfillment_order_line_items": lines} for fo, lines in groups.items()]
+
     def post(self, payload: dict[str, Any]) -> Outcome:
-        """Fulfil what is still open on the order."""
+        """Fulfil a parcel's line items, or (once Linnworks processed the order) all that is still open."""
         orders = self.client.fulfillment_orders(int(payload["order_id"]))
         open_ones = [fo for fo in orders if fo.get("status") in OPEN_FULFILMENT_ORDERS]
-        if not open_ones:
-            statuses = sorted({str(fo.get("status")) for fo in orders}) or ["none"]
-            if "cancelled" in statuses:
-                return Outcome(TOO_LATE, error=f"Shopify order {payload['order_id']} is cancelled: not fulfilled")
+        statuses = sorted({str(fo.get("status")) for fo in orders}) or ["none"]
+        if not open_ones and "cancelled" in statuses:
+            return Outcome(TOO_LATE, error=f"Shopify order {payload['order_id']} is cancelled: not fulfilled")
+        if payload["kind"] == "parcel":
+            groups = self.wanted_lines(open_ones, payload["items"])
+        else:
+            groups = [{"fulfillment_order_id": fo["id"]} for fo in open_ones]  # no lines: the whole of each
+        if not groups:
             return Outcome(SENT, result=f"nothing left to fulfil (fulfillment orders {', '.join(statuses)})")
         tracking = {"company": payload.get("company") or ""}
         if payload["tracking_number"]:
             tracking["number"] = payload["tracking_number"]
+        if payload.get("tracking_url"):
+            tracking["url"] = payload["tracking_url"]
         fulfillment = {
-            "line_items_by_fulfillment_order": [{"fulfillment_order_id": fo["id"]} for fo in open_ones],
+            "line_items_by_fulfillment_order": groups,
             "tracking_info": tracking,
             "notify_customer": self.notify_customer,
         }

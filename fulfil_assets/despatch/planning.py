@@ -7,9 +7,32 @@ from datetime import datetime
 import polars as pl
 
 from fulfil_assets import effects
-from fulfil_assets.despatch.tracking import complete_orders, short_shipped, tracking_intents
+from fulfil_assets.despatch.tracking import complete_orders, parcel_fulfilments, short_shipped, tracking_intents
 from fulfil_assets.ledger import mark, open_exceptions
 from resources.warehouse import SCHEMA, WarehouseDb
+
+
+def storefront_parcels(db: WarehouseDb, despatched: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """Shopify fulfilments of the parcels of Linnworks orders (`keys`) that fulfil created from Shopify orders:
+    the Linnworks order id is what `Orders/CreateOrders` answered, kept as the submission's result."""
+    created = db.read(
+        f"SELECT s.order_key AS storefront_key, o.source_order_id, s.flow, s.result FROM {SCHEMA}.wms_submissions s "
+        f"JOIN {SCHEMA}.orders o USING (order_key) WHERE s.wms = 'linnworks' AND s.result IS NOT NULL",
+        schema={"storefront_key": pl.String, "source_order_id": pl.String, "flow": pl.String, "result": pl.String},
+    )
+    links = created.with_columns(
+        pl.format("linnworks:{}", pl.col("result").str.extract(r"order (\S+)$")).alias("order_key")
+    ).filter(pl.col("order_key").is_in(keys))
+    if links.is_empty():
+        return parcel_fulfilments(despatched.clear(), links, pl.DataFrame())  # no rows, the ledger's columns
+    lines = db.read(
+        f"SELECT w.order_key AS storefront_key, w.sku, l.source_line_id, w.quantity FROM {SCHEMA}.wms_order_lines w "
+        f"JOIN {SCHEMA}.order_lines l ON l.order_key = w.order_key AND l.line_no = w.source_line_no "
+        f"WHERE w.wms = 'linnworks' AND {db.any_of('w.order_key', 'keys')}",
+        {"keys": links["storefront_key"].to_list()},
+        schema={"storefront_key": pl.String, "sku": pl.String, "source_line_id": pl.String, "quantity": pl.Int64},
+    )
+    return parcel_fulfilments(despatched, links.drop("result"), lines)
 
 
 def plan_tracking(
@@ -74,7 +97,9 @@ def plan_tracking(
         {"wms": wms, **chosen},
         schema={"order_key": pl.String, "wms_line_no": pl.Int32, "source_line_id": pl.String, "ship_to_id": pl.String},
     )
-    intents = tracking_intents(all_rows, lines, owners, source_lines)
+    intents = pl.concat(
+        [tracking_intents(all_rows, lines, owners, source_lines), storefront_parcels(db, all_rows, keys)]
+    )
     for flow in intents["flow"].unique().to_list():
         effects.intend(db, "tracking_posts", intents.filter(pl.col("flow") == flow), shadow=flows.get(flow, False))
     done = complete_orders(all_rows, lines)["order_key"].to_list()

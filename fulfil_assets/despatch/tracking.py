@@ -7,7 +7,9 @@
   that completes the order authorises the shipment in the same call (Cin7's limit is 60 calls a minute).
 - BigCommerce: one shipment per parcel and ship-to address with the items in it (a shipment holds one tracking
   number); the store moves the order to Partially Shipped, then Shipped, by itself.
-- Shopify: a fulfilment of what Linnworks processed (`shopify_linnworks`), with its tracking.
+- Shopify (`shopify_linnworks`): where the Linnworks order fulfil created is shipped by a warehouse fulfil reads
+  (`linnworks_whistl`), a fulfilment per parcel of the line items in it, partial despatches included; otherwise a
+  fulfilment of the whole order once Linnworks has processed it, with Linnworks' tracking.
 """
 
 from __future__ import annotations
@@ -177,6 +179,56 @@ def fulfilment_intents(processed: pl.DataFrame, links: pl.DataFrame) -> pl.DataF
                         "company": r["vendor"] or "",
                         "service": r["postal_service_name"] or "",
                         "linnworks_order_id": r["pk_order_id"],
+                    }
+                ),
+            }
+        )
+    return _intents(rows)
+
+
+def parcel_fulfilments(despatched: pl.DataFrame, links: pl.DataFrame, storefront_lines: pl.DataFrame) -> pl.DataFrame:
+    """Shopify fulfilments for the parcels of Linnworks orders fulfil created from Shopify orders, each with the
+    Shopify line items in it (`links`: order_key of the Linnworks order, storefront_key, source_order_id, flow;
+    `storefront_lines`: storefront_key, sku, source_line_id, quantity, as the Linnworks order was created)."""
+    shipped = despatched.filter((pl.col("quantity") > 0) & pl.col("tracking_number").fill_null("").ne(""))
+    mine = shipped.join(links, on="order_key", how="inner")
+    if mine.is_empty():
+        return _intents([])
+    by_sku: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    for key, sku, line_id, qty in storefront_lines.select(
+        "storefront_key", "sku", "source_line_id", "quantity"
+    ).iter_rows():
+        by_sku.setdefault((key, sku), []).append((line_id, qty))
+    rows = []
+    for (key, despatch, parcel), part in mine.sort("line_no").group_by(
+        "storefront_key", "despatch_ref", "parcel_no", maintain_order=True
+    ):
+        first = part.row(0, named=True)
+        items: dict[str, int] = {}
+        for sku, qty in part.group_by("sku", maintain_order=True).agg(pl.col("quantity").sum()).iter_rows():
+            for line_id, room in by_sku.get((str(key), sku), []):  # a SKU on several lines fills them in order
+                take = min(qty, room)
+                if take > 0 and line_id is not None:
+                    items[line_id] = items.get(line_id, 0) + take
+                    qty -= take
+        number = first["tracking_number"]
+        rows.append(
+            {
+                "idempotency_key": f"shopify:parcel:{key}:{despatch}:{parcel}:{number}",
+                "order_key": key,
+                "kind": "parcel",
+                "despatch_ref": str(despatch),
+                "tracking_number": number,
+                "oms": "shopify",
+                "flow": first["flow"],
+                "payload": to_payload(
+                    {
+                        "kind": "parcel",
+                        "order_id": first["source_order_id"],
+                        "tracking_number": number,
+                        "tracking_url": first["tracking_url"] or "",
+                        "company": first["carrier"] or "",
+                        "items": [{"line_item_id": i, "quantity": q} for i, q in items.items()],
                     }
                 ),
             }

@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from fulfil_assets.config import FulfilConfig, is_shadow, target_of
+from fulfil_assets.config import FulfilConfig, is_shadow
 from fulfil_assets.despatch.planning import plan_tracking
 from fulfil_assets.ledger import now_utc
 from fulfil_assets.stage.cin7 import stage_cin7
@@ -298,7 +298,7 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
 
     assets: list[Any] = [staged_orders, oms_stock, wms_stock]
     if systems.peoplevox is not None:
-        peoplevox_flows = {flow: is_shadow(config, flow) for flow in config.flows if target_of(flow) == "peoplevox"}
+        flows = {flow: is_shadow(config, flow) for flow in config.flows}
 
         @dg.asset(
             group_name="stage",
@@ -322,9 +322,7 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
                 # New rows, and rows matched to an order only now (its submission was recorded after the despatch).
                 new = rows.join(known.drop_nulls("order_key"), on=key, how="anti")
                 db.write("despatches", rows, mode="upsert", key=key)
-                planned = plan_tracking(
-                    db, "peoplevox", new, new.clear(), "Peoplevox Despatches", now_utc(), peoplevox_flows
-                )
+                planned = plan_tracking(db, "peoplevox", new, new.clear(), "Peoplevox Despatches", now_utc(), flows)
                 return dg.MaterializeResult(
                     metadata={
                         "dagster/row_count": rows.height,
