@@ -259,7 +259,8 @@ TRACKING_CALLS = {
     "linnworks": "`Orders/SetOrderShippingInfo` per despatch, `Orders/ProcessOrder` once every line has shipped",
     "cin7": "`sale/fulfilment/ship` lines per parcel, the shipment AUTHORISED by the despatch that completes it",
     "bigcommerce": "`POST /v2/orders/{id}/shipments`, one per parcel and ship-to address with its items",
-    "shopify": "`POST fulfillments.json` of the open fulfillment orders, with tracking, once Linnworks processed it",
+    "shopify": "`POST fulfillments.json` per parcel of the line items in it, or of all still open once Linnworks "
+    "processed the order",
 }
 
 
