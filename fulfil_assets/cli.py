@@ -245,9 +245,6 @@ def _headless_pass(emulators: "Emulators", as_json: bool) -> int:
         ok &= defs.resolve_job_def("peoplevox_despatch_job").execute_in_process(instance=instance).success
     if "tracking_job" in {j.name for j in defs.resolve_all_job_defs()}:
         ok &= defs.resolve_job_def("tracking_job").execute_in_process(instance=instance).success
-        # Linnworks has processed what shipped: the next sync reads it and Shopify's orders are fulfilled.
-        ok &= defs.resolve_job_def("order_sync_job").execute_in_process(instance=instance).success
-        ok &= defs.resolve_job_def("tracking_job").execute_in_process(instance=instance).success
     for flow in load_config().flows:  # what shipped leaves the storefronts (the sensor does this under dagster dev)
         ok &= defs.resolve_job_def(f"{flow}_stock_job").execute_in_process(instance=instance).success
     db = WarehouseDb(warehouse_url())
