@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import httpx
+import yaml
 
 from emulators.linnworks import PEOPLEVOX_LOCATION
 from emulators.server import Emulators
@@ -105,3 +113,73 @@ def tracking_calls(emu: Emulators) -> list[dict]:
 
 def set_faults(emu: Emulators, system: str, **values: object) -> None:
     httpx.post(f"http://127.0.0.1:{emu.ports[system]}/_emulator/faults", json=values).raise_for_status()
+
+
+class Drill:
+    """Launches real `dagster` CLI runs of the code location against one warehouse and the emulators."""
+
+    def __init__(self, tmp_path: Path, config_file: Path) -> None:
+        self.tmp_path, self.config_file, self.n = tmp_path, config_file, 0
+
+    def _env(self) -> dict[str, str]:
+        self.n += 1
+        home = self.tmp_path / f"dagster_home_{self.n}"
+        home.mkdir()
+        return {**os.environ, "FULFIL_CONFIG": str(self.config_file), "DAGSTER_HOME": str(home)}
+
+    def command(self, job: str, run_config: dict | None = None) -> list[str]:
+        cmd = [sys.executable, "-m", "dagster", "job", "execute", "-m", "fulfil_assets.definitions", "-j", job]
+        if run_config:
+            path = self.tmp_path / f"run_config_{self.n}.yaml"
+            path.write_text(yaml.safe_dump(run_config))
+            cmd += ["-c", str(path)]
+        return cmd
+
+    def kill_at(self, job: str, step: str, run_config: dict | None = None) -> bool:
+        """Start a run and SIGKILL it the moment `step` starts; whether the kill happened before the run ended."""
+        proc = subprocess.Popen(
+            self.command(job, run_config), env=self._env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if f'Started execution of step "{step}"' in line:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                return True
+        proc.wait()
+        return False
+
+    def kill_when(self, select: str, applied: Callable[[], bool], timeout_s: float = 120.0) -> bool:
+        """Materialise `select` from the CLI and SIGKILL the run the moment `applied()` turns true (a target has
+        taken part of what the run sends); whether the kill happened before the run ended."""
+        cmd = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "fulfil_assets.definitions"]
+        proc = subprocess.Popen([*cmd, "--select", select], env=self._env(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.monotonic() + timeout_s
+        while proc.poll() is None and time.monotonic() < deadline:
+            if applied():
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                return True
+            time.sleep(0.005)
+        proc.wait()
+        return False
+
+    def twice_at_once(self, asset: str) -> None:
+        """The same sending asset materialised twice at the same moment from the CLI, each run with its own Dagster
+        instance (no queue between them, as with a raised run limit). Both must succeed."""
+        start = threading.Barrier(2)
+        done: list[subprocess.CompletedProcess[str]] = []
+        cmd = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "fulfil_assets.definitions"]
+
+        def launch() -> None:
+            env = self._env()
+            start.wait()
+            done.append(subprocess.run([*cmd, "--select", asset], env=env, capture_output=True, text=True))
+
+        threads = [threading.Thread(target=launch) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+        assert [r.returncode for r in done] == [0, 0], [r.stderr[-3000:] for r in done]

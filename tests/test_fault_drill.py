@@ -7,11 +7,6 @@ Run alone with `pytest -m fault_drill`; it is part of the suite CI runs."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -21,7 +16,7 @@ import polars as pl
 import pytest
 import yaml
 from conftest import deployment_env
-from flow_helpers import emulator_config, set_faults, tick_sensor
+from flow_helpers import Drill, emulator_config, set_faults, tick_sensor
 
 from emulators.server import Emulators
 from fulfil_assets.definitions import build_definitions
@@ -38,60 +33,6 @@ FAULTS = {
     "timeout_rate": 0.03,
     "timeout_s": 1.5,
 }
-
-
-class Drill:
-    """Launches real `dagster` CLI runs of the code location against one warehouse and the emulators."""
-
-    def __init__(self, tmp_path: Path, config_file: Path) -> None:
-        self.tmp_path, self.config_file, self.n = tmp_path, config_file, 0
-
-    def _env(self) -> dict[str, str]:
-        self.n += 1
-        home = self.tmp_path / f"dagster_home_{self.n}"
-        home.mkdir()
-        return {**os.environ, "FULFIL_CONFIG": str(self.config_file), "DAGSTER_HOME": str(home)}
-
-    def command(self, job: str, run_config: dict | None = None) -> list[str]:
-        cmd = [sys.executable, "-m", "dagster", "job", "execute", "-m", "fulfil_assets.definitions", "-j", job]
-        if run_config:
-            path = self.tmp_path / f"run_config_{self.n}.yaml"
-            path.write_text(yaml.safe_dump(run_config))
-            cmd += ["-c", str(path)]
-        return cmd
-
-    def kill_at(self, job: str, step: str, run_config: dict | None = None) -> bool:
-        """Start a run and SIGKILL it the moment `step` starts; whether the kill happened before the run ended."""
-        proc = subprocess.Popen(
-            self.command(job, run_config), env=self._env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if f'Started execution of step "{step}"' in line:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
-                return True
-        proc.wait()
-        return False
-
-    def twice_at_once(self, asset: str) -> None:
-        """The same sending asset materialised twice at the same moment from the CLI, each run with its own Dagster
-        instance (no queue between them, as with a raised run limit). Both must succeed."""
-        start = threading.Barrier(2)
-        done: list[subprocess.CompletedProcess[str]] = []
-        cmd = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "fulfil_assets.definitions"]
-
-        def launch() -> None:
-            env = self._env()
-            start.wait()
-            done.append(subprocess.run([*cmd, "--select", asset], env=env, capture_output=True, text=True))
-
-        threads = [threading.Thread(target=launch) for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=300)
-        assert [r.returncode for r in done] == [0, 0], [r.stderr[-3000:] for r in done]
 
 
 def until_success(defs: dg.Definitions, job: str, instance: dg.DagsterInstance, tries: int = 6, **kw: object) -> None:
