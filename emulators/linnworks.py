@@ -81,6 +81,7 @@ class Linnworks(EmulatedSystem):
         # Orders saved by `CreateOrders`: OrderId -> Source, SubSource, ReferenceNum, ExternalReferenceNum, Location.
         self.created: dict[str, dict[str, str]] = {}
         self.create_calls: list[list[str]] = []  # the ReferenceNumbers of each CreateOrders call
+        self.customer_edits: list[str] = []  # the order of each SetOrderCustomerInfo applied
         self.next_number = 900_000  # NumOrderId of created orders (seeded ones count from 100,000)
         self.spawn(n_orders, world.start - timedelta(days=1), world.start)
 
@@ -426,6 +427,7 @@ class Linnworks(EmulatedSystem):
             "Orders/SetOrderShippingInfo": self.set_shipping_info,
             "Orders/ProcessOrder": self.process_order,
             "Orders/CancelOrder": self.cancel_order,
+            "Orders/SetOrderCustomerInfo": self.set_customer_info,
             "Orders/CreateOrders": self.create_orders,
             "Orders/GetOrderDetailsByReferenceId": self.by_reference,
             "PostalServices/GetPostalServices": self.get_postal_services,
@@ -656,6 +658,32 @@ class Linnworks(EmulatedSystem):
             if ref and ref in (self._references(o)["ReferenceNum"], self._references(o)["ExternalReferenceNum"])
         ]
         return [self.render_open(o) for o in found[:50]]
+
+    def set_customer_info(self, p: dict[str, Any]) -> dict[str, Any]:
+        """Replace an open order's delivery address; a processed or cancelled order cannot be changed."""
+        order = self.orders.get(p.get("orderId", ""))
+        if order is None:
+            raise ValueError("Order not found")
+        if order.uid in self.processed or order.uid in self.cancelled:
+            raise ValueError("Order is processed or cancelled and cannot be changed")
+        d = (p.get("info") or {}).get("Address") or {}
+        country = d.get("Country") or ""
+        order.address = Address(
+            d.get("FullName") or "",
+            d.get("Company") or "",
+            d.get("Address1") or "",
+            d.get("Address2") or "",
+            d.get("Address3") or "",
+            d.get("Town") or "",
+            d.get("Region") or "",
+            d.get("PostCode") or "",
+            country if len(country) == 2 else order.address.country_code,
+            d.get("PhoneNumber") or "",
+            d.get("EmailAddress") or "",
+        )
+        order.updated_at = datetime.now(UTC)
+        self.customer_edits.append(order.uid)
+        return self.render_open(order)["TotalsInfo"]
 
     def cancel_order(self, p: dict[str, Any]) -> str:
         """Cancel an open order (a processed one has left the warehouse: refused)."""

@@ -207,6 +207,12 @@ class LinnworksClient(ApiClient):
         params = {"orderId": order_id, "fulfilmentCenter": location_id, "refund": 0, "note": note}
         return self.call("Orders/CancelOrder", params, effect=True)
 
+    def set_customer_info(self, order_id: str, name: str, address: dict[str, Any]) -> Any:
+        """Replace an open order's delivery address (`Orders/SetOrderCustomerInfo`, CustomerAddress fields)."""
+        info = {"ChannelBuyerName": name, "Address": address, "BillingAddress": address}
+        params = {"orderId": order_id, "info": info, "saveToCrm": False}
+        return self.call("Orders/SetOrderCustomerInfo", params, effect=True)
+
     def orders_by_reference(self, reference: str) -> list[dict[str, Any]]:
         """Order details (at most 50) whose reference number is `reference`."""
         method = "Orders/GetOrderDetailsByReferenceId"

@@ -14,6 +14,7 @@ from flow_helpers import all_flows_config, drain_despatches, emulator_config, ru
 
 from emulators.server import Emulators
 from fulfil_assets.definitions import build_definitions
+from resources.linnworks import LinnworksClient
 from resources.warehouse import SCHEMA, WarehouseDb
 
 
@@ -92,3 +93,40 @@ def test_peoplevox_amendments_ask_the_live_status_first(emulators: Emulators, fu
     exceptions = _too_late(db)
     assert exceptions["order_ref"].to_list() == [late_ref]
     assert "Peoplevox shows the order Picking" in exceptions["detail"][0] and late in exceptions["detail"][0]
+
+
+@pytest.mark.world(n_orders=16)
+@pytest.mark.parametrize("warehouse_url", ["duckdb"], indirect=True)
+def test_shopify_address_edits_reach_the_linnworks_order_until_it_is_processed(
+    emulators: Emulators, fulfil_env: dict, tmp_path: Path
+) -> None:
+    """shopify_linnworks: a Shopify order whose address changes after fulfil created it in Linnworks gets the new
+    address there (`SetOrderCustomerInfo`, once); once Linnworks has processed the order the edit is
+    `AMEND_TOO_LATE` for the warehouse owner, saying what changed."""
+    emu = emulators
+    defs = build_definitions(all_flows_config(emu, tmp_path, flows=["shopify_linnworks"]))
+    instance = dg.DagsterInstance.ephemeral()
+    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+    run_job(defs, "order_sync_job", instance)
+    created = emu.linnworks.inspect()["created_orders"]  # Shopify reference -> Linnworks order
+    refs = sorted(created)
+    assert len(refs) >= 2
+    open_ref, processed_ref = refs[0], refs[1]
+    shopify_id = {r: int(c["external_reference"]) for r, c in created.items()}
+    other = LinnworksClient(emu.url("linnworks"), *emu.linnworks.credentials)
+    assert other.process_order(created[processed_ref]["order_id"])["Processed"]  # shipped by Linnworks itself
+    other.close()
+    for ref in (open_ref, processed_ref):
+        emu.shopify.control("edit_address", {"order_id": shopify_id[ref]})
+    run_job(defs, "order_sync_job", instance)
+    run_job(defs, "order_sync_job", instance)  # nothing more to send
+
+    edited = emu.shopify.orders[shopify_id[open_ref]].address
+    held = emu.linnworks.orders[created[open_ref]["order_id"]].address
+    assert (held.address1, held.postcode, held.town) == (edited.address1, edited.postcode, edited.town)
+    assert emu.linnworks.customer_edits == [created[open_ref]["order_id"]]  # once, and never the processed one
+    ledger = db.read(f"SELECT order_ref, status FROM {SCHEMA}.amendments WHERE wms = 'linnworks' ORDER BY order_ref")
+    assert dict(ledger.iter_rows()) == {open_ref: "acknowledged", processed_ref: "too_late"}  # adopted: now held
+    late = _too_late(db)
+    assert late.height == 1 and late["order_ref"][0] == processed_ref
+    assert "Address1" in late["detail"][0] and late["owner"][0] == "warehouse"

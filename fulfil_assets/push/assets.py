@@ -14,7 +14,7 @@ from fulfil_assets.ledger import adopt_amendments, now_utc, open_exceptions, res
 from fulfil_assets.push.amendments import amend_too_late, amendment_intents
 from fulfil_assets.push.cancel_assets import cancellation_assets
 from fulfil_assets.push.common import INTENT_SCHEMA, record_intents
-from fulfil_assets.push.linnworks_orders import LinnworksOrders, linnworks_payloads
+from fulfil_assets.push.linnworks_orders import LinnworksAmends, LinnworksOrders, linnworks_payloads
 from fulfil_assets.push.peoplevox_orders import PeoplevoxAmends, PeoplevoxOrders, peoplevox_payloads
 from fulfil_assets.push.source_check import (
     Recheck,
@@ -355,7 +355,15 @@ def linnworks_submissions(config: FulfilConfig) -> dg.AssetsDefinition:
             sender = LinnworksOrders(client)
             recheck = source_recheck(context, db, config, "linnworks")
             metadata = submit(
-                context, db, config, "linnworks", intents, sender, batches=sender.batches, recheck=recheck
+                context,
+                db,
+                config,
+                "linnworks",
+                intents,
+                sender,
+                batches=sender.batches,
+                recheck=recheck,
+                amender=LinnworksAmends(client),
             )
             return dg.MaterializeResult(
                 metadata={**metadata, "create_calls": sender.calls, **client.stats.as_metadata()}

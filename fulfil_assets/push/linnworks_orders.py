@@ -190,3 +190,64 @@ class LinnworksCancels:
                 yield [key], Outcome(SENDING if exc.maybe_applied else PENDING, error=str(exc))
             except DataError as exc:
                 yield [key], Outcome(FAILED, error=f"Linnworks refused the cancel: {exc}")
+
+
+ADDRESS_FIELDS = ("FullName", "Company", "Address1", "Address2", "Address3", "Town", "Region", "PostCode")
+ADDRESS_FIELDS += ("PhoneNumber", "EmailAddress")
+
+
+def customer_address(delivery: dict[str, Any]) -> dict[str, Any]:
+    """A `ChannelOrder` delivery address as Linnworks' `CustomerAddress` (the country as its ISO code)."""
+    return {**{k: delivery.get(k) or "" for k in ADDRESS_FIELDS}, "Country": delivery.get("Country") or ""}
+
+
+class LinnworksAmends(LinnworksCancels):
+    """Amends, in Linnworks, the storefront orders fulfil created there whose address changed in Shopify: the
+    order is looked up by reference; an open one gets the new address (`Orders/SetOrderCustomerInfo`, and the
+    amended Linnworks order then reaches its own warehouse as a Linnworks amendment); a processed or cancelled
+    one is too late, and so is a change of lines, which fulfil never edits on an order already created."""
+
+    def _address_of(self, order: dict[str, Any]) -> dict[str, Any]:
+        a = ((order.get("CustomerInfo") or {}).get("Address")) or {}
+        return {k: a.get(k) or "" for k in ADDRESS_FIELDS}
+
+    def holds(self, rows: pl.DataFrame) -> dict[str, str]:
+        """Rows whose Linnworks order already shows the new address."""
+        found = {}
+        for key, ref, raw in rows.select("idempotency_key", "order_ref", "payload").iter_rows():
+            order = self._order(ref)
+            wanted = customer_address(json.loads(raw)["order"]["DeliveryAddress"])
+            if order is not None and self._address_of(order) == {k: wanted[k] for k in ADDRESS_FIELDS}:
+                found[key] = f"Linnworks order {order.get('OrderId')} shows the new address"
+        return found
+
+    def send(self, rows: pl.DataFrame) -> Iterator[tuple[list[str], Outcome]]:
+        """Look the order up, then set its address or say why not."""
+        for key, ref, raw in rows.select("idempotency_key", "order_ref", "payload").iter_rows():
+            wanted = json.loads(raw)["order"]
+            try:
+                order = self._order(ref)
+                if order is None:
+                    yield [key], Outcome(FAILED, error=f"Linnworks holds no order {ref} created by fulfil")
+                    continue
+                if order.get("Processed") or (order.get("GeneralInfo") or {}).get("HoldOrCancel"):
+                    yield [key], Outcome(TOO_LATE, error=f"Linnworks already processed or cancelled {ref}")
+                    continue
+                held = sorted((i.get("SKU"), int(i.get("Quantity") or 0)) for i in order.get("Items") or [])
+                now = sorted((i["ChannelSKU"], int(i["Qty"])) for i in wanted["OrderItems"])
+                if held != now:
+                    error = (
+                        f"the lines changed ({held} -> {now}): fulfil does not edit the lines of an order in Linnworks"
+                    )
+                    yield [key], Outcome(TOO_LATE, error=error)
+                    continue
+                self.calls += 1
+                name = wanted.get("ChannelBuyerName") or wanted["DeliveryAddress"].get("FullName") or ""
+                self.client.set_customer_info(
+                    str(order.get("OrderId")), name, customer_address(wanted["DeliveryAddress"])
+                )
+                yield [key], Outcome(SENT, result=f"Linnworks order {order.get('OrderId')} has the new address")
+            except TransientError as exc:
+                yield [key], Outcome(SENDING if exc.maybe_applied else PENDING, error=str(exc))
+            except DataError as exc:
+                yield [key], Outcome(FAILED, error=f"Linnworks refused the amendment: {exc}")
