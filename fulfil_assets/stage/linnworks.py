@@ -91,7 +91,7 @@ def stage_linnworks(
         .then(pl.lit("cancelled"))
         .when(pl.col("_processed").fill_null(False))
         .then(pl.lit("despatched"))
-        .when(pl.col("_fulfil_seen_at") != latest)
+        .when(pl.lit(latest is not None) & (pl.col("_fulfil_seen_at") != pl.lit(latest)))
         .then(pl.lit("closed"))
         .when(pl.col("general_info__part_shipped").fill_null(False))
         .then(pl.lit("part_despatched"))
