@@ -161,6 +161,36 @@ class WarehouseDb:
                 if conn.in_transaction():
                     conn.rollback()
 
+    def analyst_copy_path(self) -> Path | None:
+        """Where the copy analysts query is published (beside the DuckDB file), or None on PostgreSQL."""
+        if not self.is_duckdb:
+            return None
+        main = Path(sa.make_url(self.url).database or "warehouse.duckdb")
+        return main.with_name(f"{main.stem}.analysts{main.suffix or '.duckdb'}")
+
+    def publish_analyst_copy(self) -> Path | None:
+        """Copy the whole DuckDB warehouse (every schema) to `analyst_copy_path()`, written beside it and renamed
+        into place: analysts hold connections on the copy, never on the file runs write, and a connection already
+        open on the copy keeps reading the version it opened. PostgreSQL needs none (readers never block runs)."""
+        target = self.analyst_copy_path()
+        if target is None:
+            return None
+        partial = target.with_name(f".{target.name}.partial")
+        partial.unlink(missing_ok=True)
+        with self._fresh() as conn:
+            name = conn.execute(sa.text("SELECT current_database()")).scalar()
+            conn.execute(sa.text(f"ATTACH '{partial}' AS fulfil_published"))
+            conn.commit()
+            try:
+                conn.execute(sa.text(f'COPY FROM DATABASE "{name}" TO fulfil_published'))
+                conn.commit()
+            finally:
+                conn.rollback()
+                conn.execute(sa.text("DETACH fulfil_published"))
+                conn.commit()
+        os.replace(partial, target)
+        return target
+
     def any_of(self, column: str, param: str) -> str:
         """SQL true when `column` is one of the list bound to `:param` (the dialect's own list test)."""
         return f"list_contains(:{param}, {column})" if self.is_duckdb else f"{column} = ANY(:{param})"

@@ -1,0 +1,84 @@
+"""Analysts never break a run: they query a copy of the embedded warehouse, published after the runs that change
+it, and a run that meets a lock someone left on the warehouse file itself waits, then fails naming the cause."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+from flow_helpers import emulator_config, run_job
+
+from emulators.server import Emulators
+from fulfil_assets.definitions import build_definitions
+from resources.warehouse import SCHEMA, WarehouseDb
+
+pytestmark = pytest.mark.parametrize("warehouse_url", ["duckdb"], indirect=True)  # PostgreSQL readers never block
+
+
+@pytest.mark.world(n_orders=12)
+def test_analysts_query_a_published_copy_while_runs_write(
+    emulators: Emulators, fulfil_env: dict, tmp_path: Path
+) -> None:
+    defs = build_definitions(emulator_config(emulators, tmp_path))
+    instance = dg.DagsterInstance.ephemeral()
+    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+    sensor = defs.resolve_sensor_def("analyst_copy_sensor")
+    assert not sensor(dg.build_sensor_context(instance=instance)).run_requests  # nothing has run yet
+    run_job(defs, "order_sync_job", instance)
+    tick = sensor(dg.build_sensor_context(instance=instance))
+    assert len(tick.run_requests) == 1  # a run changed the warehouse: a copy is due
+    assert not sensor(dg.build_sensor_context(instance=instance, cursor=tick.cursor)).run_requests
+    run_job(defs, "analyst_copy_job", instance)
+    copy = db.analyst_copy_path()
+    assert copy is not None and copy.exists()
+    orders = db.read(f"SELECT COUNT(*) AS n FROM {SCHEMA}.orders")["n"][0]
+    analyst = duckdb.connect(str(copy), read_only=True)  # an analyst's session, left open
+    assert analyst.execute(f"SELECT COUNT(*) FROM {SCHEMA}.orders").fetchone()[0] == orders > 0
+    assert analyst.execute("SELECT COUNT(*) FROM raw_linnworks.open_orders").fetchone()[0] > 0  # every schema
+    emulators.linnworks.control("spawn", {"n": 5})
+    run_job(defs, "order_sync_job", instance)  # runs go on while the analyst holds the copy
+    run_job(defs, "analyst_copy_job", instance)  # and the copy is replaced under the open session
+    assert analyst.execute(f"SELECT COUNT(*) FROM {SCHEMA}.orders").fetchone()[0] == orders  # its own version
+    analyst.close()
+    fresh = duckdb.connect(str(copy), read_only=True)
+    assert fresh.execute(f"SELECT COUNT(*) FROM {SCHEMA}.orders").fetchone()[0] == orders + 5
+    fresh.close()
+
+
+def test_a_run_meeting_a_lock_on_the_warehouse_waits_then_names_the_cause(
+    emulators: Emulators, fulfil_env: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FULFIL_LOCK_WAIT_S", "2")
+    defs = build_definitions(emulator_config(emulators, tmp_path))
+    instance = dg.DagsterInstance.ephemeral()
+    path = fulfil_env["FULFIL_WAREHOUSE_URL"].removeprefix("duckdb:///")
+    WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"]).execute("SELECT 1")  # the file exists
+    # An analyst's read-only session on the file runs write, in another process.
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, time; c = duckdb.connect({path!r}, read_only=True); print('ok', flush=True); "
+            "time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ok"
+        started = time.monotonic()
+        result = defs.resolve_job_def("analyst_copy_job").execute_in_process(instance=instance, raise_on_error=False)
+        waited = time.monotonic() - started
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not result.success and waited >= 2
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = str(failure.event_specific_data.error)
+    assert "stayed locked for 2 s" in message and f"PID {holder.pid}" in message
+    run_job(defs, "analyst_copy_job", instance)  # once the session is closed, the run goes through
