@@ -14,7 +14,7 @@ $(BIN)/fulfil: pyproject.toml requirements.lock
 setup: $(BIN)/fulfil
 
 demo: setup
-	$(BIN)/fulfil demo
+	$(BIN)/fulfil demo --reset
 
 lint: setup
 	$(BIN)/ruff check .

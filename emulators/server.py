@@ -70,12 +70,20 @@ class _SFTPAuth(asyncssh.SSHServer):
         return (username, password) == (self.user, self.password)
 
 
-def _bind(port: int) -> socket.socket:
+class PortBusy(RuntimeError):
+    """A port an emulator is configured to listen on is taken by another program."""
+
+
+def _bind(port: int, name: str = "") -> socket.socket:
     # proto must be IPPROTO_TCP: asyncio only sets TCP_NODELAY on accepted sockets whose proto says TCP, and
     # without it every response (headers and body written apart) waits ~40 ms for a delayed ACK.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((HOST, port))
+    try:
+        sock.bind((HOST, port))
+    except OSError as exc:
+        sock.close()
+        raise PortBusy(f"port {port} on {HOST} (the {name or 'an'} emulator) is in use by another program") from exc
     sock.listen(256)
     sock.setblocking(False)
     return sock
@@ -153,6 +161,12 @@ class Emulators:
         self._thread.start()
         if not self._ready.wait(timeout):
             raise RuntimeError("emulators did not start in time")
+        if isinstance(self._error, PortBusy):
+            raise self._error
+        if isinstance(self._error, OSError) and self._error.errno == 98:  # the SFTP port
+            raise PortBusy(
+                f"port {self.config.ports.get('whistl_sftp')} on {HOST} (the Whistl SFTP emulator) is in use"
+            )
         if self._error:
             raise RuntimeError(f"emulators failed to start: {self._error}") from self._error
         return self
@@ -195,7 +209,7 @@ class Emulators:
         }
         tasks = []
         for name, app in apps.items():
-            sock = _bind(self.config.ports.get(name, 0))
+            sock = _bind(self.config.ports.get(name, 0), name)
             self.ports[name] = sock.getsockname()[1]
             server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
             self._servers.append(server)

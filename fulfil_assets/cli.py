@@ -43,19 +43,42 @@ def _demo_env(data_dir: Path) -> dict[str, str]:
     return {k: os.environ.get(k, v) for k, v in env.items()}
 
 
+DEMO_STATE = ("warehouse.duckdb", "warehouse.analysts.duckdb", "dagster_home", "dlt", "emulators", "gx_docs")
+DEMO_STATE += ("peoplevox_events",)
+
+
 def demo(args: argparse.Namespace) -> int:
-    """Start the emulators with the seeded world, then `dagster dev` on them (or one headless pass)."""
-    from emulators.server import EmulatorConfig, Emulators
+    """Start the emulators with the seeded world, then `dagster dev` on them (or one headless pass). The
+    emulators start a new world each time, so an earlier demo's warehouse is never mixed with it: `--reset`
+    clears the demo folder first, and without it a folder holding an earlier demo is refused."""
+    from emulators.server import EmulatorConfig, Emulators, PortBusy
 
     data_dir = Path(args.data_dir).resolve()
+    earlier = [name for name in DEMO_STATE if (data_dir / name).exists()]
+    if earlier and not args.reset:
+        print(
+            f"fulfil demo: {data_dir} holds an earlier demo ({', '.join(earlier)}); the emulators start a new world "
+            "each time and the two would disagree: run with --reset to start both afresh, or give another --data-dir",
+            file=sys.stderr,
+        )
+        return 2
+    for name in earlier:
+        target = data_dir / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
     env = _demo_env(data_dir)
     os.environ.update(env)
     home = Path(env["DAGSTER_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
-    emulators = Emulators(
-        EmulatorConfig(data_dir=data_dir / "emulators", tick_s=args.tick, n_orders=args.orders)
-    ).start()
+    try:
+        emulators = Emulators(
+            EmulatorConfig(data_dir=data_dir / "emulators", tick_s=args.tick, n_orders=args.orders)
+        ).start()
+    except PortBusy as exc:
+        print(f"fulfil demo: {exc}: stop it (an earlier demo still running?) and try again", file=sys.stderr)
+        return 2
+    print(f"fulfil demo: the warehouse is {data_dir / 'warehouse.duckdb'} (analysts: warehouse.analysts.duckdb)",
+          file=sys.stderr)  # fmt: skip
     emulators.linnworks.peoplevox_share = 0.3  # Linnworks fulfils these from Peoplevox (routes in fulfil.yaml)
     emulators.whistl.snapshot()
     print("emulators listening:", file=sys.stderr)
@@ -315,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--orders", type=int, default=300, help="open orders per OMS at start")
     p.add_argument("--headless", action="store_true", help="run one pass of the flow without the UI and exit")
     p.add_argument("--json", action="store_true", help="with --headless: print per flow what each target holds")
+    p.add_argument("--reset", action="store_true", help="clear an earlier demo in --data-dir first")
     p.set_defaults(func=demo)
     c = sub.add_parser("check-orders", help="check a CSV of order lines against a warehouse's rules")
     c.add_argument("file")
