@@ -29,7 +29,11 @@ class WarehouseLocked(RuntimeError):
 
 
 def _lock_conflict(exc: BaseException) -> bool:
-    return isinstance(exc, sa.exc.OperationalError) and "Could not set lock" in str(exc)
+    """Another process holds the file, or (threads of one process) it is being closed while opened again."""
+    text = str(exc)
+    return isinstance(exc, sa.exc.OperationalError) and (
+        "Could not set lock" in text or "Unique file handle conflict" in text
+    )
 
 
 def warehouse_url() -> str:

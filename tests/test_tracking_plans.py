@@ -105,6 +105,8 @@ def test_bigcommerce_gets_a_shipment_per_parcel_with_its_own_items() -> None:
             "wms_line_no": [1, 2],
             "source_line_id": ["1011", "1012"],
             "ship_to_id": ["1010"] * 2,
+            "source_quantity": [2, 1],
+            "wms_quantity": [2, 1],
         }
     )
     intents = tracking_intents(rows, LINES, owners("bigcommerce"), source)
@@ -182,3 +184,31 @@ def test_a_storefront_parcel_names_the_line_items_in_it() -> None:
         "T2": [{"line_item_id": "93", "quantity": 1}],
     }
     assert set(intents["order_key"]) == {"shopify:9"} and set(intents["kind"]) == {"parcel"}
+
+
+def test_a_bundle_shipped_as_its_components_ships_as_one_storefront_line() -> None:
+    """BigCommerce line 1012 is a bundle of 2 x B and 1 x C per unit, 2 units ordered: the warehouse got lines 2
+    (B x 4) and 3 (C x 2). A unit ships once all its components have, in the despatch that completes it."""
+    rows = despatch_rows(
+        ("o:1", "D1", 2, 1, "B", 2, "T1", 1, None),  # one unit's B only: nothing of the bundle yet
+        ("o:1", "D2", 2, 1, "B", 2, "T2", 5, None),
+        ("o:1", "D2", 3, 2, "C", 1, "T3", 5, None),  # B for both units, C for one: one unit ships
+        ("o:1", "D3", 3, 1, "C", 1, "T4", 9, None),  # the second unit completes
+    )
+    source = pl.DataFrame(
+        {
+            "order_key": ["o:1", "o:1"],
+            "wms_line_no": [2, 3],
+            "source_line_id": ["1012", "1012"],
+            "ship_to_id": ["1010", "1010"],
+            "source_quantity": [2, 2],
+            "wms_quantity": [4, 2],
+        }
+    )
+    lines = pl.DataFrame({"order_key": ["o:1", "o:1"], "line_no": [2, 3], "sku": ["B", "C"], "quantity": [4, 2]})
+    intents = tracking_intents(rows, lines, owners("bigcommerce"), source)
+    shipments = {r["despatch_ref"]: json.loads(r["payload"]) for r in intents.iter_rows(named=True)}
+    assert sorted(shipments) == ["D2", "D3"]
+    assert shipments["D2"]["items"] == [{"order_product_id": "1012", "quantity": 1}]
+    assert shipments["D2"]["tracking_number"] == "T2"  # the first parcel holding the completing components
+    assert shipments["D3"]["items"] == [{"order_product_id": "1012", "quantity": 1}]

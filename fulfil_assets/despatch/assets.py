@@ -297,12 +297,9 @@ def plan_fulfilments(db: WarehouseDb, flows: dict[str, bool]) -> int:
         f"AND s.status IN ('sent', 'acknowledged', 'despatched')",
         schema={"order_key": pl.String, "source_order_id": pl.String, "flow": pl.String},
     )
-    # Orders whose parcels are posted one by one (their warehouse is one fulfil reads) need no whole-order post.
-    by_parcel = db.read(
-        f"SELECT DISTINCT order_key FROM {SCHEMA}.tracking_posts WHERE oms = 'shopify' AND kind = 'parcel'",
-        schema={"order_key": pl.String},
-    )
-    intents = fulfilment_intents(processed, links.join(by_parcel, on="order_key", how="anti"))
+    # Also for orders whose parcels were posted one by one: what they left open (a line the parcels could not
+    # name, such as a bundle the warehouse shipped as its components) is fulfilled here; the rest is not again.
+    intents = fulfilment_intents(processed, links)
     effects.intend(db, "tracking_posts", intents, shadow=flows.get("shopify_linnworks", False))
     return intents.height
 

@@ -91,11 +91,19 @@ def plan_tracking(
         {"wms": wms, **chosen},
     )
     source_lines = db.read(
-        f"SELECT w.order_key, w.wms_line_no, l.source_line_id, l.ship_to_id FROM {SCHEMA}.wms_order_lines w "
+        f"SELECT w.order_key, w.wms_line_no, l.source_line_id, l.ship_to_id, l.quantity AS source_quantity, "
+        f"w.quantity AS wms_quantity FROM {SCHEMA}.wms_order_lines w "
         f"JOIN {SCHEMA}.order_lines l ON l.order_key = w.order_key AND l.line_no = w.source_line_no "
         f"WHERE w.wms = :wms AND {db.any_of('w.order_key', 'keys')}",
         {"wms": wms, **chosen},
-        schema={"order_key": pl.String, "wms_line_no": pl.Int32, "source_line_id": pl.String, "ship_to_id": pl.String},
+        schema={
+            "order_key": pl.String,
+            "wms_line_no": pl.Int32,
+            "source_line_id": pl.String,
+            "ship_to_id": pl.String,
+            "source_quantity": pl.Int64,
+            "wms_quantity": pl.Int64,
+        },
     )
     intents = pl.concat(
         [tracking_intents(all_rows, lines, owners, source_lines), storefront_parcels(db, all_rows, keys)]

@@ -80,6 +80,43 @@ def _parcels(group: pl.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
+def source_units(rows: pl.DataFrame, by_line: pl.DataFrame) -> dict[tuple[str, int], dict[str, int]]:
+    """Per (despatch, parcel) of one order, the units of each order-system line it ships (`by_line`: order_key,
+    line_no (the warehouse's), source_line_id, source_quantity, wms_quantity). A line the warehouse was sent as
+    several (a bundle's components) ships a unit once every component of that unit has shipped: in the despatch
+    that completes it, with its first parcel holding them."""
+    mine = by_line.join(rows.select("order_key").unique(), on="order_key", how="semi")
+    parts: dict[str, dict[int, int]] = {}  # source line -> {warehouse line: components per unit}
+    for line_id, line_no, src_qty, wms_qty in mine.select(
+        "source_line_id", "line_no", "source_quantity", "wms_quantity"
+    ).iter_rows():
+        parts.setdefault(line_id, {})[line_no] = max(1, int(wms_qty or 0) // max(1, int(src_qty or 1)))
+    line_of = {n: line_id for line_id, lines in parts.items() for n in lines}
+    out: dict[tuple[str, int], dict[str, int]] = {}
+    order = rows.group_by("despatch_ref").agg(pl.col("despatched_at").min()).sort("despatched_at", "despatch_ref")
+    done: dict[str, int] = {}
+    shipped: dict[int, int] = {}
+    for (despatch,) in order.select("despatch_ref").iter_rows():
+        here = rows.filter(pl.col("despatch_ref") == despatch).sort("parcel_no", "line_no")
+        first_parcel: dict[str, int] = {}
+        for line_no, parcel, quantity in here.select("line_no", "parcel_no", "quantity").iter_rows():
+            shipped[line_no] = shipped.get(line_no, 0) + quantity
+            line_id = line_of.get(line_no)
+            first_parcel.setdefault(str(line_id), parcel)
+            if line_id is not None and len(parts[line_id]) == 1 and parts[line_id][line_no] == 1:
+                units = out.setdefault((despatch, parcel), {})  # one warehouse line per unit: by parcel as shipped
+                units[line_id] = units.get(line_id, 0) + quantity
+        for line_id, lines in parts.items():
+            if len(lines) == 1 and next(iter(lines.values())) == 1:
+                continue
+            complete = min(shipped.get(n, 0) // per_unit for n, per_unit in lines.items())
+            if complete > done.get(line_id, 0) and str(line_id) in first_parcel:
+                units = out.setdefault((despatch, first_parcel[str(line_id)]), {})
+                units[line_id] = units.get(line_id, 0) + complete - done.get(line_id, 0)
+                done[line_id] = complete
+    return out
+
+
 def tracking_intents(
     despatched: pl.DataFrame, lines: pl.DataFrame, owners: pl.DataFrame, source_lines: pl.DataFrame | None = None
 ) -> pl.DataFrame:
@@ -108,6 +145,7 @@ def tracking_intents(
         )
 
     by_line = source_lines.rename({"wms_line_no": "line_no"}) if source_lines is not None else None
+    units_cache: dict[str, dict[tuple[str, int], dict[str, int]]] = {}
     complete = set(complete_orders(despatched, lines)["order_key"].to_list())
     last = shipped.sort("despatched_at", "despatch_ref").group_by("order_key").agg(pl.col("despatch_ref").last())
     completing = {(k, d) for k, d in last.iter_rows() if k in complete}
@@ -120,25 +158,30 @@ def tracking_intents(
         numbers = ",".join(group["tracking_number"].unique(maintain_order=True).to_list())
         oms = order["oms"]
         if oms == "bigcommerce":
-            items = group.join(by_line, on=["order_key", "line_no"], how="left") if by_line is not None else group
-            for (parcel, ship_to), part in items.group_by("parcel_no", "ship_to_id", maintain_order=True):
-                first = part.row(0, named=True)
-                add(
-                    f"{oms}:tracking:{order_key}:{despatch}:{parcel}:{ship_to}:{first['tracking_number']}",
-                    order,
-                    "tracking",
-                    str(despatch),
-                    first["tracking_number"],
-                    order_address_id=ship_to,
-                    carrier=first["carrier"] or "",
-                    tracking_url=first["tracking_url"] or "",
-                    items=[
-                        {"order_product_id": r["source_line_id"], "quantity": r["quantity"]}
-                        for r in part.group_by("source_line_id", maintain_order=True)
-                        .agg(pl.col("quantity").sum())
-                        .iter_rows(named=True)
-                    ],
-                )
+            if order_key not in units_cache:
+                order_rows = shipped.filter(pl.col("order_key") == order_key)
+                units_cache[order_key] = source_units(order_rows, by_line) if by_line is not None else {}
+            ship_to_of = dict(by_line.select("source_line_id", "ship_to_id").iter_rows()) if by_line is not None else {}
+            for (d, parcel), units in units_cache[order_key].items():
+                if d != despatch:
+                    continue
+                first = group.filter(pl.col("parcel_no") == parcel).row(0, named=True)
+                by_ship_to: dict[Any, list[dict[str, Any]]] = {}
+                for line_id, quantity in units.items():
+                    item = {"order_product_id": line_id, "quantity": quantity}
+                    by_ship_to.setdefault(ship_to_of.get(line_id), []).append(item)
+                for ship_to, items in by_ship_to.items():
+                    add(
+                        f"{oms}:tracking:{order_key}:{despatch}:{parcel}:{ship_to}:{first['tracking_number']}",
+                        order,
+                        "tracking",
+                        str(despatch),
+                        first["tracking_number"],
+                        order_address_id=ship_to,
+                        carrier=first["carrier"] or "",
+                        tracking_url=first["tracking_url"] or "",
+                        items=items,
+                    )
         elif oms == "cin7":
             key = f"{oms}:tracking:{order_key}:{despatch}:{numbers}"
             authorise = (order_key, despatch) in completing
