@@ -146,15 +146,21 @@ def deliver(db: WarehouseDb, client: LinnworksClient) -> effects.DeliveryReport:
     )
 
 
+def world(workdir: Path, name: str, rate_scale: float) -> tuple[EmulatorConfig, WarehouseDb]:
+    """Empty emulators (limits at `rate_scale`) on free ports and a fresh DuckDB warehouse."""
+    names = ("linnworks", "cin7", "shopify", "bigcommerce", "peoplevox", "whistl", "whistl_sftp")
+    config = EmulatorConfig(
+        data_dir=workdir / f"emu_{name}", n_skus=2000, n_orders=0, rate_scale=rate_scale, ports=dict.fromkeys(names, 0)
+    )
+    db = WarehouseDb(f"duckdb:///{workdir / f'{name}.duckdb'}")
+    ensure_tables(db)
+    return config, db
+
+
 def limits_off(files: int, lines: int, workdir: Path) -> dict[str, Any]:
     """Take every file in, then deliver every post: rates and calls."""
     rng = random.Random(7)
-    names = ("linnworks", "cin7", "shopify", "bigcommerce", "peoplevox", "whistl", "whistl_sftp")
-    config = EmulatorConfig(
-        data_dir=workdir / "emu_off", n_skus=2000, n_orders=0, rate_scale=0.0, ports=dict.fromkeys(names, 0)
-    )
-    db = WarehouseDb(f"duckdb:///{workdir / 'off.duckdb'}")
-    ensure_tables(db)
+    config, db = world(workdir, "off", 0.0)
     with Emulators(config) as emu:
         orders = seed_orders(emu, db, max(1, lines * 27 // 50))  # the world averages ~1.85 rows per order
         texts, despatches, complete = despatch_files(orders, files, rng)
@@ -201,12 +207,7 @@ def least_latencies(
 def at_real_limits(seconds: float, every: float, per_file: int, interval: float, workdir: Path) -> dict[str, Any]:
     """Files landing at a steady rate, the despatch pass every `interval`, the poster beside it."""
     rng = random.Random(11)
-    names = ("linnworks", "cin7", "shopify", "bigcommerce", "peoplevox", "whistl", "whistl_sftp")
-    config = EmulatorConfig(
-        data_dir=workdir / "emu_lim", n_skus=2000, n_orders=0, rate_scale=1.0, ports=dict.fromkeys(names, 0)
-    )
-    db = WarehouseDb(f"duckdb:///{workdir / 'lim.duckdb'}")
-    ensure_tables(db)
+    config, db = world(workdir, "lim", 1.0)
     n_files = max(1, int(seconds / every))
     with Emulators(config) as emu:
         orders = seed_orders(emu, db, n_files * per_file)

@@ -41,6 +41,25 @@ def _parse_date(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
 
 
+def _address(d: dict[str, Any], country_code: str) -> Address:
+    """An address from Linnworks' address fields (a ChannelOrder's DeliveryAddress, a CustomerAddress)."""
+    fields = ("FullName", "Company", "Address1", "Address2", "Address3", "Town", "Region", "PostCode")
+    name, company, a1, a2, a3, town, region, postcode = (d.get(f) or "" for f in fields)
+    return Address(
+        name,
+        company,
+        a1,
+        a2,
+        a3,
+        town,
+        region,
+        postcode,
+        country_code,
+        d.get("PhoneNumber") or "",
+        d.get("EmailAddress") or "",
+    )
+
+
 class Linnworks(EmulatedSystem):
     """Linnworks with the world's `linnworks` orders open, fulfilment locations (Whistl, and Peoplevox for a
     `peoplevox_share` of the orders), orders created through `Orders/CreateOrders`, postal services."""
@@ -601,19 +620,7 @@ class Linnworks(EmulatedSystem):
             if (source, o.get("SubSource") or "", ref) in held:
                 continue
             d = o.get("DeliveryAddress") or {}
-            address = Address(
-                d.get("FullName") or "",
-                d.get("Company") or "",
-                d.get("Address1") or "",
-                d.get("Address2") or "",
-                d.get("Address3") or "",
-                d.get("Town") or "",
-                d.get("Region") or "",
-                d.get("PostCode") or "",
-                d.get("MatchCountryCode") or d.get("Country") or "",
-                d.get("PhoneNumber") or "",
-                d.get("EmailAddress") or "",
-            )
+            address = _address(d, d.get("MatchCountryCode") or d.get("Country") or "")
             lines = [
                 OrderLine(
                     n,
@@ -668,19 +675,7 @@ class Linnworks(EmulatedSystem):
             raise ValueError("Order is processed or cancelled and cannot be changed")
         d = (p.get("info") or {}).get("Address") or {}
         country = d.get("Country") or ""
-        order.address = Address(
-            d.get("FullName") or "",
-            d.get("Company") or "",
-            d.get("Address1") or "",
-            d.get("Address2") or "",
-            d.get("Address3") or "",
-            d.get("Town") or "",
-            d.get("Region") or "",
-            d.get("PostCode") or "",
-            country if len(country) == 2 else order.address.country_code,
-            d.get("PhoneNumber") or "",
-            d.get("EmailAddress") or "",
-        )
+        order.address = _address(d, country if len(country) == 2 else order.address.country_code)
         order.updated_at = datetime.now(UTC)
         self.customer_edits.append(order.uid)
         return self.render_open(order)["TotalsInfo"]

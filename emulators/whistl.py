@@ -317,53 +317,38 @@ class Whistl:
             take = remaining
         parcels = 2 if self.rng.random() < self.multi_parcel_share and sum(take.values()) > 1 else 1
         tracking = [self._tracking() for _ in range(parcels)]
-        rows = []
+        rows: list[dict[str, Any]] = []
+
+        def row(n: int, quantity: int, number: str, parcel: int, partial_flag: str, reason: str) -> dict[str, Any]:
+            return {
+                "order_reference": order.reference,
+                "despatch_reference": f"D{order.reference}-{order.despatches}",
+                "line_number": n,
+                "sku": order.lines[n][0],
+                "quantity_ordered": order.lines[n][1],
+                "quantity_despatched": quantity,
+                "carrier": "Whistl",
+                "service_code": order.service_code,
+                "tracking_number": number,
+                "tracking_url": f"https://track.whistl.co.uk/{number}" if number else "",
+                "parcel_number": parcel + 1,
+                "despatched_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "partial_flag": partial_flag,
+                "reason": reason,
+            }
+
         short = {n for n in take if len(take) > 1 and self.rng.random() < self.short_share}
         for n in sorted(short):
             sku, ordered = order.lines[n]
-            rows.append(
-                {
-                    "order_reference": order.reference,
-                    "despatch_reference": f"D{order.reference}-{order.despatches}",
-                    "line_number": n,
-                    "sku": sku,
-                    "quantity_ordered": ordered,
-                    "quantity_despatched": 0,
-                    "carrier": "Whistl",
-                    "service_code": order.service_code,
-                    "tracking_number": "",
-                    "tracking_url": "",
-                    "parcel_number": 1,
-                    "despatched_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "partial_flag": "Y",
-                    "reason": "OUT_OF_STOCK: not found at its pick face",
-                }
-            )
+            rows.append(row(n, 0, "", 0, "Y", "OUT_OF_STOCK: not found at its pick face"))
             order.shipped[n] = ordered  # never shipped, and never will be: the order is done at the warehouse
             self.allocated[sku] -= take.pop(n)
         for i, (n, qty) in enumerate(sorted(take.items())):
-            sku, ordered = order.lines[n]
+            sku = order.lines[n][0]
             split = [qty] if parcels == 1 or qty == 1 else [qty - qty // 2, qty // 2]
             for p, part in enumerate(split):
                 parcel = p if len(split) > 1 else i % parcels
-                rows.append(
-                    {
-                        "order_reference": order.reference,
-                        "despatch_reference": f"D{order.reference}-{order.despatches}",
-                        "line_number": n,
-                        "sku": sku,
-                        "quantity_ordered": ordered,
-                        "quantity_despatched": part,
-                        "carrier": "Whistl",
-                        "service_code": order.service_code,
-                        "tracking_number": tracking[parcel],
-                        "tracking_url": f"https://track.whistl.co.uk/{tracking[parcel]}",
-                        "parcel_number": parcel + 1,
-                        "despatched_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                        "partial_flag": "Y" if partial else "N",
-                        "reason": "",
-                    }
-                )
+                rows.append(row(n, part, tracking[parcel], parcel, "Y" if partial else "N", ""))
             order.shipped[n] = order.shipped.get(n, 0) + qty
             self.on_hand[sku] = self.on_hand.get(sku, 0) - qty
             self.allocated[sku] -= qty
