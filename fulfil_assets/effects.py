@@ -283,6 +283,8 @@ def record_all(
                 sets += ", claimed_by = NULL, claimed_until = NULL"
             if status == SENT:
                 sets += ", confirmed_at = :now"
+            elif status == SENDING:  # settled from when the client gave up, not from the start of its batch
+                sets += ", attempted_at = :now"
             guard = f" AND t.status IN ('{PENDING}', '{SENDING}')" + (" AND t.claimed_by = :owner" if owner else "")
             for start in range(0, len(rows), 500):
                 part = rows[start : start + 500]

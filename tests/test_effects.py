@@ -22,6 +22,10 @@ from flow_helpers import drain_despatches, emulator_config, run_job, set_faults
 from emulators.server import Emulators
 from fulfil_assets import effects
 from fulfil_assets.definitions import build_definitions
+from fulfil_assets.despatch.assets import ONE_UNSETTLED_PER_ORDER, TRACKING_FIRST
+from fulfil_assets.despatch.oms_tracking import LinnworksTracking
+from fulfil_assets.tables import ensure_tables
+from resources.linnworks import LinnworksClient
 from resources.warehouse import SCHEMA, WarehouseDb
 
 
@@ -146,6 +150,99 @@ def test_tracking_once_when_linnworks_applied_calls_the_client_gave_up_on(
     assert process_calls and max(Counter(process_calls).values()) == 1
     assert set(processed) <= set(expected)
     assert set(db.read(f"SELECT status FROM {SCHEMA}.tracking_posts")["status"]) == {"sent"}
+
+
+def linnworks_tracking_posts(posts: list[tuple[str, str]]) -> pl.DataFrame:
+    """Ledger rows for Linnworks tracking posts: (order id, tracking number) each."""
+    return pl.DataFrame(
+        [
+            {
+                "idempotency_key": f"linnworks:tracking:{order_id}:{number}",
+                "order_key": f"linnworks:{order_id}",
+                "payload": effects.to_payload({"kind": "tracking", "order_id": order_id, "tracking_number": number}),
+                "oms": "linnworks",
+                "despatch_ref": number,
+                "tracking_number": number,
+                "kind": "tracking",
+            }
+            for order_id, number in posts
+        ]
+    )
+
+
+def test_a_post_that_timed_out_late_in_its_batch_is_looked_up_only_once_it_could_have_landed(
+    emulators: Emulators, tmp_path: Path
+) -> None:
+    """Posts go 25 to a batch and are recorded together: the last post of a batch times out, and Linnworks carries
+    it out after the client gave up. The next delivery, straight after, must not take that post's silence at the
+    order for an answer (its wait counts from when the client gave up, not from the start of the batch); once it
+    could have landed, it is found on the order. Every despatch's tracking is written once."""
+    emu = emulators
+    db = WarehouseDb(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    ensure_tables(db)
+    orders = sorted(emu.linnworks.orders)[:10]
+    effects.intend(db, "tracking_posts", linnworks_tracking_posts([(o, f"WHL{i:04d}") for i, o in enumerate(orders)]))
+    client = LinnworksClient(emu.url("linnworks"), *emu.linnworks.credentials, budget_share=1e6, timeout_s=0.5)
+    set_faults(emu, "linnworks", latency_ms=100, timeout_s=0.8, only_path="Orders/SetOrderShippingInfo")
+
+    def time_out_the_last_post() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if sum(c.path.endswith("SetOrderShippingInfo") for c in emu.linnworks.recorder.calls) >= len(orders) - 1:
+                emu.linnworks.faults.timeout_next = 1
+                return
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=time_out_the_last_post)
+    watcher.start()
+
+    def deliver() -> effects.DeliveryReport:  # a new sender each time, as each run makes its own
+        sender = LinnworksTracking(client)
+        return effects.deliver(db, "tracking_posts", sender, settle_s=2 * client.timeout_s, batches=sender.batches)
+
+    first = deliver()
+    watcher.join()
+    assert (first.sent, first.deferred) == (len(orders) - 1, 1), first
+    again = deliver()  # straight after: the post that timed out may still be landing
+    assert again.claimed == 0 and again.sent == 0, again
+    time.sleep(2 * client.timeout_s + 0.2)
+    settled = deliver()
+    assert settled.found_at_target == 1 and settled.sent == 0, settled
+    writes = emu.linnworks.inspect()["shipping_info"]
+    assert {o: len(writes.get(o, [])) for o in orders} == dict.fromkeys(orders, 1)
+    assert set(db.read(f"SELECT status FROM {SCHEMA}.tracking_posts")["status"]) == {"sent"}
+
+
+def test_several_posts_of_one_order_left_unsettled_by_a_crash_are_settled_not_resent(
+    emulators: Emulators, tmp_path: Path
+) -> None:
+    """A crash after Linnworks took two despatches' tracking for one order, before either was recorded: both
+    posts are unsettled. The next run takes both (never waits on them forever), finds the later number on the
+    order, and posts neither again: Linnworks keeps one number per order, and sending the earlier one now would
+    put an older parcel in front of the customer."""
+    emu = emulators
+    db = WarehouseDb(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    ensure_tables(db)
+    order = sorted(emu.linnworks.orders)[0]
+    client = LinnworksClient(emu.url("linnworks"), *emu.linnworks.credentials, budget_share=1e6, timeout_s=0.5)
+    for number in ("WHL-FIRST", "WHL-SECOND"):  # two despatches, planned one after the other
+        effects.intend(db, "tracking_posts", linnworks_tracking_posts([(order, number)]))
+        client.set_shipping_info(order, number)
+        time.sleep(0.01)
+    db.execute(f"UPDATE {SCHEMA}.tracking_posts SET status = 'sending', attempts = 1, attempted_at = created_at")
+    sender = LinnworksTracking(client)
+    report = effects.deliver(
+        db,
+        "tracking_posts",
+        sender,
+        where=f"({TRACKING_FIRST}) AND {ONE_UNSETTLED_PER_ORDER}",
+        batches=sender.batches,
+    )
+    assert report.found_at_target == 2 and report.sent == 0, report
+    rows = dict(db.read(f"SELECT tracking_number, result FROM {SCHEMA}.tracking_posts").iter_rows())
+    assert rows["WHL-SECOND"] == "found at target: order shows tracking WHL-SECOND"
+    assert "superseded" in rows["WHL-FIRST"]
+    assert [i["TrackingNumber"] for i in emu.linnworks.inspect()["shipping_info"][order]] == ["WHL-FIRST", "WHL-SECOND"]
 
 
 @pytest.mark.postgres

@@ -243,16 +243,18 @@ def _take(
     return {"outcome": outcome, "kept_as": kept, "sha256": digest, **counts, **({"reason": detail} if detail else {})}
 
 
-# Tracking before the order is closed (`ProcessOrder`, an authorised shipment); and one unsettled post per order at a
-# time: Linnworks shows only an order's latest tracking number, so a later despatch's post must not hide whether an
-# earlier, unconfirmed one landed.
+# Tracking before the order is closed (`ProcessOrder`, an authorised shipment); and no new post to an order while
+# one of its posts is unsettled: Linnworks shows only an order's latest tracking number, so a later despatch's post
+# must not hide whether an earlier, unconfirmed one landed. Unsettled posts themselves are always taken (to be looked
+# up at the order), also when a crash left several of one order unsettled.
 TRACKING_FIRST = (
     "kind <> 'process' OR order_key NOT IN "
     f"(SELECT order_key FROM {SCHEMA}.tracking_posts WHERE kind = 'tracking' AND status <> '{effects.SENT}')"
 )
 ONE_UNSETTLED_PER_ORDER = (
-    f"NOT EXISTS (SELECT 1 FROM {SCHEMA}.tracking_posts other WHERE other.order_key = tracking_posts.order_key "
-    f"AND other.status = '{effects.SENDING}' AND other.idempotency_key <> tracking_posts.idempotency_key)"
+    f"(status = '{effects.SENDING}' OR NOT EXISTS (SELECT 1 FROM {SCHEMA}.tracking_posts other "
+    f"WHERE other.order_key = tracking_posts.order_key AND other.status = '{effects.SENDING}' "
+    "AND other.idempotency_key <> tracking_posts.idempotency_key))"
 )
 # Which calls each order system's posts make, for the asset's description.
 TRACKING_CALLS = {

@@ -81,24 +81,34 @@ class LinnworksTracking(OmsTracking):
         self.client = client
 
     def holds(self, rows: pl.DataFrame) -> dict[str, str]:
-        """Rows whose effect the order in Linnworks already shows (`Orders/GetOrdersById`, 100 orders a call)."""
-        wanted = [(k, json.loads(p)) for k, p in rows.select("idempotency_key", "payload").iter_rows()]
+        """Rows whose effect the order in Linnworks already shows (`Orders/GetOrdersById`, 100 orders a call).
+        Linnworks keeps one tracking number per order: when a crash left several posts of one order unsettled and
+        the order shows a later one's number, the earlier ones are superseded (sending them now would put an older
+        number in front of the customer)."""
+        ordered = rows.sort("created_at", "idempotency_key") if "created_at" in rows.columns else rows
+        wanted = [(k, json.loads(p)) for k, p in ordered.select("idempotency_key", "payload").iter_rows()]
         ids = sorted({p["order_id"] for _, p in wanted})
         seen: dict[str, dict[str, Any]] = {}
         for start in range(0, len(ids), LINNWORKS_LOOKUP_CHUNK):
             for order in self.client.orders_by_id(ids[start : start + LINNWORKS_LOOKUP_CHUNK]):
                 seen[order.get("OrderId")] = order
         found = {}
-        for key, p in wanted:
-            order = seen.get(p["order_id"])
+        for order_id in ids:
+            order = seen.get(order_id)
             if order is None:
                 continue
-            if p["kind"] == "process" and order.get("Processed"):
-                found[key] = "order is processed"
-            elif p["kind"] == "tracking" and (
-                (order.get("ShippingInfo") or {}).get("TrackingNumber") == p["tracking_number"]
-            ):
-                found[key] = f"order shows tracking {p['tracking_number']}"
+            posts = [(k, p) for k, p in wanted if p["order_id"] == order_id]
+            tracking = [(k, p["tracking_number"]) for k, p in posts if p["kind"] == "tracking"]
+            shown = (order.get("ShippingInfo") or {}).get("TrackingNumber")
+            numbers = [number for _, number in tracking]
+            if shown in numbers:
+                latest = len(numbers) - 1 - numbers[::-1].index(shown)
+                for i, (key, _) in enumerate(tracking[: latest + 1]):
+                    found[key] = f"order shows tracking {shown}" + (
+                        "" if i == latest else ", a later despatch's (Linnworks keeps one number): superseded"
+                    )
+            if order.get("Processed"):
+                found.update({k: "order is processed" for k, p in posts if p["kind"] == "process"})
         return found
 
     def post(self, payload: dict[str, Any]) -> Outcome:
