@@ -113,7 +113,8 @@ class Linnworks(EmulatedSystem):
         return [o.uid for o in new]
 
     def control(self, action: str, body: dict[str, Any]) -> Any:
-        """`spawn {n}`, `cancel {order_id}`, `edit_address {order_id}`, `pay {order_id}`."""
+        """`spawn {n}`, `cancel {order_id}`, `edit_address {order_id}`, `edit_lines {order_id, change}`,
+        `pay {order_id}`."""
         now = datetime.now(UTC)
         if action == "spawn":
             return {"order_ids": self.spawn(int(body.get("n", 10)), now - timedelta(seconds=1), now)}
@@ -123,6 +124,8 @@ class Linnworks(EmulatedSystem):
             self.cancelled[order.uid] = now
         elif action == "edit_address":
             self.world.edit_address(order, now)
+        elif action == "edit_lines":
+            self.world.edit_lines(order, now, body.get("change", "quantity"))
         elif action == "pay":
             order.paid, order.updated_at = True, now
         else:

@@ -207,6 +207,10 @@ class Whistl:
         """What a real WMS rejects: duplicates, bad service, missing phone/postcode, bad or unknown SKU."""
         if ref in self.orders:
             return "DUPLICATE_ORDER", f"order {ref} was already received"
+        return self._content_problem(lines)
+
+    def _content_problem(self, lines: list[dict[str, str]]) -> tuple[str, str] | None:
+        """What a real WMS rejects in an order's rows (a new order's, or an amendment's)."""
         head = lines[0]
         service = head["service_code"]
         if service not in SERVICE_CODES:
@@ -243,9 +247,16 @@ class Whistl:
                     result = "UNKNOWN_ORDER"
                 elif order.stage != "received":
                     result = "AMEND_TOO_LATE"
-                else:
+                elif problem := self._content_problem(lines):
+                    result = problem[0]
+                else:  # the order in full: its service, address and lines as the file now has them
                     order.service_code = lines[0]["service_code"]
                     order.ship_to = {k: v for k, v in lines[0].items() if k.startswith("ship_")}
+                    for sku, qty in order.lines.values():
+                        self.allocated[sku] -= qty
+                    order.lines = {int(r["line_number"]): (r["sku"], int(r["quantity"])) for r in lines}
+                    for sku, qty in order.lines.values():
+                        self.allocated[sku] += qty
                     result = "AMENDED"
                 results[ref] = result
                 self.amendments.setdefault(ref, []).append(result)
@@ -405,10 +416,11 @@ class Whistl:
             return self._write("inv", STOCK_COLUMNS, rows, now)
 
     def inspect(self) -> dict[str, Any]:
-        """Receipts per order, stages, rejections, cancellations and files written."""
+        """Receipts per order, stages, lines held, rejections, cancellations and files written."""
         with self.lock:
             return {
                 "receipts": dict(self.receipts),
+                "lines": {r: {n: [sku, qty] for n, (sku, qty) in o.lines.items()} for r, o in self.orders.items()},
                 "stages": {r: ("cancelled" if o.cancelled else o.stage) for r, o in self.orders.items()},
                 "shipped": {r: o.shipped for r, o in self.orders.items()},
                 "rejections": list(self.rejections),

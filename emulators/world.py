@@ -311,6 +311,25 @@ class World:
         order.updated_at = at
         return order
 
+    def edit_lines(self, order: Order, at: datetime, change: str = "quantity") -> Order:
+        """A line edit from customer services: one more of the first line (`quantity`), the last line taken off
+        (`remove`, for orders of two lines or more) or another stock item the warehouse knows added as a new last
+        line (`add`)."""
+        if change == "quantity":
+            order.lines[0] = replace(order.lines[0], quantity=order.lines[0].quantity + 1)
+        elif change == "remove" and len(order.lines) > 1:
+            order.lines = order.lines[:-1]
+        elif change == "add":
+            rng = self._order_rng.setdefault(f"lines:{order.uid}", random.Random(f"{self.seed}:lines:{order.uid}"))
+            held, known = {line.sku for line in order.lines}, set(self.wms_catalogue)
+            product = rng.choice([p for p in self.products if p.sku in known - held and p.sku.isalnum()])
+            line_no = max(line.line_no for line in order.lines) + 1
+            order.lines.append(OrderLine(line_no, product.sku, 1, product.price, self.variant_ids[product.sku]))
+        else:
+            raise ValueError(f"cannot {change!r} the lines of order {order.uid}")
+        order.updated_at = at
+        return order
+
 
 def random_token(rng: random.Random, n: int = 32) -> str:
     """An opaque credential-like token."""

@@ -3,12 +3,14 @@ despatched it in full) and the exceptions that go with it. Sending itself goes t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import polars as pl
 import sqlalchemy as sa
 
+from fulfil_assets.push.whistl_files import ORDER_FILE_COLUMNS
 from fulfil_assets.validate.rules import OWNERS
 from resources.warehouse import SCHEMA, WarehouseDb
 
@@ -98,4 +100,41 @@ def adopt_amendments(db: WarehouseDb, wms: str, keys: Sequence[str]) -> None:
                 for r in rows
             ],
         )
+    lines = pl.DataFrame(
+        [
+            {"order_key": r["order_key"], "wms": wms, "wms_line_no": n, "sku": sku, "quantity": q}
+            for r in rows
+            for n, sku, q in payload_lines(wms, r["payload"]) or []
+        ],
+        schema={
+            "order_key": pl.String,
+            "wms": pl.String,
+            "wms_line_no": pl.Int32,
+            "sku": pl.String,
+            "quantity": pl.Int64,
+        },
+    )
+    if lines.height:  # the target now holds the amended lines: despatches are matched with them
+        source = db.read(
+            f"SELECT order_key, wms_line_no, source_line_no FROM {SCHEMA}.target_order_lines "
+            f"WHERE wms = '{wms}' AND {db.any_of('order_key', 'keys')}",
+            {"keys": lines["order_key"].unique().to_list()},
+            schema={"order_key": pl.String, "wms_line_no": pl.Int32, "source_line_no": pl.Int32},
+        )
+        held = lines.join(source, on=["order_key", "wms_line_no"], how="left")
+        quoted = ", ".join("'" + k.replace("'", "''") + "'" for k in held["order_key"].unique().to_list())
+        db.write("wms_order_lines", held, mode="replace", replace_where=f"wms = '{wms}' AND order_key IN ({quoted})")
     mark(db, "amendments", list(keys), "acknowledged", confirmed=True)
+
+
+def payload_lines(wms: str, payload: str) -> list[tuple[int, str, int]] | None:
+    """The lines (line number, SKU, quantity) an order's payload gives it at the target: a Whistl order file's
+    rows, or Peoplevox's `Sales order items`. None where the payload carries no lines (a Linnworks amendment
+    changes the customer's details only)."""
+    data = json.loads(payload)
+    if wms == "whistl":
+        at = {c: i for i, c in enumerate(ORDER_FILE_COLUMNS)}
+        return [(int(r[at["line_number"]]), str(r[at["sku"]]), int(r[at["quantity"]])) for r in data]
+    if wms == "peoplevox":
+        return [(int(i["Line"]), str(i["ItemCode"]), int(i["QuantityOrdered"])) for i in data["items"]]
+    return None

@@ -73,7 +73,13 @@ TABLES = {
     order_key TEXT PRIMARY KEY, wms TEXT NOT NULL, flow TEXT, service_code TEXT, target_location TEXT,
     phone_normalised TEXT, postcode_normalised TEXT, passed BOOLEAN NOT NULL, ready BOOLEAN NOT NULL, content_hash TEXT,
     validated_at {TS} NOT NULL""",
+    # The lines the target holds: frozen when the order is sent, replaced when the target confirms an amendment.
     "wms_order_lines": """
+    order_key TEXT NOT NULL, wms TEXT NOT NULL, wms_line_no INTEGER NOT NULL, source_line_no INTEGER, sku TEXT,
+    quantity BIGINT, PRIMARY KEY (order_key, wms, wms_line_no)""",
+    # The lines each order has for its target now (every validation run): a sent order whose lines differ from
+    # what the target holds is an amendment.
+    "target_order_lines": """
     order_key TEXT NOT NULL, wms TEXT NOT NULL, wms_line_no INTEGER NOT NULL, source_line_no INTEGER, sku TEXT,
     quantity BIGINT, PRIMARY KEY (order_key, wms, wms_line_no)""",
     "order_exceptions": f"""

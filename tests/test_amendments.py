@@ -67,6 +67,74 @@ def test_whistl_amendments_before_and_after_picking(emulators: Emulators, fulfil
     assert f"-> '{late}'" in exceptions["detail"][0] and "AMEND_TOO_LATE" in exceptions["detail"][0]
 
 
+def _lines_held(db: WarehouseDb, ref: str) -> dict[str, int]:
+    rows = db.read(
+        f"SELECT w.sku, w.quantity FROM {SCHEMA}.wms_order_lines w JOIN {SCHEMA}.orders o USING (order_key) "
+        "WHERE o.order_ref = :r",
+        {"r": ref},
+    )
+    return dict(rows.iter_rows())
+
+
+def test_whistl_line_edits_before_and_after_picking(emulators: Emulators, fulfil_env: dict, tmp_path: Path) -> None:
+    """Lines edited in Linnworks after the order went to Whistl: one more of a line, a line added. Before picking
+    the order goes again in full as an amendment of the same order; once Whistl confirms it, despatches are matched
+    with the new lines (no over-quantity exception, the order closes in Linnworks). From picking on the edit is
+    AMEND_TOO_LATE naming the SKU and both quantities, and the despatch is matched with what Whistl still held."""
+    emu = emulators
+    emu.whistl.snapshot()
+    defs = build_definitions(emulator_config(emu, tmp_path))
+    instance = dg.DagsterInstance.ephemeral()
+    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+
+    run_job(defs, "order_sync_job", instance)
+    sent = _sent(db, "whistl")
+    # Orders whose lines Whistl holds as Linnworks has them (no bundle split into its parts, one line per SKU).
+    plain = [
+        (ref, oid)
+        for ref, oid in sent.rows()
+        if _lines_held(db, ref) == {line.sku: line.quantity for line in emu.linnworks.orders[oid].lines}
+        and len({line.sku for line in emu.linnworks.orders[oid].lines}) == len(emu.linnworks.orders[oid].lines)
+    ]
+    assert len(plain) >= 3
+    (more_ref, more_id), (added_ref, added_id), (late_ref, late_id) = plain[:3]
+    before = {ref: _lines_held(db, ref) for ref, _ in plain[:3]}
+    more_sku = emu.linnworks.control("edit_lines", {"order_id": more_id, "change": "quantity"})["Items"][0]["SKU"]
+    new_sku = emu.linnworks.control("edit_lines", {"order_id": added_id, "change": "add"})["Items"][-1]["SKU"]
+    run_job(defs, "order_sync_job", instance)
+    emu.whistl.step()  # the orders and their amendments arrive before picking: amended
+    _, cursor = drain_despatches(defs, instance, None)
+    late_sku = emu.linnworks.control("edit_lines", {"order_id": late_id, "change": "quantity"})["Items"][0]["SKU"]
+    run_job(defs, "order_sync_job", instance)
+    run_job(defs, "order_sync_job", instance)  # nothing is sent twice
+    for _ in range(4):  # picking, then despatch of everything
+        emu.whistl.step()
+        _, cursor = drain_despatches(defs, instance, cursor)
+
+    whistl = emu.whistl.inspect()
+    assert Counter(whistl["receipts"].values()) == Counter({1: sent.height}), "an amendment became a second order"
+    assert whistl["amendments"] == {more_ref: ["AMENDED"], added_ref: ["AMENDED"], late_ref: ["AMEND_TOO_LATE"]}
+    assert {sku: q for sku, q in whistl["lines"][more_ref].values()}[more_sku] == before[more_ref][more_sku] + 1
+    assert new_sku in {sku for sku, _ in whistl["lines"][added_ref].values()}
+    assert _lines_held(db, more_ref)[more_sku] == before[more_ref][more_sku] + 1
+    assert _lines_held(db, added_ref) == {**before[added_ref], new_sku: 1}
+    assert _lines_held(db, late_ref) == before[late_ref], "what Whistl still holds, not what was asked too late"
+    despatch_problems = db.read(
+        f"SELECT o.order_ref, e.reason_code FROM {SCHEMA}.order_exceptions e JOIN {SCHEMA}.orders o USING (order_key) "
+        "WHERE e.rule = 'despatch_match' AND o.order_ref IN (:a, :b, :c)",
+        {"a": more_ref, "b": added_ref, "c": late_ref},
+    )
+    assert despatch_problems.is_empty(), despatch_problems
+    shipped = whistl["shipped"]
+    assert sum(shipped[more_ref].values()) == sum(before[more_ref].values()) + 1
+    processed = set(emu.linnworks.inspect()["processed"])
+    assert {more_id, added_id, late_id} <= processed, "each order closes in Linnworks once Whistl shipped it all"
+    exceptions = _too_late(db)
+    assert exceptions["order_ref"].to_list() == [late_ref]
+    quantity = before[late_ref][late_sku]
+    assert f"{late_sku} x{quantity} -> x{quantity + 1}" in exceptions["detail"][0], exceptions["detail"][0]
+
+
 @pytest.mark.parametrize("warehouse_url", ["duckdb"], indirect=True)  # the SQL is the same; PG runs the all-flows test
 def test_peoplevox_amendments_ask_the_live_status_first(emulators: Emulators, fulfil_env: dict, tmp_path: Path) -> None:
     emu = emulators
@@ -93,6 +161,57 @@ def test_peoplevox_amendments_ask_the_live_status_first(emulators: Emulators, fu
     exceptions = _too_late(db)
     assert exceptions["order_ref"].to_list() == [late_ref]
     assert "Peoplevox shows the order Picking" in exceptions["detail"][0] and late in exceptions["detail"][0]
+
+
+@pytest.mark.parametrize("warehouse_url", ["duckdb"], indirect=True)
+def test_peoplevox_line_edits_are_saved_over_the_order_and_a_line_taken_off_is_too_late(
+    emulators: Emulators, fulfil_env: dict, tmp_path: Path
+) -> None:
+    """One more of a line, after the order went to Peoplevox and before picking: `SaveData` changes the line in
+    place, and the despatch of the new quantity matches. A line taken off: `SaveData` cannot remove a line, so it
+    is AMEND_TOO_LATE naming the line, and nothing of that amendment is saved."""
+    emu = emulators
+    emu.linnworks.peoplevox_share = 1.0
+    defs = build_definitions(all_flows_config(emu, tmp_path, flows=["linnworks_peoplevox"]))
+    instance = dg.DagsterInstance.ephemeral()
+    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+
+    run_job(defs, "order_sync_job", instance)
+    sent = _sent(db, "peoplevox")
+    plain = [
+        (ref, oid)
+        for ref, oid in sent.rows()
+        if _lines_held(db, ref) == {line.sku: line.quantity for line in emu.linnworks.orders[oid].lines}
+        and len({line.sku for line in emu.linnworks.orders[oid].lines}) == len(emu.linnworks.orders[oid].lines)
+    ]
+    more_ref, more_id = plain[0]
+    fewer_ref, fewer_id = next((r, o) for r, o in plain[1:] if len(emu.linnworks.orders[o].lines) > 1)
+    before = {ref: _lines_held(db, ref) for ref in (more_ref, fewer_ref)}
+    more_sku = emu.linnworks.control("edit_lines", {"order_id": more_id, "change": "quantity"})["Items"][0]["SKU"]
+    gone_sku = emu.linnworks.orders[fewer_id].lines[-1].sku
+    emu.linnworks.control("edit_lines", {"order_id": fewer_id, "change": "remove"})
+    run_job(defs, "order_sync_job", instance)
+    run_job(defs, "order_sync_job", instance)
+
+    items = {i["ItemCode"]: int(i["QuantityOrdered"]) for i in emu.peoplevox.order_items[more_ref].values()}
+    assert items[more_sku] == before[more_ref][more_sku] + 1
+    assert _lines_held(db, more_ref)[more_sku] == before[more_ref][more_sku] + 1
+    assert gone_sku in {i["ItemCode"] for i in emu.peoplevox.order_items[fewer_ref].values()}
+    assert _lines_held(db, fewer_ref) == before[fewer_ref]
+    ledger = dict(db.read(f"SELECT order_ref, status FROM {SCHEMA}.amendments").iter_rows())
+    assert ledger == {more_ref: "acknowledged", fewer_ref: "too_late"}
+    exceptions = _too_late(db)
+    assert exceptions["order_ref"].to_list() == [fewer_ref]
+    assert f"{gone_sku} removed" in exceptions["detail"][0] and "cannot remove a line" in exceptions["detail"][0]
+
+    emu.peoplevox.control("despatch", {"order": more_ref})
+    run_job(defs, "peoplevox_despatch_job", instance)
+    despatch_problems = db.read(
+        f"SELECT e.reason_code FROM {SCHEMA}.order_exceptions e JOIN {SCHEMA}.orders o USING (order_key) "
+        "WHERE e.rule = 'despatch_match' AND o.order_ref = :r",
+        {"r": more_ref},
+    )
+    assert despatch_problems.is_empty(), despatch_problems
 
 
 @pytest.mark.world(n_orders=16)

@@ -1,17 +1,23 @@
 """Amendments: an order whose content changed in its order system after it was sent (an address edit, a new
-service) is an amendment to the order the warehouse holds, never a second order. Before picking it is sent on;
-from picking on it becomes `AMEND_TOO_LATE` for the warehouse owner, saying what changed."""
+service, a line added, removed or changed) is an amendment to the order the warehouse holds, never a second
+order. Before picking it is sent on; from picking on it becomes `AMEND_TOO_LATE` for the warehouse owner, saying
+what changed."""
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import polars as pl
 
 from fulfil_assets.effects import payload_hash
+from fulfil_assets.ledger import payload_lines
 from fulfil_assets.push.cancellations import AT_WMS
 from fulfil_assets.push.common import INTENT_SCHEMA
 from fulfil_assets.push.whistl_files import ORDER_FILE_COLUMNS
+
+# The line cells of a Whistl order file's rows (the first row stands for the order's own fields).
+LINE_FIELDS = ("line_number", "sku", "quantity")
 
 
 def amendment_intents(intents: pl.DataFrame, ledger: pl.DataFrame, wms: str) -> pl.DataFrame:
@@ -38,17 +44,42 @@ def amendment_intents(intents: pl.DataFrame, ledger: pl.DataFrame, wms: str) -> 
 
 
 def what_changed(sent: str, now: str) -> str:
-    """The fields that differ between the payload the WMS holds and the amended one, for a person to read
-    (a Whistl order file's first row, or a Peoplevox `Sales orders` row)."""
+    """What differs between the payload the WMS holds and the amended one, for a person to read: the order's
+    fields (a Whistl order file's first row, or a Peoplevox `Sales orders` row), then its lines by SKU."""
     before, after = json.loads(sent), json.loads(now)
     if isinstance(before, dict) and isinstance(after, dict):
         b, a = before.get("order", {}), after.get("order", {})
         pairs = [(k, b.get(k), a.get(k)) for k in a]
+        wms = "peoplevox" if "items" in before and "items" in after else "linnworks"  # a Linnworks order: no lines
     elif before and after:
-        pairs = list(zip(ORDER_FILE_COLUMNS, before[0], after[0], strict=False))
+        pairs = [(k, x, y) for k, x, y in zip(ORDER_FILE_COLUMNS, before[0], after[0], strict=False)]
+        pairs = [p for p in pairs if p[0] not in LINE_FIELDS]
+        wms = "whistl"
     else:
-        pairs = []
-    return ", ".join(f"{k}: {x!r} -> {y!r}" for k, x, y in pairs if x != y) or "the order lines"
+        return "the order"
+    fields = [f"{k}: {x!r} -> {y!r}" for k, x, y in pairs if x != y]
+    return ", ".join(fields + line_changes(payload_lines(wms, sent) or [], payload_lines(wms, now) or [])) or (
+        "the order lines"
+    )
+
+
+def line_changes(held: list[tuple[int, str, int]], wanted: list[tuple[int, str, int]]) -> list[str]:
+    """Each SKU whose quantity differs between two versions of an order's lines: `SKU x1 -> x2`, added or removed."""
+    before, after = Counter(), Counter()
+    for _, sku, quantity in held:
+        before[sku] += quantity
+    for _, sku, quantity in wanted:
+        after[sku] += quantity
+    changes = []
+    for sku in sorted(before.keys() | after.keys()):
+        if before[sku] != after[sku]:
+            if not before[sku]:
+                changes.append(f"{sku} added x{after[sku]}")
+            elif not after[sku]:
+                changes.append(f"{sku} removed (was x{before[sku]})")
+            else:
+                changes.append(f"{sku} x{before[sku]} -> x{after[sku]}")
+    return changes
 
 
 def amend_too_late(late: pl.DataFrame) -> pl.DataFrame:

@@ -199,10 +199,11 @@ def flows_to(config: FulfilConfig, target: str) -> list[str]:
 
 
 def order_lines_for(db: WarehouseDb, target: str) -> pl.DataFrame:
-    """Each order's lines as `target` receives them (validation wrote them; frozen once sent)."""
+    """Each order's lines as `target` receives them now (validation wrote them; for a sent order, a difference
+    from what the target holds is an amendment)."""
     return db.read(
         f"""SELECT w.order_key, w.wms_line_no AS line_no, w.sku, w.quantity, l.unit_price
-            FROM {SCHEMA}.wms_order_lines w LEFT JOIN {SCHEMA}.order_lines l
+            FROM {SCHEMA}.target_order_lines w LEFT JOIN {SCHEMA}.order_lines l
               ON l.order_key = w.order_key AND l.line_no = w.source_line_no
             WHERE w.wms = '{target}'"""
     )
@@ -260,7 +261,7 @@ def whistl_submissions(config: FulfilConfig) -> dg.AssetsDefinition:
         with context.resources.warehouse.session() as db:
             ready = ready_for(db, "whistl", flows_to(config, "whistl"))
             lines = db.read(
-                f"SELECT order_key, wms_line_no AS line_no, sku, quantity FROM {SCHEMA}.wms_order_lines "
+                f"SELECT order_key, wms_line_no AS line_no, sku, quantity FROM {SCHEMA}.target_order_lines "
                 "WHERE wms = 'whistl'"
             )
             with whistl_drop.session() as drop:

@@ -261,34 +261,67 @@ class PeoplevoxCancels:
 
 class PeoplevoxAmends(PeoplevoxOrders):
     """Saves an order's new content over the one Peoplevox holds, once its live status says picking has not
-    started (`SaveData` updates by order number); from picking on the amendment is too late."""
+    started (`SaveData` updates the order and its lines by order number and line); from picking on the amendment
+    is too late, and so is a line taken off: `SaveData` adds and changes lines but cannot remove one."""
+
+    def _items(self, refs: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+        """Sales order number -> line -> the `Sales order items` row Peoplevox holds."""
+        clause = " OR ".join(f'SalesOrderNumber == "{r}"' for r in refs)
+        held: dict[str, dict[str, dict[str, Any]]] = {}
+        for page in self.client.get_data(ORDER_ITEMS, clause):
+            for row in page:
+                held.setdefault(row["SalesOrderNumber"], {})[str(row.get("Line"))] = row
+        return held
 
     def holds(self, rows: pl.DataFrame) -> dict[str, str]:
-        """Amendments whose new content Peoplevox already shows on the order."""
+        """Amendments whose new content (the order's fields and every line) Peoplevox already shows."""
         wanted = {
-            r: (k, json.loads(p)["order"])
-            for k, r, p in rows.select("idempotency_key", "order_ref", "payload").iter_rows()
+            r: (k, json.loads(p)) for k, r, p in rows.select("idempotency_key", "order_ref", "payload").iter_rows()
         }
         clause = " OR ".join(f'SalesOrderNumber == "{r}"' for r in wanted)
+        items = self._items(list(wanted))
         found = {}
         for page in self.client.get_data(SALES_ORDERS, clause):
             for row in page:
-                key, order = wanted[row["SalesOrderNumber"]]
-                if all(row.get(c, v) == v for c, v in order.items()):
+                key, payload = wanted[row["SalesOrderNumber"]]
+                lines = items.get(row["SalesOrderNumber"], {})
+                same_order = all(row.get(c, v) == v for c, v in payload["order"].items())
+                same_lines = all(
+                    str(lines.get(i["Line"], {}).get(c)) == str(i[c])
+                    for i in payload["items"]
+                    for c in ("ItemCode", "QuantityOrdered")
+                )
+                if same_order and same_lines:
                     found[key] = "Peoplevox shows the amended order"
         return found
 
     def send(self, rows: pl.DataFrame) -> Iterator[tuple[list[str], Outcome]]:
-        """Ask the live status, then save what may still change."""
+        """Ask the live status and the lines held, then save what may still change."""
         keys = dict(rows.select("order_ref", "idempotency_key").iter_rows())
+        payloads = {ref: json.loads(p) for ref, p in rows.select("order_ref", "payload").iter_rows()}
         try:
             status = live_statuses(self.client, list(keys))
+            held = self._items(list(keys))
         except TransientError as exc:
             yield list(keys.values()), Outcome(PENDING, error=str(exc))
             return
         late = {r for r in keys if status.get(r) in (*PICKING_STARTED, "Cancelled") or r not in status}
         for ref in late:
             yield [keys[ref]], Outcome(TOO_LATE, error=f"Peoplevox shows the order {status.get(ref, 'unknown')}")
+        for ref in sorted(set(keys) - late):
+            kept = {i["Line"] for i in payloads[ref]["items"]}
+            lines = sorted(held.get(ref, {}).items())
+            gone = [f"line {n} ({row.get('ItemCode')})" for n, row in lines if n not in kept]
+            if gone:
+                late.add(ref)
+                yield (
+                    [keys[ref]],
+                    Outcome(
+                        TOO_LATE,
+                        error=f"{', '.join(gone)} taken off after the order was sent: "
+                        "Peoplevox's SaveData cannot remove a line",
+                    ),
+                )
         due = rows.filter(~pl.col("order_ref").is_in(list(late)))
         if due.height:
             yield from super().send(due)

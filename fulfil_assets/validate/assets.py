@@ -41,21 +41,21 @@ class ValidationConfig(dg.Config):
 
 
 def _write_target_lines(db: WarehouseDb, target: str, frame: pl.DataFrame) -> None:
-    """The lines each order will have at its target; frozen once the order is sent."""
+    """The lines each order has for its target now (`target_order_lines`, what sending and amendments read), and
+    the lines the target holds (`wms_order_lines`, what despatches are matched with): the same until the order is
+    sent, after which only a confirmed amendment changes the second."""
     sent = f"SELECT order_key FROM {SCHEMA}.wms_submissions WHERE wms = '{target}' AND status IN {SENT}"
-    rows = (
-        frame.filter(pl.col("wms_line_no").is_not_null())
-        .join(db.read(sent), on="order_key", how="anti")
-        .select(
-            "order_key",
-            pl.lit(target).alias("wms"),
-            "wms_line_no",
-            pl.col("line_no").alias("source_line_no"),
-            pl.col("wms_sku").alias("sku"),
-            "quantity",
-        )
+    rows = frame.filter(pl.col("wms_line_no").is_not_null()).select(
+        "order_key",
+        pl.lit(target).alias("wms"),
+        "wms_line_no",
+        pl.col("line_no").alias("source_line_no"),
+        pl.col("wms_sku").alias("sku"),
+        "quantity",
     )
-    db.write("wms_order_lines", rows, mode="replace", replace_where=f"wms = '{target}' AND order_key NOT IN ({sent})")
+    db.write("target_order_lines", rows, mode="replace", replace_where=f"wms = '{target}'")
+    unsent = rows.join(db.read(sent), on="order_key", how="anti")
+    db.write("wms_order_lines", unsent, mode="replace", replace_where=f"wms = '{target}' AND order_key NOT IN ({sent})")
 
 
 def _catalogue(db: WarehouseDb, target: str) -> pl.DataFrame:
