@@ -325,6 +325,22 @@ def peoplevox_callbacks_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def trace_command(args: argparse.Namespace) -> int:
+    """Print one order's life across systems, oldest first, read fresh from the warehouse."""
+    from fulfil_assets.reconcile.assets import order_events
+    from resources.warehouse import Warehouse
+
+    events = order_events(Warehouse().get_db(), args.order_ref)
+    if events.is_empty():
+        print(f"fulfil: no order {args.order_ref} in the warehouse (by reference or source order id)", file=sys.stderr)
+        return 1
+    for r in events.sort("order_key", "seq").iter_rows(named=True):
+        at = r["happened_at"].strftime("%Y-%m-%d %H:%M:%S") if r["happened_at"] else "-"
+        detail = f"  {r['detail']}" if r["detail"] else ""
+        print(f"{at}  {r['order_ref']:<12} {r['system'] or '':<11} {r['event']}{detail}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `fulfil` command."""
     from fulfil_assets.validate.suites import EXPECTATIONS_DIR
@@ -354,6 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     c.set_defaults(func=check_orders_command)
     cb = sub.add_parser("peoplevox-callbacks", help="receive Peoplevox's despatch callbacks at peoplevox.callback_url")
     cb.set_defaults(func=peoplevox_callbacks_command)
+    t = sub.add_parser("trace", help="print an order's life across systems (the order_timeline of ORDER_REF)")
+    t.add_argument("order_ref", help="the order's reference, or its id in its order system")
+    t.set_defaults(func=trace_command)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

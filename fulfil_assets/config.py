@@ -209,6 +209,22 @@ class ScheduleConfig(_Strict):
     )
 
 
+class ReconcileConfig(_Strict):
+    """When an order counts as stuck between systems (the `orders_stuck` table and its check)."""
+
+    every_minutes: Minutes = Field(15, description="how often the reconciled tables are rebuilt")
+    unsent_minutes: int = Field(
+        30, ge=0, le=10080, description="a paid order not confirmed at the warehouse this long after it was placed"
+    )
+    despatch_sla_hours: int = Field(
+        48, ge=0, le=720, description="an order at the warehouse this long without a despatch"
+    )
+    oms_update_minutes: int = Field(
+        30, ge=0, le=10080, description="a despatch whose tracking the order system has not confirmed this long"
+    )
+    exception_hours: int = Field(24, ge=0, le=2160, description="an exception left open this long")
+
+
 class RouteConfig(_Strict):
     """Which of an order system's orders a flow takes, when that system feeds more than one flow."""
 
@@ -235,6 +251,7 @@ class FulfilConfig(_Strict):
     flows: list[Literal[FLOWS]] = Field(min_length=1)  # type: ignore[valid-type]
     systems: SystemsConfig
     schedules: ScheduleConfig = ScheduleConfig()
+    reconcile: ReconcileConfig = ReconcileConfig()
     modes: dict[Literal[FLOWS], Literal["live", "shadow"]] = Field(  # type: ignore[valid-type]
         default_factory=dict,
         description="per flow: live (default) sends; shadow records every effect it would send and sends nothing",

@@ -126,7 +126,7 @@ def build_definitions(config: FulfilConfig) -> dg.Definitions:
         stage.build_defs(config),
         validate.build_defs(config),
         push.build_defs(config),
-        reconcile.defs,
+        reconcile.build_defs(config),
         sync,
         cancel_defs,
         despatch.build_defs(config),

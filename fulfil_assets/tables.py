@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
+
+import polars as pl
+
+from fulfil_assets.reconcile.tables import COLUMNS
 
 if TYPE_CHECKING:
     from resources.warehouse import WarehouseDb
@@ -108,10 +113,43 @@ TABLES = {
 }
 
 
+SQL_TYPES = {"String": "TEXT", "Int64": "BIGINT", "Float64": "DOUBLE PRECISION", "Date": "DATE", "Datetime": TS}
+
+
+def reconciled_ddl() -> dict[str, str]:
+    """The reconciled tables analysts query, made from their column descriptions (`reconcile/tables.py`)."""
+    return {
+        name: ", ".join(f"{c} {SQL_TYPES[type(t).__name__]}" for c, (t, _) in columns.items())
+        for name, columns in COLUMNS.items()
+    }
+
+
+POLARS_TYPES = {
+    "TEXT": pl.String(),
+    "BIGINT": pl.Int64(),
+    "INTEGER": pl.Int64(),
+    "NUMERIC": pl.Float64(),
+    "DOUBLE PRECISION": pl.Float64(),
+    "BOOLEAN": pl.Boolean(),
+    "DATE": pl.Date(),
+    TS: pl.Datetime("us", "UTC"),
+}
+_COLUMN = re.compile(r"(?:^|,)\s*(\w+)\s+(" + "|".join(sorted(POLARS_TYPES, key=len, reverse=True)) + r")\b")
+
+
+def table_schema(name: str) -> dict[str, pl.DataType]:
+    """A `fulfil` table's polars schema, from its DDL: frames read from an empty table keep their types."""
+    ddl = {**TABLES, **reconciled_ddl()}[name]
+    columns = {c: POLARS_TYPES[t] for c, t in _COLUMN.findall(" ".join(ddl.split()))}
+    columns.update({c: POLARS_TYPES[t] for c, t in ADDED_COLUMNS.get(name, {}).items()})
+    return columns
+
+
 def ensure_tables(db: WarehouseDb) -> None:
     """Create schema `fulfil` and every table that is missing; add missing ledger columns (never drops)."""
     statements = ["CREATE SCHEMA IF NOT EXISTS fulfil"]
-    statements += [f"CREATE TABLE IF NOT EXISTS fulfil.{name} ({ddl})" for name, ddl in TABLES.items()]
+    tables = {**TABLES, **reconciled_ddl()}
+    statements += [f"CREATE TABLE IF NOT EXISTS fulfil.{name} ({ddl})" for name, ddl in tables.items()]
     # Ledgers made before the effect module gain its columns (additive only).
     statements += [
         f"ALTER TABLE fulfil.{name} ADD COLUMN IF NOT EXISTS {column} {sql_type}"

@@ -71,19 +71,20 @@ def test_only_mapped_locations_receive_stock_from_their_own_source() -> None:
 
 def test_due_when_different_from_the_last_confirmed_or_never_pushed_from_what_the_oms_shows() -> None:
     frame = available_to_sell(
-        source(A=5, B=7, C=3),
+        source(A=5, B=7, C=3, D=4),
         LOCATIONS,
-        pl.DataFrame({"location": ["L1"] * 3, "sku": ["A", "B", "C"], "level": [5, 0, 9]}),
+        pl.DataFrame({"location": ["L1"] * 4, "sku": ["A", "B", "C", "D"], "level": [5, 0, 2, 9]}),
         pl.DataFrame(schema={"sku": pl.String, "open_unsent": pl.Int64}),
         NO_BUFFERS,
         BUNDLES,
         0,
     )
-    confirmed = pl.DataFrame({"location": ["L1"], "sku": ["C"], "level": [3]})
+    confirmed = pl.DataFrame({"location": ["L1", "L1"], "sku": ["C", "D"], "level": [3, 4]})
     due = deltas(frame, confirmed, "f", "bigcommerce")
-    # A: never pushed, the OMS shows 5 already; B: shows 0, should be 7; C: confirmed 3 (OMS shows 9 from a sale
-    # fulfil has not seen yet): equal to the last confirmed push, not due.
-    assert dict(due.select("sku", "to_push").iter_rows()) == {"A": False, "B": True, "C": False}
+    # A: never pushed, the OMS shows 5 already; B: shows 0, should be 7; C: confirmed 3, the OMS shows 2 (a sale
+    # fulfil has not read yet): equal to the last confirmed push, not due; D: confirmed 4, but someone raised it
+    # to 9 by hand in the OMS: more than may be sold, due again.
+    assert dict(due.select("sku", "to_push").iter_rows()) == {"A": False, "B": True, "C": False, "D": True}
 
 
 def ledger(*rows: tuple[str, str, int]) -> pl.DataFrame:
@@ -119,6 +120,9 @@ def test_generations_reuse_an_unattempted_row_and_supersede_an_older_due_one() -
     newer, older = push_intents(due_at(9), ledger(("f:stock:L1:A:1", effects.SENDING, 4)), "f", "linnworks")
     assert newer["idempotency_key"].to_list() == ["f:stock:L1:A:2"] and older == ["f:stock:L1:A:1"]
     assert newer["payload"].to_list() == ['{"SKU":"A","LocationId":"L1","Level":9}']
+    # Confirmed at this very level, due again (the OMS drifted from it since): a new generation, never the sent row.
+    drifted, older = push_intents(due_at(4), ledger(("f:stock:L1:A:1", effects.SENT, 4)), "f", "linnworks")
+    assert drifted["idempotency_key"].to_list() == ["f:stock:L1:A:2"] and older == []
     confirmed = last_confirmed(ledger(("f:stock:L1:A:1", effects.SENT, 4), ("f:stock:L1:A:2", effects.SENT, 9)))
     assert confirmed["level"].to_list() == [9]
 

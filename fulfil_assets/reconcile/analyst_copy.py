@@ -6,7 +6,14 @@ import dagster as dg
 from resources.warehouse import Warehouse
 
 # Jobs whose success changes what analysts read.
-WRITERS = ("order_sync_job", "despatch_job", "peoplevox_despatch_job", "tracking_job", "cancellation_job")
+WRITERS = (
+    "order_sync_job",
+    "despatch_job",
+    "peoplevox_despatch_job",
+    "tracking_job",
+    "cancellation_job",
+    "reconcile_job",
+)
 COPY_EVERY_S = 60
 
 

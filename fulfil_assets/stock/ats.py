@@ -117,7 +117,9 @@ def available_to_sell(
 def deltas(ats: pl.DataFrame, confirmed: pl.DataFrame, flow: str, oms: str) -> pl.DataFrame:
     """The `stock_deltas` rows of one flow: each result beside what the order system shows now and what fulfil
     last confirmed there (`confirmed`: `location`, `sku`, `level`). A SKU is pushed when its result differs from
-    the last confirmed push, or, never pushed, from what the order system shows."""
+    the last confirmed push, or, never pushed, from what the order system shows; and whenever the order system
+    shows more than may be sold (a level raised by hand there: an oversell waiting to happen). A level below the
+    result is left alone: the order system may have sold units fulfil has not read yet."""
     last = confirmed.select("location", "sku", pl.col("level").alias("last_confirmed"))
     return (
         ats.join(last, on=["location", "sku"], how="left")
@@ -125,10 +127,12 @@ def deltas(ats: pl.DataFrame, confirmed: pl.DataFrame, flow: str, oms: str) -> p
             pl.lit(flow).alias("flow"),
             pl.lit(oms).alias("oms"),
             pl.col("level").alias("oms_level"),
-            pl.when(pl.col("last_confirmed").is_not_null())
-            .then(pl.col("ats") != pl.col("last_confirmed"))
-            .otherwise(pl.col("ats") != pl.col("level").fill_null(-1))
-            .alias("to_push"),
+            (
+                pl.when(pl.col("last_confirmed").is_not_null())
+                .then(pl.col("ats") != pl.col("last_confirmed"))
+                .otherwise(pl.col("ats") != pl.col("level").fill_null(-1))
+                | (pl.col("level").fill_null(-1) > pl.col("ats"))
+            ).alias("to_push"),
         )
         .select([pl.col(c).cast(t) for c, t in DELTAS.items()])
         .sort("location", "sku")

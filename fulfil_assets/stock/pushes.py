@@ -54,8 +54,8 @@ def last_confirmed(ledger: pl.DataFrame) -> pl.DataFrame:
 def push_intents(due: pl.DataFrame, ledger: pl.DataFrame, flow: str, oms: str) -> tuple[pl.DataFrame, list[str]]:
     """Ledger rows for the levels `due` (`stock_deltas` rows to push, with `payload`), keyed
     `<flow>:stock:<location>:<sku>:<n>`: the newest row of a SKU is reused while it was never attempted, or
-    carries the same level; otherwise a new generation is made and the older rows still due are returned, to be
-    superseded (a newer absolute level makes them moot)."""
+    carries the same level and is not confirmed yet; otherwise a new generation is made and the older rows still
+    due are returned, to be superseded (a newer absolute level makes them moot)."""
     if due.is_empty():
         return pl.DataFrame(schema=INTENT_SCHEMA), []
     latest = (
@@ -65,8 +65,11 @@ def push_intents(due: pl.DataFrame, ledger: pl.DataFrame, flow: str, oms: str) -
         .agg(pl.col("gen").last(), pl.col("status").last(), pl.col("level").last().alias("old_level"))
     )
     rows = due.join(latest, on=["location", "sku"], how="left")
+    # A confirmed push of the same level is due again only because the order system drifted from it since: a new
+    # generation, not the row already sent.
     reuse = pl.col("gen").is_not_null() & (
-        pl.col("status").is_in(effects.NEVER_ATTEMPTED) | (pl.col("old_level") == pl.col("ats"))
+        pl.col("status").is_in(effects.NEVER_ATTEMPTED)
+        | ((pl.col("old_level") == pl.col("ats")) & (pl.col("status") != effects.SENT))
     )
     rows = rows.with_columns(pl.when(reuse).then(pl.col("gen")).otherwise(pl.col("gen").fill_null(0) + 1).alias("gen"))
     intents = rows.select(

@@ -1,0 +1,225 @@
+"""The reconciled tables as Dagster assets: rebuilt together from the canonical tables and ledgers, each with its
+table name, column schema and row count in the UI, and a check on the ones a person acts on."""
+
+from datetime import datetime
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from fulfil_assets.config import FulfilConfig, ReconcileConfig, every_minutes_cron
+from fulfil_assets.ledger import now_utc
+from fulfil_assets.reconcile import tables as rt
+from fulfil_assets.tables import table_schema
+from resources.warehouse import SCHEMA, Warehouse, WarehouseDb
+
+DESCRIPTIONS = {
+    "exception_summary": "Open exceptions by reason, owner and age band, with the oldest and example order refs.",
+    "orders_stuck": "Orders waiting between systems past their threshold (`reconcile:` in fulfil.yaml): paid but "
+    "not at the warehouse, at the warehouse past the despatch SLA, despatched but the order system not told, "
+    "held by an exception too long. Each row says who acts.",
+    "despatch_latency": "Per despatch and order system: despatched_at -> the order system confirmed its tracking.",
+    "despatch_latency_daily": "Daily p50/p95 of despatch -> order system update, per flow.",
+    "fulfilment_reconciliation": "Per day and flow: orders and value the order system holds, beside what the "
+    "warehouse confirmed, despatched and the order system confirmed tracking for. Counts, never run statuses.",
+    "stock_drift": "Per flow, location and SKU: warehouse available, what the order system should show, what it "
+    "shows, what fulfil last pushed, the difference and since when it has differed.",
+    "order_timeline": "One row per event in an order's life across systems (`fulfil trace ORDER_REF` prints it).",
+}
+SOURCES = [
+    "orders",
+    "validated_orders",
+    "order_exceptions",
+    "wms_submissions",
+    "despatches",
+    ["tracking_posts", "linnworks"],
+]
+
+
+def column_schema(table: str) -> dg.TableSchema:
+    """A reconciled table's columns with their descriptions, for the Dagster UI."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(name, type=str(dtype), description=text) for name, (dtype, text) in rt.COLUMNS[table].items()
+        ]
+    )
+
+
+def read_sources(db: WarehouseDb) -> dict[str, pl.DataFrame]:
+    """The canonical tables and ledgers the reconciled tables are built from."""
+    names = (
+        "orders",
+        "validated_orders",
+        "order_exceptions",
+        "order_verdicts",
+        "wms_submissions",
+        "wms_acknowledgements",
+        "cancellations",
+        "amendments",
+        "despatches",
+        "tracking_posts",
+        "stock_deltas",
+        "stock_drift",
+    )
+    return {name: db.read(f"SELECT * FROM {SCHEMA}.{name}", schema=table_schema(name)) for name in names}
+
+
+def build_tables(src: dict[str, pl.DataFrame], settings: ReconcileConfig, now: datetime) -> dict[str, pl.DataFrame]:
+    """Every reconciled table from the sources (pure: the same sources and `now` give the same tables)."""
+    latency = rt.despatch_latency(src["despatches"], src["tracking_posts"], src["validated_orders"])
+    return {
+        "exception_summary": rt.exception_summary(src["order_exceptions"], src["orders"], now),
+        "orders_stuck": rt.orders_stuck(
+            src["orders"],
+            src["validated_orders"],
+            src["wms_submissions"],
+            src["despatches"],
+            src["tracking_posts"],
+            src["order_exceptions"],
+            now,
+            unsent_minutes=settings.unsent_minutes,
+            despatch_sla_hours=settings.despatch_sla_hours,
+            oms_update_minutes=settings.oms_update_minutes,
+            exception_hours=settings.exception_hours,
+        ),
+        "despatch_latency": latency,
+        "despatch_latency_daily": rt.despatch_latency_daily(latency),
+        "fulfilment_reconciliation": rt.fulfilment_reconciliation(
+            src["orders"], src["validated_orders"], src["wms_submissions"], src["despatches"], src["tracking_posts"]
+        ),
+        "stock_drift": rt.stock_drift(src["stock_deltas"], src["stock_drift"], now),
+        "order_timeline": rt.order_timeline(
+            src["orders"],
+            src["order_verdicts"],
+            src["order_exceptions"],
+            src["wms_submissions"],
+            src["wms_acknowledgements"],
+            src["cancellations"],
+            src["amendments"],
+            src["despatches"],
+            src["tracking_posts"],
+        ),
+    }
+
+
+def order_events(db: WarehouseDb, order_ref: str) -> pl.DataFrame:
+    """The timeline of the orders with reference (or source order id) `order_ref`, read fresh from the tables."""
+    keys = db.read(
+        f"SELECT order_key, order_ref FROM {SCHEMA}.orders WHERE order_ref = :r OR source_order_id = :r",
+        {"r": order_ref},
+    )
+    if keys.is_empty():
+        return pl.DataFrame(schema=rt.schema_of("order_timeline"))
+    params = {"keys": keys["order_key"].to_list(), "refs": keys["order_ref"].to_list()}
+    mine = db.any_of("order_key", "keys")
+
+    def read(table: str, where: str = mine) -> pl.DataFrame:
+        return db.read(f"SELECT * FROM {SCHEMA}.{table} WHERE {where}", params, schema=table_schema(table))
+
+    return rt.order_timeline(
+        read("orders"),
+        read("order_verdicts"),
+        read("order_exceptions"),
+        read("wms_submissions"),
+        read("wms_acknowledgements", db.any_of("order_ref", "refs")),
+        read("cancellations"),
+        read("amendments"),
+        read("despatches"),
+        read("tracking_posts"),
+    )
+
+
+def summary(table: str, frame: pl.DataFrame) -> dict[str, Any]:
+    """Plottable numbers per table (one value per stage, reason or owner), beside the row count."""
+    out: dict[str, Any] = {"dagster/row_count": frame.height}
+    if table == "orders_stuck":
+        for stage in ("not_sent", "not_despatched", "open_in_oms", "exception_open"):
+            out[f"stuck_{stage}"] = int((frame["stage"] == stage).sum())
+    elif table == "exception_summary":
+        for owner, n in frame.group_by("owner").agg(pl.col("open_exceptions").sum()).iter_rows():
+            out[f"open_for_{owner}"] = int(n)
+    elif table == "stock_drift":
+        out["drifting"] = int(frame["drifting_since"].is_not_null().sum())
+        out["oversell_risk_units"] = int(frame["difference"].clip(lower_bound=0).fill_null(0).sum())
+    elif table == "despatch_latency_daily" and frame.height:
+        last = frame.sort("day").tail(1).row(0, named=True)
+        out["latest_day_p95_seconds"] = float(last["p95_seconds"] or 0.0)
+    return out
+
+
+def build_defs(config: FulfilConfig) -> dg.Definitions:
+    """The reconcile stage: the tables analysts query, rebuilt on a schedule, with checks on stuck orders and
+    drift."""
+    settings = config.reconcile
+    specs = [
+        dg.AssetSpec(
+            table,
+            group_name="reconcile",
+            description=DESCRIPTIONS[table],
+            deps=SOURCES,
+            kinds={"polars", "table"},
+            owners=["team:data"],
+            metadata={"dagster/column_schema": column_schema(table), "dagster/table_name": f"{SCHEMA}.{table}"},
+        )
+        for table in rt.COLUMNS
+    ]
+
+    @dg.multi_asset(specs=specs, name="reconciled_tables", can_subset=False)
+    def reconciled_tables(context: dg.AssetExecutionContext, warehouse: Warehouse) -> Any:
+        """Rebuild every reconciled table in one transaction per table (readers see the old or the new table)."""
+        with warehouse.session() as db:
+            built = build_tables(read_sources(db), settings, now_utc())
+            for table, frame in built.items():
+                db.write(table, frame, mode="replace")
+        for table, frame in built.items():
+            yield dg.MaterializeResult(asset_key=table, metadata=summary(table, frame))
+
+    @dg.asset_check(asset="orders_stuck", blocking=False)
+    def no_order_stuck_between_systems(warehouse: Warehouse) -> dg.AssetCheckResult:
+        """Red when any order waits past its threshold between systems; the metadata says how many per stage and
+        names some (who acts is in each row of `orders_stuck`)."""
+        stuck = warehouse.get_db().read(f"SELECT stage, order_ref FROM {SCHEMA}.orders_stuck")
+        per_stage = dict(stuck.group_by("stage").len().iter_rows()) if stuck.height else {}
+        return dg.AssetCheckResult(
+            passed=stuck.is_empty(),
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "stuck": stuck.height,
+                **{f"stuck_{k}": int(v) for k, v in per_stage.items()},
+                "examples": dg.MetadataValue.json(stuck["order_ref"].drop_nulls().head(10).to_list()),
+            },
+        )
+
+    @dg.asset_check(asset="stock_drift", blocking=False)
+    def no_oversell_risk(warehouse: Warehouse) -> dg.AssetCheckResult:
+        """Red when an order system shows more than fulfil says it may sell (an oversell waiting to happen)."""
+        risk = warehouse.get_db().read(
+            f"SELECT flow, sku, location, difference FROM {SCHEMA}.stock_drift WHERE difference > 0"
+        )
+        return dg.AssetCheckResult(
+            passed=risk.is_empty(),
+            metadata={
+                "skus_at_risk": risk.height,
+                "units_at_risk": int(risk["difference"].sum()) if risk.height else 0,
+                "examples": dg.MetadataValue.json(risk.head(10).to_dicts()),
+            },
+        )
+
+    job = dg.define_asset_job(
+        "reconcile_job",
+        selection=dg.AssetSelection.assets(*rt.COLUMNS),
+        tags={"fulfil/warehouse": "write"},
+        description="Rebuild the reconciled tables analysts query.",
+    )
+    schedule = dg.ScheduleDefinition(
+        name="reconcile_schedule",
+        job=job,
+        cron_schedule=every_minutes_cron(settings.every_minutes),
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
+    return dg.Definitions(
+        assets=[reconciled_tables],
+        asset_checks=[no_order_stuck_between_systems, no_oversell_risk],
+        jobs=[job],
+        schedules=[schedule],
+    )
