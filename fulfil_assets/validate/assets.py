@@ -285,25 +285,43 @@ def build_validation(fulfil: FulfilConfig) -> dg.AssetsDefinition:
                     metadata={"skipped": "run_great_expectations is off"},
                 )
             ran = set(verdicts["rule"].unique().to_list())
+            refs = db.read(
+                f"SELECT order_key, order_ref FROM {SCHEMA}.orders WHERE {db.any_of('order_key', 'keys')}",
+                {"keys": failing["order_key"].unique().to_list()},
+                schema={"order_key": pl.String, "order_ref": pl.String},
+            )
+            failing_refs = failing.join(refs, on="order_key", how="left").sort("order_ref")
             for rule in RULES:
-                n = int(failing.filter(pl.col("rule") == rule).height)
+                mine = failing_refs.filter(pl.col("rule") == rule)
                 yield dg.AssetCheckResult(
                     check_name=f"rule_{rule}",
                     asset_key="validated_orders",
-                    passed=n == 0,
+                    passed=mine.is_empty(),
                     severity=dg.AssetCheckSeverity.WARN,
-                    metadata={"failing_orders": n, "evaluated": rule in ran},
+                    metadata={
+                        "failing_orders": mine.height,
+                        "evaluated": rule in ran,
+                        "example_order_refs": dg.MetadataValue.json(mine["order_ref"].drop_nulls().head(10).to_list()),
+                    },
                 )
             per_target = {f"ready_{r.target}": int(r.validated["ready"].sum()) for r in results}
+            ready = int(validated["ready"].sum())
+            held = validated.height - int(validated["passed"].sum())
             yield dg.MaterializeResult(
                 asset_key="validated_orders",
                 metadata={
+                    # checked = ready + held by a rule + passed but not (yet) to send: unpaid, or no longer open
                     "orders_checked": validated.height,
+                    "ready": ready,
+                    "held_by_rules": held,
+                    "passed_not_ready": validated.height - ready - held,
                     "wms_lines_checked": sum(r.frame.height for r in results),
-                    "ready": int(validated["ready"].sum()),
-                    "held": validated.height - int(validated["passed"].sum()),
                     **per_target,
-                    "failures_by_reason": dg.MetadataValue.json(by_reason),
+                    **{f"failing_{reason}": int(n) for reason, n in by_reason.items()},
+                    "summary": dg.MetadataValue.md(
+                        f"{validated.height} orders checked: **{ready} ready**, {held} held by a rule, "
+                        f"{validated.height - ready - held} passed but unpaid or no longer open."
+                    ),
                     **gx_meta,
                 },
             )
@@ -315,14 +333,19 @@ def build_validation(fulfil: FulfilConfig) -> dg.AssetsDefinition:
                 f"| {r['order_key']} | {r['reason_code']} | {r['owner']} | {r['detail']} |"
                 for r in open_ex.iter_rows(named=True)
             )
-            total_open = int(
-                db.read(f"SELECT COUNT(*) AS n FROM {SCHEMA}.order_exceptions WHERE resolved_at IS NULL")["n"][0]
+            open_counts = db.read(
+                f"SELECT reason_code, owner, COUNT(*) AS n FROM {SCHEMA}.order_exceptions WHERE resolved_at IS NULL "
+                "GROUP BY reason_code, owner",
+                schema={"reason_code": pl.String, "owner": pl.String, "n": pl.Int64},
             )
+            per_reason = open_counts.group_by("reason_code").agg(pl.col("n").sum()).sort("reason_code")
+            per_owner = open_counts.group_by("owner").agg(pl.col("n").sum()).sort("owner")
             yield dg.MaterializeResult(
                 asset_key="order_exceptions",
                 metadata={
-                    "open_exceptions": total_open,
-                    "by_reason": dg.MetadataValue.json(by_reason),
+                    "open_exceptions": int(open_counts["n"].sum()),
+                    **{f"open_{reason}": int(n) for reason, n in per_reason.iter_rows()},
+                    **{f"open_for_{owner}": int(n) for owner, n in per_owner.iter_rows()},
                     "newest": dg.MetadataValue.md(table),
                 },
             )

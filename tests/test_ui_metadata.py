@@ -1,0 +1,73 @@
+"""What the data team reads in the Dagster UI after a real order sync and reconcile: counts that add up, numbers
+per reason as separate plottable values, rule checks naming example orders, and the reconciled tables' names and
+column schemas."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from flow_helpers import emulator_config, run_job
+
+from emulators.server import Emulators
+from fulfil_assets.definitions import build_definitions
+from fulfil_assets.reconcile.tables import COLUMNS
+from resources.warehouse import SCHEMA, WarehouseDb
+
+
+def _materialization(result: dg.ExecuteInProcessResult, key: str) -> dict:
+    events = [m for m in result.get_asset_materialization_events() if m.asset_key == dg.AssetKey(key)]
+    assert len(events) == 1, key
+    return {k: v.value for k, v in events[0].materialization.metadata.items()}
+
+
+@pytest.mark.parametrize("warehouse_url", ["duckdb"], indirect=True)
+def test_counts_add_up_and_each_reason_is_its_own_number(
+    emulators: Emulators, fulfil_env: dict, tmp_path: Path
+) -> None:
+    emu = emulators
+    emu.whistl.snapshot()
+    defs = build_definitions(emulator_config(emu, tmp_path))
+    instance = dg.DagsterInstance.ephemeral()
+    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+    sync = run_job(defs, "order_sync_job", instance)
+
+    meta = _materialization(sync, "validated_orders")
+    validated = db.read(f"SELECT passed, ready FROM {SCHEMA}.validated_orders")
+    assert meta["orders_checked"] == validated.height
+    assert meta["orders_checked"] == meta["ready"] + meta["held_by_rules"] + meta["passed_not_ready"]
+    assert meta["ready"] == int(validated["ready"].sum()) > 0
+    assert meta["passed_not_ready"] == int((validated["passed"] & ~validated["ready"]).sum()) > 0  # the unpaid
+    failing = db.read(
+        f"SELECT v.reason_code, o.order_ref, v.rule FROM {SCHEMA}.order_verdicts v JOIN {SCHEMA}.orders o "
+        "USING (order_key) WHERE NOT v.passed"
+    )
+    per_reason = dict(failing.group_by("reason_code").len().iter_rows())
+    assert {k.removeprefix("failing_"): v for k, v in meta.items() if k.startswith("failing_")} == per_reason
+    assert all(isinstance(v, int) for k, v in meta.items() if k.startswith("failing_"))
+
+    checks = {e.check_name: e for e in sync.get_asset_check_evaluations()}
+    for rule in set(failing["rule"]):
+        evaluation = checks[f"rule_{rule}"]
+        examples = evaluation.metadata["example_order_refs"].value
+        assert not evaluation.passed and examples
+        assert set(examples) <= set(failing.filter(failing["rule"] == rule)["order_ref"])
+
+    exceptions = _materialization(sync, "order_exceptions")
+    open_rows = db.read(f"SELECT reason_code, owner FROM {SCHEMA}.order_exceptions WHERE resolved_at IS NULL")
+    assert exceptions["open_exceptions"] == open_rows.height
+    assert sum(v for k, v in exceptions.items() if k.startswith("open_for_")) == open_rows.height
+    assert {k.removeprefix("open_for_") for k in exceptions if k.startswith("open_for_")} == set(open_rows["owner"])
+
+    reconcile = run_job(defs, "reconcile_job", instance)
+    stuck = _materialization(reconcile, "orders_stuck")
+    rows = db.read(f"SELECT stage FROM {SCHEMA}.orders_stuck")
+    assert stuck["dagster/row_count"] == rows.height
+    assert sum(v for k, v in stuck.items() if k.startswith("stuck_")) == rows.height
+    specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
+    for table, columns in COLUMNS.items():
+        schema = specs[table].metadata["dagster/column_schema"]
+        assert [c.name for c in schema.columns] == list(columns) and all(c.description for c in schema.columns)
+        assert specs[table].metadata["dagster/table_name"] == f"{SCHEMA}.{table}"
+        assert specs[table].owners == ["team:data"] and specs[table].group_name == "reconcile"
