@@ -225,6 +225,18 @@ class ReconcileConfig(_Strict):
     exception_hours: int = Field(24, ge=0, le=2160, description="an exception left open this long")
 
 
+class AlertsConfig(_Strict):
+    """Where failed runs and red checks are announced: a webhook (Slack, Teams or your own receiver) that gets one
+    JSON POST per alert, each once (its `Idempotency-Key` header lets a receiver drop a repeat)."""
+
+    webhook_url_env: str = Field(
+        "FULFIL_ALERT_WEBHOOK_URL", description="environment variable holding the webhook URL (it is a secret)"
+    )
+    run_failures: bool = Field(True, description="alert on every failed run")
+    checks: bool = Field(True, description="alert on every asset check turning red (errors and warnings)")
+    timeout_s: float = Field(10.0, gt=0, le=120, description="how long a post may take")
+
+
 class RouteConfig(_Strict):
     """Which of an order system's orders a flow takes, when that system feeds more than one flow."""
 
@@ -252,6 +264,7 @@ class FulfilConfig(_Strict):
     systems: SystemsConfig
     schedules: ScheduleConfig = ScheduleConfig()
     reconcile: ReconcileConfig = ReconcileConfig()
+    alerts: AlertsConfig | None = Field(None, description="announce failed runs and red checks to a webhook")
     modes: dict[Literal[FLOWS], Literal["live", "shadow"]] = Field(  # type: ignore[valid-type]
         default_factory=dict,
         description="per flow: live (default) sends; shadow records every effect it would send and sends nothing",

@@ -3,6 +3,7 @@
 import dagster as dg
 from dagster_dlt import DagsterDltResource
 
+from fulfil_assets.alerts import alerts_job, failed_check_alert_sensor, run_failure_alert_sensor
 from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, every_minutes_cron, load_config
 from fulfil_assets.despatch import definitions as despatch
 from fulfil_assets.ingest import definitions as ingest
@@ -21,6 +22,7 @@ from resources.linnworks import LinnworksResource
 from resources.peoplevox import PeoplevoxResource
 from resources.shopify import ShopifyResource
 from resources.warehouse import Warehouse, warehouse_url
+from resources.webhook import AlertWebhook
 
 WAREHOUSE_TAGS = {"fulfil/warehouse": "write"}
 
@@ -133,8 +135,36 @@ def build_definitions(config: FulfilConfig) -> dg.Definitions:
         stock_definitions(config),
     ]
     # DuckDB has one writer: steps run in the run's own process, one after another.
-    return dg.Definitions.merge(
+    merged = dg.Definitions.merge(
         *stages, dg.Definitions(resources=resources_for(config), executor=dg.in_process_executor)
+    )
+    return dg.Definitions.merge(merged, alert_definitions(config, merged)) if config.alerts else merged
+
+
+def alert_definitions(config: FulfilConfig, defs: dg.Definitions) -> dg.Definitions:
+    """Failed runs and checks turning red, posted to the alert webhook; what could not be posted goes again every
+    10 minutes."""
+    settings = config.alerts
+    assert settings is not None
+    sensors: list[dg.SensorDefinition] = []
+    if settings.run_failures:
+        sensors.append(run_failure_alert_sensor)
+    if settings.checks:
+        sensors.append(failed_check_alert_sensor(sorted(defs.resolve_asset_graph().asset_check_keys)))
+    return dg.Definitions(
+        jobs=[alerts_job],
+        sensors=sensors,
+        schedules=[
+            dg.ScheduleDefinition(
+                name="alerts_retry_schedule",
+                job=alerts_job,
+                cron_schedule=every_minutes_cron(10),
+                default_status=dg.DefaultScheduleStatus.RUNNING,
+            )
+        ],
+        resources={
+            "alert_webhook": AlertWebhook(url=dg.EnvVar(settings.webhook_url_env), timeout_s=settings.timeout_s)
+        },
     )
 
 

@@ -40,6 +40,7 @@ LEDGERS = (
     "tracking_posts",
     "stock_pushes",
     "peoplevox_subscriptions",
+    "alerts",
 )
 
 # Columns added to tables after their first release: warehouses made before gain them (additive only).
@@ -110,6 +111,7 @@ TABLES = {
     last_confirmed BIGINT, to_push BOOLEAN, computed_at {TS}, PRIMARY KEY (flow, location, sku)""",
     "stock_pushes": LEDGER + ", oms TEXT NOT NULL, sku TEXT NOT NULL, location TEXT NOT NULL, level BIGINT",
     "peoplevox_subscriptions": LEDGER + ", event TEXT NOT NULL, post_url TEXT NOT NULL",
+    "alerts": LEDGER + ", kind TEXT NOT NULL, subject TEXT NOT NULL",
 }
 
 
