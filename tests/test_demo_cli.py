@@ -37,3 +37,30 @@ def test_a_busy_port_is_named_in_one_line(tmp_path: Path, capsys: pytest.Capture
         err[-1],
     ), err
     assert not any("Traceback" in line for line in err)
+
+
+def test_the_demo_terminal_keeps_runs_starting_and_ending_and_drops_the_debug_stream(tmp_path: Path) -> None:
+    """A real `dagster job execute` run's output through the demo's filter: the run's start and end stay, the
+    DEBUG event stream (step outputs, passed checks, ...) goes."""
+    import os
+    import subprocess
+    import sys
+
+    from fulfil_assets.cli import REPO, worth_printing
+
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(tmp_path),
+        "FULFIL_CONFIG": str(REPO / "fulfil.yaml"),
+        "FULFIL_WAREHOUSE_URL": f"duckdb:///{tmp_path / 'w.duckdb'}",
+    }
+    command = [sys.executable, "-m", "dagster", "job", "execute", "-m", "fulfil_assets.definitions", "-j"]
+    run = subprocess.run([*command, "reconcile_job"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = (run.stdout + run.stderr).splitlines(keepends=True)
+    kept = [line for line in lines if worth_printing(line)]
+    assert any(" - RUN_START - " in line for line in kept) and any(" - RUN_SUCCESS - " in line for line in kept)
+    assert not any(" - STEP_OUTPUT - " in line for line in kept)
+    assert any("ASSET_CHECK_EVALUATION" in line and "passed" in line for line in lines)
+    assert not any("ASSET_CHECK_EVALUATION" in line and "passed" in line for line in kept)
+    assert sum(" - DEBUG - " in line for line in lines) > 10 * sum(" - DEBUG - " in line for line in kept)
