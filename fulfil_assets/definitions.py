@@ -1,5 +1,7 @@
 """The fulfil code location: one small Definitions per stage of the data path, resources bound once."""
 
+import warnings
+
 import dagster as dg
 from dagster_dlt import DagsterDltResource
 
@@ -14,6 +16,7 @@ from fulfil_assets.reconcile import definitions as reconcile
 from fulfil_assets.stage import definitions as stage
 from fulfil_assets.stage.assets import ORDER_STAGING
 from fulfil_assets.stock.assets import stock_definitions
+from fulfil_assets.tables import table_schema
 from fulfil_assets.validate import definitions as validate
 from resources.bigcommerce import BigCommerceResource
 from resources.cin7 import Cin7Resource
@@ -134,11 +137,57 @@ def build_definitions(config: FulfilConfig) -> dg.Definitions:
         despatch.build_defs(config),
         stock_definitions(config),
     ]
-    # DuckDB has one writer: steps run in the run's own process, one after another.
-    merged = dg.Definitions.merge(
-        *stages, dg.Definitions(resources=resources_for(config), executor=dg.in_process_executor)
-    )
+    merged = dg.Definitions.merge(*stages, dg.Definitions(resources=resources_for(config), executor=executor_for()))
+    with warnings.catch_warnings():  # `map_asset_specs` is a preview API in Dagster 1.13; what it returns is plain
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        merged = merged.map_asset_specs(func=described_for_the_ui)
     return dg.Definitions.merge(merged, alert_definitions(config, merged)) if config.alerts else merged
+
+
+def executor_for(url: str | None = None) -> dg.ExecutorDefinition:
+    """The executor follows the warehouse: DuckDB has one writer, so a run's steps go one after another in its own
+    process; on PostgreSQL they run side by side in processes of their own, each system's pool keeping its API
+    budget to one step at a time across processes and runs."""
+    url = url or warehouse_url()
+    return dg.in_process_executor if url.startswith("duckdb") else dg.multiprocess_executor
+
+
+# The `fulfil` table each asset keeps (by the asset key's first part), for its table name and column schema in the UI.
+ASSET_TABLES = {
+    "orders": "orders",
+    "order_lines": "order_lines",
+    "validated_orders": "validated_orders",
+    "order_exceptions": "order_exceptions",
+    "wms_stock": "wms_stock",
+    "oms_stock": "oms_stock",
+    "wms_submissions": "wms_submissions",
+    "peoplevox_submissions": "wms_submissions",
+    "linnworks_submissions": "wms_submissions",
+    "whistl_cancellations": "cancellations",
+    "peoplevox_cancellations": "cancellations",
+    "linnworks_cancellations": "cancellations",
+    "despatches": "despatches",
+    "peoplevox_despatch_lines": "despatches",
+    "tracking_posts": "tracking_posts",
+    "stock_deltas": "stock_deltas",
+    "stock_pushes": "stock_pushes",
+}
+POLARS_KIND = {"orders", "order_lines", "validated_orders", "order_exceptions", "wms_stock", "oms_stock"}
+
+
+def described_for_the_ui(spec: dg.AssetSpec) -> dg.AssetSpec:
+    """Every asset with an owner (the data team, unless it names its own), its `fulfil` table's name and column
+    schema (the raw dlt assets carry dlt's own), and a kind for the canonical tables built with polars."""
+    metadata = dict(spec.metadata)
+    table = ASSET_TABLES.get(spec.key.path[0])
+    if table is not None:
+        metadata.setdefault("dagster/table_name", f"fulfil.{table}")
+        metadata.setdefault(
+            "dagster/column_schema",
+            dg.TableSchema(columns=[dg.TableColumn(c, str(t)) for c, t in table_schema(table).items()]),
+        )
+    kinds = set(spec.kinds) | ({"polars"} if spec.key.path[0] in POLARS_KIND else set())
+    return spec.replace_attributes(owners=spec.owners or ["team:data"], metadata=metadata, kinds=kinds)
 
 
 def alert_definitions(config: FulfilConfig, defs: dg.Definitions) -> dg.Definitions:

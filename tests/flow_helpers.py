@@ -115,6 +115,12 @@ def set_faults(emu: Emulators, system: str, **values: object) -> None:
     httpx.post(f"http://127.0.0.1:{emu.ports[system]}/_emulator/faults", json=values).raise_for_status()
 
 
+def kill_run(proc: subprocess.Popen) -> None:
+    """SIGKILL a CLI run and every process it started (on PostgreSQL each step runs in a process of its own)."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 class Drill:
     """Launches real `dagster` CLI runs of the code location against one warehouse and the emulators."""
 
@@ -138,13 +144,17 @@ class Drill:
     def kill_at(self, job: str, step: str, run_config: dict | None = None) -> bool:
         """Start a run and SIGKILL it the moment `step` starts; whether the kill happened before the run ended."""
         proc = subprocess.Popen(
-            self.command(job, run_config), env=self._env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            self.command(job, run_config),
+            env=self._env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
         )
         assert proc.stdout is not None
         for line in proc.stdout:
             if f'Started execution of step "{step}"' in line:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
+                kill_run(proc)
                 return True
         proc.wait()
         return False
@@ -154,12 +164,11 @@ class Drill:
         taken part of what the run sends); whether the kill happened before the run ended."""
         cmd = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "fulfil_assets.definitions"]
         proc = subprocess.Popen([*cmd, "--select", select], env=self._env(), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)  # fmt: skip
+                                stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
         deadline = time.monotonic() + timeout_s
         while proc.poll() is None and time.monotonic() < deadline:
             if applied():
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
+                kill_run(proc)
                 return True
             time.sleep(0.005)
         proc.wait()

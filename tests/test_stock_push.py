@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import dagster as dg
 import polars as pl
 import pytest
 import yaml
-from flow_helpers import ALL_FLOWS, all_flows_config, run_job
+from flow_helpers import ALL_FLOWS, all_flows_config, kill_run, run_job
 
 from emulators.linnworks import PEOPLEVOX_LOCATION, WHISTL_LOCATION
 from emulators.server import Emulators
@@ -191,12 +190,12 @@ def test_a_push_killed_half_way_resumes_without_resending_confirmed_levels(
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 120
     while len(emu.bigcommerce.adjustments) < 3 and time.monotonic() < deadline and child.poll() is None:
         time.sleep(0.05)
-    child.send_signal(signal.SIGKILL)
-    child.wait()
+    kill_run(child)
     time.sleep(1.0)  # a call in flight when the process died is still applied by BigCommerce (after its latency)
     db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
     confirmed = set(db.read(f"SELECT sku FROM {SCHEMA}.stock_pushes WHERE status = 'sent'")["sku"])

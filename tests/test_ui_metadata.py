@@ -66,8 +66,24 @@ def test_counts_add_up_and_each_reason_is_its_own_number(
     assert stuck["dagster/row_count"] == rows.height
     assert sum(v for k, v in stuck.items() if k.startswith("stuck_")) == rows.height
     specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
+    for key, spec in specs.items():  # every asset: an owner, a kind, a description, and its table
+        assert spec.owners and spec.kinds and spec.description, key
+        assert key == "analyst_copy" or "dagster/table_name" in spec.metadata, key
     for table, columns in COLUMNS.items():
         schema = specs[table].metadata["dagster/column_schema"]
         assert [c.name for c in schema.columns] == list(columns) and all(c.description for c in schema.columns)
         assert specs[table].metadata["dagster/table_name"] == f"{SCHEMA}.{table}"
         assert specs[table].owners == ["team:data"] and specs[table].group_name == "reconcile"
+
+
+def test_the_executor_follows_the_warehouse(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """One writer on DuckDB: steps in the run's process; on PostgreSQL: a process per step."""
+    from fulfil_assets.config import load_config
+
+    for url, executor in (
+        (f"duckdb:///{tmp_path / 'w.duckdb'}", "in_process"),
+        ("postgresql+psycopg://postgres@127.0.0.1:5432/fulfil", "multiprocess"),
+    ):
+        monkeypatch.setenv("FULFIL_WAREHOUSE_URL", url)
+        defs = build_definitions(load_config())
+        assert defs.resolve_job_def("order_sync_job").executor_def.name == executor
