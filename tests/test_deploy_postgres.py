@@ -1,0 +1,99 @@
+"""`deploy/postgres/dagster.yaml` as a team that outgrew one machine runs it: Dagster's runs, events and schedules
+in PostgreSQL, the warehouse in PostgreSQL, and `dagster-daemon` doing the work: the order sync schedule fires and
+sends orders to Whistl, Whistl's despatch files are picked up by the despatch sensor, and tracking reaches
+Linnworks, each run in its own process (a process per step on PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+import yaml
+from conftest import _postgres_url, deployment_env
+from flow_helpers import emulator_config
+
+from emulators.server import Emulators
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _wait(what: str, done: Callable[[], bool], log: Path, timeout_s: float = 240.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen in {timeout_s:.0f} s; daemon log:\n{log.read_text()[-3000:]}")
+        time.sleep(1.0)
+
+
+@pytest.mark.postgres
+def test_the_daemon_on_postgresql_syncs_orders_and_takes_despatch_files(
+    emulators: Emulators, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emu = emulators
+    emu.whistl.snapshot()
+    deployment_env(monkeypatch, tmp_path, emu, postgres_url)
+    storage = _postgres_url()
+    dagster_url = sa.make_url(next(storage)).set(drivername="postgresql+psycopg2")
+    config = emulator_config(
+        emu, tmp_path, schedules={"order_sync_minutes": 1, "despatch_poll_seconds": 5, "despatch_settle_seconds": 0}
+    )
+    config_file = tmp_path / "fulfil.yaml"
+    config_file.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_defaults=True)))
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "deploy" / "postgres" / "dagster.yaml", home / "dagster.yaml")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "DAGSTER_POSTGRES_URL": dagster_url.render_as_string(hide_password=False),
+        "FULFIL_CONFIG": str(config_file),
+    }
+    log = tmp_path / "daemon.log"
+    with log.open("w") as out:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "dagster._daemon", "run", "-m", "fulfil_assets.definitions"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        monkeypatch.setenv("DAGSTER_HOME", str(home))
+        monkeypatch.setenv("DAGSTER_POSTGRES_URL", env["DAGSTER_POSTGRES_URL"])
+        instance = dg.DagsterInstance.get()
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+
+        def succeeded(job: str) -> list[dg.DagsterRun]:
+            runs = instance.get_runs(filters=dg.RunsFilter(job_name=job, statuses=[dg.DagsterRunStatus.SUCCESS]))
+            return list(runs)
+
+        _wait("an order sync from the schedule", lambda: bool(succeeded("order_sync_job")), log)
+        for _ in range(4):  # the warehouse takes the orders in and despatches them
+            emu.whistl.step()
+        shipped = {r["order_reference"] for r in emu.whistl.inspect()["despatch_rows"]}
+        assert shipped
+        _wait("a despatch run from the sensor", lambda: bool(succeeded("despatch_job")), log)
+        _wait(
+            "tracking at Linnworks",
+            lambda: len([v for v in emu.linnworks.inspect()["shipping_info"].values() if v]) >= len(shipped),
+            log,
+        )
+        sync = succeeded("order_sync_job")[-1]
+        assert sync.tags.get("dagster/schedule_name") == "order_sync_schedule"
+        despatch = succeeded("despatch_job")[-1]
+        assert despatch.tags.get("dagster/sensor_name") == "despatch_file_sensor"
+        steps = [e for e in instance.all_logs(sync.run_id) if e.dagster_event_type == dg.DagsterEventType.STEP_START]
+        assert len({e.dagster_event.pid for e in steps}) > 1, "on PostgreSQL each step runs in a process of its own"
+    finally:
+        os.killpg(daemon.pid, 15)
+        daemon.wait(60)
+        next(storage, None)
