@@ -223,6 +223,14 @@ class ReconcileConfig(_Strict):
         30, ge=0, le=10080, description="a despatch whose tracking the order system has not confirmed this long"
     )
     exception_hours: int = Field(24, ge=0, le=2160, description="an exception left open this long")
+    stuck_warn: int = Field(1, ge=1, description="stuck orders that turn no_order_stuck_between_systems amber")
+    stuck_error: int = Field(25, ge=1, description="stuck orders that turn it red")
+    backlog_warn: int = Field(
+        1, ge=1, description="exceptions open past exception_hours that turn exception_backlog amber"
+    )
+    backlog_error: int = Field(50, ge=1, description="exceptions open past exception_hours that turn it red")
+    latency_p95_warn_seconds: int = Field(300, ge=1, description="today's p95, despatch to order system updated: amber")
+    latency_p95_error_seconds: int = Field(1800, ge=1, description="today's p95: red")
 
 
 class AlertsConfig(_Strict):

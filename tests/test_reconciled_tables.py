@@ -17,7 +17,14 @@ from emulators.server import Emulators
 from fulfil_assets.definitions import build_definitions
 from resources.warehouse import SCHEMA, WarehouseDb
 
-NO_WAIT = {"unsent_minutes": 0, "despatch_sla_hours": 0, "oms_update_minutes": 0, "exception_hours": 0}
+NO_WAIT = {
+    "unsent_minutes": 0,
+    "despatch_sla_hours": 0,
+    "oms_update_minutes": 0,
+    "exception_hours": 0,
+    "stuck_error": 10_000,  # amber, not red, however many
+    "backlog_error": 1,  # red from the first
+}
 REFUSED_POSTS = 4
 
 
@@ -41,7 +48,14 @@ def test_stuck_orders_latency_and_the_finance_figures_match_the_emulators(
     run_job(defs, "order_sync_job", instance)
     emu.whistl.step()  # received: acknowledged, not despatched
     _, cursor = drain_despatches(defs, instance, None)
-    run_job(defs, "reconcile_job", instance)
+    built = run_job(defs, "reconcile_job", instance)
+    checks = {e.check_name: e for e in built.get_asset_check_evaluations()}
+    stuck_check = checks["no_order_stuck_between_systems"]
+    assert not stuck_check.passed and stuck_check.severity == dg.AssetCheckSeverity.WARN
+    backlog = checks["exception_backlog"]
+    open_now = db.read(f"SELECT owner FROM {SCHEMA}.order_exceptions WHERE resolved_at IS NULL")
+    assert not backlog.passed and backlog.severity == dg.AssetCheckSeverity.ERROR
+    assert backlog.metadata["open_past_threshold"].value == open_now.height > 0
 
     whistl = emu.whistl.inspect()
     rejected = {r["order_reference"] for r in whistl["rejections"]}
@@ -61,7 +75,11 @@ def test_stuck_orders_latency_and_the_finance_figures_match_the_emulators(
     for _ in range(3):
         emu.whistl.step()
         _, cursor = drain_despatches(defs, instance, cursor, require_success=False)
-    run_job(defs, "reconcile_job", instance)
+    built = run_job(defs, "reconcile_job", instance)
+    latency_check = next(
+        e for e in built.get_asset_check_evaluations() if e.check_name == "tracking_latency_within_target"
+    )
+    assert latency_check.passed and 0 < latency_check.metadata["worst_p95_seconds"].value < 300
 
     rows = emu.whistl.inspect()["despatch_rows"]
     shipped_refs = {r["order_reference"] for r in rows if int(r["quantity_despatched"]) > 0}
@@ -199,3 +217,17 @@ def test_docs_tables_md_describes_every_column_the_tables_have() -> None:
     from fulfil_assets.reconcile.tables import tables_markdown
 
     assert (Path(__file__).parent.parent / "docs" / "tables.md").read_text() == tables_markdown()
+
+
+def test_checks_grade_a_count_against_their_amber_and_red_thresholds() -> None:
+    from fulfil_assets.reconcile.assets import graded
+
+    warn, error = dg.AssetCheckSeverity.WARN, dg.AssetCheckSeverity.ERROR
+    assert [graded(n, 2, 5) for n in (0, 1, 2, 4, 5, 9)] == [
+        (True, warn),
+        (True, warn),
+        (False, warn),
+        (False, warn),
+        (False, error),
+        (False, error),
+    ]

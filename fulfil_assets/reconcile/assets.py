@@ -1,7 +1,7 @@
 """The reconciled tables as Dagster assets: rebuilt together from the canonical tables and ledgers, each with its
 table name, column schema and row count in the UI, and a check on the ones a person acts on."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -147,6 +147,13 @@ def summary(table: str, frame: pl.DataFrame) -> dict[str, Any]:
     return out
 
 
+def graded(count: int, warn: int, error: int) -> tuple[bool, dg.AssetCheckSeverity]:
+    """A check's verdict from a count and its thresholds: passed below `warn`, amber from it, red from `error`."""
+    if count >= error:
+        return False, dg.AssetCheckSeverity.ERROR
+    return count < warn, dg.AssetCheckSeverity.WARN
+
+
 def build_defs(config: FulfilConfig) -> dg.Definitions:
     """The reconcile stage: the tables analysts query, rebuilt on a schedule, with checks on stuck orders and
     drift."""
@@ -160,6 +167,11 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
             kinds={"polars", "table"},
             owners=["team:data"],
             metadata={"dagster/column_schema": column_schema(table), "dagster/table_name": f"{SCHEMA}.{table}"},
+            # Analysts read these: stale past two rebuilds is red (the schedule or the job is not running).
+            freshness_policy=dg.FreshnessPolicy.time_window(
+                fail_window=timedelta(minutes=2 * settings.every_minutes),
+                warn_window=timedelta(minutes=settings.every_minutes + 1),
+            ),
         )
         for table in rt.COLUMNS
     ]
@@ -176,13 +188,15 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
 
     @dg.asset_check(asset="orders_stuck", blocking=False)
     def no_order_stuck_between_systems(warehouse: Warehouse) -> dg.AssetCheckResult:
-        """Red when any order waits past its threshold between systems; the metadata says how many per stage and
-        names some (who acts is in each row of `orders_stuck`)."""
+        """Orders waiting past their threshold between systems (`reconcile:` in fulfil.yaml): amber from
+        `stuck_warn` orders, red from `stuck_error`. Who acts is in each row of `orders_stuck` (office and customer
+        service for held orders, the warehouse past the despatch SLA, the data team for updates not made)."""
         stuck = warehouse.get_db().read(f"SELECT stage, order_ref FROM {SCHEMA}.orders_stuck")
         per_stage = dict(stuck.group_by("stage").len().iter_rows()) if stuck.height else {}
+        passed, severity = graded(stuck.height, settings.stuck_warn, settings.stuck_error)
         return dg.AssetCheckResult(
-            passed=stuck.is_empty(),
-            severity=dg.AssetCheckSeverity.WARN,
+            passed=passed,
+            severity=severity,
             metadata={
                 "stuck": stuck.height,
                 **{f"stuck_{k}": int(v) for k, v in per_stage.items()},
@@ -205,6 +219,49 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
             },
         )
 
+    @dg.asset_check(asset="exception_summary", blocking=False)
+    def exception_backlog(warehouse: Warehouse) -> dg.AssetCheckResult:
+        """Exceptions left open longer than `exception_hours`: amber from `backlog_warn`, red from
+        `backlog_error`. Each reason's owner acts (docs/operations.md says what to do)."""
+        aged = warehouse.get_db().read(
+            f"SELECT owner FROM {SCHEMA}.order_exceptions WHERE resolved_at IS NULL AND first_seen < :before",
+            {"before": now_utc() - timedelta(hours=settings.exception_hours)},
+            schema={"owner": pl.String},
+        )
+        passed, severity = graded(aged.height, settings.backlog_warn, settings.backlog_error)
+        per_owner = dict(aged.group_by("owner").len().iter_rows()) if aged.height else {}
+        return dg.AssetCheckResult(
+            passed=passed,
+            severity=severity,
+            metadata={
+                "open_past_threshold": aged.height,
+                **{f"past_threshold_for_{owner}": int(n) for owner, n in per_owner.items()},
+            },
+        )
+
+    @dg.asset_check(asset="despatch_latency_daily", blocking=False)
+    def tracking_latency_within_target(warehouse: Warehouse) -> dg.AssetCheckResult:
+        """Today's p95 from a despatch to its order system confirming the tracking: amber above
+        `latency_p95_warn_seconds`, red above `latency_p95_error_seconds` ("where is my order?" contacts follow).
+        The data team acts (a slow or refusing order system, a stopped tracking schedule)."""
+        today = warehouse.get_db().read(
+            f"SELECT flow, p95_seconds FROM {SCHEMA}.despatch_latency_daily WHERE day = :day",
+            {"day": now_utc().date()},
+            schema={"flow": pl.String, "p95_seconds": pl.Float64},
+        )
+        worst = float(today["p95_seconds"].max() or 0.0) if today.height else 0.0
+        passed, severity = graded(
+            int(worst), settings.latency_p95_warn_seconds + 1, settings.latency_p95_error_seconds + 1
+        )
+        return dg.AssetCheckResult(
+            passed=passed,
+            severity=severity,
+            metadata={
+                "worst_p95_seconds": worst,
+                **{f"p95_seconds_{flow}": float(p or 0.0) for flow, p in today.iter_rows()},
+            },
+        )
+
     job = dg.define_asset_job(
         "reconcile_job",
         selection=dg.AssetSelection.assets(*rt.COLUMNS),
@@ -219,7 +276,12 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
     )
     return dg.Definitions(
         assets=[reconciled_tables],
-        asset_checks=[no_order_stuck_between_systems, no_oversell_risk],
+        asset_checks=[
+            no_order_stuck_between_systems,
+            no_oversell_risk,
+            exception_backlog,
+            tracking_latency_within_target,
+        ],
         jobs=[job],
         schedules=[schedule],
     )
