@@ -91,6 +91,13 @@ class WarehouseDb:
                 "FULFIL_LOCK_WAIT_S."
             ) from None
 
+    def wait_until_free(self) -> None:
+        """Wait (as `_open` does) until no other process holds the DuckDB file, then let it go: for what opens the
+        file itself (dlt's loads), so that an analyst's open session makes a run wait and then fail saying who
+        holds the file, never fail at once with DuckDB's bare lock error."""
+        if self.is_duckdb and getattr(self._held, "conn", None) is None:
+            self._open().close()
+
     @contextmanager
     def _fresh(self) -> Iterator[sa.Connection]:
         conn = self._open()

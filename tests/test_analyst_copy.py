@@ -50,8 +50,9 @@ def test_analysts_query_a_published_copy_while_runs_write(
     fresh.close()
 
 
+@pytest.mark.parametrize("job", ["analyst_copy_job", "order_sync_job"])  # a copy; the sync, dlt ingest first
 def test_a_run_meeting_a_lock_on_the_warehouse_waits_then_names_the_cause(
-    emulators: Emulators, fulfil_env: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    emulators: Emulators, fulfil_env: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, job: str
 ) -> None:
     monkeypatch.setenv("FULFIL_LOCK_WAIT_S", "2")
     defs = build_definitions(emulator_config(emulators, tmp_path))
@@ -72,7 +73,7 @@ def test_a_run_meeting_a_lock_on_the_warehouse_waits_then_names_the_cause(
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ok"
         started = time.monotonic()
-        result = defs.resolve_job_def("analyst_copy_job").execute_in_process(instance=instance, raise_on_error=False)
+        result = defs.resolve_job_def(job).execute_in_process(instance=instance, raise_on_error=False)
         waited = time.monotonic() - started
     finally:
         holder.kill()
@@ -81,4 +82,4 @@ def test_a_run_meeting_a_lock_on_the_warehouse_waits_then_names_the_cause(
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     message = str(failure.event_specific_data.error)
     assert "stayed locked for 2 s" in message and f"PID {holder.pid}" in message
-    run_job(defs, "analyst_copy_job", instance)  # once the session is closed, the run goes through
+    run_job(defs, job, instance)  # once the session is closed, the run goes through

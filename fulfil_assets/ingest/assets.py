@@ -90,6 +90,7 @@ def run_source(
     """Run one system's dlt source into `raw_<system>`; metadata: row counts and the calls made against the
     system's rate budget (API systems)."""
     pipeline = dlt_pipeline(system, db)
+    db.wait_until_free()  # dlt opens the file itself: a session left open on it is waited out, then named
     if finish_pending(pipeline):
         context.log.warning(f"{system}: loaded the data a previous run left half way before reading new data")
     try:
