@@ -6,7 +6,10 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +18,20 @@ if TYPE_CHECKING:
     from resources.warehouse import WarehouseDb
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def serve_data_docs(root: Path, port: int) -> tuple[ThreadingHTTPServer, str]:
+    """Serve the Great Expectations Data Docs folder on loopback (in a thread), so that the UI's links to them
+    open over http; returns the server and its base URL (what `FULFIL_DATA_DOCS_URL` is set to)."""
+    root.mkdir(parents=True, exist_ok=True)
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), partial(Quiet, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_port}"
 
 
 def _demo_env(data_dir: Path) -> dict[str, str]:
@@ -87,7 +104,9 @@ def demo(args: argparse.Namespace) -> int:
     try:
         if args.headless:
             return _headless_pass(emulators, args.json)
-        print("Dagster UI: http://127.0.0.1:3000  (Ctrl-C stops everything)", file=sys.stderr)
+        _server, env["FULFIL_DATA_DOCS_URL"] = serve_data_docs(data_dir / "gx_docs", args.port + 1)
+        print(f"Data Docs: {env['FULFIL_DATA_DOCS_URL']}", file=sys.stderr)
+        print(f"Dagster UI: http://127.0.0.1:{args.port}  (Ctrl-C stops everything)", file=sys.stderr)
         proc = subprocess.Popen(
             [
                 sys.executable,

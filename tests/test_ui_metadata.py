@@ -87,3 +87,26 @@ def test_the_executor_follows_the_warehouse(monkeypatch: pytest.MonkeyPatch, tmp
         monkeypatch.setenv("FULFIL_WAREHOUSE_URL", url)
         defs = build_definitions(load_config())
         assert defs.resolve_job_def("order_sync_job").executor_def.name == executor
+
+
+@pytest.mark.parametrize("warehouse_url", ["duckdb"], indirect=True)
+def test_data_docs_open_over_http_from_the_validation_metadata(
+    emulators: Emulators, fulfil_env: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the demo does: the Data Docs folder served on loopback, the link in the UI is that server's page."""
+    import httpx
+
+    from fulfil_assets.cli import serve_data_docs
+
+    server, base = serve_data_docs(Path(fulfil_env["FULFIL_DATA_DIR"]) / "gx_docs", 0)
+    try:
+        monkeypatch.setenv("FULFIL_DATA_DOCS_URL", base)
+        emulators.whistl.snapshot()
+        defs = build_definitions(emulator_config(emulators, tmp_path))
+        sync = run_job(defs, "order_sync_job", dg.DagsterInstance.ephemeral())
+        link = _materialization(sync, "validated_orders")["gx_data_docs"]
+        assert link.startswith(f"{base}/") and link.endswith(".html")
+        page = httpx.get(link, timeout=10)
+        assert page.status_code == 200 and "<html" in page.text.lower()
+    finally:
+        server.shutdown()

@@ -33,6 +33,15 @@ def _prune_docs(root: Path, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def docs_url(page: Path, docs_root: Path) -> str:
+    """Where a Data Docs page is read from the UI: under `FULFIL_DATA_DOCS_URL` when the docs folder is served
+    over http (the demo serves it), else the file itself."""
+    base = os.environ.get("FULFIL_DATA_DOCS_URL")
+    if not base:
+        return page.resolve().as_uri()
+    return f"{base.rstrip('/')}/{page.resolve().relative_to(docs_root.resolve()).as_posix()}"
+
+
 class ValidationConfig(dg.Config):
     """Where the suites and mapping tables live, and whether to record a GX run beside the verdicts."""
 
@@ -267,7 +276,7 @@ def build_validation(fulfil: FulfilConfig) -> dg.AssetsDefinition:
                 for r in results:
                     if r.gx_docs:
                         key = "gx_data_docs" if r.target == "whistl" else f"gx_data_docs_{r.target}"
-                        gx_meta[key] = dg.MetadataValue.url(r.gx_docs.resolve().as_uri())
+                        gx_meta[key] = dg.MetadataValue.url(docs_url(r.gx_docs, docs_root))
                 yield dg.AssetCheckResult(
                     check_name="great_expectations_agrees",
                     asset_key="validated_orders",
