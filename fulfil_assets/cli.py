@@ -190,6 +190,8 @@ def flow_report(emulators: "Emulators", db: "WarehouseDb", flows: list[str]) -> 
             report[flow]["refused_by_target"] = sum(1 for r in whistl["rejections"] if r.get("order_reference") in refs)
         report[flow]["stock_levels_received"] = stock_received(emulators, db, flow)
         report[flow]["tracking_received"] = tracking_received(emulators, db, flow)
+        stuck = db.read(f"SELECT stage FROM {SCHEMA}.orders_stuck WHERE flow = :flow", {"flow": flow})
+        report[flow]["orders_stuck"] = dict(stuck.group_by("stage").len().iter_rows()) if stuck.height else {}
     return report
 
 
@@ -310,11 +312,12 @@ def _headless_pass(emulators: "Emulators", as_json: bool) -> int:
         ok &= defs.resolve_job_def("tracking_job").execute_in_process(instance=instance).success
     for flow in load_config().flows:  # what shipped leaves the storefronts (the sensor does this under dagster dev)
         ok &= defs.resolve_job_def(f"{flow}_stock_job").execute_in_process(instance=instance).success
+    ok &= defs.resolve_job_def("reconcile_job").execute_in_process(instance=instance).success
     db = WarehouseDb(warehouse_url())
     if as_json:
         print(json.dumps(flow_report(emulators, db, list(load_config().flows)), indent=2, sort_keys=True))
     else:
-        for table in ("orders", "order_exceptions", "wms_submissions", "despatches", "tracking_posts"):
+        for table in ("orders", "order_exceptions", "wms_submissions", "despatches", "tracking_posts", "orders_stuck"):
             n = db.read(f"SELECT COUNT(*) AS n FROM {SCHEMA}.{table}")["n"][0]
             print(f"{table:18s} {n} rows")
     return 0 if ok else 1
