@@ -79,6 +79,7 @@ class Faults:
     """Faults a test or the demo switches on at runtime; `*_rate` is a share of calls, `*_next` a count."""
 
     latency_ms: float = 0.0
+    reply_delay_ms: float = 0.0  # the call is carried out at once, its answer comes this much later (a slow way back)
     error_rate: float = 0.0
     error_next: int = 0
     error_status: int = 500
@@ -319,6 +320,8 @@ class _Guard:
 
         async def with_headers(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
+                if faults.reply_delay_ms:
+                    await asyncio.sleep(faults.reply_delay_ms / 1000)
                 extra = Response()
                 extra.raw_headers = []
                 system.add_headers(request, extra)

@@ -40,7 +40,7 @@ def test_a_killed_send_and_two_at_once_leave_each_order_once_at_peoplevox_and_li
     upstream = [k for k in job.asset_layer.selected_asset_keys if k.to_user_string() not in SENDS]
     job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), asset_selection=upstream)
     set_faults(emu, "peoplevox", latency_ms=300)  # room to be killed between a batch's two saves
-    set_faults(emu, "linnworks", latency_ms=300)
+    set_faults(emu, "linnworks", reply_delay_ms=500)  # Linnworks creates the orders at once, answers late
 
     def peoplevox_took_headers() -> bool:
         return bool(emu.peoplevox.inspect()["saves"])
@@ -54,7 +54,7 @@ def test_a_killed_send_and_two_at_once_leave_each_order_once_at_peoplevox_and_li
     unsettled = db.read(f"SELECT wms, status FROM {SCHEMA}.wms_submissions WHERE status = 'sending'")
     assert set(unsettled["wms"]) == {"peoplevox", "linnworks"}  # attempted, outcome unknown to the ledger
     set_faults(emu, "peoplevox", latency_ms=0)
-    set_faults(emu, "linnworks", latency_ms=0)
+    set_faults(emu, "linnworks", reply_delay_ms=0)
     for asset in SENDS:
         drill.twice_at_once(asset)
     for asset in SENDS:  # a last round, once the unconfirmed attempts have had time to land
