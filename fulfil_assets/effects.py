@@ -90,6 +90,13 @@ class DeliveryReport:
     held: int = 0
     errors: list[str] = field(default_factory=list)
 
+    def summary(self, what: str) -> str:
+        """One markdown line for a person: what this delivery did, and what is left for the next run."""
+        return (
+            f"**{self.sent} {what} sent**; {self.found_at_target} confirmed at the target from an earlier attempt, "
+            f"{self.held} held back, {self.failed} refused, {self.deferred} waiting for the next run."
+        )
+
     def as_metadata(self) -> dict[str, Any]:
         """Plain values for Dagster metadata."""
         return {k: v for k, v in self.__dict__.items() if k != "errors"} | {"first_errors": self.errors[:5]}

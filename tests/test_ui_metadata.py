@@ -64,6 +64,9 @@ def test_counts_add_up_and_each_reason_is_its_own_number(
     stuck = _materialization(reconcile, "orders_stuck")
     rows = db.read(f"SELECT stage FROM {SCHEMA}.orders_stuck")
     assert stuck["dagster/row_count"] == rows.height
+    assert f"**{rows.height} orders waiting past their threshold**" in stuck["summary"]
+    sent = _materialization(sync, "wms_submissions")
+    assert sent["summary"].startswith(f"**{sent['orders_sent']} orders to whistl sent**")
     assert sum(v for k, v in stuck.items() if k.startswith("stuck_")) == rows.height
     specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
     for key, spec in specs.items():  # every asset: an owner, a kind, a description, and its table

@@ -346,6 +346,7 @@ def tracking_asset(oms: str, flows: dict[str, bool]) -> dg.AssetsDefinition:
                 client.close()
             return dg.MaterializeResult(
                 metadata={
+                    "summary": dg.MetadataValue.md(report.summary(f"tracking posts to {oms}")),
                     **report.as_metadata(),
                     **({"fulfilments_planned": planned} if oms == "shopify" else {}),
                     f"{oms}_calls": dg.MetadataValue.json(client.stats.as_metadata()),

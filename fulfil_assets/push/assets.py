@@ -115,6 +115,7 @@ def submit(
     amended = send_amendments(context, db, config, target, intents, amender, settle_s, batches) if amender else {}
     totals = db.read(f"SELECT status, COUNT(*) AS n FROM {SCHEMA}.{TABLE} WHERE wms = '{target}' GROUP BY status")
     metadata: dict[str, Any] = {
+        "summary": dg.MetadataValue.md(report.summary(f"orders to {target}")),
         **amended,
         "orders_sent": report.sent,
         "refused": report.failed,

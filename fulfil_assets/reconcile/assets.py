@@ -135,6 +135,13 @@ def summary(table: str, frame: pl.DataFrame) -> dict[str, Any]:
     if table == "orders_stuck":
         for stage in ("not_sent", "not_despatched", "open_in_oms", "exception_open"):
             out[f"stuck_{stage}"] = int((frame["stage"] == stage).sum())
+        owners = frame.group_by("owner").len().sort("owner").iter_rows() if frame.height else []
+        out["summary"] = dg.MetadataValue.md(
+            f"**{frame.height} orders waiting past their threshold**: {out['stuck_not_sent']} not at the warehouse, "
+            f"{out['stuck_not_despatched']} past the despatch SLA, {out['stuck_open_in_oms']} with the order system "
+            f"not told, {out['stuck_exception_open']} held too long. For: "
+            + (", ".join(f"{o} {n}" for o, n in owners) or "nobody")
+        )
     elif table == "exception_summary":
         for owner, n in frame.group_by("owner").agg(pl.col("open_exceptions").sum()).iter_rows():
             out[f"open_for_{owner}"] = int(n)
