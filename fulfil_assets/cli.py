@@ -288,6 +288,10 @@ def stock_received(emulators: "Emulators", db: "WarehouseDb", flow: str) -> dict
     }
 
 
+# The headless pass's runs log WARNING and above to the terminal; everything is in each run's log in the UI.
+QUIET_RUN = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
 def _headless_pass(emulators: "Emulators", as_json: bool) -> int:
     """Sync orders, let the warehouse work, take its files in and post tracking: one whole loop, printed (as
     JSON per flow with `--json`)."""
@@ -298,21 +302,33 @@ def _headless_pass(emulators: "Emulators", as_json: bool) -> int:
     from resources.warehouse import SCHEMA, WarehouseDb, warehouse_url
 
     instance = dg.DagsterInstance.get()
-    ok = defs.resolve_job_def("order_sync_job").execute_in_process(instance=instance).success
+    jobs = {j.name for j in defs.resolve_all_job_defs()}
+
+    def run(name: str) -> bool:
+        """One run, its DEBUG event stream kept in the run's logs, one line here."""
+        started = time.monotonic()
+        result = defs.resolve_job_def(name).execute_in_process(
+            instance=instance, run_config=QUIET_RUN, raise_on_error=False
+        )
+        outcome = "succeeded" if result.success else "FAILED (see its run log in the UI)"
+        print(f"{name}: {outcome} in {time.monotonic() - started:.0f} s", file=sys.stderr)
+        return result.success
+
+    ok = run("order_sync_job")
     for _ in range(5):
         emulators.whistl.step()
         time.sleep(0.1)
-    ok &= defs.resolve_job_def("despatch_job").execute_in_process(instance=instance).success
-    if "peoplevox_despatch_job" in {j.name for j in defs.resolve_all_job_defs()}:
+    ok &= run("despatch_job")
+    if "peoplevox_despatch_job" in jobs:
         for ref, order in list(emulators.peoplevox.sales_orders.items()):  # the Peoplevox warehouse ships
             if order.get("Status") != "Cancelled":
                 emulators.peoplevox.control("despatch", {"order": ref})
-        ok &= defs.resolve_job_def("peoplevox_despatch_job").execute_in_process(instance=instance).success
-    if "tracking_job" in {j.name for j in defs.resolve_all_job_defs()}:
-        ok &= defs.resolve_job_def("tracking_job").execute_in_process(instance=instance).success
+        ok &= run("peoplevox_despatch_job")
+    if "tracking_job" in jobs:
+        ok &= run("tracking_job")
     for flow in load_config().flows:  # what shipped leaves the storefronts (the sensor does this under dagster dev)
-        ok &= defs.resolve_job_def(f"{flow}_stock_job").execute_in_process(instance=instance).success
-    ok &= defs.resolve_job_def("reconcile_job").execute_in_process(instance=instance).success
+        ok &= run(f"{flow}_stock_job")
+    ok &= run("reconcile_job")
     db = WarehouseDb(warehouse_url())
     if as_json:
         print(json.dumps(flow_report(emulators, db, list(load_config().flows)), indent=2, sort_keys=True))
