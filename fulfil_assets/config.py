@@ -229,6 +229,8 @@ class ReconcileConfig(_Strict):
         1, ge=1, description="exceptions open past exception_hours that turn exception_backlog amber"
     )
     backlog_error: int = Field(50, ge=1, description="exceptions open past exception_hours that turn it red")
+    oversell_warn_units: int = Field(1, ge=1, description="units order systems show above what may be sold: amber")
+    oversell_error_units: int = Field(1, ge=1, description="units above what may be sold: red (default: any)")
     latency_p95_warn_seconds: int = Field(300, ge=1, description="today's p95, despatch to order system updated: amber")
     latency_p95_error_seconds: int = Field(1800, ge=1, description="today's p95: red")
 

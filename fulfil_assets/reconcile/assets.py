@@ -213,15 +213,20 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
 
     @dg.asset_check(asset="stock_drift", blocking=False)
     def no_oversell_risk(warehouse: Warehouse) -> dg.AssetCheckResult:
-        """Red when an order system shows more than fulfil says it may sell (an oversell waiting to happen)."""
+        """Units order systems show above what fulfil says may be sold (an oversell waiting to happen): amber from
+        `oversell_warn_units`, red from `oversell_error_units` (default: any). The data team acts: fulfil pushes
+        the level down on the next stock run, so a lasting one means the writes fail."""
         risk = warehouse.get_db().read(
             f"SELECT flow, sku, location, difference FROM {SCHEMA}.stock_drift WHERE difference > 0"
         )
+        units = int(risk["difference"].sum()) if risk.height else 0
+        passed, severity = graded(units, settings.oversell_warn_units, settings.oversell_error_units)
         return dg.AssetCheckResult(
-            passed=risk.is_empty(),
+            passed=passed,
+            severity=severity,
             metadata={
                 "skus_at_risk": risk.height,
-                "units_at_risk": int(risk["difference"].sum()) if risk.height else 0,
+                "units_at_risk": units,
                 "examples": dg.MetadataValue.json(risk.head(10).to_dicts()),
             },
         )
