@@ -199,7 +199,8 @@ def test_stock_drift_names_the_sku_someone_changed_in_linnworks_and_since_when(
     assert drifting.select("sku", "location", "difference").rows() == [(sku, location, 5)]
     since = drifting["drifting_since"][0]
     risk = [e for e in first.get_asset_check_evaluations() if e.check_name == "no_oversell_risk"]
-    assert len(risk) == 1 and not risk[0].passed
+    assert len(risk) == 1 and not risk[0].passed and risk[0].severity == dg.AssetCheckSeverity.ERROR
+    assert risk[0].metadata["units_at_risk"].value == 5
     run_job(defs, "reconcile_job", instance)
     assert _drift(db).filter(pl.col("drifting_since").is_not_null())["drifting_since"].to_list() == [since]
 
