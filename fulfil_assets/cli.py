@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -153,9 +154,34 @@ def worth_printing(line: str) -> bool:
     return any(f" - {event} - " in line for event in WORTH_PRINTING)
 
 
+def changes_received(emulators: "Emulators", target: str, refs: set[str]) -> dict[str, dict[str, int]]:
+    """The cancellations and amendments the target holds for these orders, from its own inspection, by what it
+    made of them (Whistl's answer per file; Peoplevox: cancelled orders, saves after the first; Linnworks:
+    cancelled orders, customer details set)."""
+    if target == "whistl":
+        whistl = emulators.whistl.inspect()
+        cancels = Counter(r for ref, r in whistl["cancel_results"].items() if ref in refs)
+        amends = Counter(r for ref, rs in whistl["amendments"].items() if ref in refs for r in rs)
+    elif target == "peoplevox":
+        pvx = emulators.peoplevox.inspect()
+        cancelled = sum(1 for ref in refs if pvx["sales_orders"].get(ref, {}).get("Status") == "Cancelled")
+        cancels = Counter({"cancelled": cancelled} if cancelled else {})
+        saved_again = sum(n - 1 for ref, n in pvx["saves"].items() if ref in refs and n > 1)
+        amends = Counter({"saved": saved_again} if saved_again else {})
+    else:
+        lw = emulators.linnworks.inspect()
+        ids = {o["order_id"] for ref, o in lw["created_orders"].items() if ref in refs}
+        cancelled = len(ids & set(lw["cancelled"]))
+        cancels = Counter({"cancelled": cancelled} if cancelled else {})
+        updated = sum(1 for uid in emulators.linnworks.customer_edits if uid in ids)
+        amends = Counter({"customer_info_set": updated} if updated else {})
+    return {"cancels_received": dict(cancels), "amendments_received": dict(amends)}
+
+
 def flow_report(emulators: "Emulators", db: "WarehouseDb", flows: list[str]) -> dict[str, dict[str, Any]]:
     """Per flow, what its target system holds afterwards, read from the emulators' own inspection (orders
-    received and how often, refusals), beside what the ledger says was sent and the flow's open exceptions."""
+    received and how often, refusals, cancellations and amendments), beside what the ledger says was sent and the
+    flow's open exceptions."""
     from fulfil_assets.config import target_of
     from resources.warehouse import SCHEMA
 
@@ -188,6 +214,7 @@ def flow_report(emulators: "Emulators", db: "WarehouseDb", flows: list[str]) -> 
         }
         if target == "whistl":
             report[flow]["refused_by_target"] = sum(1 for r in whistl["rejections"] if r.get("order_reference") in refs)
+        report[flow].update(changes_received(emulators, target, refs))
         report[flow]["stock_levels_received"] = stock_received(emulators, db, flow)
         report[flow]["tracking_received"] = tracking_received(emulators, db, flow)
         stuck = db.read(f"SELECT stage FROM {SCHEMA}.orders_stuck WHERE flow = :flow", {"flow": flow})
