@@ -126,6 +126,7 @@ def reconciled_ddl() -> dict[str, str]:
     }
 
 
+ALL_TABLES = {**TABLES, **reconciled_ddl()}
 POLARS_TYPES = {
     "TEXT": pl.String(),
     "BIGINT": pl.Int64(),
@@ -141,7 +142,7 @@ _COLUMN = re.compile(r"(?:^|,)\s*(\w+)\s+(" + "|".join(sorted(POLARS_TYPES, key=
 
 def table_schema(name: str) -> dict[str, pl.DataType]:
     """A `fulfil` table's polars schema, from its DDL: frames read from an empty table keep their types."""
-    ddl = {**TABLES, **reconciled_ddl()}[name]
+    ddl = ALL_TABLES[name]
     columns = {c: POLARS_TYPES[t] for c, t in _COLUMN.findall(" ".join(ddl.split()))}
     columns.update({c: POLARS_TYPES[t] for c, t in ADDED_COLUMNS.get(name, {}).items()})
     return columns
@@ -150,8 +151,7 @@ def table_schema(name: str) -> dict[str, pl.DataType]:
 def ensure_tables(db: WarehouseDb) -> None:
     """Create schema `fulfil` and every table that is missing; add missing ledger columns (never drops)."""
     statements = ["CREATE SCHEMA IF NOT EXISTS fulfil"]
-    tables = {**TABLES, **reconciled_ddl()}
-    statements += [f"CREATE TABLE IF NOT EXISTS fulfil.{name} ({ddl})" for name, ddl in tables.items()]
+    statements += [f"CREATE TABLE IF NOT EXISTS fulfil.{name} ({ddl})" for name, ddl in ALL_TABLES.items()]
     # Ledgers made before the effect module gain its columns (additive only).
     statements += [
         f"ALTER TABLE fulfil.{name} ADD COLUMN IF NOT EXISTS {column} {sql_type}"

@@ -77,6 +77,18 @@ def _lines_held(db: WarehouseDb, ref: str) -> dict[str, int]:
     return dict(rows.iter_rows())
 
 
+def _plain_orders(emu: Emulators, db: WarehouseDb, sent: pl.DataFrame) -> list[tuple[str, str]]:
+    """(order ref, Linnworks id) of the sent orders whose lines the warehouse holds as Linnworks has them (no
+    bundle split into its parts, one line per SKU): a line edit there shows one for one at the warehouse."""
+    plain = []
+    for ref, oid in sent.rows():
+        lines = emu.linnworks.orders[oid].lines
+        one_per_sku = len({line.sku for line in lines}) == len(lines)
+        if one_per_sku and _lines_held(db, ref) == {line.sku: line.quantity for line in lines}:
+            plain.append((ref, oid))
+    return plain
+
+
 def test_whistl_line_edits_before_and_after_picking(emulators: Emulators, fulfil_env: dict, tmp_path: Path) -> None:
     """Lines edited in Linnworks after the order went to Whistl: one more of a line, a line added. Before picking
     the order goes again in full as an amendment of the same order; once Whistl confirms it, despatches are matched
@@ -90,13 +102,7 @@ def test_whistl_line_edits_before_and_after_picking(emulators: Emulators, fulfil
 
     run_job(defs, "order_sync_job", instance)
     sent = _sent(db, "whistl")
-    # Orders whose lines Whistl holds as Linnworks has them (no bundle split into its parts, one line per SKU).
-    plain = [
-        (ref, oid)
-        for ref, oid in sent.rows()
-        if _lines_held(db, ref) == {line.sku: line.quantity for line in emu.linnworks.orders[oid].lines}
-        and len({line.sku for line in emu.linnworks.orders[oid].lines}) == len(emu.linnworks.orders[oid].lines)
-    ]
+    plain = _plain_orders(emu, db, sent)
     assert len(plain) >= 3
     (more_ref, more_id), (added_ref, added_id), (late_ref, late_id) = plain[:3]
     before = {ref: _lines_held(db, ref) for ref, _ in plain[:3]}
@@ -183,12 +189,7 @@ def test_peoplevox_line_edits_are_saved_over_the_order_and_a_line_taken_off_is_t
 
     run_job(defs, "order_sync_job", instance)
     sent = _sent(db, "peoplevox")
-    plain = [
-        (ref, oid)
-        for ref, oid in sent.rows()
-        if _lines_held(db, ref) == {line.sku: line.quantity for line in emu.linnworks.orders[oid].lines}
-        and len({line.sku for line in emu.linnworks.orders[oid].lines}) == len(emu.linnworks.orders[oid].lines)
-    ]
+    plain = _plain_orders(emu, db, sent)
     more_ref, more_id = plain[0]
     fewer_ref, fewer_id = next((r, o) for r, o in plain[1:] if len(emu.linnworks.orders[o].lines) > 1)
     before = {ref: _lines_held(db, ref) for ref in (more_ref, fewer_ref)}

@@ -92,12 +92,14 @@ class LinnworksTracking(OmsTracking):
         for start in range(0, len(ids), LINNWORKS_LOOKUP_CHUNK):
             for order in self.client.orders_by_id(ids[start : start + LINNWORKS_LOOKUP_CHUNK]):
                 seen[order.get("OrderId")] = order
+        by_order: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        for key, p in wanted:
+            by_order.setdefault(p["order_id"], []).append((key, p))
         found = {}
-        for order_id in ids:
+        for order_id, posts in by_order.items():
             order = seen.get(order_id)
             if order is None:
                 continue
-            posts = [(k, p) for k, p in wanted if p["order_id"] == order_id]
             tracking = [(k, p["tracking_number"]) for k, p in posts if p["kind"] == "tracking"]
             shown = (order.get("ShippingInfo") or {}).get("TrackingNumber")
             numbers = [number for _, number in tracking]

@@ -94,6 +94,11 @@ def _refusals(result: SoapResult, refs: list[str]) -> dict[str, str]:
     return refused
 
 
+def sales_order_clause(refs: list[str]) -> str:
+    """The `GetData` search clause for these sales order numbers."""
+    return " OR ".join(f'SalesOrderNumber == "{r}"' for r in refs)
+
+
 class PeoplevoxOrders:
     """Saves orders into Peoplevox, checking every answer row by row."""
 
@@ -141,7 +146,7 @@ class PeoplevoxOrders:
         """The sales orders Peoplevox holds among `refs`, and the line numbers it holds of each. A search that
         fails transiently (one that times out: a long search answers slowly) is asked again in halves, down to one
         order, so that a slow account cannot leave unconfirmed orders unchecked run after run."""
-        clause = " OR ".join(f'SalesOrderNumber == "{r}"' for r in refs)
+        clause = sales_order_clause(refs)
         try:
             held = {r["SalesOrderNumber"] for page in self.client.get_data(SALES_ORDERS, clause) for r in page}
             lines: dict[str, set[str]] = {}
@@ -199,7 +204,7 @@ PICKING_STARTED = ("Picking", "Picked", "Packing", "Packed", "Partially despatch
 
 def live_statuses(client: PeoplevoxClient, refs: list[str]) -> dict[str, str]:
     """Sales order number -> its status in Peoplevox now, for the orders Peoplevox holds (`GetData`)."""
-    clause = " OR ".join(f'SalesOrderNumber == "{r}"' for r in refs)
+    clause = sales_order_clause(refs)
     return {r["SalesOrderNumber"]: r.get("Status", "") for page in client.get_data(SALES_ORDERS, clause) for r in page}
 
 
@@ -266,7 +271,7 @@ class PeoplevoxAmends(PeoplevoxOrders):
 
     def _items(self, refs: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
         """Sales order number -> line -> the `Sales order items` row Peoplevox holds."""
-        clause = " OR ".join(f'SalesOrderNumber == "{r}"' for r in refs)
+        clause = sales_order_clause(refs)
         held: dict[str, dict[str, dict[str, Any]]] = {}
         for page in self.client.get_data(ORDER_ITEMS, clause):
             for row in page:
@@ -278,7 +283,7 @@ class PeoplevoxAmends(PeoplevoxOrders):
         wanted = {
             r: (k, json.loads(p)) for k, r, p in rows.select("idempotency_key", "order_ref", "payload").iter_rows()
         }
-        clause = " OR ".join(f'SalesOrderNumber == "{r}"' for r in wanted)
+        clause = sales_order_clause(list(wanted))
         items = self._items(list(wanted))
         found = {}
         for page in self.client.get_data(SALES_ORDERS, clause):

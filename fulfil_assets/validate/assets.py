@@ -294,12 +294,9 @@ def build_validation(fulfil: FulfilConfig) -> dg.AssetsDefinition:
                     metadata={"skipped": "run_great_expectations is off"},
                 )
             ran = set(verdicts["rule"].unique().to_list())
-            refs = db.read(
-                f"SELECT order_key, order_ref FROM {SCHEMA}.orders WHERE {db.any_of('order_key', 'keys')}",
-                {"keys": failing["order_key"].unique().to_list()},
-                schema={"order_key": pl.String, "order_ref": pl.String},
+            failing_refs = failing.join(staged.select("order_key", "order_ref"), on="order_key", how="left").sort(
+                "order_ref"
             )
-            failing_refs = failing.join(refs, on="order_key", how="left").sort("order_ref")
             for rule in RULES:
                 mine = failing_refs.filter(pl.col("rule") == rule)
                 yield dg.AssetCheckResult(
@@ -316,6 +313,7 @@ def build_validation(fulfil: FulfilConfig) -> dg.AssetsDefinition:
             per_target = {f"ready_{r.target}": int(r.validated["ready"].sum()) for r in results}
             ready = int(validated["ready"].sum())
             held = validated.height - int(validated["passed"].sum())
+            not_ready = validated.height - ready - held
             yield dg.MaterializeResult(
                 asset_key="validated_orders",
                 metadata={
@@ -323,13 +321,13 @@ def build_validation(fulfil: FulfilConfig) -> dg.AssetsDefinition:
                     "orders_checked": validated.height,
                     "ready": ready,
                     "held_by_rules": held,
-                    "passed_not_ready": validated.height - ready - held,
+                    "passed_not_ready": not_ready,
                     "wms_lines_checked": sum(r.frame.height for r in results),
                     **per_target,
                     **{f"failing_{reason}": int(n) for reason, n in by_reason.items()},
                     "summary": dg.MetadataValue.md(
                         f"{validated.height} orders checked: **{ready} ready**, {held} held by a rule, "
-                        f"{validated.height - ready - held} passed but unpaid or no longer open."
+                        f"{not_ready} passed but unpaid or no longer open."
                     ),
                     **gx_meta,
                 },
