@@ -3,13 +3,12 @@
 import warnings
 
 import dagster as dg
-from dagster_dlt import DagsterDltResource
 
 from fulfil_assets.alerts import alerts_job, failed_check_alert_sensor, run_failure_alert_sensor
 from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, every_minutes_cron, load_config
 from fulfil_assets.despatch import definitions as despatch
 from fulfil_assets.ingest import definitions as ingest
-from fulfil_assets.ingest.assets import RAW_ASSETS, ingest_group
+from fulfil_assets.ingest.assets import RAW_ASSETS, RawDltResource, ingest_group
 from fulfil_assets.push import definitions as push
 from fulfil_assets.push.cancel_assets import cancellation_assets
 from fulfil_assets.reconcile import definitions as reconcile
@@ -34,7 +33,7 @@ def resources_for(config: FulfilConfig) -> dict[str, object]:
     """Resources from fulfil.yaml for the systems it configures; every secret comes from the environment
     through `EnvVar`."""
     systems = config.systems
-    resources: dict[str, object] = {"warehouse": Warehouse(url=warehouse_url()), "dlt": DagsterDltResource()}
+    resources: dict[str, object] = {"warehouse": Warehouse(url=warehouse_url()), "dlt": RawDltResource()}
     if (lw := systems.linnworks) is not None:
         creds = lw.credentials
         resources["linnworks"] = LinnworksResource(

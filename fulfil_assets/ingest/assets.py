@@ -11,10 +11,12 @@ import dagster as dg
 import dlt
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
+from dlt.common.schema import Schema
 from dlt.sources import DltSource
 
 from fulfil_assets.ingest.bigcommerce_source import bigcommerce_source
 from fulfil_assets.ingest.cin7_source import cin7_source
+from fulfil_assets.ingest.columns import create_missing_tables
 from fulfil_assets.ingest.linnworks_source import linnworks_source
 from fulfil_assets.ingest.peoplevox_source import peoplevox_source
 from fulfil_assets.ingest.shopify_source import shopify_source
@@ -66,6 +68,16 @@ class RawTranslator(DagsterDltTranslator):
         )
 
 
+class RawDltResource(DagsterDltResource):
+    """dagster-dlt's resource without its schema damage: its column-schema metadata pops `name`, `data_type`,
+    `nullable` and `unique` off the live dlt schema's column dicts (dagster-io/dagster#34052), which strips the
+    types of every column a later table's metadata or the declared-table step then reads. It is given copies."""
+
+    def _extract_table_schema_metadata(self, table_name: str, schema: Schema) -> dg.TableSchema:
+        """The table's column schema, read from a copy of the dlt schema."""
+        return super()._extract_table_schema_metadata(table_name, schema.clone())
+
+
 def finish_pending(pipeline: dlt.Pipeline) -> bool:
     """Load what a run killed between extract and load left behind (dlt keeps it as pending packages, with the
     incremental state that goes with it), so this run's extract starts from where that one got to."""
@@ -100,6 +112,9 @@ def run_source(
     finally:
         if client is not None:
             client.close()
+    created = create_missing_tables(pipeline, lambda table: db.table_exists(table, f"raw_{system}"))
+    if created:
+        context.log.info(f"{system}: created {len(created)} declared tables no row has reached yet")
     usage = {"api_usage": dg.MetadataValue.json(client.stats.as_metadata())} if client is not None else {}
     for event in events:
         # Row counts come from the table itself: dagster-dlt's fetch_row_count fails on a resource that

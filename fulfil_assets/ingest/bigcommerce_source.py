@@ -10,6 +10,7 @@ from typing import Any
 import dlt
 from dlt.sources import DltResource
 
+from fulfil_assets.ingest.columns import declare
 from fulfil_assets.ingest.cursors import iso
 from resources.bigcommerce import BigCommerceClient
 
@@ -70,4 +71,4 @@ def bigcommerce_source(client: BigCommerceClient | None = None, page_size: int =
         assert client is not None
         yield from client.catalog_products(page_size)
 
-    return [orders, order_products, order_shipping_addresses, inventory_levels, products]
+    return declare("bigcommerce", [orders, order_products, order_shipping_addresses, inventory_levels, products])

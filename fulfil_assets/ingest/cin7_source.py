@@ -10,6 +10,7 @@ from typing import Any
 import dlt
 from dlt.sources import DltResource
 
+from fulfil_assets.ingest.columns import declare
 from resources.cin7 import Cin7Client
 
 EPOCH = "2000-01-01T00:00:00"
@@ -54,4 +55,4 @@ def cin7_source(
         assert client is not None
         yield client.carriers()
 
-    return [sale_list, sales, product_availability, stock_adjustments, carriers]
+    return declare("cin7", [sale_list, sales, product_availability, stock_adjustments, carriers])

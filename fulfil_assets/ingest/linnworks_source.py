@@ -10,6 +10,7 @@ from typing import Any
 import dlt
 from dlt.sources import DltResource
 
+from fulfil_assets.ingest.columns import declare
 from fulfil_assets.ingest.cursors import iso
 from resources.linnworks import LinnworksClient
 
@@ -56,4 +57,4 @@ def linnworks_source(client: LinnworksClient | None = None, page_size: int = 200
         assert client is not None
         yield client.postal_services()
 
-    return [open_orders, processed_orders, stock_items, postal_services]
+    return declare("linnworks", [open_orders, processed_orders, stock_items, postal_services])

@@ -10,6 +10,7 @@ from typing import Any
 import dlt
 from dlt.sources import DltResource
 
+from fulfil_assets.ingest.columns import declare
 from fulfil_assets.ingest.cursors import iso
 from resources.peoplevox import PeoplevoxClient
 
@@ -59,4 +60,4 @@ def peoplevox_source(client: PeoplevoxClient | None = None, page_size: int = 100
         assert client is not None
         yield from client.get_data("Service types", per_page=page_size)
 
-    return [item_types, available, sales_orders, despatches, service_types]
+    return declare("peoplevox", [item_types, available, sales_orders, despatches, service_types])

@@ -10,6 +10,7 @@ from typing import Any
 import dlt
 from dlt.sources import DltResource
 
+from fulfil_assets.ingest.columns import declare
 from fulfil_assets.ingest.cursors import iso
 from resources.shopify import ShopifyClient
 
@@ -68,4 +69,4 @@ def shopify_source(
         if ids:
             yield from client.inventory_levels(ids, levels_page_size)
 
-    return [orders, fulfillment_orders, products, locations, inventory_levels]
+    return declare("shopify", [orders, fulfillment_orders, products, locations, inventory_levels])

@@ -22,6 +22,8 @@ from dlt.sources.filesystem import FileItemDict, filesystem
 from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
+from fulfil_assets.ingest.columns import declare
+
 # Files are re-listed this far back (seconds) so that a file landing with an older modification time than one
 # already read (an upload that keeps the sender's mtime) is still taken in; rows merge on file and row, so
 # re-reading is harmless.
@@ -136,4 +138,4 @@ def whistl_source(
             .with_name(table)
             .apply_hints(primary_key=("_file_name", "_file_hash", "_row_no"), write_disposition="merge")
         )
-    return resources
+    return declare("whistl", resources)
