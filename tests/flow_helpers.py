@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -192,3 +193,57 @@ class Drill:
         for t in threads:
             t.join(timeout=300)
         assert [r.returncode for r in done] == [0, 0], [r.stderr[-3000:] for r in done]
+
+
+def declared_layout(system: str) -> dict[str, dict[str, str]]:
+    """`{table: {column: dlt type}}` the system's dlt source declares, dlt's own columns included."""
+    from fulfil_assets.ingest.assets import SOURCES
+
+    schema = SOURCES[system]().schema
+    return {t["name"]: {c: col["data_type"] for c, col in t["columns"].items()} for t in schema.data_tables()}
+
+
+# information_schema's type names on DuckDB and PostgreSQL, as dlt data types
+_DLT_TYPES = {
+    "varchar": "text",
+    "character varying": "text",
+    "bigint": "bigint",
+    "double": "double",
+    "double precision": "double",
+    "boolean": "bool",
+    "timestamp with time zone": "timestamp",
+    "json": "json",
+    "jsonb": "json",
+}
+
+
+def raw_layout(db: Any, system: str) -> dict[str, dict[str, str]]:
+    """`{table: {column: dlt type}}` of the warehouse's `raw_<system>` tables (dlt's bookkeeping tables left out)."""
+    rows = db.read(
+        "SELECT table_name, column_name, data_type FROM information_schema.columns "
+        f"WHERE table_schema = 'raw_{system}' AND table_name NOT LIKE '\\_dlt\\_%' ESCAPE '\\'"
+    )
+    layout: dict[str, dict[str, str]] = {}
+    for table, column, data_type in rows.iter_rows():
+        layout.setdefault(table, {})[column] = _DLT_TYPES.get(data_type.lower(), data_type)
+    return layout
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def dlt_warnings_during(run: Any) -> tuple[Any, list[str]]:
+    """`run()`'s result and the warnings dlt logged meanwhile (dlt's logger does not propagate)."""
+    records = _Records()
+    logger = logging.getLogger("dlt")
+    logger.addHandler(records)
+    try:
+        return run(), records.messages
+    finally:
+        logger.removeHandler(records)

@@ -6,11 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
+from flow_helpers import declared_layout, dlt_warnings_during, raw_layout
 
 from emulators.linnworks import PEOPLEVOX_LOCATION
 from emulators.server import Emulators
 from fulfil_assets.config import FulfilConfig
 from fulfil_assets.definitions import build_definitions
+from fulfil_assets.ingest.assets import SOURCES
 from resources.peoplevox import PeoplevoxClient
 from resources.warehouse import SCHEMA, WarehouseDb
 
@@ -60,7 +62,8 @@ def test_every_system_ingests_and_stages_completely(emulators: Emulators, fulfil
     tracking = emu.peoplevox.control("despatch", {"order": "LW9"})["tracking_number"]
     instance = dg.DagsterInstance.ephemeral()
     wanted = [k for k in graph.get_all_asset_keys() if (graph.get(k).group_name or "").endswith(("_ingest", "stage"))]
-    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(instance=instance, asset_selection=wanted)
+    job = defs.resolve_implicit_global_asset_job_def()
+    result, warnings = dlt_warnings_during(lambda: job.execute_in_process(instance=instance, asset_selection=wanted))
     assert result.success
     mats = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()]
     rows = {m.asset_key.to_user_string(): m.metadata.get("dagster/row_count") for m in mats}
@@ -97,6 +100,11 @@ def test_every_system_ingests_and_stages_completely(emulators: Emulators, fulfil
     }
     wms = dict(db.read(f"SELECT wms, COUNT(*) AS n FROM {SCHEMA}.wms_stock GROUP BY 1").iter_rows())
     assert wms == {"whistl": len(emu.world.wms_catalogue), "peoplevox": len(emu.world.wms_catalogue)}
+    # Every raw table has exactly the declared columns and types: no variant column for a value typed other
+    # than declared, and no column left out for arriving empty (dlt warns of none).
+    for system in SOURCES:
+        assert raw_layout(db, system) == declared_layout(system), system
+    assert not [w for w in warnings if "did not receive any data" in w]
     despatched = db.read(f"SELECT order_ref, sku, quantity, tracking_number FROM {SCHEMA}.despatches")
     assert despatched.rows() == [("LW9", sku, 2, tracking)]
     assert list((emu.whistl.root / "out").glob("inv_*.csv")) == [], "loaded snapshots are archived"

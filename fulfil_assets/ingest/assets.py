@@ -3,7 +3,7 @@
 
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -131,9 +131,19 @@ def run_source(
         )
 
 
-def _dlt_assets(system: str, source: DltSource) -> Any:
+SOURCES: dict[str, Callable[..., DltSource]] = {
+    "linnworks": linnworks_source,
+    "cin7": cin7_source,
+    "shopify": shopify_source,
+    "bigcommerce": bigcommerce_source,
+    "peoplevox": peoplevox_source,
+    "whistl": whistl_source,
+}
+
+
+def _dlt_assets(system: str) -> Any:
     return dlt_assets(
-        dlt_source=source,
+        dlt_source=SOURCES[system](),
         dlt_pipeline=dlt_pipeline(system, None),
         name=f"{system}_raw",
         dagster_dlt_translator=RawTranslator(),
@@ -142,7 +152,7 @@ def _dlt_assets(system: str, source: DltSource) -> Any:
     )
 
 
-@_dlt_assets("linnworks", linnworks_source())
+@_dlt_assets("linnworks")
 def linnworks_raw(
     context: dg.AssetExecutionContext, dlt: DagsterDltResource, linnworks: LinnworksResource, warehouse: Warehouse
 ) -> Iterator[dg.MaterializeResult]:
@@ -152,7 +162,7 @@ def linnworks_raw(
     yield from run_source(context, dlt, "linnworks", linnworks_source(client), client, warehouse.get_db())
 
 
-@_dlt_assets("cin7", cin7_source())
+@_dlt_assets("cin7")
 def cin7_raw(
     context: dg.AssetExecutionContext, dlt: DagsterDltResource, cin7: Cin7Resource, warehouse: Warehouse
 ) -> Iterator[dg.MaterializeResult]:
@@ -161,7 +171,7 @@ def cin7_raw(
     yield from run_source(context, dlt, "cin7", cin7_source(client), client, warehouse.get_db())
 
 
-@_dlt_assets("shopify", shopify_source())
+@_dlt_assets("shopify")
 def shopify_raw(
     context: dg.AssetExecutionContext, dlt: DagsterDltResource, shopify: ShopifyResource, warehouse: Warehouse
 ) -> Iterator[dg.MaterializeResult]:
@@ -170,7 +180,7 @@ def shopify_raw(
     yield from run_source(context, dlt, "shopify", shopify_source(client), client, warehouse.get_db())
 
 
-@_dlt_assets("bigcommerce", bigcommerce_source())
+@_dlt_assets("bigcommerce")
 def bigcommerce_raw(
     context: dg.AssetExecutionContext, dlt: DagsterDltResource, bigcommerce: BigCommerceResource, warehouse: Warehouse
 ) -> Iterator[dg.MaterializeResult]:
@@ -179,7 +189,7 @@ def bigcommerce_raw(
     yield from run_source(context, dlt, "bigcommerce", bigcommerce_source(client), client, warehouse.get_db())
 
 
-@_dlt_assets("peoplevox", peoplevox_source())
+@_dlt_assets("peoplevox")
 def peoplevox_raw(
     context: dg.AssetExecutionContext, dlt: DagsterDltResource, peoplevox: PeoplevoxResource, warehouse: Warehouse
 ) -> Iterator[dg.MaterializeResult]:
@@ -188,7 +198,7 @@ def peoplevox_raw(
     yield from run_source(context, dlt, "peoplevox", peoplevox_source(client), client, warehouse.get_db())
 
 
-@_dlt_assets("whistl", whistl_source())
+@_dlt_assets("whistl")
 def whistl_raw(
     context: dg.AssetExecutionContext, dlt: DagsterDltResource, whistl_drop: FileDrop, warehouse: Warehouse
 ) -> Iterator[dg.MaterializeResult]:

@@ -113,7 +113,7 @@ def stage_linnworks(
         pl.col("totals_info__total_charge").alias("total"),
         pl.col("general_info__location").alias("fulfilment_location"),
     )
-    it = ensure_columns(items, ITEM_COLUMNS)
+    it = ensure_columns(items, ITEM_COLUMNS).drop("order_id", strict=False)  # the order's own id is the key
     lines = it.join(oo.select("_dlt_id", "order_id"), left_on="_dlt_root_id", right_on="_dlt_id", how="inner").select(
         key.alias("order_key"),
         (pl.col("_dlt_list_idx") + 1).alias("line_no"),
