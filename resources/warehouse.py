@@ -36,6 +36,21 @@ def _lock_conflict(exc: BaseException) -> bool:
     )
 
 
+def lock_holder(exc: BaseException) -> str | None:
+    """Who holds the DuckDB file, when `exc` (or what caused it: dlt wraps what its steps meet) is DuckDB
+    refusing the file because another process has it; None for any other error."""
+    seen: BaseException | None = exc
+    visited: set[int] = set()
+    while seen is not None and id(seen) not in visited:
+        visited.add(id(seen))
+        text = str(seen)
+        if "Could not set lock" in text:
+            holder = re.search(r"held in (.*?)\. See", text)
+            return holder.group(1) if holder else "unknown"
+        seen = getattr(seen, "exception", None) or seen.__cause__ or seen.__context__
+    return None
+
+
 def warehouse_url() -> str:
     """`FULFIL_WAREHOUSE_URL`, or the embedded DuckDB file."""
     return os.environ.get("FULFIL_WAREHOUSE_URL", DEFAULT_URL)
@@ -83,13 +98,15 @@ class WarehouseDb:
         except sa.exc.OperationalError as exc:
             if not _lock_conflict(exc):
                 raise
-            holder = re.search(r"held in (.*?)\. See", str(exc))
-            raise WarehouseLocked(
-                f"the warehouse file {sa.make_url(self.url).database} stayed locked for {self.lock_wait_s:.0f} s "
-                f"by another process ({holder.group(1) if holder else 'unknown'}): another run writing it, or a "
-                "DuckDB session left open on it (an analyst's, say). Close that session or raise "
-                "FULFIL_LOCK_WAIT_S."
-            ) from None
+            raise self.locked(lock_holder(exc) or "unknown") from None
+
+    def locked(self, holder: str) -> WarehouseLocked:
+        """The error for a DuckDB file another process (`holder`) kept for longer than a step waits."""
+        return WarehouseLocked(
+            f"the warehouse file {sa.make_url(self.url).database} stayed locked for {self.lock_wait_s:.0f} s "
+            f"by another process ({holder}): another run writing it, or a DuckDB session left open on it (an "
+            "analyst's, say). Close that session or raise FULFIL_LOCK_WAIT_S."
+        )
 
     def wait_until_free(self) -> None:
         """Wait (as `_open` does) until no other process holds the DuckDB file, then let it go: for what opens the

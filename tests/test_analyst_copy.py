@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pytest
-from flow_helpers import emulator_config, run_job
+from flow_helpers import emulator_config, run_job, set_faults
 
 from emulators.server import Emulators
 from fulfil_assets.definitions import build_definitions
@@ -83,3 +85,71 @@ def test_a_run_meeting_a_lock_on_the_warehouse_waits_then_names_the_cause(
     message = str(failure.event_specific_data.error)
     assert "stayed locked for 2 s" in message and f"PID {holder.pid}" in message
     run_job(defs, job, instance)  # once the session is closed, the run goes through
+
+
+@pytest.mark.world(n_orders=12)
+def test_a_session_taking_the_file_as_dlt_loads_makes_the_load_wait_then_go_on(
+    emulators: Emulators, fulfil_env: dict, tmp_path: Path
+) -> None:
+    """The race the wait before dlt cannot close: the file is free when the source run starts and is taken
+    while dlt reads the order system (each Linnworks answer slowed here), so dlt's own load meets the lock."""
+    defs = build_definitions(emulator_config(emulators, tmp_path))
+    instance = dg.DagsterInstance.ephemeral()
+    path = fulfil_env["FULFIL_WAREHOUSE_URL"].removeprefix("duckdb:///")
+    set_faults(emulators, "linnworks", latency_ms=700)
+    holder: list[subprocess.Popen] = []
+    met_lock = threading.Event()
+
+    def take_the_file_mid_read() -> None:
+        calls = emulators.linnworks.recorder.calls
+        until(lambda: any(c.path.endswith("Orders/GetOpenOrders") for c in calls))  # dlt is reading Linnworks
+        holder.append(
+            subprocess.Popen(
+                [sys.executable, "-c", _HOLD.format(path=path)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        )
+        assert holder[0].stdout is not None and holder[0].stdout.readline().strip() == "held"
+        until(lambda: any("took the warehouse file" in (e.message or "") for e in _logs(instance)))
+        met_lock.set()
+        holder[0].communicate("")  # the analyst closes the session
+
+    analyst = threading.Thread(target=take_the_file_mid_read, daemon=True)
+    analyst.start()
+    graph = defs.resolve_asset_graph()
+    raw = [k for k in graph.get_all_asset_keys() if k.path[0] == "raw_linnworks"]
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(instance=instance, asset_selection=raw)
+    analyst.join(timeout=60)
+    assert result.success and met_lock.is_set()
+    warning = next(e.message for e in _logs(instance) if "took the warehouse file" in (e.message or ""))
+    assert f"PID {holder[0].pid}" in warning and "dlt's load step" in warning
+    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+    loaded = db.read("SELECT COUNT(*) AS n, COUNT(DISTINCT order_id) AS d FROM raw_linnworks.open_orders").row(0)
+    assert loaded == (len(emulators.linnworks.orders), len(emulators.linnworks.orders))  # each order once
+
+
+_HOLD = (
+    "import duckdb, sys, time\n"
+    "while True:\n"
+    "    try:\n"
+    "        c = duckdb.connect({path!r}, read_only=True)\n"
+    "        break\n"
+    "    except duckdb.IOException:\n"
+    "        time.sleep(0.05)\n"
+    "print('held', flush=True)\n"
+    "sys.stdin.read()\n"
+)
+
+
+def _logs(instance: dg.DagsterInstance) -> list:
+    runs = instance.get_runs(limit=1)
+    return list(instance.all_logs(runs[0].run_id)) if runs else []
+
+
+def until(condition: Callable[[], bool], timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)

@@ -12,6 +12,7 @@ import dlt
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 from dlt.common.schema import Schema
+from dlt.pipeline.exceptions import PipelineStepFailed
 from dlt.sources import DltSource
 
 from fulfil_assets.ingest.bigcommerce_source import bigcommerce_source
@@ -28,7 +29,9 @@ from resources.http import ApiClient
 from resources.linnworks import LinnworksResource
 from resources.peoplevox import PeoplevoxResource
 from resources.shopify import ShopifyResource
-from resources.warehouse import Warehouse, WarehouseDb
+from resources.warehouse import Warehouse, WarehouseDb, lock_holder
+
+LOCK_ATTEMPTS = 3  # times a source run starts over after another process took the DuckDB file from under dlt
 
 
 def dlt_pipeline(system: str, db: WarehouseDb | None) -> dlt.Pipeline:
@@ -95,20 +98,34 @@ def run_source(
     context: dg.AssetExecutionContext,
     dlt: DagsterDltResource,
     system: str,
-    source: DltSource,
+    source: Callable[[], DltSource],
     client: ApiClient | None,
     db: WarehouseDb,
 ) -> Iterator[dg.MaterializeResult]:
-    """Run one system's dlt source into `raw_<system>`; metadata: row counts and the calls made against the
-    system's rate budget (API systems)."""
-    pipeline = dlt_pipeline(system, db)
-    db.wait_until_free()  # dlt opens the file itself: a session left open on it is waited out, then named
-    if finish_pending(pipeline):
-        context.log.warning(f"{system}: loaded the data a previous run left half way before reading new data")
+    """Run one system's dlt source (`source()` makes it; each attempt takes a fresh one) into `raw_<system>`;
+    metadata: row counts and the calls made against the system's rate budget (API systems)."""
+    pipeline, fmt = dlt_pipeline(system, db), db.dlt_file_format
     try:
-        events = list(
-            dlt.run(context=context, dlt_source=source, dlt_pipeline=pipeline, loader_file_format=db.dlt_file_format)
-        )
+        for attempt in range(1, LOCK_ATTEMPTS + 1):
+            db.wait_until_free()  # dlt opens the file itself: a session left open on it is waited out, then named
+            try:
+                if finish_pending(pipeline):
+                    context.log.warning(f"{system}: loaded the data a run left half way before reading new data")
+                run = dlt.run(context=context, dlt_source=source(), dlt_pipeline=pipeline, loader_file_format=fmt)
+                events = list(run)
+                break
+            except PipelineStepFailed as exc:
+                # Another process took the DuckDB file between the wait above and dlt opening it: what was read
+                # stays as dlt's pending package, loaded on the next attempt once the file is free.
+                holder = lock_holder(exc) if db.is_duckdb else None
+                if holder is None:
+                    raise
+                if attempt == LOCK_ATTEMPTS:
+                    raise db.locked(holder) from None
+                context.log.warning(
+                    f"{system}: another process ({holder}) took the warehouse file as dlt's {exc.step} step opened it; "
+                    "waiting for it to let go, then loading what was read"
+                )
     finally:
         if client is not None:
             client.close()
@@ -159,7 +176,7 @@ def linnworks_raw(
     """Linnworks open orders (whole open set, merged on OrderId) and processed/cancelled orders (incremental),
     through the shared Linnworks client."""
     client = linnworks.get_client()
-    yield from run_source(context, dlt, "linnworks", linnworks_source(client), client, warehouse.get_db())
+    yield from run_source(context, dlt, "linnworks", lambda: linnworks_source(client), client, warehouse.get_db())
 
 
 @_dlt_assets("cin7")
@@ -168,7 +185,7 @@ def cin7_raw(
 ) -> Iterator[dg.MaterializeResult]:
     """Cin7 Core sales changed since the last run (each fetched in full) and product availability per location."""
     client = cin7.get_client()
-    yield from run_source(context, dlt, "cin7", cin7_source(client), client, warehouse.get_db())
+    yield from run_source(context, dlt, "cin7", lambda: cin7_source(client), client, warehouse.get_db())
 
 
 @_dlt_assets("shopify")
@@ -177,7 +194,7 @@ def shopify_raw(
 ) -> Iterator[dg.MaterializeResult]:
     """Shopify orders changed since the last run, locations and inventory levels per location."""
     client = shopify.get_client()
-    yield from run_source(context, dlt, "shopify", shopify_source(client), client, warehouse.get_db())
+    yield from run_source(context, dlt, "shopify", lambda: shopify_source(client), client, warehouse.get_db())
 
 
 @_dlt_assets("bigcommerce")
@@ -186,7 +203,7 @@ def bigcommerce_raw(
 ) -> Iterator[dg.MaterializeResult]:
     """BigCommerce orders changed since the last run with their lines and ship-to addresses, and inventory."""
     client = bigcommerce.get_client()
-    yield from run_source(context, dlt, "bigcommerce", bigcommerce_source(client), client, warehouse.get_db())
+    yield from run_source(context, dlt, "bigcommerce", lambda: bigcommerce_source(client), client, warehouse.get_db())
 
 
 @_dlt_assets("peoplevox")
@@ -195,7 +212,7 @@ def peoplevox_raw(
 ) -> Iterator[dg.MaterializeResult]:
     """Peoplevox item catalogue, available stock, sales order status and despatches since the last run."""
     client = peoplevox.get_client()
-    yield from run_source(context, dlt, "peoplevox", peoplevox_source(client), client, warehouse.get_db())
+    yield from run_source(context, dlt, "peoplevox", lambda: peoplevox_source(client), client, warehouse.get_db())
 
 
 @_dlt_assets("whistl")
@@ -208,7 +225,7 @@ def whistl_raw(
     files."""
     db = warehouse.get_db()
     bucket, credentials = drop_location(whistl_drop.url, whistl_drop.password, whistl_drop.timeout_s)
-    yield from run_source(context, dlt, "whistl", whistl_source(bucket, credentials), None, db)
+    yield from run_source(context, dlt, "whistl", lambda: whistl_source(bucket, credentials), None, db)
 
 
 RAW_ASSETS = {
