@@ -277,8 +277,6 @@ def plan_fulfilments(db: WarehouseDb, flows: dict[str, bool]) -> int:
     if not db.table_exists("processed_orders", "raw_linnworks"):
         return 0
     processed = ensure_columns(
-        # dlt adds a column only once a value arrives: before Linnworks processed anything there is no
-        # `d_processed_on`, so the filter runs here on the conformed frame.
         db.read("SELECT * FROM raw_linnworks.processed_orders"),
         {
             c: pl.String

@@ -25,7 +25,9 @@ def date_clause(field: str, since: str) -> str:
 
 @dlt.source(name="peoplevox")
 def peoplevox_source(client: PeoplevoxClient | None = None, page_size: int = 1000) -> list[DltResource]:
-    """Peoplevox through the shared SOAP client (session renewal, `ResponseId=-1` errors)."""
+    """Peoplevox through the shared SOAP client (session renewal, `ResponseId=-1` errors). `GetData` answers CSV:
+    cells stay text (no timestamp detection), so a blank date cell lands beside the others."""
+    dlt.current.source_schema().remove_type_detection("iso_timestamp")
 
     @dlt.resource(name="item_types", primary_key="ItemCode", write_disposition="merge")
     def item_types() -> Iterator[list[dict[str, Any]]]:

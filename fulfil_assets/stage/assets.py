@@ -69,7 +69,8 @@ OMS_STOCK_STAGING = {
 
 
 def raw_table(db: WarehouseDb, system: str, table: str) -> pl.DataFrame:
-    """A raw table, or an empty frame when the system has not loaded it yet (dlt creates tables on first data)."""
+    """A raw table, or an empty frame when the system's raw asset has not run yet (its first run creates every
+    declared table, rows or not)."""
     schema = f"raw_{system}"
     return db.read(f"SELECT * FROM {schema}.{table}") if db.table_exists(table, schema) else pl.DataFrame()
 
