@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from conftest import _postgres_url, deployment_env
-from flow_helpers import emulator_config
+from flow_helpers import emulator_config, stop_process_tree
 
 from emulators.server import Emulators
 
@@ -94,6 +94,5 @@ def test_the_daemon_on_postgresql_syncs_orders_and_takes_despatch_files(
         steps = [e for e in instance.all_logs(sync.run_id) if e.dagster_event_type == dg.DagsterEventType.STEP_START]
         assert len({e.dagster_event.pid for e in steps}) > 1, "on PostgreSQL each step runs in a process of its own"
     finally:
-        os.killpg(daemon.pid, 15)
-        daemon.wait(60)
+        stop_process_tree(daemon)
         next(storage, None)
