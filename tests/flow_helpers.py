@@ -273,7 +273,7 @@ class _Records(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def dlt_warnings_during(run: Any) -> tuple[Any, list[str]]:
+def dlt_warnings_during(run: Callable[[], Any]) -> tuple[Any, list[str]]:
     """`run()`'s result and the warnings dlt logged meanwhile (dlt's logger does not propagate)."""
     records = _Records()
     logger = logging.getLogger("dlt")

@@ -5,9 +5,9 @@ the same tables as a full one."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 import dlt
 import yaml
@@ -50,20 +50,21 @@ def table_schemas(system: str, resources: list[DltResource]) -> list[TTableSchem
     """The declared tables as dlt table schemas: roots under their resource, nested tables with their parent
     and link columns (a root key too under a merged root, as dlt's merge adds it)."""
     tables = declared_tables(system)
+    names = list(tables)
     by_name = {r.table_name if isinstance(r.table_name, str) else r.name: r for r in resources}
     schemas: list[TTableSchema] = []
     for name, columns in tables.items():
         table: TTableSchema = {
             "name": name,
-            "columns": {c: {"name": c, "data_type": t, "nullable": True} for c, t in columns.items()},  # type: ignore[misc]
+            "columns": {c: {"name": c, "data_type": t, "nullable": True} for c, t in columns.items()},
         }
-        parent = parent_table(name, list(tables))
+        parent = parent_table(name, names)
         if parent is None:
             if name in by_name:  # else rows reach it from several resources (Whistl's `unreadable_files`)
                 table["resource"] = by_name[name].name
             table["columns"] = {**table["columns"], **ROOT_COLUMNS}
         else:
-            merged = by_name[root_table(name, list(tables))].write_disposition == "merge"
+            merged = by_name[root_table(name, names)].write_disposition == "merge"
             table["parent"] = parent
             table["columns"] = {**table["columns"], **NESTED_COLUMNS, **({"_dlt_root_id": ROOT_KEY} if merged else {})}
         schemas.append(table)
@@ -85,7 +86,7 @@ def declare(system: str, resources: list[DltResource]) -> list[DltResource]:
     return resources
 
 
-def create_missing_tables(pipeline: dlt.Pipeline, exists: Any) -> list[str]:
+def create_missing_tables(pipeline: dlt.Pipeline, exists: Callable[[str], bool]) -> list[str]:
     """Create, with dlt's own DDL, the declared tables this run gave no row (`exists(table)` says whether the
     destination has one): a first load of an empty system creates the same tables a full one does. Returns
     the tables created."""
