@@ -252,6 +252,11 @@ class WarehouseDb:
         # Drivers name UTC differently (Etc/UTC, UTC): one name, so frames from here stack with our own.
         return frame.with_columns(pl.col(pl.Datetime("us", "*")).dt.convert_time_zone("UTC"))
 
+    def table_names(self, schema: str = SCHEMA) -> set[str]:
+        """The tables in `schema` (one catalogue query, for a caller asking about many)."""
+        with self.connect() as conn:
+            return set(sa.inspect(conn).get_table_names(schema=schema))
+
     def table_exists(self, table: str, schema: str = SCHEMA) -> bool:
         """Whether `schema.table` exists."""
         with self.connect() as conn:

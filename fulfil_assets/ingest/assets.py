@@ -129,7 +129,9 @@ def run_source(
     finally:
         if client is not None:
             client.close()
-    created = create_missing_tables(pipeline, lambda table: db.table_exists(table, f"raw_{system}"))
+    tables = db.table_names(f"raw_{system}")
+    created = create_missing_tables(pipeline, tables)
+    tables |= set(created)
     if created:
         context.log.info(f"{system}: created {len(created)} declared tables no row has reached yet")
     usage = {"api_usage": dg.MetadataValue.json(client.stats.as_metadata())} if client is not None else {}
@@ -137,11 +139,7 @@ def run_source(
         # Row counts come from the table itself: dagster-dlt's fetch_row_count fails on a resource that
         # loaded nothing this run (e.g. no order was processed since the last run).
         table = event.asset_key.path[-1]
-        rows = (
-            db.read(f"SELECT COUNT(*) AS n FROM raw_{system}.{table}")["n"][0]
-            if db.table_exists(table, f"raw_{system}")
-            else 0
-        )
+        rows = db.read(f"SELECT COUNT(*) AS n FROM raw_{system}.{table}")["n"][0] if table in tables else 0
         yield dg.MaterializeResult(
             asset_key=event.asset_key,
             metadata={**(event.metadata or {}), "dagster/row_count": int(rows), **usage},

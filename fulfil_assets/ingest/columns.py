@@ -5,7 +5,6 @@ the same tables as a full one."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -86,12 +85,12 @@ def declare(system: str, resources: list[DltResource]) -> list[DltResource]:
     return resources
 
 
-def create_missing_tables(pipeline: dlt.Pipeline, exists: Callable[[str], bool]) -> list[str]:
-    """Create, with dlt's own DDL, the declared tables this run gave no row (`exists(table)` says whether the
-    destination has one): a first load of an empty system creates the same tables a full one does. Returns
-    the tables created."""
+def create_missing_tables(pipeline: dlt.Pipeline, existing: set[str]) -> list[str]:
+    """Create, with dlt's own DDL, the declared tables this run gave no row (`existing`: the tables the
+    destination has): a first load of an empty system creates the same tables a full one does. Returns the
+    tables created."""
     schema = pipeline.default_schema
-    missing = [t["name"] for t in schema.data_tables() if not exists(t["name"])]
+    missing = [t["name"] for t in schema.data_tables() if t["name"] not in existing]
     if missing:
         if schema.is_modified:  # a run that extracted nothing leaves the declared tables unsaved
             pipeline.schemas.save_schema(schema)
