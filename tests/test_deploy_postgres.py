@@ -34,6 +34,7 @@ def _wait(what: str, done: Callable[[], bool], log: Path, timeout_s: float = 240
 
 
 @pytest.mark.postgres
+@pytest.mark.timeout(600)  # its own waits (a minute boundary, the sensor, tracking) say what did not happen
 def test_the_daemon_on_postgresql_syncs_orders_and_takes_despatch_files(
     emulators: Emulators, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -35,7 +35,8 @@ ROOT_KEY: TColumnSchema = {"name": "_dlt_root_id", "data_type": "text", "nullabl
 @cache
 def declared_tables(system: str) -> dict[str, dict[str, str]]:
     """`{table: {column: dlt data type}}` declared for one system's raw dataset."""
-    return yaml.safe_load(DECLARED.read_text(encoding="utf-8"))[system]
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: every code-location load reads this file
+    return yaml.load(DECLARED.read_text(encoding="utf-8"), Loader=loader)[system]
 
 
 def parent_table(table: str, tables: list[str]) -> str | None:
