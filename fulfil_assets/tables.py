@@ -150,7 +150,10 @@ def table_schema(name: str) -> dict[str, pl.DataType]:
 
 def ensure_tables(db: WarehouseDb) -> None:
     """Create schema `fulfil` and every table that is missing; add missing ledger columns (never drops)."""
-    statements = ["CREATE SCHEMA IF NOT EXISTS fulfil"]
+    # PostgreSQL's IF NOT EXISTS is not safe between sessions: two runs starting at once both try to create the
+    # schema and one fails. The first to take the transaction lock creates, the other then finds it all there.
+    statements = [] if db.is_duckdb else ["SELECT pg_advisory_xact_lock(hashtext('fulfil.ensure_tables'))"]
+    statements += ["CREATE SCHEMA IF NOT EXISTS fulfil"]
     statements += [f"CREATE TABLE IF NOT EXISTS fulfil.{name} ({ddl})" for name, ddl in ALL_TABLES.items()]
     # Ledgers made before the effect module gain its columns (additive only).
     statements += [

@@ -9,8 +9,10 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
@@ -21,6 +23,8 @@ from conftest import _postgres_url, deployment_env
 from flow_helpers import emulator_config, stop_process_tree
 
 from emulators.server import Emulators
+from fulfil_assets.tables import ensure_tables
+from resources.warehouse import WarehouseDb
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -97,3 +101,26 @@ def test_the_daemon_on_postgresql_syncs_orders_and_takes_despatch_files(
     finally:
         stop_process_tree(daemon)
         next(storage, None)
+
+
+@pytest.mark.postgres
+def test_runs_starting_at_once_on_a_new_database_create_the_tables_once() -> None:
+    """Runs started together by the daemon each create fulfil's schema on first contact: none may fail."""
+    for _ in range(3):
+        storage = _postgres_url()
+        url = next(storage)
+        dbs = [WarehouseDb(url) for _ in range(6)]
+        start = threading.Barrier(len(dbs))
+
+        def create(db: WarehouseDb, start: threading.Barrier = start) -> None:
+            start.wait()
+            ensure_tables(db)
+
+        try:
+            with ThreadPoolExecutor(len(dbs)) as pool:
+                list(pool.map(create, dbs))  # re-raises the first failure
+            assert dbs[0].table_exists("wms_submissions")
+        finally:
+            for db in dbs:
+                db.dispose()
+            next(storage, None)
