@@ -5,13 +5,14 @@ import warnings
 import dagster as dg
 
 from fulfil_assets.alerts import alerts_job, failed_check_alert_sensor, run_failure_alert_sensor
-from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, every_minutes_cron, load_config
+from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, load_config
 from fulfil_assets.despatch import definitions as despatch
 from fulfil_assets.ingest import definitions as ingest
 from fulfil_assets.ingest.assets import RAW_ASSETS, RawDltResource, ingest_group
 from fulfil_assets.push import definitions as push
 from fulfil_assets.push.cancel_assets import cancellation_assets
 from fulfil_assets.reconcile import definitions as reconcile
+from fulfil_assets.schedules import every_minutes
 from fulfil_assets.stage import definitions as stage
 from fulfil_assets.stage.assets import ORDER_STAGING
 from fulfil_assets.stock.assets import stock_definitions
@@ -96,12 +97,7 @@ def cancellation_defs(config: FulfilConfig) -> dg.Definitions:
         description="Read orders from the order systems, stage them, and send the cancellations they show to the "
         "warehouse before it picks.",
     )
-    schedule = dg.ScheduleDefinition(
-        name="cancellation_schedule",
-        job=job,
-        cron_schedule=every_minutes_cron(config.schedules.cancellation_minutes),
-        default_status=dg.DefaultScheduleStatus.RUNNING,
-    )
+    schedule = every_minutes("cancellation_schedule", job, config.schedules.cancellation_minutes)
     return dg.Definitions(jobs=[job], schedules=[schedule])
 
 
@@ -115,14 +111,7 @@ def build_definitions(config: FulfilConfig) -> dg.Definitions:
     )
     sync = dg.Definitions(
         jobs=[order_sync_job],
-        schedules=[
-            dg.ScheduleDefinition(
-                name="order_sync_schedule",
-                job=order_sync_job,
-                cron_schedule=every_minutes_cron(config.schedules.order_sync_minutes),
-                default_status=dg.DefaultScheduleStatus.RUNNING,
-            )
-        ],
+        schedules=[every_minutes("order_sync_schedule", order_sync_job, config.schedules.order_sync_minutes)],
     )
     cancel_defs = cancellation_defs(config)
     stages = [
@@ -202,14 +191,7 @@ def alert_definitions(config: FulfilConfig, defs: dg.Definitions) -> dg.Definiti
     return dg.Definitions(
         jobs=[alerts_job],
         sensors=sensors,
-        schedules=[
-            dg.ScheduleDefinition(
-                name="alerts_retry_schedule",
-                job=alerts_job,
-                cron_schedule=every_minutes_cron(10),
-                default_status=dg.DefaultScheduleStatus.RUNNING,
-            )
-        ],
+        schedules=[every_minutes("alerts_retry_schedule", alerts_job, 10)],
         resources={
             "alert_webhook": AlertWebhook(url=dg.EnvVar(settings.webhook_url_env), timeout_s=settings.timeout_s)
         },

@@ -5,6 +5,7 @@ Linnworks, each run in its own process (a process per step on PostgreSQL)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -29,11 +30,21 @@ from resources.warehouse import WarehouseDb
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _wait(what: str, done: Callable[[], bool], log: Path, timeout_s: float = 240.0) -> None:
+def _wait(
+    what: str, done: Callable[[], bool], log: Path, instance: dg.DagsterInstance, timeout_s: float = 240.0
+) -> None:
+    """Wait for `done`; on a timeout, fail naming every run the daemon made (job, status, times) and the log's end."""
     deadline = time.monotonic() + timeout_s
     while not done():
         if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen in {timeout_s:.0f} s; daemon log:\n{log.read_text()[-3000:]}")
+            runs = "\n".join(
+                f"{r.dagster_run.job_name} {r.dagster_run.status.value} created {r.create_timestamp:%H:%M:%S}"
+                f" started {r.start_time} ended {r.end_time}"
+                for r in instance.get_run_records()
+            )
+            pytest.fail(
+                f"{what} did not happen in {timeout_s:.0f} s; runs:\n{runs}\ndaemon log:\n{log.read_text()[-3000:]}"
+            )
         time.sleep(1.0)
 
 
@@ -81,21 +92,29 @@ def test_the_daemon_on_postgresql_syncs_orders_and_takes_despatch_files(
             runs = instance.get_runs(filters=dg.RunsFilter(job_name=job, statuses=[dg.DagsterRunStatus.SUCCESS]))
             return list(runs)
 
-        _wait("an order sync from the schedule", lambda: bool(succeeded("order_sync_job")), log)
+        _wait("an order sync from the schedule", lambda: bool(succeeded("order_sync_job")), log, instance)
         for _ in range(4):  # the warehouse takes the orders in and despatches them
             emu.whistl.step()
         shipped = {r["order_reference"] for r in emu.whistl.inspect()["despatch_rows"]}
         assert shipped
-        _wait("a despatch run from the sensor", lambda: bool(succeeded("despatch_job")), log)
+        _wait("a despatch run from the sensor", lambda: bool(succeeded("despatch_job")), log, instance)
         _wait(
             "tracking at Linnworks",
             lambda: len([v for v in emu.linnworks.inspect()["shipping_info"].values() if v]) >= len(shipped),
             log,
+            instance,
         )
         sync = succeeded("order_sync_job")[-1]
         assert sync.tags.get("dagster/schedule_name") == "order_sync_schedule"
         despatch = succeeded("despatch_job")[-1]
         assert despatch.tags.get("dagster/sensor_name") == "despatch_file_sensor"
+        syncs = sorted(
+            (r.start_time, r.end_time or time.time())
+            for r in instance.get_run_records(dg.RunsFilter(job_name="order_sync_job"))
+            if r.start_time is not None
+        )
+        overlaps = [(a, b) for a, b in itertools.pairwise(syncs) if b[0] < a[1]]
+        assert not overlaps, f"a scheduled order sync started before the last one ended: {overlaps}"
         steps = [e for e in instance.all_logs(sync.run_id) if e.dagster_event_type == dg.DagsterEventType.STEP_START]
         assert len({e.dagster_event.pid for e in steps}) > 1, "on PostgreSQL each step runs in a process of its own"
     finally:

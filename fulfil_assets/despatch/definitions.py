@@ -6,11 +6,12 @@ from typing import Any
 
 import dagster as dg
 
-from fulfil_assets.config import FulfilConfig, every_minutes_cron, is_shadow
+from fulfil_assets.config import FulfilConfig, is_shadow
 from fulfil_assets.despatch.assets import build_assets, tracking_systems
 from fulfil_assets.despatch.checks import tracking_checks
 from fulfil_assets.despatch.peoplevox_callbacks import inbox_dir, peoplevox_callback_sensor_factory, subscription_asset
 from fulfil_assets.despatch.sensors import despatch_file_sensor_factory
+from fulfil_assets.schedules import every_minutes
 
 WAREHOUSE_TAGS = {"fulfil/warehouse": "write"}
 # Runs after which tracking may be due: a despatch file, a Peoplevox despatch poll, an order sync (Linnworks'
@@ -55,12 +56,7 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
         if pvx.callback_url is not None:
             sensors.append(peoplevox_callback_sensor_factory(peoplevox_job, inbox_dir()))
         schedules.append(
-            dg.ScheduleDefinition(
-                name="peoplevox_despatch_schedule",
-                job=peoplevox_job,
-                cron_schedule=every_minutes_cron(config.schedules.peoplevox_despatch_minutes),
-                default_status=dg.DefaultScheduleStatus.RUNNING,
-            )
+            every_minutes("peoplevox_despatch_schedule", peoplevox_job, config.schedules.peoplevox_despatch_minutes)
         )
     systems = tracking_systems(config)
     checks = [c for oms in systems for c in tracking_checks(oms, config.schedules.tracking_wait_minutes)]
@@ -72,14 +68,7 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
             "and recorded in short steps, so a slow order system never holds a despatch run.",
         )
         jobs.append(tracking_job)
-        schedules.append(
-            dg.ScheduleDefinition(
-                name="tracking_schedule",
-                job=tracking_job,
-                cron_schedule=every_minutes_cron(config.schedules.tracking_retry_minutes),
-                default_status=dg.DefaultScheduleStatus.RUNNING,
-            )
-        )
+        schedules.append(every_minutes("tracking_schedule", tracking_job, config.schedules.tracking_retry_minutes))
 
         @dg.run_status_sensor(
             run_status=dg.DagsterRunStatus.SUCCESS,

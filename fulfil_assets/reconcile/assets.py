@@ -7,9 +7,10 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from fulfil_assets.config import FulfilConfig, ReconcileConfig, every_minutes_cron
+from fulfil_assets.config import FulfilConfig, ReconcileConfig
 from fulfil_assets.ledger import now_utc
 from fulfil_assets.reconcile import tables as rt
+from fulfil_assets.schedules import every_minutes
 from fulfil_assets.tables import table_schema
 from resources.warehouse import SCHEMA, Warehouse, WarehouseDb
 
@@ -280,12 +281,7 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
         tags={"fulfil/warehouse": "write"},
         description="Rebuild the reconciled tables analysts query.",
     )
-    schedule = dg.ScheduleDefinition(
-        name="reconcile_schedule",
-        job=job,
-        cron_schedule=every_minutes_cron(settings.every_minutes),
-        default_status=dg.DefaultScheduleStatus.RUNNING,
-    )
+    schedule = every_minutes("reconcile_schedule", job, settings.every_minutes)
     return dg.Definitions(
         assets=[reconciled_tables],
         asset_checks=[

@@ -12,10 +12,11 @@ import dagster as dg
 import polars as pl
 
 from fulfil_assets import effects, routing
-from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, every_minutes_cron, is_shadow, stock_config
+from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, is_shadow, stock_config
 from fulfil_assets.ingest.assets import ingest_group
 from fulfil_assets.ledger import now_utc
 from fulfil_assets.push.common import record_intents
+from fulfil_assets.schedules import every_minutes
 from fulfil_assets.stock.ats import SOURCE, available_to_sell, deltas, open_unsent
 from fulfil_assets.stock.pushes import (
     TABLE,
@@ -307,14 +308,7 @@ def stock_definitions(config: FulfilConfig) -> dg.Definitions:
             "changed available-to-sell levels.",
         )
         jobs.append(job)
-        schedules.append(
-            dg.ScheduleDefinition(
-                name=f"{flow}_stock_schedule",
-                job=job,
-                cron_schedule=every_minutes_cron(minutes),
-                default_status=dg.DefaultScheduleStatus.RUNNING,
-            )
-        )
+        schedules.append(every_minutes(f"{flow}_stock_schedule", job, minutes))
     after = [j for f, j in zip(config.flows, jobs, strict=True) if FLOW_SYSTEMS[f][1] == "whistl"]
     sensors = []
     if after:
