@@ -109,6 +109,7 @@ class BigCommerce(EmulatedSystem):
             self.status[oid] = 11 if order.paid else 7
             self.shipped[oid] = {li.line_no: 0 for li in order.lines}
             ids.append(oid)
+        self.placed([str(i) for i in ids])
         return ids
 
     def control(self, action: str, body: dict[str, Any]) -> Any:
@@ -117,6 +118,13 @@ class BigCommerce(EmulatedSystem):
             now = datetime.now(UTC)
             return {"order_ids": self.spawn(int(body.get("n", 10)), now - timedelta(seconds=1), now)}
         return super().control(action, body)
+
+    def timeline_orders(self) -> list[dict[str, Any]]:
+        """Every order held; `order_ref` is `BC<id>`, the reference fulfil gives a BigCommerce order."""
+        return [
+            {"oms": self.name, "order_id": str(oid), "order_ref": f"BC{oid}", "placed_at": self.placed_at.get(str(oid))}
+            for oid in self.orders
+        ]
 
     def inspect(self) -> dict[str, Any]:
         """Shipments, statuses and inventory adjustments."""
@@ -358,6 +366,8 @@ class BigCommerce(EmulatedSystem):
                 "generated_tracking_link": "",
             }
             self.shipments.append(shipment)
+            if shipment["tracking_number"]:
+                self.tracking_held(str(oid))
         return JSONResponse(shipment, 201)
 
     def tracked_by_product(self, sku: str) -> bool:

@@ -81,6 +81,7 @@ class Cin7(EmulatedSystem):
             self.sales[order.uid] = order
             self.sale_status[order.uid] = "ORDERED" if order.paid else "DRAFT"
             ids.append(order.uid)
+        self.placed(ids)
         return ids
 
     def control(self, action: str, body: dict[str, Any]) -> Any:
@@ -96,6 +97,13 @@ class Cin7(EmulatedSystem):
         else:
             return super().control(action, body)
         return self.render_sale(sale)
+
+    def timeline_orders(self) -> list[dict[str, Any]]:
+        """Every sale held; `order_ref` is the sale's `SaleOrderNumber` (`SO-<n>`), what a warehouse sees."""
+        return [
+            {"oms": self.name, "order_id": uid, "order_ref": f"SO-{sale.number}", "placed_at": self.placed_at.get(uid)}
+            for uid, sale in self.sales.items()
+        ]
 
     def inspect(self) -> dict[str, Any]:
         """Shipments per sale, statuses, adjustments, availability."""
@@ -341,6 +349,8 @@ class Cin7(EmulatedSystem):
         if ship["Status"] != "AUTHORISED":  # tracking added to an authorised shipment leaves it authorised
             ship["Status"] = body["Status"]
         self.shipments.setdefault(sale.uid, []).append({"Status": body["Status"], "Lines": lines})
+        if any(line.get("TrackingNumber") for line in lines):
+            self.tracking_held(sale.uid)
         self.sale_status[sale.uid] = "SHIPPED" if ship["Status"] == "AUTHORISED" else "SHIPPING"
         sale.updated_at = datetime.now(UTC)
         return {"TaskID": sale.uid, "Status": ship["Status"], "Boxes": [], "Lines": ship["Lines"]}

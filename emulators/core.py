@@ -170,6 +170,9 @@ class EmulatedSystem:
         self.recorder = Recorder()
         self.rng = random.Random(f"{seed}:faults:{self.name}")
         self.lock = threading.RLock()
+        # The emulated world's own record, for latency measured outside fulfil (`Emulators.timeline`).
+        self.placed_at: dict[str, float] = {}  # order id -> wall-clock epoch the emulator created the order
+        self.tracking_at: dict[str, float] = {}  # order id -> first wall-clock epoch tracking was accepted on it
 
     # -- to override -------------------------------------------------------------------------
     def routes(self) -> list[Route]:  # pragma: no cover - abstract
@@ -201,6 +204,26 @@ class EmulatedSystem:
 
     def expire_sessions(self) -> None:
         """Invalidate every issued token or session."""
+
+    def timeline_orders(self) -> list[dict[str, Any]]:
+        """One `{oms, order_id, order_ref, placed_at}` per order held (order systems override; lock held)."""
+        return []
+
+    # -- timeline --------------------------------------------------------------------------------
+    def placed(self, order_ids: list[str], at: float | None = None) -> None:
+        """Note when the emulator created these orders (now unless `at` is given)."""
+        when = time.time() if at is None else at
+        for order_id in order_ids:
+            self.placed_at[str(order_id)] = when
+
+    def tracking_held(self, order_id: str) -> None:
+        """Note the moment tracking was accepted on `order_id`; only the first is kept."""
+        self.tracking_at.setdefault(str(order_id), time.time())
+
+    def timeline(self) -> dict[str, Any]:
+        """A copy, under the lock, of the orders held (`orders`) and when tracking reached each (`tracking_held`)."""
+        with self.lock:
+            return {"orders": self.timeline_orders(), "tracking_held": dict(self.tracking_at)}
 
     # -- shared machinery --------------------------------------------------------------------
     def window(self, limit: int, seconds: float) -> SlidingWindow:

@@ -110,6 +110,7 @@ class Linnworks(EmulatedSystem):
         new = self.world.make_orders(self.name, n, start, end)
         for order in new:
             self.orders[order.uid] = order
+        self.placed([o.uid for o in new])
         return [o.uid for o in new]
 
     def control(self, action: str, body: dict[str, Any]) -> Any:
@@ -135,6 +136,21 @@ class Linnworks(EmulatedSystem):
     def expire_sessions(self) -> None:
         """Forget every session token (the next call gets 401)."""
         self.sessions.clear()
+
+    def timeline_orders(self) -> list[dict[str, Any]]:
+        """Every order held; `order_ref` is `LW<NumOrderId>`, the reference fulfil gives a Linnworks order at a
+        warehouse. An order saved through `CreateOrders` also names the reference it was created under
+        (`source_ref`, e.g. a storefront's order ref); the world's own orders have `source_ref` None."""
+        return [
+            {
+                "oms": self.name,
+                "order_id": uid,
+                "order_ref": f"LW{order.number}",
+                "placed_at": self.placed_at.get(uid),
+                "source_ref": self.created[uid]["ReferenceNum"] if uid in self.created else None,
+            }
+            for uid, order in self.orders.items()
+        ]
 
     def inspect(self) -> dict[str, Any]:
         """Tracking set per order, processed orders, orders created (by reference, with their lines), stock
@@ -589,6 +605,8 @@ class Linnworks(EmulatedSystem):
             return self.error_body(400, "Order not found")
         info = p.get("info") or {}
         self.shipping_info.setdefault(order.uid, []).append(info)
+        if isinstance(info, dict) and info.get("TrackingNumber"):
+            self.tracking_held(order.uid)
         rendered = self.render_open(order)
         return {"TotalsInfo": rendered["TotalsInfo"], "ShippingInfo": rendered["ShippingInfo"]}
 
@@ -657,6 +675,7 @@ class Linnworks(EmulatedSystem):
             }
             held[(source, o.get("SubSource") or "", ref)] = uid
             saved.append(uid)
+        self.placed(saved)
         return saved
 
     def by_reference(self, p: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,4 +1,8 @@
-"""Peoplevox WMS emulator: SOAP 1.1 integration service v4 with CSV templates, sessions and `ResponseId=-1`."""
+"""Peoplevox WMS emulator: SOAP 1.1 integration service v4 with CSV templates, sessions and `ResponseId=-1`.
+
+Each `step()` is a shift tick, as Whistl's: every saved, non-cancelled sales order with items moves one status on,
+New -> Picking -> Packed -> Despatched (a `partial_share` go Packed -> Partially despatched -> Despatched).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,10 @@ import base64
 import csv
 import functools
 import io
+import random
 import re
 import threading
+import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -75,6 +81,8 @@ TEMPLATES = {
     ),
     "Service types": ("Name", "CarrierReference"),
 }
+# The shift's statuses (Whistl's received -> picking -> packed -> despatched); from Packed a tick despatches.
+STAGES = ("New", "Picking", "Packed", "Despatched")
 SERVICE_TYPES = ("Royal Mail Tracked 24", "Royal Mail Tracked 48", "DPD Next Day", "DPD Classic International")
 _CLAUSE = re.compile(
     r'^\s*(\w+)\s*(==|!=|>=|<=|>|<)\s*(?:"([^"]*)"|DateTime\(([\d,\s]+)\)|(-?\d+))\s*$|'
@@ -109,6 +117,14 @@ def _fault(message: str, code: str = "soap:Client") -> Response:
         "</soap:Fault></soap:Body></soap:Envelope>"
     )
     return Response(body, 500, media_type="text/xml; charset=utf-8")
+
+
+def _quantity(value: Any) -> int:
+    """A quantity cell as a whole number (0 when empty or not a number)."""
+    try:
+        return int(float(value or 0))
+    except (TypeError, ValueError):
+        return 0
 
 
 def _csv(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> str:
@@ -179,6 +195,7 @@ class Peoplevox(EmulatedSystem):
         password: str = "pvx-password",
         session_ttl_s: float = 1800.0,
         rate_scale: float = 1.0,
+        partial_share: float = 0.1,
     ) -> None:
         super().__init__(rate_scale, world.seed)
         self.world = world
@@ -195,6 +212,10 @@ class Peoplevox(EmulatedSystem):
         self.subscriptions: dict[str, dict[str, Any]] = {}
         self.callbacks: list[dict[str, Any]] = []  # each callback delivered, with the answer it got
         self.service_types = list(SERVICE_TYPES)  # the account's carrier services (ops can remove one)
+        self.partial_share = partial_share  # share of orders despatched in two parts on two ticks
+        self.shift_rng = random.Random(f"{world.seed}:peoplevox")
+        self.received_at: dict[str, float] = {}  # sales order number -> wall-clock epoch of its first SaveData
+        self.despatch_log: list[dict[str, Any]] = []  # one entry per despatch, with when it was made
 
     def inspect(self) -> dict[str, Any]:
         """Orders saved (and how often), their items, despatches, subscriptions."""
@@ -209,36 +230,97 @@ class Peoplevox(EmulatedSystem):
 
     def control(self, action: str, body: dict[str, Any]) -> Any:
         """`pick {order}`: the warehouse starts picking a saved order; `despatch {order, items?}`: one despatch
-        (one number, one new tracking number) of the order's items, or of `items` (item code -> quantity) only."""
+        (one number, one new tracking number) of the order's items, or of `items` (item code -> quantity) only;
+        `step`: one shift tick (see `step`)."""
         if action == "pick":
             self.sales_orders[body["order"]]["Status"] = "Picking"
             return {"status": "Picking"}
         if action == "despatch":
-            ref = body["order"]
-            tracking = f"JD{self.rng.randint(10**15, 10**16 - 1)}GB"
-            now = datetime.now(UTC).isoformat(timespec="seconds")
-            number = f"DN{len({d['DespatchNumber'] for d in self.despatches}) + 1:06d}"
             only = body.get("items")
-            for item in self.order_items.get(ref, {}).values():
-                if only is not None and item["ItemCode"] not in only:
-                    continue
-                self.despatches.append(
-                    {
-                        "DespatchNumber": number,
-                        "SalesOrderNumber": ref,
-                        "ItemCode": item["ItemCode"],
-                        "Quantity": only[item["ItemCode"]] if only is not None else item["QuantityOrdered"],
-                        "TrackingNumber": tracking,
-                        "CarrierReference": "DPD",
-                        "ServiceType": self.sales_orders[ref].get("ServiceType", ""),
-                        "DespatchDate": now,
-                    }
-                )
-            self.sales_orders[ref]["Status"] = "Despatched" if only is None else "Partially despatched"
-            values = {"SalesOrderNumber": ref, "TrackingNumber": tracking, "DespatchNumber": number}
-            self.notify("TrackingNumberReceived", values)
-            return {"tracking_number": tracking, "despatch_number": number}
+            return self._despatch(body["order"], only, complete=only is None)
+        if action == "step":
+            return self.step()
         return super().control(action, body)
+
+    def _despatch(self, ref: str, only: dict[str, Any] | None, complete: bool) -> dict[str, str]:
+        """One despatch (one number, one new tracking number, the callbacks) of the order's items, or of `only`
+        (item code -> quantity); the order is then Despatched when `complete`, else Partially despatched."""
+        tracking = f"JD{self.rng.randint(10**15, 10**16 - 1)}GB"
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        number = f"DN{len({d['DespatchNumber'] for d in self.despatches}) + 1:06d}"
+        for item in self.order_items.get(ref, {}).values():
+            if only is not None and item["ItemCode"] not in only:
+                continue
+            self.despatches.append(
+                {
+                    "DespatchNumber": number,
+                    "SalesOrderNumber": ref,
+                    "ItemCode": item["ItemCode"],
+                    "Quantity": only[item["ItemCode"]] if only is not None else item["QuantityOrdered"],
+                    "TrackingNumber": tracking,
+                    "CarrierReference": "DPD",
+                    "ServiceType": self.sales_orders[ref].get("ServiceType", ""),
+                    "DespatchDate": now,
+                }
+            )
+        self.sales_orders[ref]["Status"] = "Despatched" if complete else "Partially despatched"
+        self.despatch_log.append({"wms": self.name, "order_ref": ref, "despatch_ref": number, "at": time.time()})
+        values = {"SalesOrderNumber": ref, "TrackingNumber": tracking, "DespatchNumber": number}
+        self.notify("TrackingNumberReceived", values)
+        return {"tracking_number": tracking, "despatch_number": number}
+
+    def _left(self, ref: str) -> dict[str, int]:
+        """Item code -> quantity ordered and not yet despatched."""
+        left: Counter[str] = Counter()
+        for item in self.order_items.get(ref, {}).values():
+            left[item["ItemCode"]] += _quantity(item.get("QuantityOrdered"))
+        for d in self.despatches:
+            if d["SalesOrderNumber"] == ref:
+                left[d["ItemCode"]] -= _quantity(d.get("Quantity"))
+        return {code: qty for code, qty in left.items() if qty > 0}
+
+    def step(self, now: datetime | None = None) -> dict[str, Any]:
+        """One shift tick: every saved, non-cancelled order with items moves one status on (New -> Picking ->
+        Packed -> Despatched); a `partial_share` despatch part of their items first and the rest on a later tick."""
+        with self.lock:
+            moved: dict[str, str] = {}
+            despatched: list[dict[str, str]] = []
+            for ref, order in list(self.sales_orders.items()):
+                status = order.get("Status")
+                items = list(self.order_items.get(ref, {}).values())
+                if not items or status in ("Cancelled", "Despatched"):
+                    continue
+                if status in STAGES[:2]:
+                    order["Status"] = STAGES[STAGES.index(status) + 1]
+                elif status == "Packed":
+                    codes = [i["ItemCode"] for i in items]
+                    left = self._left(ref)
+                    partial = (
+                        self.shift_rng.random() < self.partial_share
+                        and len(set(codes)) == len(codes)
+                        and (len(left) > 1 or any(q > 1 for q in left.values()))
+                    )
+                    if partial:
+                        first = next(c for c in codes if c in left)
+                        take = {first: max(1, left[first] // 2)} if len(left) == 1 else {first: left[first]}
+                        despatched.append({"order": ref, **self._despatch(ref, take, complete=False)})
+                    else:
+                        despatched.append({"order": ref, **self._despatch(ref, None, complete=True)})
+                elif status == "Partially despatched":
+                    rest = self._left(ref)
+                    if rest:
+                        despatched.append({"order": ref, **self._despatch(ref, rest, complete=True)})
+                    else:
+                        order["Status"] = "Despatched"
+                else:
+                    continue
+                moved[ref] = order["Status"]
+            return {"moved": moved, "despatched": despatched}
+
+    def wms_timeline(self) -> dict[str, Any]:
+        """A copy, under the lock, of when each sales order was first saved (`received`) and of each despatch."""
+        with self.lock:
+            return {"received": dict(self.received_at), "despatches": [dict(d) for d in self.despatch_log]}
 
     def expire_sessions(self) -> None:
         """Forget every session."""
@@ -423,6 +505,7 @@ class Peoplevox(EmulatedSystem):
                 continue
             saved += 1
             if template == "Sales orders":
+                self.received_at.setdefault(ref, time.time())
                 if "ServiceType" in row:  # a whole order (a status change alone is not a save of the order)
                     self.saves[ref] += 1
                 status = (

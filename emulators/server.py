@@ -7,6 +7,7 @@ import json
 import random
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -94,6 +95,7 @@ class Emulators:
 
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
+        self.started_at = time.time()  # wall clock the seeded orders were placed at (the timeline's start)
         self.world = World(config.seed, config.n_skus)
         self.world_rng = random.Random(f"{config.seed}:late-changes")
         scale = config.rate_scale
@@ -103,6 +105,8 @@ class Emulators:
         self.bigcommerce = BigCommerce(self.world, config.n_orders, rate_scale=scale)
         self.peoplevox = Peoplevox(self.world, rate_scale=scale)
         self.whistl = Whistl(self.world, Path(config.data_dir) / "whistl")
+        for system in self.order_systems():
+            system.placed(list(system.placed_at), at=self.started_at)
         self.ports: dict[str, int] = {}
         self._servers: list[uvicorn.Server] = []
         self._sftp: Any = None
@@ -110,6 +114,10 @@ class Emulators:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
+
+    def order_systems(self) -> tuple[Linnworks, Cin7, Shopify, BigCommerce]:
+        """The four systems orders are placed in."""
+        return (self.linnworks, self.cin7, self.shopify, self.bigcommerce)
 
     # -- addresses ------------------------------------------------------------------------------
     def url(self, system: str) -> str:
@@ -255,8 +263,37 @@ class Emulators:
                     system.spawn(k, now - timedelta(seconds=self.config.tick_s), now)
             self._late_changes(now)
             self.whistl.step(now)
+            self.peoplevox.step(now)
             if n % 6 == 0:
                 self.whistl.snapshot(now)
+
+    def timeline(self) -> dict[str, Any]:
+        """The emulated world's own record of each order's way, wall-clock epoch seconds throughout, JSON-ready:
+
+        - `orders`: one `{oms, order_id, order_ref, placed_at, source_ref}` per order each order system holds;
+          `order_id` is the system's own id (str), `order_ref` the reference a warehouse sees for it (Linnworks
+          `LW<NumOrderId>`, Cin7 `SO-<n>`, Shopify `SH<order_number>`, BigCommerce `BC<id>`), `placed_at` when the
+          emulator created it (the seeded ones: `started_at`), `source_ref` the reference a Linnworks order was
+          created under by `CreateOrders` (e.g. a Shopify `SH...`; None otherwise);
+        - `wms_received`: `{whistl: {ref: epoch}, peoplevox: {ref: epoch}}`, when each warehouse first held the
+          reference (Whistl: mtime of the order file it was accepted from; Peoplevox: its first SaveData);
+        - `despatches`: `{wms, order_ref, despatch_ref, at}` per despatch (Whistl: when the shp_ file was written);
+        - `tracking_held`: `{oms: {order_id: epoch}}`, the first time each order system accepted tracking on it.
+        """
+        orders: list[dict[str, Any]] = []
+        tracking: dict[str, dict[str, float]] = {}
+        for system in self.order_systems():
+            part = system.timeline()  # copied under the system's lock
+            orders += [{"source_ref": None, **o} for o in part["orders"]]
+            tracking[system.name] = part["tracking_held"]
+        whistl, peoplevox = self.whistl.wms_timeline(), self.peoplevox.wms_timeline()
+        return {
+            "started_at": self.started_at,
+            "orders": orders,
+            "wms_received": {"whistl": whistl["received"], "peoplevox": peoplevox["received"]},
+            "despatches": whistl["despatches"] + peoplevox["despatches"],
+            "tracking_held": tracking,
+        }
 
     def _late_changes(self, now: datetime) -> None:
         """What customers and the warehouse floor do between shifts: a late cancellation, a late address

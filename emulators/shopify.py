@@ -120,6 +120,7 @@ class Shopify(EmulatedSystem):
             self.orders[oid] = order
             self.fulfillable[oid] = {oid * 10 + li.line_no: li.quantity for li in order.lines}
             ids.append(oid)
+        self.placed([str(i) for i in ids])
         return ids
 
     def control(self, action: str, body: dict[str, Any]) -> Any:
@@ -132,6 +133,15 @@ class Shopify(EmulatedSystem):
             self.world.edit_address(self.orders[oid], now)
             return self.render(oid)
         return super().control(action, body)
+
+    def timeline_orders(self) -> list[dict[str, Any]]:
+        """Every order held; `order_ref` is `SH<order_number>`, the reference fulfil gives a Shopify order."""
+        rows = []
+        for oid, order in self.orders.items():
+            uid = str(oid)
+            rows.append({"oms": self.name, "order_id": uid, "order_ref": f"SH{order.number}"})
+            rows[-1]["placed_at"] = self.placed_at.get(uid)
+        return rows
 
     def inspect(self) -> dict[str, Any]:
         """Fulfilments created, level writes, cancellations."""
@@ -472,6 +482,8 @@ class Shopify(EmulatedSystem):
                 "notify_customer": body.get("notify_customer", False),
             }
             self.fulfillments.append(fulfillment)
+            if tracking.get("number"):
+                self.tracking_held(str(oid))
             self.orders[oid].updated_at = datetime.now(UTC)
         return JSONResponse({"fulfillment": fulfillment}, 201)
 

@@ -16,6 +16,7 @@ import os
 import random
 import re
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -119,6 +120,8 @@ class Whistl:
         self.received_dir = self.root / ".wms" / "received"  # where consumed inbox files go (not served)
         self.files_written: list[str] = []
         self.despatch_rows: list[dict[str, Any]] = []  # every despatch row written, for inspection
+        self.received_at: dict[str, float] = {}  # reference -> mtime of the order file it was first accepted from
+        self.despatch_log: list[dict[str, Any]] = []  # one entry per despatch per shp_ file, with when it was written
         self._seq = 0
         self.lock = threading.RLock()
 
@@ -136,14 +139,16 @@ class Whistl:
         self.files_written.append(name)
         return name
 
-    def _new_files(self, prefix: str) -> list[tuple[str, bytes]]:
-        """Take new files of `prefix` out of the inbox: (name, bytes) each, the file moved out of `in/`."""
+    def _new_files(self, prefix: str) -> list[tuple[str, bytes, float]]:
+        """Take new files of `prefix` out of the inbox: (name, bytes, mtime) each, the file moved out of `in/`; the
+        mtime is when the file arrived (the warehouse reads `in/` only on its tick)."""
         found = sorted(p for p in self.inbox.glob(f"{prefix}_*.csv") if p.name not in self.seen_files)
         self.seen_files.update(p.name for p in found)
         self.received_dir.mkdir(parents=True, exist_ok=True)
         taken = []
         for path in found:
-            taken.append((path.name, path.read_bytes()))
+            arrived = path.stat().st_mtime
+            taken.append((path.name, path.read_bytes(), arrived))
             os.replace(path, self.received_dir / path.name)
         return taken
 
@@ -156,7 +161,7 @@ class Whistl:
         """Read new order files, accept or reject each order; return the rejections."""
         rejected: list[dict[str, str]] = []
         stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-        for name, data in self._new_files("ord"):
+        for name, data, arrived in self._new_files("ord"):
             acks: list[dict[str, str]] = []
             try:
                 rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
@@ -185,6 +190,7 @@ class Whistl:
                     ship_to={k: v for k, v in lines[0].items() if k.startswith("ship_")},
                 )
                 self.orders[ref] = order
+                self.received_at.setdefault(ref, arrived)
                 for sku, qty in order.lines.values():
                     self.allocated[sku] += qty
                 acks.append(self._ack(name, ref, "ACCEPTED", "", stamp))
@@ -236,7 +242,7 @@ class Whistl:
         REJECTED with AMEND_TOO_LATE / UNKNOWN_ORDER)."""
         results: dict[str, str] = {}
         stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-        for name, data in self._new_files("amd"):
+        for name, data, _ in self._new_files("amd"):
             acks: list[dict[str, str]] = []
             by_ref: dict[str, list[dict[str, str]]] = {}
             for row in csv.DictReader(io.StringIO(data.decode("utf-8"))):
@@ -271,7 +277,7 @@ class Whistl:
         the too-late ones are reported in `err_*.csv` as well."""
         results: dict[str, str] = {}
         stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-        for name, data in self._new_files("can"):
+        for name, data, _ in self._new_files("can"):
             acks: list[dict[str, str]] = []
             for row in csv.DictReader(io.StringIO(data.decode("utf-8"))):
                 ref = row.get("order_reference", "")
@@ -384,7 +390,11 @@ class Whistl:
                     order.stage = STAGES[STAGES.index(order.stage) + 1]
             if despatched:
                 self._write("shp", DESPATCH_COLUMNS, despatched, now)
+                written = time.time()
                 self.despatch_rows += despatched
+                for ref, number in dict.fromkeys((r["order_reference"], r["despatch_reference"]) for r in despatched):
+                    entry = {"wms": self.name, "order_ref": ref, "despatch_ref": number, "at": written}
+                    self.despatch_log.append(entry)
             return {
                 "rejected": len(rejected),
                 "amendments": amends,
@@ -414,6 +424,12 @@ class Whistl:
                 for sku in sorted(self.catalogue)
             ]
             return self._write("inv", STOCK_COLUMNS, rows, now)
+
+    def wms_timeline(self) -> dict[str, Any]:
+        """A copy, under the lock, of when each reference was first held (`received`: the mtime of the order file
+        it was accepted from) and of each despatch (`despatches`: when its shp_ file was written)."""
+        with self.lock:
+            return {"received": dict(self.received_at), "despatches": [dict(d) for d in self.despatch_log]}
 
     def inspect(self) -> dict[str, Any]:
         """Receipts per order, stages, lines held, rejections, cancellations and files written."""

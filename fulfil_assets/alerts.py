@@ -2,7 +2,9 @@
 effect module (`alerts` ledger: intend -> send -> confirm). Sensors only decide what to announce; the sending is
 a short `alerts_job` run, so an alert is recorded and retried like any other effect and never holds a sensor."""
 
+import hashlib
 import json
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -12,6 +14,7 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 
 from fulfil_assets import effects
 from fulfil_assets.effects import FAILED, PENDING, SENDING, SENT, Outcome
+from fulfil_assets.schedules import LATENCY
 from resources.http import DataError, TransientError
 from resources.warehouse import Warehouse
 from resources.webhook import AlertWebhook, WebhookClient
@@ -36,6 +39,19 @@ def run_failure_alert(run_id: str, job_name: str, message: str) -> dict[str, Any
         job=job_name,
         run_id=run_id,
         message=message,
+    )
+
+
+def queued_run_alert(run_id: str, job_name: str, minutes: float) -> dict[str, Any]:
+    """The alert for a run that has waited in the queue too long: which job, which run, for how many minutes."""
+    return alert(
+        "run_queued",
+        job_name,
+        f"alert:queued:{run_id}",
+        f"fulfil: run {run_id} of {job_name} has been queued {minutes:.0f} minutes and has not started",
+        job=job_name,
+        run_id=run_id,
+        minutes_queued=round(minutes, 1),
     )
 
 
@@ -120,7 +136,7 @@ def send_alerts(context: dg.OpExecutionContext, config: AlertsRunConfig) -> dg.O
     return dg.Output(None, metadata={"alerts_new": new, **report.as_metadata()})
 
 
-@dg.job(name=ALERTS_JOB, tags={"fulfil/warehouse": "write"}, description="Post due alerts to the alert webhook.")
+@dg.job(name=ALERTS_JOB, tags=LATENCY, description="Post due alerts to the alert webhook.")
 def alerts_job() -> None:
     """Post due alerts to the alert webhook."""
     send_alerts()
@@ -186,5 +202,48 @@ def failed_check_alert_sensor(check_keys: Sequence[dg.AssetCheckKey]) -> dg.Sens
             )
         requests = [_request(alerts, f"alert:checks:{newest}")] if alerts else []
         return dg.SensorResult(run_requests=requests, cursor=str(newest))
+
+    return sensor
+
+
+def queued_since(instance: dg.DagsterInstance, record: dg.RunRecord) -> float:
+    """When a run entered the queue (seconds since the epoch): its enqueued event, else when it was created."""
+    enqueued = instance.get_records_for_run(
+        record.dagster_run.run_id, of_type=dg.DagsterEventType.RUN_ENQUEUED, limit=1
+    ).records
+    return enqueued[0].timestamp if enqueued else record.create_timestamp.timestamp()
+
+
+def queued_run_alert_sensor(minutes: int) -> dg.SensorDefinition:
+    """A sensor that announces each run queued longer than `minutes` without starting (a run holding the warehouse
+    or a pool too long, a stopped daemon): one alert per run, however long it stays queued. The cursor holds the
+    runs already announced that are still queued. Alerts runs themselves are left out (they announce)."""
+
+    @dg.sensor(
+        name="queued_run_alert_sensor",
+        job=alerts_job,
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        """Runs queued past the threshold and not announced yet, as one alerts run."""
+        announced: set[str] = set(json.loads(context.cursor)) if context.cursor else set()
+        now = time.time()
+        records = context.instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.QUEUED]))
+        queued, alerts = set(), []
+        for record in sorted(records, key=lambda r: r.create_timestamp):
+            run = record.dagster_run
+            if run.job_name == ALERTS_JOB:
+                continue
+            queued.add(run.run_id)
+            if run.run_id in announced:
+                continue
+            waited = (now - queued_since(context.instance, record)) / 60
+            if waited >= minutes:
+                alerts.append(queued_run_alert(run.run_id, run.job_name, waited))
+        new = [a["run_id"] for a in alerts]
+        batch = hashlib.sha256(",".join(sorted(new)).encode()).hexdigest()[:16]
+        requests = [_request(alerts, f"alert:queued:{batch}")] if alerts else []
+        return dg.SensorResult(run_requests=requests, cursor=json.dumps(sorted((announced & queued) | set(new))))
 
     return sensor

@@ -4,6 +4,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -324,22 +325,69 @@ def _headless_pass(emulators: "Emulators", as_json: bool) -> int:
     JSON per flow with `--json`)."""
     import dagster as dg
 
-    from fulfil_assets.config import load_config
     from fulfil_assets.definitions import defs
-    from resources.warehouse import SCHEMA, WarehouseDb, warehouse_url
 
     instance = dg.DagsterInstance.get()
     jobs = {j.name for j in defs.resolve_all_job_defs()}
+    stop: list[str] = []  # the signal that asked the pass to stop
+
+    def on_term(signum: int, _frame: Any) -> None:
+        """SIGTERM stops the pass as Ctrl-C does: Dagster ends the run in progress as interrupted."""
+        stop.append(signal.Signals(signum).name)
+        os.kill(os.getpid(), signal.SIGINT)
 
     def run(name: str) -> bool:
-        """One run, its DEBUG event stream kept in the run's logs, one line here."""
+        """One run, its DEBUG event stream kept in the run's logs, one line here; a stop signal ends the pass
+        (the run in progress ends as failed, interrupted: none is left started) instead of going on to the next."""
         started = time.monotonic()
-        result = defs.resolve_job_def(name).execute_in_process(
-            instance=instance, run_config=QUIET_RUN, raise_on_error=False
-        )
+        try:
+            result = defs.resolve_job_def(name).execute_in_process(
+                instance=instance, run_config=QUIET_RUN, raise_on_error=False
+            )
+        except KeyboardInterrupt:  # between steps, outside Dagster's own handling
+            raise PassStopped(name, stop[0] if stop else "SIGINT") from None
+        if interrupted(result):
+            raise PassStopped(name, stop[0] if stop else "SIGINT")
         outcome = "succeeded" if result.success else "FAILED (see its run log in the UI)"
         print(f"{name}: {outcome} in {time.monotonic() - started:.0f} s", file=sys.stderr)
         return result.success
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        return _pass(emulators, as_json, run, jobs)
+    except PassStopped as exc:
+        print(f"fulfil demo: {exc.signal} stopped the pass during {exc.job} (that run ended as interrupted; "
+              "no later run was started)", file=sys.stderr)  # fmt: skip
+        return 128 + getattr(signal, exc.signal).value
+    except KeyboardInterrupt:
+        print("fulfil demo: stopped between runs", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class PassStopped(Exception):
+    """A stop signal (Ctrl-C, SIGTERM) ended a headless pass during `job`."""
+
+    def __init__(self, job: str, signal_name: str) -> None:
+        super().__init__(f"{signal_name} during {job}")
+        self.job, self.signal = job, signal_name
+
+
+def interrupted(result: Any) -> bool:
+    """Whether a run ended because the process was interrupted (Ctrl-C or a forwarded SIGTERM)."""
+    return any(
+        e.is_step_failure
+        and e.step_failure_data.error is not None
+        and e.step_failure_data.error.cls_name == "DagsterExecutionInterruptedError"
+        for e in result.all_events
+    )
+
+
+def _pass(emulators: "Emulators", as_json: bool, run: Any, jobs: set[str]) -> int:
+    """The headless pass's runs, one after another (see `_headless_pass`)."""
+    from fulfil_assets.config import load_config
+    from resources.warehouse import SCHEMA, WarehouseDb, warehouse_url
 
     ok = run("order_sync_job")
     for _ in range(5):

@@ -71,12 +71,13 @@ def _every(value: int) -> int:
 Minutes = Annotated[int, AfterValidator(_every)]
 
 
-def every_minutes_cron(minutes: int) -> str:
-    """The cron schedule for 'every `minutes` minutes' (a value of `EVERY_MINUTES`)."""
+def every_minutes_cron(minutes: int, offset: int = 0) -> str:
+    """The cron schedule for 'every `minutes` minutes' (a value of `EVERY_MINUTES`), starting `offset` minutes past
+    the interval's boundary (below `minutes`, and below 60)."""
     if minutes < 60:
-        return f"*/{minutes} * * * *"
+        return f"*/{minutes} * * * *" if offset == 0 else f"{offset}-59/{minutes} * * * *"
     hours = minutes // 60
-    return "0 * * * *" if hours == 1 else ("0 0 * * *" if hours == 24 else f"0 */{hours} * * *")
+    return f"{offset} * * * *" if hours == 1 else (f"{offset} 0 * * *" if hours == 24 else f"{offset} */{hours} * * *")
 
 
 class _Strict(BaseModel):
@@ -207,6 +208,13 @@ class ScheduleConfig(_Strict):
     despatch_settle_seconds: int = Field(
         10, ge=0, le=3600, description="a Whistl file is taken in once unchanged this long (or since the last poll)"
     )
+    despatch_backlog_minutes: int = Field(
+        5,
+        ge=1,
+        le=10080,
+        description="a despatch waiting at the warehouse this long, not yet taken in by fulfil (a Whistl `shp_` "
+        "file in out/, a Peoplevox despatch not read), turns no_despatch_backlog red",
+    )
 
 
 class ReconcileConfig(_Strict):
@@ -245,6 +253,12 @@ class AlertsConfig(_Strict):
     run_failures: bool = Field(True, description="alert on every failed run")
     checks: bool = Field(True, description="alert on every asset check turning red (errors and warnings)")
     timeout_s: float = Field(10.0, gt=0, le=120, description="how long a post may take")
+    queued_run_minutes: int = Field(
+        5,
+        ge=1,
+        le=10080,
+        description="alert once on each run that has waited in the run queue longer than this, not started",
+    )
 
 
 class RouteConfig(_Strict):

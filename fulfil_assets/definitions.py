@@ -5,14 +5,15 @@ import warnings
 import dagster as dg
 
 from fulfil_assets.alerts import alerts_job, failed_check_alert_sensor, run_failure_alert_sensor
-from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, load_config
+from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, load_config, target_of
 from fulfil_assets.despatch import definitions as despatch
 from fulfil_assets.ingest import definitions as ingest
 from fulfil_assets.ingest.assets import RAW_ASSETS, RawDltResource, ingest_group
 from fulfil_assets.push import definitions as push
+from fulfil_assets.push.assets import SUBMISSION_ASSETS
 from fulfil_assets.push.cancel_assets import cancellation_assets
 from fulfil_assets.reconcile import definitions as reconcile
-from fulfil_assets.schedules import every_minutes
+from fulfil_assets.schedules import BACKGROUND, LATENCY, ORDERS, every_minutes
 from fulfil_assets.stage import definitions as stage
 from fulfil_assets.stage.assets import ORDER_STAGING
 from fulfil_assets.stock.assets import stock_definitions
@@ -26,8 +27,6 @@ from resources.peoplevox import PeoplevoxResource
 from resources.shopify import ShopifyResource
 from resources.warehouse import Warehouse, warehouse_url
 from resources.webhook import AlertWebhook
-
-WAREHOUSE_TAGS = {"fulfil/warehouse": "write"}
 
 
 def resources_for(config: FulfilConfig) -> dict[str, object]:
@@ -93,7 +92,7 @@ def cancellation_defs(config: FulfilConfig) -> dg.Definitions:
     job = dg.define_asset_job(
         "cancellation_job",
         selection=dg.AssetSelection.assets(*raw, "orders", "order_lines", *cancelling),
-        tags=WAREHOUSE_TAGS,
+        tags=LATENCY,
         description="Read orders from the order systems, stage them, and send the cancellations they show to the "
         "warehouse before it picks.",
     )
@@ -101,18 +100,39 @@ def cancellation_defs(config: FulfilConfig) -> dg.Definitions:
     return dg.Definitions(jobs=[job], schedules=[schedule])
 
 
-def build_definitions(config: FulfilConfig) -> dg.Definitions:
-    """All stages merged, with the order sync job and its schedule."""
-    order_sync_job = dg.define_asset_job(
+def order_sync_defs(config: FulfilConfig) -> dg.Definitions:
+    """The order sync: one job and schedule per order system, so that each system's orders reach their warehouse
+    on its own cadence (a Cin7 backlog or a failing Shopify holds only its own job), and `order_sync_job`, every
+    system at once, for a whole pass started by hand."""
+    whole = dg.define_asset_job(
         "order_sync_job",
         selection=dg.AssetSelection.groups(*(ingest_group(s) for s in RAW_ASSETS), "stage", "validate", "push"),
-        tags=WAREHOUSE_TAGS,
-        description="Ingest orders and stock, stage, validate, and send what is ready to the warehouse.",
+        tags=BACKGROUND,
+        description="Every system at once: ingest orders and stock, stage, validate, and send what is ready to the "
+        "warehouses (the scheduled syncs run per order system).",
     )
-    sync = dg.Definitions(
-        jobs=[order_sync_job],
-        schedules=[every_minutes("order_sync_schedule", order_sync_job, config.schedules.order_sync_minutes)],
-    )
+    jobs: list[dg.UnresolvedAssetJobDefinition] = [whole]
+    schedules = []
+    for oms in sorted({FLOW_SYSTEMS[f][0] for f in config.flows}):
+        flows = [f for f in config.flows if FLOW_SYSTEMS[f][0] == oms]
+        wms = sorted({FLOW_SYSTEMS[f][1] for f in flows} & set(RAW_ASSETS))
+        job = dg.define_asset_job(
+            f"{oms}_order_sync_job",
+            selection=dg.AssetSelection.groups(*(ingest_group(s) for s in [oms, *wms]), "validate")
+            | dg.AssetSelection.assets("orders", "order_lines", "wms_stock")
+            | dg.AssetSelection.assets(*sorted({SUBMISSION_ASSETS[target_of(f)] for f in flows})),
+            tags=ORDERS,
+            description=f"Read {oms}'s orders (and the catalogue of the warehouses its flows send to), stage and "
+            "validate them, and send what is ready.",
+        )
+        jobs.append(job)
+        schedules.append(every_minutes(f"{oms}_order_sync_schedule", job, config.schedules.order_sync_minutes))
+    return dg.Definitions(jobs=jobs, schedules=schedules)
+
+
+def build_definitions(config: FulfilConfig) -> dg.Definitions:
+    """All stages merged, with the order sync jobs and their schedules."""
+    sync = order_sync_defs(config)
     cancel_defs = cancellation_defs(config)
     stages = [
         ingest.build_defs(config),

@@ -1,12 +1,27 @@
-"""fulfil's recurring jobs: each on an 'every N minutes' schedule that skips its tick while the job's last run is
-still queued or going, so slow runs never pile up behind one another (each would read and send the same orders,
-and together they keep a system's pool busy so that other flows' runs wait behind them)."""
+"""fulfil's recurring jobs and how the run queue orders them.
+
+Each job is on an 'every N minutes' schedule that skips its tick while the job's last run is still queued or going,
+so slow runs never pile up behind one another (each would read and send the same orders, and together they keep a
+system's pool busy so that other flows' runs wait behind them). Schedules of one interval start at different
+minutes, so they do not all fire at the same second.
+
+Each job runs in a lane (the run tag `fulfil/lane`) with a queue priority (`dagster/priority`): despatch intake,
+tracking and cancellations first; then the order syncs; stock, reconcile, the analysts' copy and whole passes last.
+The instance (deploy/dagster.yaml) bounds the order and background lanes, so their runs never take every slot.
+"""
 
 from __future__ import annotations
+
+import zlib
 
 import dagster as dg
 
 from fulfil_assets.config import every_minutes_cron
+
+LANE_TAG = "fulfil/lane"
+LATENCY = {LANE_TAG: "latency", "dagster/priority": "10"}
+ORDERS = {LANE_TAG: "orders", "dagster/priority": "5"}
+BACKGROUND = {LANE_TAG: "background", "dagster/priority": "0"}
 
 # A run in one of these states has not finished: the next tick waits for it.
 UNFINISHED = [
@@ -18,10 +33,28 @@ UNFINISHED = [
 ]
 
 
-def unfinished_run_of(instance: dg.DagsterInstance, job_name: str) -> dg.DagsterRun | None:
-    """The job's newest run that has not finished yet, if any."""
-    records = instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=UNFINISHED), limit=1)
+# A run in one of these states has not begun its work: a request for the same work can wait for it.
+WAITING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING]
+
+
+def unfinished_run_of(
+    instance: dg.DagsterInstance, job_name: str, statuses: list[dg.DagsterRunStatus] = UNFINISHED
+) -> dg.DagsterRun | None:
+    """The job's newest run that has not finished yet (or, with `statuses=WAITING`, not begun), if any."""
+    records = instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=statuses), limit=1)
     return records[0].dagster_run if records else None
+
+
+def waiting_run_of(instance: dg.DagsterInstance, job_name: str) -> dg.DagsterRun | None:
+    """The job's run that is queued or starting and has not yet read anything: it will do whatever a new request
+    for the same job would, so sensors ask for no second one (a job never has two runs queued for one piece of
+    work)."""
+    return unfinished_run_of(instance, job_name, WAITING)
+
+
+def stagger(name: str, minutes: int) -> int:
+    """A minute offset in [0, minutes) fixed by the schedule's name, so schedules of one interval start apart."""
+    return zlib.crc32(name.encode()) % min(minutes, 60)
 
 
 def every_minutes(
@@ -33,7 +66,7 @@ def every_minutes(
     @dg.schedule(
         name=name,
         job=job,
-        cron_schedule=every_minutes_cron(minutes),
+        cron_schedule=every_minutes_cron(minutes, stagger(name, minutes)),
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description=f"Every {minutes} minutes; skipped while the last {job.name} run is still queued or going.",
     )

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
+import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +29,67 @@ _DBS: dict[str, WarehouseDb] = {}
 
 class WarehouseLocked(RuntimeError):
     """The DuckDB file stayed locked by another process for longer than a step waits."""
+
+
+class WriterLock:
+    """The DuckDB file's writer lock across fulfil's processes: an exclusive `flock` on `<file>.writer-lock`, taken
+    before a process opens the file and let go when it closes it, so that processes wait their turn in the kernel
+    instead of racing DuckDB's own lock (a dlt load lost that race to steps opening the file every few
+    milliseconds). Within a process it is shared and counted: DuckDB serialises a process's own connections."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._mutex = threading.Lock()
+        self._count = 0
+        self._fd: int | None = None
+
+    def holder(self) -> str:
+        """Who holds the lock, as its holder wrote it (process id and command)."""
+        try:
+            return self.path.read_text().strip() or "unknown"
+        except OSError:
+            return "unknown"
+
+    def acquire(self, timeout_s: float) -> bool:
+        """Take the lock (at once if this process holds it already); False if another process kept it past
+        `timeout_s`."""
+        with self._mutex:
+            if self._count:
+                self._count += 1
+                return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._mutex:
+                if self._count:  # another thread of this process took it meanwhile
+                    self._count += 1
+                    os.close(fd)
+                    return True
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    pass
+                else:
+                    self._fd, self._count = fd, 1
+                    os.ftruncate(fd, 0)
+                    os.pwrite(fd, f"PID {os.getpid()} ({' '.join(sys.argv[:3])})".encode(), 0)
+                    return True
+            if time.monotonic() > deadline:
+                os.close(fd)
+                return False
+            time.sleep(0.01)
+
+    def release(self) -> None:
+        """Let go once; the last release in this process frees the file for the others."""
+        with self._mutex:
+            self._count -= 1
+            if self._count == 0 and self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                os.close(self._fd)
+                self._fd = None
+
+
+_WRITER_LOCKS: dict[str, WriterLock] = {}
 
 
 def _lock_conflict(exc: BaseException) -> bool:
@@ -81,12 +145,51 @@ class WarehouseDb:
         )
         self._held = threading.local()
         self.lock_wait_s = float(os.environ.get("FULFIL_LOCK_WAIT_S", LOCK_WAIT_S))
+        self.writer_lock: WriterLock | None = None
+        if self.is_duckdb and parsed.database and parsed.database != ":memory:":
+            path = Path(parsed.database).resolve()
+            lock = WriterLock(path.with_name(f"{path.name}.writer-lock"))
+            self.writer_lock = _WRITER_LOCKS.setdefault(str(path), lock)
+
+    @contextmanager
+    def writer(self) -> Iterator[None]:
+        """Hold the DuckDB file's writer lock for a block that opens the file itself (dlt's state sync and load),
+        waiting for other fulfil processes to let go first; PostgreSQL needs none."""
+        if self.writer_lock is None:
+            yield
+            return
+        if not self.writer_lock.acquire(self.lock_wait_s):
+            raise self.locked(self.writer_lock.holder())
+        try:
+            yield
+        finally:
+            self.writer_lock.release()
 
     def _open(self) -> sa.Connection:
-        """A new connection. DuckDB lets one process at a time hold the file: while another holds it (a run
-        writing, an analyst's session), wait and try again, then fail saying who holds it."""
+        """A new connection. DuckDB lets one process at a time hold the file: fulfil's processes take turns
+        through the writer lock; while a process outside fulfil holds it (an analyst's session), wait and try
+        again, then fail saying who holds it."""
         if not self.is_duckdb:
             return self.engine.connect()
+        if self.writer_lock is not None and not self.writer_lock.acquire(self.lock_wait_s):
+            raise self.locked(self.writer_lock.holder())
+        try:
+            return self._connect_waiting()
+        except BaseException:
+            if self.writer_lock is not None:
+                self.writer_lock.release()
+            raise
+
+    def _close(self, conn: sa.Connection) -> None:
+        """Close a connection `_open` made, letting go of the writer lock."""
+        try:
+            conn.close()
+        finally:
+            if self.is_duckdb and self.writer_lock is not None:
+                self.writer_lock.release()
+
+    def _connect_waiting(self) -> sa.Connection:
+        """Connect, waiting out a DuckDB lock held by a process outside fulfil."""
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(_lock_conflict),
             wait=tenacity.wait_random_exponential(multiplier=0.05, max=2.0),
@@ -108,20 +211,13 @@ class WarehouseDb:
             "analyst's, say). Close that session or raise FULFIL_LOCK_WAIT_S."
         )
 
-    def wait_until_free(self) -> None:
-        """Wait (as `_open` does) until no other process holds the DuckDB file, then let it go: for what opens the
-        file itself (dlt's loads), so that an analyst's open session makes a run wait and then fail saying who
-        holds the file, never fail at once with DuckDB's bare lock error."""
-        if self.is_duckdb and getattr(self._held, "conn", None) is None:
-            self._open().close()
-
     @contextmanager
     def _fresh(self) -> Iterator[sa.Connection]:
         conn = self._open()
         try:
             yield conn
         finally:
-            conn.close()
+            self._close(conn)
 
     def dispose(self) -> None:
         """Close every pooled connection."""
@@ -141,7 +237,7 @@ class WarehouseDb:
         finally:
             held, self._held.conn = self._held.conn, None
             if held is not None:  # the one it opened, or the one taken after a `released` block
-                held.close()
+                self._close(held)
 
     @contextmanager
     def released(self) -> Iterator[None]:
@@ -151,7 +247,7 @@ class WarehouseDb:
         if conn is None or conn.in_transaction() or not self.is_duckdb:
             yield
             return
-        conn.close()
+        self._close(conn)
         self._held.conn = None
         try:
             yield

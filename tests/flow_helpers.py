@@ -122,41 +122,6 @@ def kill_run(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def descendants(pid: int) -> list[int]:
-    """Every live process started by `pid`, however deep, sessions of their own included (Dagster starts its code
-    servers in a new session, out of reach of a signal to the process group); read from /proc."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def stop_process_tree(proc: subprocess.Popen, grace_s: float = 30.0) -> None:
-    """SIGTERM `proc`'s process group, wait up to `grace_s`, then SIGKILL whatever it started that is still
-    alive (a daemon's code servers and the runs they launched), so no test leaves processes behind."""
-    tree = descendants(proc.pid)
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    for pid in tree + [p for child in tree for p in descendants(child)]:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
 class Drill:
     """Launches real `dagster` CLI runs of the code location against one warehouse and the emulators."""
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -14,9 +15,12 @@ from typing import Any
 
 import dagster as dg
 import pytest
+from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
 from flow_helpers import emulator_config
 
 from emulators.server import Emulators
+from fulfil_assets.alerts import queued_run_alert_sensor
+from fulfil_assets.config import FulfilConfig
 from fulfil_assets.definitions import build_definitions
 from resources.warehouse import SCHEMA, WarehouseDb
 
@@ -139,3 +143,80 @@ def _evaluations(instance: dg.DagsterInstance, run_id: str) -> list[Any]:
         for e in instance.all_logs(run_id)
         if e.dagster_event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
     ]
+
+
+def _queue(instance: dg.DagsterInstance, job_name: str, minutes_ago: float) -> dg.DagsterRun:
+    """A run of `job_name` from the code location, put in the run queue `minutes_ago`: what the queued run
+    coordinator does on submit (a queued run must name its code origin), with the enqueue event's time set back."""
+    origin = RemoteJobOrigin(
+        repository_origin=RemoteRepositoryOrigin(
+            code_location_origin=RegisteredCodeLocationOrigin("fulfil_assets.definitions"),
+            repository_name="__repository__",
+        ),
+        job_name=job_name,
+    )
+    run = instance.add_run(
+        dg.DagsterRun(
+            job_name=job_name,
+            run_id=str(uuid.uuid4()),
+            status=dg.DagsterRunStatus.NOT_STARTED,
+            remote_job_origin=origin,
+        )
+    )
+    instance.report_dagster_event(
+        dg.DagsterEvent.job_enqueue(run), run.run_id, timestamp=time.time() - minutes_ago * 60
+    )
+    queued = instance.get_run_by_id(run.run_id)
+    assert queued is not None and queued.status == dg.DagsterRunStatus.QUEUED
+    return queued
+
+
+@pytest.mark.parametrize("warehouse_url", ["duckdb"], indirect=True)
+def test_a_run_queued_past_the_threshold_is_announced_once(
+    warehouse_url: str, tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FULFIL_WAREHOUSE_URL", warehouse_url)
+    monkeypatch.setenv("FULFIL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("FULFIL_ALERT_WEBHOOK_URL", receiver.url)
+    config = FulfilConfig.model_validate(
+        {
+            "flows": ["linnworks_whistl"],
+            "systems": {"linnworks": {}, "whistl": {"drop_url": str(tmp_path / "drop")}},
+            "alerts": {"timeout_s": 2},
+        }
+    )
+    minutes = config.alerts.queued_run_minutes if config.alerts else 0
+    assert minutes == 5
+    defs = build_definitions(config)
+    sensor = queued_run_alert_sensor(minutes)
+    with dg.DagsterInstance.local_temp(str(tmp_path)) as instance:
+        stuck = _queue(instance, "order_sync_job", minutes_ago=12)
+        fresh = _queue(instance, "tracking_job", minutes_ago=1)
+        _queue(instance, "alerts_job", minutes_ago=30)  # an alerts run never announces itself
+
+        first = sensor(dg.build_sensor_context(instance=instance))
+        assert len(first.run_requests) == 1
+        _send(defs, instance, first.run_requests)
+        assert [k for k, _ in receiver.posts] == [f"alert:queued:{stuck.run_id}"]
+        body = receiver.posts[0][1]
+        assert (body["kind"], body["job"], body["run_id"]) == ("run_queued", "order_sync_job", stuck.run_id)
+        assert 12 <= body["minutes_queued"] < 14
+        assert "order_sync_job" in body["text"] and stuck.run_id in body["text"] and "queued 12 minutes" in body["text"]
+
+        # Still queued at the next tick: not announced again. A run that passes the threshold later is, alone.
+        assert sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor)).run_requests == []
+        later = _queue(instance, "linnworks_order_sync_job", minutes_ago=6)
+        second = sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
+        _send(defs, instance, second.run_requests)
+        assert [k for k, _ in receiver.posts[1:]] == [f"alert:queued:{later.run_id}"]
+        assert fresh.run_id not in json.dumps([b for _, b in receiver.posts])
+
+        # Once a run leaves the queue the cursor forgets it; nothing is announced for it again.
+        instance.report_run_failed(stuck)
+        third = sensor(dg.build_sensor_context(instance=instance, cursor=second.cursor))
+        assert third.run_requests == [] and json.loads(third.cursor or "[]") == [later.run_id]
+    db = WarehouseDb(warehouse_url)
+    ledger = db.read(f"SELECT idempotency_key, status FROM {SCHEMA}.alerts ORDER BY idempotency_key")
+    assert sorted(ledger.rows()) == sorted(
+        [(f"alert:queued:{stuck.run_id}", "sent"), (f"alert:queued:{later.run_id}", "sent")]
+    )

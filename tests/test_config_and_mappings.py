@@ -61,9 +61,15 @@ def test_schedules_must_run_evenly_and_map_to_the_cron_they_mean(tmp_path: Path)
         "0 */2 * * *",
         "0 0 * * *",
     ]
+    assert [every_minutes_cron(m, 7) for m in (15, 60, 120, 1440)] == [
+        "7-59/15 * * * *",
+        "7 * * * *",
+        "7 */2 * * *",
+        "7 0 * * *",
+    ]
     config = load_config(write(tmp_path, base + "schedules: {order_sync_minutes: 120}\n"))
-    schedule = build_definitions(config).resolve_schedule_def("order_sync_schedule")
-    assert schedule.cron_schedule == "0 */2 * * *"
+    schedule = build_definitions(config).resolve_schedule_def("linnworks_order_sync_schedule")
+    assert schedule.cron_schedule.endswith(" */2 * * *") and int(schedule.cron_schedule.split()[0]) < 60
 
 
 def test_duplicate_keys_unused_keys_and_bad_encoding_are_refused(tmp_path: Path) -> None:

@@ -21,9 +21,10 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from conftest import _postgres_url, deployment_env
-from flow_helpers import emulator_config, stop_process_tree
+from flow_helpers import emulator_config
 
 from emulators.server import Emulators
+from fulfil_assets.processes import stop_process_tree
 from fulfil_assets.tables import ensure_tables
 from resources.warehouse import WarehouseDb
 

@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 from flow_helpers import drain_despatches, emulator_config, run_job, set_faults
 
+from emulators.linnworks import PEOPLEVOX_LOCATION
 from emulators.server import Emulators
 from fulfil_assets.definitions import build_definitions
 from resources.warehouse import SCHEMA, WarehouseDb
@@ -130,6 +131,61 @@ def test_stuck_orders_latency_and_the_finance_figures_match_the_emulators(
     by_reason = dict(open_exceptions.group_by("reason_code").len().iter_rows())
     assert dict(summary.group_by("reason_code").agg(pl.col("open_exceptions").sum()).iter_rows()) == by_reason
     assert summary["example_order_refs"].str.len_chars().min() > 0
+
+
+def test_orders_read_but_not_validated_are_named_with_their_flow_and_no_despatch_is_no_data(
+    emulators: Emulators, fulfil_env: dict, tmp_path: Path
+) -> None:
+    """The cancellation job reads and stages every order system's orders each minute, but only the order sync
+    validates them: an order read since the last sync (or while it cannot run) is stuck as `not_validated`, its flow
+    taken from the routes (Linnworks' Peoplevox location here), and `no_flow` where no route takes its location;
+    never an anonymous row. With nothing despatched, the latency check says no data (amber), never green."""
+    emu = emulators
+    emu.linnworks.peoplevox_share = 0.5
+    config = emulator_config(
+        emu,
+        tmp_path,
+        flows=["linnworks_peoplevox"],
+        routes={"linnworks_peoplevox": {"locations": [PEOPLEVOX_LOCATION]}},
+        systems={"peoplevox": {"base_url": emu.url("peoplevox")}},
+        reconcile=NO_WAIT,
+    )
+    defs = build_definitions(config)
+    instance = dg.DagsterInstance.ephemeral()
+    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+    paid_open = [o for o in emu.linnworks.orders.values() if o.paid and o.status == "open"]
+    at_peoplevox = {f"linnworks:{o.uid}" for o in paid_open if emu.linnworks.location_of(o) == PEOPLEVOX_LOCATION}
+    elsewhere = {f"linnworks:{o.uid}" for o in paid_open} - at_peoplevox
+    assert at_peoplevox and elsewhere, "the seeded world must have paid orders at both Linnworks locations"
+
+    run_job(defs, "cancellation_job", instance)  # reads and stages; validates nothing
+    built = run_job(defs, "reconcile_job", instance)
+    stuck = _table(db, "orders_stuck")
+    not_validated = stuck.filter(pl.col("stage") == "not_validated")
+    assert set(not_validated["order_key"]) == at_peoplevox
+    assert set(not_validated["flow"]) == {"linnworks_peoplevox"}
+    assert not_validated["reason"].str.contains("not validated yet").all()
+    no_flow = stuck.filter(pl.col("stage") == "no_flow")
+    assert set(no_flow["order_key"]) == elsewhere and no_flow["flow"].is_null().all()
+    assert no_flow["reason"].str.contains("no configured flow takes it").all()
+    assert stuck.height == len(at_peoplevox) + len(elsewhere)
+    checks = {e.check_name: e for e in built.get_asset_check_evaluations()}
+    stuck_check = checks["no_order_stuck_between_systems"]
+    assert stuck_check.metadata["stuck_not_validated"].value == len(at_peoplevox)
+    latency = checks["tracking_latency_within_target"]
+    assert not latency.passed and latency.severity == dg.AssetCheckSeverity.WARN
+    assert latency.metadata["no_data"].value is True and latency.metadata["despatches_today"].value == 0
+    assert "No data" in (latency.description or "")
+
+    # The order sync validates them (and sends the ready ones to Peoplevox): none is left unvalidated.
+    run_job(defs, "linnworks_order_sync_job", instance)
+    run_job(defs, "reconcile_job", instance)
+    stuck = _table(db, "orders_stuck")
+    assert stuck.filter(pl.col("stage") == "not_validated").is_empty()
+    routed = stuck.filter(pl.col("order_key").is_in(list(at_peoplevox)))
+    assert set(routed["flow"]) == {"linnworks_peoplevox"}
+    assert set(routed["stage"]) <= {"not_sent", "not_despatched", "exception_open"}
+    assert set(stuck.filter(pl.col("stage") == "no_flow")["order_key"]) == elsewhere
 
 
 def test_the_timeline_and_fulfil_trace_tell_an_orders_life(

@@ -1,5 +1,7 @@
 """Every recurring job waits for its last run: a schedule tick that finds one still queued or going is skipped with
-a reason naming it, so slow runs never pile up and hold a system's pool against other flows' runs."""
+a reason naming it, so slow runs never pile up and hold a system's pool against other flows' runs. Sensors ask for
+no second run while one of the same job is still waiting to start; every job runs in a lane whose priority and
+bound keep latency runs first."""
 
 from __future__ import annotations
 
@@ -8,9 +10,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
+import pytest
+import yaml
+from flow_helpers import emulator_config, tick_sensor
 
+from emulators.server import Emulators
 from fulfil_assets.config import load_config
 from fulfil_assets.definitions import build_definitions
+
+ROOT = Path(__file__).resolve().parent.parent
+LATENCY_JOBS = {"despatch_job", "peoplevox_despatch_job", "tracking_job", "cancellation_job"}
 
 
 def _tick(schedule: dg.ScheduleDefinition, instance: dg.DagsterInstance) -> dg.ScheduleExecutionData:
@@ -21,7 +30,8 @@ def _tick(schedule: dg.ScheduleDefinition, instance: dg.DagsterInstance) -> dg.S
 def test_each_schedule_skips_while_its_jobs_last_run_is_unfinished_and_fires_once_it_ends(tmp_path: Path) -> None:
     defs = build_definitions(load_config(Path("fulfil.yaml")))
     schedules = list(defs.schedules or [])
-    assert {"order_sync_schedule", "cancellation_schedule", "reconcile_schedule"} <= {s.name for s in schedules}
+    per_system = {f"{oms}_order_sync_schedule" for oms in ("linnworks", "cin7", "shopify", "bigcommerce")}
+    assert per_system | {"cancellation_schedule", "reconcile_schedule"} <= {s.name for s in schedules}
     with dg.DagsterInstance.local_temp(str(tmp_path)) as instance:
         for schedule in schedules:
             assert isinstance(schedule, dg.ScheduleDefinition)
@@ -37,3 +47,58 @@ def test_each_schedule_skips_while_its_jobs_last_run_is_unfinished_and_fires_onc
                 instance.report_run_failed(run)
 
             assert len(_tick(schedule, instance).run_requests or []) == 1, f"{schedule.name} stayed skipped"
+
+
+def test_each_order_system_syncs_in_its_own_job_and_schedules_of_one_interval_start_apart() -> None:
+    defs = build_definitions(load_config(Path("fulfil.yaml")))
+    jobs = ("cin7_order_sync_job", "linnworks_order_sync_job", "shopify_order_sync_job")
+    selected = {job: defs.resolve_job_def(job).asset_layer.selected_asset_keys for job in jobs}
+    raw = {job: {k.path[0] for k in keys if k.path[0].startswith("raw_")} for job, keys in selected.items()}
+    assert raw["cin7_order_sync_job"] == {"raw_cin7", "raw_whistl"}  # a Cin7 backlog holds no other system's orders
+    assert raw["linnworks_order_sync_job"] == {"raw_linnworks", "raw_whistl", "raw_peoplevox"}
+    assert raw["shopify_order_sync_job"] == {"raw_shopify", "raw_linnworks"}
+    every_15 = [s for s in defs.schedules or [] if s.cron_schedule.endswith("/15 * * * *")]
+    assert len(every_15) >= 6 and len({s.cron_schedule for s in every_15}) > 1, [s.cron_schedule for s in every_15]
+
+
+def test_latency_jobs_come_first_and_the_other_lanes_are_bounded(tmp_path: Path) -> None:
+    defs = build_definitions(load_config(Path("fulfil.yaml")))
+    jobs = {j.name: j.tags for j in defs.resolve_all_job_defs() if not j.name.startswith("__")}
+    assert all("fulfil/lane" in tags for tags in jobs.values()), jobs
+    assert "fulfil/warehouse" not in {k for tags in jobs.values() for k in tags}  # no run holds the warehouse
+    latency = {name for name, tags in jobs.items() if tags["fulfil/lane"] == "latency"}
+    assert LATENCY_JOBS <= latency
+    lowest_latency = min(int(jobs[j]["dagster/priority"]) for j in latency)
+    assert all(int(t["dagster/priority"]) < lowest_latency for n, t in jobs.items() if n not in latency)
+    for deploy in (ROOT / "deploy" / "dagster.yaml", ROOT / "deploy" / "postgres" / "dagster.yaml"):
+        queue = yaml.safe_load(deploy.read_text())["concurrency"]["runs"]
+        bounded = {lim["value"]: lim["limit"] for lim in queue["tag_concurrency_limits"] if lim["key"] == "fulfil/lane"}
+        assert set(bounded) == {"orders", "background"}, deploy
+        assert sum(bounded.values()) <= queue["max_concurrent_runs"] - 2, f"{deploy}: no room left for latency runs"
+    (tmp_path / "dagster.yaml").write_text((ROOT / "deploy" / "dagster.yaml").read_text())
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:  # Dagster reads the limits as written
+        limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
+        assert {lim["value"] for lim in limits} == {"orders", "background"}
+
+
+@pytest.mark.world(n_orders=5, n_skus=100)
+def test_the_despatch_sensor_asks_for_nothing_while_a_despatch_run_waits_to_start(
+    emulators: Emulators, tmp_path: Path, fulfil_env: dict
+) -> None:
+    emu = emulators
+    defs = build_definitions(emulator_config(emu, tmp_path, systems={"whistl": {"drop_url": str(emu.whistl.root)}}))
+    for name in ("shp_a.csv", "shp_b.csv"):
+        (emu.whistl.outbox / name).write_text("order_reference\r\n")
+    (tmp_path / "home").mkdir()
+    with dg.DagsterInstance.local_temp(str(tmp_path / "home")) as instance:
+        waiting = instance.add_run(
+            dg.DagsterRun(job_name="despatch_job", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.NOT_STARTED)
+        )
+        held = tick_sensor(defs, instance, None)
+        assert not held.run_requests and held.skip_reason and waiting.run_id in held.skip_reason.skip_message
+        instance.report_run_failed(waiting)
+        tick = tick_sensor(defs, instance, held.cursor)
+        # Both files that waited go in one run, not one run each.
+        assert len(tick.run_requests) == 1
+        config = tick.run_requests[0].run_config["ops"]["despatches"]["config"]
+        assert config["file_names"] == ["shp_a.csv", "shp_b.csv"]

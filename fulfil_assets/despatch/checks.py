@@ -29,6 +29,11 @@ def unsettled_tracking(db: WarehouseDb, oms: str, wait_minutes: int) -> dict[str
     return {"refused_or_stuck": refused["idempotency_key"].to_list(), "late": late["idempotency_key"].to_list()}
 
 
+def tracking_posts_recorded(db: WarehouseDb, oms: str) -> int:
+    """How many tracking posts to `oms` the ledger holds (shadow ones included: the pipeline made them)."""
+    return int(db.read(f"SELECT COUNT(*) AS n FROM {SCHEMA}.tracking_posts WHERE oms = :oms", {"oms": oms})["n"][0])
+
+
 def tracking_checks(oms: str, wait_minutes: int) -> list[dg.AssetChecksDefinition]:
     """`tracking_posts/<oms>` checks: refused or stuck posts, and despatches waiting too long for their post."""
     key = dg.AssetKey(["tracking_posts", oms])
@@ -41,14 +46,27 @@ def tracking_checks(oms: str, wait_minutes: int) -> list[dg.AssetChecksDefinitio
         description=f"Every despatch's tracking reached {oms.capitalize()} within {wait_minutes} minutes "
         f"(schedules.tracking_wait_minutes), none refused, none unconfirmed after {TRACKING_MAX_ATTEMPTS} attempts. "
         "Red: customers are asking where their order is; the data team reads last_error in tracking_posts "
-        f"(a refusal needs the office; a wait, the {oms} connection).",
+        f"(a refusal needs the office; a wait, the {oms} connection). Amber (no data) while no post to {oms} "
+        "has been recorded at all: nothing measured is never green.",
     )
     def tracking_reached_the_order_system(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        found = unsettled_tracking(context.resources.warehouse.get_db(), oms, wait_minutes)
+        db = context.resources.warehouse.get_db()
+        found = unsettled_tracking(db, oms, wait_minutes)
+        recorded = tracking_posts_recorded(db, oms)
+        if not recorded:
+            return dg.AssetCheckResult(
+                passed=False,
+                severity=dg.AssetCheckSeverity.WARN,
+                description=f"No data: no tracking post to {oms} recorded yet, so nothing was measured (no despatch "
+                "of its orders taken in yet: see no_despatch_backlog if the warehouse has despatched).",
+                metadata={"no_data": True, "posts_recorded": 0, "wait_minutes": wait_minutes},
+            )
         examples = (found["refused_or_stuck"] + found["late"])[:10]
         return dg.AssetCheckResult(
             passed=not examples,
             metadata={
+                "no_data": False,
+                "posts_recorded": recorded,
                 "refused_or_stuck": len(found["refused_or_stuck"]),
                 "late": len(found["late"]),
                 "wait_minutes": wait_minutes,

@@ -11,12 +11,11 @@ from fulfil_assets.despatch.assets import build_assets, tracking_systems
 from fulfil_assets.despatch.checks import tracking_checks
 from fulfil_assets.despatch.peoplevox_callbacks import inbox_dir, peoplevox_callback_sensor_factory, subscription_asset
 from fulfil_assets.despatch.sensors import despatch_file_sensor_factory
-from fulfil_assets.schedules import every_minutes
+from fulfil_assets.schedules import LATENCY, every_minutes, waiting_run_of
 
-WAREHOUSE_TAGS = {"fulfil/warehouse": "write"}
-# Runs after which tracking may be due: a despatch file, a Peoplevox despatch poll, an order sync (Linnworks'
-# processed orders, for Shopify fulfilments).
-TRACKING_AFTER = ("despatch_job", "peoplevox_despatch_job", "order_sync_job")
+# Runs after which tracking may be due: a despatch file, a Peoplevox despatch poll, a Linnworks order sync (its
+# processed orders, for Shopify fulfilments) or a whole pass.
+TRACKING_AFTER = ("despatch_job", "peoplevox_despatch_job", "linnworks_order_sync_job", "order_sync_job")
 
 
 def build_defs(config: FulfilConfig) -> dg.Definitions:
@@ -30,7 +29,7 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
         despatch_job = dg.define_asset_job(
             "despatch_job",
             selection=["despatches"],
-            tags=WAREHOUSE_TAGS,
+            tags=LATENCY,
             description="Take in Whistl's acknowledgement, despatch and rejection files; plan the tracking posts.",
         )
         jobs.append(despatch_job)
@@ -48,7 +47,7 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
         peoplevox_job = dg.define_asset_job(
             "peoplevox_despatch_job",
             selection=dg.AssetSelection.assets(*selected),
-            tags=WAREHOUSE_TAGS,
+            tags=LATENCY,
             description="Ask Peoplevox for new despatches and plan their tracking posts (and, with a callback URL, "
             "make sure Peoplevox calls back on each despatch).",
         )
@@ -64,8 +63,9 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
         tracking_job = dg.define_asset_job(
             "tracking_job",
             selection=dg.AssetSelection.assets(*[["tracking_posts", oms] for oms in systems]),
-            description="Post the tracking due to each order system. No warehouse slot: each post is read, sent "
-            "and recorded in short steps, so a slow order system never holds a despatch run.",
+            tags=LATENCY,
+            description="Post the tracking due to each order system: each post is read, sent and recorded in short "
+            "steps, so a slow order system never holds a despatch run.",
         )
         jobs.append(tracking_job)
         schedules.append(every_minutes("tracking_schedule", tracking_job, config.schedules.tracking_retry_minutes))
@@ -76,8 +76,9 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
             default_status=dg.DefaultSensorStatus.RUNNING,
         )
         def tracking_after_despatch_sensor(context: dg.RunStatusSensorContext) -> Iterator[dg.RunRequest]:
-            """After each successful run that may have planned tracking, one tracking run (once per run)."""
-            if context.dagster_run.job_name in TRACKING_AFTER:
+            """After each successful run that may have planned tracking, one tracking run (once per run), unless a
+            tracking run is still waiting to start: that one posts whatever this run planned."""
+            if context.dagster_run.job_name in TRACKING_AFTER and not waiting_run_of(context.instance, "tracking_job"):
                 yield dg.RunRequest(run_key=f"{context.dagster_run.run_id}:tracking")
 
         sensors.append(tracking_after_despatch_sensor)

@@ -8,6 +8,7 @@ from typing import Any
 import dagster as dg
 
 from fulfil_assets.despatch.assets import feedback_files
+from fulfil_assets.schedules import waiting_run_of
 from resources.file_drop import DropFile, FileDrop
 
 RETRY_AFTER_S = 600.0
@@ -16,6 +17,11 @@ RETRY_AFTER_S = 600.0
 def file_run_key(name: str, size: int, digest: str) -> str:
     """A file's identity: re-delivered with new content, it is a new file."""
     return f"whistl:{name}:{size}:{digest[:16]}"
+
+
+def batch_run_key(keys: list[str]) -> str:
+    """One run's key for several files' keys (each file's own key stays in the cursor)."""
+    return "whistl:batch:" + hashlib.sha256("|".join(sorted(keys)).encode()).hexdigest()[:24]
 
 
 def settled(f: DropFile, last_seen: list[Any] | None, now: float, settle_s: float) -> bool:
@@ -29,16 +35,24 @@ def despatch_file_sensor_factory(job: Any, interval_s: int, settle_s: float) -> 
 
     @dg.sensor(job=job, minimum_interval_seconds=interval_s, default_status=dg.DefaultSensorStatus.RUNNING)
     def despatch_file_sensor(context: dg.SensorEvaluationContext, whistl_drop: FileDrop) -> dg.SensorResult:
-        """Requests a run for every acknowledgement, despatch or rejection file waiting in Whistl's `out/` folder
-        once it has stopped changing (a file still being written waits). Each file is read and hashed once (the
+        """Requests one run for the acknowledgement, despatch and rejection files waiting in Whistl's `out/` folder
+        once each has stopped changing (a file still being written waits). Each file is read and hashed once (the
         cursor remembers size, time and hash); the run archives each file it takes, so a file still waiting long
         after its run was asked for (the run crashed) is asked for again under a new key, and the processed-files
-        table keeps that from double work."""
+        table keeps that from double work. While a despatch run is still queued, nothing more is asked: the files
+        that arrive meanwhile go together in the next run once it has started."""
+        waiting = waiting_run_of(context.instance, job.name)
+        if waiting is not None:
+            return dg.SensorResult(
+                skip_reason=f"despatch run {waiting.run_id} has not started yet; new files wait for the next run",
+                cursor=context.cursor,
+            )
         state: dict[str, Any] = json.loads(context.cursor) if context.cursor else {}
         seen: dict[str, list[Any]] = state.get("files", {})  # name -> [size, mtime, sha256 or None]
         asked: dict[str, list[float]] = state.get("asked", {})
         now = time.time()
-        requests, present, files = [], set(), {}
+        due: list[tuple[str, str]] = []  # (run key, file name)
+        present, files = set(), {}
         with whistl_drop.session() as drop:
             for f in feedback_files(drop):
                 last = seen.get(f.name)
@@ -55,14 +69,18 @@ def despatch_file_sensor_factory(job: Any, interval_s: int, settle_s: float) -> 
                 if attempts and now - first < RETRY_AFTER_S * attempts:
                     continue
                 asked[key] = [first, attempts + 1]
-                requests.append(
-                    dg.RunRequest(
-                        run_key=key if attempts == 0 else f"{key}:retry{attempts}",
-                        run_config={"ops": {"despatches": {"config": {"file_names": [f.name]}}}},
-                        tags={"fulfil/file": f.name},
-                    )
-                )
+                due.append((key if attempts == 0 else f"{key}:retry{attempts}", f.name))
         cursor = {"files": files, "asked": {k: v for k, v in asked.items() if k in present}}
+        requests = []
+        if due:
+            names = [name for _, name in due]
+            requests.append(
+                dg.RunRequest(
+                    run_key=due[0][0] if len(due) == 1 else batch_run_key([key for key, _ in due]),
+                    run_config={"ops": {"despatches": {"config": {"file_names": names}}}},
+                    tags={"fulfil/file": ", ".join(names)[:1000]},
+                )
+            )
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor))
 
     return despatch_file_sensor

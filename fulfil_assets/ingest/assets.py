@@ -12,7 +12,6 @@ import dlt
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 from dlt.common.schema import Schema
-from dlt.pipeline.exceptions import PipelineStepFailed
 from dlt.sources import DltSource
 
 from fulfil_assets.ingest.bigcommerce_source import bigcommerce_source
@@ -29,9 +28,7 @@ from resources.http import ApiClient
 from resources.linnworks import LinnworksResource
 from resources.peoplevox import PeoplevoxResource
 from resources.shopify import ShopifyResource
-from resources.warehouse import Warehouse, WarehouseDb, lock_holder
-
-LOCK_ATTEMPTS = 3  # times a source run starts over after another process took the DuckDB file from under dlt
+from resources.warehouse import Warehouse, WarehouseDb
 
 
 def dlt_pipeline(system: str, db: WarehouseDb | None) -> dlt.Pipeline:
@@ -94,6 +91,39 @@ def finish_pending(pipeline: dlt.Pipeline) -> bool:
     return True
 
 
+def load_phases(
+    context: dg.AssetExecutionContext,
+    dlt: DagsterDltResource,
+    source: DltSource,
+    pipeline: dlt.Pipeline,
+    db: WarehouseDb,
+) -> Iterator[tuple[dg.AssetKey, dict[str, Any]]]:
+    """dlt's steps one by one, so that the warehouse is held only while dlt writes it: its state is read (sync)
+    and its packages loaded under the DuckDB writer lock, for seconds; the extract (every API call, every wait on
+    a rate limit) and the normalize run with no lock held. Yields each selected table's asset key and dlt's
+    metadata for it."""
+    translator = RawTranslator()
+    resources = {
+        translator.get_asset_spec(DltResourceTranslatorData(resource=r, pipeline=pipeline)).key: r
+        for r in source.selected_resources.values()
+    }
+    if context.is_subset:
+        resources = {k: r for k, r in resources.items() if k in context.selected_asset_keys}
+        source = source.with_resources(*[r.name for r in resources.values()])
+    with db.writer():
+        finished = finish_pending(pipeline)
+        pipeline.sync_destination()
+    if finished:
+        context.log.warning(f"{pipeline.pipeline_name}: loaded the data a run left half way before reading new data")
+    pipeline.extract(source, loader_file_format=db.dlt_file_format)
+    pipeline.normalize()
+    with db.writer():
+        load_info = pipeline.load()
+    load_info.raise_on_failed_jobs()
+    for key, resource in resources.items():
+        yield key, dict(dlt.extract_resource_metadata(context, resource, load_info, pipeline))
+
+
 def run_source(
     context: dg.AssetExecutionContext,
     dlt: DagsterDltResource,
@@ -102,48 +132,27 @@ def run_source(
     client: ApiClient | None,
     db: WarehouseDb,
 ) -> Iterator[dg.MaterializeResult]:
-    """Run one system's dlt source (`source()` makes it; each attempt takes a fresh one) into `raw_<system>`;
-    metadata: row counts and the calls made against the system's rate budget (API systems)."""
-    pipeline, fmt = dlt_pipeline(system, db), db.dlt_file_format
+    """Run one system's dlt source (`source()` makes it) into `raw_<system>`, holding the warehouse only for
+    dlt's writes; metadata: row counts and the calls made against the system's rate budget (API systems)."""
+    pipeline = dlt_pipeline(system, db)
     try:
-        for attempt in range(1, LOCK_ATTEMPTS + 1):
-            db.wait_until_free()  # dlt opens the file itself: a session left open on it is waited out, then named
-            try:
-                if finish_pending(pipeline):
-                    context.log.warning(f"{system}: loaded the data a run left half way before reading new data")
-                run = dlt.run(context=context, dlt_source=source(), dlt_pipeline=pipeline, loader_file_format=fmt)
-                events = list(run)
-                break
-            except PipelineStepFailed as exc:
-                # Another process took the DuckDB file between the wait above and dlt opening it: what was read
-                # stays as dlt's pending package, loaded on the next attempt once the file is free.
-                holder = lock_holder(exc) if db.is_duckdb else None
-                if holder is None:
-                    raise
-                if attempt == LOCK_ATTEMPTS:
-                    raise db.locked(holder) from None
-                context.log.warning(
-                    f"{system}: another process ({holder}) took the warehouse file as dlt's {exc.step} step opened it; "
-                    "waiting for it to let go, then loading what was read"
-                )
+        loaded = list(load_phases(context, dlt, source(), pipeline, db))
     finally:
         if client is not None:
             client.close()
     tables = db.table_names(f"raw_{system}")
-    created = create_missing_tables(pipeline, tables)
+    with db.writer():
+        created = create_missing_tables(pipeline, tables)
     tables |= set(created)
     if created:
         context.log.info(f"{system}: created {len(created)} declared tables no row has reached yet")
     usage = {"api_usage": dg.MetadataValue.json(client.stats.as_metadata())} if client is not None else {}
-    for event in events:
+    for key, metadata in loaded:
         # Row counts come from the table itself: dagster-dlt's fetch_row_count fails on a resource that
         # loaded nothing this run (e.g. no order was processed since the last run).
-        table = event.asset_key.path[-1]
+        table = key.path[-1]
         rows = db.read(f"SELECT COUNT(*) AS n FROM raw_{system}.{table}")["n"][0] if table in tables else 0
-        yield dg.MaterializeResult(
-            asset_key=event.asset_key,
-            metadata={**(event.metadata or {}), "dagster/row_count": int(rows), **usage},
-        )
+        yield dg.MaterializeResult(asset_key=key, metadata={**metadata, "dagster/row_count": int(rows), **usage})
 
 
 SOURCES: dict[str, Callable[..., DltSource]] = {

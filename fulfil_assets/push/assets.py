@@ -223,6 +223,14 @@ def keyed_intents(payloads: pl.DataFrame, target: str) -> pl.DataFrame:
     )
 
 
+# The asset that sends orders to each target.
+SUBMISSION_ASSETS = {
+    "whistl": "wms_submissions",
+    "peoplevox": "peoplevox_submissions",
+    "linnworks": "linnworks_submissions",
+}
+
+
 def build_defs(config: FulfilConfig) -> dg.Definitions:
     """The push stage for the flows fulfil.yaml configures: one sending asset per target."""
     assets = []

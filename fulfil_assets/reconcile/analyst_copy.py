@@ -3,9 +3,10 @@ analyst's connection never holds the file a run must write."""
 
 import dagster as dg
 
+from fulfil_assets.schedules import BACKGROUND, waiting_run_of
 from resources.warehouse import Warehouse
 
-# Jobs whose success changes what analysts read.
+# Jobs whose success changes what analysts read (and every order system's order sync, `<oms>_order_sync_job`).
 WRITERS = (
     "order_sync_job",
     "despatch_job",
@@ -35,7 +36,7 @@ def analyst_copy(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.
 analyst_copy_job = dg.define_asset_job(
     "analyst_copy_job",
     selection=[analyst_copy],
-    tags={"fulfil/warehouse": "write"},
+    tags=BACKGROUND,
     description="Publish the copy of the warehouse analysts query.",
 )
 
@@ -43,12 +44,21 @@ analyst_copy_job = dg.define_asset_job(
 @dg.sensor(job=analyst_copy_job, minimum_interval_seconds=COPY_EVERY_S, default_status=dg.DefaultSensorStatus.RUNNING)
 def analyst_copy_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """At most once a minute, a new copy for analysts when a run that changes the warehouse has succeeded since
-    the last one (the cursor is the newest such run's end)."""
+    the last one (the cursor is the newest such run's end); none while a copy run is still waiting to start, as
+    that one will copy the newer state."""
+    if (waiting := waiting_run_of(context.instance, analyst_copy_job.name)) is not None:
+        return dg.SensorResult(skip_reason=f"copy run {waiting.run_id} has not started yet", cursor=context.cursor)
     since = float(context.cursor) if context.cursor else 0.0
     records = context.instance.get_run_records(
         filters=dg.RunsFilter(job_name=None, statuses=[dg.DagsterRunStatus.SUCCESS]), limit=50
     )
-    ended = [r.end_time for r in records if r.dagster_run.job_name in WRITERS and r.end_time and r.end_time > since]
+    ended = [
+        r.end_time
+        for r in records
+        if (r.dagster_run.job_name in WRITERS or r.dagster_run.job_name.endswith("_order_sync_job"))
+        and r.end_time
+        and r.end_time > since
+    ]
     if not ended:
         return dg.SensorResult(run_requests=[], cursor=context.cursor)
     newest = max(ended)

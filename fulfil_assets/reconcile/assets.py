@@ -10,7 +10,8 @@ import polars as pl
 from fulfil_assets.config import FulfilConfig, ReconcileConfig
 from fulfil_assets.ledger import now_utc
 from fulfil_assets.reconcile import tables as rt
-from fulfil_assets.schedules import every_minutes
+from fulfil_assets.routing import order_routes
+from fulfil_assets.schedules import BACKGROUND, every_minutes
 from fulfil_assets.tables import table_schema
 from resources.warehouse import SCHEMA, Warehouse, WarehouseDb
 
@@ -27,6 +28,7 @@ DESCRIPTIONS = {
     "shows, what fulfil last pushed, the difference and since when it has differed.",
     "order_timeline": "One row per event in an order's life across systems (`fulfil trace ORDER_REF` prints it).",
 }
+STUCK_STAGES = ("not_validated", "no_flow", "not_sent", "not_despatched", "open_in_oms", "exception_open")
 SOURCES = [
     "orders",
     "validated_orders",
@@ -65,8 +67,11 @@ def read_sources(db: WarehouseDb) -> dict[str, pl.DataFrame]:
     return {name: db.read(f"SELECT * FROM {SCHEMA}.{name}", schema=table_schema(name)) for name in names}
 
 
-def build_tables(src: dict[str, pl.DataFrame], settings: ReconcileConfig, now: datetime) -> dict[str, pl.DataFrame]:
-    """Every reconciled table from the sources (pure: the same sources and `now` give the same tables)."""
+def build_tables(
+    src: dict[str, pl.DataFrame], settings: ReconcileConfig, now: datetime, routes: pl.DataFrame | None = None
+) -> dict[str, pl.DataFrame]:
+    """Every reconciled table from the sources (pure: the same sources and `now` give the same tables); `routes`
+    (`routing.order_routes` of the orders) names the flow of orders not validated yet."""
     latency = rt.despatch_latency(src["despatches"], src["tracking_posts"], src["validated_orders"])
     return {
         "exception_summary": rt.exception_summary(src["order_exceptions"], src["orders"], now),
@@ -78,6 +83,7 @@ def build_tables(src: dict[str, pl.DataFrame], settings: ReconcileConfig, now: d
             src["tracking_posts"],
             src["order_exceptions"],
             now,
+            routes=routes,
             unsent_minutes=settings.unsent_minutes,
             despatch_sla_hours=settings.despatch_sla_hours,
             oms_update_minutes=settings.oms_update_minutes,
@@ -134,11 +140,12 @@ def summary(table: str, frame: pl.DataFrame) -> dict[str, Any]:
     """Plottable numbers per table (one value per stage, reason or owner), beside the row count."""
     out: dict[str, Any] = {"dagster/row_count": frame.height}
     if table == "orders_stuck":
-        for stage in ("not_sent", "not_despatched", "open_in_oms", "exception_open"):
+        for stage in STUCK_STAGES:
             out[f"stuck_{stage}"] = int((frame["stage"] == stage).sum())
         owners = frame.group_by("owner").len().sort("owner").iter_rows() if frame.height else []
         out["summary"] = dg.MetadataValue.md(
-            f"**{frame.height} orders waiting past their threshold**: {out['stuck_not_sent']} not at the warehouse, "
+            f"**{frame.height} orders waiting past their threshold**: {out['stuck_not_validated']} read but not "
+            f"validated yet, {out['stuck_no_flow']} taken by no flow, {out['stuck_not_sent']} not at the warehouse, "
             f"{out['stuck_not_despatched']} past the despatch SLA, {out['stuck_open_in_oms']} with the order system "
             f"not told, {out['stuck_exception_open']} held too long. For: "
             + (", ".join(f"{o} {n}" for o, n in owners) or "nobody")
@@ -160,6 +167,43 @@ def graded(count: int, warn: int, error: int) -> tuple[bool, dg.AssetCheckSeveri
     if count >= error:
         return False, dg.AssetCheckSeverity.ERROR
     return count < warn, dg.AssetCheckSeverity.WARN
+
+
+def latency_verdict(today: pl.DataFrame, settings: ReconcileConfig) -> dg.AssetCheckResult:
+    """`tracking_latency_within_target` from today's `despatch_latency_daily` rows: graded by the worst flow's p95;
+    a failed amber "no data" when no despatch of today has been confirmed by its order system (none taken in, or
+    none confirmed yet), never a pass on nothing measured."""
+    despatches = int(today["despatches"].sum() or 0)
+    measured = int(today["updated"].sum() or 0)
+    counts = {"despatches_today": despatches, "confirmed_today": measured}
+    if not measured:
+        why = (
+            "no despatch was taken in today"
+            if not despatches
+            else f"{despatches} despatch(es) today, none confirmed by its order system yet"
+        )
+        return dg.AssetCheckResult(
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"No data: no despatch measured today ({why}); the latency is unknown, not good.",
+            metadata={"no_data": True, **counts, "worst_p95_seconds": dg.MetadataValue.null()},
+        )
+    measured_flows = today.filter(pl.col("p95_seconds").is_not_null())
+    worst = float(measured_flows["p95_seconds"].max())  # type: ignore[arg-type]
+    passed, severity = graded(int(worst), settings.latency_p95_warn_seconds + 1, settings.latency_p95_error_seconds + 1)
+    return dg.AssetCheckResult(
+        passed=passed,
+        severity=severity,
+        metadata={
+            "no_data": False,
+            **counts,
+            "worst_p95_seconds": worst,
+            **{f"p95_seconds_{flow}": float(p) for flow, p in measured_flows.select("flow", "p95_seconds").iter_rows()},
+            "flows_without_data": dg.MetadataValue.json(
+                sorted(str(f) for f in today.filter(pl.col("p95_seconds").is_null())["flow"].to_list())
+            ),
+        },
+    )
 
 
 def build_defs(config: FulfilConfig) -> dg.Definitions:
@@ -188,7 +232,8 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
     def reconciled_tables(context: dg.AssetExecutionContext, warehouse: Warehouse) -> Any:
         """Rebuild every reconciled table in one transaction per table (readers see the old or the new table)."""
         with warehouse.session() as db:
-            built = build_tables(read_sources(db), settings, now_utc())
+            src = read_sources(db)
+            built = build_tables(src, settings, now_utc(), order_routes(src["orders"], config))
             for table, frame in built.items():
                 db.write(table, frame, mode="replace")
         for table, frame in built.items():
@@ -256,29 +301,20 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
     def tracking_latency_within_target(warehouse: Warehouse) -> dg.AssetCheckResult:
         """Today's p95 from a despatch to its order system confirming the tracking: amber above
         `latency_p95_warn_seconds`, red above `latency_p95_error_seconds` ("where is my order?" contacts follow).
-        The data team acts (a slow or refusing order system, a stopped tracking schedule)."""
+        Amber too when nothing was measured today (no despatch taken in, or none confirmed yet): no data is never
+        green. The data team acts (a slow or refusing order system, a stopped tracking schedule, despatches not
+        taken in: see no_despatch_backlog)."""
         today = warehouse.get_db().read(
-            f"SELECT flow, p95_seconds FROM {SCHEMA}.despatch_latency_daily WHERE day = :day",
+            f"SELECT flow, despatches, updated, p95_seconds FROM {SCHEMA}.despatch_latency_daily WHERE day = :day",
             {"day": now_utc().date()},
-            schema={"flow": pl.String, "p95_seconds": pl.Float64},
+            schema={"flow": pl.String, "despatches": pl.Int64, "updated": pl.Int64, "p95_seconds": pl.Float64},
         )
-        worst = float(today["p95_seconds"].max() or 0.0) if today.height else 0.0
-        passed, severity = graded(
-            int(worst), settings.latency_p95_warn_seconds + 1, settings.latency_p95_error_seconds + 1
-        )
-        return dg.AssetCheckResult(
-            passed=passed,
-            severity=severity,
-            metadata={
-                "worst_p95_seconds": worst,
-                **{f"p95_seconds_{flow}": float(p or 0.0) for flow, p in today.iter_rows()},
-            },
-        )
+        return latency_verdict(today, settings)
 
     job = dg.define_asset_job(
         "reconcile_job",
         selection=dg.AssetSelection.assets(*rt.COLUMNS),
-        tags={"fulfil/warehouse": "write"},
+        tags=BACKGROUND,
         description="Rebuild the reconciled tables analysts query.",
     )
     schedule = every_minutes("reconcile_schedule", job, settings.every_minutes)

@@ -25,11 +25,16 @@ COLUMNS: dict[str, dict[str, tuple[pl.DataType, str]]] = {
     "orders_stuck": {
         "order_key": (pl.String(), "the order (source system and its id)"),
         "order_ref": (pl.String(), "the order's reference as the warehouse knows it"),
-        "flow": (pl.String(), "the flow the order belongs to"),
+        "flow": (
+            pl.String(),
+            "the flow the order belongs to (before validation, from routes in fulfil.yaml; empty only at no_flow)",
+        ),
         "stage": (
             pl.String(),
-            "where it is stuck: not_sent (paid, not at the WMS), not_despatched (at the WMS past the service's "
-            "SLA), open_in_oms (despatched, the order system not yet updated), exception_open (held too long)",
+            "where it is stuck: not_validated (read from the order system, not yet validated: the order sync has "
+            "not run since), no_flow (read, but no configured flow takes it: its location is in no route), not_sent "
+            "(validated and paid, not at the WMS), not_despatched (at the WMS past the service's SLA), open_in_oms "
+            "(despatched, the order system not yet updated), exception_open (held too long)",
         ),
         "since": (pl.Datetime("us", "UTC"), "when the order entered that stage"),
         "waiting_minutes": (pl.Int64(), "minutes in that stage when the table was built"),
@@ -155,19 +160,30 @@ def orders_stuck(
     exceptions: pl.DataFrame,
     now: datetime,
     *,
+    routes: pl.DataFrame | None = None,
     unsent_minutes: int,
     despatch_sla_hours: int,
     oms_update_minutes: int,
     exception_hours: int,
 ) -> pl.DataFrame:
     """Orders waiting between systems past their threshold, one row per order and stage:
-    - paid and open but not confirmed at the WMS `unsent_minutes` after they were placed (owner: the exception's
-      owner when one holds it, else the data team);
+    - paid and open but not confirmed at the WMS `unsent_minutes` after they were placed: `not_sent` once validated
+      (owner: the exception's owner when one holds it, else the data team); `not_validated` while fulfil has read
+      the order but validation has not run on it since, its flow from `routes` (`order_key, flow`: what
+      `routing.order_routes` gives); `no_flow` when no configured flow takes it (data team, both);
     - at the WMS but not despatched `despatch_sla_hours` after it took them (warehouse);
     - despatched but their tracking not confirmed by the order system `oms_update_minutes` after (data team);
     - held by an exception open longer than `exception_hours` (its owner)."""
-    base = orders.select("order_key", "order_ref", "status", "paid", _utc("created_at")).join(
-        validated.select("order_key", "flow"), on="order_key", how="left"
+    routed = (
+        routes if routes is not None else pl.DataFrame(schema={"order_key": pl.String, "flow": pl.String})
+    ).select("order_key", pl.col("flow").alias("_route"))
+    base = (
+        orders.select(
+            "order_key", "order_ref", "status", "paid", _utc("created_at"), "source_system", "fulfilment_location"
+        )
+        .join(validated.select("order_key", "flow", pl.lit(True).alias("_validated")), on="order_key", how="left")
+        .join(routed.unique("order_key"), on="order_key", how="left")
+        .with_columns(pl.coalesce("flow", "_route").alias("flow"), pl.col("_validated").fill_null(False))
     )
     open_ex = exceptions.filter(pl.col("resolved_at").is_null())
     first_ex = (
@@ -187,10 +203,32 @@ def orders_stuck(
             "order_key",
             "order_ref",
             "flow",
-            pl.lit("not_sent").alias("stage"),
+            pl.when(pl.col("_validated"))
+            .then(pl.lit("not_sent"))
+            .when(pl.col("flow").is_not_null())
+            .then(pl.lit("not_validated"))
+            .otherwise(pl.lit("no_flow"))
+            .alias("stage"),
             pl.col("created_at").alias("since"),
-            pl.col("ex_owner").fill_null("data").alias("owner"),
-            pl.when(pl.col("ex_reason").is_not_null())
+            pl.when(pl.col("_validated"))
+            .then(pl.col("ex_owner").fill_null("data"))
+            .otherwise(pl.lit("data"))
+            .alias("owner"),
+            pl.when(~pl.col("_validated") & pl.col("flow").is_not_null())
+            .then(
+                pl.format(
+                    "read from {}, not validated yet (the order sync validates; it has not run since)", "source_system"
+                )
+            )
+            .when(~pl.col("_validated"))
+            .then(
+                pl.format(
+                    "read from {} (location {}), but no configured flow takes it (see routes in fulfil.yaml)",
+                    "source_system",
+                    pl.col("fulfilment_location").fill_null("none"),
+                )
+            )
+            .when(pl.col("ex_reason").is_not_null())
             .then(pl.format("held by {}", "ex_reason"))
             .otherwise(pl.lit("paid, not confirmed at the warehouse"))
             .alias("reason"),

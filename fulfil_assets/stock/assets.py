@@ -16,7 +16,7 @@ from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, is_shadow, stock_co
 from fulfil_assets.ingest.assets import ingest_group
 from fulfil_assets.ledger import now_utc
 from fulfil_assets.push.common import record_intents
-from fulfil_assets.schedules import every_minutes
+from fulfil_assets.schedules import BACKGROUND, every_minutes, waiting_run_of
 from fulfil_assets.stock.ats import SOURCE, available_to_sell, deltas, open_unsent
 from fulfil_assets.stock.pushes import (
     TABLE,
@@ -303,7 +303,7 @@ def stock_definitions(config: FulfilConfig) -> dg.Definitions:
             selection=dg.AssetSelection.groups(*groups)
             | dg.AssetSelection.assets("orders", "order_lines", "oms_stock", "wms_stock")
             | dg.AssetSelection.assets(asset),
-            tags=WRITE_TAGS,
+            tags=BACKGROUND,
             description=f"Read {' and '.join(FLOW_SYSTEMS[flow])}, stage stock and orders, and send {flow}'s "
             "changed available-to-sell levels.",
         )
@@ -319,11 +319,13 @@ def stock_definitions(config: FulfilConfig) -> dg.Definitions:
             default_status=dg.DefaultSensorStatus.RUNNING,
         )
         def stock_after_despatch_sensor(context: dg.RunStatusSensorContext) -> Iterator[dg.RunRequest]:
-            """After each successful despatch run, one stock run per Whistl flow (once per despatch run)."""
+            """After each successful despatch run, one stock run per Whistl flow (once per despatch run), unless
+            that flow's stock run is still waiting to start: it will read the despatch too."""
             if context.dagster_run.job_name != "despatch_job":
                 return
             for job in after:
-                yield dg.RunRequest(run_key=f"{context.dagster_run.run_id}:{job.name}", job_name=job.name)
+                if waiting_run_of(context.instance, job.name) is None:
+                    yield dg.RunRequest(run_key=f"{context.dagster_run.run_id}:{job.name}", job_name=job.name)
 
         sensors.append(stock_after_despatch_sensor)
     return dg.Definitions(assets=assets, jobs=jobs, schedules=schedules, sensors=sensors)

@@ -1,0 +1,362 @@
+"""Benchmark: fulfil as it is really run. The emulators (`--orders` per order system at start; new orders, edits,
+cancellations and both warehouses' shifts keep arriving every `--tick` seconds) and `dagster-daemon` with the
+shipped `fulfil.yaml` (its URLs pointed at the emulators), every schedule and sensor on, for `--minutes`, on the
+embedded DuckDB default or on PostgreSQL (`--warehouse`).
+
+Printed per flow, read from the emulators' own record (`Emulators.timeline()`), never from fulfil's tables:
+- order placed -> held by its warehouse: p50 / p95 / max, for orders placed while the run went ("live") and for
+  the backlog the world started with, beside the floor the schedule allows (an order waits for the next sync);
+  orders never held are counted (some are invalid on purpose and wait as exceptions);
+- despatch made (a Whistl file written, a Peoplevox despatch) -> tracking held by the order system: p50 / p95 /
+  max, beside the floor (the despatch sensor's poll and settle time);
+- per system: the calls fulfil made beside what its rate limit and `budget_share` allowed in the same minutes;
+- per job: runs, failures, the longest queue wait and the longest run, from the Dagster instance.
+Targets on a 2-core machine: despatch -> tracking p95 under 60 s plus the order system's own limit bound; order ->
+warehouse p95 under 5 minutes; no despatch or tracking run queued over 30 s; no failed run.
+
+    python bench/live.py [--minutes 30] [--warehouse duckdb|postgres] [--orders 300] [--tick 10] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from emulators.server import EmulatorConfig, Emulators  # noqa: E402
+from fulfil_assets.cli import _demo_env  # noqa: E402
+from fulfil_assets.config import FLOW_SYSTEMS  # noqa: E402
+from fulfil_assets.processes import stop_process_tree  # noqa: E402
+
+# Each system's published limit, as calls per second of the whole account (contracts/systems.md).
+LIMITS_PER_S = {"linnworks": 250 / 60, "cin7": 60 / 60, "shopify": 2.0, "bigcommerce": 150 / 30, "peoplevox": 300 / 60}
+LATENCY_JOBS = ("despatch_job", "peoplevox_despatch_job", "tracking_job")
+QUEUE_TARGET_S, TRACKING_TARGET_S, ORDER_TARGET_S = 30.0, 60.0, 300.0
+
+
+def quantile(values: list[float], q: float) -> float:
+    """The `q` quantile (nearest rank) of `values`; NaN when empty."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def spread(values: list[float]) -> dict[str, float | int]:
+    """Count, p50, p95 and max of latencies in seconds."""
+    return {
+        "n": len(values),
+        "p50_s": round(quantile(values, 0.5), 1),
+        "p95_s": round(quantile(values, 0.95), 1),
+        "max_s": round(max(values), 1) if values else math.nan,
+    }
+
+
+def live_config(emu: Emulators, shipped: Path) -> dict[str, Any]:
+    """The shipped fulfil.yaml with every system pointed at these emulators (nothing else changed)."""
+    config = yaml.safe_load(shipped.read_text())
+    for name, system in config["systems"].items():
+        if name == "whistl":
+            system["drop_url"] = f"sftp://brand@127.0.0.1:{emu.ports['whistl_sftp']}/"
+        else:
+            system["base_url"] = emu.url(name)
+    return config
+
+
+def order_latencies(timeline: dict[str, Any], started: float) -> dict[str, dict[str, Any]]:
+    """Per flow: order placed -> held by its warehouse, orders placed during the run ("live") and the starting
+    backlog apart; per order system, the orders no warehouse holds (`not_held`)."""
+    # Linnworks is the warehouse of shopify_linnworks: it holds a Shopify order once created under its reference.
+    created = [o for o in timeline["orders"] if o["source_ref"]]
+    held = {**timeline["wms_received"], "linnworks": {o["source_ref"]: o["placed_at"] for o in created}}
+    live: dict[str, list[float]] = {}
+    backlog: dict[str, list[float]] = {}
+    not_held: dict[str, int] = {}
+    for order in timeline["orders"]:
+        if order["source_ref"]:
+            continue
+        oms, ref = order["oms"], order["order_ref"]
+        wms = next((w for w in held if ref in held[w]), None)
+        flow = next((f for f, (o, w) in FLOW_SYSTEMS.items() if o == oms and w == wms), None)
+        if flow is None:
+            not_held[oms] = not_held.get(oms, 0) + 1
+            continue
+        into = live if order["placed_at"] > started + 1 else backlog
+        into.setdefault(flow, []).append(max(0.0, held[wms][ref] - order["placed_at"]))
+    flows = sorted(set(live) | set(backlog))
+    return {
+        **{f: {"live": spread(live.get(f, [])), "backlog": spread(backlog.get(f, []))} for f in flows},
+        "not_held": not_held,
+    }
+
+
+def tracking_latencies(timeline: dict[str, Any], cutoff: float) -> dict[str, dict[str, Any]]:
+    """Per flow: each order's first despatch -> its order system holding tracking; despatches made before
+    `cutoff` and still without tracking are counted as missing."""
+    by_ref = {}
+    for order in timeline["orders"]:
+        by_ref.setdefault(order["order_ref"], order)
+    first: dict[tuple[str, str], float] = {}
+    for d in timeline["despatches"]:
+        key = (d["wms"], d["order_ref"])
+        first[key] = min(first.get(key, math.inf), d["at"])
+    out: dict[str, dict[str, Any]] = {}
+    for (wms, ref), at in first.items():
+        order = by_ref.get(ref)
+        if order is None:
+            continue
+        flow = next((f for f, (o, w) in FLOW_SYSTEMS.items() if o == order["oms"] and w == wms), f"?_{wms}")
+        row = out.setdefault(flow, {"latencies": [], "missing": 0})
+        tracked = timeline["tracking_held"].get(order["oms"], {}).get(order["order_id"])
+        if tracked is not None:
+            row["latencies"].append(max(0.0, tracked - at))
+        elif at < cutoff:
+            row["missing"] += 1
+    return {flow: {**spread(v["latencies"]), "missing": v["missing"]} for flow, v in sorted(out.items())}
+
+
+def job_stats(records: Iterable[Any], now: float) -> dict[str, dict[str, Any]]:
+    """Per job: runs, failures, still queued, the longest queue wait and the longest run (seconds)."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in records:
+        run = r.dagster_run
+        row = out.setdefault(
+            run.job_name, {"runs": 0, "failed": 0, "queued_now": 0, "max_queue_s": 0.0, "max_run_s": 0.0}
+        )
+        row["runs"] += 1
+        status = run.status.value
+        row["failed"] += status == "FAILURE"
+        created = r.create_timestamp.timestamp()
+        started = r.start_time
+        if started is None:
+            row["queued_now"] += status in ("QUEUED", "NOT_STARTED", "STARTING")
+            wait = now - created if status in ("QUEUED", "NOT_STARTED", "STARTING") else 0.0
+        else:
+            wait = started - created
+        row["max_queue_s"] = round(max(row["max_queue_s"], wait), 1)
+        if started is not None:
+            row["max_run_s"] = round(max(row["max_run_s"], (r.end_time or now) - started), 1)
+    return dict(sorted(out.items()))
+
+
+def call_budget(emu: Emulators, config: dict[str, Any], seconds: float) -> dict[str, dict[str, Any]]:
+    """Per API system: calls fulfil made beside what its limit times its `budget_share` allowed in `seconds`."""
+    out = {}
+    for name, per_s in LIMITS_PER_S.items():
+        system = getattr(emu, name)
+        share = float(config["systems"].get(name, {}).get("budget_share", 0.5))
+        calls = sum(n for status, n in system.recorder.status_counts.items())
+        allowed = per_s * share * seconds
+        out[name] = {"calls": calls, "allowed": int(allowed), "used": round(calls / allowed, 2) if allowed else None}
+    return out
+
+
+def start_warehouse(kind: str, data_dir: Path, env: dict[str, str], home: Path) -> list[str]:
+    """Point the run at its warehouse; on PostgreSQL make fresh databases for the warehouse and for Dagster's
+    own storage (returned, to drop afterwards)."""
+    if kind == "duckdb":
+        shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
+        return []
+    import sqlalchemy as sa
+
+    names = [f"fulfil_live_{uuid.uuid4().hex[:8]}", f"dagster_live_{uuid.uuid4().hex[:8]}"]
+    admin = sa.create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for name in names:
+            conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    admin.dispose()
+    env["FULFIL_WAREHOUSE_URL"] = f"postgresql+psycopg://postgres@127.0.0.1:5432/{names[0]}"
+    env["DAGSTER_POSTGRES_URL"] = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{names[1]}"
+    shutil.copy(REPO / "deploy" / "postgres" / "dagster.yaml", home / "dagster.yaml")
+    return names
+
+
+def drop_databases(names: list[str]) -> None:
+    """Drop the databases `start_warehouse` made."""
+    if not names:
+        return
+    import sqlalchemy as sa
+
+    admin = sa.create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for name in names:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.dispose()
+
+
+def run_live(
+    minutes: float, warehouse: str, orders: int, tick: float, data_dir: Path, quiet: bool = False
+) -> dict[str, Any]:
+    """Run the emulators and the daemon for `minutes`; return the figures (see the module's docstring)."""
+    import dagster as dg
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **_demo_env(data_dir)}
+    home = Path(env["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    databases = start_warehouse(warehouse, data_dir, env, home)
+    emu = Emulators(EmulatorConfig(data_dir=data_dir / "emulators", n_orders=orders, tick_s=tick, ports={}))
+    daemon = None
+    try:
+        emu.start()
+        emu.linnworks.peoplevox_share = 0.3  # as the demo: Linnworks fulfils these from Peoplevox
+        emu.whistl.snapshot()
+        config = live_config(emu, REPO / "fulfil.yaml")
+        config_file = data_dir / "fulfil.yaml"
+        config_file.write_text(yaml.safe_dump(config))
+        env["FULFIL_CONFIG"] = str(config_file)
+        started = time.time()
+        log = data_dir / "daemon.log"
+        with log.open("w") as out:
+            daemon = subprocess.Popen(
+                [sys.executable, "-m", "dagster._daemon", "run", "-m", "fulfil_assets.definitions"],
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = started + minutes * 60
+        while time.time() < deadline:
+            time.sleep(min(60.0, max(0.0, deadline - time.time())))
+            if not quiet:
+                t = emu.timeline()
+                held = sum(len(v) for v in t["wms_received"].values())
+                tracked = sum(len(v) for v in t["tracking_held"].values())
+                print(
+                    f"  minute {(time.time() - started) / 60:4.1f}: {held} orders held by a warehouse, "
+                    f"{len(t['despatches'])} despatches, {tracked} orders with tracking",
+                    file=sys.stderr,
+                )
+        timeline = emu.timeline()
+        now = time.time()
+        os.environ.update({k: env[k] for k in ("DAGSTER_HOME", "DAGSTER_POSTGRES_URL") if k in env})
+        instance = dg.DagsterInstance.from_config(str(home))
+        jobs = job_stats(instance.get_run_records(), now)
+        instance.dispose()
+        # A despatch made in the last minute may fairly still be on its way: only older ones count as missing.
+        result = {
+            "minutes": minutes,
+            "warehouse": warehouse,
+            "orders_at_start": orders,
+            "order_to_warehouse": order_latencies(timeline, started),
+            "despatch_to_tracking": tracking_latencies(timeline, now - 60),
+            "calls": call_budget(emu, config, now - started),
+            "jobs": jobs,
+            "floors_s": {
+                "order_to_warehouse": 60 * config["schedules"]["order_sync_minutes"],
+                "despatch_to_tracking": config["schedules"]["despatch_poll_seconds"]
+                + config["schedules"].get("despatch_settle_seconds", 10),
+            },
+            "daemon_log": str(log),
+        }
+        return result
+    finally:
+        if daemon is not None:
+            stop_process_tree(daemon)
+        emu.stop()
+        drop_databases(databases)
+
+
+def verdicts(result: dict[str, Any]) -> list[str]:
+    """Each target the run missed, in words (none: every target met)."""
+    missed = []
+    for flow, row in result["despatch_to_tracking"].items():
+        if row["n"] and row["p95_s"] > TRACKING_TARGET_S:
+            missed.append(f"{flow}: despatch -> tracking p95 {row['p95_s']} s > {TRACKING_TARGET_S:.0f} s")
+        if row["missing"]:
+            missed.append(f"{flow}: {row['missing']} despatches older than a minute without tracking")
+    for flow, row in result["order_to_warehouse"].items():
+        live = row.get("live") if flow != "not_held" else None
+        if live and live["n"] and live["p95_s"] > ORDER_TARGET_S:
+            missed.append(f"{flow}: order -> warehouse p95 {live['p95_s']} s > {ORDER_TARGET_S:.0f} s")
+    for job, row in result["jobs"].items():
+        if row["failed"]:
+            missed.append(f"{job}: {row['failed']} failed runs")
+        if job in LATENCY_JOBS and row["max_queue_s"] > QUEUE_TARGET_S:
+            missed.append(f"{job}: a run queued {row['max_queue_s']} s > {QUEUE_TARGET_S:.0f} s")
+    return missed
+
+
+def report(result: dict[str, Any]) -> None:
+    """Print the figures as tables."""
+    print(
+        f"\nbench/live: {result['minutes']} min on {result['warehouse']}, {result['orders_at_start']} orders per "
+        "order system at start; figures from the emulators' own record"
+    )
+    floors = result["floors_s"]
+    print(
+        f"\norder placed -> held by the warehouse (floor: the next order sync, up to {floors['order_to_warehouse']} s)"
+    )
+    print(
+        f"  {'flow':24s} {'live n':>6s} {'p50':>7s} {'p95':>7s} {'max':>7s} | {'backlog n':>9s} {'p95':>7s} {'max':>7s}"
+    )
+    for flow, row in result["order_to_warehouse"].items():
+        if flow == "not_held":
+            print(f"  held by no warehouse yet (invalid ones wait as exceptions on purpose): {row}")
+            continue
+        lv, bl = row["live"], row["backlog"]
+        print(
+            f"  {flow:24s} {lv['n']:6d} {lv['p50_s']:7.1f} {lv['p95_s']:7.1f} {lv['max_s']:7.1f} | "
+            f"{bl['n']:9d} {bl['p95_s']:7.1f} {bl['max_s']:7.1f}"
+        )
+    print(
+        "\ndespatch made -> tracking held by the order system "
+        f"(floor: poll + settle, {floors['despatch_to_tracking']} s; target p95 < {TRACKING_TARGET_S:.0f} s)"
+    )
+    print(f"  {'flow':24s} {'n':>6s} {'p50':>7s} {'p95':>7s} {'max':>7s} {'missing':>8s} {'p95 / target':>12s}")
+    for flow, row in result["despatch_to_tracking"].items():
+        ratio = row["p95_s"] / TRACKING_TARGET_S if row["n"] else math.nan
+        print(
+            f"  {flow:24s} {row['n']:6d} {row['p50_s']:7.1f} {row['p95_s']:7.1f} {row['max_s']:7.1f} "
+            f"{row['missing']:8d} {ratio:12.2f}"
+        )
+    print("\ncalls per system beside its limit x budget_share over the run")
+    for name, row in result["calls"].items():
+        print(f"  {name:12s} {row['calls']:7d} of {row['allowed']:7d} allowed ({row['used']})")
+    print(f"\nper job (target: no despatch or tracking run queued over {QUEUE_TARGET_S:.0f} s, no failed run)")
+    print(f"  {'job':34s} {'runs':>5s} {'failed':>6s} {'queued':>6s} {'max queue s':>11s} {'max run s':>9s}")
+    for job, row in result["jobs"].items():
+        print(
+            f"  {job:34s} {row['runs']:5d} {row['failed']:6d} {row['queued_now']:6d} {row['max_queue_s']:11.1f} "
+            f"{row['max_run_s']:9.1f}"
+        )
+    missed = verdicts(result)
+    print("\ntargets: " + ("all met" if not missed else "MISSED\n  " + "\n  ".join(missed)))
+    print(f"daemon log: {result['daemon_log']}")
+
+
+def main() -> None:
+    """Run the benchmark from the command line."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--warehouse", choices=("duckdb", "postgres"), default="duckdb")
+    parser.add_argument("--orders", type=int, default=300, help="orders per order system at start")
+    parser.add_argument("--tick", type=float, default=10.0, help="seconds between the emulated world's ticks")
+    parser.add_argument("--data-dir", type=Path, help="keep the run's files here (default: a temporary folder)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args()
+    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="fulfil-live-"))
+    result = run_live(args.minutes, args.warehouse, args.orders, args.tick, data_dir)
+    report(result)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
