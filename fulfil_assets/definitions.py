@@ -4,7 +4,12 @@ import warnings
 
 import dagster as dg
 
-from fulfil_assets.alerts import alerts_job, failed_check_alert_sensor, run_failure_alert_sensor
+from fulfil_assets.alerts import (
+    alerts_job,
+    failed_check_alert_sensor,
+    queued_run_alert_sensor,
+    run_failure_alert_sensor,
+)
 from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, load_config, target_of
 from fulfil_assets.despatch import definitions as despatch
 from fulfil_assets.ingest import definitions as ingest
@@ -208,6 +213,7 @@ def alert_definitions(config: FulfilConfig, defs: dg.Definitions) -> dg.Definiti
         sensors.append(run_failure_alert_sensor)
     if settings.checks:
         sensors.append(failed_check_alert_sensor(sorted(defs.resolve_asset_graph().asset_check_keys)))
+    sensors.append(queued_run_alert_sensor(settings.queued_run_minutes))
     return dg.Definitions(
         jobs=[alerts_job],
         sensors=sensors,

@@ -8,6 +8,7 @@ import dagster as dg
 
 from fulfil_assets.config import FulfilConfig, is_shadow
 from fulfil_assets.despatch.assets import build_assets, tracking_systems
+from fulfil_assets.despatch.backlog import despatch_backlog_checks
 from fulfil_assets.despatch.checks import tracking_checks
 from fulfil_assets.despatch.peoplevox_callbacks import inbox_dir, peoplevox_callback_sensor_factory, subscription_asset
 from fulfil_assets.despatch.sensors import despatch_file_sensor_factory
@@ -22,13 +23,14 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
     """The despatch stage's assets, checks, jobs, sensors and schedules for the configured flows."""
     assets = build_assets(config)
     names = {a.key.to_user_string() for a in assets}
+    backlog = despatch_backlog_checks(config)  # run by tracking_job, not inside the despatch runs they watch
     jobs: list[dg.UnresolvedAssetJobDefinition] = []
     sensors: list[dg.SensorDefinition] = []
     schedules: list[dg.ScheduleDefinition] = []
     if "despatches" in names:
         despatch_job = dg.define_asset_job(
             "despatch_job",
-            selection=["despatches"],
+            selection=dg.AssetSelection.assets("despatches") - dg.AssetSelection.checks(*backlog),
             tags=LATENCY,
             description="Take in Whistl's acknowledgement, despatch and rejection files; plan the tracking posts.",
         )
@@ -46,7 +48,7 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
             selected.append("peoplevox_callback_subscription")
         peoplevox_job = dg.define_asset_job(
             "peoplevox_despatch_job",
-            selection=dg.AssetSelection.assets(*selected),
+            selection=dg.AssetSelection.assets(*selected) - dg.AssetSelection.checks(*backlog),
             tags=LATENCY,
             description="Ask Peoplevox for new despatches and plan their tracking posts (and, with a callback URL, "
             "make sure Peoplevox calls back on each despatch).",
@@ -58,11 +60,12 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
             every_minutes("peoplevox_despatch_schedule", peoplevox_job, config.schedules.peoplevox_despatch_minutes)
         )
     systems = tracking_systems(config)
-    checks = [c for oms in systems for c in tracking_checks(oms, config.schedules.tracking_wait_minutes)]
+    checks = [c for oms in systems for c in tracking_checks(oms, config.schedules.tracking_wait_minutes)] + backlog
     if systems:
         tracking_job = dg.define_asset_job(
             "tracking_job",
-            selection=dg.AssetSelection.assets(*[["tracking_posts", oms] for oms in systems]),
+            selection=dg.AssetSelection.assets(*[["tracking_posts", oms] for oms in systems])
+            | dg.AssetSelection.checks(*backlog),
             tags=LATENCY,
             description="Post the tracking due to each order system: each post is read, sent and recorded in short "
             "steps, so a slow order system never holds a despatch run.",
