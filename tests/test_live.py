@@ -33,8 +33,10 @@ def test_a_live_run_brings_every_despatchs_tracking_back_with_nothing_left_queue
     held = result["order_to_warehouse"]
     assert all(held[f]["live"]["n"] + held[f]["backlog"]["n"] for f in ("cin7_whistl", "bigcommerce_whistl")), held
     jobs = result["jobs"]
-    assert jobs["despatch_job"]["runs"] and not jobs["despatch_job"]["queued_now"], jobs
-    assert not jobs.get("tracking_job", {}).get("queued_now"), jobs
+    # No despatch or tracking run sat in the queue (as 20 of them did, for an hour, behind one warehouse slot):
+    # one just asked for may be waiting its turn as the run ends, none for minutes.
+    assert jobs["despatch_job"]["runs"], jobs
+    assert all(jobs[j]["max_queue_s"] < 180 for j in ("despatch_job", "tracking_job") if j in jobs), jobs
 
 
 def test_sigterm_stops_a_headless_pass_with_no_run_left_started(tmp_path: Path) -> None:
