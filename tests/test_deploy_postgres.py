@@ -93,7 +93,7 @@ def test_the_daemon_on_postgresql_syncs_orders_and_takes_despatch_files(
             runs = instance.get_runs(filters=dg.RunsFilter(job_name=job, statuses=[dg.DagsterRunStatus.SUCCESS]))
             return list(runs)
 
-        _wait("an order sync from the schedule", lambda: bool(succeeded("order_sync_job")), log, instance)
+        _wait("an order sync from the schedule", lambda: bool(succeeded("linnworks_order_sync_job")), log, instance)
         for _ in range(4):  # the warehouse takes the orders in and despatches them
             emu.whistl.step()
         shipped = {r["order_reference"] for r in emu.whistl.inspect()["despatch_rows"]}
@@ -105,13 +105,13 @@ def test_the_daemon_on_postgresql_syncs_orders_and_takes_despatch_files(
             log,
             instance,
         )
-        sync = succeeded("order_sync_job")[-1]
-        assert sync.tags.get("dagster/schedule_name") == "order_sync_schedule"
+        sync = succeeded("linnworks_order_sync_job")[-1]
+        assert sync.tags.get("dagster/schedule_name") == "linnworks_order_sync_schedule"
         despatch = succeeded("despatch_job")[-1]
         assert despatch.tags.get("dagster/sensor_name") == "despatch_file_sensor"
         syncs = sorted(
             (r.start_time, r.end_time or time.time())
-            for r in instance.get_run_records(dg.RunsFilter(job_name="order_sync_job"))
+            for r in instance.get_run_records(dg.RunsFilter(job_name="linnworks_order_sync_job"))
             if r.start_time is not None
         )
         overlaps = [(a, b) for a, b in itertools.pairwise(syncs) if b[0] < a[1]]
