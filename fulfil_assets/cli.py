@@ -1,5 +1,6 @@
 """The `fulfil` command: `fulfil demo` runs the emulators and the Dagster UI (or one headless pass)."""
 
+import _thread
 import argparse
 import json
 import os
@@ -10,6 +11,8 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -322,48 +325,86 @@ QUIET_RUN = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 def _headless_pass(emulators: "Emulators", as_json: bool) -> int:
     """Sync orders, let the warehouse work, take its files in and post tracking: one whole loop, printed (as
-    JSON per flow with `--json`)."""
+    JSON per flow with `--json`). The first SIGTERM or Ctrl-C ends the run in progress as interrupted and the pass
+    with it: no later run starts."""
     import dagster as dg
 
     from fulfil_assets.definitions import defs
 
     instance = dg.DagsterInstance.get()
     jobs = {j.name for j in defs.resolve_all_job_defs()}
-    stop: list[str] = []  # the signal that asked the pass to stop
-
-    def on_term(signum: int, _frame: Any) -> None:
-        """SIGTERM stops the pass as Ctrl-C does: Dagster ends the run in progress as interrupted."""
-        stop.append(signal.Signals(signum).name)
-        os.kill(os.getpid(), signal.SIGINT)
+    stop = StopSignal()
 
     def run(name: str) -> bool:
-        """One run, its DEBUG event stream kept in the run's logs, one line here; a stop signal ends the pass
-        (the run in progress ends as failed, interrupted: none is left started) instead of going on to the next."""
+        """One run, its DEBUG event stream kept in the run's logs, one line here."""
         started = time.monotonic()
         try:
-            result = defs.resolve_job_def(name).execute_in_process(
-                instance=instance, run_config=QUIET_RUN, raise_on_error=False
-            )
+            with stop.interrupting():
+                result = defs.resolve_job_def(name).execute_in_process(
+                    instance=instance, run_config=QUIET_RUN, raise_on_error=False
+                )
         except KeyboardInterrupt:  # between steps, outside Dagster's own handling
-            raise PassStopped(name, stop[0] if stop else "SIGINT") from None
-        if interrupted(result):
-            raise PassStopped(name, stop[0] if stop else "SIGINT")
+            raise PassStopped(name, stop.name or "SIGINT") from None
+        if stop.name:
+            raise PassStopped(name, stop.name)
         outcome = "succeeded" if result.success else "FAILED (see its run log in the UI)"
         print(f"{name}: {outcome} in {time.monotonic() - started:.0f} s", file=sys.stderr)
         return result.success
 
-    previous = signal.signal(signal.SIGTERM, on_term)
     try:
-        return _pass(emulators, as_json, run, jobs)
+        with stop:
+            return _pass(emulators, as_json, run, jobs)
     except PassStopped as exc:
         print(f"fulfil demo: {exc.signal} stopped the pass during {exc.job} (that run ended as interrupted; "
               "no later run was started)", file=sys.stderr)  # fmt: skip
         return 128 + getattr(signal, exc.signal).value
     except KeyboardInterrupt:
-        print("fulfil demo: stopped between runs", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        print(f"fulfil demo: {stop.name or 'SIGINT'} stopped the pass between runs", file=sys.stderr)
+        return 128 + getattr(signal, stop.name or "SIGINT").value
+
+
+class StopSignal:
+    """The first SIGTERM or SIGINT of a headless pass, seen whoever handles it. Dagster (SIGTERM becomes its SIGINT
+    handler during a run) and dlt (which defers the first signal inside its steps, then drops it) replace the
+    handlers, so the signal is read from the interpreter's wakeup fd, which every Python-level handler writes to;
+    while a run is in progress it is then interrupted again each second until it ends, so it ends as interrupted
+    even where dlt deferred the first signal."""
+
+    def __init__(self) -> None:
+        self.name: str | None = None
+        self._running = threading.Event()
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+
+    def __enter__(self) -> "StopSignal":
+        self._previous_fd = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+        self._previous_term = signal.signal(signal.SIGTERM, signal.default_int_handler)  # as Ctrl-C, not death
+        threading.Thread(target=self._watch, name="fulfil-stop-signal", daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.set_wakeup_fd(self._previous_fd)
+        signal.signal(signal.SIGTERM, self._previous_term)
+        os.close(self._write)
+
+    @contextmanager
+    def interrupting(self) -> Iterator[None]:
+        """A run in progress: interrupted (again) while a stop signal has come."""
+        self._running.set()
+        try:
+            yield
+        finally:
+            self._running.clear()
+
+    def _watch(self) -> None:
+        while data := os.read(self._read, 64):
+            if self.name is None and (signals := [b for b in data if b in (signal.SIGINT, signal.SIGTERM)]):
+                self.name = signal.Signals(signals[0]).name
+            while self.name is not None and self._running.wait(1.0):
+                time.sleep(1.0)
+                if self._running.is_set():
+                    _thread.interrupt_main()
+        os.close(self._read)
 
 
 class PassStopped(Exception):
@@ -372,16 +413,6 @@ class PassStopped(Exception):
     def __init__(self, job: str, signal_name: str) -> None:
         super().__init__(f"{signal_name} during {job}")
         self.job, self.signal = job, signal_name
-
-
-def interrupted(result: Any) -> bool:
-    """Whether a run ended because the process was interrupted (Ctrl-C or a forwarded SIGTERM)."""
-    return any(
-        e.is_step_failure
-        and e.step_failure_data.error is not None
-        and e.step_failure_data.error.cls_name == "DagsterExecutionInterruptedError"
-        for e in result.all_events
-    )
 
 
 def _pass(emulators: "Emulators", as_json: bool, run: Any, jobs: set[str]) -> int:

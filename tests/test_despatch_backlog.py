@@ -23,11 +23,11 @@ AGED_MINUTES = 20  # past the default threshold (5 minutes)
 
 
 def with_backlog_checks(config: FulfilConfig) -> dg.Definitions:
-    """The code location with the backlog checks and a job that runs only them (the deployment runs them with
+    """The code location and a job that runs only its backlog checks (the deployment runs them with
     `tracking_job`)."""
-    checks = despatch_backlog_checks(config)
-    job = dg.define_asset_job("backlog_check_job", selection=dg.AssetSelection.checks(*checks))
-    return dg.Definitions.merge(build_definitions(config), dg.Definitions(asset_checks=checks, jobs=[job]))
+    checks = dg.AssetSelection.checks(*despatch_backlog_checks(config))
+    job = dg.define_asset_job("backlog_check_job", selection=checks)
+    return dg.Definitions.merge(build_definitions(config), dg.Definitions(jobs=[job]))
 
 
 def backlog(defs: dg.Definitions, instance: dg.DagsterInstance, asset: str) -> dg.AssetCheckEvaluation:

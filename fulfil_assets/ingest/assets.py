@@ -5,7 +5,7 @@ import fcntl
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import dagster as dg
 import dlt
@@ -28,7 +28,10 @@ from resources.http import ApiClient
 from resources.linnworks import LinnworksResource
 from resources.peoplevox import PeoplevoxResource
 from resources.shopify import ShopifyResource
-from resources.warehouse import Warehouse, WarehouseDb
+from resources.warehouse import Warehouse, WarehouseDb, lock_holder
+
+T = TypeVar("T")
+DLT_LOCK_ATTEMPTS = 5  # dlt steps that meet an outside session on the DuckDB file, each waited out
 
 
 def dlt_pipeline(system: str, db: WarehouseDb | None) -> dlt.Pipeline:
@@ -91,6 +94,30 @@ def finish_pending(pipeline: dlt.Pipeline) -> bool:
     return True
 
 
+def dlt_writes(
+    context: dg.AssetExecutionContext, db: WarehouseDb, pipeline: dlt.Pipeline, step: str, write: Callable[[], T]
+) -> T:
+    """Run one dlt step that opens the warehouse itself under the DuckDB writer lock. A process outside fulfil
+    (an analyst's session) can still hold the file as dlt opens it: then say who, wait for it to let go (up to
+    the warehouse's lock wait) and run the step again; what was read stays as dlt's pending package meanwhile."""
+    attempt = 0
+    while True:
+        attempt += 1
+        with db.writer():
+            try:
+                return write()
+            except Exception as exc:
+                holder = lock_holder(exc) if db.is_duckdb else None
+                if holder is None or attempt == DLT_LOCK_ATTEMPTS:
+                    raise
+                context.log.warning(
+                    f"{pipeline.pipeline_name}: another process ({holder}) took the warehouse file as dlt's {step} "
+                    "step opened it; waiting for it to let go, then running the step again"
+                )
+                with db.session():  # waits for the file, naming the holder if it is kept past the lock wait
+                    pass
+
+
 def load_phases(
     context: dg.AssetExecutionContext,
     dlt: DagsterDltResource,
@@ -110,15 +137,12 @@ def load_phases(
     if context.is_subset:
         resources = {k: r for k, r in resources.items() if k in context.selected_asset_keys}
         source = source.with_resources(*[r.name for r in resources.values()])
-    with db.writer():
-        finished = finish_pending(pipeline)
-        pipeline.sync_destination()
-    if finished:
+    if dlt_writes(context, db, pipeline, "finish", lambda: finish_pending(pipeline)):
         context.log.warning(f"{pipeline.pipeline_name}: loaded the data a run left half way before reading new data")
+    dlt_writes(context, db, pipeline, "sync", pipeline.sync_destination)
     pipeline.extract(source, loader_file_format=db.dlt_file_format)
     pipeline.normalize()
-    with db.writer():
-        load_info = pipeline.load()
+    load_info = dlt_writes(context, db, pipeline, "load", pipeline.load)
     load_info.raise_on_failed_jobs()
     for key, resource in resources.items():
         yield key, dict(dlt.extract_resource_metadata(context, resource, load_info, pipeline))
