@@ -14,7 +14,8 @@ Printed per flow, read from the emulators' own record (`Emulators.timeline()`), 
 Targets on a 2-core machine: despatch -> tracking p95 under 60 s plus the order system's own limit bound; order ->
 warehouse p95 under 5 minutes; no despatch or tracking run queued over 30 s; no failed run.
 
-    python bench/live.py [--minutes 30] [--warehouse duckdb|postgres] [--orders 300] [--tick 10] [--json FILE]
+    python bench/live.py [--minutes 30] [--warehouse duckdb|postgres] [--celery-workers N] [--orders 300]
+                         [--tick 10] [--json FILE]
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ sys.path.insert(0, str(REPO))
 from emulators.server import EmulatorConfig, Emulators  # noqa: E402
 from fulfil_assets.cli import _demo_env  # noqa: E402
 from fulfil_assets.config import FLOW_SYSTEMS  # noqa: E402
-from fulfil_assets.processes import stop_process_tree  # noqa: E402
+from fulfil_assets.processes import start_celery_worker, start_daemon, stop_process_tree  # noqa: E402
 
 # Each system's published limit, as calls per second of the whole account (contracts/systems.md).
 LIMITS_PER_S = {"linnworks": 250 / 60, "cin7": 60 / 60, "shopify": 2.0, "bigcommerce": 150 / 30, "peoplevox": 300 / 60}
@@ -200,9 +201,19 @@ def drop_databases(names: list[str]) -> None:
 
 
 def run_live(
-    minutes: float, warehouse: str, orders: int, tick: float, data_dir: Path, quiet: bool = False
+    minutes: float,
+    warehouse: str,
+    orders: int,
+    tick: float,
+    data_dir: Path,
+    quiet: bool = False,
+    celery_workers: int = 0,
+    drain_s: float = 0.0,
 ) -> dict[str, Any]:
-    """Run the emulators and the daemon for `minutes`; return the figures (see the module's docstring)."""
+    """Run the emulators and the daemon for `minutes` (on PostgreSQL with `celery_workers` > 0: steps on that many
+    Celery workers, through this machine's RabbitMQ); then, with `drain_s`, stop the world (no new orders or
+    despatches) and give fulfil up to `drain_s` to bring back every despatch's tracking, so that every despatch
+    counts as missing unless tracked. Return the figures (see the module's docstring)."""
     import dagster as dg
 
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -211,7 +222,7 @@ def run_live(
     home.mkdir(parents=True, exist_ok=True)
     databases = start_warehouse(warehouse, data_dir, env, home)
     emu = Emulators(EmulatorConfig(data_dir=data_dir / "emulators", n_orders=orders, tick_s=tick, ports={}))
-    daemon = None
+    processes: list[subprocess.Popen] = []
     try:
         emu.start()
         emu.linnworks.peoplevox_share = 0.3  # as the demo: Linnworks fulfils these from Peoplevox
@@ -222,15 +233,15 @@ def run_live(
         env["FULFIL_CONFIG"] = str(config_file)
         started = time.time()
         log = data_dir / "daemon.log"
-        with log.open("w") as out:
-            daemon = subprocess.Popen(
-                [sys.executable, "-m", "dagster._daemon", "run", "-m", "fulfil_assets.definitions"],
-                cwd=REPO,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        if celery_workers:
+            env |= {"FULFIL_EXECUTOR": "celery", "FULFIL_CELERY_QUEUE": f"fulfil-live-{uuid.uuid4().hex[:8]}"}
+            env.setdefault("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+            for i in range(celery_workers):
+                worker_log = data_dir / f"worker{i + 1}.log"
+                processes.append(
+                    start_celery_worker(env, worker_log, REPO, f"w{i + 1}@fulfil", env["FULFIL_CELERY_QUEUE"])
+                )
+        processes.append(start_daemon(env, log, REPO))
         deadline = started + minutes * 60
         while time.time() < deadline:
             time.sleep(min(60.0, max(0.0, deadline - time.time())))
@@ -243,19 +254,28 @@ def run_live(
                     f"{len(t['despatches'])} despatches, {tracked} orders with tracking",
                     file=sys.stderr,
                 )
+        cutoff = time.time() - 60  # a despatch made in the last minute may fairly still be on its way
+        if drain_s:
+            emu.world_paused = True
+            cutoff = time.time()
+            drain_until = cutoff + drain_s
+            while time.time() < drain_until and any(
+                row["missing"] for row in tracking_latencies(emu.timeline(), cutoff).values()
+            ):
+                time.sleep(5.0)
         timeline = emu.timeline()
         now = time.time()
         os.environ.update({k: env[k] for k in ("DAGSTER_HOME", "DAGSTER_POSTGRES_URL") if k in env})
         instance = dg.DagsterInstance.from_config(str(home))
         jobs = job_stats(instance.get_run_records(), now)
         instance.dispose()
-        # A despatch made in the last minute may fairly still be on its way: only older ones count as missing.
         result = {
             "minutes": minutes,
-            "warehouse": warehouse,
+            "warehouse": warehouse + (f" with {celery_workers} Celery workers" if celery_workers else ""),
             "orders_at_start": orders,
             "order_to_warehouse": order_latencies(timeline, started),
-            "despatch_to_tracking": tracking_latencies(timeline, now - 60),
+            "despatch_to_tracking": tracking_latencies(timeline, cutoff),
+            "drain_s": round(now - cutoff, 1) if drain_s else None,
             "calls": call_budget(emu, config, now - started),
             "jobs": jobs,
             "floors_s": {
@@ -267,8 +287,8 @@ def run_live(
         }
         return result
     finally:
-        if daemon is not None:
-            stop_process_tree(daemon)
+        for proc in processes:
+            stop_process_tree(proc)
         emu.stop()
         drop_databases(databases)
 
@@ -298,6 +318,7 @@ def report(result: dict[str, Any]) -> None:
     print(
         f"\nbench/live: {result['minutes']} min on {result['warehouse']}, {result['orders_at_start']} orders per "
         "order system at start; figures from the emulators' own record"
+        + (f"; then the world stopped and fulfil drained for {result['drain_s']} s" if result.get("drain_s") else "")
     )
     floors = result["floors_s"]
     print(
@@ -347,12 +368,20 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--warehouse", choices=("duckdb", "postgres"), default="duckdb")
     parser.add_argument("--orders", type=int, default=300, help="orders per order system at start")
+    parser.add_argument("--celery-workers", type=int, default=0, help="PostgreSQL only: run steps on N Celery workers")
     parser.add_argument("--tick", type=float, default=10.0, help="seconds between the emulated world's ticks")
+    parser.add_argument(
+        "--drain", type=float, default=0.0, help="then stop the world and wait up to this many seconds for tracking"
+    )
     parser.add_argument("--data-dir", type=Path, help="keep the run's files here (default: a temporary folder)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
+    if args.celery_workers and args.warehouse != "postgres":
+        parser.error("--celery-workers needs --warehouse postgres (DuckDB runs every step in the run's process)")
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="fulfil-live-"))
-    result = run_live(args.minutes, args.warehouse, args.orders, args.tick, data_dir)
+    result = run_live(
+        args.minutes, args.warehouse, args.orders, args.tick, data_dir, celery_workers=args.celery_workers
+    )
     report(result)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2, default=str))

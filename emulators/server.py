@@ -96,6 +96,7 @@ class Emulators:
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
         self.started_at = time.time()  # wall clock the seeded orders were placed at (the timeline's start)
+        self.world_paused = False  # demo mode: True stops new orders, changes and warehouse shifts (a drain)
         self.world = World(config.seed, config.n_skus)
         self.world_rng = random.Random(f"{config.seed}:late-changes")
         scale = config.rate_scale
@@ -255,6 +256,8 @@ class Emulators:
         n = 0
         while True:
             await asyncio.sleep(self.config.tick_s)
+            if self.world_paused:
+                continue
             n += 1
             now = datetime.now(UTC)
             k = self.config.orders_per_tick

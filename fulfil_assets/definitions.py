@@ -1,5 +1,6 @@
 """The fulfil code location: one small Definitions per stage of the data path, resources bound once."""
 
+import os
 import warnings
 
 import dagster as dg
@@ -157,12 +158,27 @@ def build_definitions(config: FulfilConfig) -> dg.Definitions:
     return dg.Definitions.merge(merged, alert_definitions(config, merged)) if config.alerts else merged
 
 
+EXECUTORS = ("multiprocess", "celery")
+
+
 def executor_for(url: str | None = None) -> dg.ExecutorDefinition:
     """The executor follows the warehouse: DuckDB has one writer, so a run's steps go one after another in its own
-    process; on PostgreSQL they run side by side in processes of their own, each system's pool keeping its API
-    budget to one step at a time across processes and runs."""
+    process; on PostgreSQL they run side by side in processes of their own (`FULFIL_EXECUTOR=multiprocess`, the
+    default) or on Celery workers (`FULFIL_EXECUTOR=celery`: the broker from `CELERY_BROKER_URL`, the queue from
+    `FULFIL_CELERY_QUEUE`, default `dagster`). Either way each system's pool keeps its dlt pipeline to one step at
+    a time across processes, runs and workers."""
     url = url or warehouse_url()
-    return dg.in_process_executor if url.startswith("duckdb") else dg.multiprocess_executor
+    if url.startswith("duckdb"):
+        return dg.in_process_executor
+    executor = os.environ.get("FULFIL_EXECUTOR", "multiprocess")
+    if executor not in EXECUTORS:
+        raise ValueError(f"FULFIL_EXECUTOR={executor!r}: use one of {', '.join(EXECUTORS)}")
+    if executor == "celery":
+        from dagster_celery import celery_executor
+
+        queue = os.environ.get("FULFIL_CELERY_QUEUE", "dagster")
+        return celery_executor.configured({"config_source": {"task_default_queue": queue}}, name="celery")
+    return dg.multiprocess_executor
 
 
 # The `fulfil` table each asset keeps (by the asset key's first part), for its table name and column schema in the UI.

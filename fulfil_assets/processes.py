@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 
@@ -42,3 +43,27 @@ def stop_process_tree(proc: subprocess.Popen, grace_s: float = 30.0) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def start_logged(command: list[str], env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen:
+    """Start a long-lived process of a deployment in a session of its own (so `stop_process_tree` reaches all it
+    starts), its output appended to `log`."""
+    with log.open("a") as out:
+        return subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def start_daemon(env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen:
+    """`dagster-daemon run` on fulfil's code location: every schedule and sensor, the run queue and its launcher."""
+    return start_logged(
+        [sys.executable, "-m", "dagster._daemon", "run", "-m", "fulfil_assets.definitions"], env, log, cwd
+    )
+
+
+def start_celery_worker(env: dict[str, str], log: Path, cwd: Path, name: str, queue: str) -> subprocess.Popen:
+    """One Celery worker taking fulfil's steps from `queue` one at a time (`FULFIL_EXECUTOR=celery`), through
+    dagster-celery's own worker command (which starts `celery` from the PATH: this environment's first); the
+    broker comes from `CELERY_BROKER_URL` in `env`."""
+    bin_dir = Path(sys.executable).parent
+    command = [str(bin_dir / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app", "-q", queue]
+    command += ["--name", name, "-l", "WARNING", "--", "--concurrency=1"]
+    return start_logged(command, {**env, "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"}, log, cwd)

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import json
+import os
 import random
+import re
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -51,48 +59,85 @@ class AuthError(SystemError_):
 
 
 class RateBudget:
-    """A client-side sliding window: at most `limit` calls per `window_s`, shared by every user of one system."""
+    """A client-side sliding window: at most `limit` calls per `window_s`, shared by every user of one system's
+    account. With a `path`, the window lives in that file under an exclusive `flock`, so it holds across every
+    fulfil process on the machine (runs of the daemon, sensors, `fulfil` commands): two runs calling Cin7 at once
+    spend the account share `fulfil.yaml` gives, not twice it. Without one it is this process's alone."""
 
-    def __init__(self, limit: int, window_s: float) -> None:
-        self.limit, self.window_s = max(1, limit), window_s
+    def __init__(self, limit: int, window_s: float, path: Path | None = None) -> None:
+        self.limit, self.window_s, self.path = max(1, limit), window_s, path
         self._calls: deque[float] = deque()
         self._blocked_until = 0.0
         self._lock = threading.Lock()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
 
     def acquire(self) -> float:
         """Block until a call is allowed; return the seconds waited."""
         waited = 0.0
         while True:
-            with self._lock:
-                now = time.monotonic()
-                while self._calls and self._calls[0] <= now - self.window_s:
-                    self._calls.popleft()
-                if now < self._blocked_until:
-                    pause = self._blocked_until - now
-                elif len(self._calls) < self.limit:
-                    self._calls.append(now)
+            with self._state() as state:
+                now = time.time()
+                calls = [t for t in state["calls"] if t > now - self.window_s]
+                if now < state["blocked_until"]:
+                    pause = state["blocked_until"] - now
+                elif len(calls) < self.limit:
+                    state["calls"] = [*calls, now]
                     return waited
                 else:
-                    pause = self._calls[0] + self.window_s - now
+                    pause = calls[0] + self.window_s - now
+                    state["calls"] = calls
             time.sleep(pause)
             waited += pause
 
     def pause(self, seconds: float) -> None:
         """Hold every caller back for `seconds` (the server said slow down)."""
+        with self._state() as state:
+            state["blocked_until"] = max(state["blocked_until"], time.time() + seconds)
+
+    @contextmanager
+    def _state(self) -> Iterator[dict[str, Any]]:
+        """The window, held for the block: this process's, or the file's under its lock (written back after)."""
         with self._lock:
-            self._blocked_until = max(self._blocked_until, time.monotonic() + seconds)
+            if self.path is None:
+                state = {"calls": list(self._calls), "blocked_until": self._blocked_until}
+                yield state
+                self._calls, self._blocked_until = deque(state["calls"]), state["blocked_until"]
+                return
+            with open(self.path, "a+") as file:
+                fcntl.flock(file, fcntl.LOCK_EX)
+                file.seek(0)
+                try:
+                    state = json.loads(file.read() or "{}")
+                except ValueError:  # a write cut short by a crash: start the window again
+                    state = {}
+                state = {"calls": state.get("calls", []), "blocked_until": state.get("blocked_until", 0.0)}
+                yield state
+                file.seek(0)
+                file.truncate()
+                file.write(json.dumps(state))
+                file.flush()
 
 
 _BUDGETS: dict[tuple[str, str, str], RateBudget] = {}
 _BUDGETS_LOCK = threading.Lock()
 
 
+def budget_path(system: str, base_url: str, bucket: str) -> Path:
+    """The file of one account's budget under the data folder: `rate_budgets/<system>-<bucket>-<account>.json`."""
+    account = hashlib.sha256(base_url.encode()).hexdigest()[:10]
+    name = re.sub(r"[^A-Za-z0-9]+", "_", bucket).strip("_")
+    return Path(os.environ.get("FULFIL_DATA_DIR", "data")) / "rate_budgets" / f"{system}-{name}-{account}.json"
+
+
 def shared_budget(system: str, base_url: str, bucket: str, limit: int, window_s: float) -> RateBudget:
-    """The one budget per (system, account, bucket) in this process, so ingestion and pushes share it."""
+    """The one budget per (system, account, bucket), kept in a file so that every process and thread calling
+    that account draws on it together (ingestion, pushes and tracking posts alike)."""
     with _BUDGETS_LOCK:
-        key = (system, base_url, bucket)
+        path = budget_path(system, base_url, bucket)
+        key = (str(path), str(limit), str(window_s))
         if key not in _BUDGETS:
-            _BUDGETS[key] = RateBudget(limit, window_s)
+            _BUDGETS[key] = RateBudget(limit, window_s, path)
         return _BUDGETS[key]
 
 

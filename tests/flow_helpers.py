@@ -91,16 +91,16 @@ def drain_despatches(
     files_only: bool = False,
     require_success: bool = True,
 ) -> tuple[int, str | None]:
-    """One sensor tick and the runs it asks for, each followed by the tracking run that its success launches
+    """One sensor tick and the despatch runs it asks for, which post the tracking of what they took in
     (`files_only`: take the files in, post nothing)."""
     result = tick_sensor(defs, instance, cursor)
+    job = defs.resolve_job_def("despatch_job")
+    only_files = [dg.AssetKey("despatches")] if files_only else None
     for request in result.run_requests or []:
-        job = defs.resolve_job_def("despatch_job")
-        run = job.execute_in_process(instance=instance, run_config=request.run_config, raise_on_error=False)
+        run = job.execute_in_process(
+            instance=instance, run_config=request.run_config, raise_on_error=False, asset_selection=only_files
+        )
         assert run.success or not require_success
-        if run.success and not files_only:
-            tracking = defs.resolve_job_def("tracking_job").execute_in_process(instance=instance, raise_on_error=False)
-            assert tracking.success or not require_success
     return len(result.run_requests or []), result.cursor
 
 

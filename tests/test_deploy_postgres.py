@@ -1,17 +1,18 @@
 """`deploy/postgres/dagster.yaml` as a team that outgrew one machine runs it: Dagster's runs, events and schedules
 in PostgreSQL, the warehouse in PostgreSQL, and `dagster-daemon` doing the work: the order sync schedule fires and
 sends orders to Whistl, Whistl's despatch files are picked up by the despatch sensor, and tracking reaches
-Linnworks, each run in its own process (a process per step on PostgreSQL)."""
+Linnworks, each step in a process of its own, or on two Celery workers (`FULFIL_EXECUTOR=celery`, RabbitMQ on this
+machine); either way, counted at the emulators, no order reaches Whistl twice and no parcel's tracking twice."""
 
 from __future__ import annotations
 
 import itertools
 import os
 import shutil
-import subprocess
-import sys
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,15 +21,27 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import _postgres_url, deployment_env
+from conftest import REQUIRE_PG, _postgres_url, deployment_env
 from flow_helpers import emulator_config
 
 from emulators.server import Emulators
-from fulfil_assets.processes import stop_process_tree
+from fulfil_assets.processes import descendants, start_celery_worker, start_daemon, stop_process_tree
 from fulfil_assets.tables import ensure_tables
 from resources.warehouse import WarehouseDb
 
 ROOT = Path(__file__).resolve().parent.parent
+BROKER = "amqp://guest:guest@127.0.0.1:5672//"  # this machine's RabbitMQ (.ci/run starts it)
+
+
+def require_broker() -> None:
+    """RabbitMQ must answer for the Celery deployment: skip saying so on a laptop without it; CI (which starts it)
+    fails instead."""
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=3).close()
+    except OSError as exc:
+        if REQUIRE_PG:
+            pytest.fail(f"RabbitMQ is required (FULFIL_REQUIRE_POSTGRES=1) but unreachable at 127.0.0.1:5672: {exc}")
+        pytest.skip("RabbitMQ not reachable at 127.0.0.1:5672 (`rabbitmq-server -detached`); CI makes this fail")
 
 
 def _wait(
@@ -51,8 +64,9 @@ def _wait(
 
 @pytest.mark.postgres
 @pytest.mark.timeout(600)  # its own waits (a minute boundary, the sensor, tracking) say what did not happen
+@pytest.mark.parametrize("executor", ["multiprocess", "celery"])
 def test_the_daemon_on_postgresql_syncs_orders_and_takes_despatch_files(
-    emulators: Emulators, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    emulators: Emulators, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, executor: str
 ) -> None:
     emu = emulators
     emu.whistl.snapshot()
@@ -72,17 +86,18 @@ def test_the_daemon_on_postgresql_syncs_orders_and_takes_despatch_files(
         "DAGSTER_HOME": str(home),
         "DAGSTER_POSTGRES_URL": dagster_url.render_as_string(hide_password=False),
         "FULFIL_CONFIG": str(config_file),
+        "FULFIL_EXECUTOR": executor,
     }
     log = tmp_path / "daemon.log"
-    with log.open("w") as out:
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "dagster._daemon", "run", "-m", "fulfil_assets.definitions"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    workers = []
+    if executor == "celery":
+        require_broker()
+        env |= {"CELERY_BROKER_URL": BROKER, "FULFIL_CELERY_QUEUE": f"fulfil-test-{uuid.uuid4().hex[:8]}"}
+        workers = [
+            start_celery_worker(env, tmp_path / f"worker{i}.log", ROOT, f"w{i}@fulfil", env["FULFIL_CELERY_QUEUE"])
+            for i in (1, 2)
+        ]
+    daemon = start_daemon(env, log, ROOT)
     try:
         monkeypatch.setenv("DAGSTER_HOME", str(home))
         monkeypatch.setenv("DAGSTER_POSTGRES_URL", env["DAGSTER_POSTGRES_URL"])
@@ -117,9 +132,19 @@ def test_the_daemon_on_postgresql_syncs_orders_and_takes_despatch_files(
         overlaps = [(a, b) for a, b in itertools.pairwise(syncs) if b[0] < a[1]]
         assert not overlaps, f"a scheduled order sync started before the last one ended: {overlaps}"
         steps = [e for e in instance.all_logs(sync.run_id) if e.dagster_event_type == dg.DagsterEventType.STEP_START]
-        assert len({e.dagster_event.pid for e in steps}) > 1, "on PostgreSQL each step runs in a process of its own"
+        step_pids = {e.dagster_event.pid for e in steps}
+        assert len(step_pids) > 1, "on PostgreSQL each step runs in a process of its own"
+        if workers:
+            on_workers = {pid for w in workers for pid in descendants(w.pid)}
+            assert step_pids <= on_workers, f"steps ran outside the Celery workers: {step_pids - on_workers}"
+        # Nothing went twice, counted at the emulators: each order received once, each parcel's tracking once.
+        whistl = emu.whistl.inspect()
+        assert whistl["receipts"] and set(whistl["receipts"].values()) == {1}, whistl["receipts"]
+        posted = emu.linnworks.inspect()["shipping_info"]
+        assert all(len(v) == len({i["TrackingNumber"] for i in v}) for v in posted.values()), posted
     finally:
-        stop_process_tree(daemon)
+        for proc in [daemon, *workers]:
+            stop_process_tree(proc)
         next(storage, None)
 
 

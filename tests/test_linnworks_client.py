@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import httpx
 import pytest
 
 from emulators.server import Emulators
 from resources.http import AuthError, DataError, RateBudget, TransientError
 from resources.linnworks import LinnworksClient
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def client_for(emu: Emulators, **kwargs: object) -> LinnworksClient:
@@ -109,3 +117,36 @@ def test_stock_items_end_on_a_short_page_or_a_400_past_the_end(emulators: Emulat
     short = [i for page in client.stock_items(page_size=128) for i in page]
     assert len(short) == 300 and client.stats.statuses[400] == 1
     assert {s["PostalServiceName"] for s in client.postal_services()} >= {"Next Day", "Standard Delivery"}
+
+
+_OTHER_PROCESS = """
+import json, sys, time
+from pathlib import Path
+from resources.http import RateBudget
+budget = RateBudget(4, 1.0, Path(sys.argv[1]))
+calls = []
+for _ in range(4):
+    budget.acquire()
+    calls.append(time.time())
+print(json.dumps(calls))
+"""
+
+
+def test_a_rate_budget_file_holds_across_processes(tmp_path: Path) -> None:
+    """Two processes calling one account (a stock push and tracking posts in two runs) draw on one window: at no
+    moment more than the limit in any window, where two budgets of their own would have allowed twice it."""
+    path = tmp_path / "budget.json"
+    other = subprocess.Popen(
+        [sys.executable, "-c", _OTHER_PROCESS, str(path)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    budget = RateBudget(4, 1.0, path)
+    mine = []
+    for _ in range(4):
+        budget.acquire()
+        mine.append(time.time())
+    out, _ = other.communicate(timeout=30)
+    calls = sorted(mine + json.loads(out))
+    assert len(calls) == 8
+    busiest = max(sum(1 for t in calls if start <= t < start + 0.99) for start in calls)
+    assert busiest <= 4, calls
+    assert calls[-1] - calls[0] >= 0.99  # the eight calls took at least a second window

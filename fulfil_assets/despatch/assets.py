@@ -305,8 +305,11 @@ def plan_fulfilments(db: WarehouseDb, flows: dict[str, bool]) -> int:
 
 
 def tracking_asset(oms: str, flows: dict[str, bool]) -> dg.AssetsDefinition:
-    """`tracking_posts/<oms>`: the due posts of one order system, sent through the effect module."""
+    """`tracking_posts/<oms>`: the due posts of one order system, sent through the effect module, after whatever
+    plans them in the same run (Whistl's files, Peoplevox's despatch lines, Linnworks' processed orders)."""
     deps = [dg.AssetKey("despatches")]
+    if any(FLOW_SYSTEMS[f] == (oms, "peoplevox") for f in flows):
+        deps.append(dg.AssetKey("peoplevox_despatch_lines"))
     if oms == "shopify":
         deps = [dg.AssetKey(["raw_linnworks", "processed_orders"])]
 
@@ -315,12 +318,12 @@ def tracking_asset(oms: str, flows: dict[str, bool]) -> dg.AssetsDefinition:
         group_name="despatch",
         deps=deps,
         kinds={oms},
-        pool=oms,
         required_resource_keys={"warehouse", oms},
         description=f"Tracking back to {oms.capitalize()}: {TRACKING_CALLS[oms]}. Through the `tracking_posts` "
         "ledger and the effect module: each post claimed by one sender, an unconfirmed one looked up on the order "
-        "before it is sent again, refusals recorded and not retried blindly. The warehouse is let go while the "
-        "order system answers, so waiting on its rate limit never holds a despatch run.",
+        "before it is sent again, refusals recorded and not retried blindly. No pool: posts draw on the order "
+        "system's rate budget shared by every process, so they go between an order sync's reads instead of "
+        "waiting for it to end; the warehouse is let go while the order system answers.",
     )
     def tracking_posts(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         resource = getattr(context.resources, oms)

@@ -1,12 +1,14 @@
-"""The despatch stage: Whistl's files in (one run per file), Peoplevox's despatches polled, and tracking out to
-every order system in its own job, which never holds the warehouse slot."""
+"""The despatch stage: Whistl's files in, Peoplevox's despatches polled, and tracking out to every order system.
+A despatch run posts the tracking of what it took in itself (one run from the warehouse's file to the customer's
+order: no second run to wait for); `tracking_job` posts what is still due on a schedule, and Shopify's
+fulfilments after each Linnworks order sync."""
 
 from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
 
-from fulfil_assets.config import FulfilConfig, is_shadow
+from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, is_shadow
 from fulfil_assets.despatch.assets import build_assets, tracking_systems
 from fulfil_assets.despatch.backlog import despatch_backlog_checks
 from fulfil_assets.despatch.checks import tracking_checks
@@ -14,9 +16,20 @@ from fulfil_assets.despatch.peoplevox_callbacks import inbox_dir, peoplevox_call
 from fulfil_assets.despatch.sensors import despatch_file_sensor_factory
 from fulfil_assets.schedules import LATENCY, every_minutes, waiting_run_of
 
-# Runs after which tracking may be due: a despatch file, a Peoplevox despatch poll, a Linnworks order sync (its
-# processed orders, for Shopify fulfilments) or a whole pass.
-TRACKING_AFTER = ("despatch_job", "peoplevox_despatch_job", "linnworks_order_sync_job", "order_sync_job")
+# Runs after which tracking may be due that do not post it themselves: a Linnworks order sync (its processed
+# orders, for Shopify fulfilments) or a whole pass.
+TRACKING_AFTER = ("linnworks_order_sync_job", "order_sync_job")
+TRACKING_SENSOR_INTERVAL_S = 10
+
+
+def tracking_of(config: FulfilConfig, wms: str) -> list[list[str]]:
+    """The `tracking_posts/<oms>` asset keys a despatch of `wms` makes due: the order systems of the flows that send
+    to it (Shopify's come from Linnworks' processed orders, not from a warehouse's despatch)."""
+    systems = set(tracking_systems(config)) - {"shopify"}
+    return [
+        ["tracking_posts", oms]
+        for oms in sorted({FLOW_SYSTEMS[f][0] for f in config.flows if FLOW_SYSTEMS[f][1] == wms} & systems)
+    ]
 
 
 def build_defs(config: FulfilConfig) -> dg.Definitions:
@@ -30,9 +43,10 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
     if "despatches" in names:
         despatch_job = dg.define_asset_job(
             "despatch_job",
-            selection=dg.AssetSelection.assets("despatches") - dg.AssetSelection.checks(*backlog),
+            selection=dg.AssetSelection.assets("despatches", *tracking_of(config, "whistl")).without_checks(),
             tags=LATENCY,
-            description="Take in Whistl's acknowledgement, despatch and rejection files; plan the tracking posts.",
+            description="Take in Whistl's acknowledgement, despatch and rejection files and post the tracking of "
+            "what was despatched.",
         )
         jobs.append(despatch_job)
         sensors.append(
@@ -48,10 +62,10 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
             selected.append("peoplevox_callback_subscription")
         peoplevox_job = dg.define_asset_job(
             "peoplevox_despatch_job",
-            selection=dg.AssetSelection.assets(*selected) - dg.AssetSelection.checks(*backlog),
+            selection=dg.AssetSelection.assets(*selected, *tracking_of(config, "peoplevox")).without_checks(),
             tags=LATENCY,
-            description="Ask Peoplevox for new despatches and plan their tracking posts (and, with a callback URL, "
-            "make sure Peoplevox calls back on each despatch).",
+            description="Ask Peoplevox for new despatches and post their tracking (and, with a callback URL, make "
+            "sure Peoplevox calls back on each despatch).",
         )
         jobs.append(peoplevox_job)
         if pvx.callback_url is not None:
@@ -67,8 +81,8 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
             selection=dg.AssetSelection.assets(*[["tracking_posts", oms] for oms in systems])
             | dg.AssetSelection.checks(*backlog),
             tags=LATENCY,
-            description="Post the tracking due to each order system: each post is read, sent and recorded in short "
-            "steps, so a slow order system never holds a despatch run.",
+            description="Post the tracking still due to each order system (what a despatch run could not post, "
+            "Shopify's fulfilments once Linnworks processed the order) and check the despatch backlog.",
         )
         jobs.append(tracking_job)
         schedules.append(every_minutes("tracking_schedule", tracking_job, config.schedules.tracking_retry_minutes))
@@ -77,12 +91,13 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
             run_status=dg.DagsterRunStatus.SUCCESS,
             request_job=tracking_job,
             default_status=dg.DefaultSensorStatus.RUNNING,
+            minimum_interval_seconds=TRACKING_SENSOR_INTERVAL_S,
         )
-        def tracking_after_despatch_sensor(context: dg.RunStatusSensorContext) -> Iterator[dg.RunRequest]:
-            """After each successful run that may have planned tracking, one tracking run (once per run), unless a
-            tracking run is still waiting to start: that one posts whatever this run planned."""
+        def tracking_after_order_sync_sensor(context: dg.RunStatusSensorContext) -> Iterator[dg.RunRequest]:
+            """After each successful Linnworks order sync (Shopify's fulfilments come from the orders Linnworks
+            processed), one tracking run, unless a tracking run is still waiting to start: that one posts them."""
             if context.dagster_run.job_name in TRACKING_AFTER and not waiting_run_of(context.instance, "tracking_job"):
                 yield dg.RunRequest(run_key=f"{context.dagster_run.run_id}:tracking")
 
-        sensors.append(tracking_after_despatch_sensor)
+        sensors.append(tracking_after_order_sync_sensor)
     return dg.Definitions(assets=assets, asset_checks=checks, jobs=jobs, sensors=sensors, schedules=schedules)
