@@ -9,7 +9,7 @@ import dagster as dg
 import httpx
 from pydantic import Field
 
-from resources.http import ApiClient, AuthError, DataError, RateBudget, TransientError, shared_budget
+from resources.http import SEND_RESERVE, ApiClient, AuthError, DataError, RateBudget, TransientError, shared_budget
 
 CALLS_PER_MINUTE = 60  # per API application, shared with every other app the brand runs
 MAX_PAGE = 1000
@@ -36,9 +36,8 @@ class Cin7Client(ApiClient):
 
     def budget_for(self, call: str) -> RateBudget | None:
         """One budget per account: `budget_share` of 60 calls a minute."""
-        return shared_budget(
-            self.system, self.base_url, "account", max(1, int(CALLS_PER_MINUTE * self.budget_share)), 60.0
-        )
+        limit = max(1, int(CALLS_PER_MINUTE * self.budget_share))
+        return shared_budget(self.system, self.base_url, "account", limit, 60.0, send_reserve=SEND_RESERVE)
 
     def auth_headers(self) -> dict[str, str]:
         """The two credential headers on every call."""

@@ -64,16 +64,20 @@ class RateBudget:
     fulfil process on the machine (runs of the daemon, sensors, `fulfil` commands): two runs calling Cin7 at once
     spend the account share `fulfil.yaml` gives, not twice it. Without one it is this process's alone."""
 
-    def __init__(self, limit: int, window_s: float, path: Path | None = None) -> None:
+    def __init__(self, limit: int, window_s: float, path: Path | None = None, send_reserve: int = 0) -> None:
         self.limit, self.window_s, self.path = max(1, limit), window_s, path
+        self.send_reserve = min(send_reserve, self.limit - 1)
         self._calls: deque[float] = deque()
         self._blocked_until = 0.0
         self._lock = threading.Lock()
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
 
-    def acquire(self) -> float:
-        """Block until a call is allowed; return the seconds waited."""
+    def acquire(self, send: bool = False) -> float:
+        """Block until a call is allowed; return the seconds waited. Reads may fill the window only up to
+        `send_reserve` short of the limit: the rest is kept for sends (tracking posts, cancellations, stock), so a
+        backlog being read never makes a customer's tracking wait for the window to turn."""
+        limit = self.limit if send else self.limit - self.send_reserve
         waited = 0.0
         while True:
             with self._state() as state:
@@ -81,11 +85,11 @@ class RateBudget:
                 calls = [t for t in state["calls"] if t > now - self.window_s]
                 if now < state["blocked_until"]:
                     pause = state["blocked_until"] - now
-                elif len(calls) < self.limit:
+                elif len(calls) < limit:
                     state["calls"] = [*calls, now]
                     return waited
                 else:
-                    pause = calls[0] + self.window_s - now
+                    pause = calls[len(calls) - limit] + self.window_s - now
                     state["calls"] = calls
             time.sleep(pause)
             waited += pause
@@ -130,14 +134,20 @@ def budget_path(system: str, base_url: str, bucket: str) -> Path:
     return Path(os.environ.get("FULFIL_DATA_DIR", "data")) / "rate_budgets" / f"{system}-{name}-{account}.json"
 
 
-def shared_budget(system: str, base_url: str, bucket: str, limit: int, window_s: float) -> RateBudget:
+SEND_RESERVE = 1 / 3  # of an account-wide budget's window kept for sends while reads have a backlog
+
+
+def shared_budget(
+    system: str, base_url: str, bucket: str, limit: int, window_s: float, send_reserve: float = 0.0
+) -> RateBudget:
     """The one budget per (system, account, bucket), kept in a file so that every process and thread calling
-    that account draws on it together (ingestion, pushes and tracking posts alike)."""
+    that account draws on it together (ingestion, pushes and tracking posts alike); where reads and sends share
+    one bucket (an account-wide limit), `send_reserve` of it is kept for sends."""
     with _BUDGETS_LOCK:
         path = budget_path(system, base_url, bucket)
         key = (str(path), str(limit), str(window_s))
         if key not in _BUDGETS:
-            _BUDGETS[key] = RateBudget(limit, window_s, path)
+            _BUDGETS[key] = RateBudget(limit, window_s, path, send_reserve=int(limit * send_reserve))
         return _BUDGETS[key]
 
 
@@ -241,7 +251,7 @@ class ApiClient:
             with attempt:
                 if attempt.retry_state.attempt_number > 1:
                     self.stats.retries += 1
-                response = self._once(method, url, call, **kwargs)
+                response = self._once(method, url, call, send=effect, **kwargs)
                 return self.parse(call, response), response
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -254,10 +264,12 @@ class ApiClient:
         except ValueError:
             raise TransientError(self.system, call, "answer was not valid JSON (truncated?)") from None
 
-    def _once(self, method: str, url: str, call: str, reauthed: bool = False, **kwargs: Any) -> httpx.Response:
+    def _once(
+        self, method: str, url: str, call: str, reauthed: bool = False, send: bool = False, **kwargs: Any
+    ) -> httpx.Response:
         budget = self.budget_for(call)
         if budget is not None:
-            self.stats.budget_wait_s += budget.acquire()
+            self.stats.budget_wait_s += budget.acquire(send=send)
         self.stats.calls[call] += 1
         headers = {**kwargs.pop("headers", {}), **self.auth_headers()}
         try:
@@ -272,7 +284,7 @@ class ApiClient:
         self.stats.statuses[response.status_code] += 1
         status = response.status_code
         if status == 401 and not reauthed and self.reauthenticate():
-            return self._once(method, url, call, reauthed=True, headers=headers, **kwargs)
+            return self._once(method, url, call, reauthed=True, send=send, headers=headers, **kwargs)
         if status in (401, 403):
             raise AuthError(self.system, call, f"credentials rejected by {self.system} (HTTP {status})", status)
         if status in TRANSIENT_STATUS:

@@ -16,7 +16,7 @@ import dagster as dg
 import httpx
 from pydantic import Field
 
-from resources.http import ApiClient, AuthError, DataError, RateBudget, TransientError, shared_budget
+from resources.http import SEND_RESERVE, ApiClient, AuthError, DataError, RateBudget, TransientError, shared_budget
 
 NS = "http://www.peoplevox.net/"
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -58,9 +58,8 @@ class PeoplevoxClient(ApiClient):
 
     def budget_for(self, call: str) -> RateBudget | None:
         """A polite share of a soft per-minute limit."""
-        return shared_budget(
-            self.system, self.base_url, "account", max(1, int(SOFT_LIMIT_PER_MINUTE * self.budget_share)), 60.0
-        )
+        limit = max(1, int(SOFT_LIMIT_PER_MINUTE * self.budget_share))
+        return shared_budget(self.system, self.base_url, "account", limit, 60.0, send_reserve=SEND_RESERVE)
 
     def parse(self, call: str, response: httpx.Response) -> SoapResult:
         """The `<Method>Result` of a SOAP answer."""

@@ -106,6 +106,14 @@ def test_rate_budget_waits_instead_of_overrunning() -> None:
     assert budget.acquire() >= 0.25
 
 
+def test_reads_leave_the_send_reserve_to_sends() -> None:
+    """A backlog being read fills the window only up to the reserve: a tracking post still goes at once."""
+    budget = RateBudget(3, 0.4, send_reserve=1)
+    assert [budget.acquire(), budget.acquire()] == [0.0, 0.0]
+    assert budget.acquire(send=True) == 0.0  # the reserved slot
+    assert budget.acquire() > 0.3  # a third read waits for the window to turn
+
+
 def test_stock_items_end_on_a_short_page_or_a_400_past_the_end(emulators: Emulators) -> None:
     client = client_for(emulators)
     stock_skus = [p.sku for p in emulators.world.products if not p.is_bundle]
