@@ -10,7 +10,7 @@ import random
 import re
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -67,30 +67,34 @@ class RateBudget:
     def __init__(self, limit: int, window_s: float, path: Path | None = None, send_reserve: int = 0) -> None:
         self.limit, self.window_s, self.path = max(1, limit), window_s, path
         self.send_reserve = min(send_reserve, self.limit - 1)
-        self._calls: deque[float] = deque()
-        self._blocked_until = 0.0
+        self._memory: dict[str, Any] = {}
         self._lock = threading.Lock()
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
 
     def acquire(self, send: bool = False) -> float:
-        """Block until a call is allowed; return the seconds waited. Reads may fill the window only up to
-        `send_reserve` short of the limit: the rest is kept for sends (tracking posts, cancellations, stock), so a
-        backlog being read never makes a customer's tracking wait for the window to turn."""
-        limit = self.limit if send else self.limit - self.send_reserve
+        """Block until a call is allowed; return the seconds waited. While sends are going (one in the window, or
+        one waiting), reads fill the window only up to `send_reserve` short of the limit, so a backlog being read
+        never makes a customer's tracking wait long for the window to turn; with no send about, reads take it all."""
         waited = 0.0
         while True:
             with self._state() as state:
                 now = time.time()
-                calls = [t for t in state["calls"] if t > now - self.window_s]
+                calls = state["calls"] = [t for t in state["calls"] if t > now - self.window_s]
+                sends = state["sends"] = [t for t in state["sends"] if t > now - self.window_s]
+                sending = send or bool(sends) or now < state["send_waiting_until"]
+                limit = self.limit if send or not sending else self.limit - self.send_reserve
                 if now < state["blocked_until"]:
                     pause = state["blocked_until"] - now
                 elif len(calls) < limit:
-                    state["calls"] = [*calls, now]
+                    calls.append(now)
+                    if send:
+                        sends.append(now)
                     return waited
                 else:
                     pause = calls[len(calls) - limit] + self.window_s - now
-                    state["calls"] = calls
+                if send:  # reads hold back meanwhile
+                    state["send_waiting_until"] = max(state["send_waiting_until"], now + pause + 1.0)
             time.sleep(pause)
             waited += pause
 
@@ -104,23 +108,27 @@ class RateBudget:
         """The window, held for the block: this process's, or the file's under its lock (written back after)."""
         with self._lock:
             if self.path is None:
-                state = {"calls": list(self._calls), "blocked_until": self._blocked_until}
-                yield state
-                self._calls, self._blocked_until = deque(state["calls"]), state["blocked_until"]
+                yield self._fill(self._memory)
                 return
             with open(self.path, "a+") as file:
                 fcntl.flock(file, fcntl.LOCK_EX)
                 file.seek(0)
                 try:
-                    state = json.loads(file.read() or "{}")
+                    state = self._fill(json.loads(file.read() or "{}"))
                 except ValueError:  # a write cut short by a crash: start the window again
-                    state = {}
-                state = {"calls": state.get("calls", []), "blocked_until": state.get("blocked_until", 0.0)}
+                    state = self._fill({})
                 yield state
                 file.seek(0)
                 file.truncate()
                 file.write(json.dumps(state))
                 file.flush()
+
+    @staticmethod
+    def _fill(state: dict[str, Any]) -> dict[str, Any]:
+        """The state's fields, defaulted where missing (a new file, an older one)."""
+        for name, empty in (("calls", []), ("sends", []), ("blocked_until", 0.0), ("send_waiting_until", 0.0)):
+            state.setdefault(name, empty)
+        return state
 
 
 _BUDGETS: dict[tuple[str, str, str], RateBudget] = {}

@@ -107,11 +107,15 @@ def test_rate_budget_waits_instead_of_overrunning() -> None:
 
 
 def test_reads_leave_the_send_reserve_to_sends() -> None:
-    """A backlog being read fills the window only up to the reserve: a tracking post still goes at once."""
+    """With no send about, reads take the whole window; while sends are going, reads fill it only up to the
+    reserve, so a tracking post goes at once."""
+    reads_alone = RateBudget(3, 0.4, send_reserve=1)
+    assert [reads_alone.acquire() for _ in range(3)] == [0.0, 0.0, 0.0]
     budget = RateBudget(3, 0.4, send_reserve=1)
-    assert [budget.acquire(), budget.acquire()] == [0.0, 0.0]
-    assert budget.acquire(send=True) == 0.0  # the reserved slot
-    assert budget.acquire() > 0.3  # a third read waits for the window to turn
+    assert budget.acquire(send=True) == 0.0
+    assert budget.acquire() == 0.0
+    assert budget.acquire() > 0.3  # a send is in the window: the third slot stays the senders'
+    assert budget.acquire(send=True) < 0.1
 
 
 def test_stock_items_end_on_a_short_page_or_a_400_past_the_end(emulators: Emulators) -> None:
