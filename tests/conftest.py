@@ -104,3 +104,9 @@ def deployment_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, emulators: E
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests marked `long` first (in their own order), so that xdist's workers start on them and the suite
+    does not end with one worker running a four-minute test alone."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)

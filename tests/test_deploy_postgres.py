@@ -62,6 +62,7 @@ def _wait(
         time.sleep(1.0)
 
 
+@pytest.mark.long
 @pytest.mark.postgres
 @pytest.mark.timeout(600)  # its own waits (a minute boundary, the sensor, tracking) say what did not happen
 @pytest.mark.parametrize("executor", ["multiprocess", "celery"])

@@ -22,7 +22,7 @@ from emulators.server import Emulators
 from fulfil_assets.definitions import build_definitions
 from resources.warehouse import SCHEMA, WarehouseDb
 
-pytestmark = [pytest.mark.fault_drill, pytest.mark.postgres, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.fault_drill, pytest.mark.postgres, pytest.mark.long, pytest.mark.timeout(900)]
 
 SYNC_STEPS = ("linnworks_raw", "whistl_raw", "staged_orders", "wms_stock", "validation", "wms_submissions")
 FAULTS = {

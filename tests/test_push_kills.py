@@ -19,7 +19,7 @@ from emulators.server import Emulators
 from fulfil_assets.definitions import build_definitions
 from resources.warehouse import SCHEMA, WarehouseDb
 
-pytestmark = [pytest.mark.fault_drill, pytest.mark.postgres]
+pytestmark = [pytest.mark.fault_drill, pytest.mark.postgres, pytest.mark.long]
 SENDS = ("peoplevox_submissions", "linnworks_submissions")
 
 
