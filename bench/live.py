@@ -15,7 +15,7 @@ Targets on a 2-core machine: despatch -> tracking p95 under 60 s plus the order 
 warehouse p95 under 5 minutes; no despatch or tracking run queued over 30 s; no failed run.
 
     python bench/live.py [--minutes 30] [--warehouse duckdb|postgres] [--celery-workers N] [--orders 300]
-                         [--tick 10] [--json FILE]
+                         [--tick 10] [--drain SECONDS] [--json FILE]
 """
 
 from __future__ import annotations
@@ -216,6 +216,8 @@ def run_live(
     counts as missing unless tracked. Return the figures (see the module's docstring)."""
     import dagster as dg
 
+    if celery_workers and warehouse != "postgres":
+        raise ValueError("Celery workers need the PostgreSQL warehouse (DuckDB runs every step in the run's process)")
     data_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **_demo_env(data_dir)}
     home = Path(env["DAGSTER_HOME"])
@@ -238,9 +240,7 @@ def run_live(
             env.setdefault("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
             for i in range(celery_workers):
                 worker_log = data_dir / f"worker{i + 1}.log"
-                processes.append(
-                    start_celery_worker(env, worker_log, REPO, f"w{i + 1}@fulfil", env["FULFIL_CELERY_QUEUE"])
-                )
+                processes.append(start_celery_worker(env, worker_log, REPO, f"w{i + 1}", env["FULFIL_CELERY_QUEUE"]))
         processes.append(start_daemon(env, log, REPO))
         deadline = started + minutes * 60
         while time.time() < deadline:
@@ -380,7 +380,13 @@ def main() -> None:
         parser.error("--celery-workers needs --warehouse postgres (DuckDB runs every step in the run's process)")
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="fulfil-live-"))
     result = run_live(
-        args.minutes, args.warehouse, args.orders, args.tick, data_dir, celery_workers=args.celery_workers
+        args.minutes,
+        args.warehouse,
+        args.orders,
+        args.tick,
+        data_dir,
+        celery_workers=args.celery_workers,
+        drain_s=args.drain,
     )
     report(result)
     if args.json:

@@ -337,6 +337,8 @@ def _headless_pass(emulators: "Emulators", as_json: bool) -> int:
 
     def run(name: str) -> bool:
         """One run, its DEBUG event stream kept in the run's logs, one line here."""
+        if stop.name:  # a signal Dagster or dlt took while the last run ended: no later run starts
+            raise PassStopped(name, stop.name, started=False)
         started = time.monotonic()
         try:
             with stop.interrupting():
@@ -344,9 +346,9 @@ def _headless_pass(emulators: "Emulators", as_json: bool) -> int:
                     instance=instance, run_config=QUIET_RUN, raise_on_error=False
                 )
         except KeyboardInterrupt:  # between steps, outside Dagster's own handling
-            raise PassStopped(name, stop.name or "SIGINT") from None
-        if stop.name:
-            raise PassStopped(name, stop.name)
+            raise PassStopped(name, stop.wait_name()) from None
+        if interrupted(result) or stop.name:
+            raise PassStopped(name, stop.wait_name())
         outcome = "succeeded" if result.success else "FAILED (see its run log in the UI)"
         print(f"{name}: {outcome} in {time.monotonic() - started:.0f} s", file=sys.stderr)
         return result.success
@@ -355,64 +357,96 @@ def _headless_pass(emulators: "Emulators", as_json: bool) -> int:
         with stop:
             return _pass(emulators, as_json, run, jobs)
     except PassStopped as exc:
-        print(f"fulfil demo: {exc.signal} stopped the pass during {exc.job} (that run ended as interrupted; "
-              "no later run was started)", file=sys.stderr)  # fmt: skip
+        during = "during" if exc.started else "before"
+        print(
+            f"fulfil demo: {exc.signal} stopped the pass {during} {exc.job} (no later run was started)", file=sys.stderr
+        )
         return 128 + getattr(signal, exc.signal).value
     except KeyboardInterrupt:
-        print(f"fulfil demo: {stop.name or 'SIGINT'} stopped the pass between runs", file=sys.stderr)
-        return 128 + getattr(signal, stop.name or "SIGINT").value
+        name = stop.wait_name()
+        print(f"fulfil demo: {name} stopped the pass between runs", file=sys.stderr)
+        return 128 + getattr(signal, name).value
 
 
 class StopSignal:
     """The first SIGTERM or SIGINT of a headless pass, seen whoever handles it. Dagster (SIGTERM becomes its SIGINT
     handler during a run) and dlt (which defers the first signal inside its steps, then drops it) replace the
-    handlers, so the signal is read from the interpreter's wakeup fd, which every Python-level handler writes to;
-    while a run is in progress it is then interrupted again each second until it ends, so it ends as interrupted
-    even where dlt deferred the first signal."""
+    handlers, so the signal is read from the interpreter's wakeup fd, which every Python-level handler writes to.
+    A run in progress is then interrupted twice more, a second apart (dlt lets the second of a signal through), so
+    it ends as interrupted; never once the run is over."""
+
+    REPEATS = 2
 
     def __init__(self) -> None:
         self.name: str | None = None
+        self._seen = threading.Event()
         self._running = threading.Event()
+        self._lock = threading.Lock()  # a re-interrupt is decided and made while a run cannot end
         self._read, self._write = os.pipe()
         os.set_blocking(self._write, False)
 
     def __enter__(self) -> "StopSignal":
         self._previous_fd = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
         self._previous_term = signal.signal(signal.SIGTERM, signal.default_int_handler)  # as Ctrl-C, not death
-        threading.Thread(target=self._watch, name="fulfil-stop-signal", daemon=True).start()
+        self._watcher = threading.Thread(target=self._watch, name="fulfil-stop-signal", daemon=True)
+        self._watcher.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._running.clear()
         signal.set_wakeup_fd(self._previous_fd)
         signal.signal(signal.SIGTERM, self._previous_term)
         os.close(self._write)
+        self._watcher.join(timeout=5.0)
+
+    def wait_name(self) -> str:
+        """The signal's name once the watcher has read it (it runs beside the handler that raised)."""
+        self._seen.wait(1.0)
+        return self.name or "SIGINT"
 
     @contextmanager
     def interrupting(self) -> Iterator[None]:
-        """A run in progress: interrupted (again) while a stop signal has come."""
+        """A run in progress: interrupted again after a stop signal. Once it ends, no interrupt is made: one
+        decided before then lands here, inside the run's own handling."""
         self._running.set()
         try:
             yield
         finally:
             self._running.clear()
+            with self._lock:
+                pass
 
     def _watch(self) -> None:
         while data := os.read(self._read, 64):
-            if self.name is None and (signals := [b for b in data if b in (signal.SIGINT, signal.SIGTERM)]):
+            if self.name is not None:
+                continue
+            if signals := [b for b in data if b in (signal.SIGINT, signal.SIGTERM)]:
                 self.name = signal.Signals(signals[0]).name
-            while self.name is not None and self._running.wait(1.0):
-                time.sleep(1.0)
-                if self._running.is_set():
-                    _thread.interrupt_main()
+                self._seen.set()
+                for _ in range(self.REPEATS):
+                    time.sleep(1.0)
+                    with self._lock:
+                        if self._running.is_set():
+                            _thread.interrupt_main()
         os.close(self._read)
 
 
-class PassStopped(Exception):
-    """A stop signal (Ctrl-C, SIGTERM) ended a headless pass during `job`."""
+def interrupted(result: Any) -> bool:
+    """Whether a run ended because the process was interrupted (Ctrl-C or a forwarded SIGTERM)."""
+    return any(
+        e.is_step_failure
+        and e.step_failure_data.error is not None
+        and e.step_failure_data.error.cls_name == "DagsterExecutionInterruptedError"
+        for e in result.all_events
+    )
 
-    def __init__(self, job: str, signal_name: str) -> None:
-        super().__init__(f"{signal_name} during {job}")
-        self.job, self.signal = job, signal_name
+
+class PassStopped(Exception):
+    """A stop signal (Ctrl-C, SIGTERM) ended a headless pass during `job` (or before it started)."""
+
+    def __init__(self, job: str, signal_name: str, started: bool = True) -> None:
+        super().__init__(f"{signal_name} {'during' if started else 'before'} {job}")
+        self.job, self.signal, self.started = job, signal_name, started
 
 
 def _pass(emulators: "Emulators", as_json: bool, run: Any, jobs: set[str]) -> int:

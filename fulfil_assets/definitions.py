@@ -176,6 +176,9 @@ def executor_for(url: str | None = None) -> dg.ExecutorDefinition:
     if executor == "celery":
         from dagster_celery import celery_executor
 
+        if not os.environ.get("CELERY_BROKER_URL"):  # Celery would fall back to a guest login on localhost
+            raise ValueError("FULFIL_EXECUTOR=celery needs CELERY_BROKER_URL (the broker's URL, its password in it)")
+
         queue = os.environ.get("FULFIL_CELERY_QUEUE", "dagster")
         return celery_executor.configured({"config_source": {"task_default_queue": queue}}, name="celery")
     return dg.multiprocess_executor

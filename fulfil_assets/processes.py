@@ -60,7 +60,8 @@ def start_daemon(env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen:
 
 
 def start_celery_worker(env: dict[str, str], log: Path, cwd: Path, name: str, queue: str) -> subprocess.Popen:
-    """One Celery worker taking fulfil's steps from `queue` one at a time (`FULFIL_EXECUTOR=celery`), through
+    """One Celery worker (node `<name>@<host>`) taking fulfil's steps from `queue` one at a time
+    (`FULFIL_EXECUTOR=celery`), through
     dagster-celery's own worker command (which starts `celery` from the PATH: this environment's first); the
     broker comes from `CELERY_BROKER_URL` in `env`."""
     bin_dir = Path(sys.executable).parent

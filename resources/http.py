@@ -80,8 +80,10 @@ class RateBudget:
         while True:
             with self._state() as state:
                 now = time.time()
-                calls = state["calls"] = [t for t in state["calls"] if t > now - self.window_s]
-                sends = state["sends"] = [t for t in state["sends"] if t > now - self.window_s]
+                # (entries later than now: the clock was set back; they must not hold callers for that long)
+                calls = state["calls"] = [t for t in state["calls"] if now - self.window_s < t <= now]
+                sends = state["sends"] = [t for t in state["sends"] if now - self.window_s < t <= now]
+                state["blocked_until"] = min(state["blocked_until"], now + 3600.0)
                 sending = send or bool(sends) or now < state["send_waiting_until"]
                 limit = self.limit if send or not sending else self.limit - self.send_reserve
                 if now < state["blocked_until"]:
@@ -131,15 +133,16 @@ class RateBudget:
         return state
 
 
-_BUDGETS: dict[tuple[str, str, str], RateBudget] = {}
+_BUDGETS: dict[tuple[str, ...], RateBudget] = {}
 _BUDGETS_LOCK = threading.Lock()
 
 
 def budget_path(system: str, base_url: str, bucket: str) -> Path:
     """The file of one account's budget under the data folder: `rate_budgets/<system>-<bucket>-<account>.json`."""
     account = hashlib.sha256(base_url.encode()).hexdigest()[:10]
-    name = re.sub(r"[^A-Za-z0-9]+", "_", bucket).strip("_")
-    return Path(os.environ.get("FULFIL_DATA_DIR", "data")) / "rate_budgets" / f"{system}-{name}-{account}.json"
+    system_name, name = (re.sub(r"[^A-Za-z0-9]+", "_", part).strip("_").lower() for part in (system, bucket))
+    folder = Path(os.environ.get("FULFIL_DATA_DIR", "data")) / "rate_budgets"
+    return folder / f"{system_name}-{name}-{account}.json"
 
 
 SEND_RESERVE = 1 / 3  # of an account-wide budget's window kept for sends while reads have a backlog
@@ -153,7 +156,7 @@ def shared_budget(
     one bucket (an account-wide limit), `send_reserve` of it is kept for sends."""
     with _BUDGETS_LOCK:
         path = budget_path(system, base_url, bucket)
-        key = (str(path), str(limit), str(window_s))
+        key = (str(path), str(limit), str(window_s), str(send_reserve))
         if key not in _BUDGETS:
             _BUDGETS[key] = RateBudget(limit, window_s, path, send_reserve=int(limit * send_reserve))
         return _BUDGETS[key]

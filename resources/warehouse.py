@@ -387,7 +387,9 @@ class WarehouseDb:
             if mode == "replace":
                 if not self.is_duckdb:  # two runs replacing one table at once: the second waits for the first, or
                     # its DELETE misses the rows the first inserted and its INSERT meets them on the key
-                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {"t": target})
+                    conn.execute(
+                        sa.text("SELECT pg_advisory_xact_lock(hashtext('fulfil.write'), hashtext(:t))"), {"t": target}
+                    )
                 conn.execute(sa.text(f"DELETE FROM {target} WHERE {replace_where}"))
             if frame.is_empty():
                 return 0

@@ -106,6 +106,13 @@ def deployment_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, emulators: E
     return env
 
 
+@pytest.fixture(autouse=True)
+def own_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each test's own data folder (rate budget files, dlt state), also for tests that use only the emulators:
+    nothing carries over between tests or lands in the repository's `data/`."""
+    monkeypatch.setenv("FULFIL_DATA_DIR", str(tmp_path / "data"))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tests marked `long` first (in their own order), so that xdist's workers start on them and the suite
     does not end with one worker running a four-minute test alone."""

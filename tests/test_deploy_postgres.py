@@ -95,7 +95,7 @@ def test_the_daemon_on_postgresql_syncs_orders_and_takes_despatch_files(
         require_broker()
         env |= {"CELERY_BROKER_URL": BROKER, "FULFIL_CELERY_QUEUE": f"fulfil-test-{uuid.uuid4().hex[:8]}"}
         workers = [
-            start_celery_worker(env, tmp_path / f"worker{i}.log", ROOT, f"w{i}@fulfil", env["FULFIL_CELERY_QUEUE"])
+            start_celery_worker(env, tmp_path / f"worker{i}.log", ROOT, f"w{i}", env["FULFIL_CELERY_QUEUE"])
             for i in (1, 2)
         ]
     daemon = start_daemon(env, log, ROOT)

@@ -76,12 +76,11 @@ def drop(emu: Emulators, name: str, text: str | bytes) -> None:
 
 
 def take_in(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None = None) -> str | None:
-    """One sensor tick, then each run it asked for and the tracking run each one's success launches (every one
-    must succeed: bad files never crash a run)."""
+    """One sensor tick, then each despatch run it asked for, which posts the tracking of what it took in (every
+    one must succeed: bad files never crash a run)."""
     result = tick_sensor(defs, instance, cursor)
     for request in result.run_requests or []:
         run_job(defs, "despatch_job", instance, request.run_config)
-        run_job(defs, "tracking_job", instance)
     return result.cursor
 
 

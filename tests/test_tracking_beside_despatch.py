@@ -1,6 +1,7 @@
 """A slow order system never holds the warehouse: while a tracking run (its own process, from the CLI) waits on
-Linnworks, a despatch run on the same embedded DuckDB file takes a new file in and ends first. Afterwards every
-post has reached Linnworks exactly once."""
+Linnworks, another run on the same embedded DuckDB file takes a new despatch file in (the despatch step alone; a
+whole despatch run would post to Linnworks too) and ends first. Afterwards every post has reached Linnworks
+exactly once."""
 
 from __future__ import annotations
 

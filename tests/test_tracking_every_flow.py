@@ -45,8 +45,8 @@ def test_every_order_system_gets_its_tracking_once(emulators: Emulators, fulfil_
     run_job(defs, "order_sync_job", instance)
     run_job(defs, "order_sync_job", instance)  # the Shopify orders created in Linnworks now go on to Whistl
 
-    # Whistl works its orders over several shifts; each file lands, a sensor tick asks for its run, the
-    # despatch run plans the posts and the tracking run its success launches posts them.
+    # Whistl works its orders over several shifts; each file lands, a sensor tick asks for its run, and the
+    # despatch run plans the posts and sends them.
     cursor = None
     for _ in range(5):
         emu.whistl.step()

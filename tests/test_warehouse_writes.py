@@ -6,11 +6,13 @@ from __future__ import annotations
 import threading
 
 import polars as pl
+import pytest
 import sqlalchemy as sa
 
 from resources.warehouse import SCHEMA, WarehouseDb
 
 
+@pytest.mark.postgres
 def test_two_runs_replacing_one_table_at_once_both_succeed(postgres_url: str) -> None:
     db = WarehouseDb(postgres_url)
     with db.engine.begin() as conn:
@@ -29,9 +31,12 @@ def test_two_runs_replacing_one_table_at_once_both_succeed(postgres_url: str) ->
     threads = [threading.Thread(target=replace_again_and_again, args=(run,)) for run in (1, 2)]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors, errors[0]
-    rows = db.read(f"SELECT run, COUNT(*) AS n FROM {SCHEMA}.order_totals GROUP BY run")
-    assert rows.height == 1 and rows["n"][0] == 200  # one run's rows, each once
-    db.dispose()
+    try:
+        for t in threads:
+            t.join(timeout=120)
+        assert not any(t.is_alive() for t in threads), "a writer is still waiting after two minutes"
+        assert not errors, errors[0]
+        rows = db.read(f"SELECT run, COUNT(*) AS n FROM {SCHEMA}.order_totals GROUP BY run")
+        assert rows.height == 1 and rows["n"][0] == 200  # one run's rows, each once
+    finally:
+        db.dispose()

@@ -24,12 +24,11 @@ TRACKING_SENSOR_INTERVAL_S = 10
 
 def tracking_of(config: FulfilConfig, wms: str) -> list[list[str]]:
     """The `tracking_posts/<oms>` asset keys a despatch of `wms` makes due: the order systems of the flows that send
-    to it (Shopify's come from Linnworks' processed orders, not from a warehouse's despatch)."""
-    systems = set(tracking_systems(config)) - {"shopify"}
-    return [
-        ["tracking_posts", oms]
-        for oms in sorted({FLOW_SYSTEMS[f][0] for f in config.flows if FLOW_SYSTEMS[f][1] == wms} & systems)
-    ]
+    to it, and Shopify where its orders reach `wms` through Linnworks (`shopify_linnworks`, `linnworks_<wms>`)."""
+    due = {FLOW_SYSTEMS[f][0] for f in config.flows if FLOW_SYSTEMS[f][1] == wms}
+    if "shopify_linnworks" in config.flows and f"linnworks_{wms}" in config.flows:
+        due.add("shopify")
+    return [["tracking_posts", oms] for oms in sorted(due & set(tracking_systems(config)))]
 
 
 def build_defs(config: FulfilConfig) -> dg.Definitions:
@@ -94,10 +93,12 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
             minimum_interval_seconds=TRACKING_SENSOR_INTERVAL_S,
         )
         def tracking_after_order_sync_sensor(context: dg.RunStatusSensorContext) -> Iterator[dg.RunRequest]:
-            """After each successful Linnworks order sync (Shopify's fulfilments come from the orders Linnworks
-            processed), one tracking run, unless a tracking run is still waiting to start: that one posts them."""
+            """After each successful Linnworks order sync or whole pass (Shopify's fulfilments come from the orders
+            Linnworks processed), one tracking run, unless a tracking run is still waiting to start: that one posts
+            them."""
             if context.dagster_run.job_name in TRACKING_AFTER and not waiting_run_of(context.instance, "tracking_job"):
                 yield dg.RunRequest(run_key=f"{context.dagster_run.run_id}:tracking")
 
-        sensors.append(tracking_after_order_sync_sensor)
+        if "shopify_linnworks" in config.flows:
+            sensors.append(tracking_after_order_sync_sensor)
     return dg.Definitions(assets=assets, asset_checks=checks, jobs=jobs, sensors=sensors, schedules=schedules)
