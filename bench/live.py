@@ -10,7 +10,8 @@ Printed per flow, read from the emulators' own record (`Emulators.timeline()`), 
 - despatch made (a Whistl file written, a Peoplevox despatch) -> tracking held by the order system: p50 / p95 /
   max, beside the floor (the despatch sensor's poll and settle time);
 - per system: the calls fulfil made beside what its rate limit and `budget_share` allowed in the same minutes;
-- per job: runs, failures, the longest queue wait and the longest run, from the Dagster instance.
+- per job: runs, failures, the longest queue wait and the longest run, and the slowest steps, from the Dagster
+  instance.
 Targets on a 2-core machine: despatch -> tracking p95 under 60 s plus the order system's own limit bound; order ->
 warehouse p95 under 5 minutes; no despatch or tracking run queued over 30 s; no failed run.
 
@@ -155,6 +156,21 @@ def job_stats(records: Iterable[Any], now: float) -> dict[str, dict[str, Any]]:
     return dict(sorted(out.items()))
 
 
+def step_stats(instance: Any, records: Iterable[Any]) -> dict[str, dict[str, Any]]:
+    """Per step (asset) over every run: how often it ran, its p95 and longest duration (seconds), the slowest
+    first, to show where a long run spent its time."""
+    durations: dict[str, list[float]] = {}
+    for r in records:
+        for step in instance.get_run_step_stats(r.dagster_run.run_id):
+            if step.start_time and step.end_time:
+                durations.setdefault(step.step_key, []).append(step.end_time - step.start_time)
+    rows = {
+        key: {"n": len(v), "p95_s": round(quantile(v, 0.95), 1), "max_s": round(max(v), 1)}
+        for key, v in durations.items()
+    }
+    return dict(sorted(rows.items(), key=lambda kv: -kv[1]["max_s"]))
+
+
 def call_budget(emu: Emulators, config: dict[str, Any], seconds: float) -> dict[str, dict[str, Any]]:
     """Per API system: calls fulfil made beside what its limit times its `budget_share` allowed in `seconds`."""
     out = {}
@@ -267,7 +283,9 @@ def run_live(
         now = time.time()
         os.environ.update({k: env[k] for k in ("DAGSTER_HOME", "DAGSTER_POSTGRES_URL") if k in env})
         instance = dg.DagsterInstance.from_config(str(home))
-        jobs = job_stats(instance.get_run_records(), now)
+        records = instance.get_run_records()
+        jobs = job_stats(records, now)
+        steps = step_stats(instance, records)
         instance.dispose()
         result = {
             "minutes": minutes,
@@ -278,6 +296,7 @@ def run_live(
             "drain_s": round(now - cutoff, 1) if drain_s else None,
             "calls": call_budget(emu, config, now - started),
             "jobs": jobs,
+            "steps": steps,
             "floors_s": {
                 "order_to_warehouse": 60 * config["schedules"]["order_sync_minutes"],
                 "despatch_to_tracking": config["schedules"]["despatch_poll_seconds"]
@@ -357,6 +376,10 @@ def report(result: dict[str, Any]) -> None:
             f"  {job:34s} {row['runs']:5d} {row['failed']:6d} {row['queued_now']:6d} {row['max_queue_s']:11.1f} "
             f"{row['max_run_s']:9.1f}"
         )
+    print("\nslowest steps (every run)")
+    print(f"  {'step':50s} {'n':>5s} {'p95 s':>7s} {'max s':>7s}")
+    for step, row in list(result["steps"].items())[:15]:
+        print(f"  {step:50s} {row['n']:5d} {row['p95_s']:7.1f} {row['max_s']:7.1f}")
     missed = verdicts(result)
     print("\ntargets: " + ("all met" if not missed else "MISSED\n  " + "\n  ".join(missed)))
     print(f"daemon log: {result['daemon_log']}")

@@ -200,6 +200,13 @@ class ScheduleConfig(_Strict):
         1, description="how often cancellations are read from the order systems and sent on, to beat picking"
     )
     tracking_retry_minutes: Minutes = Field(10, description="how often tracking still due is posted again")
+    tracking_in_despatch_seconds: int = Field(
+        20,
+        ge=1,
+        le=3600,
+        description="how long a despatch run posts to one order system before it leaves the rest to the next run "
+        "(so an order system slow at its rate limit, as Cin7 is, never holds the tracking of the others)",
+    )
     tracking_wait_minutes: int = Field(
         30, ge=1, le=10080, description="a despatch whose tracking has not reached its order system this long is red"
     )

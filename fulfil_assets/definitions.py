@@ -19,7 +19,7 @@ from fulfil_assets.push import definitions as push
 from fulfil_assets.push.assets import SUBMISSION_ASSETS
 from fulfil_assets.push.cancel_assets import cancellation_assets
 from fulfil_assets.reconcile import definitions as reconcile
-from fulfil_assets.schedules import BACKGROUND, LATENCY, ORDERS, every_minutes
+from fulfil_assets.schedules import BACKGROUND, CANCELS, ORDERS, every_minutes
 from fulfil_assets.stage import definitions as stage
 from fulfil_assets.stage.assets import ORDER_STAGING
 from fulfil_assets.stock.assets import stock_definitions
@@ -88,22 +88,25 @@ def resources_for(config: FulfilConfig) -> dict[str, object]:
 
 
 def cancellation_defs(config: FulfilConfig) -> dg.Definitions:
-    """The cancellation job (read the order systems' orders, stage them, send cancellations on) and its short
-    schedule, so that a cancellation beats the warehouse's picking cut-off."""
+    """A cancellation job per order system (read its orders, stage them, send the cancellations they show to the
+    warehouses) on a short schedule, so that a cancellation beats the warehouse's picking cut-off and one order
+    system slow at its rate limit (Cin7) never holds another's cancellations."""
     cancelling = [a.key for a in cancellation_assets(config)]
     if not cancelling:
         return dg.Definitions()
-    oms = sorted({FLOW_SYSTEMS[f][0] for f in config.flows})
-    raw = [dg.AssetKey([f"raw_{s}", dep]) for s in oms for dep in ORDER_STAGING[s].deps]
-    job = dg.define_asset_job(
-        "cancellation_job",
-        selection=dg.AssetSelection.assets(*raw, "orders", "order_lines", *cancelling),
-        tags=LATENCY,
-        description="Read orders from the order systems, stage them, and send the cancellations they show to the "
-        "warehouse before it picks.",
-    )
-    schedule = every_minutes("cancellation_schedule", job, config.schedules.cancellation_minutes)
-    return dg.Definitions(jobs=[job], schedules=[schedule])
+    jobs, schedules = [], []
+    for oms in sorted({FLOW_SYSTEMS[f][0] for f in config.flows}):
+        raw = [dg.AssetKey([f"raw_{oms}", dep]) for dep in ORDER_STAGING[oms].deps]
+        job = dg.define_asset_job(
+            f"{oms}_cancellation_job",
+            selection=dg.AssetSelection.assets(*raw, "orders", "order_lines", *cancelling),
+            tags=CANCELS,
+            description=f"Read {oms}'s orders, stage them, and send the cancellations they show to the warehouse "
+            "before it picks.",
+        )
+        jobs.append(job)
+        schedules.append(every_minutes(f"{oms}_cancellation_schedule", job, config.schedules.cancellation_minutes))
+    return dg.Definitions(jobs=jobs, schedules=schedules)
 
 
 def order_sync_defs(config: FulfilConfig) -> dg.Definitions:

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -65,6 +66,10 @@ class Outcome:
     status: str  # SENT, FAILED, PENDING (not applied: try later) or SENDING (may have been applied: check first)
     result: str | None = None
     error: str | None = None
+    started: bool = True  # False: the target was not called for these (the delivery's time was up)
+
+
+NOT_STARTED = Outcome(PENDING, started=False)
 
 
 class Target(Protocol):
@@ -88,13 +93,15 @@ class DeliveryReport:
     failed: int = 0
     deferred: int = 0
     held: int = 0
+    left: int = 0  # claimed, not sent: the delivery's time ran out (`until`)
     errors: list[str] = field(default_factory=list)
 
     def summary(self, what: str) -> str:
         """One markdown line for a person: what this delivery did, and what is left for the next run."""
         return (
             f"**{self.sent} {what} sent**; {self.found_at_target} confirmed at the target from an earlier attempt, "
-            f"{self.held} held back, {self.failed} refused, {self.deferred} waiting for the next run."
+            f"{self.held} held back, {self.failed} refused, {self.deferred + self.left} waiting for the next run"
+            + (f" ({self.left} because this run's time for them was up)." if self.left else ".")
         )
 
     def as_metadata(self) -> dict[str, Any]:
@@ -276,16 +283,19 @@ def record_all(
 ) -> None:
     """`record` for many outcomes in one transaction, one statement per status and error (the per-row results
     travel in a VALUES list): a DuckDB connection costs ~25 ms to open and a one-row UPDATE ~2 ms."""
-    groups: dict[tuple[str, str | None], list[tuple[str, str | None]]] = {}
+    groups: dict[tuple[str, str | None, bool], list[tuple[str, str | None]]] = {}
     for keys, outcome in outcomes:
-        groups.setdefault((outcome.status, outcome.error), []).extend((k, outcome.result) for k in keys)
+        group = (outcome.status, outcome.error, outcome.started)
+        groups.setdefault(group, []).extend((k, outcome.result) for k in keys)
     if not groups:
         return
     now = now_utc()
     t = _table(table)
     with db.begin() as conn:
-        for (status, error), rows in groups.items():
+        for (status, error, started), rows in groups.items():
             sets = "status = :status, last_error = :error, updated_at = :now, result = COALESCE(v.result, t.result)"
+            if not started:  # the attempt recorded before the call was never made
+                sets += ", attempts = attempts - 1"
             if status not in SENDABLE:
                 sets += ", claimed_by = NULL, claimed_until = NULL"
             if status == SENT:
@@ -327,12 +337,15 @@ def deliver(
     recheck: Callable[[pl.DataFrame], dict[str, str]] | None = None,
     log: Callable[[str], None] | None = None,
     chunk: int = CLAIM_CHUNK,
+    until: float | None = None,
 ) -> DeliveryReport:
     """Send every due effect of `table` matching `where`, chunk by chunk of claimed rows: first ask the target
     about attempts with no known outcome, once they are `settle_s` old (confirm what it holds), hold rows `wanted`
     drops and rows `recheck` (the source, asked right before the send) gives a reason against, then send the rest
     in `batches` (default: one row each), recording each batch's outcomes as soon as it is sent. `chunk` rows are
-    claimed at a time (at least the target's batch size, so that batches can be full)."""
+    claimed at a time (at least the target's batch size, so that batches can be full). With `until` (a
+    `time.monotonic()` instant) no batch starts after it, and a target that sends row by row answers `NOT_STARTED`
+    for the rows of a batch it reaches after it: what is left stays due, for the next run."""
     # One connection for the ledger work of the delivery (see `WarehouseDb.session`), let go while a target is
     # called: a target's rate limit then never holds the warehouse.
     with db.session():
@@ -341,7 +354,7 @@ def deliver(
         streak = 0  # deferrals in a row: a target that keeps failing is left for the next run
         release_dead_claims(db, table)
         try:
-            while True:
+            while until is None or time.monotonic() < until:
                 rows = claim(db, table, where, owner, settle_s, chunk)
                 if rows.is_empty():
                     return report
@@ -383,7 +396,12 @@ def deliver(
                     record_all(db, table, [([k], Outcome(HELD, error=r)) for k, r in against.items()], owner)
                     report.held += len(against)
                     rows = rows.filter(~pl.col("idempotency_key").is_in(list(against)))
+                done: set[str] = set()
                 for batch in batches(rows) if batches else (rows.slice(i, 1) for i in range(rows.height)):
+                    if until is not None and time.monotonic() >= until:
+                        report.left += rows.filter(~pl.col("idempotency_key").is_in(list(done))).height
+                        return report  # the claims are given back below: the rows stay due
+                    done.update(batch["idempotency_key"].to_list())
                     mine = _attempt(db, table, batch["idempotency_key"].to_list(), owner)
                     if not mine:
                         continue
@@ -395,6 +413,9 @@ def deliver(
                     finally:  # what is known is recorded, even when the sender fails half way
                         record_all(db, table, outcomes, owner)
                     for keys, outcome in outcomes:
+                        if not outcome.started:
+                            report.left += len(keys)
+                            continue
                         if outcome.status == SENT:
                             report.sent += len(keys)
                         elif outcome.status in (FAILED, TOO_LATE):
@@ -408,5 +429,6 @@ def deliver(
                                 log(f"{table} {keys[:3]}: {outcome.status}: {outcome.error}")
                     if streak >= MAX_DEFERRED_IN_A_ROW:
                         return report
+            return report
         finally:
             release(db, table, owner)

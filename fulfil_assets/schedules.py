@@ -5,9 +5,10 @@ so slow runs never pile up behind one another (each would read and send the same
 system's pool busy so that other flows' runs wait behind them). Schedules of one interval start at different
 minutes, so they do not all fire at the same second.
 
-Each job runs in a lane (the run tag `fulfil/lane`) with a queue priority (`dagster/priority`): despatch intake,
-tracking and cancellations first; then the order syncs; stock, reconcile, the analysts' copy and whole passes last.
-The instance (deploy/dagster.yaml) bounds the order and background lanes, so their runs never take every slot.
+Each job runs in a lane (the run tag `fulfil/lane`) with a queue priority (`dagster/priority`): despatch intake and
+tracking first; then each order system's cancellations; then the order syncs; stock, reconcile, the analysts' copy
+and whole passes last. The instance (deploy/dagster.yaml) bounds the cancellation, order and background lanes, so
+their runs never take every slot.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from fulfil_assets.config import every_minutes_cron
 
 LANE_TAG = "fulfil/lane"
 LATENCY = {LANE_TAG: "latency", "dagster/priority": "10"}
+CANCELS = {LANE_TAG: "cancellations", "dagster/priority": "8"}  # read their order system first: bounded lane
 ORDERS = {LANE_TAG: "orders", "dagster/priority": "5"}
 BACKGROUND = {LANE_TAG: "background", "dagster/priority": "0"}
 

@@ -72,8 +72,8 @@ def test_cancellations_on_both_sides_of_the_cut_off(emulators: Emulators, fulfil
     assert after_send != picking
     refs.update(dict(fresh.select("source_order_id", "order_ref").iter_rows()))
     _cancel(emu, [after_send])
-    run_job(defs, "cancellation_job", instance)
-    run_job(defs, "cancellation_job", instance)  # a second run sends nothing again
+    run_job(defs, "linnworks_cancellation_job", instance)
+    run_job(defs, "linnworks_cancellation_job", instance)  # a second run sends nothing again
     emu.whistl.step()  # new orders and the cancellations arrive together
     cursor = None
     for _ in range(4):
@@ -131,8 +131,8 @@ def test_peoplevox_cancellations_ask_the_live_status_first(
     (new_ref, new_id), (picked_ref, picked_id) = sent.select("order_ref", "source_order_id").rows()[:2]
     emu.peoplevox.control("pick", {"order": picked_ref})
     _cancel(emu, [new_id, picked_id])
-    run_job(defs, "cancellation_job", instance)
-    run_job(defs, "cancellation_job", instance)  # once each, however often it runs
+    run_job(defs, "linnworks_cancellation_job", instance)
+    run_job(defs, "linnworks_cancellation_job", instance)  # once each, however often it runs
 
     assert emu.peoplevox.sales_orders[new_ref]["Status"] == "Cancelled"
     assert emu.peoplevox.sales_orders[picked_ref]["Status"] == "Picking"
@@ -229,7 +229,7 @@ def test_shopify_cancellations_cancel_the_linnworks_order_or_are_too_late(
         shop = int(row["external_reference"])
         emu.shopify.cancelled[shop], emu.shopify.orders[shop].updated_at = now, now
 
-    run_job(defs, "cancellation_job", instance)
+    run_job(defs, "shopify_cancellation_job", instance)
     calls = [c for c in emu.linnworks.recorder.calls if c.path.endswith("Orders/CancelOrder")]
     assert [c.body["orderId"] for c in calls] == [open_row["order_id"]]
     assert open_row["order_id"] in emu.linnworks.cancelled and done_row["order_id"] not in emu.linnworks.cancelled
@@ -242,5 +242,5 @@ def test_shopify_cancellations_cancel_the_linnworks_order_or_are_too_late(
     )
     assert late.select("order_ref", "owner").rows() == [(done_ref, "warehouse")]
     assert "already processed" in late["detail"][0]
-    run_job(defs, "cancellation_job", instance)  # once
+    run_job(defs, "shopify_cancellation_job", instance)  # once
     assert len([c for c in emu.linnworks.recorder.calls if c.path.endswith("Orders/CancelOrder")]) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from fulfil_assets.config import load_config
@@ -25,11 +26,16 @@ def describe() -> str:
 
 
 def test_definitions_match_snapshot() -> None:
+    """The names are compared with the committed snapshot; `FULFIL_UPDATE_SNAPSHOT=1` rewrites it on purpose (a
+    missing snapshot fails: a test that writes what it then compares with could never fail)."""
     current = describe()
-    if not SNAPSHOT.exists():
+    if os.environ.get("FULFIL_UPDATE_SNAPSHOT") == "1":
         SNAPSHOT.parent.mkdir(exist_ok=True)
         SNAPSHOT.write_text(current)
-    assert current == SNAPSHOT.read_text(), "definitions changed: update tests/snapshots/definitions.txt on purpose"
+    assert SNAPSHOT.exists(), f"{SNAPSHOT} is missing: write it with FULFIL_UPDATE_SNAPSHOT=1 and commit it"
+    assert current == SNAPSHOT.read_text(), (
+        "definitions changed: rewrite tests/snapshots/definitions.txt with FULFIL_UPDATE_SNAPSHOT=1, on purpose"
+    )
 
 
 def test_every_asset_has_a_description_for_the_ui() -> None:

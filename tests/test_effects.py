@@ -213,6 +213,35 @@ def test_a_post_that_timed_out_late_in_its_batch_is_looked_up_only_once_it_could
     assert set(db.read(f"SELECT status FROM {SCHEMA}.tracking_posts")["status"]) == {"sent"}
 
 
+def test_a_time_boxed_delivery_leaves_the_rest_due_and_the_next_posts_each_once(
+    emulators: Emulators, tmp_path: Path
+) -> None:
+    """A delivery given until a moment (a despatch run's time for one order system) starts no post after it: the
+    rest stay due and unclaimed, and the next delivery posts exactly those. Counted at Linnworks."""
+    emu = emulators
+    db = WarehouseDb(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    ensure_tables(db)
+    orders = sorted(emu.linnworks.orders)[:12]
+    effects.intend(db, "tracking_posts", linnworks_tracking_posts([(o, f"BOX{i:04d}") for i, o in enumerate(orders)]))
+    client = LinnworksClient(emu.url("linnworks"), *emu.linnworks.credentials, budget_share=1e6, timeout_s=5)
+    set_faults(emu, "linnworks", latency_ms=250, only_path="Orders/SetOrderShippingInfo")
+    sender = LinnworksTracking(client)
+    sender.until = time.monotonic() + 1.0  # all twelve fit one batch: the sender itself stops starting posts
+    boxed = effects.deliver(db, "tracking_posts", sender, batches=sender.batches, until=sender.until)
+    applied = posts_applied(emu)
+    assert 0 < len(applied) < len(orders), applied
+    assert boxed.sent == len(applied) and boxed.left == len(orders) - len(applied), boxed
+    left = db.read(f"SELECT status, claimed_by, attempts FROM {SCHEMA}.tracking_posts WHERE status <> 'sent'")
+    assert left.height == len(orders) - len(applied) and set(left["status"]) == {"pending"}
+    assert set(left["attempts"]) == {0}  # never tried
+    assert left["claimed_by"].null_count() == left.height  # given back: any sender may take them at once
+    set_faults(emu, "linnworks", latency_ms=0)
+    rest = effects.deliver(db, "tracking_posts", LinnworksTracking(client), batches=sender.batches)
+    assert rest.sent == len(orders) - len(applied), rest
+    assert posts_applied(emu) == {o: 1 for o in orders}
+    client.close()
+
+
 def test_several_posts_of_one_order_left_unsettled_by_a_crash_are_settled_not_resent(
     emulators: Emulators, tmp_path: Path
 ) -> None:

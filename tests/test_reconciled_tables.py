@@ -158,7 +158,7 @@ def test_orders_read_but_not_validated_are_named_with_their_flow_and_no_despatch
     elsewhere = {f"linnworks:{o.uid}" for o in paid_open} - at_peoplevox
     assert at_peoplevox and elsewhere, "the seeded world must have paid orders at both Linnworks locations"
 
-    run_job(defs, "cancellation_job", instance)  # reads and stages; validates nothing
+    run_job(defs, "linnworks_cancellation_job", instance)  # reads and stages; validates nothing
     built = run_job(defs, "reconcile_job", instance)
     stuck = _table(db, "orders_stuck")
     not_validated = stuck.filter(pl.col("stage") == "not_validated")

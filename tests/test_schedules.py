@@ -19,7 +19,7 @@ from fulfil_assets.config import load_config
 from fulfil_assets.definitions import build_definitions
 
 ROOT = Path(__file__).resolve().parent.parent
-LATENCY_JOBS = {"despatch_job", "peoplevox_despatch_job", "tracking_job", "cancellation_job"}
+LATENCY_JOBS = {"despatch_job", "peoplevox_despatch_job", "tracking_job"}
 
 
 def _tick(schedule: dg.ScheduleDefinition, instance: dg.DagsterInstance) -> dg.ScheduleExecutionData:
@@ -31,7 +31,7 @@ def test_each_schedule_skips_while_its_jobs_last_run_is_unfinished_and_fires_onc
     defs = build_definitions(load_config(Path("fulfil.yaml")))
     schedules = list(defs.schedules or [])
     per_system = {f"{oms}_order_sync_schedule" for oms in ("linnworks", "cin7", "shopify", "bigcommerce")}
-    assert per_system | {"cancellation_schedule", "reconcile_schedule"} <= {s.name for s in schedules}
+    assert per_system | {"linnworks_cancellation_schedule", "reconcile_schedule"} <= {s.name for s in schedules}
     with dg.DagsterInstance.local_temp(str(tmp_path)) as instance:
         for schedule in schedules:
             assert isinstance(schedule, dg.ScheduleDefinition)
@@ -70,15 +70,20 @@ def test_latency_jobs_come_first_and_the_other_lanes_are_bounded(tmp_path: Path)
     assert LATENCY_JOBS <= latency
     lowest_latency = min(int(jobs[j]["dagster/priority"]) for j in latency)
     assert all(int(t["dagster/priority"]) < lowest_latency for n, t in jobs.items() if n not in latency)
+    cancelling = {name for name, tags in jobs.items() if tags["fulfil/lane"] == "cancellations"}
+    per_system = {f"{oms}_cancellation_job" for oms in ("linnworks", "cin7", "shopify", "bigcommerce")}
+    assert cancelling == per_system  # one order system's slow reads never hold another's cancellations
+    ahead_of_orders = min(int(jobs[j]["dagster/priority"]) for j in cancelling)
+    assert all(int(jobs[j]["dagster/priority"]) < ahead_of_orders for j in jobs if j.endswith("_order_sync_job"))
     for deploy in (ROOT / "deploy" / "dagster.yaml", ROOT / "deploy" / "postgres" / "dagster.yaml"):
         queue = yaml.safe_load(deploy.read_text())["concurrency"]["runs"]
         bounded = {lim["value"]: lim["limit"] for lim in queue["tag_concurrency_limits"] if lim["key"] == "fulfil/lane"}
-        assert set(bounded) == {"orders", "background"}, deploy
+        assert set(bounded) == {"cancellations", "orders", "background"}, deploy
         assert sum(bounded.values()) <= queue["max_concurrent_runs"] - 2, f"{deploy}: no room left for latency runs"
     (tmp_path / "dagster.yaml").write_text((ROOT / "deploy" / "dagster.yaml").read_text())
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:  # Dagster reads the limits as written
         limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
-        assert {lim["value"] for lim in limits} == {"orders", "background"}
+        assert {lim["value"] for lim in limits} == {"cancellations", "orders", "background"}
 
 
 @pytest.mark.world(n_orders=5, n_skus=100)

@@ -4,6 +4,7 @@ assets that post to each order system."""
 import fnmatch
 import hashlib
 import json
+import time
 from datetime import datetime
 from typing import Any
 
@@ -256,6 +257,8 @@ ONE_UNSETTLED_PER_ORDER = (
     f"WHERE other.order_key = tracking_posts.order_key AND other.status = '{effects.SENDING}' "
     "AND other.idempotency_key <> tracking_posts.idempotency_key))"
 )
+# Runs that take in despatches and post their tracking, each order system's posts time-boxed.
+DESPATCH_JOBS = ("despatch_job", "peoplevox_despatch_job")
 # Which calls each order system's posts make, for the asset's description.
 TRACKING_CALLS = {
     "linnworks": "`Orders/SetOrderShippingInfo` per despatch, `Orders/ProcessOrder` once every line has shipped",
@@ -304,9 +307,10 @@ def plan_fulfilments(db: WarehouseDb, flows: dict[str, bool]) -> int:
     return intents.height
 
 
-def tracking_asset(oms: str, flows: dict[str, bool]) -> dg.AssetsDefinition:
+def tracking_asset(oms: str, flows: dict[str, bool], box_s: float) -> dg.AssetsDefinition:
     """`tracking_posts/<oms>`: the due posts of one order system, sent through the effect module, after whatever
-    plans them in the same run (Whistl's files, Peoplevox's despatch lines, Linnworks' processed orders)."""
+    plans them in the same run (Whistl's files, Peoplevox's despatch lines, Linnworks' processed orders). In a
+    despatch run it posts for at most `box_s` seconds; `tracking_job` posts whatever is left."""
     through = "linnworks" if oms == "shopify" else oms  # Shopify's orders reach the warehouses through Linnworks
     deps = [dg.AssetKey("despatches")]
     if f"{through}_peoplevox" in flows:
@@ -324,7 +328,8 @@ def tracking_asset(oms: str, flows: dict[str, bool]) -> dg.AssetsDefinition:
         "ledger and the effect module: each post claimed by one sender, an unconfirmed one looked up on the order "
         "before it is sent again, refusals recorded and not retried blindly. No pool: posts draw on the order "
         "system's rate budget shared by every process, so they go between an order sync's reads instead of "
-        "waiting for it to end; the warehouse is let go while the order system answers.",
+        "waiting for it to end; the warehouse is let go while the order system answers. In a despatch run it "
+        f"posts for at most {box_s:g} s (`tracking_in_despatch_seconds`) and leaves the rest to the next run.",
     )
     def tracking_posts(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         resource = getattr(context.resources, oms)
@@ -332,6 +337,7 @@ def tracking_asset(oms: str, flows: dict[str, bool]) -> dg.AssetsDefinition:
         with context.resources.warehouse.session() as db:
             planned = plan_fulfilments(db, flows) if oms == "shopify" else 0
             target = TRACKING_SENDERS[oms](client)
+            target.until = time.monotonic() + box_s if context.run.job_name in DESPATCH_JOBS else None
             try:
                 report = effects.deliver(
                     db,
@@ -341,6 +347,7 @@ def tracking_asset(oms: str, flows: dict[str, bool]) -> dg.AssetsDefinition:
                     settle_s=2 * client.timeout_s,  # a call the client gave up on has had time to land
                     batches=target.batches,
                     log=context.log.warning,
+                    until=target.until,
                 )
             except AuthError as exc:
                 raise dg.Failure(description=str(exc)) from None
@@ -407,4 +414,5 @@ def build_assets(config: FulfilConfig) -> list[dg.AssetsDefinition]:
             )
 
     assets = [despatches] if config.systems.whistl is not None else []
-    return assets + [tracking_asset(oms, all_flows) for oms in tracking_systems(config)]
+    box_s = config.schedules.tracking_in_despatch_seconds
+    return assets + [tracking_asset(oms, all_flows, box_s) for oms in tracking_systems(config)]

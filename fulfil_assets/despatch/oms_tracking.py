@@ -8,12 +8,13 @@ confirms the attempt instead of repeating it.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import polars as pl
 
-from fulfil_assets.effects import FAILED, PENDING, SENDING, SENT, TOO_LATE, Outcome
+from fulfil_assets.effects import FAILED, NOT_STARTED, PENDING, SENDING, SENT, TOO_LATE, Outcome
 from resources.bigcommerce import BigCommerceClient
 from resources.cin7 import Cin7Client
 from resources.http import DataError, TransientError
@@ -31,6 +32,7 @@ class OmsTracking:
 
     def __init__(self) -> None:
         self.unsettled: set[str] = set()  # orders with a post this run that may or may not have landed
+        self.until: float | None = None  # a `time.monotonic()` instant after which no post starts (a despatch run's)
 
     def batches(self, rows: pl.DataFrame) -> Iterable[pl.DataFrame]:
         """Posts a batch at a time: each batch's attempts and outcomes are recorded together."""
@@ -55,8 +57,12 @@ class OmsTracking:
         return found
 
     def send(self, rows: pl.DataFrame) -> Iterator[tuple[list[str], Outcome]]:
-        """Post each row; an order's later posts wait while an earlier one's outcome is unknown."""
+        """Post each row; an order's later posts wait while an earlier one's outcome is unknown, and none starts
+        after `until`."""
         for key, raw in rows.select("idempotency_key", "payload").iter_rows():
+            if self.until is not None and time.monotonic() >= self.until:
+                yield [key], NOT_STARTED
+                continue
             p = json.loads(raw)
             if p["order_id"] in self.unsettled:
                 yield [key], Outcome(PENDING, error="waits until an earlier post to this order is settled")

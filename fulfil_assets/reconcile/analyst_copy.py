@@ -6,15 +6,16 @@ import dagster as dg
 from fulfil_assets.schedules import BACKGROUND, waiting_run_of
 from resources.warehouse import Warehouse
 
-# Jobs whose success changes what analysts read (and every order system's order sync, `<oms>_order_sync_job`).
+# Jobs whose success changes what analysts read (and every order system's `<oms>_order_sync_job` and
+# `<oms>_cancellation_job`).
 WRITERS = (
     "order_sync_job",
     "despatch_job",
     "peoplevox_despatch_job",
     "tracking_job",
-    "cancellation_job",
     "reconcile_job",
 )
+PER_SYSTEM_WRITERS = ("_order_sync_job", "_cancellation_job")
 COPY_EVERY_S = 60
 
 
@@ -55,7 +56,7 @@ def analyst_copy_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     ended = [
         r.end_time
         for r in records
-        if (r.dagster_run.job_name in WRITERS or r.dagster_run.job_name.endswith("_order_sync_job"))
+        if (r.dagster_run.job_name in WRITERS or r.dagster_run.job_name.endswith(PER_SYSTEM_WRITERS))
         and r.end_time
         and r.end_time > since
     ]
