@@ -75,6 +75,7 @@ def live_config(emu: Emulators, shipped: Path) -> dict[str, Any]:
     for name, system in config["systems"].items():
         if name == "whistl":
             system["drop_url"] = f"sftp://brand@127.0.0.1:{emu.ports['whistl_sftp']}/"
+            system["host_key"] = emu.sftp_host_key
         else:
             system["base_url"] = emu.url(name)
     return config

@@ -60,7 +60,11 @@ class Target:
 
 
 def _whistl(emu: Emulators, db: WarehouseDb, share: float, stack: ExitStack) -> tuple[Any, Callable[[], int]]:
-    drop = FileDrop(url=f"sftp://brand@127.0.0.1:{emu.ports['whistl_sftp']}/", password=emu.config.sftp_password)
+    drop = FileDrop(
+        url=f"sftp://brand@127.0.0.1:{emu.ports['whistl_sftp']}/",
+        password=emu.config.sftp_password,
+        host_key=emu.sftp_host_key,
+    )
     inbox = WhistlInbox(db, stack.enter_context(drop.session()), "wms_submissions")
     return inbox, lambda: inbox.files
 

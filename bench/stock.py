@@ -31,10 +31,10 @@ from emulators.linnworks import LOCATION_NAMES
 from emulators.server import EmulatorConfig, Emulators
 from emulators.shopify import GRAPHQL_BUCKET, GRAPHQL_RESTORE_PER_S
 from fulfil_assets import effects
+from fulfil_assets.config import STOCK_BATCH_MAXIMUM
 from fulfil_assets.ledger import now_utc
 from fulfil_assets.stock.ats import available_to_sell, deltas
 from fulfil_assets.stock.pushes import (
-    BATCH_MAXIMUM,
     TABLE,
     BigCommerceStock,
     Cin7Stock,
@@ -200,7 +200,7 @@ def main() -> None:
     wanted = set(filter(None, args.only.split(",")))
     systems = [s for s in SYSTEMS if not wanted or s in wanted]
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    print(f"Linnworks locations in the emulator: {len(LOCATION_NAMES)}; batch maximum per call: {BATCH_MAXIMUM}")
+    print(f"Linnworks locations in the emulator: {len(LOCATION_NAMES)}; batch maximum per call: {STOCK_BATCH_MAXIMUM}")
     with tempfile.TemporaryDirectory(prefix="fulfil_bench_stock_") as tmp:
         print(f"\n== limits off: {args.skus:,} SKUs, {args.changed:.0%} of SKU x location changed ==")
         print("| system | SKU x location | ATS s | changed | sent | intend+deliver s | calls | lower bound | ratio |")

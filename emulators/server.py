@@ -57,6 +57,27 @@ class EmulatorConfig:
     orders_per_tick: int = 3
 
 
+def sftp_host_key(seed: int) -> asyncssh.SSHKey:
+    """The emulated Whistl server's ed25519 host key, fixed by the world's seed so that a `fulfil.yaml` can pin
+    its fingerprint (`systems.whistl.host_key`) as it would a real server's. Anyone can derive it: an emulator's
+    key, never a real one."""
+    import hashlib
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    private = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(f"whistl-sftp-host-key:{seed}".encode()).digest())
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    )
+    return asyncssh.import_private_key(pem)
+
+
+def sftp_host_key_fingerprint(seed: int) -> str:
+    """The emulated server's host key fingerprint (`SHA256:...`, as `ssh-keygen -lf` prints it)."""
+    return sftp_host_key(seed).get_fingerprint("sha256")
+
+
 class _SFTPAuth(asyncssh.SSHServer):
     def __init__(self, user: str, password: str) -> None:
         self.user, self.password = user, password
@@ -160,8 +181,14 @@ class Emulators:
                 "folder": str(self.whistl.root),
                 "sftp": f"sftp://{self.config.sftp_user}@{HOST}:{self.ports['whistl_sftp']}/",
                 "sftp_password": self.config.sftp_password,
+                "sftp_host_key": self.sftp_host_key,
             },
         }
+
+    @property
+    def sftp_host_key(self) -> str:
+        """The SFTP server's host key fingerprint, to pin in `fulfil.yaml` (`systems.whistl.host_key`)."""
+        return sftp_host_key_fingerprint(self.config.seed)
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self, timeout: float = 20.0) -> Emulators:
@@ -225,7 +252,7 @@ class Emulators:
             tasks.append(asyncio.ensure_future(server.serve(sockets=[sock])))
         self.linnworks.base_url = self.url("linnworks")
         self.shopify.base_url = f"http://{HOST}:{self.ports['shopify']}"
-        key = asyncssh.generate_private_key("ssh-ed25519")
+        key = sftp_host_key(self.config.seed)
         root = str(self.whistl.root)
         self._sftp = await asyncssh.create_server(
             lambda: _SFTPAuth(self.config.sftp_user, self.config.sftp_password),

@@ -6,12 +6,15 @@ Validated on load; a bad file fails with the key that is wrong and why.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from resources.shopify import MAX_QUANTITIES
 
 FLOWS = ("linnworks_whistl", "cin7_whistl", "bigcommerce_whistl", "linnworks_peoplevox", "shopify_linnworks")
 FLOW_SYSTEMS = {
@@ -38,11 +41,18 @@ def _http_url(value: str) -> str:
 
 
 def _drop_url(value: str) -> str:
-    """A file exchange: `sftp://user@host[:port]/path`, `file:///path`, or a plain local folder."""
+    """A file exchange: `sftp://user@host[:port]/path`, `file:///path`, or an absolute local folder. Anything else
+    is refused: `sftp//user@host/` (a colon missing) must not quietly become a folder under the working directory,
+    and a password belongs in the environment, never in the file."""
     parsed = urlparse(value)
     if parsed.scheme == "sftp":
         if not parsed.hostname or not parsed.username:
             raise ValueError(f"{value!r} needs a user and a host: sftp://user@host:port/path")
+        if parsed.password is not None:
+            raise ValueError(
+                "holds a password: remove it from the URL and put it in the environment variable named by "
+                "systems.whistl.password_env"
+            )
         try:
             parsed.port  # noqa: B018 - a bad port raises here
         except ValueError:
@@ -53,10 +63,25 @@ def _drop_url(value: str) -> str:
     elif "://" in value or (parsed.scheme and len(parsed.scheme) > 1):
         # `stfp://...` or `ftp:...`: a typo must not quietly become a local folder of that name.
         raise ValueError(f"{value!r}: unknown scheme {parsed.scheme!r}; use sftp://user@host:port/path or a folder")
+    elif not Path(value).is_absolute():
+        raise ValueError(
+            f"{value!r} is neither a URL (sftp://user@host:port/path, file:///path) nor an absolute folder"
+        )
+    return value
+
+
+def _shopify_url(value: str) -> str:
+    """A Shopify Admin API base URL names its API version (`.../admin/api/2026-10/`): Shopify answers an
+    unversioned path with its oldest supported version, whose fields may differ."""
+    if not re.search(r"/admin/api/\d{4}-\d{2}/?$", urlparse(value).path):
+        raise ValueError(
+            f"{value!r} must end in /admin/api/<version>/, e.g. https://shop.myshopify.com/admin/api/2026-10/"
+        )
     return value
 
 
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
+ShopifyUrl = Annotated[str, AfterValidator(_http_url), AfterValidator(_shopify_url)]
 DropUrl = Annotated[str, AfterValidator(_drop_url)]
 # Every N minutes as cron can express it exactly: N divides an hour, or N is whole hours that divide a day.
 EVERY_MINUTES = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60, 120, 180, 240, 360, 480, 720, 1440)
@@ -106,6 +131,14 @@ class WhistlConfig(_Strict):
 
     drop_url: DropUrl = Field(description="local folder or sftp://user@host:port/path")
     password_env: str = "WHISTL_SFTP_PASSWORD"
+    host_key: str | None = Field(
+        None,
+        pattern=r"^SHA256:[A-Za-z0-9+/]{43}$",
+        description="the SFTP server's host key fingerprint as `ssh-keygen -lf` prints it (SHA256:...), from Whistl",
+    )
+    known_hosts: str | None = Field(
+        None, description="or: an OpenSSH known_hosts file (absolute path) that lists the SFTP server's key"
+    )
     snapshot_min_ratio: float = Field(
         0.8,
         gt=0,
@@ -119,6 +152,17 @@ class WhistlConfig(_Strict):
         le=1440,
         description="how long an unconfirmed upload waits for Whistl's acknowledgement before it is sent again",
     )
+
+    @model_validator(mode="after")
+    def _host_key_known(self) -> WhistlConfig:
+        if self.drop_url.startswith("sftp://") and not (self.host_key or self.known_hosts):
+            raise ValueError(
+                "an sftp:// drop_url needs host_key (the server's SHA256 fingerprint, from Whistl) or known_hosts, "
+                "so that fulfil never sends the password or an order to a server that is not Whistl's"
+            )
+        if self.known_hosts and not Path(self.known_hosts).is_absolute():
+            raise ValueError(f"known_hosts {self.known_hosts!r} must be an absolute path")
+        return self
 
 
 class Cin7Credentials(_Strict):
@@ -145,7 +189,7 @@ class TokenCredentials(_Strict):
 class ShopifyConfig(_Strict):
     """Shopify store."""
 
-    base_url: HttpUrl = Field(description="https://{shop}.myshopify.com/admin/api/{version}/")
+    base_url: ShopifyUrl = Field(description="https://{shop}.myshopify.com/admin/api/{version}/")
     credentials: TokenCredentials = TokenCredentials(access_token="SHOPIFY_ACCESS_TOKEN")
     budget_share: float = Field(0.5, gt=0, le=1)
     leak_per_s: float = Field(2.0, gt=0)
@@ -268,6 +312,11 @@ class AlertsConfig(_Strict):
     )
 
 
+# SKUs per stock call each order system takes: BigCommerce 2,000 and Shopify 250 by their published specs;
+# Linnworks and Cin7 Core publish no maximum (500 keeps a call well inside their timeouts).
+STOCK_BATCH_MAXIMUM = {"bigcommerce": 2000, "shopify": MAX_QUANTITIES, "linnworks": 500, "cin7": 500}
+
+
 class RouteConfig(_Strict):
     """Which of an order system's orders a flow takes, when that system feeds more than one flow."""
 
@@ -284,7 +333,10 @@ class StockConfig(_Strict):
     )
     every_minutes: Minutes = Field(15, description="how often the flow's stock job runs")
     batch: int | None = Field(
-        None, ge=1, description="SKUs per call (default: the API's maximum; Linnworks and Cin7 publish none: 500)"
+        None,
+        ge=1,
+        description="SKUs per call, at most the order system's maximum (the default): BigCommerce 2000, Shopify 250, "
+        "Linnworks and Cin7 500",
     )
 
 
@@ -322,6 +374,13 @@ class FulfilConfig(_Strict):
             for flow in named:
                 if flow not in self.flows:
                     raise ValueError(f"{key}.{flow}: not one of the configured flows {list(self.flows)}")
+        for flow, settings in self.stock.items():
+            most = STOCK_BATCH_MAXIMUM[FLOW_SYSTEMS[flow][0]]
+            if settings.batch is not None and settings.batch > most:
+                raise ValueError(
+                    f"stock.{flow}.batch: {settings.batch} is more than the {FLOW_SYSTEMS[flow][0]} API takes in one "
+                    f"call ({most}); leave it out for the maximum"
+                )
         for oms in {FLOW_SYSTEMS[f][0] for f in self.flows}:
             feeds = [f for f in self.flows if FLOW_SYSTEMS[f][0] == oms]
             unrouted = [f for f in feeds if f not in self.routes]

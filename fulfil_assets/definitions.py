@@ -52,7 +52,12 @@ def resources_for(config: FulfilConfig) -> dict[str, object]:
         )
     if (whistl := systems.whistl) is not None:
         resources["whistl_drop"] = (
-            FileDrop(url=whistl.drop_url, password=dg.EnvVar(whistl.password_env))
+            FileDrop(
+                url=whistl.drop_url,
+                password=dg.EnvVar(whistl.password_env),
+                host_key=whistl.host_key or "",
+                known_hosts=whistl.known_hosts or "",
+            )
             if whistl.drop_url.startswith("sftp://")
             else FileDrop(url=whistl.drop_url)
         )

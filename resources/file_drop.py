@@ -1,8 +1,12 @@
-"""A warehouse's file exchange: a local folder or an SFTP server, with atomic writes and moves."""
+"""A warehouse's file exchange: a local folder or an SFTP server, with atomic writes and moves. An SFTP server's
+host key is checked against the fingerprint pinned in fulfil.yaml or a `known_hosts` file before the password is
+sent or any file is read or written: an unknown or changed key stops the step with both keys named."""
 
 from __future__ import annotations
 
+import base64
 import fnmatch
+import hashlib
 import os
 import posixpath
 import stat
@@ -10,11 +14,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlparse
 
 import dagster as dg
 from pydantic import Field
+
+if TYPE_CHECKING:
+    import paramiko
 
 
 @dataclass(frozen=True)
@@ -164,12 +171,86 @@ class SftpDrop:
             return False
 
 
+class HostKeyError(PermissionError):
+    """The SFTP server's host key is not the one fulfil was told to expect: nothing was sent to it."""
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """A host key's OpenSSH SHA256 fingerprint (`SHA256:` and unpadded base64), as `ssh-keygen -lf` prints it."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def verify_host_key(key: paramiko.PKey, host: str, port: int, pinned: str = "", known_hosts: str = "") -> None:
+    """Accept the server's `key` only when it is the `pinned` fingerprint or the key `known_hosts` lists for the
+    host (`[host]:port` off port 22); raise HostKeyError naming what was offered and what was expected."""
+    import paramiko
+
+    offered = fingerprint(key)
+    where = f"{host}:{port}"
+    if pinned:
+        if offered != pinned:
+            raise HostKeyError(
+                f"SFTP server {where} offered host key {offered}, not the {pinned} pinned in fulfil.yaml "
+                "(systems.whistl.host_key): nothing was sent. If Whistl changed its key, confirm the new fingerprint "
+                "with them and pin it."
+            )
+        return
+    if not known_hosts:
+        raise HostKeyError(
+            f"SFTP server {where} offered host key {offered}, and fulfil.yaml gives nothing to check it against: "
+            "set systems.whistl.host_key (the fingerprint Whistl gives you) or systems.whistl.known_hosts"
+        )
+    try:
+        hosts = paramiko.HostKeys(known_hosts)
+    except (OSError, paramiko.SSHException) as exc:
+        raise HostKeyError(f"known_hosts file {known_hosts}: cannot be read ({exc})") from None
+    name = host if port == 22 else f"[{host}]:{port}"
+    listed = hosts.lookup(name) or {}
+    expected = listed.get(key.get_name())
+    if expected is None:
+        raise HostKeyError(
+            f"SFTP server {where} offered a {key.get_name()} host key {offered}, and {known_hosts} lists none for "
+            f"{name}: add it (ssh-keyscan -p {port} {host}) once you have checked the fingerprint with Whistl"
+        )
+    if expected.asbytes() != key.asbytes():
+        raise HostKeyError(
+            f"SFTP server {where} offered host key {offered}, not the {fingerprint(expected)} {known_hosts} lists "
+            "for it: the server changed its key or is not Whistl's; nothing was sent"
+        )
+
+
+def open_transport(url: str, timeout_s: float, pinned: str = "", known_hosts: str = "") -> paramiko.Transport:
+    """An SSH transport to the drop's server whose host key has been checked, not yet logged in."""
+    import paramiko
+
+    parsed = urlparse(url)
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or 22
+    transport = paramiko.Transport((host, port))
+    transport.banner_timeout = timeout_s
+    try:
+        transport.start_client(timeout=timeout_s)
+        verify_host_key(transport.get_remote_server_key(), host, port, pinned, known_hosts)
+    except BaseException:
+        transport.close()
+        raise
+    return transport
+
+
 class FileDrop(dg.ConfigurableResource):
-    """A warehouse's file exchange: `url` is a local folder or `sftp://user@host:port/path`."""
+    """A warehouse's file exchange: `url` is a local folder or `sftp://user@host:port/path`; an SFTP server's key
+    must match `host_key` (a SHA256 fingerprint) or the server's entry in the `known_hosts` file."""
 
     url: str = Field(description="local folder, or sftp://user@host:port/path")
     password: str = Field(default="", description="SFTP password (from an environment variable)")
+    host_key: str = Field(default="", description="the SFTP server's SHA256 host key fingerprint")
+    known_hosts: str = Field(default="", description="an OpenSSH known_hosts file listing the SFTP server's key")
     timeout_s: float = 30.0
+
+    def check_host(self) -> None:
+        """Check the SFTP server's host key (a handshake of its own) before another client logs in to it."""
+        if urlparse(self.url).scheme == "sftp":
+            open_transport(self.url, self.timeout_s, self.host_key, self.known_hosts).close()
 
     @contextmanager
     def session(self) -> Iterator[DropSession]:
@@ -182,10 +263,9 @@ class FileDrop(dg.ConfigurableResource):
             return
         import paramiko
 
-        transport = paramiko.Transport((parsed.hostname or "127.0.0.1", parsed.port or 22))
-        transport.banner_timeout = self.timeout_s
+        transport = open_transport(self.url, self.timeout_s, self.host_key, self.known_hosts)
         try:
-            transport.connect(username=parsed.username or "", password=self.password)
+            transport.auth_password(parsed.username or "", self.password)
         except paramiko.AuthenticationException:
             transport.close()
             raise PermissionError(f"SFTP login refused for user {parsed.username!r} at {parsed.hostname}") from None

@@ -35,6 +35,7 @@ def emulator_config(emu: Emulators, tmp_path: Path, **extra: Any) -> FulfilConfi
                 "linnworks": {"base_url": emu.url("linnworks"), **systems.get("linnworks", {})},
                 "whistl": {
                     "drop_url": f"sftp://brand@127.0.0.1:{emu.ports['whistl_sftp']}/",
+                    "host_key": emu.sftp_host_key,
                     "ack_grace_minutes": 0,
                     **systems.get("whistl", {}),
                 },

@@ -29,22 +29,44 @@ def write(tmp_path: Path, text: str, encoding: str = "utf-8") -> Path:
         ("sftp://brand@:8722/", "needs a user and a host"),
         ("sftp://brand@host:99999/", "port that is not a number"),
         ("file://otherhost/srv/drop", "folder on this machine"),
+        ("sftp//brand@127.0.0.1:8722/", "neither a URL .* nor an absolute folder"),  # a colon missing
+        ("drop/whistl", "neither a URL .* nor an absolute folder"),
+        ("sftp://brand:hunter2@127.0.0.1:8722/", "holds a password: .*whistl.password_env"),
     ],
 )
 def test_drop_url_typos_are_refused(tmp_path: Path, drop: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=rf"fulfil.yaml: systems\.whistl\.drop_url: .*{message}"):
+    with pytest.raises(ConfigError, match=rf"fulfil.yaml: systems\.whistl\.drop_url: .*{message}") as refused:
         load_config(write(tmp_path, BASE.format(lw="http://127.0.0.1:8701", drop=drop)))
+    assert "hunter2" not in str(refused.value)  # the refusal never repeats a secret
 
 
-@pytest.mark.parametrize("drop", ["sftp://brand@127.0.0.1:8722/", "/srv/whistl", "drop/whistl", "file:///srv/whistl"])
+@pytest.mark.parametrize("drop", ["sftp://brand@127.0.0.1:8722/", "/srv/whistl", "file:///srv/whistl"])
 def test_good_drop_urls_load(tmp_path: Path, drop: str) -> None:
-    assert load_config(write(tmp_path, BASE.format(lw="https://api.linnworks.net", drop=drop))).systems.whistl
+    text = BASE.format(lw="https://api.linnworks.net", drop=drop)
+    if drop.startswith("sftp://"):  # a server is trusted by its key (tests/test_sftp_host_key.py)
+        text = text.replace(f"'{drop}'", f"'{drop}', host_key: 'SHA256:{'A' * 43}'")
+    assert load_config(write(tmp_path, text)).systems.whistl
 
 
 @pytest.mark.parametrize("url", ["api.linnworks.net", "htp://api.linnworks.net", "https://"])
 def test_api_urls_need_a_scheme_and_host(tmp_path: Path, url: str) -> None:
     with pytest.raises(ConfigError, match=r"systems\.linnworks\.base_url: .*(https://|no host)"):
         load_config(write(tmp_path, BASE.format(lw=url, drop="/srv/x")))
+
+
+def test_a_shopify_url_names_its_api_version_and_stock_batches_fit_the_api(tmp_path: Path) -> None:
+    base = (
+        "flows: [shopify_linnworks]\nsystems:\n  linnworks: {{base_url: http://127.0.0.1:8701}}\n"
+        "  shopify: {{base_url: '{shop}'}}\n"
+    )
+    good = "https://brand.myshopify.com/admin/api/2026-10/"
+    for bad in ("https://brand.myshopify.com/admin/api/", "https://brand.myshopify.com/"):
+        with pytest.raises(ConfigError, match=r"systems\.shopify\.base_url: .*must end in /admin/api/<version>/"):
+            load_config(write(tmp_path, base.format(shop=bad)))
+    assert load_config(write(tmp_path, base.format(shop=good))).systems.shopify
+    with pytest.raises(ConfigError, match=r"stock\.shopify_linnworks\.batch: 5000 is more than .* \(250\)"):
+        load_config(write(tmp_path, base.format(shop=good) + "stock: {shopify_linnworks: {batch: 5000}}\n"))
+    assert load_config(write(tmp_path, base.format(shop=good) + "stock: {shopify_linnworks: {batch: 250}}\n"))
 
 
 def test_schedules_must_run_evenly_and_map_to_the_cron_they_mean(tmp_path: Path) -> None:
@@ -171,6 +193,20 @@ def test_service_codes_are_the_accounts_own_list_beside_the_map(tmp_path: Path) 
     assert load_service_codes(path)["service_code"].to_list() == ["WHISTL-NEXT"]
     (tmp_path / "wms_service_codes.csv").write_text("wms,service_code\nwhistel,WHISTL-NEXT\n")
     with pytest.raises(MappingError, match=r"wms_service_codes.csv, line 2: unknown wms 'whistel'"):
+        load_service_codes(path)
+    (tmp_path / "wms_service_codes.csv").write_text("wms,service_code\n")  # every code would go unchecked
+    with pytest.raises(MappingError, match=r"wms_service_codes.csv: no service codes"):
+        load_service_codes(path)
+
+
+def test_a_shipping_method_with_a_trailing_space_is_the_same_method(tmp_path: Path) -> None:
+    """Cells are trimmed: `Next Day ` maps `Next Day`, and a second row for it is refused as a duplicate."""
+    (tmp_path / "wms_service_codes.csv").write_text("wms,service_code\nwhistl,WHISTL-NEXT\n")
+    path = tmp_path / "service_codes.csv"
+    path.write_text("system,shipping_method,wms,service_code\nlinnworks,Next Day ,whistl,WHISTL-NEXT\n")
+    assert load_service_codes(path)["shipping_method"].to_list() == ["Next Day"]
+    path.write_text(path.read_text() + "linnworks,Next Day,whistl,WHISTL-NEXT\n")
+    with pytest.raises(MappingError, match=r"line 3: duplicate of line 2 for linnworks/Next Day/whistl"):
         load_service_codes(path)
 
 

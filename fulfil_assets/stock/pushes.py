@@ -17,16 +17,15 @@ from typing import Any
 import polars as pl
 
 from fulfil_assets import effects
+from fulfil_assets.config import STOCK_BATCH_MAXIMUM
 from fulfil_assets.effects import Outcome
 from resources.bigcommerce import BigCommerceClient
 from resources.cin7 import Cin7Client
 from resources.http import DataError, TransientError
 from resources.linnworks import LinnworksClient
-from resources.shopify import MAX_QUANTITIES, ShopifyClient
+from resources.shopify import ShopifyClient
 
 TABLE = "stock_pushes"
-# SKUs per call: BigCommerce 2,000 and Shopify 250 by their specs; Linnworks and Cin7 Core publish no maximum.
-BATCH_MAXIMUM = {"bigcommerce": 2000, "shopify": MAX_QUANTITIES, "linnworks": 500, "cin7": 500}
 LEDGER_SCHEMA = {"idempotency_key": pl.String, "status": pl.String, "location": pl.String, "sku": pl.String}
 INTENT_SCHEMA = {
     "idempotency_key": pl.String,
@@ -160,7 +159,7 @@ class StockSender:
 
     def __init__(self, client: Any, batch: int | None = None) -> None:
         self.client = client
-        self.batch = min(batch or BATCH_MAXIMUM[self.oms], BATCH_MAXIMUM[self.oms])
+        self.batch = min(batch or STOCK_BATCH_MAXIMUM[self.oms], STOCK_BATCH_MAXIMUM[self.oms])
         self.calls = 0
         self.observed: dict[tuple[str, str], int] = {}
 

@@ -29,7 +29,8 @@ RowCheck = Callable[[dict[str, str]], str | None]
 
 
 def _load(path: Path, columns: list[str], key: list[str], check: RowCheck | None = None) -> pl.DataFrame:
-    """Read a CSV with exactly `columns`; refuse blanks, duplicate `key`s and rows `check` objects to."""
+    """Read a CSV with exactly `columns`; refuse blanks, duplicate `key`s and rows `check` objects to. Cells are
+    trimmed first, so `standard delivery ` is `standard delivery` (and a second row for it is a duplicate)."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -90,13 +91,18 @@ def _row_problem(
 
 def load_account_codes(path: Path) -> dict[str, set[str]]:
     """`wms, service_code`: the service codes each warehouse account accepts (its own list, from the 3PL). A
-    target without rows (Linnworks) is checked against what the system reports instead."""
+    target without rows (Linnworks) is checked against what the system reports instead; a file with no rows at all
+    is refused (every mapped code would then go unchecked)."""
     frame = _load(
         path,
         ["wms", "service_code"],
         ["wms", "service_code"],
         lambda r: None if r["wms"] in TARGETS else f"unknown wms {r['wms']!r} (one of {list(TARGETS)})",
     )
+    if frame.is_empty():
+        raise MappingError(
+            f"{path}: no service codes; list each warehouse account's codes, one `wms,service_code` a line"
+        )
     return {wms: set(codes) for wms, codes in frame.group_by("wms").agg("service_code").iter_rows()}
 
 
