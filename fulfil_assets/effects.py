@@ -67,6 +67,7 @@ class Outcome:
     result: str | None = None
     error: str | None = None
     started: bool = True  # False: the target was not called for these (the delivery's time was up)
+    target_ref: str | None = None  # the target's own id for what it now holds (the Linnworks order fulfil created)
 
 
 NOT_STARTED = Outcome(PENDING, started=False)
@@ -75,9 +76,9 @@ NOT_STARTED = Outcome(PENDING, started=False)
 class Target(Protocol):
     """A system fulfil changes, as the effect module sees it."""
 
-    def holds(self, rows: pl.DataFrame) -> dict[str, str]:
-        """Of rows whose earlier attempt is unconfirmed: idempotency key -> evidence, for each effect the target
-        already holds."""
+    def holds(self, rows: pl.DataFrame) -> dict[str, str | Outcome]:
+        """Of rows whose earlier attempt is unconfirmed: idempotency key -> evidence (or the whole `SENT` outcome,
+        with the target's own id), for each effect the target already holds."""
 
     def send(self, rows: pl.DataFrame) -> Iterator[tuple[list[str], Outcome]]:
         """Send the rows (one batch); yield the outcome per group of idempotency keys as it is known."""
@@ -283,17 +284,20 @@ def record_all(
 ) -> None:
     """`record` for many outcomes in one transaction, one statement per status and error (the per-row results
     travel in a VALUES list): a DuckDB connection costs ~25 ms to open and a one-row UPDATE ~2 ms."""
-    groups: dict[tuple[str, str | None, bool], list[tuple[str, str | None]]] = {}
+    groups: dict[tuple[str, str | None, bool], list[tuple[str, str | None, str | None]]] = {}
     for keys, outcome in outcomes:
         group = (outcome.status, outcome.error, outcome.started)
-        groups.setdefault(group, []).extend((k, outcome.result) for k in keys)
+        groups.setdefault(group, []).extend((k, outcome.result, outcome.target_ref) for k in keys)
     if not groups:
         return
     now = now_utc()
     t = _table(table)
     with db.begin() as conn:
         for (status, error, started), rows in groups.items():
-            sets = "status = :status, last_error = :error, updated_at = :now, result = COALESCE(v.result, t.result)"
+            sets = (
+                "status = :status, last_error = :error, updated_at = :now, result = COALESCE(v.result, t.result), "
+                "target_ref = COALESCE(v.target_ref, t.target_ref)"
+            )
             if not started:  # the attempt recorded before the call was never made
                 sets += ", attempts = attempts - 1"
             if status not in SENDABLE:
@@ -305,12 +309,14 @@ def record_all(
             guard = f" AND t.status IN ('{PENDING}', '{SENDING}')" + (" AND t.claimed_by = :owner" if owner else "")
             for start in range(0, len(rows), 500):
                 part = rows[start : start + 500]
-                values = ", ".join(f"(CAST(:k{i} AS TEXT), CAST(:r{i} AS TEXT))" for i in range(len(part)))
+                values = ", ".join(
+                    f"(CAST(:k{i} AS TEXT), CAST(:r{i} AS TEXT), CAST(:t{i} AS TEXT))" for i in range(len(part))
+                )
                 params: dict[str, Any] = {"status": status, "error": error, "now": now, "owner": owner}
-                for i, (key, result) in enumerate(part):
-                    params[f"k{i}"], params[f"r{i}"] = key, result
+                for i, (key, result, ref) in enumerate(part):
+                    params[f"k{i}"], params[f"r{i}"], params[f"t{i}"] = key, result, ref
                 statement = (
-                    f"UPDATE {t} AS t SET {sets} FROM (VALUES {values}) AS v(key, result) "
+                    f"UPDATE {t} AS t SET {sets} FROM (VALUES {values}) AS v(key, result, target_ref) "
                     f"WHERE t.idempotency_key = v.key{guard}"
                 )
                 conn.execute(sa.text(statement), params)
@@ -372,7 +378,10 @@ def deliver(
                     record_all(
                         db,
                         table,
-                        [([k], Outcome(SENT, result=f"found at target: {e}")) for k, e in found.items()],
+                        [
+                            ([k], e if isinstance(e, Outcome) else Outcome(SENT, result=f"found at target: {e}"))
+                            for k, e in found.items()
+                        ],
                         owner,
                     )
                     report.found_at_target += len(found)

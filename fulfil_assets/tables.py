@@ -22,6 +22,7 @@ LEDGER_COLUMNS = {
     "claimed_by": "TEXT",
     "claimed_until": TS,
     "attempted_at": TS,
+    "target_ref": "TEXT",  # the target's own id for the effect, where it gives one (a Linnworks order id)
 }
 LEDGER = f"""
     idempotency_key TEXT PRIMARY KEY,
@@ -165,5 +166,10 @@ def ensure_tables(db: WarehouseDb) -> None:
         f"ALTER TABLE fulfil.{name} ADD COLUMN IF NOT EXISTS {column} {sql_type}"
         for name, columns in ADDED_COLUMNS.items()
         for column, sql_type in columns.items()
+    ]
+    # Linnworks orders fulfil created before `target_ref` existed: their id was only in the result's words.
+    statements += [
+        "UPDATE fulfil.wms_submissions SET target_ref = regexp_replace(result, '^.*order (\\S+)$', '\\1') "
+        "WHERE wms = 'linnworks' AND target_ref IS NULL AND status <> 'shadow' AND result LIKE '%Linnworks%order %'"
     ]
     db.execute(statements)

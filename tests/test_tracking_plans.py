@@ -212,3 +212,31 @@ def test_a_bundle_shipped_as_its_components_ships_as_one_storefront_line() -> No
     assert shipments["D2"]["items"] == [{"order_product_id": "1012", "quantity": 1}]
     assert shipments["D2"]["tracking_number"] == "T2"  # the first parcel holding the completing components
     assert shipments["D3"]["items"] == [{"order_product_id": "1012", "quantity": 1}]
+
+
+def test_a_warehouse_from_before_target_ref_gains_the_linnworks_ids_of_the_orders_fulfil_created(
+    tmp_path: Path,
+) -> None:
+    """Submissions to Linnworks confirmed before the ledger had `target_ref` kept the id only in the result's words;
+    opening the warehouse moves it into the column, where the storefront parcels are matched from."""
+    from resources.warehouse import SCHEMA
+
+    db = WarehouseDb(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    ensure_tables(db)
+    now = datetime.now(UTC)
+    rows = {
+        "new": ("Linnworks order 11111111-aaaa", "11111111-aaaa"),
+        "old-sent": ("Linnworks order 22222222-bbbb", None),
+        "old-found": ("found at target: Linnworks holds it as order 33333333-cccc", None),
+        "refused": (None, None),
+    }
+    with db.begin() as conn:
+        for key, (result, ref) in rows.items():
+            conn.exec_driver_sql(
+                f"INSERT INTO {SCHEMA}.wms_submissions (idempotency_key, order_key, order_ref, status, result, "
+                "target_ref, wms, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'linnworks', ?, ?)",
+                (key, f"shopify:{key}", key, "failed" if result is None else "sent", result, ref, now, now),
+            )
+    ensure_tables(db)
+    refs = dict(db.read(f"SELECT idempotency_key, target_ref FROM {SCHEMA}.wms_submissions").iter_rows())
+    assert refs == {"new": "11111111-aaaa", "old-sent": "22222222-bbbb", "old-found": "33333333-cccc", "refused": None}

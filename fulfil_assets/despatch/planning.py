@@ -14,15 +14,16 @@ from resources.warehouse import SCHEMA, WarehouseDb
 
 def storefront_parcels(db: WarehouseDb, despatched: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     """Shopify fulfilments of the parcels of Linnworks orders (`keys`) that fulfil created from Shopify orders:
-    the Linnworks order id is what `Orders/CreateOrders` answered, kept as the submission's result."""
+    the Linnworks order id is what `Orders/CreateOrders` answered, kept as the submission's `target_ref`."""
     created = db.read(
-        f"SELECT s.order_key AS storefront_key, o.source_order_id, s.flow, s.result FROM {SCHEMA}.wms_submissions s "
-        f"JOIN {SCHEMA}.orders o USING (order_key) WHERE s.wms = 'linnworks' AND s.result IS NOT NULL",
-        schema={"storefront_key": pl.String, "source_order_id": pl.String, "flow": pl.String, "result": pl.String},
+        f"SELECT s.order_key AS storefront_key, o.source_order_id, s.flow, s.target_ref "
+        f"FROM {SCHEMA}.wms_submissions s JOIN {SCHEMA}.orders o USING (order_key) "
+        "WHERE s.wms = 'linnworks' AND s.target_ref IS NOT NULL",
+        schema={"storefront_key": pl.String, "source_order_id": pl.String, "flow": pl.String, "target_ref": pl.String},
     )
-    links = created.with_columns(
-        pl.format("linnworks:{}", pl.col("result").str.extract(r"order (\S+)$")).alias("order_key")
-    ).filter(pl.col("order_key").is_in(keys))
+    links = created.with_columns(pl.format("linnworks:{}", "target_ref").alias("order_key")).filter(
+        pl.col("order_key").is_in(keys)
+    )
     if links.is_empty():
         return parcel_fulfilments(despatched.clear(), links, pl.DataFrame())  # no rows, the ledger's columns
     lines = db.read(
@@ -32,7 +33,7 @@ def storefront_parcels(db: WarehouseDb, despatched: pl.DataFrame, keys: list[str
         {"keys": links["storefront_key"].to_list()},
         schema={"storefront_key": pl.String, "sku": pl.String, "source_line_id": pl.String, "quantity": pl.Int64},
     )
-    return parcel_fulfilments(despatched, links.drop("result"), lines)
+    return parcel_fulfilments(despatched, links.drop("target_ref"), lines)
 
 
 def plan_tracking(

@@ -100,13 +100,13 @@ class LinnworksOrders:
                 return str(order.get("OrderId"))
         return None
 
-    def holds(self, rows: pl.DataFrame) -> dict[str, str]:
-        """Rows whose order Linnworks already holds (looked up by reference)."""
-        found = {}
+    def holds(self, rows: pl.DataFrame) -> dict[str, str | Outcome]:
+        """Rows whose order Linnworks already holds (looked up by reference), with its Linnworks id."""
+        found: dict[str, str | Outcome] = {}
         for key, ref in rows.select("idempotency_key", "order_ref").iter_rows():
             order_id = self._held(ref)
             if order_id:
-                found[key] = f"Linnworks holds it as order {order_id}"
+                found[key] = created(order_id, "found at target: Linnworks holds it as order")
         return found
 
     def send(self, rows: pl.DataFrame) -> Iterator[tuple[list[str], Outcome]]:
@@ -125,14 +125,20 @@ class LinnworksOrders:
             return
         if len(ids) == len(keys):
             for key, order_id in zip(keys, ids, strict=True):
-                yield [key], Outcome(SENT, result=f"Linnworks order {order_id}")
+                yield [key], created(order_id)
             return
         for key, ref in zip(keys, refs, strict=True):
             order_id = self._held(ref)
             if order_id:
-                yield [key], Outcome(SENT, result=f"Linnworks order {order_id}")
+                yield [key], created(order_id)
             else:
                 yield [key], Outcome(SENDING, error=f"Linnworks saved {len(ids)} of {len(keys)}; {ref} not found yet")
+
+
+def created(order_id: str, said: str = "Linnworks order") -> Outcome:
+    """A storefront order Linnworks holds as `order_id`: the id kept in the ledger's `target_ref` (the tracking of
+    its parcels is posted back through it)."""
+    return Outcome(SENT, result=f"{said} {order_id}", target_ref=order_id)
 
 
 class LinnworksCancels:
