@@ -421,6 +421,13 @@ def is_shadow(config: FulfilConfig, flow: str) -> bool:
     return config.modes.get(flow, "live") == "shadow"  # type: ignore[call-overload]
 
 
+def whistl_in_shadow(config: FulfilConfig) -> bool:
+    """Whether every configured flow to Whistl is in shadow mode: fulfil then only reads Whistl's `out/` folder
+    (files are judged and recorded, never moved, renamed or written beside), leaving it as it found it."""
+    flows = [f for f in config.flows if FLOW_SYSTEMS[f][1] == "whistl"]
+    return bool(flows) and all(is_shadow(config, f) for f in flows)
+
+
 def config_path() -> Path:
     """`FULFIL_CONFIG`, or ./fulfil.yaml."""
     return Path(os.environ.get("FULFIL_CONFIG", "fulfil.yaml"))

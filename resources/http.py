@@ -145,7 +145,7 @@ def budget_path(system: str, base_url: str, bucket: str) -> Path:
     return folder / f"{system_name}-{name}-{account}.json"
 
 
-SEND_RESERVE = 1 / 3  # of an account-wide budget's window kept for sends while reads have a backlog
+SEND_RESERVE = 1 / 2  # of an account-wide budget's window kept for sends while reads have a backlog
 
 
 def shared_budget(

@@ -10,10 +10,10 @@ import polars as pl
 import pytest
 
 from fulfil_assets.config import ConfigError, load_config
+from fulfil_assets.despatch.matching import match_despatches
 from fulfil_assets.despatch.tracking import tracking_intents
 from fulfil_assets.despatch.whistl_files import (
     FileFormatError,
-    match_despatches,
     parse_despatch_file,
     parse_rejection_file,
 )
@@ -258,17 +258,30 @@ def test_despatch_matching_flags_unknown_orders_and_over_shipping_and_plans_post
         + "LW1,D1,1,A1,2,0,Whistl,WHISTL-T24,WHL2,,2,2026-11-20T10:00:00Z,Y,\n"
         + "LW2,D2,1,A1,1,3,Whistl,WHISTL-T24,WHL3,,1,2026-11-20T10:00:00Z,N,\n"
         + "ZZ9,D9,1,A1,1,1,Whistl,WHISTL-T24,WHL9,,1,2026-11-20T10:00:00Z,N,\n"
+        + "LW3,D3,1,A1,1,1,Whistl,WHISTL-T24,WHL4,,1,2026-11-20T10:00:00Z,N,\n"
+        + "LW3,D3,7,B9,1,1,Whistl,WHISTL-T24,WHL4,,1,2026-11-20T10:00:00Z,N,\n"
     ).encode()
     rows, _ = parse_despatch_file(data, "shp_1.csv")
-    sent = pl.DataFrame({"order_ref": ["LW1", "LW2"], "order_key": ["linnworks:1", "linnworks:2"]})
+    sent = pl.DataFrame(
+        {"order_ref": ["LW1", "LW2", "LW3"], "order_key": ["linnworks:1", "linnworks:2", "linnworks:3"]}
+    )
     lines = pl.DataFrame(
-        {"order_key": ["linnworks:1", "linnworks:2"], "line_no": [1, 1], "sku": ["A1", "A1"], "quantity": [2, 1]}
+        {
+            "order_key": ["linnworks:1", "linnworks:2", "linnworks:3"],
+            "line_no": [1, 1, 1],
+            "sku": ["A1", "A1", "A1"],
+            "quantity": [2, 1, 1],
+        }
     )
     matched, problems = match_despatches(rows, sent, lines, pl.DataFrame())
     assert dict(problems.select("order_key", "reason_code").rows()) == {
         "whistl:ZZ9": "DESPATCH_UNKNOWN_ORDER",
         "linnworks:2": "DESPATCH_OVER_QUANTITY",
+        "linnworks:3": "DESPATCH_UNKNOWN_LINE",  # its own reason, not over-quantity
     }
+    assert problems.filter(pl.col("order_key") == "linnworks:3")["detail"].to_list() == [
+        "line 7 (B9): shipped 1, but the order fulfil sent has no such line"
+    ]
     owners = pl.DataFrame(
         {"order_key": ["linnworks:1"], "oms": ["linnworks"], "source_order_id": ["1"], "flow": ["linnworks_whistl"]}
     )

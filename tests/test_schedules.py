@@ -107,3 +107,45 @@ def test_the_despatch_sensor_asks_for_nothing_while_a_despatch_run_waits_to_star
         assert len(tick.run_requests) == 1
         config = tick.run_requests[0].run_config["ops"]["despatches"]["config"]
         assert config["file_names"] == ["shp_a.csv", "shp_b.csv"]
+
+
+@pytest.mark.world(n_orders=6, n_skus=100)
+def test_the_peoplevox_sensor_starts_a_despatch_run_for_each_new_despatch_and_only_then(
+    emulators: Emulators, tmp_path: Path, fulfil_env: dict
+) -> None:
+    """Peoplevox is asked every poll whether anything was despatched since the newest despatch it reported; a run
+    is requested only for despatches not seen before (counted from what the emulator despatched), never twice."""
+    from flow_helpers import all_flows_config, run_job
+
+    emu = emulators
+    emu.linnworks.peoplevox_share = 1.0
+    defs = build_definitions(all_flows_config(emu, tmp_path, flows=["linnworks_peoplevox"]))
+    sensor = defs.resolve_sensor_def("peoplevox_despatch_sensor")
+
+    def tick(instance: dg.DagsterInstance, cursor: str | None) -> dg.SensorResult:
+        context = dg.build_sensor_context(
+            instance=instance, cursor=cursor, definitions=defs, resources={"peoplevox": defs.resources["peoplevox"]}
+        )
+        return sensor(context)
+
+    (tmp_path / "home").mkdir()
+    with dg.DagsterInstance.local_temp(str(tmp_path / "home")) as instance:
+        run_job(defs, "order_sync_job", instance)
+        first = tick(instance, None)
+        assert not first.run_requests, "nothing despatched yet"
+        refs = sorted(emu.peoplevox.sales_orders)[:2]
+        numbers = [emu.peoplevox.control("despatch", {"order": ref})["despatch_number"] for ref in refs]
+        asked = tick(instance, first.cursor)
+        assert len(asked.run_requests) == 1 and asked.run_requests[0].tags["fulfil/despatches"] == ", ".join(numbers)
+        assert not tick(instance, asked.cursor).run_requests  # seen: not asked again
+        waiting = instance.add_run(
+            dg.DagsterRun(
+                job_name="peoplevox_despatch_job", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.NOT_STARTED
+            )
+        )
+        later = emu.peoplevox.control("despatch", {"order": sorted(emu.peoplevox.sales_orders)[2]})
+        held = tick(instance, asked.cursor)
+        assert not held.run_requests and waiting.run_id in held.skip_reason.skip_message  # type: ignore[union-attr]
+        instance.report_run_failed(waiting)
+        again = tick(instance, held.cursor)
+        assert [r.tags["fulfil/despatches"] for r in again.run_requests] == [later["despatch_number"]]

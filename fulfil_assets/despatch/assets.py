@@ -13,13 +13,13 @@ import polars as pl
 import sqlalchemy as sa
 
 from fulfil_assets import effects
-from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, is_shadow
+from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, is_shadow, whistl_in_shadow
+from fulfil_assets.despatch.matching import match_despatches
 from fulfil_assets.despatch.oms_tracking import TRACKING_SENDERS
 from fulfil_assets.despatch.planning import plan_tracking
 from fulfil_assets.despatch.tracking import fulfilment_intents
 from fulfil_assets.despatch.whistl_files import (
     FileFormatError,
-    match_despatches,
     parse_ack_file,
     parse_despatch_file,
     parse_rejection_file,
@@ -61,10 +61,10 @@ def take_despatch_file(
         schema={"order_ref": pl.String, "order_key": pl.String},
     )
     lines = db.read(
-        f"SELECT order_key, wms_line_no AS line_no, quantity FROM {SCHEMA}.wms_order_lines "
+        f"SELECT order_key, wms_line_no AS line_no, sku, quantity FROM {SCHEMA}.wms_order_lines "
         f"WHERE wms = 'whistl' AND {db.any_of('order_key', 'keys')}",
         {"keys": sent["order_key"].to_list()},
-        schema={"order_key": pl.String, "line_no": pl.Int32, "quantity": pl.Int64},
+        schema={"order_key": pl.String, "line_no": pl.Int32, "sku": pl.String, "quantity": pl.Int64},
     )
     earlier = db.read(
         f"SELECT * FROM {SCHEMA}.despatches WHERE wms = 'whistl' AND {db.any_of('order_ref', 'refs')} "
@@ -187,9 +187,14 @@ def take_rejection_file(db: WarehouseDb, data: bytes, now: datetime) -> dict[str
     return {"rows_read": rejected.height, "rows_kept": hits.height, "quarantined": 0, "problems": problems}
 
 
+LEFT_IN_PLACE = "out/ (left in place: Whistl's flows are in shadow)"
+
+
 def _take(
-    db: WarehouseDb, drop: DropSession, name: str, log: dg.DagsterLogManager, flows: dict[str, bool]
+    db: WarehouseDb, drop: DropSession, name: str, log: dg.DagsterLogManager, flows: dict[str, bool], shadow: bool
 ) -> dict[str, Any]:
+    """Take one feedback file in, once (by name and content hash), then archive it (or quarantine it with its
+    reason beside it); in shadow the file stays where Whistl put it and nothing is written to its server."""
     data = drop.read("out", name)
     digest = hashlib.sha256(data).hexdigest()
     now = now_utc()
@@ -198,8 +203,8 @@ def _take(
         {"n": name, "h": digest},
     )
     if seen.height:
-        kept = keep_file(drop, name, "out/archive", digest)
-        log.info(f"{name}: already taken in ({seen['outcome'][0]}); archived")
+        kept = LEFT_IN_PLACE if shadow else keep_file(drop, name, "out/archive", digest)
+        log.info(f"{name}: already taken in ({seen['outcome'][0]}); {kept}")
         return {"outcome": "duplicate", "kept_as": kept, "sha256": digest}
     kind = name.split("_", 1)[0].lower()
     try:
@@ -234,8 +239,11 @@ def _take(
         mode="upsert",
         key=["wms", "file_name", "content_hash"],
     )
-    kept = keep_file(drop, name, "out/archive" if outcome == "processed" else "out/quarantine", digest)
-    if outcome == "quarantined":  # the reason sits beside the file, for whoever opens the folder
+    if shadow:
+        kept = LEFT_IN_PLACE
+    else:
+        kept = keep_file(drop, name, "out/archive" if outcome == "processed" else "out/quarantine", digest)
+    if outcome == "quarantined" and not shadow:  # the reason sits beside the file, for whoever opens the folder
         folder, _, kept_name = kept.rpartition("/")
         reason = f"{name} ({len(data)} bytes, sha256 {digest}) was not taken in: {detail}\n"
         drop.write_atomic(folder, f"{kept_name}.reason.txt", reason.encode("utf-8"))
@@ -369,6 +377,7 @@ def build_assets(config: FulfilConfig) -> list[dg.AssetsDefinition]:
     """The despatch assets for the flows fulfil.yaml configures: Whistl's files in, and tracking out to each
     order system of a configured flow."""
     all_flows = {flow: is_shadow(config, flow) for flow in config.flows}
+    shadow = whistl_in_shadow(config)
 
     @dg.asset(
         group_name="despatch",
@@ -383,14 +392,15 @@ def build_assets(config: FulfilConfig) -> list[dg.AssetsDefinition]:
         (a table of processed files by name and content hash is the record). Good rows land in `despatches`;
         bad rows are quarantined with a reason; rows for orders fulfil never sent, shipping more than ordered,
         or shipping none of a line, become exceptions; a file that cannot be read at all moves to
-        `out/quarantine/`. Tracking posts are planned for the order's own system."""
+        `out/quarantine/`. Tracking posts are planned for the order's own system. While every Whistl flow is in
+        shadow, files are read and recorded but left in `out/`."""
         with warehouse.session() as db:
             outcomes: dict[str, dict[str, Any]] = {}
             with whistl_drop.session() as drop:
                 waiting = {f.name for f in feedback_files(drop)}
                 names = [n for n in config.file_names if n in waiting] if config.file_names else sorted(waiting)
                 for name in names:
-                    outcomes[name] = _take(db, drop, name, context.log, all_flows)
+                    outcomes[name] = _take(db, drop, name, context.log, all_flows, shadow)
             quarantined = [n for n, o in outcomes.items() if o["outcome"] == "quarantined"]
             if quarantined:
                 context.log.warning(f"quarantined files: {quarantined}")

@@ -13,7 +13,7 @@ from fulfil_assets.despatch.assets import build_assets, tracking_systems
 from fulfil_assets.despatch.backlog import despatch_backlog_checks
 from fulfil_assets.despatch.checks import tracking_checks
 from fulfil_assets.despatch.peoplevox_callbacks import inbox_dir, peoplevox_callback_sensor_factory, subscription_asset
-from fulfil_assets.despatch.sensors import despatch_file_sensor_factory
+from fulfil_assets.despatch.sensors import despatch_file_sensor_factory, peoplevox_despatch_sensor_factory
 from fulfil_assets.schedules import LATENCY, every_minutes, waiting_run_of
 
 # Runs after which tracking may be due that do not post it themselves: a Linnworks order sync (its processed
@@ -63,10 +63,12 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
             "peoplevox_despatch_job",
             selection=dg.AssetSelection.assets(*selected, *tracking_of(config, "peoplevox")).without_checks(),
             tags=LATENCY,
-            description="Ask Peoplevox for new despatches and post their tracking (and, with a callback URL, make "
-            "sure Peoplevox calls back on each despatch).",
+            description="Read Peoplevox's new despatches and post their tracking (and, with a callback URL, make "
+            "sure Peoplevox calls back on each despatch). Started by `peoplevox_despatch_sensor` as soon as Peoplevox "
+            "reports a despatch, with the schedule as a backstop.",
         )
         jobs.append(peoplevox_job)
+        sensors.append(peoplevox_despatch_sensor_factory(peoplevox_job, config.schedules.despatch_poll_seconds))
         if pvx.callback_url is not None:
             sensors.append(peoplevox_callback_sensor_factory(peoplevox_job, inbox_dir()))
         schedules.append(

@@ -1,4 +1,5 @@
-"""`despatch_file_sensor`: one run per new Whistl file, keyed by name + size + content hash."""
+"""The despatch sensors: `despatch_file_sensor`, one run per new Whistl file (keyed by name + size + content hash),
+and `peoplevox_despatch_sensor`, a run as soon as Peoplevox reports a new despatch."""
 
 import hashlib
 import json
@@ -8,8 +9,10 @@ from typing import Any
 import dagster as dg
 
 from fulfil_assets.despatch.assets import feedback_files
+from fulfil_assets.ingest.peoplevox_source import EPOCH, date_clause
 from fulfil_assets.schedules import waiting_run_of
 from resources.file_drop import DropFile, FileDrop
+from resources.peoplevox import PeoplevoxResource
 
 RETRY_AFTER_S = 600.0
 
@@ -84,3 +87,45 @@ def despatch_file_sensor_factory(job: Any, interval_s: int, settle_s: float) -> 
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor))
 
     return despatch_file_sensor
+
+
+def new_despatches(rows: list[dict[str, str]], since: str, seen: list[str]) -> list[dict[str, str]]:
+    """Of Peoplevox despatch rows read from `since` on (its date filter is inclusive, to the second), those not
+    seen before: later than `since`, or at `since` under a despatch number not in `seen`."""
+    return [r for r in rows if r.get("DespatchDate", "") > since or r.get("DespatchNumber") not in seen]
+
+
+def peoplevox_despatch_sensor_factory(job: Any, interval_s: int) -> dg.SensorDefinition:
+    """The sensor that asks Peoplevox every `interval_s` seconds whether anything was despatched since it last
+    looked, and starts `job` (the Peoplevox despatch run) only when something was."""
+
+    @dg.sensor(job=job, minimum_interval_seconds=interval_s, default_status=dg.DefaultSensorStatus.RUNNING)
+    def peoplevox_despatch_sensor(context: dg.SensorEvaluationContext, peoplevox: PeoplevoxResource) -> dg.SensorResult:
+        """One `GetData Despatches` page since the newest despatch time seen: a new despatch starts a despatch run
+        at once (which reads, matches and posts the tracking), instead of waiting for the next scheduled poll.
+        While a despatch run is still waiting to start, nothing more is asked: it will read these too."""
+        waiting = waiting_run_of(context.instance, job.name)
+        if waiting is not None:
+            return dg.SensorResult(
+                skip_reason=f"Peoplevox despatch run {waiting.run_id} has not started yet; it reads these too",
+                cursor=context.cursor,
+            )
+        state: dict[str, Any] = json.loads(context.cursor) if context.cursor else {"since": EPOCH, "seen": []}
+        client = peoplevox.get_client()
+        try:
+            rows = next(client.get_data("Despatches", date_clause("DespatchDate", state["since"]), 200), [])
+        finally:
+            client.close()
+        new = new_despatches(rows, state["since"], state["seen"])
+        if not new:
+            return dg.SensorResult(skip_reason="no new Peoplevox despatch", cursor=json.dumps(state))
+        newest = max(r["DespatchDate"] for r in new)
+        seen = sorted({r["DespatchNumber"] for r in rows if r.get("DespatchDate") == newest})
+        numbers = sorted({r["DespatchNumber"] for r in new})
+        request = dg.RunRequest(
+            run_key=f"peoplevox:{newest}:{','.join(numbers)[:200]}",
+            tags={"fulfil/despatches": ", ".join(numbers)[:1000]},
+        )
+        return dg.SensorResult(run_requests=[request], cursor=json.dumps({"since": newest, "seen": seen}))
+
+    return peoplevox_despatch_sensor

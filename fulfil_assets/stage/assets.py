@@ -10,11 +10,12 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from fulfil_assets.config import FulfilConfig, is_shadow
+from fulfil_assets.config import FulfilConfig, is_shadow, whistl_in_shadow
+from fulfil_assets.despatch.matching import match_despatches
 from fulfil_assets.despatch.planning import plan_tracking
-from fulfil_assets.ledger import now_utc
+from fulfil_assets.ledger import now_utc, open_exceptions
 from fulfil_assets.stage.cin7 import stage_cin7
-from fulfil_assets.stage.despatches import peoplevox_despatches
+from fulfil_assets.stage.despatches import DESPATCH_COLUMNS, peoplevox_despatches
 from fulfil_assets.stage.linnworks import stage_linnworks
 from fulfil_assets.stage.stock import (
     bigcommerce_stock,
@@ -82,10 +83,12 @@ def _keys(system: str, staging: Staging) -> list[dg.AssetKey]:
 INCOMPLETE_WAIT = timedelta(minutes=10)  # a file cut short may still be being written: wait before quarantining it
 
 
-def stage_whistl_snapshots(db: WarehouseDb, drop: FileDrop, min_ratio: float, log: Any) -> dict[str, Any]:
+def stage_whistl_snapshots(
+    db: WarehouseDb, drop: FileDrop, min_ratio: float, log: Any, shadow: bool = False
+) -> dict[str, Any]:
     """Judge every Whistl snapshot file not judged before (by name and content hash), record the verdicts in
-    `processed_files`, move each file to `out/archive/` or `out/quarantine/`, and put the newest accepted one in
-    `wms_stock`. Returns metadata."""
+    `processed_files`, move each file to `out/archive/` or `out/quarantine/` (left in place in shadow), and put
+    the newest accepted one in `wms_stock`. Returns metadata."""
     now = now_utc()
     raw = latest_versions(raw_table(db, "whistl", "stock_snapshots"))
     judged = db.read(
@@ -118,14 +121,15 @@ def stage_whistl_snapshots(db: WarehouseDb, drop: FileDrop, min_ratio: float, lo
                 continue
             verdicts.append({"file_name": name, "file_hash": digest, "rows_read": 0, "rows_kept": 0, "reason": reason})
     if verdicts:
-        record_snapshot_verdicts(db, drop, verdicts, now, log)
+        record_snapshot_verdicts(db, None if shadow else drop, verdicts, now, log)
     return apply_newest_snapshot(db, raw, files)
 
 
 def record_snapshot_verdicts(
-    db: WarehouseDb, drop: FileDrop, verdicts: list[dict[str, Any]], now: datetime, log: Any
+    db: WarehouseDb, drop: FileDrop | None, verdicts: list[dict[str, Any]], now: datetime, log: Any
 ) -> None:
-    """Processed-files rows, exceptions for the warehouse owner, and each file moved to archive or quarantine."""
+    """Processed-files rows, exceptions for the warehouse owner, and each file moved to archive or quarantine
+    (with no `drop`, in shadow, the files stay where they are)."""
     frame = pl.DataFrame(
         [
             {
@@ -161,6 +165,8 @@ def record_snapshot_verdicts(
         db.write("order_exceptions", exceptions, mode="upsert", key=["order_key", "rule"])
         for name, detail in rejected.select("file_name", "detail").iter_rows():
             log.error(f"{name}: stock snapshot quarantined: {detail}")
+    if drop is None:
+        return
     with drop.session() as session:
         waiting = {f.name for f in session.list("out", "*")}
         for name, digest, outcome in frame.select("file_name", "content_hash", "outcome").iter_rows():
@@ -287,7 +293,8 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
         with context.resources.warehouse.session() as db:
             metadata: dict[str, Any] = {}
             if systems.whistl is not None:
-                metadata |= stage_whistl_snapshots(db, context.resources.whistl_drop, min_ratio, context.log)
+                drop = context.resources.whistl_drop
+                metadata |= stage_whistl_snapshots(db, drop, min_ratio, context.log, whistl_in_shadow(config))
             if systems.peoplevox is not None:
                 frame = peoplevox_stock(raw_table(db, "peoplevox", "available"), now_utc())
                 db.write("wms_stock", frame, mode="replace", replace_where="wms = 'peoplevox'")
@@ -308,9 +315,11 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
             kinds={"peoplevox"},
         )
         def peoplevox_despatch_lines(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
-            """Peoplevox despatches as `despatches` rows (wms `peoplevox`), matched to the orders fulfil sent; each
-            new despatch plans the tracking posts of its order (Linnworks: tracking, then processed once
-            complete), as the Whistl despatch files do."""
+            """Peoplevox despatches as `despatches` rows (wms `peoplevox`), checked by the same despatch matcher
+            as Whistl's files (an order fulfil never sent, an item the order lacks, more than ordered: an
+            exception for the warehouse owner and no tracking until a person has looked); each new despatch of a
+            matched order plans its tracking posts (Linnworks: tracking, then processed once complete)."""
+            now = now_utc()
             with warehouse.session() as db:
                 sent = db.read(f"SELECT order_ref, order_key FROM {SCHEMA}.wms_submissions WHERE wms = 'peoplevox'")
                 rows = peoplevox_despatches(raw_table(db, "peoplevox", "despatches"), sent)
@@ -322,13 +331,28 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
                 )
                 # New rows, and rows matched to an order only now (its submission was recorded after the despatch).
                 new = rows.join(known.drop_nulls("order_key"), on=key, how="anti")
+                keys = {"keys": new["order_key"].drop_nulls().unique().to_list()}
+                lines = db.read(
+                    f"SELECT order_key, wms_line_no AS line_no, sku, quantity FROM {SCHEMA}.wms_order_lines "
+                    f"WHERE wms = 'peoplevox' AND {db.any_of('order_key', 'keys')}",
+                    keys,
+                    schema={"order_key": pl.String, "line_no": pl.Int32, "sku": pl.String, "quantity": pl.Int64},
+                )
+                earlier = db.read(
+                    f"SELECT * FROM {SCHEMA}.despatches WHERE wms = 'peoplevox' AND {db.any_of('order_key', 'keys')}",
+                    keys,
+                    schema=DESPATCH_COLUMNS,
+                ).join(new.select(key), on=key, how="anti")
+                matched, problems = match_despatches(new.drop("order_key"), sent, lines, earlier, by="sku")
                 db.write("despatches", rows, mode="upsert", key=key)
-                planned = plan_tracking(db, "peoplevox", new, new.clear(), "Peoplevox Despatches", now_utc(), flows)
+                open_exceptions(db, problems, "despatch_match", now)
+                planned = plan_tracking(db, "peoplevox", matched, problems, "Peoplevox Despatches", now, flows)
                 return dg.MaterializeResult(
                     metadata={
                         "dagster/row_count": rows.height,
                         "new_rows": new.height,
                         "unmatched": int(rows["order_key"].is_null().sum()),
+                        "problems": problems.height,
                         "units": int(rows["quantity"].sum() or 0),
                         "tracking_posts_planned": planned["tracking_posts"],
                         "short_shipped_orders": planned["short_shipped"],

@@ -24,6 +24,7 @@ OWNERS = {
     "CANCEL_TOO_LATE": "warehouse",
     "AMEND_TOO_LATE": "warehouse",
     "DESPATCH_UNKNOWN_ORDER": "warehouse",
+    "DESPATCH_UNKNOWN_LINE": "warehouse",
     "DESPATCH_OVER_QUANTITY": "warehouse",
     "DESPATCH_SHORT": "warehouse",
     "WMS_REJECTED": "office",
@@ -114,7 +115,9 @@ def prepare_lines(
         else pl.DataFrame(schema={c: pl.String for c in ("system", "location", "target", "target_location")})
     ).filter(pl.col("target") == wms)
     loc = loc.select(pl.col("system").alias("source_system"), pl.col("location").alias("_loc"), "target_location")
-    orders = ensure_columns(orders, {"fulfilment_location": pl.String})
+    orders = ensure_columns(orders, {"fulfilment_location": pl.String}).with_columns(
+        pl.col("fulfilment_location").cast(pl.String)  # all blank: polars may have typed it Null
+    )
     o = (
         orders.with_columns(
             [_clean(c).alias(c) for c in ("ship_name", "address1", "city", "country_code", "phone", "postcode")]
