@@ -34,7 +34,7 @@ from emulators.wsdl import WsdlSchema
 
 NS = "http://www.peoplevox.net/"
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
-# The WSDL the real service publishes (a saved copy; see ../shared/specs/README.md): served at `?wsdl`, and every
+# The WSDL the real service publishes (a saved copy; see specs/README.md): served at `?wsdl`, and every
 # envelope is held to its schema.
 SCHEMA = WsdlSchema(Path(__file__).parent / "specs" / "peoplevox_integrationservicev4.wsdl")
 TEMPLATES = {
