@@ -51,6 +51,19 @@ def _rfc2822(dt: datetime | None) -> str:
     return format_datetime(dt.astimezone(UTC)) if dt else ""
 
 
+def _iso8601(dt: datetime) -> str:
+    """A v3 time (`2026-12-06T10:00:00+00:00`)."""
+    return dt.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def _parse_iso8601(value: str) -> datetime:
+    """A v3 filter time: ISO 8601 (a `Z` or an offset; UTC when neither) or a Unix timestamp."""
+    if value.isdigit():
+        return datetime.fromtimestamp(int(value), UTC)
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 def _address(a: Address) -> dict[str, str]:
     """An address in BigCommerce's v2 shape."""
     first, _, last = a.name.partition(" ")
@@ -98,6 +111,8 @@ class BigCommerce(EmulatedSystem):
         self.sku_by_variant = {v: s for s, v in world.variant_ids.items()}
         for sku in sorted({s for s, _ in self.inventory}):
             self.product_skus.setdefault(world.variant_ids[sku] // 10, []).append(sku)
+        self.product_modified: dict[int, datetime] = dict.fromkeys(self.product_skus, world.start)
+        self.product_of = {sku: pid for pid, skus in self.product_skus.items() for sku in skus}
         self.spawn(n_orders, world.start - timedelta(days=1), world.start)
 
     def spawn(self, n: int, start: datetime, end: datetime) -> list[int]:
@@ -185,6 +200,8 @@ class BigCommerce(EmulatedSystem):
             Route(f"{base}/v3/catalog/products", self.catalog_products),
             Route(f"{base}/v3/inventory/adjustments/absolute", self.adjust_absolute, methods=["PUT"]),
             Route(f"{base}/v3/inventory/adjustments/relative", self.adjust_relative, methods=["POST"]),
+            Route(f"{base}/v3/customers", self.customers),
+            Route("/{path:path}", self.not_found, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
         ]
 
     def _auth(self, request: Request) -> Response | None:
@@ -454,32 +471,138 @@ class BigCommerce(EmulatedSystem):
             }
         )
 
+    def _product(self, pid: int, with_variants: bool) -> dict[str, Any]:
+        """A v3 catalog product (the published Product model's common fields; `variants` when asked for)."""
+        skus = self.product_skus[pid]
+        first = self.world.by_sku[skus[0]]
+        modified = _iso8601(self.product_modified[pid])
+        product: dict[str, Any] = {
+            "id": pid,
+            "name": first.title,
+            "type": "physical",
+            "sku": skus[0],
+            "price": first.price,
+            "weight": round(first.weight_g / 1000, 3),
+            "inventory_level": sum(self.inventory.get((sku, loc), 0) for sku in skus for loc in LOCATIONS),
+            "inventory_warning_level": 0,
+            "inventory_tracking": "product" if self.tracked_by_product(skus[0]) else "variant",
+            "is_visible": True,
+            "availability": "available",
+            "date_created": _iso8601(self.world.start - timedelta(days=30)),
+            "date_modified": modified,
+            "base_variant_id": self.world.variant_ids[skus[0]],
+        }
+        if with_variants:
+            product["variants"] = [
+                {
+                    "id": self.world.variant_ids[sku],
+                    "product_id": pid,
+                    "sku": sku,
+                    "price": self.world.by_sku[sku].price,
+                    "inventory_level": sum(self.inventory.get((sku, loc), 0) for loc in LOCATIONS),
+                }
+                for sku in skus
+            ]
+        return product
+
     async def catalog_products(self, request: Request) -> Response:
-        """v3 catalog products (`id`, `name`, `sku`, `inventory_tracking`: `product` keeps one figure for the whole
-        product, `variant` one per variant), paged by `meta.pagination`."""
+        """v3 catalog products (`GET /v3/catalog/products`): `date_modified:min`, `sort` (`id`, `name`, `price`,
+        `date_modified`, with `direction`), `include=variants`, paged by `meta.pagination`; `inventory_tracking`
+        says whether a product keeps one figure (`product`) or one per variant."""
         if (denied := self._auth(request)) is not None:
             return denied
         q = request.query_params
         try:
             limit, page = int(q.get("limit", 50)), int(q.get("page", 1))
-        except ValueError:
-            return _problem(422, "page and limit must be integers")
+            since = _parse_iso8601(q["date_modified:min"]) if q.get("date_modified:min") else None
+        except ValueError as exc:
+            return _problem(422, f"Invalid query: {exc}")
         if not 1 <= limit <= 250 or page < 1:
             return _problem(422, "limit must be between 1 and 250 and page at least 1")
-        ids = sorted(self.product_skus)
-        chunk = paginate(ids, page, limit)
-        data = [
-            {
-                "id": pid,
-                "name": self.world.by_sku[self.product_skus[pid][0]].title,
-                "sku": self.product_skus[pid][0],
-                "inventory_tracking": "product" if self.tracked_by_product(self.product_skus[pid][0]) else "variant",
-            }
-            for pid in chunk
-        ]
+        sort, direction = q.get("sort", "id"), q.get("direction", "asc")
+        keys = {
+            "id": lambda pid: pid,
+            "name": lambda pid: self.world.by_sku[self.product_skus[pid][0]].title,
+            "price": lambda pid: self.world.by_sku[self.product_skus[pid][0]].price,
+            "date_modified": lambda pid: (self.product_modified[pid], pid),
+        }
+        if sort not in keys or direction not in ("asc", "desc"):
+            return _problem(422, f"sort must be one of {sorted(keys)} and direction asc or desc")
+        ids = [pid for pid in self.product_skus if since is None or self.product_modified[pid] >= since]
+        ids.sort(key=keys[sort], reverse=direction == "desc")
+        with_variants = "variants" in q.get("include", "").split(",")
+        data = [self._product(pid, with_variants) for pid in paginate(ids, page, limit)]
         pages = (len(ids) + limit - 1) // limit
         pagination = {"total": len(ids), "count": len(data), "per_page": limit, "current_page": page}
         return JSONResponse({"data": data, "meta": {"pagination": {**pagination, "total_pages": pages}}})
+
+    def _customers(self) -> list[dict[str, Any]]:
+        """The store's customers: one per e-mail address its orders carry, numbered by first order."""
+        found: dict[str, dict[str, Any]] = {}
+        for oid in sorted(self.orders):
+            o = self.orders[oid]
+            email = o.address.email.strip().lower()
+            if not email:
+                continue
+            first, _, last = o.address.name.partition(" ")
+            known = found.setdefault(
+                email,
+                {
+                    "id": len(found) + 1,
+                    "email": email,
+                    "first_name": first,
+                    "last_name": last,
+                    "company": o.address.company,
+                    "phone": o.address.phone,
+                    "customer_group_id": 0,
+                    "notes": "",
+                    "tax_exempt_category": "",
+                    "accepts_product_review_abandoned_cart_emails": False,
+                    "registration_ip_address": "",
+                    "_created": o.created_at,
+                    "_modified": o.updated_at,
+                },
+            )
+            known["_modified"] = max(known["_modified"], o.updated_at)
+        return list(found.values())
+
+    async def customers(self, request: Request) -> Response:
+        """v3 customers (`GET /v3/customers`): `date_modified:min`, `sort` (`date_created:asc|desc`,
+        `last_name:asc|desc`, `date_modified:asc|desc`), paged by `meta.pagination`."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        q = request.query_params
+        try:
+            limit, page = int(q.get("limit", 50)), int(q.get("page", 1))
+            since = _parse_iso8601(q["date_modified:min"]) if q.get("date_modified:min") else None
+        except ValueError as exc:
+            return _problem(422, f"Invalid query: {exc}")
+        if not 1 <= limit <= 250 or page < 1:
+            return _problem(422, "limit must be between 1 and 250 and page at least 1")
+        field, _, direction = q.get("sort", "date_created:asc").partition(":")
+        keys = {"date_created": "_created", "date_modified": "_modified", "last_name": "last_name"}
+        if field not in keys or direction not in ("asc", "desc"):
+            return _problem(422, f"sort must be one of {sorted(keys)} with :asc or :desc")
+        with self.lock:
+            rows = [c for c in self._customers() if since is None or c["_modified"] >= since]
+        rows.sort(key=lambda c: (c[keys[field]], c["id"]), reverse=direction == "desc")
+        data = [
+            {
+                **{k: v for k, v in c.items() if not k.startswith("_")},
+                "date_created": _iso8601(c["_created"]),
+                "date_modified": _iso8601(c["_modified"]),
+            }
+            for c in paginate(rows, page, limit)
+        ]
+        pages = (len(rows) + limit - 1) // limit
+        pagination = {"total": len(rows), "count": len(data), "per_page": limit, "current_page": page}
+        return JSONResponse({"data": data, "meta": {"pagination": {**pagination, "total_pages": pages}}})
+
+    async def not_found(self, request: Request) -> Response:
+        """A route the store does not have: BigCommerce's JSON error (v2's list, v3's problem), never plain text."""
+        if "/v2/" in request.url.path:
+            return self.error_body(404, "The requested resource was not found.")
+        return _problem(404, "The requested resource was not found.")
 
     def _item_sku(self, item: dict[str, Any]) -> tuple[str | None, str | None]:
         """The SKU an adjustment item names by `sku`, `variant_id` or `product_id` (exactly one), or why not."""
@@ -526,8 +649,10 @@ class BigCommerce(EmulatedSystem):
                 if problem:
                     return _problem(422, problem if problem.startswith("[") else f"items.{n}: {problem}")
                 keys.append((key, int(item["quantity"])))
+            now = datetime.now(UTC)
             for key, quantity in keys:
                 self.inventory[key] = self.inventory[key] + quantity if relative else quantity
+                self.product_modified[self.product_of[key[0]]] = now  # the product's stock changed: it is modified
             self.adjustments.append({"relative": relative, "reason": body.get("reason"), "items": items})
             return JSONResponse({"transaction_id": f"tx-{len(self.adjustments)}"})
 

@@ -22,7 +22,16 @@ from emulators.world import Address, Order, OrderLine, World
 SPEC = Swagger(
     [
         Path(__file__).parent / "specs" / "linnworks" / f"{name}.json"
-        for name in ("auth", "orders", "openorders", "processedorders", "stock", "postalservices")
+        for name in (
+            "auth",
+            "orders",
+            "openorders",
+            "processedorders",
+            "stock",
+            "postalservices",
+            "inventory",
+            "locations",
+        )
     ]
 )
 DEFAULT_LOCATION = "00000000-0000-0000-0000-000000000000"
@@ -469,7 +478,35 @@ class Linnworks(EmulatedSystem):
             "Orders/CreateOrders": self.create_orders,
             "Orders/GetOrderDetailsByReferenceId": self.by_reference,
             "PostalServices/GetPostalServices": self.get_postal_services,
+            "Inventory/GetStockLocations": self.get_stock_locations,
+            "Locations/GetLocation": self.get_location,
         }
+
+    def _stock_location(self, location: str) -> dict[str, Any]:
+        """One stock location as `Inventory/GetStockLocations` and `Locations/GetLocation` describe it."""
+        return {
+            "StockLocationId": location,
+            "StockLocationIntId": list(LOCATION_NAMES).index(location) + 1,
+            "LocationName": LOCATION_NAMES[location],
+            "IsFulfillmentCenter": location != DEFAULT_LOCATION,  # the 3PLs' locations
+            "IsWarehouseManaged": False,
+            "IsNotTrackable": False,
+            "CountInOrderUntilAcknowledgement": location != DEFAULT_LOCATION,
+            "FulfilmentCenterDeductStockWhenProcessed": location != DEFAULT_LOCATION,
+            "LocationTag": "",
+            "Country": "United Kingdom",
+        }
+
+    def get_stock_locations(self, p: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every stock location of the account (`GET Inventory/GetStockLocations`)."""
+        return [self._stock_location(location) for location in LOCATION_NAMES]
+
+    def get_location(self, p: dict[str, Any]) -> dict[str, Any]:
+        """One location by `pkStockLocationId` (`GET Locations/GetLocation`); an unknown id is a 400."""
+        location = str(p.get("pkStockLocationId") or "")
+        if location not in LOCATION_NAMES:
+            raise ValueError(f"Location {location!r} does not exist")
+        return self._stock_location(location)
 
     def get_open_orders(self, p: dict[str, Any]) -> dict[str, Any]:
         """Paged open orders, oldest received first, with optional received-date range filter."""

@@ -66,6 +66,21 @@ def _encode_cursor(filters: dict[str, Any], offset: int) -> str:
     return base64.urlsafe_b64encode(json.dumps({"f": filters, "o": offset}).encode()).decode()
 
 
+# The scopes the emulated app's token was granted: what fulfil reads and writes.
+ACCESS_SCOPES = (
+    "read_orders",
+    "write_orders",
+    "read_fulfillments",
+    "write_fulfillments",
+    "read_merchant_managed_fulfillment_orders",
+    "write_merchant_managed_fulfillment_orders",
+    "read_inventory",
+    "write_inventory",
+    "read_locations",
+    "read_products",
+)
+
+
 def _decode_cursor(page_info: str) -> tuple[dict[str, Any], int] | None:
     """The filters and offset a `page_info` carries; None when it is not one of ours."""
     try:
@@ -100,6 +115,7 @@ class Shopify(EmulatedSystem):
         self.bucket = LeakyBucket(40, 2 * (rate_scale or 1e9))
         self.gql_bucket = LeakyBucket(GRAPHQL_BUCKET, GRAPHQL_RESTORE_PER_S * (rate_scale or 1e9))
         self.orders: dict[int, Order] = {}
+        self.events: list[dict[str, Any]] = []  # `events.json`: what happened to the store's resources (deletions)
         self.cancelled: dict[int, datetime] = {}
         self.fulfillable: dict[int, dict[int, int]] = {}  # order id -> line item id -> qty left
         self.fulfillments: list[dict[str, Any]] = []
@@ -124,10 +140,29 @@ class Shopify(EmulatedSystem):
         return ids
 
     def control(self, action: str, body: dict[str, Any]) -> Any:
-        """`spawn {n}`, `edit_address {order_id}`."""
+        """`spawn {n}`, `edit_address {order_id}`, `destroy {order_id}` (the merchant deletes an order: it
+        leaves `orders.json` and an `Order` `destroy` event is recorded)."""
         now = datetime.now(UTC)
         if action == "spawn":
             return {"order_ids": self.spawn(int(body.get("n", 10)), now - timedelta(seconds=1), now)}
+        if action == "destroy":
+            oid = int(body["order_id"])
+            order = self.orders.pop(oid)
+            event = {
+                "id": 1_000_000 + len(self.events) + 1,
+                "subject_id": oid,
+                "created_at": now.isoformat(timespec="seconds"),
+                "subject_type": "Order",
+                "verb": "destroy",
+                "arguments": [f"#{order.number}"],
+                "body": None,
+                "message": f"Order #{order.number} was deleted.",
+                "author": "Shopify",
+                "description": f"Order #{order.number} was deleted.",
+                "path": f"/admin/orders/{oid}",
+            }
+            self.events.append(event)
+            return event
         if action == "edit_address":
             oid = int(body["order_id"])
             self.world.edit_address(self.orders[oid], now)
@@ -207,8 +242,66 @@ class Shopify(EmulatedSystem):
             ("/inventory_levels/set.json", self.set_level, ["POST"]),
             ("/inventory_levels/adjust.json", self.adjust_level, ["POST"]),
             ("/graphql.json", self.graphql, ["POST"]),
+            ("/shop.json", self.shop, ["GET"]),
+            ("/events.json", self.list_events, ["GET"]),
         ]
-        return [Route(base + path, self._versioned(handler), methods=methods) for path, handler, methods in routes]
+        versioned = [Route(base + path, self._versioned(handler), methods=methods) for path, handler, methods in routes]
+        return [*versioned, Route("/admin/oauth/access_scopes.json", self.access_scopes, methods=["GET"])]
+
+    async def shop(self, request: Request) -> Response:
+        """The shop (`GET shop.json`, https://shopify.dev/docs/api/admin-rest/latest/resources/shop): what a client
+        checks before anything else."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        shop = {
+            "id": 548380009,
+            "name": "Brand Emulated",
+            "email": "ops@brand.example",
+            "domain": "brand.example",
+            "myshopify_domain": "brand.myshopify.com",
+            "country_code": "GB",
+            "country_name": "United Kingdom",
+            "currency": "GBP",
+            "enabled_presentment_currencies": ["GBP"],
+            "iana_timezone": "Europe/London",
+            "timezone": "(GMT+00:00) Europe/London",
+            "plan_name": "shopify_plus",
+            "plan_display_name": "Shopify Plus",
+            "weight_unit": "kg",
+            "created_at": "2020-01-01T09:00:00+00:00",
+            "multi_location_enabled": True,
+        }
+        return JSONResponse({"shop": shop})
+
+    async def access_scopes(self, request: Request) -> Response:
+        """The token's scopes (`GET /admin/oauth/access_scopes.json`, unversioned,
+        https://shopify.dev/docs/api/admin-rest/latest/resources/accessscope)."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        return JSONResponse({"access_scopes": [{"handle": h} for h in ACCESS_SCOPES]})
+
+    async def list_events(self, request: Request) -> Response:
+        """Events (`GET events.json`, https://shopify.dev/docs/api/admin-rest/latest/resources/event): `filter`
+        (subject types, comma-separated), `verb`, `since_id`, `created_at_min`, `limit` (at most 250)."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        q = request.query_params
+        try:
+            limit, since_id = int(q.get("limit", 50)), int(q.get("since_id", 0))
+        except ValueError:
+            return self.error_body(400, "limit and since_id must be integers")
+        if not 1 <= limit <= 250:
+            return self.error_body(400, "limit must be between 1 and 250")
+        kinds = {k.strip() for k in q["filter"].split(",")} if q.get("filter") else None
+        rows = [
+            e
+            for e in self.events
+            if (kinds is None or e["subject_type"] in kinds)
+            and (not q.get("verb") or e["verb"] == q["verb"])
+            and e["id"] > since_id
+            and (not q.get("created_at_min") or e["created_at"] >= q["created_at_min"])
+        ]
+        return JSONResponse({"events": rows[:limit]})
 
     def _auth(self, request: Request) -> Response | None:
         if request.headers.get("x-shopify-access-token") != self.access_token:

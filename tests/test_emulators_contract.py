@@ -7,6 +7,7 @@ import csv
 import io
 import re
 import time
+from datetime import timedelta
 
 import httpx
 import paramiko
@@ -473,6 +474,31 @@ def test_shopify_honours_order_filters_versions_and_the_calls_other_apps_make(em
 # -- BigCommerce -----------------------------------------------------------------------------------------
 
 
+def test_shopify_shop_scopes_and_deletion_events_a_client_checks_first(emulators: Emulators) -> None:
+    """`shop.json`, the unversioned `/admin/oauth/access_scopes.json` and `events.json?filter=Order&verb=destroy`
+    answer as Shopify documents them; an order the merchant deleted leaves `orders.json` and shows as an event."""
+    emu = emulators
+    base = emu.url("shopify")
+    root = base.split("/admin/api/")[0]
+    emu.shopify.bucket.rate = 1e9
+    with httpx.Client(headers=SHOP_HEADERS) as c:
+        shop = c.get(f"{base}shop.json")
+        assert shop.status_code == 200 and shop.json()["shop"]["currency"] == "GBP"
+        scopes = c.get(f"{root}/admin/oauth/access_scopes.json").json()["access_scopes"]
+        assert {"read_orders", "write_fulfillments", "write_inventory"} <= {s["handle"] for s in scopes}
+        assert (
+            c.get(f"{root}/admin/oauth/access_scopes.json", headers={"X-Shopify-Access-Token": "x"}).status_code == 401
+        )
+        assert c.get(f"{base}events.json", params={"filter": "Order", "verb": "destroy"}).json() == {"events": []}
+        gone = sorted(emu.shopify.orders)[0]
+        emu.shopify.control("destroy", {"order_id": gone})
+        events = c.get(f"{base}events.json", params={"filter": "Order", "verb": "destroy"}).json()["events"]
+        assert [(e["subject_id"], e["verb"], e["subject_type"]) for e in events] == [(gone, "destroy", "Order")]
+        assert c.get(f"{base}events.json", params={"filter": "Product"}).json()["events"] == []
+        ids = [o["id"] for o in c.get(f"{base}orders.json", params={"status": "any", "limit": 250}).json()["orders"]]
+        assert gone not in ids and len(ids) == len(emu.shopify.orders)
+
+
 def test_bigcommerce_orders_pages_shipments_inventory_and_quota(emulators: Emulators) -> None:
     emu = emulators
     base = emu.url("bigcommerce")
@@ -580,6 +606,59 @@ def test_bigcommerce_inventory_as_the_published_spec_has_it(emulators: Emulators
 
 
 # -- Peoplevox -------------------------------------------------------------------------------------------
+
+
+def test_bigcommerce_catalogue_customers_and_unknown_routes_as_other_clients_use_them(emulators: Emulators) -> None:
+    """Products carry the published model's fields (price, inventory_level, dates, variants on request) and honour
+    `date_modified:min` and `sort`; `/v3/customers` pages, filters and sorts; a route the store lacks answers
+    BigCommerce's JSON error, never plain text. Expected values from the emulator's own world."""
+    emu = emulators
+    bc = emu.bigcommerce
+    base = emu.url("bigcommerce")
+    with httpx.Client(headers=BC_HEADERS) as c:
+        page = c.get(f"{base}v3/catalog/products", params={"limit": 250, "include": "variants"}).json()
+        assert page["meta"]["pagination"]["total"] == len(bc.product_skus)
+        first = page["data"][0]
+        assert {"id", "name", "sku", "price", "inventory_level", "date_modified", "date_created", "variants"} <= set(
+            first
+        )
+        assert [v["sku"] for v in first["variants"]] == bc.product_skus[first["id"]]
+        assert first["price"] == bc.world.by_sku[first["sku"]].price
+        # A stock change modifies its product: only that one is newer than the world's start.
+        sku = first["variants"][0]["sku"]
+        loc = next(loc for (s, loc) in bc.inventory if s == sku)
+        r = c.put(
+            f"{base}v3/inventory/adjustments/absolute",
+            json={
+                "reason": "t",
+                "items": [{"location_id": loc, "variant_id": bc.world.variant_ids[sku], "quantity": 7}],
+            }
+            if not bc.tracked_by_product(sku)
+            else {"reason": "t", "items": [{"location_id": loc, "product_id": first["id"], "quantity": 7}]},
+        )
+        assert r.status_code == 200, r.text
+        since = (bc.world.start + timedelta(seconds=1)).isoformat()
+        changed = c.get(f"{base}v3/catalog/products", params={"date_modified:min": since}).json()["data"]
+        assert [p["id"] for p in changed] == [first["id"]] and changed[0]["inventory_level"] >= 7
+        by_price = c.get(f"{base}v3/catalog/products", params={"sort": "price", "direction": "desc", "limit": 250})
+        prices = [p["price"] for p in by_price.json()["data"]]
+        assert prices == sorted(prices, reverse=True)
+        assert c.get(f"{base}v3/catalog/products", params={"sort": "colour"}).status_code == 422
+
+        emails = {o.address.email.strip().lower() for o in bc.orders.values() if o.address.email.strip()}
+        customers = c.get(f"{base}v3/customers", params={"limit": 250, "sort": "date_modified:desc"}).json()
+        assert {x["email"] for x in customers["data"]} == emails
+        assert customers["meta"]["pagination"]["total"] == len(emails)
+        modified = [x["date_modified"] for x in customers["data"]]
+        assert modified == sorted(modified, reverse=True)
+        newest = modified[0]
+        recent = c.get(f"{base}v3/customers", params={"date_modified:min": newest}).json()["data"]
+        assert recent and all(x["date_modified"] >= newest for x in recent)
+
+        for path in ("v3/no/such/route", "v2/nothing_here"):
+            missing = c.get(f"{base}{path}")
+            assert missing.status_code == 404 and missing.headers["content-type"].endswith("json"), missing.text
+            assert missing.json()  # a JSON body: v3's problem object, v2's error list
 
 
 def test_peoplevox_soap_session_getdata_savedata(emulators: Emulators) -> None:

@@ -24,7 +24,16 @@ from resources.linnworks import LinnworksClient
 
 SPECS = Path(__file__).resolve().parents[1] / "emulators" / "specs"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "specs"  # the team's reference copies, where present
-LINNWORKS_FILES = ("auth", "orders", "openorders", "processedorders", "stock", "postalservices")
+LINNWORKS_FILES = (
+    "auth",
+    "orders",
+    "openorders",
+    "processedorders",
+    "stock",
+    "postalservices",
+    "inventory",
+    "locations",
+)
 
 
 def test_the_specs_in_the_repository_are_the_vendors_own() -> None:
@@ -130,12 +139,18 @@ def test_linnworks_answers_and_the_products_requests_follow_the_swagger(emulator
         "Stock/SetStockLevel": {"stockLevels": [{"SKU": emu.world.wms_catalogue[0], "LocationId": None, "Level": 3}]},
         "Orders/SetOrderShippingInfo": {"orderId": oid, "info": {"TrackingNumber": "WHL2"}},
         "PostalServices/GetPostalServices": None,
+        "Inventory/GetStockLocations": None,  # GETs, as the spec has them (what other clients call first)
+        f"Locations/GetLocation?pkStockLocationId={lw_location}": None,
     }
     with httpx.Client(headers=headers) as c:
         for method, body in requests.items():
             r = c.get(f"{server}/api/{method}") if body is None else c.post(f"{server}/api/{method}", json=body)
             assert r.status_code == 200, (method, r.text)
-            check_answer(ops, method, r.json())
+            check_answer(ops, method.split("?")[0], r.json())
+        locations = c.get(f"{server}/api/Inventory/GetStockLocations").json()
+        assert {loc["LocationName"] for loc in locations} == {"Default", "Whistl", "Peoplevox"}
+        unknown = c.get(f"{server}/api/Locations/GetLocation", params={"pkStockLocationId": "not-a-location"})
+        assert unknown.status_code == 400 and set(unknown.json()) == {"Code", "Message"}
         # A request the spec does not allow is refused, in Linnworks' error shape.
         bad = c.post(f"{server}/api/Orders/GetOpenOrders", json={"entriesPerPage": "many", "pageNumber": 1})
         assert bad.status_code == 400 and set(bad.json()) == {"Code", "Message"} and "entriesPerPage" in bad.text
