@@ -112,25 +112,32 @@ class _Strict(BaseModel):
 class LinnworksCredentials(_Strict):
     """Names of the env vars that hold Linnworks secrets."""
 
-    application_id: str = "LINNWORKS_APPLICATION_ID"
-    application_secret: str = "LINNWORKS_APPLICATION_SECRET"
-    token: str = "LINNWORKS_TOKEN"
+    application_id: str = Field("LINNWORKS_APPLICATION_ID", description="env var holding the application id")
+    application_secret: str = Field(
+        "LINNWORKS_APPLICATION_SECRET", description="env var holding the application secret"
+    )
+    token: str = Field("LINNWORKS_TOKEN", description="env var holding the installation token")
 
 
 class LinnworksConfig(_Strict):
     """Linnworks account."""
 
-    base_url: HttpUrl = "https://api.linnworks.net"
+    base_url: HttpUrl = Field("https://api.linnworks.net", description="Linnworks' API (its auth answers the server)")
     credentials: LinnworksCredentials = LinnworksCredentials()
-    budget_share: float = Field(0.5, gt=0, le=1)
+    budget_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="the share of the account's published rate limit fulfil may use (other apps use the rest)",
+    )
     timeout_s: float = Field(30.0, gt=0, le=300, description="seconds before a call is given up")
 
 
 class WhistlConfig(_Strict):
     """Whistl file exchange."""
 
-    drop_url: DropUrl = Field(description="local folder or sftp://user@host:port/path")
-    password_env: str = "WHISTL_SFTP_PASSWORD"
+    drop_url: DropUrl = Field(description="Whistl's file exchange: its in/ and out/ folders")
+    password_env: str = Field("WHISTL_SFTP_PASSWORD", description="env var holding the SFTP password")
     host_key: str | None = Field(
         None,
         pattern=r"^SHA256:[A-Za-z0-9+/]{43}$",
@@ -168,22 +175,27 @@ class WhistlConfig(_Strict):
 class Cin7Credentials(_Strict):
     """Names of the env vars that hold Cin7 Core secrets."""
 
-    account_id: str = "CIN7_ACCOUNT_ID"
-    application_key: str = "CIN7_APPLICATION_KEY"
+    account_id: str = Field("CIN7_ACCOUNT_ID", description="env var holding the api-auth-accountid")
+    application_key: str = Field("CIN7_APPLICATION_KEY", description="env var holding the api-auth-applicationkey")
 
 
 class Cin7Config(_Strict):
     """Cin7 Core account."""
 
-    base_url: HttpUrl = "https://inventory.dearsystems.com/ExternalApi/v2/"
+    base_url: HttpUrl = Field("https://inventory.dearsystems.com/ExternalApi/v2/", description="Cin7 Core's API")
     credentials: Cin7Credentials = Cin7Credentials()
-    budget_share: float = Field(0.5, gt=0, le=1)
+    budget_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="the share of the account's published rate limit fulfil may use (other apps use the rest)",
+    )
 
 
 class TokenCredentials(_Strict):
     """Name of the env var that holds an access token."""
 
-    access_token: str
+    access_token: str = Field(description="env var holding the access token")
 
 
 class ShopifyConfig(_Strict):
@@ -191,8 +203,15 @@ class ShopifyConfig(_Strict):
 
     base_url: ShopifyUrl = Field(description="https://{shop}.myshopify.com/admin/api/{version}/")
     credentials: TokenCredentials = TokenCredentials(access_token="SHOPIFY_ACCESS_TOKEN")
-    budget_share: float = Field(0.5, gt=0, le=1)
-    leak_per_s: float = Field(2.0, gt=0)
+    budget_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="the share of the account's published rate limit fulfil may use (other apps use the rest)",
+    )
+    leak_per_s: float = Field(
+        2.0, gt=0, description="REST calls a second the store's bucket leaks (2 on standard plans, 20 on Plus)"
+    )
 
 
 class BigCommerceConfig(_Strict):
@@ -200,16 +219,23 @@ class BigCommerceConfig(_Strict):
 
     base_url: HttpUrl = Field(description="https://api.bigcommerce.com/stores/{store_hash}/")
     credentials: TokenCredentials = TokenCredentials(access_token="BIGCOMMERCE_ACCESS_TOKEN")
-    budget_share: float = Field(0.5, gt=0, le=1)
+    budget_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="the share of the account's published rate limit fulfil may use (other apps use the rest)",
+    )
 
 
 class PeoplevoxCredentials(_Strict):
     """Names of the env vars that hold the Peoplevox login."""
 
-    client_id: str = "PEOPLEVOX_CLIENT_ID"
-    username: str = "PEOPLEVOX_USERNAME"
-    password: str = "PEOPLEVOX_PASSWORD"
-    callback_token: str = "PEOPLEVOX_CALLBACK_TOKEN"  # the secret Peoplevox sends back with each callback
+    client_id: str = Field("PEOPLEVOX_CLIENT_ID", description="env var holding the client id")
+    username: str = Field("PEOPLEVOX_USERNAME", description="env var holding the user name")
+    password: str = Field("PEOPLEVOX_PASSWORD", description="env var holding the password")
+    callback_token: str = Field(
+        "PEOPLEVOX_CALLBACK_TOKEN", description="env var holding the secret Peoplevox sends back with each callback"
+    )
 
 
 class PeoplevoxConfig(_Strict):
@@ -217,7 +243,12 @@ class PeoplevoxConfig(_Strict):
 
     base_url: HttpUrl = Field(description="https://{host}/{ClientId}/resources/integrationservicev4.asmx")
     credentials: PeoplevoxCredentials = PeoplevoxCredentials()
-    budget_share: float = Field(0.5, gt=0, le=1)
+    budget_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="the share of the account's published rate limit fulfil may use (other apps use the rest)",
+    )
     callback_url: HttpUrl | None = Field(
         None,
         description="where Peoplevox posts despatch events (`fulfil peoplevox-callbacks` listens there): each one "
@@ -239,7 +270,7 @@ class SystemsConfig(_Strict):
 class ScheduleConfig(_Strict):
     """How often the scheduled jobs run."""
 
-    order_sync_minutes: Minutes = 5
+    order_sync_minutes: Minutes = Field(5, description="how often each order system's orders are read and sent on")
     cancellation_minutes: Minutes = Field(
         1, description="how often cancellations are read from the order systems and sent on, to beat picking"
     )
@@ -255,7 +286,9 @@ class ScheduleConfig(_Strict):
         30, ge=1, le=10080, description="a despatch whose tracking has not reached its order system this long is red"
     )
     peoplevox_despatch_minutes: Minutes = Field(1, description="how often Peoplevox is asked for new despatches")
-    despatch_poll_seconds: int = Field(30, ge=5, le=3600)
+    despatch_poll_seconds: int = Field(
+        30, ge=5, le=3600, description="how often Whistl's out/ folder and Peoplevox's despatches are looked at"
+    )
     despatch_settle_seconds: int = Field(
         10, ge=0, le=3600, description="a Whistl file is taken in once unchanged this long (or since the last poll)"
     )
@@ -343,7 +376,7 @@ class StockConfig(_Strict):
 class FulfilConfig(_Strict):
     """The whole of fulfil.yaml."""
 
-    flows: list[Literal[FLOWS]] = Field(min_length=1)  # type: ignore[valid-type]
+    flows: list[Literal[FLOWS]] = Field(min_length=1, description="the order flows fulfil runs")  # type: ignore[valid-type]
     systems: SystemsConfig
     schedules: ScheduleConfig = ScheduleConfig()
     reconcile: ReconcileConfig = ReconcileConfig()

@@ -229,3 +229,33 @@ def test_codes_the_target_account_does_not_offer_hold_their_orders() -> None:
     assert kept["service_code"].to_list() == ["Royal Mail Tracked 48", "Standard Delivery"]
     assert len(logged) == 1 and "'DPD Next Day', which the peoplevox account does not offer" in logged[0]
     assert check_against_account(service_map, "peoplevox", None, log).height == 3  # nothing known: map as is
+
+
+def test_docs_config_md_lists_every_key_and_mapping_column_and_is_current(tmp_path: Path) -> None:
+    """docs/config.md is made from the configuration model and the mapping tables' definitions: regenerate it
+    with `python -m fulfil_assets.config_docs > docs/config.md`. Every key says what it does, and each mapping
+    table's example row loads through its own loader."""
+    from fulfil_assets.config_docs import config_markdown
+    from fulfil_assets.validate import mappings
+
+    text = config_markdown()
+    assert (Path(__file__).parent.parent / "docs" / "config.md").read_text() == text
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    assert not [r for r in rows if r.endswith("|  |")], "a key or column without a description"
+    for key in ("systems.shopify.leak_per_s", "schedules.despatch_poll_seconds", "credentials.callback_token"):
+        assert key in text
+    loaders = {
+        "service_codes.csv": mappings.load_service_codes,
+        "wms_service_codes.csv": mappings.load_account_codes,
+        "variant_skus.csv": mappings.load_variant_skus,
+        "locations.csv": mappings.load_locations,
+        "bundles.csv": mappings.load_bundles,
+        "stock_locations.csv": mappings.load_stock_locations,
+        "stock_buffers.csv": mappings.load_stock_buffers,
+    }
+    assert set(loaders) == set(mappings.MAPPING_TABLES)
+    for name, table in mappings.MAPPING_TABLES.items():
+        path = tmp_path / name
+        path.write_text(",".join(table.names) + "\n" + table.example + "\n")
+        loaded = loaders[name](path)
+        assert len(loaded) == 1, (name, loaded)

@@ -7,6 +7,7 @@ import io
 import re
 import unicodedata
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -23,6 +24,98 @@ WHOLE = re.compile(r"[0-9]+")  # ASCII digits only: int() would take '٣' and st
 
 class MappingError(ValueError):
     """A mapping table has a problem a person must fix."""
+
+
+@dataclass(frozen=True)
+class MappingTable:
+    """One mapping CSV in `expectations/`: what it is for, its columns (each with what it holds, in order) and the
+    columns that identify a row (a second row with the same key is refused). `docs/config.md` is made from these."""
+
+    what: str
+    columns: dict[str, str]
+    key: tuple[str, ...]
+    example: str
+
+    @property
+    def names(self) -> list[str]:
+        """The header, in order."""
+        return list(self.columns)
+
+
+_SYSTEMS = "order system: linnworks, cin7, shopify or bigcommerce"
+_TARGETS = "where orders go: whistl, peoplevox or linnworks (Shopify orders)"
+MAPPING_TABLES = {
+    "service_codes.csv": MappingTable(
+        "the exact shipping method -> service code map per target; a method not listed holds its orders back "
+        "(`SERVICE_UNMAPPED`), never sent with a guess",
+        {
+            "system": _SYSTEMS,
+            "shipping_method": "the method as the order system names it (cells are trimmed, case kept)",
+            "wms": _TARGETS,
+            "service_code": "a code the target account has (`wms_service_codes.csv`; Linnworks: its postal services)",
+        },
+        ("system", "shipping_method", "wms"),
+        "linnworks,Next Day,whistl,WHISTL-T24",
+    ),
+    "wms_service_codes.csv": MappingTable(
+        "each warehouse account's own service codes, from the 3PL: every mapped code is checked against it",
+        {"wms": _TARGETS, "service_code": "one service code the account offers"},
+        ("wms", "service_code"),
+        "whistl,WHISTL-T24",
+    ),
+    "variant_skus.csv": MappingTable(
+        "storefront variants whose own SKU is missing or differs: the SKU the warehouse knows",
+        {"system": _SYSTEMS, "variant_id": "the storefront's variant id", "sku": "the SKU sent to the warehouse"},
+        ("system", "variant_id"),
+        "shopify,44012345678901,TEE-BLK-M",
+    ),
+    "locations.csv": MappingTable(
+        "where an order system's fulfilment location sends orders at the target (a Shopify location -> a "
+        "Linnworks location); an unmapped one holds the order (`LOCATION_UNMAPPED`)",
+        {
+            "system": _SYSTEMS,
+            "location": "the order system's location id",
+            "target": _TARGETS,
+            "target_location": "the target's location id",
+        },
+        ("system", "location", "target"),
+        "shopify,71000001,linnworks,6f1c2a9e-3b7d-4e15-9a0c-2d8f5b4e7a31",
+    ),
+    "bundles.csv": MappingTable(
+        "what each bundle is made of: a bundle line goes to the warehouse as its components, and its stock is the "
+        "fewest whole bundles its components make",
+        {
+            "bundle_sku": "the bundle's SKU in the order system",
+            "component_sku": "one component's SKU at the warehouse (no bundle inside a bundle)",
+            "quantity": "units of the component in one bundle: a whole number, at least 1",
+        },
+        ("bundle_sku", "component_sku"),
+        "GIFTSET1,MUG1,2",
+    ),
+    "stock_locations.csv": MappingTable(
+        "which warehouse stock location feeds each order-system location's stock in a flow; a location not listed "
+        "receives no stock",
+        {
+            "flow": "one of the configured flows",
+            "location": "the order system's location id",
+            "source_location": "the warehouse's location (Linnworks' for Shopify)",
+        },
+        ("flow", "location"),
+        "linnworks_whistl,6f1c2a9e-3b7d-4e15-9a0c-2d8f5b4e7a31,main",
+    ),
+    "stock_buffers.csv": MappingTable(
+        "units held back from sale for one SKU, in place of the flow's `stock.buffer` (optional file)",
+        {"sku": "the SKU", "buffer": "units held back: a whole number, 0 or more"},
+        ("sku",),
+        "TEE-BLK-M,5",
+    ),
+}
+
+
+def _table(name: str) -> tuple[list[str], list[str]]:
+    """The header and key columns of the mapping CSV `name`."""
+    table = MAPPING_TABLES[name]
+    return table.names, list(table.key)
 
 
 RowCheck = Callable[[dict[str, str]], str | None]
@@ -95,8 +188,7 @@ def load_account_codes(path: Path) -> dict[str, set[str]]:
     is refused (every mapped code would then go unchecked)."""
     frame = _load(
         path,
-        ["wms", "service_code"],
-        ["wms", "service_code"],
+        *_table(ACCOUNT_CODES),
         lambda r: None if r["wms"] in TARGETS else f"unknown wms {r['wms']!r} (one of {list(TARGETS)})",
     )
     if frame.is_empty():
@@ -128,16 +220,16 @@ def load_service_codes(path: Path, system: str | None = None, account_codes: Pat
             beside if beside.exists() else Path(__file__).resolve().parents[2] / "expectations" / ACCOUNT_CODES
         )
     codes = load_account_codes(account_codes)
-    columns = ["system", "shipping_method", "wms", "service_code"]
+    columns, key = _table("service_codes.csv")
     if system is not None and _header(path) == columns[1:]:
         frame = _load(
             path,
             columns[1:],
-            ["shipping_method", "wms"],
+            key[1:],
             lambda r: _service_row({**r, "system": system}, codes, account_codes),
         )
         return frame.select(pl.lit(system).alias("system"), *columns[1:])
-    return _load(path, columns, ["system", "shipping_method", "wms"], lambda r: _service_row(r, codes, account_codes))
+    return _load(path, columns, key, lambda r: _service_row(r, codes, account_codes))
 
 
 def _header(path: Path) -> list[str] | None:
@@ -153,8 +245,7 @@ def load_variant_skus(path: Path) -> pl.DataFrame:
     """`system, variant_id, sku`: storefront variants -> the OMS SKU."""
     return _load(
         path,
-        ["system", "variant_id", "sku"],
-        ["system", "variant_id"],
+        *_table("variant_skus.csv"),
         lambda r: None if r["system"] in SYSTEMS else f"unknown system {r['system']!r}",
     )
 
@@ -170,9 +261,7 @@ def _location_row(row: dict[str, str]) -> str | None:
 def load_locations(path: Path) -> pl.DataFrame:
     """`system, location, target, target_location`: where an order system's fulfilment location sends orders
     at the target (a Shopify location -> a Linnworks location)."""
-    return _load(
-        path, ["system", "location", "target", "target_location"], ["system", "location", "target"], _location_row
-    )
+    return _load(path, *_table("locations.csv"), _location_row)
 
 
 def _bundle_row(row: dict[str, str]) -> str | None:
@@ -185,7 +274,7 @@ def _bundle_row(row: dict[str, str]) -> str | None:
 
 def load_bundles(path: Path) -> pl.DataFrame:
     """`bundle_sku, component_sku, quantity`: what one bundle is made of."""
-    frame = _load(path, ["bundle_sku", "component_sku", "quantity"], ["bundle_sku", "component_sku"], _bundle_row)
+    frame = _load(path, *_table("bundles.csv"), _bundle_row)
     nested = frame.filter(pl.col("component_sku").is_in(frame["bundle_sku"].implode()))
     if nested.height:
         raise MappingError(f"{path}: bundles inside bundles are not supported: {nested['component_sku'][0]!r}")
@@ -201,12 +290,7 @@ def _stock_location_row(row: dict[str, str], flows: tuple[str, ...]) -> str | No
 def load_stock_locations(path: Path) -> pl.DataFrame:
     """`flow, location, source_location`: which stock location (the warehouse's; Linnworks' for Shopify) feeds
     each order-system location's stock in a flow. An order-system location not listed receives no stock."""
-    return _load(
-        path,
-        ["flow", "location", "source_location"],
-        ["flow", "location"],
-        lambda r: _stock_location_row(r, FLOWS),
-    )
+    return _load(path, *_table("stock_locations.csv"), lambda r: _stock_location_row(r, FLOWS))
 
 
 def _buffer_row(row: dict[str, str]) -> str | None:
@@ -220,4 +304,4 @@ def load_stock_buffers(path: Path) -> pl.DataFrame:
     file means no SKU has its own)."""
     if not path.exists():
         return pl.DataFrame(schema={"sku": pl.String, "buffer": pl.Int64})
-    return _load(path, ["sku", "buffer"], ["sku"], _buffer_row).with_columns(pl.col("buffer").cast(pl.Int64))
+    return _load(path, *_table("stock_buffers.csv"), _buffer_row).with_columns(pl.col("buffer").cast(pl.Int64))
