@@ -1,0 +1,48 @@
+"""Copy schema `fulfil` (canonical tables, ledgers, reconciled tables) from one warehouse to another, e.g. from the
+embedded DuckDB file to PostgreSQL. The ledgers are what keep every effect from being sent twice, so they move
+with the data; the raw tables do not (the new warehouse's first runs read every system again, rows merging by
+key). A target that already holds rows is refused: nothing is ever merged into a warehouse in use.
+
+    python -m fulfil_assets.copy_warehouse SOURCE_URL TARGET_URL
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fulfil_assets.tables import ALL_TABLES, ensure_tables
+from resources.warehouse import SCHEMA, WarehouseDb
+
+
+def copy_warehouse(source: WarehouseDb, target: WarehouseDb) -> dict[str, int]:
+    """Rows copied per table; ValueError when the target already holds rows in schema `fulfil`."""
+    ensure_tables(source)  # a warehouse made before a column was added gains it first: the tables then match
+    ensure_tables(target)
+    held = {t: n for t in ALL_TABLES if (n := int(target.read(f"SELECT COUNT(*) AS n FROM {SCHEMA}.{t}")["n"][0]))}
+    if held:
+        raise ValueError(f"the target already holds rows ({held}): copy only into a new, empty warehouse")
+    copied = {}
+    for table in ALL_TABLES:
+        copied[table] = target.write(table, source.read(f"SELECT * FROM {SCHEMA}.{table}"), mode="append")
+    return copied
+
+
+def main() -> int:
+    """Command line: copy, print the rows per table."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", help="the warehouse's SQLAlchemy URL, e.g. duckdb:///data/warehouse.duckdb")
+    parser.add_argument("target", help="the new warehouse's URL, e.g. postgresql+psycopg://user@host/db")
+    args = parser.parse_args()
+    try:
+        copied = copy_warehouse(WarehouseDb(args.source), WarehouseDb(args.target))
+    except ValueError as exc:
+        print(f"copy_warehouse: {exc}", file=sys.stderr)
+        return 2
+    for table, rows in copied.items():
+        print(f"{table:32s} {rows:9d}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
