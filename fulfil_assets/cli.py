@@ -65,6 +65,7 @@ def _demo_env(data_dir: Path) -> dict[str, str]:
     return {k: os.environ.get(k, v) for k, v in env.items()}
 
 
+DEMO_WAREHOUSE = Path("data/demo/warehouse.duckdb")  # `fulfil demo`'s default --data-dir
 DEMO_STATE = ("warehouse.duckdb", "warehouse.analysts.duckdb", "dagster_home", "dlt", "emulators", "gx_docs")
 DEMO_STATE += ("peoplevox_events",)
 
@@ -524,12 +525,39 @@ def peoplevox_callbacks_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def trace_command(args: argparse.Namespace) -> int:
-    """Print one order's life across systems, oldest first, read fresh from the warehouse."""
-    from fulfil_assets.reconcile.assets import order_events
-    from resources.warehouse import Warehouse
+def trace_warehouse(url: str | None = None) -> str | None:
+    """The warehouse `fulfil trace` reads, read-only: PostgreSQL as `FULFIL_WAREHOUSE_URL` names it; a DuckDB
+    warehouse through its analysts' copy where there is one (a run may hold the file itself), else the file. With
+    no `FULFIL_WAREHOUSE_URL`, the default warehouse, then a running demo's (`data/demo/`). None: no file exists
+    (nothing is ever created)."""
+    import sqlalchemy as sa
 
-    events = order_events(Warehouse().get_db(), args.order_ref)
+    if url and not url.startswith("duckdb"):
+        return url
+    files = [Path(str(sa.make_url(url).database))] if url else [Path("data/warehouse.duckdb"), DEMO_WAREHOUSE]
+    for path in files:
+        for candidate in (path.with_name(f"{path.stem}.analysts.duckdb"), path):
+            if candidate.is_file():
+                return f"duckdb:///{candidate.resolve()}?access_mode=READ_ONLY"
+    return None
+
+
+def trace_command(args: argparse.Namespace) -> int:
+    """Print one order's life across systems, oldest first, read from the warehouse (read-only)."""
+    from fulfil_assets.reconcile.assets import order_events
+    from resources.warehouse import WarehouseDb
+
+    url = trace_warehouse(os.environ.get("FULFIL_WAREHOUSE_URL"))
+    if url is None:
+        print(
+            "fulfil: no warehouse found (data/warehouse.duckdb, a demo's data/demo/warehouse.duckdb): set "
+            "FULFIL_WAREHOUSE_URL to the one to read",
+            file=sys.stderr,
+        )
+        return 2
+    db = WarehouseDb(url)
+    events = order_events(db, args.order_ref)
+    db.dispose()
     if events.is_empty():
         print(f"fulfil: no order {args.order_ref} in the warehouse (by reference or source order id)", file=sys.stderr)
         return 1
@@ -547,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fulfil", description="Keep order systems and warehouses in step.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="emulators + Dagster UI on the seeded world")
-    p.add_argument("--data-dir", default="data/demo")
+    p.add_argument("--data-dir", default=str(DEMO_WAREHOUSE.parent))
     p.add_argument("--port", type=int, default=3000)
     p.add_argument("--tick", type=float, default=10.0, help="seconds between new orders / warehouse shifts")
     p.add_argument("--orders", type=int, default=300, help="open orders per OMS at start")

@@ -137,7 +137,9 @@ class WarehouseDb:
         self.is_duckdb = parsed.get_backend_name() == "duckdb"
         if self.is_duckdb and parsed.database and Path(parsed.database).stem == SCHEMA:
             raise ValueError(f"a DuckDB file named {SCHEMA}.* clashes with schema {SCHEMA!r}; pick another name")
-        if self.is_duckdb and parsed.database and parsed.database != ":memory:":
+        # Read-only (`?access_mode=READ_ONLY`: `fulfil trace`, the analysts' copy): creates no folder, file or lock.
+        self.read_only = str(parsed.query.get("access_mode", "")).upper() == "READ_ONLY"
+        if self.is_duckdb and parsed.database and parsed.database != ":memory:" and not self.read_only:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         # DuckDB allows one writing process: never hold a connection open between steps (see `session`).
         self.engine = (
@@ -146,7 +148,7 @@ class WarehouseDb:
         self._held = threading.local()
         self.lock_wait_s = float(os.environ.get("FULFIL_LOCK_WAIT_S", LOCK_WAIT_S))
         self.writer_lock: WriterLock | None = None
-        if self.is_duckdb and parsed.database and parsed.database != ":memory:":
+        if self.is_duckdb and parsed.database and parsed.database != ":memory:" and not self.read_only:
             path = Path(parsed.database).resolve()
             lock = WriterLock(path.with_name(f"{path.name}.writer-lock"))
             self.writer_lock = _WRITER_LOCKS.setdefault(str(path), lock)

@@ -288,3 +288,26 @@ def test_checks_grade_a_count_against_their_amber_and_red_thresholds() -> None:
         (False, error),
         (False, error),
     ]
+
+
+def test_fulfil_trace_finds_the_running_demos_warehouse_read_only_and_never_creates_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With no `FULFIL_WAREHOUSE_URL`, `fulfil trace` reads the default warehouse or else a demo's (its analysts'
+    copy first), read-only; with neither it says so and leaves no file or folder behind."""
+    from fulfil_assets.cli import main
+    from fulfil_assets.tables import ensure_tables
+
+    monkeypatch.delenv("FULFIL_WAREHOUSE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["trace", "LW100009"]) == 2
+    assert "no warehouse found" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing created
+    demo = tmp_path / "data" / "demo" / "warehouse.duckdb"
+    writer = WarehouseDb(f"duckdb:///{demo}")
+    ensure_tables(writer)
+    writer.dispose()
+    before = sorted(p.name for p in demo.parent.iterdir())
+    assert main(["trace", "LW100009"]) == 1  # the demo's warehouse was read: it has no such order
+    assert "no order LW100009" in capsys.readouterr().err
+    assert sorted(p.name for p in demo.parent.iterdir()) == before  # read-only: no lock file, no new file
