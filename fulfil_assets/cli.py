@@ -98,6 +98,9 @@ def demo(args: argparse.Namespace) -> int:
             EmulatorConfig(data_dir=data_dir / "emulators", tick_s=args.tick, n_orders=args.orders)
         ).start()
     except PortBusy as exc:
+        for name in DEMO_STATE:  # what this attempt made: the next start must not take it for an earlier demo
+            made = data_dir / name
+            shutil.rmtree(made, ignore_errors=True) if made.is_dir() else made.unlink(missing_ok=True)
         print(f"fulfil demo: {exc}: stop it (an earlier demo still running?) and try again", file=sys.stderr)
         return 2
     print(f"fulfil demo: the warehouse is {data_dir / 'warehouse.duckdb'} (analysts: warehouse.analysts.duckdb)",
@@ -125,6 +128,8 @@ def demo(args: argparse.Namespace) -> int:
                 "127.0.0.1",
                 "-p",
                 str(args.port),
+                "--log-level",  # the daemon's tick and queue chatter stays out of the terminal (the UI has it)
+                "warning",
             ],
             cwd=REPO,
             env={**os.environ, **env},
@@ -139,10 +144,34 @@ def demo(args: argparse.Namespace) -> int:
                         sys.stderr.write(line)
             return proc.wait()
         except KeyboardInterrupt:
+            in_flight = runs_in_flight(home)
             proc.terminate()
-            return proc.wait(30)
+            code = proc.wait(30)
+            print(
+                "fulfil demo: stopped"
+                + (
+                    f"; {len(in_flight)} run(s) were in flight and show as failed in the UI ({', '.join(in_flight)}): "
+                    "nothing is lost, the next start settles what they were sending"
+                    if in_flight
+                    else "; no run was in flight"
+                ),
+                file=sys.stderr,
+            )
+            return code
     finally:
         emulators.stop()
+
+
+def runs_in_flight(home: Path) -> list[str]:
+    """`job (run id)` of each run the Dagster instance at `home` has started and not finished."""
+    import dagster as dg
+
+    try:
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            records = instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+    except Exception as exc:  # stopping must not fail on a report
+        return [f"(could not read the run list: {exc})"]
+    return [f"{r.dagster_run.job_name} ({r.dagster_run.run_id[:8]})" for r in records]
 
 
 # Dagster events a person watching the demo wants (everything else DEBUG stays in the UI's run logs).
@@ -152,6 +181,8 @@ WORTH_PRINTING = ("RUN_START", "RUN_SUCCESS", "RUN_FAILURE", "STEP_FAILURE", "AS
 def worth_printing(line: str) -> bool:
     """Whether a line of `dagster dev`'s output is for the terminal: anything but DEBUG, and of the DEBUG event
     lines only runs starting and ending, failed steps and red checks (7,482 lines in 47 minutes otherwise)."""
+    if "SupersessionWarning" in line or line.strip().startswith("warnings.warn("):
+        return False  # `dagster dev` says it is superseded by `dg dev`: not for the person watching
     if " - DEBUG - " not in line:
         return True
     if "ASSET_CHECK_EVALUATION" in line:

@@ -30,6 +30,9 @@ def test_a_busy_port_is_named_in_one_line(tmp_path: Path, capsys: pytest.Capture
         except OSError:
             pass  # a demo already runs on this machine: its ports are busy just the same
         assert main(["demo", "--data-dir", str(tmp_path / "demo"), "--headless", "--reset"]) == 2
+        # What the refused start made is gone: the next start is not taken for an earlier demo.
+        leftover = sorted(p.name for p in (tmp_path / "demo").glob("*"))
+        assert leftover == [], leftover
     err = capsys.readouterr().err.strip().splitlines()
     assert re.fullmatch(
         r"fulfil demo: port \d+ on 127\.0\.0\.1 \(the \w+ emulator\) is in use by another program: stop it \(an "
