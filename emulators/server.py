@@ -231,7 +231,12 @@ class Emulators:
         except BaseException as exc:  # surfaced to start()
             self._error = exc
             self._ready.set()
-        finally:
+        finally:  # what is still running (servers that never started, SFTP sessions) ends here, not at exit
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
     async def _serve(self) -> None:
