@@ -213,11 +213,30 @@ ASSET_TABLES = {
     "stock_pushes": "stock_pushes",
 }
 POLARS_KIND = {"orders", "order_lines", "validated_orders", "order_exceptions", "wms_stock", "oms_stock"}
+# Who acts on what an asset shows (by the asset key's first part), as the exceptions' own owners name them: the
+# office fixes catalogue and mapping problems, customer service addresses and phones, the warehouse owner despatch
+# and stock-file problems, finance the money. The data team owns every asset besides.
+WHO_ACTS = {
+    "validated_orders": ["team:office", "team:cx"],
+    "order_exceptions": ["team:office", "team:cx", "team:warehouse"],
+    "exception_summary": ["team:office", "team:cx", "team:warehouse"],
+    "orders_stuck": ["team:office", "team:warehouse"],
+    "wms_stock": ["team:warehouse"],
+    "despatches": ["team:warehouse"],
+    "peoplevox_despatch_lines": ["team:warehouse"],
+    "tracking_posts": ["team:cx"],
+    "despatch_latency": ["team:cx", "team:warehouse"],
+    "despatch_latency_daily": ["team:cx", "team:warehouse"],
+    "stock_deltas": ["team:office"],
+    "stock_pushes": ["team:office"],
+    "stock_drift": ["team:office", "team:warehouse"],
+    "fulfilment_reconciliation": ["team:finance"],
+}
 
 
 def described_for_the_ui(spec: dg.AssetSpec) -> dg.AssetSpec:
-    """Every asset with an owner (the data team, unless it names its own), its `fulfil` table's name and column
-    schema (the raw dlt assets carry dlt's own), and a kind for the canonical tables built with polars."""
+    """Every asset with its owners (who acts on it, `WHO_ACTS`, and the data team), its `fulfil` table's name and
+    column schema (the raw dlt assets carry dlt's own), and a kind for the canonical tables built with polars."""
     metadata = dict(spec.metadata)
     table = ASSET_TABLES.get(spec.key.path[0])
     if table is not None:
@@ -227,7 +246,8 @@ def described_for_the_ui(spec: dg.AssetSpec) -> dg.AssetSpec:
             dg.TableSchema(columns=[dg.TableColumn(c, str(t)) for c, t in table_schema(table).items()]),
         )
     kinds = set(spec.kinds) | ({"polars"} if spec.key.path[0] in POLARS_KIND else set())
-    return spec.replace_attributes(owners=spec.owners or ["team:data"], metadata=metadata, kinds=kinds)
+    owners = spec.owners or [*WHO_ACTS.get(spec.key.path[0], []), "team:data"]
+    return spec.replace_attributes(owners=owners, metadata=metadata, kinds=kinds)
 
 
 def alert_definitions(config: FulfilConfig, defs: dg.Definitions) -> dg.Definitions:

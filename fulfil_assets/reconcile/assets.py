@@ -217,7 +217,6 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
             description=DESCRIPTIONS[table],
             deps=SOURCES,
             kinds={"polars", "table"},
-            owners=["team:data"],
             metadata={"dagster/column_schema": column_schema(table), "dagster/table_name": f"{SCHEMA}.{table}"},
             # Analysts read these: stale past two rebuilds is red (the schedule or the job is not running).
             freshness_policy=dg.FreshnessPolicy.time_window(
