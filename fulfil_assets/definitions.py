@@ -19,6 +19,7 @@ from fulfil_assets.push import definitions as push
 from fulfil_assets.push.assets import SUBMISSION_ASSETS
 from fulfil_assets.push.cancel_assets import cancellation_assets
 from fulfil_assets.reconcile import definitions as reconcile
+from fulfil_assets.reconcile.tables import type_label
 from fulfil_assets.schedules import BACKGROUND, CANCELS, ORDERS, every_minutes
 from fulfil_assets.stage import definitions as stage
 from fulfil_assets.stage.assets import ORDER_STAGING
@@ -243,7 +244,7 @@ def described_for_the_ui(spec: dg.AssetSpec) -> dg.AssetSpec:
         metadata.setdefault("dagster/table_name", f"fulfil.{table}")
         metadata.setdefault(
             "dagster/column_schema",
-            dg.TableSchema(columns=[dg.TableColumn(c, str(t)) for c, t in table_schema(table).items()]),
+            dg.TableSchema(columns=[dg.TableColumn(c, type_label(t)) for c, t in table_schema(table).items()]),
         )
     kinds = set(spec.kinds) | ({"polars"} if spec.key.path[0] in POLARS_KIND else set())
     owners = spec.owners or [*WHO_ACTS.get(spec.key.path[0], []), "team:data"]

@@ -43,7 +43,8 @@ def column_schema(table: str) -> dg.TableSchema:
     """A reconciled table's columns with their descriptions, for the Dagster UI."""
     return dg.TableSchema(
         columns=[
-            dg.TableColumn(name, type=str(dtype), description=text) for name, (dtype, text) in rt.COLUMNS[table].items()
+            dg.TableColumn(name, type=rt.type_label(dtype), description=text)
+            for name, (dtype, text) in rt.COLUMNS[table].items()
         ]
     )
 

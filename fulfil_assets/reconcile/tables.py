@@ -97,6 +97,23 @@ AGE_BANDS = ((1, "under 1h"), (24, "1-24h"), (168, "1-7d"))
 AT_WMS = ("sent", "acknowledged", "despatched")
 
 
+TYPE_LABELS = {
+    pl.String: "text",
+    pl.Int64: "integer",
+    pl.Int32: "integer",
+    pl.Float64: "number",
+    pl.Boolean: "boolean",
+    pl.Date: "date",
+    pl.Datetime: "timestamp (UTC)",
+    pl.Decimal: "decimal",
+}
+
+
+def type_label(dtype: pl.DataType) -> str:
+    """A column type in an analyst's words (`timestamp (UTC)`, not `Datetime(time_unit='us', time_zone='UTC')`)."""
+    return TYPE_LABELS.get(dtype.base_type(), str(dtype))
+
+
 def tables_markdown() -> str:
     """`docs/tables.md`: every reconciled table and its columns, from `COLUMNS` (a test keeps the file in step)."""
     out = [
@@ -108,7 +125,7 @@ def tables_markdown() -> str:
     ]
     for table, columns in COLUMNS.items():
         out += ["", f"## `{table}`", "", "| column | type | meaning |", "|---|---|---|"]
-        out += [f"| `{c}` | {type(t).__name__} | {text} |" for c, (t, text) in columns.items()]
+        out += [f"| `{c}` | {type_label(t)} | {text} |" for c, (t, text) in columns.items()]
     return "\n".join(out) + "\n"
 
 

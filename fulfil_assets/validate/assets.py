@@ -299,14 +299,23 @@ def build_validation(fulfil: FulfilConfig) -> dg.AssetsDefinition:
             )
             for rule in RULES:
                 mine = failing_refs.filter(pl.col("rule") == rule)
+                examples = mine["order_ref"].drop_nulls().head(3).to_list()
                 yield dg.AssetCheckResult(
                     check_name=f"rule_{rule}",
                     asset_key="validated_orders",
                     passed=mine.is_empty(),
                     severity=dg.AssetCheckSeverity.WARN,
+                    description=(
+                        f"{mine.height} order(s) held by the {rule} rule, e.g. {', '.join(examples)}: see "
+                        "order_exceptions for the reason and who fixes it"
+                        if mine.height
+                        else f"no order held by the {rule} rule"
+                        if rule in ran
+                        else f"no order reached the {rule} rule this run"
+                    ),
                     metadata={
                         "failing_orders": mine.height,
-                        "evaluated": rule in ran,
+                        "evaluated": dg.MetadataValue.text("yes" if rule in ran else "no: no order to check"),
                         "example_order_refs": dg.MetadataValue.json(mine["order_ref"].drop_nulls().head(10).to_list()),
                     },
                 )
