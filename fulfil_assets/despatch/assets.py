@@ -382,7 +382,6 @@ def build_assets(config: FulfilConfig) -> list[dg.AssetsDefinition]:
     @dg.asset(
         group_name="despatch",
         kinds={"whistl", "sftp"},
-        tags={"fulfil/warehouse": "write"},
         deps=[dg.AssetKey("wms_submissions")],
     )
     def despatches(

@@ -196,7 +196,6 @@ def _dlt_assets(system: str) -> Any:
         name=f"{system}_raw",
         dagster_dlt_translator=RawTranslator(),
         pool=system,
-        op_tags={"fulfil/warehouse": "write"},
     )
 
 

@@ -252,7 +252,6 @@ def whistl_submissions(config: FulfilConfig) -> dg.AssetsDefinition:
         group_name="push",
         deps=[dg.AssetKey("validated_orders")],
         kinds={"whistl", "sftp"},
-        tags={"fulfil/warehouse": "write"},
         required_resource_keys=sending_resources(config, "whistl", "whistl_drop"),
     )
     def wms_submissions(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
@@ -303,7 +302,6 @@ def peoplevox_submissions(config: FulfilConfig) -> dg.AssetsDefinition:
         group_name="push",
         deps=[dg.AssetKey("validated_orders")],
         kinds={"peoplevox", "soap"},
-        tags={"fulfil/warehouse": "write"},
         pool="peoplevox",
         required_resource_keys=sending_resources(config, "peoplevox", "peoplevox"),
     )
@@ -347,7 +345,6 @@ def linnworks_submissions(config: FulfilConfig) -> dg.AssetsDefinition:
         group_name="push",
         deps=[dg.AssetKey("validated_orders")],
         kinds={"shopify", "linnworks"},
-        tags={"fulfil/warehouse": "write"},
     )
     def linnworks_submissions(
         context: dg.AssetExecutionContext, warehouse: Warehouse, linnworks: LinnworksResource, shopify: ShopifyResource

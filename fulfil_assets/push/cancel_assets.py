@@ -92,7 +92,6 @@ def whistl_cancellations(config: FulfilConfig) -> dg.AssetsDefinition:
         group_name="push",
         deps=[dg.AssetKey("orders")],
         kinds={"whistl", "sftp"},
-        tags={"fulfil/warehouse": "write"},
     )
     def whistl_cancellations(
         context: dg.AssetExecutionContext, warehouse: Warehouse, whistl_drop: FileDrop
@@ -122,7 +121,6 @@ def peoplevox_cancellations(config: FulfilConfig) -> dg.AssetsDefinition:
         group_name="push",
         deps=[dg.AssetKey("orders")],
         kinds={"peoplevox", "soap"},
-        tags={"fulfil/warehouse": "write"},
         pool="peoplevox",
     )
     def peoplevox_cancellations(
@@ -149,7 +147,6 @@ def linnworks_cancellations(config: FulfilConfig) -> dg.AssetsDefinition:
         group_name="push",
         deps=[dg.AssetKey("orders")],
         kinds={"shopify", "linnworks"},
-        tags={"fulfil/warehouse": "write"},
     )
     def linnworks_cancellations(
         context: dg.AssetExecutionContext, warehouse: Warehouse, linnworks: LinnworksResource

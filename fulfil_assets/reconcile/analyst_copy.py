@@ -19,7 +19,7 @@ PER_SYSTEM_WRITERS = ("_order_sync_job", "_cancellation_job")
 COPY_EVERY_S = 60
 
 
-@dg.asset(group_name="reconcile", kinds={"duckdb"}, tags={"fulfil/warehouse": "write"})
+@dg.asset(group_name="reconcile", kinds={"duckdb"})
 def analyst_copy(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     """A consistent copy of the whole warehouse (`<warehouse>.analysts.duckdb`, every schema), replaced in one
     rename: open it read-only (`duckdb.connect(path, read_only=True)`) to query while runs write. On PostgreSQL

@@ -32,8 +32,6 @@ from fulfil_assets.stage.storefronts import stage_bigcommerce, stage_shopify
 from resources.file_drop import FileDrop, keep_file
 from resources.warehouse import SCHEMA, Warehouse, WarehouseDb
 
-WRITE_TAGS = {"fulfil/warehouse": "write"}
-
 
 @dataclass(frozen=True)
 class Staging:
@@ -213,7 +211,6 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
             ),
             dg.AssetSpec("order_lines", deps=deps, description="Canonical order lines: SKU, quantity and price."),
         ],
-        op_tags=WRITE_TAGS,
     )
     def staged_orders(context: dg.AssetExecutionContext, warehouse: Warehouse) -> Iterator[dg.MaterializeResult]:
         """Stage each configured OMS's raw orders into the canonical tables, one system's rows at a time."""
@@ -253,7 +250,6 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
     @dg.asset(
         group_name="stage",
         deps=[key for name in stock_systems for key in _keys(name, OMS_STOCK_STAGING[name])],
-        op_tags=WRITE_TAGS,
     )
     def oms_stock(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
         """What each order system shows as stock, per SKU and location (the OMS side of stock reconciliation)."""
@@ -279,7 +275,6 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
     @dg.asset(
         group_name="stage",
         deps=wms_deps,
-        op_tags=WRITE_TAGS,
         kinds={"polars"},
         # Whistl's drop only when Whistl is configured (its files are archived or quarantined here).
         required_resource_keys={"warehouse", "whistl_drop"} if systems.whistl is not None else {"warehouse"},
@@ -311,7 +306,6 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
         @dg.asset(
             group_name="stage",
             deps=[dg.AssetKey(["raw_peoplevox", "despatches"])],
-            op_tags=WRITE_TAGS,
             kinds={"peoplevox"},
         )
         def peoplevox_despatch_lines(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:

@@ -33,7 +33,6 @@ from fulfil_assets.validate.assets import SENT  # orders that (may) have reached
 from fulfil_assets.validate.mappings import load_bundles, load_stock_buffers, load_stock_locations
 from resources.warehouse import SCHEMA, WarehouseDb
 
-WRITE_TAGS = {"fulfil/warehouse": "write"}
 EXPECTATIONS = Path("expectations")
 
 
@@ -179,7 +178,6 @@ def _flow_stock(fulfil: FulfilConfig, flow: str) -> dg.AssetsDefinition:
             )
         ],
         required_resource_keys={"warehouse", oms},
-        op_tags=WRITE_TAGS,
     )
     def flow_stock(context: dg.AssetExecutionContext, config: StockRunConfig) -> Iterator[Any]:
         """Compute available to sell for the flow and send the levels that changed."""

@@ -217,7 +217,6 @@ def build_validation(fulfil: FulfilConfig) -> dg.AssetsDefinition:
                 description="GX's own unexpected counts equal the polars verdicts, expectation by expectation",
             )
         ],
-        op_tags={"fulfil/warehouse": "write"},
     )
     def validation(
         context: dg.AssetExecutionContext, config: ValidationConfig, warehouse: Warehouse
