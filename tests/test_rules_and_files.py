@@ -395,3 +395,21 @@ def test_each_reason_code_at_peoplevox() -> None:
     }
     frame = prepare_lines(orders.head(1), lines.head(1), "peoplevox", SERVICE_MAP)
     assert frame["service_code"].to_list() == ["DPD Next Day"]
+
+
+def test_the_whistl_sku_rule_in_the_suite_is_the_one_the_warehouse_applies(tmp_path: Path) -> None:
+    """The suite file ops edit (`expectations/whistl.json`, what runs) and the emulated Whistl refuse exactly the
+    same SKUs: letters and digits, 1 to 30 of them."""
+    import json
+    import re
+
+    from emulators.server import EmulatorConfig, Emulators
+
+    suite = json.loads((Path(__file__).parent.parent / "expectations" / "whistl.json").read_text())
+    regex = next(
+        e["kwargs"]["regex"] for e in suite["expectations"] if e["type"] == "expect_column_values_to_match_regex"
+    )
+    emu = Emulators(EmulatorConfig(data_dir=tmp_path, n_orders=1, n_skus=10, ports={}))
+    samples = ["ABC123", "A" * 30, "A" * 31, "", "ABC-123", "ABC_123", "ABC 123", "abc", "١٢٣", "ÄBC", "SKU.1"]
+    for sku in samples:
+        assert bool(re.fullmatch(regex, sku)) == bool(emu.whistl.sku_re.match(sku)), sku

@@ -82,9 +82,11 @@ POSTCODE_PATTERNS = {
     "CA": r"[A-Z][0-9][A-Z] [0-9][A-Z][0-9]",
     "AU": r"[0-9]{4}",
 }
-# Linnworks SKUs (Shopify orders sent to Linnworks): printable, no leading or trailing space, at most 100.
+# The SKUs each target takes: Whistl letters and digits only, at most 30 (what its WMS refuses otherwise; the
+# emulator holds the same rule, and tests/test_rules_and_files.py checks the two agree); Peoplevox printable
+# ASCII, at most 30; Linnworks (Shopify orders sent there) printable, no leading or trailing space, at most 100.
 SKU_PATTERNS = {
-    "whistl": r"^[A-Za-z0-9]+$",
+    "whistl": r"^[A-Za-z0-9]{1,30}$",
     "peoplevox": r"^[\x21-\x7E]{1,30}$",
     "linnworks": r"^[\x21-\x7E](?:[\x20-\x7E]{0,98}[\x21-\x7E])?$",
 }
