@@ -10,7 +10,9 @@
 
 Statuses: `pending` (to send), `sending` (attempted, outcome unknown), `sent` (the target took it), `held` (no
 longer wanted; armed again when it is), `failed` (the target refused the data; armed again when the payload
-changes), `shadow`. Ledgers add their own later states (`acknowledged`, `rejected`, `despatched`).
+changes), `shadow`. What the target reports later (`acknowledged`, `rejected`, `despatched`, `cancelled`,
+`too_late`) is applied by `report`, only from the statuses `REPORTED_FROM` allows: the send (`claim`, `record`)
+and `report` are the only ways a ledger row changes state.
 """
 
 from __future__ import annotations
@@ -23,25 +25,43 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import polars as pl
 import sqlalchemy as sa
 
-from fulfil_assets.ledger import now_utc
 from resources.http import TransientError
 from resources.warehouse import SCHEMA, WarehouseDb
 
 PENDING, SENDING, SENT, HELD, FAILED, SHADOW = "pending", "sending", "sent", "held", "failed", "shadow"
 REJECTED = "rejected"  # the target took the effect, then refused it (a WMS rejection file)
 TOO_LATE = "too_late"  # the target can no longer carry it out (a cancellation after picking started)
+ACKNOWLEDGED = "acknowledged"  # the target confirmed it holds the effect (a Whistl acknowledgement)
+DESPATCHED = "despatched"  # the order the submission sent left the warehouse in full
+CANCELLED = "cancelled"  # the warehouse confirmed the order's cancellation: never sent again
+AT_TARGET = (SENDING, SENT, ACKNOWLEDGED, DESPATCHED)  # an order that (may) have reached its target
+# What a target may report later about an effect it was sent, and the statuses each report may follow (a report
+# that finds the row elsewhere changes nothing: a late acknowledgement never undoes a despatch).
+REPORTED_FROM = {
+    ACKNOWLEDGED: (SENDING, SENT),
+    REJECTED: (SENDING, SENT, ACKNOWLEDGED),
+    DESPATCHED: (SENDING, SENT, ACKNOWLEDGED),
+    CANCELLED: (SENDING, SENT, ACKNOWLEDGED),
+    TOO_LATE: (SENDING, SENT),
+    FAILED: (SENDING, SENT),
+}
 SENDABLE = (PENDING, SENDING)
 NEVER_ATTEMPTED = (PENDING, HELD, SHADOW)
 REFUSED = (FAILED, REJECTED)
 LEASE_S = 600.0
 CLAIM_CHUNK = 200
 MAX_DEFERRED_IN_A_ROW = 20
+
+
+def now_utc() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
 
 
 def sender_id() -> str:
@@ -112,6 +132,24 @@ class DeliveryReport:
 
 def _table(table: str) -> str:
     return f"{SCHEMA}.{table}"
+
+
+def report(
+    db: WarehouseDb, table: str, keys: Sequence[str], status: str, *, error: str | None = None, confirmed: bool = False
+) -> int:
+    """Apply what the target reported later about effects it was sent (`status`, a key of `REPORTED_FROM`), with
+    its words (`error`) or the time it confirmed them, to the rows still in a status the report may follow;
+    returns the rows changed."""
+    if not keys:
+        return 0
+    allowed = ", ".join(f"'{s}'" for s in REPORTED_FROM[status])
+    sets = "status = :status, updated_at = :now, last_error = :error" + (", confirmed_at = :now" if confirmed else "")
+    statement = sa.text(
+        f"UPDATE {_table(table)} SET {sets} WHERE {db.any_of('idempotency_key', 'keys')} AND status IN ({allowed})"
+    )
+    with db.begin() as conn:  # one statement for the lot: a statement per key costs a round trip each on DuckDB
+        changed = conn.execute(statement, {"status": status, "now": now_utc(), "error": error, "keys": list(keys)})
+        return int(changed.rowcount or 0)
 
 
 def intend(db: WarehouseDb, table: str, rows: pl.DataFrame, *, shadow: bool = False) -> tuple[int, list[str]]:

@@ -5,34 +5,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 import polars as pl
 import sqlalchemy as sa
 
+from fulfil_assets import effects
+from fulfil_assets.effects import now_utc
 from fulfil_assets.push.whistl_files import ORDER_FILE_COLUMNS
 from fulfil_assets.validate.rules import OWNERS
 from resources.warehouse import SCHEMA, WarehouseDb
 
 EXCEPTION_UPDATE = ["reason_code", "detail", "owner", "last_seen", "resolved_at"]
-
-
-def now_utc() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(UTC)
-
-
-def mark(
-    db: WarehouseDb, table: str, keys: Sequence[str], status: str, *, error: str | None = None, confirmed: bool = False
-) -> None:
-    """Set the status of ledger rows from what the target reported (and the error, or the confirmation time)."""
-    if not keys:
-        return
-    sets = "status = :status, updated_at = :now, last_error = :error" + (", confirmed_at = :now" if confirmed else "")
-    # One statement for the lot (a statement per key costs a round trip each on DuckDB).
-    statement = sa.text(f"UPDATE {SCHEMA}.{table} SET {sets} WHERE {db.any_of('idempotency_key', 'keys')}")
-    with db.begin() as conn:
-        conn.execute(statement, {"status": status, "now": now_utc(), "error": error, "keys": list(keys)})
 
 
 def resolve_wms_rejections(db: WarehouseDb, order_keys: Sequence[str], when: datetime) -> None:
@@ -66,15 +50,7 @@ def open_exceptions(db: WarehouseDb, problems: pl.DataFrame, rule: str, now: dat
 
 def mark_cancelled(db: WarehouseDb, wms: str, order_keys: Sequence[str]) -> None:
     """The warehouse confirmed the cancellation: the order's submission is `cancelled` (never sent again)."""
-    if not order_keys:
-        return
-    statement = sa.text(
-        f"UPDATE {SCHEMA}.wms_submissions SET status = 'cancelled', updated_at = :now, confirmed_at = :now "
-        "WHERE idempotency_key = :key AND status <> 'cancelled'"
-    )
-    now = now_utc()
-    with db.begin() as conn:
-        conn.execute(statement, [{"now": now, "key": f"{wms}:order:{k}"} for k in order_keys])
+    effects.report(db, "wms_submissions", [f"{wms}:order:{k}" for k in order_keys], effects.CANCELLED, confirmed=True)
 
 
 def adopt_amendments(db: WarehouseDb, wms: str, keys: Sequence[str]) -> None:
@@ -124,7 +100,7 @@ def adopt_amendments(db: WarehouseDb, wms: str, keys: Sequence[str]) -> None:
         held = lines.join(source, on=["order_key", "wms_line_no"], how="left")
         quoted = ", ".join("'" + k.replace("'", "''") + "'" for k in held["order_key"].unique().to_list())
         db.write("wms_order_lines", held, mode="replace", replace_where=f"wms = '{wms}' AND order_key IN ({quoted})")
-    mark(db, "amendments", list(keys), "acknowledged", confirmed=True)
+    effects.report(db, "amendments", list(keys), effects.ACKNOWLEDGED, confirmed=True)
 
 
 def payload_lines(wms: str, payload: str) -> list[tuple[int, str, int]] | None:

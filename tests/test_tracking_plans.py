@@ -14,7 +14,6 @@ from fulfil_assets.despatch.assets import plan_fulfilments
 from fulfil_assets.despatch.checks import unsettled_tracking
 from fulfil_assets.despatch.tracking import parcel_fulfilments, short_shipped, tracking_intents
 from fulfil_assets.despatch.whistl_files import DESPATCH_SCHEMA
-from fulfil_assets.ledger import mark
 from fulfil_assets.tables import ensure_tables
 from resources.warehouse import WarehouseDb
 
@@ -157,7 +156,8 @@ def test_the_latency_check_names_despatches_waiting_too_long(tmp_path: Path) -> 
     found = unsettled_tracking(db, "cin7", 30)
     assert found == {"refused_or_stuck": [], "late": ["cin7:tracking:o:1:D1:T1"]}
     assert unsettled_tracking(db, "linnworks", 30) == {"refused_or_stuck": [], "late": []}
-    mark(db, "tracking_posts", ["cin7:tracking:o:2:D3:T3"], "failed", error="400: Sale is VOIDED")
+    refused = effects.Outcome(effects.FAILED, error="400: Sale is VOIDED")  # as a send records Cin7's refusal
+    effects.record(db, "tracking_posts", ["cin7:tracking:o:2:D3:T3"], refused)
     assert unsettled_tracking(db, "cin7", 30)["refused_or_stuck"] == ["cin7:tracking:o:2:D3:T3"]
 
 
@@ -240,3 +240,30 @@ def test_a_warehouse_from_before_target_ref_gains_the_linnworks_ids_of_the_order
     ensure_tables(db)
     refs = dict(db.read(f"SELECT idempotency_key, target_ref FROM {SCHEMA}.wms_submissions").iter_rows())
     assert refs == {"new": "11111111-aaaa", "old-sent": "22222222-bbbb", "old-found": "33333333-cccc", "refused": None}
+
+
+def test_a_later_report_changes_a_ledger_row_only_from_the_statuses_it_may_follow(tmp_path: Path) -> None:
+    """What a target reports later (acknowledged, despatched, rejected, cancelled) applies only where the row's
+    status allows: a late acknowledgement never undoes a despatch, and nothing not yet sent is reported on."""
+    db = WarehouseDb(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    ensure_tables(db)
+    rows = pl.DataFrame(
+        {
+            "idempotency_key": ["a", "b", "c"],
+            "order_key": ["o:a", "o:b", "o:c"],
+            "payload": ["{}", "{}", "{}"],
+            "wms": ["whistl"] * 3,
+            "order_ref": ["A", "B", "C"],
+        }
+    )
+    effects.intend(db, "wms_submissions", rows)
+    effects.record(db, "wms_submissions", ["a", "b"], effects.Outcome(effects.SENT))
+
+    def status() -> dict[str, str]:
+        return dict(db.read("SELECT idempotency_key, status FROM fulfil.wms_submissions").iter_rows())
+
+    assert effects.report(db, "wms_submissions", ["a", "b", "c"], effects.DESPATCHED, confirmed=True) == 2
+    assert effects.report(db, "wms_submissions", ["a"], effects.ACKNOWLEDGED) == 0  # late: stays despatched
+    assert effects.report(db, "wms_submissions", ["c"], effects.REJECTED, error="x") == 0  # never sent
+    assert status() == {"a": effects.DESPATCHED, "b": effects.DESPATCHED, "c": effects.PENDING}
+    assert set(effects.REPORTED_FROM) >= {effects.ACKNOWLEDGED, effects.CANCELLED, effects.TOO_LATE}

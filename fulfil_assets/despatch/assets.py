@@ -10,7 +10,6 @@ from typing import Any
 
 import dagster as dg
 import polars as pl
-import sqlalchemy as sa
 
 from fulfil_assets import effects
 from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, is_shadow, whistl_in_shadow
@@ -24,7 +23,7 @@ from fulfil_assets.despatch.whistl_files import (
     parse_despatch_file,
     parse_rejection_file,
 )
-from fulfil_assets.ledger import adopt_amendments, mark, mark_cancelled, now_utc, open_exceptions
+from fulfil_assets.ledger import adopt_amendments, mark_cancelled, now_utc, open_exceptions
 from fulfil_assets.push.amendments import amend_too_late
 from fulfil_assets.stage.common import ensure_columns
 from resources.file_drop import DropFile, DropSession, FileDrop, keep_file
@@ -103,11 +102,11 @@ def take_cancel_acks(db: WarehouseDb, acks: pl.DataFrame, now: datetime) -> None
     for row in hits.iter_rows(named=True):
         key, order_key = row["idempotency_key"], row["order_key"]
         if row["status"] == "CANCELLED" or row["detail"] == "UNKNOWN_ORDER":
-            mark(db, "cancellations", [key], "acknowledged", confirmed=True)
+            effects.report(db, "cancellations", [key], effects.ACKNOWLEDGED, confirmed=True)
             mark_cancelled(db, "whistl", [order_key])
         else:
             asked = json.loads(row["payload"])[0][2]
-            mark(db, "cancellations", [key], "too_late", error=f"{row['detail']} ({row['ack_file']})")
+            effects.report(db, "cancellations", [key], effects.TOO_LATE, error=f"{row['detail']} ({row['ack_file']})")
             problem = pl.DataFrame(
                 {
                     "order_key": [order_key],
@@ -134,8 +133,8 @@ def take_amend_acks(db: WarehouseDb, acks: pl.DataFrame, now: datetime) -> None:
     adopt_amendments(db, "whistl", hits.filter(pl.col("status") == "AMENDED")["idempotency_key"].to_list())
     refused = hits.filter(pl.col("status") != "AMENDED")
     for row in refused.iter_rows(named=True):
-        status = "too_late" if row["detail"] == "AMEND_TOO_LATE" else "failed"
-        mark(db, "amendments", [row["idempotency_key"]], status, error=f"Whistl answered {row['detail']}")
+        status = effects.TOO_LATE if row["detail"] == "AMEND_TOO_LATE" else effects.FAILED
+        effects.report(db, "amendments", [row["idempotency_key"]], status, error=f"Whistl answered {row['detail']}")
     late = refused.filter(pl.col("detail") == "AMEND_TOO_LATE").with_columns(
         pl.format("Whistl answered {} ({})", "detail", "ack_file").alias("last_error")
     )
@@ -152,14 +151,15 @@ def take_ack_file(db: WarehouseDb, name: str, data: bytes) -> dict[str, int]:
     take_cancel_acks(db, acks.filter(kind.str.starts_with("can_")), now_utc())
     take_amend_acks(db, acks.filter(kind.str.starts_with("amd_")), now_utc())
     accepted = acks.filter(pl.col("status") == "ACCEPTED")
-    statement = sa.text(
-        f"UPDATE {SCHEMA}.wms_submissions SET status = 'acknowledged', updated_at = :now "
-        "WHERE wms = 'whistl' AND order_ref = :ref AND file_name = :file AND status IN ('sent', 'sending')"
-    )
-    params = [{"now": now_utc(), "ref": r, "file": f} for r, f in accepted.select("order_ref", "file_name").iter_rows()]
-    if params:
-        with db.begin() as conn:
-            conn.execute(statement, params)
+    if accepted.height:  # the submissions these answers are about: the order, in the file Whistl names
+        sent = db.read(
+            f"SELECT idempotency_key, order_ref, file_name FROM {SCHEMA}.wms_submissions "
+            f"WHERE wms = 'whistl' AND {db.any_of('order_ref', 'refs')}",
+            {"refs": accepted["order_ref"].unique().to_list()},
+            schema={"idempotency_key": pl.String, "order_ref": pl.String, "file_name": pl.String},
+        )
+        keys = sent.join(accepted.select("order_ref", "file_name"), on=["order_ref", "file_name"], how="semi")
+        effects.report(db, "wms_submissions", keys["idempotency_key"].to_list(), effects.ACKNOWLEDGED)
     return {"rows_read": acks.height, "rows_kept": acks.height, "quarantined": 0, "problems": 0}
 
 
@@ -170,7 +170,8 @@ def take_rejection_file(db: WarehouseDb, data: bytes, now: datetime) -> dict[str
     sent = db.read(f"SELECT order_ref, order_key, idempotency_key FROM {SCHEMA}.wms_submissions WHERE wms = 'whistl'")
     hits = rejected.join(sent, on="order_ref", how="inner")
     for row in hits.iter_rows(named=True):
-        mark(db, "wms_submissions", [row["idempotency_key"]], "rejected", error=f"{row['wms_code']}: {row['detail']}")
+        error = f"{row['wms_code']}: {row['detail']}"
+        effects.report(db, "wms_submissions", [row["idempotency_key"]], effects.REJECTED, error=error)
     # A rejection of a reference fulfil never sent is news too: the warehouse owner finds out whose it is.
     strangers = rejected.join(sent, on="order_ref", how="anti").select(
         pl.format("whistl:{}", "order_ref").alias("order_key"),
@@ -305,7 +306,7 @@ def plan_fulfilments(db: WarehouseDb, flows: dict[str, bool]) -> int:
     links = db.read(
         f"SELECT s.order_key, o.source_order_id, s.flow FROM {SCHEMA}.wms_submissions s "
         f"JOIN {SCHEMA}.orders o USING (order_key) WHERE s.wms = 'linnworks' AND s.flow = 'shopify_linnworks' "
-        f"AND s.status IN ('sent', 'acknowledged', 'despatched')",
+        f"AND s.status IN ('{effects.SENT}', '{effects.ACKNOWLEDGED}', '{effects.DESPATCHED}')",
         schema={"order_key": pl.String, "source_order_id": pl.String, "flow": pl.String},
     )
     # Also for orders whose parcels were posted one by one: what they left open (a line the parcels could not

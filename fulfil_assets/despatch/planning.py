@@ -8,7 +8,7 @@ import polars as pl
 
 from fulfil_assets import effects
 from fulfil_assets.despatch.tracking import complete_orders, parcel_fulfilments, short_shipped, tracking_intents
-from fulfil_assets.ledger import mark, open_exceptions
+from fulfil_assets.ledger import open_exceptions
 from resources.warehouse import SCHEMA, WarehouseDb
 
 
@@ -112,5 +112,5 @@ def plan_tracking(
     for flow in intents["flow"].unique().to_list():
         effects.intend(db, "tracking_posts", intents.filter(pl.col("flow") == flow), shadow=flows.get(flow, False))
     done = complete_orders(all_rows, lines)["order_key"].to_list()
-    mark(db, "wms_submissions", [f"{wms}:order:{k}" for k in done], "despatched", confirmed=True)
+    effects.report(db, "wms_submissions", [f"{wms}:order:{k}" for k in done], effects.DESPATCHED, confirmed=True)
     return {"tracking_posts": intents.height, "short_shipped": short.height}

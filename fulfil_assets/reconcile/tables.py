@@ -11,6 +11,8 @@ from datetime import datetime
 
 import polars as pl
 
+from fulfil_assets import effects
+
 # Each table's columns, in order: name -> (polars type, description). The DDL, the Dagster column schema and
 # docs/tables.md are all made from this.
 COLUMNS: dict[str, dict[str, tuple[pl.DataType, str]]] = {
@@ -94,7 +96,7 @@ COLUMNS: dict[str, dict[str, tuple[pl.DataType, str]]] = {
     },
 }
 AGE_BANDS = ((1, "under 1h"), (24, "1-24h"), (168, "1-7d"))
-AT_WMS = ("sent", "acknowledged", "despatched")
+AT_WMS = (effects.SENT, effects.ACKNOWLEDGED, effects.DESPATCHED)
 
 
 TYPE_LABELS = {

@@ -11,7 +11,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from fulfil_assets import routing
+from fulfil_assets import effects, routing
 from fulfil_assets.config import FulfilConfig
 from fulfil_assets.ledger import now_utc
 from fulfil_assets.validate.gx_run import run_gx
@@ -21,7 +21,7 @@ from fulfil_assets.validate.suites import load_suite
 from resources.warehouse import SCHEMA, Warehouse, WarehouseDb
 
 RULES = ("sku_mapping", "sku_format", "sku_known", "quantity", "phone", "postcode", "address", "service", "location")
-SENT = "('sending', 'sent', 'acknowledged', 'despatched')"  # orders that (may) have reached their target
+SENT = "(" + ", ".join(f"'{s}'" for s in effects.AT_TARGET) + ")"  # orders that (may) have reached their target
 DOCS_KEPT = 48  # Data Docs of the newest runs; older ones are removed
 WMS_TARGETS = ("whistl", "peoplevox")  # targets that pick physical stock: bundles go as their components
 
