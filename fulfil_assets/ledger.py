@@ -19,16 +19,21 @@ from resources.warehouse import SCHEMA, WarehouseDb
 EXCEPTION_UPDATE = ["reason_code", "detail", "owner", "last_seen", "resolved_at"]
 
 
-def resolve_wms_rejections(db: WarehouseDb, order_keys: Sequence[str], when: datetime) -> None:
-    """Close the `wms_acceptance` exceptions of orders that go to the warehouse again after a fix."""
+def resolve_exceptions(db: WarehouseDb, rule: str, order_keys: Sequence[str], when: datetime) -> None:
+    """Close the open `rule` exceptions of these orders (the cause went away at its source)."""
     if not order_keys:
         return
     statement = sa.text(
         f"UPDATE {SCHEMA}.order_exceptions SET resolved_at = :when "
-        "WHERE rule = 'wms_acceptance' AND resolved_at IS NULL AND order_key = :key"
+        "WHERE rule = :rule AND resolved_at IS NULL AND order_key = :key"
     )
     with db.begin() as conn:
-        conn.execute(statement, [{"when": when, "key": k} for k in order_keys])
+        conn.execute(statement, [{"when": when, "rule": rule, "key": k} for k in order_keys])
+
+
+def resolve_wms_rejections(db: WarehouseDb, order_keys: Sequence[str], when: datetime) -> None:
+    """Close the `wms_acceptance` exceptions of orders that go to the warehouse again after a fix."""
+    resolve_exceptions(db, "wms_acceptance", order_keys, when)
 
 
 def open_exceptions(db: WarehouseDb, problems: pl.DataFrame, rule: str, now: datetime) -> None:

@@ -5,6 +5,7 @@ No Dagster here: it runs on its own with any dlt pipeline."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import dlt
@@ -12,6 +13,7 @@ from dlt.sources import DltResource
 
 from fulfil_assets.ingest.columns import declare
 from resources.cin7 import Cin7Client
+from resources.http import DataError
 
 EPOCH = "2000-01-01T00:00:00"
 
@@ -32,10 +34,24 @@ def cin7_source(
 
     @dlt.transformer(data_from=sale_list, name="sales", primary_key="ID", write_disposition="merge")
     def sales(rows: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        """Each changed sale in full: ship-to address, lines, fulfilments (one call per sale)."""
+        """Each changed sale in full: ship-to address, lines, fulfilments (one call per sale). A sale Cin7 will not
+        return (its detail answers a 4xx) goes to `unreadable_sales` with Cin7's words, alone: the other sales go
+        on, and staging opens an exception for it (read again when Cin7 next lists it as changed)."""
         assert client is not None
         for row in rows:
-            yield client.sale(row["SaleID"])
+            try:
+                yield client.sale(row["SaleID"])
+            except DataError as exc:
+                yield dlt.mark.with_table_name(
+                    {
+                        "ID": row["SaleID"],
+                        "OrderNumber": row.get("OrderNumber"),
+                        "Updated": row.get("Updated"),
+                        "Reason": str(exc),
+                        "SeenAt": datetime.now(UTC).isoformat(),
+                    },
+                    "unreadable_sales",
+                )
 
     @dlt.resource(name="product_availability", primary_key=("ID", "Location"), write_disposition="merge")
     def product_availability() -> Iterator[list[dict[str, Any]]]:

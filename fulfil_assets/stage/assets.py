@@ -13,8 +13,8 @@ import polars as pl
 from fulfil_assets.config import FulfilConfig, is_shadow, whistl_in_shadow
 from fulfil_assets.despatch.matching import match_despatches
 from fulfil_assets.despatch.planning import plan_tracking
-from fulfil_assets.ledger import now_utc, open_exceptions
-from fulfil_assets.stage.cin7 import stage_cin7
+from fulfil_assets.ledger import now_utc, open_exceptions, resolve_exceptions
+from fulfil_assets.stage.cin7 import stage_cin7, unreadable_sales
 from fulfil_assets.stage.despatches import DESPATCH_COLUMNS, peoplevox_despatches
 from fulfil_assets.stage.linnworks import stage_linnworks
 from fulfil_assets.stage.stock import (
@@ -220,6 +220,12 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
             for name in oms:
                 staging = ORDER_STAGING[name]
                 orders, lines = staging.stage(*(raw_table(db, name, t) for t in staging.tables))
+                if name == "cin7":  # a sale Cin7 would not return is held alone, with an exception
+                    problems, readable = unreadable_sales(
+                        raw_table(db, name, "unreadable_sales"), raw_table(db, name, "sales")
+                    )
+                    open_exceptions(db, problems, "source_read", now_utc())
+                    resolve_exceptions(db, "source_read", readable, now_utc())
                 orders = orders.with_columns(pl.lit(now_utc()).alias("staged_at"))
                 db.write("orders", orders, mode="replace", replace_where=f"source_system = '{name}'")
                 db.write("order_lines", lines, mode="replace", replace_where=f"order_key LIKE '{name}:%'")

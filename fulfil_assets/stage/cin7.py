@@ -93,3 +93,37 @@ def stage_cin7(sales: pl.DataFrame, lines: pl.DataFrame, sale_list: pl.DataFrame
     )
     order_lines = conform(order_lines, LINE_COLUMNS).sort("order_key", "line_no")
     return with_content_hash(conform(orders, ORDER_COLUMNS), order_lines), order_lines
+
+
+def unreadable_sales(unreadable: pl.DataFrame, sales: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    """The exceptions to open (`order_key, reason_code, detail`) for sales Cin7 would not return since their last
+    good read (`SOURCE_UNREADABLE`, for the office), and the order keys of those read in full since (resolved).
+    Both raw tables carry dlt's `_dlt_load_id`, which orders the loads."""
+    columns = {"id": pl.String, "order_number": pl.String, "reason": pl.String, "_dlt_load_id": pl.String}
+    refused = (
+        ensure_columns(unreadable, columns)
+        .sort("_dlt_load_id")
+        .group_by("id", maintain_order=True)
+        .last()
+        .join(
+            ensure_columns(sales, {"id": pl.String, "_dlt_load_id": pl.String})
+            .group_by("id")
+            .agg(pl.col("_dlt_load_id").max().alias("read_at")),
+            on="id",
+            how="left",
+        )
+    )
+    still = refused.filter(pl.col("read_at").is_null() | (pl.col("read_at") < pl.col("_dlt_load_id")))
+    problems = still.select(
+        pl.format("cin7:{}", "id").alias("order_key"),
+        pl.lit("SOURCE_UNREADABLE").alias("reason_code"),
+        pl.format(
+            "Cin7 will not return sale {} ({}): {}. Its other sales go on; it is read again when Cin7 next lists it "
+            "as changed (re-save it in Cin7, or ask Cin7 support)",
+            pl.col("order_number").fill_null("?"),
+            "id",
+            "reason",
+        ).alias("detail"),
+    )
+    resolved = refused.join(still.select("id"), on="id", how="anti")["id"]
+    return problems, [f"cin7:{i}" for i in resolved.to_list()]

@@ -30,6 +30,7 @@ OWNERS = {
     "WMS_REJECTED": "office",
     "SNAPSHOT_REJECTED": "warehouse",
     "LOCATION_UNMAPPED": "office",
+    "SOURCE_UNREADABLE": "office",
 }
 VERDICT_SCHEMA = {
     "order_key": pl.String,
