@@ -599,6 +599,27 @@ def trace_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def plan_command(args: argparse.Namespace) -> int:
+    """Print what the next live run would send (read-only; nothing is sent)."""
+    from fulfil_assets.plan import due_effects, holding, plan_text
+    from resources.warehouse import WarehouseDb
+
+    url = trace_warehouse(os.environ.get("FULFIL_WAREHOUSE_URL"))
+    if url is None:
+        print("fulfil: no warehouse found: set FULFIL_WAREHOUSE_URL to the one to read", file=sys.stderr)
+        return 2
+    db = WarehouseDb(url)
+    try:
+        due, held = due_effects(db, args.flow), holding(db)
+    finally:
+        db.dispose()
+    if args.json:
+        print(json.dumps({"due": due.to_dicts(), "held": held.to_dicts()}, indent=2, default=str))
+    else:
+        print(plan_text(due, held), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `fulfil` command."""
     from fulfil_assets.validate.suites import EXPECTATIONS_DIR
@@ -629,6 +650,10 @@ def main(argv: list[str] | None = None) -> int:
     c.set_defaults(func=check_orders_command)
     cb = sub.add_parser("peoplevox-callbacks", help="receive Peoplevox's despatch callbacks at peoplevox.callback_url")
     cb.set_defaults(func=peoplevox_callbacks_command)
+    pl_ = sub.add_parser("plan", help="what the next live run would send, per flow and target (sends nothing)")
+    pl_.add_argument("--flow", help="only this flow")
+    pl_.add_argument("--json", action="store_true", help="print JSON")
+    pl_.set_defaults(func=plan_command)
     t = sub.add_parser("trace", help="print an order's life across systems (the order_timeline of ORDER_REF)")
     t.add_argument("order_ref", help="the order's reference, or its id in its order system")
     t.set_defaults(func=trace_command)
