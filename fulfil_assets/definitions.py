@@ -5,6 +5,7 @@ import warnings
 
 import dagster as dg
 
+from fulfil_assets import dagster_fixes
 from fulfil_assets.alerts import (
     alerts_job,
     failed_check_alert_sensor,
@@ -272,4 +273,5 @@ def alert_definitions(config: FulfilConfig, defs: dg.Definitions) -> dg.Definiti
     )
 
 
+dagster_fixes.apply()
 defs = build_definitions(load_config())
