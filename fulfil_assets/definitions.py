@@ -25,7 +25,7 @@ from fulfil_assets.schedules import BACKGROUND, CANCELS, ORDERS, every_minutes
 from fulfil_assets.stage import definitions as stage
 from fulfil_assets.stage.assets import ORDER_STAGING
 from fulfil_assets.stock.assets import stock_definitions
-from fulfil_assets.tables import table_schema
+from fulfil_assets.tables import FulfilWarehouse, table_schema
 from fulfil_assets.validate import definitions as validate
 from resources.bigcommerce import BigCommerceResource
 from resources.cin7 import Cin7Resource
@@ -33,7 +33,7 @@ from resources.file_drop import FileDrop
 from resources.linnworks import LinnworksResource
 from resources.peoplevox import PeoplevoxResource
 from resources.shopify import ShopifyResource
-from resources.warehouse import Warehouse, warehouse_url
+from resources.warehouse import warehouse_url
 from resources.webhook import AlertWebhook
 
 
@@ -41,7 +41,7 @@ def resources_for(config: FulfilConfig) -> dict[str, object]:
     """Resources from fulfil.yaml for the systems it configures; every secret comes from the environment
     through `EnvVar`."""
     systems = config.systems
-    resources: dict[str, object] = {"warehouse": Warehouse(url=warehouse_url()), "dlt": RawDltResource()}
+    resources: dict[str, object] = {"warehouse": FulfilWarehouse(url=warehouse_url()), "dlt": RawDltResource()}
     if (lw := systems.linnworks) is not None:
         creds = lw.credentials
         resources["linnworks"] = LinnworksResource(

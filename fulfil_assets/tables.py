@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from fulfil_assets.reconcile.tables import COLUMNS
+from resources.warehouse import Warehouse
 
 if TYPE_CHECKING:
     from resources.warehouse import WarehouseDb
@@ -173,3 +174,11 @@ def ensure_tables(db: WarehouseDb) -> None:
         "WHERE wms = 'linnworks' AND target_ref IS NULL AND status <> 'shadow' AND result LIKE '%Linnworks%order %'"
     ]
     db.execute(statements)
+
+
+class FulfilWarehouse(Warehouse):
+    """The warehouse resource with fulfil's tables: each handle creates what is missing on first use."""
+
+    def bootstrap(self, db: WarehouseDb) -> None:
+        """Create schema `fulfil` and every missing table and column."""
+        ensure_tables(db)

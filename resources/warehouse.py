@@ -441,13 +441,15 @@ class Warehouse(dg.ConfigurableResource):
         default_factory=warehouse_url, description="SQLAlchemy URL: duckdb:///path or postgresql+psycopg://"
     )
 
-    def get_db(self) -> WarehouseDb:
-        """The database handle for this URL, its tables created on first use."""
-        if self.url not in _DBS:
-            from fulfil_assets.tables import ensure_tables
+    def bootstrap(self, db: WarehouseDb) -> None:
+        """What a new handle needs before first use (nothing here: the code location's subclass creates its
+        tables; the resource itself knows nothing of them)."""
 
+    def get_db(self) -> WarehouseDb:
+        """The database handle for this URL, bootstrapped on first use."""
+        if self.url not in _DBS:
             db = WarehouseDb(self.url)
-            ensure_tables(db)
+            self.bootstrap(db)
             _DBS[self.url] = db
         return _DBS[self.url]
 
