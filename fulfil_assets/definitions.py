@@ -25,7 +25,7 @@ from fulfil_assets.schedules import BACKGROUND, CANCELS, ORDERS, every_minutes
 from fulfil_assets.stage import definitions as stage
 from fulfil_assets.stage.assets import ORDER_STAGING
 from fulfil_assets.stock.assets import stock_definitions
-from fulfil_assets.tables import FulfilWarehouse, table_schema
+from fulfil_assets.tables import COLUMN_DESCRIPTIONS, FulfilWarehouse, table_schema
 from fulfil_assets.validate import definitions as validate
 from resources.bigcommerce import BigCommerceResource
 from resources.cin7 import Cin7Resource
@@ -245,7 +245,12 @@ def described_for_the_ui(spec: dg.AssetSpec) -> dg.AssetSpec:
         metadata.setdefault("dagster/table_name", f"fulfil.{table}")
         metadata.setdefault(
             "dagster/column_schema",
-            dg.TableSchema(columns=[dg.TableColumn(c, type_label(t)) for c, t in table_schema(table).items()]),
+            dg.TableSchema(
+                columns=[
+                    dg.TableColumn(c, type_label(t), description=COLUMN_DESCRIPTIONS.get(c))
+                    for c, t in table_schema(table).items()
+                ]
+            ),
         )
     kinds = set(spec.kinds) | ({"polars"} if spec.key.path[0] in POLARS_KIND else set())
     owners = spec.owners or [*WHO_ACTS.get(spec.key.path[0], []), "team:data"]
