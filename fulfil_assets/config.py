@@ -40,40 +40,42 @@ def _http_url(value: str) -> str:
     return value
 
 
+PASSWORD_IN_URL = re.compile(r"^([^:/?#]*:?//?[^:@/]*):[^@/]*@")  # `scheme://user:password@`, even misspelt
+
+
 def _drop_url(value: str) -> str:
     """A file exchange: `sftp://user@host[:port]/path`, `file:///path`, or an absolute local folder. Anything else
     is refused: `sftp//user@host/` (a colon missing) must not quietly become a folder under the working directory,
-    and a password belongs in the environment, never in the file."""
+    and a password belongs in the environment, never in the file (nor in the refusal: it is never repeated)."""
+    shown = repr(PASSWORD_IN_URL.sub(r"\1:***@", value))
+    if shown != repr(value):
+        raise ValueError(
+            f"{shown} holds a password: remove it from the URL and put it in the environment variable named by "
+            "systems.whistl.password_env"
+        )
     parsed = urlparse(value)
     if parsed.scheme == "sftp":
         if not parsed.hostname or not parsed.username:
-            raise ValueError(f"{value!r} needs a user and a host: sftp://user@host:port/path")
-        if parsed.password is not None:
-            raise ValueError(
-                "holds a password: remove it from the URL and put it in the environment variable named by "
-                "systems.whistl.password_env"
-            )
+            raise ValueError(f"{shown} needs a user and a host: sftp://user@host:port/path")
         try:
             parsed.port  # noqa: B018 - a bad port raises here
         except ValueError:
-            raise ValueError(f"{value!r} has a port that is not a number from 1 to 65535") from None
+            raise ValueError(f"{shown} has a port that is not a number from 1 to 65535") from None
     elif parsed.scheme == "file":
         if parsed.netloc not in ("", "localhost"):
-            raise ValueError(f"{value!r}: a file:// URL names a folder on this machine (file:///path)")
+            raise ValueError(f"{shown}: a file:// URL names a folder on this machine (file:///path)")
     elif "://" in value or (parsed.scheme and len(parsed.scheme) > 1):
         # `stfp://...` or `ftp:...`: a typo must not quietly become a local folder of that name.
-        raise ValueError(f"{value!r}: unknown scheme {parsed.scheme!r}; use sftp://user@host:port/path or a folder")
+        raise ValueError(f"{shown}: unknown scheme {parsed.scheme!r}; use sftp://user@host:port/path or a folder")
     elif not Path(value).is_absolute():
-        raise ValueError(
-            f"{value!r} is neither a URL (sftp://user@host:port/path, file:///path) nor an absolute folder"
-        )
+        raise ValueError(f"{shown} is neither a URL (sftp://user@host:port/path, file:///path) nor an absolute folder")
     return value
 
 
 def _shopify_url(value: str) -> str:
     """A Shopify Admin API base URL names its API version (`.../admin/api/2026-10/`): Shopify answers an
     unversioned path with its oldest supported version, whose fields may differ."""
-    if not re.search(r"/admin/api/\d{4}-\d{2}/?$", urlparse(value).path):
+    if not re.search(r"/admin/api/(\d{4}-\d{2}|unstable)/?$", urlparse(value).path):
         raise ValueError(
             f"{value!r} must end in /admin/api/<version>/, e.g. https://shop.myshopify.com/admin/api/2026-10/"
         )

@@ -20,10 +20,9 @@ UPSTREAM_INTERVAL = InstanceConcurrencyContext.interval_to_next_pending_claim_ch
 
 def interval_to_next_pending_claim_check(self: InstanceConcurrencyContext) -> float:
     """Seconds until the soonest pending pool claim may be tried again (0 when one is due or none is pending)."""
-    pending = getattr(self, "_pending_timeouts", {})
-    if not getattr(self, "_pending_claims", None) or not pending:
-        return 0.0
-    return max(0.0, min(pending.values()) - time.time())
+    claims = getattr(self, "_pending_claims", set())
+    due = [at for step, at in getattr(self, "_pending_timeouts", {}).items() if step in claims]
+    return max(0.0, min(due) - time.time()) if due else 0.0
 
 
 def apply() -> None:

@@ -98,15 +98,16 @@ def cancellation_defs(config: FulfilConfig) -> dg.Definitions:
     """A cancellation job per order system (read its orders, stage them, send the cancellations they show to the
     warehouses) on a short schedule, so that a cancellation beats the warehouse's picking cut-off and one order
     system slow at its rate limit (Cin7) never holds another's cancellations."""
-    cancelling = [a.key for a in cancellation_assets(config)]
+    cancelling = {a.key.path[-1].removesuffix("_cancellations"): a.key for a in cancellation_assets(config)}
     if not cancelling:
         return dg.Definitions()
     jobs, schedules = [], []
     for oms in sorted({FLOW_SYSTEMS[f][0] for f in config.flows}):
         raw = [dg.AssetKey([f"raw_{oms}", dep]) for dep in ORDER_STAGING[oms].deps]
+        targets = sorted({target_of(f) for f in config.flows if FLOW_SYSTEMS[f][0] == oms})
         job = dg.define_asset_job(
             f"{oms}_cancellation_job",
-            selection=dg.AssetSelection.assets(*raw, "orders", "order_lines", *cancelling),
+            selection=dg.AssetSelection.assets(*raw, "orders", "order_lines", *(cancelling[t] for t in targets)),
             tags=CANCELS,
             description=f"Read {oms}'s orders, stage them, and send the cancellations they show to the warehouse "
             "before it picks.",

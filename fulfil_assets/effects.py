@@ -360,6 +360,24 @@ def record_all(
                 conn.execute(sa.text(statement), params)
 
 
+def _restore_not_started(
+    outcomes: list[tuple[list[str], Outcome]], batch: pl.DataFrame
+) -> list[tuple[list[str], Outcome]]:
+    """Rows the target never called for go back to the status they were claimed in: an earlier attempt with no
+    known outcome stays `sending` (looked up at the target before any send), the rest `pending`."""
+    claimed_as = dict(batch.select("idempotency_key", "status").iter_rows())
+    out: list[tuple[list[str], Outcome]] = []
+    for keys, outcome in outcomes:
+        if outcome.started:
+            out.append((keys, outcome))
+            continue
+        for status in (PENDING, SENDING):
+            mine = [k for k in keys if claimed_as.get(k, PENDING) == status]
+            if mine:
+                out.append((mine, Outcome(status, started=False)))
+    return out
+
+
 def release(db: WarehouseDb, table: str, owner: str) -> None:
     """Give back every claim this sender still holds (rows keep their status)."""
     with db.begin() as conn:
@@ -458,6 +476,7 @@ def deliver(
                         with db.released():  # other processes may use the warehouse while the target answers
                             outcomes.extend(target.send(batch))
                     finally:  # what is known is recorded, even when the sender fails half way
+                        outcomes = _restore_not_started(outcomes, batch)
                         record_all(db, table, outcomes, owner)
                     for keys, outcome in outcomes:
                         if not outcome.started:

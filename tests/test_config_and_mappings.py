@@ -32,6 +32,9 @@ def write(tmp_path: Path, text: str, encoding: str = "utf-8") -> Path:
         ("sftp//brand@127.0.0.1:8722/", "neither a URL .* nor an absolute folder"),  # a colon missing
         ("drop/whistl", "neither a URL .* nor an absolute folder"),
         ("sftp://brand:hunter2@127.0.0.1:8722/", "holds a password: .*whistl.password_env"),
+        ("sftp://:hunter2@127.0.0.1:8722/", "holds a password"),  # and no user
+        ("stfp://brand:hunter2@127.0.0.1/", "holds a password"),  # and a misspelt scheme
+        ("sftp//brand:hunter2@127.0.0.1/", "holds a password"),  # and a colon missing
     ],
 )
 def test_drop_url_typos_are_refused(tmp_path: Path, drop: str, message: str) -> None:

@@ -226,10 +226,19 @@ def test_a_time_boxed_delivery_leaves_the_rest_due_and_the_next_posts_each_once(
     client = LinnworksClient(emu.url("linnworks"), *emu.linnworks.credentials, budget_share=1e6, timeout_s=5)
     set_faults(emu, "linnworks", latency_ms=250, only_path="Orders/SetOrderShippingInfo")
     sender = LinnworksTracking(client)
-    sender.until = time.monotonic() + 1.0  # all twelve fit one batch: the sender itself stops starting posts
-    boxed = effects.deliver(db, "tracking_posts", sender, batches=sender.batches, until=sender.until)
+    sender.until = time.monotonic() + 600  # all twelve fit one batch: the sender itself stops starting posts
+
+    def time_is_up_after_three_posts() -> None:  # by count, not by the clock: the same on a loaded machine
+        while sum(c.path.endswith("SetOrderShippingInfo") for c in emu.linnworks.recorder.calls) < 3:
+            time.sleep(0.005)
+        sender.until = time.monotonic()
+
+    watcher = threading.Thread(target=time_is_up_after_three_posts)
+    watcher.start()
+    boxed = effects.deliver(db, "tracking_posts", sender, batches=sender.batches, until=time.monotonic() + 600)
+    watcher.join()
     applied = posts_applied(emu)
-    assert 0 < len(applied) < len(orders), applied
+    assert 3 <= len(applied) < len(orders), applied
     assert boxed.sent == len(applied) and boxed.left == len(orders) - len(applied), boxed
     left = db.read(f"SELECT status, claimed_by, attempts FROM {SCHEMA}.tracking_posts WHERE status <> 'sent'")
     assert left.height == len(orders) - len(applied) and set(left["status"]) == {"pending"}

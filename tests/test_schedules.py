@@ -73,6 +73,8 @@ def test_latency_jobs_come_first_and_the_other_lanes_are_bounded(tmp_path: Path)
     cancelling = {name for name, tags in jobs.items() if tags["fulfil/lane"] == "cancellations"}
     per_system = {f"{oms}_cancellation_job" for oms in ("linnworks", "cin7", "shopify", "bigcommerce")}
     assert cancelling == per_system  # one order system's slow reads never hold another's cancellations
+    selected = defs.resolve_job_def("cin7_cancellation_job").asset_layer.selected_asset_keys
+    assert {k.path[-1] for k in selected if k.path[-1].endswith("_cancellations")} == {"whistl_cancellations"}
     ahead_of_orders = min(int(jobs[j]["dagster/priority"]) for j in cancelling)
     assert all(int(jobs[j]["dagster/priority"]) < ahead_of_orders for j in jobs if j.endswith("_order_sync_job"))
     for deploy in (ROOT / "deploy" / "dagster.yaml", ROOT / "deploy" / "postgres" / "dagster.yaml"):
