@@ -50,12 +50,22 @@ def test_peoplevox_despatches_that_do_not_add_up_are_exceptions_and_post_nothing
     emu.peoplevox.control("despatch", {"order": extra})
     emu.peoplevox.control("despatch", {"order": good})
     run_job(defs, "peoplevox_despatch_job", instance)
-    run_job(defs, "peoplevox_despatch_job", instance)  # again: nothing changes, nothing goes
-
     db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+    # A person looked and closed the stranger's exception: later polls judge no row twice, so it stays closed.
+    with db.begin() as conn:
+        conn.exec_driver_sql(
+            f"UPDATE {SCHEMA}.order_exceptions SET resolved_at = CURRENT_TIMESTAMP "
+            "WHERE order_key = 'peoplevox:NOSUCHORDER1'"
+        )
+    run_job(defs, "peoplevox_despatch_job", instance)  # again: nothing changes, nothing goes
+    reopened = db.read(
+        f"SELECT 1 FROM {SCHEMA}.order_exceptions WHERE order_key = 'peoplevox:NOSUCHORDER1' AND resolved_at IS NULL"
+    )
+    assert reopened.is_empty()
+
     exceptions = db.read(
         f"SELECT order_key, reason_code, detail, owner FROM {SCHEMA}.order_exceptions WHERE rule = 'despatch_match'"
-    )
+    )  # (open or closed by a person: each was opened once)
     by_ref = {}
     order_id = dict(db.read(f"SELECT order_ref, order_key FROM {SCHEMA}.orders").iter_rows())
     for key, code, detail, owner in exceptions.iter_rows():

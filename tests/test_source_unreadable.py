@@ -48,13 +48,22 @@ def test_a_cin7_sale_that_answers_400_is_held_alone_with_an_exception(
     ]
     assert "HTTP 400" in open_rows["detail"][0]
 
+    def cin7_staged() -> set[str]:
+        orders = db.read(f"SELECT source_order_id FROM {SCHEMA}.orders WHERE source_system = 'cin7'")
+        return set(orders["source_order_id"].to_list())
+
+    def open_source_read() -> list[str]:
+        rows = db.read(
+            f"SELECT order_key FROM {SCHEMA}.order_exceptions WHERE rule = 'source_read' AND resolved_at IS NULL"
+        )
+        return rows["order_key"].to_list()
+
     emu.cin7.control("edit_address", {"sale_id": sale_id})  # changed in Cin7: listed again, read in full now
     run_job(defs, "cin7_order_sync_job", instance)
-    staged = set(
-        db.read(f"SELECT source_order_id FROM {SCHEMA}.orders WHERE source_system = 'cin7'")[
-            "source_order_id"
-        ].to_list()
-    )
-    assert staged == held
-    still = db.read(f"SELECT 1 FROM {SCHEMA}.order_exceptions WHERE rule = 'source_read' AND resolved_at IS NULL")
-    assert still.is_empty()
+    assert cin7_staged() == held and open_source_read() == []
+
+    # Readable before, refused now: its last good version is not staged as if it were current.
+    emu.cin7.control("edit_address", {"sale_id": sale_id})
+    set_faults(emu, "cin7", error_next=1, error_status=400, only_path="/sale")
+    run_job(defs, "cin7_order_sync_job", instance)
+    assert cin7_staged() == held - {sale_id} and open_source_read() == [f"cin7:{sale_id}"]

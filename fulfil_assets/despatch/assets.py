@@ -79,7 +79,7 @@ def take_despatch_file(
             bad.with_columns(pl.lit("whistl_despatch").alias("source"), pl.lit(now).alias("quarantined_at")),
         )
     # An order whose despatch does not add up (over-shipped, a line it never had) waits for the warehouse owner:
-    # its exception is open and nothing is posted to the customer's order until a person has looked.
+    # its exception is open and fulfil posts nothing to the customer's order (a person checks and posts it by hand).
     planned = plan_tracking(db, "whistl", matched, problems, name, now, flows)
     return {
         "rows_read": rows.height + bad.height,

@@ -1,7 +1,7 @@
 """One set of rules for every warehouse's despatches (pure polars): Whistl's files, Peoplevox's `GetData` reads and
 callbacks, and any later warehouse pass through `match_despatches`, and each problem is the same exception
-whichever warehouse reported it. An order with a problem waits for the warehouse owner: nothing is posted to the
-customer's order until a person has looked."""
+whichever warehouse reported it. fulfil posts no tracking for an order with a problem: the warehouse owner checks
+the parcel and enters it in the order system by hand."""
 
 from __future__ import annotations
 

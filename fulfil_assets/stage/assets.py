@@ -220,12 +220,14 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
             for name in oms:
                 staging = ORDER_STAGING[name]
                 orders, lines = staging.stage(*(raw_table(db, name, t) for t in staging.tables))
-                if name == "cin7":  # a sale Cin7 would not return is held alone, with an exception
-                    problems, readable = unreadable_sales(
-                        raw_table(db, name, "unreadable_sales"), raw_table(db, name, "sales")
-                    )
+                if name == "cin7":  # a sale Cin7 would not return is held alone (not staged), with an exception
+                    unreadable = raw_table(db, name, "unreadable_sales")
+                    problems, readable = unreadable_sales(unreadable, raw_table(db, name, "sales"))
                     open_exceptions(db, problems, "source_read", now_utc())
                     resolve_exceptions(db, "source_read", readable, now_utc())
+                    held = problems["order_key"].implode()  # its last good version must not go on as if current
+                    orders = orders.filter(~pl.col("order_key").is_in(held))
+                    lines = lines.filter(~pl.col("order_key").is_in(held))
                 orders = orders.with_columns(pl.lit(now_utc()).alias("staged_at"))
                 db.write("orders", orders, mode="replace", replace_where=f"source_system = '{name}'")
                 db.write("order_lines", lines, mode="replace", replace_where=f"order_key LIKE '{name}:%'")
@@ -317,7 +319,7 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
         def peoplevox_despatch_lines(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
             """Peoplevox despatches as `despatches` rows (wms `peoplevox`), checked by the same despatch matcher
             as Whistl's files (an order fulfil never sent, an item the order lacks, more than ordered: an
-            exception for the warehouse owner and no tracking until a person has looked); each new despatch of a
+            exception for the warehouse owner, and no tracking from fulfil: a person checks it); each new despatch of a
             matched order plans its tracking posts (Linnworks: tracking, then processed once complete)."""
             now = now_utc()
             with warehouse.session() as db:
@@ -329,8 +331,14 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
                     "WHERE wms = 'peoplevox'",
                     schema={"wms": pl.String, "despatch_ref": pl.String, "line_no": pl.Int32, "parcel_no": pl.Int32},
                 )
-                # New rows, and rows matched to an order only now (its submission was recorded after the despatch).
-                new = rows.join(known.drop_nulls("order_key"), on=key, how="anti")
+                # Rows never seen, and rows matched to an order only now (its submission was recorded after the
+                # despatch): each is judged once. A row of an order fulfil never sent is kept (unmatched) and its
+                # exception opened when first seen, not again at every poll.
+                unseen = rows.join(known, on=key, how="anti")
+                matched_now = rows.drop_nulls("order_key").join(
+                    known.filter(pl.col("order_key").is_null()).select(key), on=key, how="semi"
+                )
+                new = pl.concat([unseen, matched_now])
                 keys = {"keys": new["order_key"].drop_nulls().unique().to_list()}
                 lines = db.read(
                     f"SELECT order_key, wms_line_no AS line_no, sku, quantity FROM {SCHEMA}.wms_order_lines "
@@ -346,6 +354,9 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
                 matched, problems = match_despatches(new.drop("order_key"), sent, lines, earlier, by="sku")
                 db.write("despatches", rows, mode="upsert", key=key)
                 open_exceptions(db, problems, "despatch_match", now)
+                # An order once unknown, now matched (its submission was recorded late): no longer a stranger.
+                found = [f"peoplevox:{r}" for r in matched_now["order_ref"].unique().to_list()]
+                resolve_exceptions(db, "despatch_match", found, now)
                 planned = plan_tracking(db, "peoplevox", matched, problems, "Peoplevox Despatches", now, flows)
                 return dg.MaterializeResult(
                     metadata={
