@@ -79,7 +79,10 @@ def run_job(
 def tick_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None) -> dg.SensorResult:
     sensor = defs.resolve_sensor_def("despatch_file_sensor")
     context = dg.build_sensor_context(
-        instance=instance, cursor=cursor, definitions=defs, resources={"whistl_drop": defs.resources["whistl_drop"]}
+        instance=instance,
+        cursor=cursor,
+        definitions=defs,
+        resources={"whistl_drop": defs.resources["whistl_drop"], "warehouse": defs.resources["warehouse"]},
     )
     return sensor(context)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from flow_helpers import ALL_FLOWS, all_flows_config, run_job
+from flow_helpers import ALL_FLOWS, all_flows_config, run_job, tick_sensor
 
 from emulators.server import Emulators
 from fulfil_assets.definitions import build_definitions
@@ -72,3 +72,20 @@ def test_every_flow_in_shadow_changes_nothing_at_any_system(
     outcomes = dict(taken.iter_rows())
     assert outcomes.get("shp_20261206_0001.csv") == "processed"
     assert outcomes.get("shp_20261206_0002.csv") == "quarantined"
+
+    # The despatch sensor does not keep asking for the files shadow took in and left in place.
+    assert not tick_sensor(defs, instance, None).run_requests
+
+    # Live: the files taken in while in shadow leave out/ as their first outcome says, the refused one with its
+    # reason beside it, and nothing is taken in twice.
+    live = build_definitions(all_flows_config(emu, tmp_path))
+    run_job(live, "despatch_job", instance)
+    run_job(live, "linnworks_order_sync_job", instance)  # stages the stock files
+    names = {p.name for p in out.iterdir() if p.is_file()}
+    assert not {n for n in names if n.startswith(("shp_", "inv_"))}, names
+    assert (out / "archive" / "shp_20261206_0001.csv").exists()
+    assert (out / "quarantine" / "shp_20261206_0002.csv").exists()
+    assert "was not taken in" in (out / "quarantine" / "shp_20261206_0002.csv.reason.txt").read_text()
+    assert any(p.name.startswith("inv_") for p in (out / "archive").iterdir())
+    again = db.read(f"SELECT COUNT(*) AS n FROM {SCHEMA}.processed_files WHERE wms = 'whistl'")["n"][0]
+    assert again == taken.height

@@ -191,6 +191,18 @@ def take_rejection_file(db: WarehouseDb, data: bytes, now: datetime) -> dict[str
 LEFT_IN_PLACE = "out/ (left in place: Whistl's flows are in shadow)"
 
 
+def keep_taken(drop: DropSession, name: str, data: bytes, digest: str, outcome: str, detail: str | None) -> str:
+    """Move a file taken in to `out/archive/`, or one not taken in to `out/quarantine/` with the reason beside it
+    (for whoever opens the folder). Returns where it went."""
+    if outcome == "processed":
+        return keep_file(drop, name, "out/archive", digest)
+    kept = keep_file(drop, name, "out/quarantine", digest)
+    folder, _, kept_name = kept.rpartition("/")
+    reason = f"{name} ({len(data)} bytes, sha256 {digest}) was not taken in: {detail}\n"
+    drop.write_atomic(folder, f"{kept_name}.reason.txt", reason.encode("utf-8"))
+    return kept
+
+
 def _take(
     db: WarehouseDb, drop: DropSession, name: str, log: dg.DagsterLogManager, flows: dict[str, bool], shadow: bool
 ) -> dict[str, Any]:
@@ -200,12 +212,14 @@ def _take(
     digest = hashlib.sha256(data).hexdigest()
     now = now_utc()
     seen = db.read(
-        f"SELECT outcome FROM {SCHEMA}.processed_files WHERE wms = 'whistl' AND file_name = :n AND content_hash = :h",
+        f"SELECT outcome, detail FROM {SCHEMA}.processed_files "
+        "WHERE wms = 'whistl' AND file_name = :n AND content_hash = :h",
         {"n": name, "h": digest},
     )
-    if seen.height:
-        kept = LEFT_IN_PLACE if shadow else keep_file(drop, name, "out/archive", digest)
-        log.info(f"{name}: already taken in ({seen['outcome'][0]}); {kept}")
+    if seen.height:  # taken in before (in shadow it stayed): kept where its first outcome says, once live
+        first, detail = seen.row(0)
+        kept = LEFT_IN_PLACE if shadow else keep_taken(drop, name, data, digest, first, detail)
+        log.info(f"{name}: already taken in ({first}); {kept}")
         return {"outcome": "duplicate", "kept_as": kept, "sha256": digest}
     kind = name.split("_", 1)[0].lower()
     try:
@@ -240,14 +254,7 @@ def _take(
         mode="upsert",
         key=["wms", "file_name", "content_hash"],
     )
-    if shadow:
-        kept = LEFT_IN_PLACE
-    else:
-        kept = keep_file(drop, name, "out/archive" if outcome == "processed" else "out/quarantine", digest)
-    if outcome == "quarantined" and not shadow:  # the reason sits beside the file, for whoever opens the folder
-        folder, _, kept_name = kept.rpartition("/")
-        reason = f"{name} ({len(data)} bytes, sha256 {digest}) was not taken in: {detail}\n"
-        drop.write_atomic(folder, f"{kept_name}.reason.txt", reason.encode("utf-8"))
+    kept = LEFT_IN_PLACE if shadow else keep_taken(drop, name, data, digest, outcome, detail)
     log.info(f"{name} -> {kept}")
     log.info(f"{name}: {outcome} {counts}")
     return {"outcome": outcome, "kept_as": kept, "sha256": digest, **counts, **({"reason": detail} if detail else {})}

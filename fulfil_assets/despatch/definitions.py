@@ -8,7 +8,7 @@ from typing import Any
 
 import dagster as dg
 
-from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, is_shadow
+from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, is_shadow, whistl_in_shadow
 from fulfil_assets.despatch.assets import build_assets, tracking_systems
 from fulfil_assets.despatch.backlog import despatch_backlog_checks
 from fulfil_assets.despatch.checks import tracking_checks
@@ -50,7 +50,10 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
         jobs.append(despatch_job)
         sensors.append(
             despatch_file_sensor_factory(
-                despatch_job, config.schedules.despatch_poll_seconds, config.schedules.despatch_settle_seconds
+                despatch_job,
+                config.schedules.despatch_poll_seconds,
+                config.schedules.despatch_settle_seconds,
+                whistl_in_shadow(config),
             )
         )
     if (pvx := config.systems.peoplevox) is not None:

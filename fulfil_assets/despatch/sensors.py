@@ -13,8 +13,10 @@ from fulfil_assets.ingest.peoplevox_source import EPOCH, date_clause
 from fulfil_assets.schedules import waiting_run_of
 from resources.file_drop import DropFile, FileDrop
 from resources.peoplevox import PeoplevoxResource
+from resources.warehouse import SCHEMA, Warehouse
 
 RETRY_AFTER_S = 600.0
+_SENSOR_CLIENTS: dict[tuple[str, ...], Any] = {}  # the Peoplevox sensor's client per account, kept across ticks
 
 
 def file_run_key(name: str, size: int, digest: str) -> str:
@@ -33,11 +35,14 @@ def settled(f: DropFile, last_seen: list[Any] | None, now: float, settle_s: floa
     return now - f.mtime >= settle_s or (last_seen is not None and last_seen[:2] == [f.size, f.mtime])
 
 
-def despatch_file_sensor_factory(job: Any, interval_s: int, settle_s: float) -> dg.SensorDefinition:
-    """The sensor for `job` (the despatch job), polling every `interval_s` seconds."""
+def despatch_file_sensor_factory(job: Any, interval_s: int, settle_s: float, shadow: bool) -> dg.SensorDefinition:
+    """The sensor for `job` (the despatch job), polling every `interval_s` seconds. In `shadow` (every Whistl flow
+    is), files taken in stay in `out/`: those are not asked for again."""
 
     @dg.sensor(job=job, minimum_interval_seconds=interval_s, default_status=dg.DefaultSensorStatus.RUNNING)
-    def despatch_file_sensor(context: dg.SensorEvaluationContext, whistl_drop: FileDrop) -> dg.SensorResult:
+    def despatch_file_sensor(
+        context: dg.SensorEvaluationContext, whistl_drop: FileDrop, warehouse: Warehouse
+    ) -> dg.SensorResult:
         """Requests one run for the acknowledgement, despatch and rejection files waiting in Whistl's `out/` folder
         once each has stopped changing (a file still being written waits). Each file is read and hashed once (the
         cursor remembers size, time and hash); the run archives each file it takes, so a file still waiting long
@@ -56,6 +61,12 @@ def despatch_file_sensor_factory(job: Any, interval_s: int, settle_s: float) -> 
         now = time.time()
         due: list[tuple[str, str]] = []  # (run key, file name)
         present, files = set(), {}
+        taken = set()
+        if shadow:
+            rows = warehouse.get_db().read(
+                f"SELECT file_name, content_hash FROM {SCHEMA}.processed_files WHERE wms = 'whistl'"
+            )
+            taken = set(rows.iter_rows())
         with whistl_drop.session() as drop:
             for f in feedback_files(drop):
                 last = seen.get(f.name)
@@ -66,6 +77,8 @@ def despatch_file_sensor_factory(job: Any, interval_s: int, settle_s: float) -> 
                 same = last is not None and last[:2] == [f.size, f.mtime] and last[2]
                 digest = last[2] if same else hashlib.sha256(drop.read("out", f.name)).hexdigest()
                 files[f.name] = [f.size, f.mtime, digest]
+                if (f.name, digest) in taken:
+                    continue
                 key = file_run_key(f.name, f.size, digest)
                 present.add(key)
                 first, attempts = asked.get(key, [now, 0])
@@ -111,11 +124,10 @@ def peoplevox_despatch_sensor_factory(job: Any, interval_s: int) -> dg.SensorDef
                 cursor=context.cursor,
             )
         state: dict[str, Any] = json.loads(context.cursor) if context.cursor else {"since": EPOCH, "seen": []}
-        client = peoplevox.get_client()
-        try:
-            rows = next(client.get_data("Despatches", date_clause("DespatchDate", state["since"]), 200), [])
-        finally:
-            client.close()
+        # One client (and one Peoplevox session, renewed when it lapses) for every tick of this code server.
+        account = (peoplevox.base_url, peoplevox.client_id, peoplevox.username)
+        client = _SENSOR_CLIENTS.get(account) or _SENSOR_CLIENTS.setdefault(account, peoplevox.get_client())
+        rows = next(client.get_data("Despatches", date_clause("DespatchDate", state["since"]), 200), [])
         new = new_despatches(rows, state["since"], state["seen"])
         if not new:
             return dg.SensorResult(skip_reason="no new Peoplevox despatch", cursor=json.dumps(state))

@@ -2,6 +2,7 @@
 `wms_stock` and (for Peoplevox) `despatches`. Each system's rows are rebuilt whole from its raw tables (which hold
 every record ever seen, merged on the system's id), so orders that left the open set keep their history."""
 
+import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -119,15 +120,14 @@ def stage_whistl_snapshots(
                 continue
             verdicts.append({"file_name": name, "file_hash": digest, "rows_read": 0, "rows_kept": 0, "reason": reason})
     if verdicts:
-        record_snapshot_verdicts(db, None if shadow else drop, verdicts, now, log)
+        record_snapshot_verdicts(db, verdicts, now, log)
+    if not shadow:  # judged files leave out/ (also those judged while the flows were in shadow)
+        file_judged_snapshots(db, drop)
     return apply_newest_snapshot(db, raw, files)
 
 
-def record_snapshot_verdicts(
-    db: WarehouseDb, drop: FileDrop | None, verdicts: list[dict[str, Any]], now: datetime, log: Any
-) -> None:
-    """Processed-files rows, exceptions for the warehouse owner, and each file moved to archive or quarantine
-    (with no `drop`, in shadow, the files stay where they are)."""
+def record_snapshot_verdicts(db: WarehouseDb, verdicts: list[dict[str, Any]], now: datetime, log: Any) -> None:
+    """Processed-files rows and exceptions for the warehouse owner."""
     frame = pl.DataFrame(
         [
             {
@@ -163,13 +163,24 @@ def record_snapshot_verdicts(
         db.write("order_exceptions", exceptions, mode="upsert", key=["order_key", "rule"])
         for name, detail in rejected.select("file_name", "detail").iter_rows():
             log.error(f"{name}: stock snapshot quarantined: {detail}")
-    if drop is None:
-        return
+
+
+def file_judged_snapshots(db: WarehouseDb, drop: FileDrop) -> None:
+    """Move each stock file still in `out/` that has been judged (the same name and content) to `out/archive/` or
+    `out/quarantine/` by its verdict."""
+    judged = db.read(
+        f"SELECT file_name, content_hash, outcome FROM {SCHEMA}.processed_files WHERE wms = 'whistl' AND kind = 'inv'"
+    )
+    verdict = {(n, h): o for n, h, o in judged.iter_rows()}
+    names = {n for n, _ in verdict}
     with drop.session() as session:
-        waiting = {f.name for f in session.list("out", "*")}
-        for name, digest, outcome in frame.select("file_name", "content_hash", "outcome").iter_rows():
-            if name in waiting:
-                keep_file(session, name, "out/archive" if outcome == "accepted" else "out/quarantine", digest)
+        for f in session.list("out", "*"):
+            if f.name not in names:
+                continue
+            digest = hashlib.sha256(session.read("out", f.name)).hexdigest()
+            outcome = verdict.get((f.name, digest))
+            if outcome is not None:
+                keep_file(session, f.name, "out/archive" if outcome == "accepted" else "out/quarantine", digest)
 
 
 def apply_newest_snapshot(db: WarehouseDb, raw: pl.DataFrame, files: pl.DataFrame) -> dict[str, Any]:
