@@ -556,18 +556,19 @@ def peoplevox_callbacks_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def trace_warehouse(url: str | None = None) -> str | None:
-    """The warehouse `fulfil trace` reads, read-only: PostgreSQL as `FULFIL_WAREHOUSE_URL` names it; a DuckDB
-    warehouse through its analysts' copy where there is one (a run may hold the file itself), else the file. With
-    no `FULFIL_WAREHOUSE_URL`, the default warehouse, then a running demo's (`data/demo/`). None: no file exists
-    (nothing is ever created)."""
+def trace_warehouse(url: str | None = None, fresh: bool = False) -> str | None:
+    """The warehouse `fulfil trace` and `fulfil plan` read, read-only: PostgreSQL as `FULFIL_WAREHOUSE_URL` names
+    it; a DuckDB warehouse through its analysts' copy where there is one (a run may hold the file itself), else the
+    file (with `fresh`, the file first). With no `FULFIL_WAREHOUSE_URL`, the default warehouse, then a running
+    demo's (`data/demo/`). None: no file exists (nothing is ever created)."""
     import sqlalchemy as sa
 
     if url and not url.startswith("duckdb"):
         return url
     files = [Path(str(sa.make_url(url).database))] if url else [Path("data/warehouse.duckdb"), DEMO_WAREHOUSE]
     for path in files:
-        for candidate in (path.with_name(f"{path.stem}.analysts.duckdb"), path):
+        copy = path.with_name(f"{path.stem}.analysts.duckdb")
+        for candidate in (path, copy) if fresh else (copy, path):
             if candidate.is_file():
                 return f"duckdb:///{candidate.resolve()}?access_mode=READ_ONLY"
     return None
@@ -587,8 +588,10 @@ def trace_command(args: argparse.Namespace) -> int:
         )
         return 2
     db = WarehouseDb(url)
-    events = order_events(db, args.order_ref)
-    db.dispose()
+    try:
+        events = order_events(db, args.order_ref)
+    finally:
+        db.dispose()
     if events.is_empty():
         print(f"fulfil: no order {args.order_ref} in the warehouse (by reference or source order id)", file=sys.stderr)
         return 1
@@ -604,12 +607,23 @@ def plan_command(args: argparse.Namespace) -> int:
     from fulfil_assets.plan import due_effects, holding, plan_text
     from resources.warehouse import WarehouseDb
 
-    url = trace_warehouse(os.environ.get("FULFIL_WAREHOUSE_URL"))
+    url = trace_warehouse(os.environ.get("FULFIL_WAREHOUSE_URL"), fresh=True)  # the ledgers as they are now
     if url is None:
         print("fulfil: no warehouse found: set FULFIL_WAREHOUSE_URL to the one to read", file=sys.stderr)
         return 2
     db = WarehouseDb(url)
     try:
+        due, held = due_effects(db, args.flow), holding(db)
+    except Exception as exc:  # a run holds the DuckDB file this moment: read the analysts' copy, saying how old
+        copy = trace_warehouse(os.environ.get("FULFIL_WAREHOUSE_URL"))
+        if copy is None or copy == url or "duckdb" not in url:
+            raise
+        path = Path(copy.removeprefix("duckdb:///").split("?")[0])
+        age = time.time() - path.stat().st_mtime
+        print(f"fulfil: the warehouse is busy ({type(exc).__name__}); planning from the analysts' copy, "
+              f"{age:.0f} s old", file=sys.stderr)  # fmt: skip
+        db.dispose()
+        db = WarehouseDb(copy)
         due, held = due_effects(db, args.flow), holding(db)
     finally:
         db.dispose()

@@ -3,7 +3,8 @@ recorded before it is sent (`effects.intend`), so the effects due are exactly th
 take: `pending` ones (due now), `shadow` ones (what a flow in shadow mode would send once live) and `sending` ones
 (an earlier attempt whose outcome is unknown: looked up at the target first, sent only if it is not there). Beside
 them, the exceptions holding orders back. For a flow in shadow mode this is the go-live check: switched to live,
-its next run sends exactly what the plan listed."""
+its next run sends exactly what the plan listed. Tracking posts recorded in shadow are not listed: they never go
+live (the integration running at the time told the customer), only those of despatches once live do."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from fulfil_assets import effects
 from resources.warehouse import SCHEMA, WarehouseDb
 
 DUE = (effects.PENDING, effects.SHADOW, effects.SENDING)
+NEVER_LIVE = {"tracking_posts"}  # ledgers whose shadow rows stay shadow when the flow goes live
 # Each ledger, what its rows do, and the columns that say to whom and what.
 LEDGERS = {
     "wms_submissions": ("orders to send", "target", "order_ref"),
@@ -27,7 +29,6 @@ def due_effects(db: WarehouseDb, flow: str | None = None) -> pl.DataFrame:
     """One row per effect due: `ledger, what, flow, target, subject, status, detail` (the stock level `from -> to`
     for a stock push, the order's reference otherwise) and, for a stock push, `location` and `level`."""
     frames = []
-    statuses = ", ".join(f"'{s}'" for s in DUE)
     for table, (what, target, subject) in LEDGERS.items():
         if not db.table_exists(table):
             continue
@@ -37,7 +38,8 @@ def due_effects(db: WarehouseDb, flow: str | None = None) -> pl.DataFrame:
             if table == "stock_pushes"
             else ""
         )
-        where = f"s.status IN ({statuses})" + (" AND s.flow = :flow" if flow else "")
+        due = [s for s in DUE if not (table in NEVER_LIVE and s == effects.SHADOW)]
+        where = f"s.status IN ({', '.join(repr(s) for s in due)})" + (" AND s.flow = :flow" if flow else "")
         rows = db.read(
             f"SELECT s.flow, s.{target} AS target, s.{subject} AS subject, s.status{extra} "
             f"FROM {SCHEMA}.{table} s{join} WHERE {where} ORDER BY s.created_at, s.idempotency_key",
