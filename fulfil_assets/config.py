@@ -287,7 +287,11 @@ class ScheduleConfig(_Strict):
     tracking_wait_minutes: int = Field(
         30, ge=1, le=10080, description="a despatch whose tracking has not reached its order system this long is red"
     )
-    peoplevox_despatch_minutes: Minutes = Field(1, description="how often Peoplevox is asked for new despatches")
+    peoplevox_despatch_minutes: Minutes = Field(
+        1,
+        description="how often a Peoplevox despatch run starts regardless (a backstop: peoplevox_despatch_sensor asks "
+        "Peoplevox every despatch_poll_seconds and starts one as soon as something was despatched)",
+    )
     despatch_poll_seconds: int = Field(
         30, ge=5, le=3600, description="how often Whistl's out/ folder and Peoplevox's despatches are looked at"
     )

@@ -16,15 +16,24 @@ from resources.warehouse import SCHEMA, WarehouseDb
 
 
 def copy_warehouse(source: WarehouseDb, target: WarehouseDb) -> dict[str, int]:
-    """Rows copied per table; ValueError when the target already holds rows in schema `fulfil`."""
-    ensure_tables(source)  # a warehouse made before a column was added gains it first: the tables then match
+    """Rows copied per table; ValueError when the target already holds rows in schema `fulfil`. The source is
+    only read, under its writer lock (no fulfil process writes it meanwhile, so the copy is one consistent
+    moment); a copy that fails part way leaves the target empty again."""
     ensure_tables(target)
     held = {t: n for t in ALL_TABLES if (n := int(target.read(f"SELECT COUNT(*) AS n FROM {SCHEMA}.{t}")["n"][0]))}
     if held:
         raise ValueError(f"the target already holds rows ({held}): copy only into a new, empty warehouse")
-    copied = {}
-    for table in ALL_TABLES:
-        copied[table] = target.write(table, source.read(f"SELECT * FROM {SCHEMA}.{table}"), mode="append")
+    copied: dict[str, int] = {}
+    try:
+        with source.writer(), source.session():
+            for table in ALL_TABLES:  # a table an older warehouse never had is left empty
+                rows = source.read(f"SELECT * FROM {SCHEMA}.{table}") if source.table_exists(table) else None
+                copied[table] = target.write(table, rows, mode="append") if rows is not None else 0
+    except BaseException:
+        with target.begin() as conn:
+            for table in copied:
+                conn.exec_driver_sql(f"DELETE FROM {SCHEMA}.{table}")
+        raise
     return copied
 
 

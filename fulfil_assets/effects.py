@@ -11,8 +11,8 @@
 Statuses: `pending` (to send), `sending` (attempted, outcome unknown), `sent` (the target took it), `held` (no
 longer wanted; armed again when it is), `failed` (the target refused the data; armed again when the payload
 changes), `shadow`. What the target reports later (`acknowledged`, `rejected`, `despatched`, `cancelled`,
-`too_late`) is applied by `report`, only from the statuses `REPORTED_FROM` allows: the send (`claim`, `record`)
-and `report` are the only ways a ledger row changes state.
+`too_late`) is applied by `report`, only from the statuses `REPORTED_FROM` allows. A ledger row changes state
+only here: `intend` (and `rearm`, `go_live`) before a send, `claim`/`record` during it, `report` after it.
 """
 
 from __future__ import annotations
