@@ -238,7 +238,8 @@ def whistl_files(emu: Emulators, workdir: Path, files: int = 50, rows_per_file: 
     for f in range(files):
         body = "".join(f"LW{f}-{i},D{f}-{i},1,SKU{i},1,JD{f:04d}{i:08d}GB\n" for i in range(rows_per_file))
         (out / f"shp_bench_{f:04d}.csv").write_text(header + body)
-    bucket, creds = drop_location(f"sftp://brand@127.0.0.1:{emu.ports['whistl_sftp']}/", emu.config.sftp_password)
+    url = f"sftp://brand@127.0.0.1:{emu.ports['whistl_sftp']}/"
+    bucket, creds = drop_location(url, emu.config.sftp_password, host_key=emu.sftp_host_key)
     p = dlt.pipeline(
         pipeline_name="bench_whistl",
         dataset_name="raw_whistl",

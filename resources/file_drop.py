@@ -14,14 +14,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 from urllib.parse import urlparse
 
 import dagster as dg
+import paramiko
 from pydantic import Field
-
-if TYPE_CHECKING:
-    import paramiko
 
 
 @dataclass(frozen=True)
@@ -184,7 +182,6 @@ def fingerprint(key: paramiko.PKey) -> str:
 def verify_host_key(key: paramiko.PKey, host: str, port: int, pinned: str = "", known_hosts: str = "") -> None:
     """Accept the server's `key` only when it is the `pinned` fingerprint or the key `known_hosts` lists for the
     host (`[host]:port` off port 22); raise HostKeyError naming what was offered and what was expected."""
-    import paramiko
 
     offered = fingerprint(key)
     where = f"{host}:{port}"
@@ -220,9 +217,20 @@ def verify_host_key(key: paramiko.PKey, host: str, port: int, pinned: str = "", 
         )
 
 
+class HostKeyCheck(paramiko.MissingHostKeyPolicy):
+    """A paramiko host key policy for clients fulfil does not drive itself (dlt's SFTP reads through fsspec): the
+    server's key must pass `verify_host_key` before the client logs in."""
+
+    def __init__(self, port: int, pinned: str = "", known_hosts: str = "") -> None:
+        self.port, self.pinned, self.known_hosts = port, pinned, known_hosts
+
+    def missing_host_key(self, client: object, hostname: str, key: paramiko.PKey) -> None:
+        """Called by paramiko for a key it holds no record of (every key: nothing is preloaded)."""
+        verify_host_key(key, hostname, self.port, self.pinned, self.known_hosts)
+
+
 def open_transport(url: str, timeout_s: float, pinned: str = "", known_hosts: str = "") -> paramiko.Transport:
     """An SSH transport to the drop's server whose host key has been checked, not yet logged in."""
-    import paramiko
 
     parsed = urlparse(url)
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 22
@@ -247,11 +255,6 @@ class FileDrop(dg.ConfigurableResource):
     known_hosts: str = Field(default="", description="an OpenSSH known_hosts file listing the SFTP server's key")
     timeout_s: float = 30.0
 
-    def check_host(self) -> None:
-        """Check the SFTP server's host key (a handshake of its own) before another client logs in to it."""
-        if urlparse(self.url).scheme == "sftp":
-            open_transport(self.url, self.timeout_s, self.host_key, self.known_hosts).close()
-
     @contextmanager
     def session(self) -> Iterator[DropSession]:
         """An open exchange for the duration of a step."""
@@ -261,8 +264,6 @@ class FileDrop(dg.ConfigurableResource):
         if parsed.scheme != "sftp":
             yield LocalDrop(Path(parsed.path if parsed.scheme == "file" else self.url))
             return
-        import paramiko
-
         transport = open_transport(self.url, self.timeout_s, self.host_key, self.known_hosts)
         try:
             transport.auth_password(parsed.username or "", self.password)

@@ -33,7 +33,7 @@ def test_every_row_of_every_file_once_and_new_files_on_the_next_run(
     (out / "shp_2.csv").write_text(head + "LW2,D2,1,1,ABC,surprise\n")
     (out / "shp_3.csv").write_bytes(head.encode() + b"\xff\xfe\n")
     url = f"sftp://brand@127.0.0.1:{emu.ports['whistl_sftp']}/" if via == "sftp" else str(emu.whistl.root)
-    bucket, credentials = drop_location(url, emu.config.sftp_password)
+    bucket, credentials = drop_location(url, emu.config.sftp_password, host_key=emu.sftp_host_key)
     db = WarehouseDb(f"duckdb:///{tmp_path / 'w.duckdb'}")
     p = dlt.pipeline(
         pipeline_name=f"t_whistl_{via}",

@@ -254,8 +254,9 @@ def whistl_raw(
     Staging judges each snapshot file and archives or quarantines it; the despatch stage does so for despatch
     files."""
     db = warehouse.get_db()
-    whistl_drop.check_host()  # dlt's SFTP client takes any host key: the server's is checked first, on its own
-    bucket, credentials = drop_location(whistl_drop.url, whistl_drop.password, whistl_drop.timeout_s)
+    bucket, credentials = drop_location(
+        whistl_drop.url, whistl_drop.password, whistl_drop.timeout_s, whistl_drop.host_key, whistl_drop.known_hosts
+    )
     yield from run_source(context, dlt, "whistl", lambda: whistl_source(bucket, credentials), None, db)
 
 

@@ -16,13 +16,14 @@ from typing import Any
 from urllib.parse import urlparse
 
 import dlt
-from dlt.common.configuration.specs import SFTPCredentials
 from dlt.sources import DltResource
 from dlt.sources.filesystem import FileItemDict, filesystem
 from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
+from fsspec.implementations.sftp import SFTPFileSystem
 
 from fulfil_assets.ingest.columns import declare
+from resources.file_drop import HostKeyCheck
 
 # Files are re-listed this far back (seconds) so that a file landing with an older modification time than one
 # already read (an upload that keeps the sender's mtime) is still taken in; rows merge on file and row, so
@@ -36,23 +37,29 @@ REQUIRED = {
 
 
 def drop_location(
-    url: str, password: str = "", timeout_s: float = 30.0
-) -> tuple[str, SFTPCredentials | AbstractFileSystem]:
-    """A drop URL (`sftp://user@host:port/path` or a folder) as dlt's bucket URL and credentials (for a folder,
-    the local filesystem itself)."""
+    url: str, password: str = "", timeout_s: float = 30.0, host_key: str = "", known_hosts: str = ""
+) -> tuple[str, AbstractFileSystem]:
+    """A drop URL (`sftp://user@host:port/path` or a folder) as dlt's bucket URL and the filesystem to read it
+    with: the local one, or an SFTP connection that checks the server's host key (`host_key` fingerprint or
+    `known_hosts`) before it logs in, so the password never goes to a server that is not Whistl's."""
     parsed = urlparse(url)
     if parsed.scheme != "sftp":
         path = parsed.path if parsed.scheme == "file" else url
         return Path(path).resolve().as_uri(), LocalFileSystem()
-    credentials = SFTPCredentials(
-        sftp_port=parsed.port or 22,
-        sftp_username=parsed.username,
-        sftp_password=password,
-        sftp_timeout=timeout_s,
-        sftp_allow_agent=False,
-        sftp_look_for_keys=False,
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or 22
+    sftp = SFTPFileSystem(
+        host,
+        port=port,
+        username=parsed.username,
+        password=password,
+        timeout=timeout_s,
+        banner_timeout=timeout_s,
+        allow_agent=False,
+        look_for_keys=False,
+        host_key_policy=HostKeyCheck(port, host_key, known_hosts),
+        skip_instance_cache=True,
     )
-    return f"sftp://{parsed.hostname}{parsed.path or '/'}", credentials
+    return f"sftp://{host}{parsed.path or '/'}", sftp
 
 
 def unreadable(name: str, data: bytes, required: tuple[str, ...]) -> str | None:
@@ -118,9 +125,7 @@ def file_reader(required: tuple[str, ...]) -> Any:
 
 
 @dlt.source(name="whistl")
-def whistl_source(
-    bucket_url: str = "", credentials: SFTPCredentials | AbstractFileSystem | None = None
-) -> list[DltResource]:
+def whistl_source(bucket_url: str = "", credentials: AbstractFileSystem | None = None) -> list[DltResource]:
     """Whistl's stock snapshot and despatch files under `out/` (and `out/archive/`, where processed files go),
     incremental on the files' modification time. Cells stay text (no timestamp detection): staging decides what
     a cell means and quarantines what it cannot read."""
