@@ -96,7 +96,7 @@ def take_cancel_acks(db: WarehouseDb, acks: pl.DataFrame, now: datetime) -> None
     an exception saying what the customer asked and when; `UNKNOWN_ORDER` means Whistl never held the order."""
     ledger = db.read(
         f"SELECT idempotency_key, order_key, order_ref, file_name, payload FROM {SCHEMA}.cancellations "
-        "WHERE wms = 'whistl' AND status IN ('sent', 'sending')"
+        f"WHERE wms = 'whistl' AND status IN ('{effects.SENT}', '{effects.SENDING}')"
     )
     hits = acks.join(ledger, on=["file_name", "order_ref"], how="inner")
     for row in hits.iter_rows(named=True):
@@ -127,7 +127,7 @@ def take_amend_acks(db: WarehouseDb, acks: pl.DataFrame, now: datetime) -> None:
         f"SELECT a.idempotency_key, a.order_key, a.order_ref, a.file_name, a.payload, s.payload AS held "
         f"FROM {SCHEMA}.amendments a JOIN {SCHEMA}.wms_submissions s "
         "ON s.idempotency_key = 'whistl:order:' || a.order_key "
-        "WHERE a.wms = 'whistl' AND a.status IN ('sent', 'sending')"
+        f"WHERE a.wms = 'whistl' AND a.status IN ('{effects.SENT}', '{effects.SENDING}')"
     )
     hits = acks.join(ledger, on=["file_name", "order_ref"], how="inner")
     adopt_amendments(db, "whistl", hits.filter(pl.col("status") == "AMENDED")["idempotency_key"].to_list())

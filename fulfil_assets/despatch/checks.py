@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from fulfil_assets.effects import FAILED, SENDING
+from fulfil_assets.effects import FAILED, PENDING, SENDING
 from resources.warehouse import SCHEMA, WarehouseDb
 
 TRACKING_MAX_ATTEMPTS = 5
@@ -13,7 +13,7 @@ def unsettled_tracking(db: WarehouseDb, oms: str, wait_minutes: int) -> dict[str
     after the despatch they report (shadow posts are left out: they send nothing by design)."""
     refused = db.read(
         f"SELECT idempotency_key FROM {SCHEMA}.tracking_posts WHERE oms = :oms AND (status = '{FAILED}' "
-        f"OR (status IN ('pending', '{SENDING}') AND attempts >= {TRACKING_MAX_ATTEMPTS}))",
+        f"OR (status IN ('{PENDING}', '{SENDING}') AND attempts >= {TRACKING_MAX_ATTEMPTS}))",
         {"oms": oms},
     )
     minutes = int(wait_minutes)
@@ -22,7 +22,7 @@ def unsettled_tracking(db: WarehouseDb, oms: str, wait_minutes: int) -> dict[str
             LEFT JOIN (SELECT order_key, despatch_ref, MIN(despatched_at) AS despatched_at FROM {SCHEMA}.despatches
                        GROUP BY order_key, despatch_ref) d
               ON d.order_key = t.order_key AND d.despatch_ref = t.despatch_ref
-            WHERE t.oms = :oms AND t.status IN ('pending', '{SENDING}')
+            WHERE t.oms = :oms AND t.status IN ('{PENDING}', '{SENDING}')
               AND COALESCE(d.despatched_at, t.created_at) < CURRENT_TIMESTAMP - INTERVAL '{minutes} minutes'""",
         {"oms": oms},
     )

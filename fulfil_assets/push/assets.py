@@ -156,7 +156,9 @@ def send_amendments(
         log=context.log.warning,
     )
     if target != "whistl":
-        done = db.read(f"SELECT idempotency_key FROM {SCHEMA}.amendments WHERE wms = '{target}' AND status = 'sent'")
+        done = db.read(
+            f"SELECT idempotency_key FROM {SCHEMA}.amendments WHERE wms = '{target}' AND status = '{effects.SENT}'"
+        )
         adopt_amendments(db, target, done["idempotency_key"].to_list())
     late = db.read(
         f"SELECT a.order_key, a.last_error, a.payload, s.payload AS held FROM {SCHEMA}.amendments a "

@@ -67,7 +67,8 @@ def send_cancellations(
         now,
     )
     confirmed = db.read(
-        f"SELECT order_key FROM {SCHEMA}.{TABLE} WHERE wms = '{wms}' AND status IN ('{effects.SENT}', 'acknowledged')"
+        f"SELECT order_key FROM {SCHEMA}.{TABLE} WHERE wms = '{wms}' "
+        f"AND status IN ('{effects.SENT}', '{effects.ACKNOWLEDGED}')"
     )
     if wms != "whistl":  # the call's answer is the confirmation (Whistl's comes in its acknowledgement file)
         mark_cancelled(db, wms, confirmed["order_key"].to_list())

@@ -11,10 +11,11 @@ import json
 
 import polars as pl
 
+from fulfil_assets import effects
 from fulfil_assets.push.common import INTENT_SCHEMA
 
 # Submission statuses after which the WMS may hold the order: a cancellation must reach it.
-AT_WMS = ("sending", "sent", "acknowledged")
+AT_WMS = (effects.SENDING, effects.SENT, effects.ACKNOWLEDGED)
 
 
 def cancellation_intents(cancelled: pl.DataFrame) -> pl.DataFrame:
