@@ -79,8 +79,10 @@ def sftp_host_key_fingerprint(seed: int) -> str:
 
 
 class _SFTPAuth(asyncssh.SSHServer):
-    def __init__(self, user: str, password: str) -> None:
-        self.user, self.password = user, password
+    """The SFTP server's login: one user and password; every password tried is recorded (by user) for tests."""
+
+    def __init__(self, user: str, password: str, logins: list[str]) -> None:
+        self.user, self.password, self.logins = user, password, logins
 
     def begin_auth(self, username: str) -> bool:
         return True
@@ -89,6 +91,7 @@ class _SFTPAuth(asyncssh.SSHServer):
         return True
 
     def validate_password(self, username: str, password: str) -> bool:
+        self.logins.append(username)
         return (username, password) == (self.user, self.password)
 
 
@@ -118,6 +121,7 @@ class Emulators:
         self.config = config
         self.started_at = time.time()  # wall clock the seeded orders were placed at (the timeline's start)
         self.world_paused = False  # demo mode: True stops new orders, changes and warehouse shifts (a drain)
+        self.sftp_logins: list[str] = []  # every password login tried at the SFTP server (the user named)
         self.world = World(config.seed, config.n_skus)
         self.world_rng = random.Random(f"{config.seed}:late-changes")
         scale = config.rate_scale
@@ -260,7 +264,7 @@ class Emulators:
         key = sftp_host_key(self.config.seed)
         root = str(self.whistl.root)
         self._sftp = await asyncssh.create_server(
-            lambda: _SFTPAuth(self.config.sftp_user, self.config.sftp_password),
+            lambda: _SFTPAuth(self.config.sftp_user, self.config.sftp_password, self.sftp_logins),
             HOST,
             self.config.ports.get("whistl_sftp", 0),
             server_host_keys=[key],

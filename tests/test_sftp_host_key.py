@@ -37,6 +37,7 @@ def test_the_pinned_key_or_a_known_hosts_entry_lets_files_through(emulators: Emu
     emu = emulators
     with drop(emu, host_key=emu.sftp_host_key).session() as session:
         session.write_atomic("in", "pinned.txt", b"hello\n")
+    assert emu.sftp_logins == ["brand"]  # (the record a refused key is checked against)
     known = tmp_path / "known_hosts"
     known.write_text(known_hosts_line(emu, emu.config.seed))
     with drop(emu, known_hosts=str(known)).session() as session:
@@ -59,6 +60,7 @@ def test_a_changed_or_unknown_key_stops_before_anything_is_sent(emulators: Emula
     with pytest.raises(HostKeyError) as refused, drop(emu, **trust).session() as session:
         session.write_atomic("in", "never.txt", b"an order\n")
     assert files_at_whistl(emu) == before
+    assert emu.sftp_logins == []  # the server never saw a password
     message = str(refused.value)
     assert emu.sftp_host_key in message  # what the server offered, so a person can compare with Whistl's
     if how in ("pinned", "known_hosts"):
@@ -90,6 +92,7 @@ def test_an_order_sync_against_a_server_whose_key_changed_sends_nothing_and_says
     text = " ".join(error_chain(e.event_specific_data.error) for e in failures)  # type: ignore[union-attr]
     assert f"offered host key {emu.sftp_host_key}, not the {changed} pinned" in text, text
     assert files_at_whistl(emu) == before  # no order file, nothing moved
+    assert emu.sftp_logins == []  # neither fulfil's uploads nor dlt's reads sent the password
     assert emu.config.sftp_password not in text
 
 

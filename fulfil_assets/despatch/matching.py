@@ -66,7 +66,11 @@ def match_despatches(
     reference fulfil never sent, `DESPATCH_UNKNOWN_LINE` for a line the sent order lacks, `DESPATCH_OVER_QUANTITY`
     for more than ordered (`lines`: order_key, line_no, sku, quantity as sent; `earlier`: the order's despatch rows
     already taken in)."""
-    matched = rows.join(sent.select("order_ref", "order_key").unique("order_ref"), on="order_ref", how="left")
+    matched = rows.join(
+        sent.select("order_ref", "order_key").unique("order_ref", keep="first", maintain_order=True),
+        on="order_ref",
+        how="left",
+    )
     unknown = _unknown_orders(matched.filter(pl.col("order_key").is_null()))
     matched = matched.filter(pl.col("order_key").is_not_null())
     problems = _line_problems(matched, earlier, lines, by)
