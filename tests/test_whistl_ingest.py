@@ -217,3 +217,24 @@ def test_a_snapshot_is_applied_only_when_complete_and_plausible(
     run()
     assert stock() == [(newer, skus - 2)], "the re-send must replace the first version, not merge with it"
     assert len(list((out / "archive").glob(newer.replace(".csv", "*")))) == 2, "both versions are kept"
+
+
+def test_a_file_moved_between_the_listing_and_the_read_is_skipped_not_a_failed_run(tmp_path: Path) -> None:
+    """Another run archives a stock file after this run listed it: this run reads the others and goes on (the
+    moved file is listed again under out/archive/ next time); before, the whole Whistl read failed."""
+    from dlt.sources.filesystem import filesystem
+
+    from fulfil_assets.ingest.whistl_source import REQUIRED, file_reader
+
+    out = tmp_path / "out"
+    out.mkdir()
+    head = "sku,on_hand,allocated,available,snapshot_at\n"
+    (out / "inv_1.csv").write_text(head + "A1,1,0,1,2026-12-06T10:00:00Z\n")
+    (out / "inv_2.csv").write_text(head + "B2,2,0,2,2026-12-06T10:00:00Z\n")
+    listed = list(filesystem(bucket_url=tmp_path.as_uri(), file_glob="out/**/inv_*.csv"))
+    assert sorted(i["file_name"] for i in listed) == ["inv_1.csv", "inv_2.csv"]
+    (out / "archive").mkdir()
+    (out / "inv_1.csv").rename(out / "archive" / "inv_1.csv")  # what another run's staging does
+    pages = dlt.resource([listed], name="listing")  # the listing's one page, read as the source reads it
+    rows = list(pages | file_reader(REQUIRED["stock_snapshots"]))
+    assert [(r["_file_name"], r["sku"]) for r in rows] == [("inv_2.csv", "B2")]

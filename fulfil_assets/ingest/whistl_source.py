@@ -118,8 +118,15 @@ def file_reader(required: tuple[str, ...]) -> Any:
 
     @dlt.transformer(name="file_rows")
     def read_file_rows(items: list[FileItemDict]) -> Iterator[dict[str, Any]]:
+        """The rows of each file; a file moved between the listing and the read (a run archiving it meanwhile)
+        is skipped: it is listed again under `out/archive/` (the listing looks `LISTING_LAG_S` back), and read
+        there."""
         for item in items:
-            yield from file_rows(item["file_name"], item.read_bytes(), item["modification_date"], required)
+            try:
+                data = item.read_bytes()
+            except FileNotFoundError:
+                continue
+            yield from file_rows(item["file_name"], data, item["modification_date"], required)
 
     return read_file_rows
 
