@@ -507,7 +507,8 @@ class BigCommerce(EmulatedSystem):
 
     async def catalog_products(self, request: Request) -> Response:
         """v3 catalog products (`GET /v3/catalog/products`): `date_modified:min`, `sort` (`id`, `name`, `price`,
-        `date_modified`, with `direction`), `include=variants`, paged by `meta.pagination`; `inventory_tracking`
+        `date_modified`, with `direction`), `include=variants`, `include_fields` / `exclude_fields`, paged by
+        `meta.pagination`; `inventory_tracking`
         says whether a product keeps one figure (`product`) or one per variant."""
         if (denied := self._auth(request)) is not None:
             return denied
@@ -532,6 +533,12 @@ class BigCommerce(EmulatedSystem):
         ids.sort(key=keys[sort], reverse=direction == "desc")
         with_variants = "variants" in q.get("include", "").split(",")
         data = [self._product(pid, with_variants) for pid in paginate(ids, page, limit)]
+        if q.get("include_fields"):  # the product's id and the fields named (sub-resources asked for stay)
+            keep = {"id", "variants", *q["include_fields"].split(",")}
+            data = [{k: v for k, v in d.items() if k in keep} for d in data]
+        if q.get("exclude_fields"):
+            drop = set(q["exclude_fields"].split(",")) - {"id"}
+            data = [{k: v for k, v in d.items() if k not in drop} for d in data]
         pages = (len(ids) + limit - 1) // limit
         pagination = {"total": len(ids), "count": len(data), "per_page": limit, "current_page": page}
         return JSONResponse({"data": data, "meta": {"pagination": {**pagination, "total_pages": pages}}})

@@ -644,6 +644,8 @@ def test_bigcommerce_catalogue_customers_and_unknown_routes_as_other_clients_use
         prices = [p["price"] for p in by_price.json()["data"]]
         assert prices == sorted(prices, reverse=True)
         assert c.get(f"{base}v3/catalog/products", params={"sort": "colour"}).status_code == 422
+        narrow = c.get(f"{base}v3/catalog/products", params={"include_fields": "sku,inventory_tracking", "limit": 5})
+        assert {tuple(sorted(p)) for p in narrow.json()["data"]} == {("id", "inventory_tracking", "sku")}
 
         emails = {o.address.email.strip().lower() for o in bc.orders.values() if o.address.email.strip()}
         customers = c.get(f"{base}v3/customers", params={"limit": 250, "sort": "date_modified:desc"}).json()

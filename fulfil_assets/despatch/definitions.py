@@ -8,13 +8,15 @@ from typing import Any
 
 import dagster as dg
 
+from fulfil_assets import effects
 from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, is_shadow, whistl_in_shadow
-from fulfil_assets.despatch.assets import build_assets, tracking_systems
+from fulfil_assets.despatch.assets import DESPATCH_JOBS, build_assets, tracking_systems
 from fulfil_assets.despatch.backlog import despatch_backlog_checks
 from fulfil_assets.despatch.checks import tracking_checks
 from fulfil_assets.despatch.peoplevox_callbacks import inbox_dir, peoplevox_callback_sensor_factory, subscription_asset
 from fulfil_assets.despatch.sensors import despatch_file_sensor_factory, peoplevox_despatch_sensor_factory
-from fulfil_assets.schedules import LATENCY, every_minutes, waiting_run_of
+from fulfil_assets.schedules import LATENCY, every_minutes, unfinished_run_of, waiting_run_of
+from resources.warehouse import SCHEMA, Warehouse
 
 # Runs after which tracking may be due that do not post it themselves: a Linnworks order sync (its processed
 # orders, for Shopify fulfilments) or a whole pass.
@@ -106,4 +108,29 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
 
         if "shopify_linnworks" in config.flows:
             sensors.append(tracking_after_order_sync_sensor)
+
+        @dg.run_status_sensor(
+            run_status=dg.DagsterRunStatus.SUCCESS,
+            request_job=tracking_job,
+            default_status=dg.DefaultSensorStatus.RUNNING,
+            minimum_interval_seconds=TRACKING_SENSOR_INTERVAL_S,
+        )
+        def tracking_left_by_despatch_sensor(
+            context: dg.RunStatusSensorContext, warehouse: Warehouse
+        ) -> Iterator[dg.RunRequest]:
+            """After a despatch run whose posting time was up (`tracking_in_despatch_seconds`) with posts still due:
+            one tracking run for them at once, not at the next `tracking_retry_minutes`; none while a tracking run
+            is waiting to start or going (it takes them)."""
+            if context.dagster_run.job_name not in DESPATCH_JOBS:
+                return
+            if unfinished_run_of(context.instance, "tracking_job") is not None:
+                return
+            due = warehouse.get_db().read(
+                f"SELECT COUNT(*) AS n FROM {SCHEMA}.tracking_posts "
+                f"WHERE status IN ('{effects.PENDING}', '{effects.SENDING}')"
+            )
+            if int(due["n"][0]):
+                yield dg.RunRequest(run_key=f"{context.dagster_run.run_id}:tracking-left")
+
+        sensors.append(tracking_left_by_despatch_sensor)
     return dg.Definitions(assets=assets, asset_checks=checks, jobs=jobs, sensors=sensors, schedules=schedules)
