@@ -169,15 +169,16 @@ def build_definitions(config: FulfilConfig) -> dg.Definitions:
     return dg.Definitions.merge(merged, alert_definitions(config, merged)) if config.alerts else merged
 
 
-EXECUTORS = ("multiprocess", "celery")
+EXECUTORS = ("multiprocess", "in_process", "celery")
 
 
 def executor_for(url: str | None = None) -> dg.ExecutorDefinition:
     """The executor follows the warehouse: DuckDB has one writer, so a run's steps go one after another in its own
     process; on PostgreSQL they run side by side in processes of their own (`FULFIL_EXECUTOR=multiprocess`, the
-    default) or on Celery workers (`FULFIL_EXECUTOR=celery`: the broker from `CELERY_BROKER_URL`, the queue from
-    `FULFIL_CELERY_QUEUE`, default `dagster`). Either way each system's pool keeps its dlt pipeline to one step at
-    a time across processes, runs and workers."""
+    default), one after another in the run's process (`in_process`: far fewer processes on a small machine, runs
+    still overlap) or on Celery workers (`FULFIL_EXECUTOR=celery`: the broker from `CELERY_BROKER_URL`, the queue
+    from `FULFIL_CELERY_QUEUE`, default `dagster`). Either way each system's pool keeps its dlt pipeline to one
+    step at a time across processes, runs and workers."""
     url = url or warehouse_url()
     if url.startswith("duckdb"):
         return dg.in_process_executor
@@ -192,7 +193,7 @@ def executor_for(url: str | None = None) -> dg.ExecutorDefinition:
 
         queue = os.environ.get("FULFIL_CELERY_QUEUE", "dagster")
         return celery_executor.configured({"config_source": {"task_default_queue": queue}}, name="celery")
-    return dg.multiprocess_executor
+    return dg.in_process_executor if executor == "in_process" else dg.multiprocess_executor
 
 
 # The `fulfil` table each asset keeps (by the asset key's first part), for its table name and column schema in the UI.

@@ -98,6 +98,11 @@ def test_the_executor_follows_the_warehouse(monkeypatch: pytest.MonkeyPatch, tmp
         monkeypatch.setenv("FULFIL_WAREHOUSE_URL", url)
         defs = build_definitions(load_config())
         assert defs.resolve_job_def("order_sync_job").executor_def.name == executor
+    monkeypatch.setenv("FULFIL_EXECUTOR", "in_process")  # PostgreSQL on a small machine: a run's steps in one process
+    assert build_definitions(load_config()).resolve_job_def("order_sync_job").executor_def.name == "in_process"
+    monkeypatch.setenv("FULFIL_EXECUTOR", "threads")
+    with pytest.raises(ValueError, match="FULFIL_EXECUTOR='threads': use one of multiprocess, in_process, celery"):
+        build_definitions(load_config())
 
 
 @pytest.mark.parametrize("warehouse_url", ["duckdb"], indirect=True)
