@@ -23,6 +23,26 @@ def _problem(status: int, title: str) -> JSONResponse:
     return JSONResponse(body, status, media_type="application/problem+json")
 
 
+def _v3_paging(q: Any) -> tuple[int, int, datetime | None] | Response:
+    """A v3 list's `limit` (1-250), `page` and `date_modified:min`, or the 422 for a bad one."""
+    try:
+        limit, page = int(q.get("limit", 50)), int(q.get("page", 1))
+        since = _parse_iso8601(q["date_modified:min"]) if q.get("date_modified:min") else None
+    except ValueError as exc:
+        return _problem(422, f"Invalid query: {exc}")
+    if not 1 <= limit <= 250 or page < 1:
+        return _problem(422, "limit must be between 1 and 250 and page at least 1")
+    return limit, page, since
+
+
+def _v3_page(data: list[dict[str, Any]], total: int, limit: int, page: int) -> JSONResponse:
+    """One page of a v3 list with its `meta.pagination`."""
+    pagination = {"total": total, "count": len(data), "per_page": limit, "current_page": page}
+    return JSONResponse(
+        {"data": data, "meta": {"pagination": {**pagination, "total_pages": (total + limit - 1) // limit}}}
+    )
+
+
 def _ids(value: str | None) -> set[int] | None:
     """A comma-separated `:in` list of ids (None when absent); ValueError when one is not a number."""
     return None if not value else {int(x) for x in value.split(",") if x.strip()}
@@ -513,13 +533,10 @@ class BigCommerce(EmulatedSystem):
         if (denied := self._auth(request)) is not None:
             return denied
         q = request.query_params
-        try:
-            limit, page = int(q.get("limit", 50)), int(q.get("page", 1))
-            since = _parse_iso8601(q["date_modified:min"]) if q.get("date_modified:min") else None
-        except ValueError as exc:
-            return _problem(422, f"Invalid query: {exc}")
-        if not 1 <= limit <= 250 or page < 1:
-            return _problem(422, "limit must be between 1 and 250 and page at least 1")
+        paging = _v3_paging(q)
+        if isinstance(paging, Response):
+            return paging
+        limit, page, since = paging
         sort, direction = q.get("sort", "id"), q.get("direction", "asc")
         keys = {
             "id": lambda pid: pid,
@@ -539,9 +556,7 @@ class BigCommerce(EmulatedSystem):
         if q.get("exclude_fields"):
             drop = set(q["exclude_fields"].split(",")) - {"id"}
             data = [{k: v for k, v in d.items() if k not in drop} for d in data]
-        pages = (len(ids) + limit - 1) // limit
-        pagination = {"total": len(ids), "count": len(data), "per_page": limit, "current_page": page}
-        return JSONResponse({"data": data, "meta": {"pagination": {**pagination, "total_pages": pages}}})
+        return _v3_page(data, len(ids), limit, page)
 
     def _customers(self) -> list[dict[str, Any]]:
         """The store's customers: one per e-mail address its orders carry, numbered by first order."""
@@ -579,13 +594,10 @@ class BigCommerce(EmulatedSystem):
         if (denied := self._auth(request)) is not None:
             return denied
         q = request.query_params
-        try:
-            limit, page = int(q.get("limit", 50)), int(q.get("page", 1))
-            since = _parse_iso8601(q["date_modified:min"]) if q.get("date_modified:min") else None
-        except ValueError as exc:
-            return _problem(422, f"Invalid query: {exc}")
-        if not 1 <= limit <= 250 or page < 1:
-            return _problem(422, "limit must be between 1 and 250 and page at least 1")
+        paging = _v3_paging(q)
+        if isinstance(paging, Response):
+            return paging
+        limit, page, since = paging
         field, _, direction = q.get("sort", "date_created:asc").partition(":")
         keys = {"date_created": "_created", "date_modified": "_modified", "last_name": "last_name"}
         if field not in keys or direction not in ("asc", "desc"):
@@ -601,9 +613,7 @@ class BigCommerce(EmulatedSystem):
             }
             for c in paginate(rows, page, limit)
         ]
-        pages = (len(rows) + limit - 1) // limit
-        pagination = {"total": len(rows), "count": len(data), "per_page": limit, "current_page": page}
-        return JSONResponse({"data": data, "meta": {"pagination": {**pagination, "total_pages": pages}}})
+        return _v3_page(data, len(rows), limit, page)
 
     async def not_found(self, request: Request) -> Response:
         """A route the store does not have: BigCommerce's JSON error (v2's list, v3's problem), never plain text."""

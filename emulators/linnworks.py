@@ -19,21 +19,8 @@ from emulators.world import Address, Order, OrderLine, World
 
 # Linnworks' own Swagger files (LinnSystems/PublicApiSpecs 1.0, saved copies): the shape of every answer and the
 # check on every request body.
-SPEC = Swagger(
-    [
-        Path(__file__).parent / "specs" / "linnworks" / f"{name}.json"
-        for name in (
-            "auth",
-            "orders",
-            "openorders",
-            "processedorders",
-            "stock",
-            "postalservices",
-            "inventory",
-            "locations",
-        )
-    ]
-)
+SPEC_FILES = ("auth", "orders", "openorders", "processedorders", "stock", "postalservices", "inventory", "locations")
+SPEC = Swagger([Path(__file__).parent / "specs" / "linnworks" / f"{name}.json" for name in SPEC_FILES])
 DEFAULT_LOCATION = "00000000-0000-0000-0000-000000000000"
 WHISTL_LOCATION = "6f1c2a9e-3b7d-4e15-9a0c-2d8f5b4e7a31"
 PEOPLEVOX_LOCATION = "b2d4e6f8-1a3c-4e5f-8a9b-0c1d2e3f4a5b"

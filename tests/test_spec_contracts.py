@@ -19,21 +19,13 @@ import httpx
 import jsonschema
 import yaml
 
+from emulators.linnworks import SPEC_FILES
 from emulators.server import Emulators
 from resources.linnworks import LinnworksClient
 
 SPECS = Path(__file__).resolve().parents[1] / "emulators" / "specs"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "specs"  # the team's reference copies, where present
-LINNWORKS_FILES = (
-    "auth",
-    "orders",
-    "openorders",
-    "processedorders",
-    "stock",
-    "postalservices",
-    "inventory",
-    "locations",
-)
+LINNWORKS_FILES = SPEC_FILES  # every Linnworks spec the emulator serves from
 
 
 def test_the_specs_in_the_repository_are_the_vendors_own() -> None:
