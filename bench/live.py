@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ LATENCY_JOBS = ("despatch_job", "peoplevox_despatch_job", "tracking_job")
 # products and shipping addresses) and per tracking post: what its rate limit bounds.
 CALLS_PER_ORDER = {"linnworks": 0.0, "cin7": 1.0, "shopify": 0.0, "bigcommerce": 2.0}
 CALLS_PER_POST = {"linnworks": 2.0, "cin7": 1.0, "shopify": 1.0, "bigcommerce": 1.0}
+NOT_FLOWS = ("not_held", "ready_not_held")  # the keys of `order_latencies` that are not flows
 QUEUE_TARGET_S, TRACKING_TARGET_S, ORDER_TARGET_S = 30.0, 60.0, 300.0
 
 
@@ -127,15 +129,17 @@ def tracking_bounds(timeline: dict[str, Any], config: dict[str, Any]) -> dict[st
     return out
 
 
-def order_latencies(timeline: dict[str, Any], started: float) -> dict[str, dict[str, Any]]:
+def order_latencies(timeline: dict[str, Any], started: float, cutoff: float = math.inf) -> dict[str, dict[str, Any]]:
     """Per flow: order placed -> held by its warehouse, orders placed during the run ("live") and the starting
-    backlog apart; per order system, the orders no warehouse holds (`not_held`)."""
+    backlog apart; per order system, the orders no warehouse holds (`not_held`), and of those the ones the world
+    made fit to send (paid, not cancelled, nothing planted) and placed before `cutoff` (`ready_not_held`)."""
     # Linnworks is the warehouse of shopify_linnworks: it holds a Shopify order once created under its reference.
     created = [o for o in timeline["orders"] if o["source_ref"]]
     held = {**timeline["wms_received"], "linnworks": {o["source_ref"]: o["placed_at"] for o in created}}
     live: dict[str, list[float]] = {}
     backlog: dict[str, list[float]] = {}
     not_held: dict[str, int] = {}
+    ready_not_held: dict[str, list[str]] = {}
     for order in timeline["orders"]:
         if order["source_ref"]:
             continue
@@ -144,6 +148,8 @@ def order_latencies(timeline: dict[str, Any], started: float) -> dict[str, dict[
         flow = next((f for f, (o, w) in FLOW_SYSTEMS.items() if o == oms and w == wms), None)
         if flow is None:
             not_held[oms] = not_held.get(oms, 0) + 1
+            if order["ready"] and (order["placed_at"] or 0.0) < cutoff:
+                ready_not_held.setdefault(oms, []).append(ref)
             continue
         into = live if order["placed_at"] > started + 1 else backlog
         into.setdefault(flow, []).append(max(0.0, held[wms][ref] - order["placed_at"]))
@@ -151,7 +157,15 @@ def order_latencies(timeline: dict[str, Any], started: float) -> dict[str, dict[
     return {
         **{f: {"live": spread(live.get(f, [])), "backlog": spread(backlog.get(f, []))} for f in flows},
         "not_held": not_held,
+        "ready_not_held": ready_not_held,
     }
+
+
+def drained(timeline: dict[str, Any], started: float, cutoff: float) -> bool:
+    """Whether every order the world made fit to send before `cutoff` is held by its target and every despatch
+    made before it has its tracking at its order system."""
+    tracked = tracking_latencies(timeline, cutoff).values()
+    return not order_latencies(timeline, started, cutoff)["ready_not_held"] and not any(r["missing"] for r in tracked)
 
 
 def tracking_latencies(timeline: dict[str, Any], cutoff: float) -> dict[str, dict[str, Any]]:
@@ -170,13 +184,18 @@ def tracking_latencies(timeline: dict[str, Any], cutoff: float) -> dict[str, dic
         if order is None:
             continue
         flow = next((f for f, (o, w) in FLOW_SYSTEMS.items() if o == order["oms"] and w == wms), f"?_{wms}")
-        row = out.setdefault(flow, {"latencies": [], "missing": 0})
+        row = out.setdefault(flow, {"latencies": [], "missing": 0, "cancelled": 0})
         tracked = timeline["tracking_held"].get(order["oms"], {}).get(order["order_id"])
         if tracked is not None:
             row["latencies"].append(max(0.0, tracked - at))
+        elif order["cancelled"]:  # cancelled too late to stop the parcel: no tracking is due, a person acts
+            row["cancelled"] += 1
         elif at < cutoff:
             row["missing"] += 1
-    return {flow: {**spread(v["latencies"]), "missing": v["missing"]} for flow, v in sorted(out.items())}
+    return {
+        flow: {**spread(v["latencies"]), "missing": v["missing"], "cancelled": v["cancelled"]}
+        for flow, v in sorted(out.items())
+    }
 
 
 def job_stats(records: Iterable[Any], now: float) -> dict[str, dict[str, Any]]:
@@ -226,7 +245,13 @@ def call_budget(emu: Emulators, config: dict[str, Any], seconds: float) -> dict[
         share = float(config["systems"].get(name, {}).get("budget_share", 0.5))
         calls = sum(n for status, n in system.recorder.status_counts.items())
         allowed = per_s * share * seconds
-        out[name] = {"calls": calls, "allowed": int(allowed), "used": round(calls / allowed, 2) if allowed else None}
+        paths = Counter(f"{call.method} {call.path}" for call in list(system.recorder.calls))
+        out[name] = {
+            "calls": calls,
+            "allowed": int(allowed),
+            "used": round(calls / allowed, 2) if allowed else None,
+            "by_call": dict(paths.most_common(4)),
+        }
     return out
 
 
@@ -322,9 +347,7 @@ def run_live(
             emu.world_paused = True
             cutoff = time.time()
             drain_until = cutoff + drain_s
-            while time.time() < drain_until and any(
-                row["missing"] for row in tracking_latencies(emu.timeline(), cutoff).values()
-            ):
+            while time.time() < drain_until and not drained(emu.timeline(), started, cutoff):
                 time.sleep(5.0)
         timeline = emu.timeline()
         now = time.time()
@@ -338,7 +361,7 @@ def run_live(
             "minutes": minutes,
             "warehouse": warehouse + (f" with {celery_workers} Celery workers" if celery_workers else ""),
             "orders_at_start": orders,
-            "order_to_warehouse": order_latencies(timeline, started),
+            "order_to_warehouse": order_latencies(timeline, started, cutoff),
             "despatch_to_tracking": tracking_latencies(timeline, cutoff),
             "drain_s": round(now - cutoff, 1) if drain_s else None,
             "calls": call_budget(emu, config, now - started),
@@ -373,8 +396,10 @@ def verdicts(result: dict[str, Any]) -> list[str]:
             missed.append(f"{flow}: despatch -> tracking p95 {row['p95_s']} s > {target:.0f} s")
         if row["missing"]:
             missed.append(f"{flow}: {row['missing']} despatches older than a minute without tracking")
+    for oms, refs in result["order_to_warehouse"]["ready_not_held"].items():
+        missed.append(f"{oms}: {len(refs)} orders fit to send never reached their target, e.g. {refs[:3]}")
     for flow, row in result["order_to_warehouse"].items():
-        live = row.get("live") if flow != "not_held" else None
+        live = row.get("live") if flow not in NOT_FLOWS else None
         target = max(ORDER_TARGET_S, bounds["order_to_warehouse"].get(flow.split("_")[0], 0.0))
         if live and live["n"] and live["p95_s"] > target:
             missed.append(f"{flow}: order -> warehouse p95 {live['p95_s']} s > {target:.0f} s")
@@ -406,7 +431,11 @@ def report(result: dict[str, Any]) -> None:
     )
     for flow, row in result["order_to_warehouse"].items():
         if flow == "not_held":
-            print(f"  held by no warehouse yet (invalid ones wait as exceptions on purpose): {row}")
+            print(f"  held by no target yet (unpaid, cancelled, or a fault the world planted and an exception): {row}")
+            continue
+        if flow == "ready_not_held":
+            counts = {oms: len(refs) for oms, refs in row.items()}
+            print(f"  of those, fit to send (paid, not cancelled, nothing planted), placed before the stop: {counts}")
             continue
         lv, bl = row["live"], row["backlog"]
         bound = bounds["order_to_warehouse"].get(flow.split("_")[0], math.nan)
@@ -431,7 +460,8 @@ def report(result: dict[str, Any]) -> None:
         )
     print("\ncalls per system beside its limit x budget_share over the run")
     for name, row in result["calls"].items():
-        print(f"  {name:12s} {row['calls']:7d} of {row['allowed']:7d} allowed ({row['used']})")
+        top = ", ".join(f"{call} {n}" for call, n in row["by_call"].items())
+        print(f"  {name:12s} {row['calls']:7d} of {row['allowed']:7d} allowed ({row['used']}); most: {top}")
     print(f"\nper job (target: no despatch or tracking run queued over {QUEUE_TARGET_S:.0f} s, no failed run)")
     print(f"  {'job':34s} {'runs':>5s} {'failed':>6s} {'queued':>6s} {'max queue s':>11s} {'max run s':>9s}")
     for job, row in result["jobs"].items():

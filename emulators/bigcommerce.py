@@ -157,8 +157,14 @@ class BigCommerce(EmulatedSystem):
     def timeline_orders(self) -> list[dict[str, Any]]:
         """Every order held; `order_ref` is `BC<id>`, the reference fulfil gives a BigCommerce order."""
         return [
-            {"oms": self.name, "order_id": str(oid), "order_ref": f"BC{oid}", "placed_at": self.placed_at.get(str(oid))}
-            for oid in self.orders
+            {
+                "oms": self.name,
+                "order_id": str(oid),
+                "order_ref": f"BC{oid}",
+                "placed_at": self.placed_at.get(str(oid)),
+                **self.world.order_truth(order, "whistl", self.status[oid] == 5),
+            }
+            for oid, order in self.orders.items()
         ]
 
     def inspect(self) -> dict[str, Any]:

@@ -101,7 +101,13 @@ class Cin7(EmulatedSystem):
     def timeline_orders(self) -> list[dict[str, Any]]:
         """Every sale held; `order_ref` is the sale's `SaleOrderNumber` (`SO-<n>`), what a warehouse sees."""
         return [
-            {"oms": self.name, "order_id": uid, "order_ref": f"SO-{sale.number}", "placed_at": self.placed_at.get(uid)}
+            {
+                "oms": self.name,
+                "order_id": uid,
+                "order_ref": f"SO-{sale.number}",
+                "placed_at": self.placed_at.get(uid),
+                **self.world.order_truth(sale, "whistl", self.sale_status.get(uid) == "VOIDED"),
+            }
             for uid, sale in self.sales.items()
         ]
 

@@ -144,6 +144,7 @@ class Linnworks(EmulatedSystem):
                 "order_ref": f"LW{order.number}",
                 "placed_at": self.placed_at.get(uid),
                 "source_ref": self.created[uid]["ReferenceNum"] if uid in self.created else None,
+                **self.world.order_truth(order, self.target_of(order), uid in self.cancelled),
             }
             for uid, order in self.orders.items()
         ]
@@ -175,6 +176,10 @@ class Linnworks(EmulatedSystem):
         if order.uid in self.created:
             return self.created[order.uid]["Location"]
         return PEOPLEVOX_LOCATION if uuid.UUID(order.uid).int % 1000 < self.peoplevox_share * 1000 else WHISTL_LOCATION
+
+    def target_of(self, order: Order) -> str:
+        """The warehouse the order's fulfilment location is."""
+        return "peoplevox" if self.location_of(order) == PEOPLEVOX_LOCATION else "whistl"
 
     def _references(self, order: Order) -> dict[str, str]:
         made = self.created.get(order.uid)

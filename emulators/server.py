@@ -120,7 +120,7 @@ class Emulators:
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
         self.started_at = time.time()  # wall clock the seeded orders were placed at (the timeline's start)
-        self.world_paused = False  # demo mode: True stops new orders, changes and warehouse shifts (a drain)
+        self.world_paused = False  # demo mode: True stops new orders, changes and the warehouses' floor work (a drain)
         self.sftp_logins: list[str] = []  # every password login tried at the SFTP server (the user named)
         self.world = World(config.seed, config.n_skus)
         self.world_rng = random.Random(f"{config.seed}:late-changes")
@@ -292,7 +292,8 @@ class Emulators:
         n = 0
         while True:
             await asyncio.sleep(self.config.tick_s)
-            if self.world_paused:
+            if self.world_paused:  # no new orders, no changes, no floor work; files are still taken in
+                self.whistl.intake()
                 continue
             n += 1
             now = datetime.now(UTC)
@@ -313,7 +314,9 @@ class Emulators:
           `order_id` is the system's own id (str), `order_ref` the reference a warehouse sees for it (Linnworks
           `LW<NumOrderId>`, Cin7 `SO-<n>`, Shopify `SH<order_number>`, BigCommerce `BC<id>`), `placed_at` when the
           emulator created it (the seeded ones: `started_at`), `source_ref` the reference a Linnworks order was
-          created under by `CreateOrders` (e.g. a Shopify `SH...`; None otherwise);
+          created under by `CreateOrders` (e.g. a Shopify `SH...`; None otherwise); and the world's own truth about
+          it (`World.order_truth`): its `target`, `paid`, `cancelled`, the reason codes planted in it (`faults`)
+          and whether it must reach its target (`ready`);
         - `wms_received`: `{whistl: {ref: epoch}, peoplevox: {ref: epoch}}`, when each warehouse first held the
           reference (Whistl: mtime of the order file it was accepted from; Peoplevox: its first SaveData);
         - `despatches`: `{wms, order_ref, despatch_ref, at}` per despatch (Whistl: when the shp_ file was written);

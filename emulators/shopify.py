@@ -174,7 +174,8 @@ class Shopify(EmulatedSystem):
         rows = []
         for oid, order in self.orders.items():
             uid = str(oid)
-            rows.append({"oms": self.name, "order_id": uid, "order_ref": f"SH{order.number}"})
+            truth = self.world.order_truth(order, "linnworks", oid in self.cancelled)
+            rows.append({"oms": self.name, "order_id": uid, "order_ref": f"SH{order.number}", **truth})
             rows[-1]["placed_at"] = self.placed_at.get(uid)
         return rows
 

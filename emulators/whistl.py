@@ -373,13 +373,18 @@ class Whistl:
             order.stage = "despatched"
         return rows
 
+    def intake(self, now: datetime | None = None) -> tuple[list[dict[str, str]], dict[str, str], dict[str, str]]:
+        """Take in the order, amendment and cancellation files waiting in `in/` (the warehouse's import runs
+        around the clock, shift or not): what was rejected, amended and cancelled."""
+        now = now or datetime.now(UTC)
+        with self.lock:
+            return self.receive_orders(now), self.receive_amendments(now), self.receive_cancellations(now)
+
     def step(self, now: datetime | None = None) -> dict[str, Any]:
         """One shift tick: take in files, move each open order a stage on, write what despatched."""
         now = now or datetime.now(UTC)
         with self.lock:
-            rejected = self.receive_orders(now)
-            amends = self.receive_amendments(now)
-            cancels = self.receive_cancellations(now)
+            rejected, amends, cancels = self.intake(now)
             despatched: list[dict[str, Any]] = []
             for order in self.orders.values():
                 if order.cancelled or order.stage == "despatched":

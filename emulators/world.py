@@ -12,6 +12,7 @@ import string
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 FIRST_NAMES = (
     "Oliver George Harry Noah Jack Leo Arthur Muhammad Oscar Charlie Jacob Thomas Henry William "
@@ -69,6 +70,10 @@ SHIPPING_METHODS = (
     ("Click & Collect", 0.02),
     ("Saturday Delivery", 0.02),
 )
+UNSERVED_METHODS = frozenset(m for m, _ in SHIPPING_METHODS[-2:])
+# The blemishes each target's SKU format refuses (contracts/systems.md): Whistl takes letters and digits only,
+# Peoplevox any printable character but a space, Linnworks anything printable.
+REFUSED_SKU_CHARS = {"whistl": frozenset("- _"), "peoplevox": frozenset(" "), "linnworks": frozenset()}
 CHANNELS = ("Website", "Amazon UK", "eBay", "Etsy", "TikTok Shop")
 PRODUCT_WORDS = (
     "Tee Hoodie Mug Candle Notebook Tote Cap Scarf Socks Poster Print Bottle Lamp Cushion Throw "
@@ -112,6 +117,7 @@ class Address:
     country_code: str
     phone: str
     email: str
+    blemishes: frozenset[str] = frozenset()  # the reason codes the world planted here (see `World.address`)
 
     @property
     def country(self) -> str:
@@ -226,6 +232,8 @@ class World:
         # The warehouse knows every stock SKU except a few the office forgot to set up there.
         unknown = set(rng.sample(stock_skus, k=max(1, len(stock_skus) // 100)))
         self.wms_catalogue: list[str] = [s for s in stock_skus if s not in unknown]
+        self.wms_known = frozenset(self.wms_catalogue)
+        self.stock_skus = frozenset(stock_skus)
         self.initial_stock: dict[str, int] = {s: rng.choice((0, 3, 12, 40, 150, 600)) for s in self.wms_catalogue}
         self.variant_ids = {p.sku: 40_000_000 + i for i, p in enumerate(self.products)}
         self._order_rng: dict[str, random.Random] = {}
@@ -244,22 +252,30 @@ class World:
             postcode, phone, cc = _uk_postcode(rng, area), _uk_phone(rng), "GB"
         else:
             cc, _, town, region, postcode, phone = rng.choice(ABROAD)
+        planted: set[str] = set()
         r = rng.random()
         if r < 0.03:
             phone = ""
+            planted.add("PHONE_MISSING")
         elif r < 0.05:
             phone = rng.choice(("12345", "n/a", "0770090012", "+44 (0) 7700", "07700 900 123 456"))
+            planted.add("PHONE_INVALID")
         r = rng.random()
         if r < 0.02 and cc == "GB":
             postcode = rng.choice(("SW1A1AA", "sw1a 1aa", " M1 1AE ", "SW1A 1A", "12345", "M60 1QDX", ""))
+            if postcode in ("SW1A 1A", "12345", "M60 1QDX", ""):  # the first three are only typed loosely
+                planted.add("POSTCODE_INVALID")
         elif r < 0.03:
             line1 = ""
+            planted.add("ADDRESS_INCOMPLETE")
         elif r < 0.035:
             town = ""
+            planted.add("ADDRESS_INCOMPLETE")
         name = f"{first} {last}"
         if rng.random() < 0.01:
             name = ""
-        return Address(name, company, line1, line2, "", town, region, postcode, cc, phone, email)
+            planted.add("ADDRESS_INCOMPLETE")
+        return Address(name, company, line1, line2, "", town, region, postcode, cc, phone, email, frozenset(planted))
 
     def make_orders(self, system: str, n: int, start: datetime, end: datetime) -> list[Order]:
         """`n` new orders for `system`, created between `start` and `end` in time order.
@@ -304,9 +320,12 @@ class World:
         return orders
 
     def edit_address(self, order: Order, at: datetime) -> Order:
-        """A late address edit from customer services: a new first line, same customer."""
+        """A late address edit from customer services: a new first line, same customer (which completes an
+        address whose only gap was its first line)."""
         rng = self._order_rng.setdefault(f"edit:{order.uid}", random.Random(f"{self.seed}:edit:{order.uid}"))
-        new = replace(order.address, address1=f"{rng.randint(1, 99)} {rng.choice(STREETS)}")
+        old = order.address
+        blemishes = old.blemishes - {"ADDRESS_INCOMPLETE"} if old.name and old.town else old.blemishes
+        new = replace(old, address1=f"{rng.randint(1, 99)} {rng.choice(STREETS)}", blemishes=blemishes)
         order.address = new
         order.updated_at = at
         return order
@@ -329,6 +348,34 @@ class World:
             raise ValueError(f"cannot {change!r} the lines of order {order.uid}")
         order.updated_at = at
         return order
+
+    def order_truth(self, order: Order, target: str, cancelled: bool) -> dict[str, Any]:
+        """What the world knows of `order` for a test to judge fulfil by: the target it is for, whether it was
+        paid and cancelled, and the reason codes planted in it for that target (`planted_faults`). `ready`: paid,
+        not cancelled and with nothing planted, so it must reach its target."""
+        faults = self.planted_faults(order, target)
+        ready = order.paid and not cancelled and not faults
+        return {"target": target, "paid": order.paid, "cancelled": cancelled, "faults": faults, "ready": ready}
+
+    def planted_faults(self, order: Order, target: str) -> list[str]:
+        """The reason codes the world planted in `order` for `target` (a warehouse, or Linnworks for a storefront's
+        orders), from what it did when it made and edited the order, not from any rule fulfil runs: the address's
+        blemishes, a shipping method no warehouse serves, a SKU the target's format refuses or its catalogue lacks
+        (bundles go to a warehouse as their components; Linnworks, holding no bundle as a stock item, gets the
+        bundle's SKU and does not know it). Empty: the order is fit to send."""
+        faults = set(order.address.blemishes)
+        if order.shipping_method in UNSERVED_METHODS:
+            faults.add("SERVICE_UNMAPPED")
+        known = self.stock_skus if target == "linnworks" else self.wms_known  # Linnworks holds no bundles
+        for line in order.lines:
+            product = self.by_sku[line.sku]
+            skus = [sku for sku, _ in product.components] if product.is_bundle and target != "linnworks" else [line.sku]
+            for sku in skus:
+                if set(sku) & REFUSED_SKU_CHARS[target]:
+                    faults.add("SKU_INVALID_CHARS")
+                if sku not in known:
+                    faults.add("SKU_UNKNOWN_AT_WMS")
+        return sorted(faults)
 
 
 def random_token(rng: random.Random, n: int = 32) -> str:

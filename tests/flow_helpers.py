@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +22,8 @@ import yaml
 from emulators.linnworks import PEOPLEVOX_LOCATION
 from emulators.server import Emulators
 from fulfil_assets.config import FulfilConfig
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def emulator_config(emu: Emulators, tmp_path: Path, **extra: Any) -> FulfilConfig:
@@ -42,6 +46,18 @@ def emulator_config(emu: Emulators, tmp_path: Path, **extra: Any) -> FulfilConfi
             },
         }
     )
+
+
+def world_expectations(emu: Emulators, tmp_path: Path) -> dict[str, Any]:
+    """Run config pointing validation at a copy of `expectations/` whose `bundles.csv` is this world's own
+    bundles (the office's table for the brand under test; the shipped one is the demo world's), so that a test
+    on a smaller world judges bundles as that world made them."""
+    folder = tmp_path / "world_expectations"
+    shutil.copytree(REPO / "expectations", folder, dirs_exist_ok=True)
+    rows = [(p.sku, sku, n) for p in emu.world.products for sku, n in p.components]
+    with (folder / "bundles.csv").open("w", newline="") as out:
+        csv.writer(out).writerows([("bundle_sku", "component_sku", "quantity"), *rows])
+    return {"ops": {"validation": {"config": {"expectations_dir": str(folder)}}}}
 
 
 ALL_FLOWS = ["linnworks_whistl", "cin7_whistl", "bigcommerce_whistl", "linnworks_peoplevox", "shopify_linnworks"]

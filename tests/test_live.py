@@ -1,7 +1,7 @@
 """fulfil as it is really run: the real `dagster-daemon` with every schedule and sensor of the shipped fulfil.yaml
 on, all five flows at once, on the embedded DuckDB default (bench/live.py, short). Judged by the emulators' own
-record: every despatch has its tracking at its order system, and no despatch run is left queued. And a headless
-demo pass stops cleanly on the first SIGTERM."""
+record: every order the world made fit to send is at its target, every despatch has its tracking at its order
+system, and no despatch run is left queued. And a headless demo pass stops cleanly on the first SIGTERM."""
 
 from __future__ import annotations
 
@@ -26,16 +26,17 @@ from live import run_live  # noqa: E402
 @pytest.mark.long
 @pytest.mark.timeout(900)
 def test_a_live_run_brings_every_despatchs_tracking_back_with_nothing_left_queued(tmp_path: Path) -> None:
-    result = run_live(minutes=4, warehouse="duckdb", orders=20, tick=10.0, data_dir=tmp_path, quiet=True, drain_s=180)
+    result = run_live(minutes=4, warehouse="duckdb", orders=20, tick=10.0, data_dir=tmp_path, quiet=True, drain_s=240)
     log = Path(result["daemon_log"]).read_text()[-3000:]
     tracked = result["despatch_to_tracking"]
+    held = result["order_to_warehouse"]
     # The warehouses despatched during the run (they work shifts; which flows get there first on a loaded machine
     # varies) ...
     assert sum(row["n"] for row in tracked.values()), (tracked, log)
-    # ... and once the world stops, every despatch's tracking reaches its order system (however loaded the machine).
+    # ... and once the world stops, every order the world made fit to send is at its target, and every despatch's
+    # tracking at its order system (however loaded the machine), by the emulators' own record.
+    assert held["ready_not_held"] == {}, (held, log)
     assert all(row["missing"] == 0 for row in tracked.values()), (tracked, log)
-    held = result["order_to_warehouse"]
-    assert all(held[f]["live"]["n"] + held[f]["backlog"]["n"] for f in ("cin7_whistl", "bigcommerce_whistl")), held
     jobs = result["jobs"]
     # No despatch or tracking run sat in the queue (as 20 of them did, for an hour, behind one warehouse slot):
     # one just asked for may be waiting its turn as the run ends, none for minutes.

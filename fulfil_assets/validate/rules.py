@@ -116,7 +116,7 @@ def prepare_lines(
         else pl.DataFrame(schema={c: pl.String for c in ("system", "location", "target", "target_location")})
     ).filter(pl.col("target") == wms)
     loc = loc.select(pl.col("system").alias("source_system"), pl.col("location").alias("_loc"), "target_location")
-    orders = ensure_columns(orders, {"fulfilment_location": pl.String}).with_columns(
+    orders = ensure_columns(orders, {"fulfilment_location": pl.String, "paid": pl.Boolean}).with_columns(
         pl.col("fulfilment_location").cast(pl.String)  # all blank: polars may have typed it Null
     )
     o = (
@@ -144,7 +144,15 @@ def prepare_lines(
         )
         .join(svc, on=["source_system", "shipping_method"], how="left")
         .join(loc, left_on=["source_system", "fulfilment_location"], right_on=["source_system", "_loc"], how="left")
-        .with_columns(pl.col("fulfilment_location").fill_null("(none assigned yet)").alias("location_shown"))
+        .with_columns(
+            pl.col("fulfilment_location").fill_null("(none assigned yet)").alias("location_shown"),
+            # A storefront's unpaid order has no location read yet (its fulfilment orders are read once paid):
+            # the location rule waits for payment rather than calling it unmapped.
+            pl.when(pl.col("fulfilment_location").is_null() & pl.col("paid").not_().fill_null(False))
+            .then(pl.lit("(awaiting payment)"))
+            .otherwise(pl.col("target_location"))
+            .alias("location_checked"),
+        )
     )
     ln = ensure_columns(lines, {"source_variant_id": pl.String}).with_columns(
         _clean("sku").alias("sku"), pl.col("source_variant_id").cast(pl.String)

@@ -226,7 +226,7 @@ def build_suite(wms: str) -> dict[str, Any]:
         expectations.append(
             _expectation(
                 "expect_column_values_to_not_be_null",
-                "target_location",
+                "location_checked",
                 "location",
                 "LOCATION_UNMAPPED",
                 "{source_system} location {location_shown} has no Linnworks location in locations.csv",
