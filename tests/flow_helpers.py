@@ -148,7 +148,8 @@ class Drill:
     def __init__(self, tmp_path: Path, config_file: Path) -> None:
         self.tmp_path, self.config_file, self.n = tmp_path, config_file, 0
 
-    def _env(self) -> dict[str, str]:
+    def env(self) -> dict[str, str]:
+        """The environment of one more CLI run: this deployment's fulfil.yaml and a Dagster instance of its own."""
         self.n += 1
         home = self.tmp_path / f"dagster_home_{self.n}"
         home.mkdir()
@@ -166,7 +167,7 @@ class Drill:
         """Start a run and SIGKILL it the moment `step` starts; whether the kill happened before the run ended."""
         proc = subprocess.Popen(
             self.command(job, run_config),
-            env=self._env(),
+            env=self.env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -184,7 +185,7 @@ class Drill:
         """Materialise `select` from the CLI and SIGKILL the run the moment `applied()` turns true (a target has
         taken part of what the run sends); whether the kill happened before the run ended."""
         cmd = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "fulfil_assets.definitions"]
-        proc = subprocess.Popen([*cmd, "--select", select], env=self._env(), stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen([*cmd, "--select", select], env=self.env(), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
         deadline = time.monotonic() + timeout_s
         while proc.poll() is None and time.monotonic() < deadline:
@@ -203,7 +204,7 @@ class Drill:
         cmd = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "fulfil_assets.definitions"]
 
         def launch() -> None:
-            env = self._env()
+            env = self.env()
             start.wait()
             done.append(subprocess.run([*cmd, "--select", asset], env=env, capture_output=True, text=True))
 

@@ -37,22 +37,26 @@ def bundles() -> dict[str, list[tuple[str, int]]]:
     return parts
 
 
-def expected_linnworks_whistl(emu: Emulators) -> dict[str, int]:
-    """What Linnworks' Whistl location should sell, worked out from the emulators' own state: Whistl's
-    available less every open Linnworks order at that location (none has reached Whistl: no order sync ran),
-    bundles as their components, never below zero."""
+def expected_levels(emu: Emulators, oms: str, wms: str) -> dict[str, int]:
+    """What `oms` should sell at its location fed by warehouse `wms`, worked out from the emulators' own state,
+    never from fulfil's tables: the warehouse's available units (Whistl: on hand less allocated and quarantined)
+    less what the order system's orders for that warehouse hold (open ones, by the world's record; none has
+    reached a warehouse: no order sync ran), bundles as their components, never below zero."""
+    held_by = {"linnworks": emu.linnworks.orders, "cin7": emu.cin7.sales, "bigcommerce": emu.bigcommerce.orders}
+    orders = {str(k): v for k, v in held_by[oms].items()}
     kits = bundles()
     held: Counter[str] = Counter()
-    for order in emu.linnworks.orders.values():
-        if emu.linnworks._is_open(order) and emu.linnworks.location_of(order) != PEOPLEVOX_LOCATION:
-            for line in order.lines:
+    for truth in emu.timeline()["orders"]:
+        if truth["oms"] == oms and truth["target"] == wms and not truth["cancelled"]:
+            for line in orders[truth["order_id"]].lines:
                 for sku, per in kits.get(line.sku, [(line.sku, 1)]):
                     held[sku] += line.quantity * per
-    whistl = emu.whistl
-    return {
-        sku: max(0, whistl.on_hand[sku] - whistl.allocated[sku] - whistl.quarantined[sku] - held[sku])
-        for sku in whistl.catalogue
-    }
+    if wms == "whistl":
+        w = emu.whistl
+        available = {s: w.on_hand[s] - w.allocated[s] - w.quarantined[s] for s in w.catalogue}
+    else:
+        available = dict(emu.peoplevox.available)
+    return {sku: max(0, units - held[sku]) for sku, units in available.items()}
 
 
 def variant_only_skus(store: Any) -> set[str]:
@@ -80,55 +84,51 @@ def test_every_order_system_holds_available_to_sell_and_only_changes_travel(
         if flow != "shopify_linnworks":  # after linnworks_whistl: Linnworks is Shopify's stock master
             run_job(defs, f"{flow}_stock_job", instance)
     run_job(defs, "shopify_linnworks_stock_job", instance)
-    deltas = db.read(f"SELECT * FROM {SCHEMA}.stock_deltas")
     ledger = db.read(f"SELECT * FROM {SCHEMA}.stock_pushes")
     assert set(ledger["status"]) == {"sent"}
 
     # Linnworks (Whistl location): the level worked out independently from the emulators, for every SKU.
-    expected = expected_linnworks_whistl(emu)
+    expected = expected_levels(emu, "linnworks", "whistl")
     at_whistl = {sku: lvl for (sku, loc), lvl in emu.linnworks.stock.items() if loc == WHISTL_LOCATION}
     assert {s: at_whistl[s] for s in expected if s in at_whistl} == {s: expected[s] for s in expected if s in at_whistl}
     assert sum(expected.values()) > 0 and any(v == 0 for v in expected.values())
     # Linnworks stock the warehouse does not hold sells 0 (never left at an old figure).
     assert all(at_whistl[s] == 0 for s in at_whistl if s not in expected)
 
-    # Every other order system holds exactly what stock_deltas says, at each mapped location.
-    def holds(flow: str) -> dict[tuple[str, str], int]:
-        rows = deltas.filter(pl.col("flow") == flow)
-        return {(r["location"], r["sku"]): r["ats"] for r in rows.iter_rows(named=True)}
-
-    assert {("Main Warehouse", s): lvl for s, lvl in emu.cin7.available.items()} == holds("cin7_whistl")
+    # Every other order system holds the level worked out from the emulators, for every SKU it lists there.
+    cin7_expected = expected_levels(emu, "cin7", "whistl")
+    assert emu.cin7.available == {s: cin7_expected.get(s, 0) for s in emu.cin7.available}
+    assert sum(emu.cin7.available.values()) > 0 and cin7_expected != expected  # its own open orders, not Linnworks'
     store = emu.bigcommerce
     # A product tracked as a whole holds one figure, on its own SKU (set by product id); its other variants none.
     variant_only = {s for s in store.product_skus.values() for s in s[1:] if store.tracked_by_product(s)}
     assert variant_only and any(store.tracked_by_product(s[0]) for s in store.product_skus.values())
-    bc = {k: v for k, v in holds("bigcommerce_whistl").items() if k[1] not in variant_only}
+    bc_expected = expected_levels(emu, "bigcommerce", "whistl")
     at_store = {(str(loc), s): lvl for (s, loc), lvl in store.inventory.items() if loc == 1 and s not in variant_only}
+    bc = {("1", s): bc_expected.get(s, 0) for (_, s) in at_store}
     assert at_store == bc
     assert all(store.inventory[(s, 1)] == 0 for s in variant_only)
     assert all(lvl == 0 for (s, loc), lvl in emu.bigcommerce.inventory.items() if loc == 2)  # not mapped: untouched
-    pvx = holds("linnworks_peoplevox")
-    assert {(loc, s): lvl for (s, loc), lvl in emu.linnworks.stock.items() if loc == PEOPLEVOX_LOCATION} == pvx
+    pvx_expected = expected_levels(emu, "linnworks", "peoplevox")
+    at_pvx = {s: lvl for (s, loc), lvl in emu.linnworks.stock.items() if loc == PEOPLEVOX_LOCATION}
+    assert at_pvx == {s: pvx_expected.get(s, 0) for s in at_pvx} and sum(at_pvx.values()) > 0
     items = emu.shopify.inventory_items
     shop = {(str(loc), items[item]): lvl for (item, loc), lvl in emu.shopify.levels.items()}
-    assert shop == holds("shopify_linnworks")
     # Shopify's Whistl location follows Linnworks' Whistl location (Linnworks -> Shopify, one way), less what
     # open Shopify orders hold (Linnworks' level drops only once it processes them).
     kits, held = bundles(), Counter()
-    open_lines = db.read(
-        f"SELECT l.sku, l.quantity FROM {SCHEMA}.order_lines l JOIN {SCHEMA}.orders o USING (order_key) "
-        "WHERE o.source_system = 'shopify' AND o.status = 'open'"
-    )
-    for line_sku, quantity in open_lines.iter_rows():
-        for part, per in kits.get(line_sku, [(line_sku, 1)]):
-            held[part] += quantity * per
+    for truth in emu.timeline()["orders"]:
+        if truth["oms"] == "shopify" and not truth["cancelled"]:
+            for line in emu.shopify.orders[int(truth["order_id"])].lines:
+                for part, per in kits.get(line.sku, [(line.sku, 1)]):
+                    held[part] += line.quantity * per
     assert sum(held.values()) > 0
     assert {s: lvl for (loc, s), lvl in shop.items() if loc == "71000001"} == {
         s: max(0, at_whistl[s] - held[s]) for (loc, s) in shop if loc == "71000001"
     }
     # Calls: ceil(changed / batch maximum) for each system.
     assert len(emu.bigcommerce.adjustments) == -(-len([v for v in bc.values() if v]) // 2000)
-    assert len(emu.cin7.adjustments) == -(-sum(1 for v in holds("cin7_whistl").values() if v) // 500)
+    assert len(emu.cin7.adjustments) == -(-sum(1 for v in emu.cin7.available.values() if v) // 500)
     # Nothing was written into a warehouse.
     assert emu.whistl.inspect()["receipts"] == {}
     assert not [c for c in emu.peoplevox.recorder.calls if "SaveData" in str(c.body)]
@@ -152,7 +152,7 @@ def test_every_order_system_holds_available_to_sell_and_only_changes_travel(
         run_job(defs, f"{flow}_stock_job", instance)
     new = emu.linnworks.stock_writes[writes[0] :]
     assert [(w["sku"], w["location"], w["level"]) for w in new] == [(sku, WHISTL_LOCATION, expected[sku] - 5)]
-    cin7_before, bc_before = holds("cin7_whistl")[("Main Warehouse", sku)], bc[("1", sku)]
+    cin7_before, bc_before = cin7_expected[sku], bc[("1", sku)]
     assert min(cin7_before, bc_before) >= 5  # each order system's own open orders, less 5
     cin7_lines = [(ln["SKU"], ln["Quantity"]) for a in emu.cin7.adjustments[writes[1] :] for ln in a["Lines"]]
     assert cin7_lines == [(sku, cin7_before - 5)]
