@@ -103,7 +103,7 @@ def cancellation_defs(config: FulfilConfig) -> dg.Definitions:
         return dg.Definitions()
     jobs, schedules = [], []
     for oms in sorted({FLOW_SYSTEMS[f][0] for f in config.flows}):
-        raw = [dg.AssetKey([f"raw_{oms}", dep]) for dep in ORDER_STAGING[oms].deps]
+        raw = order_raw_keys(oms)
         targets = sorted({target_of(f) for f in config.flows if FLOW_SYSTEMS[f][0] == oms})
         job = dg.define_asset_job(
             f"{oms}_cancellation_job",
@@ -115,6 +115,12 @@ def cancellation_defs(config: FulfilConfig) -> dg.Definitions:
         jobs.append(job)
         schedules.append(every_minutes(f"{oms}_cancellation_schedule", job, config.schedules.cancellation_minutes))
     return dg.Definitions(jobs=jobs, schedules=schedules)
+
+
+def order_raw_keys(oms: str) -> list[dg.AssetKey]:
+    """The raw tables of `oms` its orders are staged from: what an order or cancellation run reads from it (its
+    stock, catalogue and reference lists are the stock job's to read, not every minute's)."""
+    return [dg.AssetKey([f"raw_{oms}", dep]) for dep in ORDER_STAGING[oms].deps]
 
 
 def order_sync_defs(config: FulfilConfig) -> dg.Definitions:
@@ -135,12 +141,13 @@ def order_sync_defs(config: FulfilConfig) -> dg.Definitions:
         wms = sorted({FLOW_SYSTEMS[f][1] for f in flows} & set(RAW_ASSETS))
         job = dg.define_asset_job(
             f"{oms}_order_sync_job",
-            selection=dg.AssetSelection.groups(*(ingest_group(s) for s in [oms, *wms]), "validate")
+            selection=dg.AssetSelection.assets(*order_raw_keys(oms))
+            | dg.AssetSelection.groups(*(ingest_group(s) for s in wms), "validate")
             | dg.AssetSelection.assets("orders", "order_lines", "wms_stock")
             | dg.AssetSelection.assets(*sorted({SUBMISSION_ASSETS[target_of(f)] for f in flows})),
             tags=ORDERS,
             description=f"Read {oms}'s orders (and the catalogue of the warehouses its flows send to), stage and "
-            "validate them, and send what is ready.",
+            f"validate them, and send what is ready ({oms}'s stock is its stock job's to read).",
         )
         jobs.append(job)
         schedules.append(every_minutes(f"{oms}_order_sync_schedule", job, config.schedules.order_sync_minutes))
