@@ -27,4 +27,4 @@ browser:
 		apt-get install -y -qq --no-install-recommends chromium >/dev/null) || echo "chromium not installed: the browser test will skip"
 
 test: setup lint browser
-	GX_ANALYTICS_ENABLED=false DAGSTER_DISABLE_TELEMETRY=1 $(BIN)/pytest -q -p no:cacheprovider -n auto --durations=15
+	GX_ANALYTICS_ENABLED=false DAGSTER_DISABLE_TELEMETRY=1 $(BIN)/pytest -q -p no:cacheprovider -n 3 --durations=15

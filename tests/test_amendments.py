@@ -13,7 +13,6 @@ import pytest
 from flow_helpers import all_flows_config, drain_despatches, emulator_config, run_job
 
 from emulators.server import Emulators
-from fulfil_assets.cli import flow_report
 from fulfil_assets.definitions import build_definitions
 from resources.linnworks import LinnworksClient
 from resources.warehouse import SCHEMA, WarehouseDb
@@ -138,8 +137,8 @@ def test_whistl_line_edits_before_and_after_picking(emulators: Emulators, fulfil
     assert {more_id, added_id, late_id} <= processed, "each order closes in Linnworks once Whistl shipped it all"
     exceptions = _too_late(db)
     assert exceptions["order_ref"].to_list() == [late_ref]
-    report = flow_report(emu, db, ["linnworks_whistl"])["linnworks_whistl"]  # what `fulfil demo --json` prints
-    assert report["amendments_received"] == {"AMENDED": 2, "AMEND_TOO_LATE": 1}
+    answers = Counter(a for answers in emu.whistl.inspect()["amendments"].values() for a in answers)
+    assert answers == {"AMENDED": 2, "AMEND_TOO_LATE": 1}  # Whistl's own answer to every amendment it received
     quantity = before[late_ref][late_sku]
     assert f"{late_sku} x{quantity} -> x{quantity + 1}" in exceptions["detail"][0], exceptions["detail"][0]
 
@@ -165,8 +164,8 @@ def test_peoplevox_amendments_ask_the_live_status_first(emulators: Emulators, fu
     assert emu.peoplevox.sales_orders[early_ref]["ShippingAddressLine1"] == early
     assert emu.peoplevox.sales_orders[late_ref]["ShippingAddressLine1"] != late
     assert emu.peoplevox.inspect()["saves"][early_ref] == 2, "one save of the order, one of its amendment"
-    report = flow_report(emu, db, ["linnworks_peoplevox"])["linnworks_peoplevox"]
-    assert report["amendments_received"] == {"saved": 1}
+    saves = emu.peoplevox.inspect()["saves"]
+    assert {n for ref, n in saves.items() if ref != early_ref} == {1}, "the one amendment was the only save again"
     ledger = dict(db.read(f"SELECT order_ref, status FROM {SCHEMA}.amendments").iter_rows())
     assert ledger == {early_ref: "acknowledged", late_ref: "too_late"}
     exceptions = _too_late(db)
@@ -250,8 +249,6 @@ def test_shopify_address_edits_reach_the_linnworks_order_until_it_is_processed(
     held = emu.linnworks.orders[created[open_ref]["order_id"]].address
     assert (held.address1, held.postcode, held.town) == (edited.address1, edited.postcode, edited.town)
     assert emu.linnworks.customer_edits == [created[open_ref]["order_id"]]  # once, and never the processed one
-    report = flow_report(emu, db, ["shopify_linnworks"])["shopify_linnworks"]
-    assert report["amendments_received"] == {"customer_info_set": 1}
     ledger = db.read(f"SELECT order_ref, status FROM {SCHEMA}.amendments WHERE wms = 'linnworks' ORDER BY order_ref")
     assert dict(ledger.iter_rows()) == {open_ref: "acknowledged", processed_ref: "too_late"}  # adopted: now held
     late = _too_late(db)

@@ -12,7 +12,6 @@ import pytest
 from flow_helpers import all_flows_config, drain_despatches, emulator_config, run_job, tracking_calls
 
 from emulators.server import Emulators
-from fulfil_assets.cli import flow_report
 from fulfil_assets.definitions import build_definitions
 from resources.warehouse import SCHEMA, WarehouseDb
 
@@ -84,8 +83,6 @@ def test_cancellations_on_both_sides_of_the_cut_off(emulators: Emulators, fulfil
     assert _cancel_rows(emu) == Counter({refs[after_send]: 1, refs[picking]: 1})
     results = emu.whistl.inspect()["cancel_results"]
     assert results == {refs[after_send]: "CANCELLED", refs[picking]: "CANCEL_TOO_LATE"}
-    report = flow_report(emu, db, ["linnworks_whistl"])["linnworks_whistl"]  # what `fulfil demo --json` prints
-    assert report["cancels_received"] == {"CANCELLED": 1, "CANCEL_TOO_LATE": 1}
     ledger = dict(db.read(f"SELECT order_ref, status FROM {SCHEMA}.cancellations").iter_rows())
     assert ledger == {refs[after_send]: "acknowledged", refs[picking]: "too_late"}
     submissions = dict(db.read(f"SELECT order_ref, status FROM {SCHEMA}.wms_submissions").iter_rows())
@@ -138,8 +135,8 @@ def test_peoplevox_cancellations_ask_the_live_status_first(
     assert emu.peoplevox.sales_orders[picked_ref]["Status"] == "Picking"
     cancel_saves = [c for c in emu.peoplevox.recorder.calls if "SaveData" in str(c.body) and "Cancelled" in str(c.body)]
     assert len(cancel_saves) == 1, "one SaveData carried the cancellation, and only once"
-    report = flow_report(emu, db, ["linnworks_peoplevox"])["linnworks_peoplevox"]
-    assert report["cancels_received"] == {"cancelled": 1}
+    cancelled = {ref for ref, order in emu.peoplevox.sales_orders.items() if order.get("Status") == "Cancelled"}
+    assert cancelled == {new_ref}
     ledger = dict(db.read(f"SELECT order_ref, status FROM {SCHEMA}.cancellations").iter_rows())
     assert ledger == {new_ref: "sent", picked_ref: "too_late"}
     submissions = dict(db.read(f"SELECT order_ref, status FROM {SCHEMA}.wms_submissions").iter_rows())
@@ -233,7 +230,6 @@ def test_shopify_cancellations_cancel_the_linnworks_order_or_are_too_late(
     calls = [c for c in emu.linnworks.recorder.calls if c.path.endswith("Orders/CancelOrder")]
     assert [c.body["orderId"] for c in calls] == [open_row["order_id"]]
     assert open_row["order_id"] in emu.linnworks.cancelled and done_row["order_id"] not in emu.linnworks.cancelled
-    assert flow_report(emu, db, ["shopify_linnworks"])["shopify_linnworks"]["cancels_received"] == {"cancelled": 1}
     ledger = dict(db.read(f"SELECT order_ref, status FROM {SCHEMA}.cancellations WHERE wms = 'linnworks'").iter_rows())
     assert ledger == {open_ref: "sent", done_ref: "too_late"}
     late = db.read(

@@ -26,7 +26,7 @@ from live import run_live  # noqa: E402
 @pytest.mark.long
 @pytest.mark.timeout(900)
 def test_a_live_run_brings_every_despatchs_tracking_back_with_nothing_left_queued(tmp_path: Path) -> None:
-    result = run_live(minutes=4, warehouse="duckdb", orders=20, tick=10.0, data_dir=tmp_path, quiet=True, drain_s=240)
+    result = run_live(minutes=3, warehouse="duckdb", orders=20, tick=10.0, data_dir=tmp_path, quiet=True, drain_s=240)
     log = Path(result["daemon_log"]).read_text()[-3000:]
     tracked = result["despatch_to_tracking"]
     held = result["order_to_warehouse"]
