@@ -6,10 +6,13 @@ embedded DuckDB default or on PostgreSQL (`--warehouse`).
 Printed per flow, read from the emulators' own record (`Emulators.timeline()`), never from fulfil's tables:
 - order placed -> held by its warehouse: p50 / p95 / max, for orders placed while the run went ("live") and for
   the backlog the world started with, beside the floor the schedule allows (an order waits for the next sync);
-  orders never held are counted (some are invalid on purpose and wait as exceptions);
+  orders never held are counted (unpaid, cancelled, or spoiled by the world on purpose and waiting as exceptions),
+  and, with `--drain`, any the world made fit to send (paid, not cancelled, nothing planted) that never reached its
+  target is a missed target;
 - despatch made (a Whistl file written, a Peoplevox despatch) -> tracking held by the order system: p50 / p95 /
   max, beside the floor (the despatch sensor's poll and settle time);
-- per system: the calls fulfil made beside what its rate limit and `budget_share` allowed in the same minutes;
+- per system: the calls fulfil made beside what its rate limit and `budget_share` allowed in the same minutes, and
+  the calls it made most;
 - per job: runs, failures, the longest queue wait and the longest run, and the slowest steps, from the Dagster
   instance.
 Targets on a 2-core machine: despatch -> tracking p95 under 60 s plus the order system's own limit bound; order ->
@@ -144,7 +147,7 @@ def order_latencies(timeline: dict[str, Any], started: float, cutoff: float = ma
         if order["source_ref"]:
             continue
         oms, ref = order["oms"], order["order_ref"]
-        wms = next((w for w in held if ref in held[w]), None)
+        wms = order["target"] if ref in held.get(order["target"], {}) else None  # at its own target, or not held
         flow = next((f for f, (o, w) in FLOW_SYSTEMS.items() if o == oms and w == wms), None)
         if flow is None:
             not_held[oms] = not_held.get(oms, 0) + 1
@@ -299,9 +302,10 @@ def run_live(
     drain_s: float = 0.0,
 ) -> dict[str, Any]:
     """Run the emulators and the daemon for `minutes` (on PostgreSQL with `celery_workers` > 0: steps on that many
-    Celery workers, through this machine's RabbitMQ); then, with `drain_s`, stop the world (no new orders or
-    despatches) and give fulfil up to `drain_s` to bring back every despatch's tracking, so that every despatch
-    counts as missing unless tracked. Return the figures (see the module's docstring)."""
+    Celery workers, through this machine's RabbitMQ); then, with `drain_s`, stop the world (no new orders, changes
+    or despatches; the warehouses still take in files) and give fulfil up to `drain_s` to bring every order fit to
+    send to its target and every despatch's tracking back, so that each counts as missing unless done. Return the
+    figures (see the module's docstring)."""
     import dagster as dg
 
     if celery_workers and warehouse != "postgres":
@@ -396,7 +400,7 @@ def verdicts(result: dict[str, Any]) -> list[str]:
             missed.append(f"{flow}: despatch -> tracking p95 {row['p95_s']} s > {target:.0f} s")
         if row["missing"]:
             missed.append(f"{flow}: {row['missing']} despatches older than a minute without tracking")
-    for oms, refs in result["order_to_warehouse"]["ready_not_held"].items():
+    for oms, refs in result["order_to_warehouse"]["ready_not_held"].items() if result.get("drain_s") else []:
         missed.append(f"{oms}: {len(refs)} orders fit to send never reached their target, e.g. {refs[:3]}")
     for flow, row in result["order_to_warehouse"].items():
         live = row.get("live") if flow not in NOT_FLOWS else None
@@ -487,7 +491,7 @@ def main() -> None:
     parser.add_argument("--celery-workers", type=int, default=0, help="PostgreSQL only: run steps on N Celery workers")
     parser.add_argument("--tick", type=float, default=10.0, help="seconds between the emulated world's ticks")
     parser.add_argument(
-        "--drain", type=float, default=0.0, help="then stop the world and wait up to this many seconds for tracking"
+        "--drain", type=float, default=0.0, help="then stop the world; wait up to this long for orders and tracking"
     )
     parser.add_argument("--data-dir", type=Path, help="keep the run's files here (default: a temporary folder)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")

@@ -299,8 +299,11 @@ class Emulators:
             now = datetime.now(UTC)
             k = self.config.orders_per_tick
             for system in (self.linnworks, self.cin7, self.shopify, self.bigcommerce):
+                # Linnworks imports channel orders under the time they were placed, up to a tick ago; the others
+                # stamp an order (its `Updated`, `updated_at`, `date_modified`) as they save it.
+                since = self.config.tick_s if system is self.linnworks else 1.0
                 with system.lock:
-                    system.spawn(k, now - timedelta(seconds=self.config.tick_s), now)
+                    system.spawn(k, now - timedelta(seconds=since), now)
             self._late_changes(now)
             self.whistl.step(now)
             self.peoplevox.step(now)

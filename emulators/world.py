@@ -259,6 +259,8 @@ class World:
             planted.add("PHONE_MISSING")
         elif r < 0.05:
             phone = rng.choice(("12345", "n/a", "0770090012", "+44 (0) 7700", "07700 900 123 456"))
+            if cc != "GB" and phone.startswith("07700"):  # a short UK mobile can be a whole number abroad
+                phone = "12345"
             planted.add("PHONE_INVALID")
         r = rng.random()
         if r < 0.02 and cc == "GB":
@@ -368,8 +370,10 @@ class World:
             faults.add("SERVICE_UNMAPPED")
         known = self.stock_skus if target == "linnworks" else self.wms_known  # Linnworks holds no bundles
         for line in order.lines:
-            product = self.by_sku[line.sku]
-            skus = [sku for sku, _ in product.components] if product.is_bundle and target != "linnworks" else [line.sku]
+            product = self.by_sku.get(line.sku)  # None: a SKU a client created an order with that the world lacks
+            skus = [line.sku]
+            if product is not None and product.is_bundle and target != "linnworks":
+                skus = [sku for sku, _ in product.components]
             for sku in skus:
                 if set(sku) & REFUSED_SKU_CHARS[target]:
                     faults.add("SKU_INVALID_CHARS")

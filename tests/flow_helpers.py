@@ -48,16 +48,16 @@ def emulator_config(emu: Emulators, tmp_path: Path, **extra: Any) -> FulfilConfi
     )
 
 
-def world_expectations(emu: Emulators, tmp_path: Path) -> dict[str, Any]:
-    """Run config pointing validation at a copy of `expectations/` whose `bundles.csv` is this world's own
-    bundles (the office's table for the brand under test; the shipped one is the demo world's), so that a test
-    on a smaller world judges bundles as that world made them."""
+def world_expectations(emu: Emulators, tmp_path: Path, ops: tuple[str, ...] = ("validation",)) -> dict[str, Any]:
+    """Run config pointing `ops` (validation; a flow's stock op, `<flow>_stock`) at a copy of `expectations/`
+    whose `bundles.csv` is this world's own bundles (the office's table for the brand under test; the shipped one
+    is the demo world's), so that a test on a smaller world has bundles as that world made them."""
     folder = tmp_path / "world_expectations"
     shutil.copytree(REPO / "expectations", folder, dirs_exist_ok=True)
     rows = [(p.sku, sku, n) for p in emu.world.products for sku, n in p.components]
     with (folder / "bundles.csv").open("w", newline="") as out:
         csv.writer(out).writerows([("bundle_sku", "component_sku", "quantity"), *rows])
-    return {"ops": {"validation": {"config": {"expectations_dir": str(folder)}}}}
+    return {"ops": {op: {"config": {"expectations_dir": str(folder)}} for op in ops}}
 
 
 ALL_FLOWS = ["linnworks_whistl", "cin7_whistl", "bigcommerce_whistl", "linnworks_peoplevox", "shopify_linnworks"]

@@ -18,6 +18,8 @@ from flow_helpers import ALL_FLOWS, all_flows_config, run_job, set_faults, world
 
 from emulators.linnworks import WHISTL_LOCATION
 from emulators.server import Emulators
+from fulfil_assets.cli import flow_report
+from fulfil_assets.config import FLOW_SYSTEMS
 from fulfil_assets.definitions import build_definitions
 from resources.warehouse import SCHEMA, WarehouseDb
 
@@ -72,6 +74,14 @@ def test_every_flow_sends_each_valid_order_once(emulators: Emulators, fulfil_env
         held.setdefault(ref, set()).add(code)
     planted = {o["order_ref"]: set(o["faults"]) for o in truth if o["faults"] and not o["cancelled"]}
     assert held == planted
+
+    # What `fulfil demo --json` prints (the demo's report, read from the emulators) agrees with the world.
+    report = flow_report(emu, db, ALL_FLOWS)
+    fit_per_flow = Counter(
+        next(f for f, pair in FLOW_SYSTEMS.items() if pair == (o["oms"], o["target"])) for o in truth if o["ready"]
+    )
+    assert {f: r["orders_received"] for f, r in report.items()} == fit_per_flow
+    assert not any(r["orders_received_more_than_once"] for r in report.values())
 
     # The ledger says what the targets hold, row for row.
     ledger = db.read(f"SELECT order_ref, wms FROM {SCHEMA}.wms_submissions")

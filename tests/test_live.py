@@ -20,7 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from live import run_live  # noqa: E402
+from live import FLOW_SYSTEMS, run_live  # noqa: E402
 
 
 @pytest.mark.long
@@ -36,6 +36,7 @@ def test_a_live_run_brings_every_despatchs_tracking_back_with_nothing_left_queue
     # ... and once the world stops, every order the world made fit to send is at its target, and every despatch's
     # tracking at its order system (however loaded the machine), by the emulators' own record.
     assert held["ready_not_held"] == {}, (held, log)
+    assert all(held.get(f, {}).get("backlog", {}).get("n") for f in FLOW_SYSTEMS), held  # each flow had some
     assert all(row["missing"] == 0 for row in tracked.values()), (tracked, log)
     jobs = result["jobs"]
     # No despatch or tracking run sat in the queue (as 20 of them did, for an hour, behind one warehouse slot):

@@ -5,7 +5,6 @@ without resending what was confirmed."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
@@ -19,9 +18,9 @@ import dagster as dg
 import polars as pl
 import pytest
 import yaml
-from flow_helpers import ALL_FLOWS, all_flows_config, kill_run, run_job
+from flow_helpers import ALL_FLOWS, all_flows_config, kill_run, run_job, world_expectations
 
-from emulators.linnworks import PEOPLEVOX_LOCATION, WHISTL_LOCATION
+from emulators.linnworks import DEFAULT_LOCATION, PEOPLEVOX_LOCATION, WHISTL_LOCATION
 from emulators.server import Emulators
 from fulfil_assets.definitions import build_definitions
 from resources.warehouse import SCHEMA, WarehouseDb
@@ -29,12 +28,14 @@ from resources.warehouse import SCHEMA, WarehouseDb
 REPO = Path(__file__).resolve().parent.parent
 
 
-def bundles() -> dict[str, list[tuple[str, int]]]:
-    parts: dict[str, list[tuple[str, int]]] = {}
-    with open(REPO / "expectations" / "bundles.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            parts.setdefault(row["bundle_sku"], []).append((row["component_sku"], int(row["quantity"])))
-    return parts
+def bundles(emu: Emulators) -> dict[str, list[tuple[str, int]]]:
+    """The world's own bundles: each bundle SKU's components and how many of each."""
+    return {p.sku: list(p.components) for p in emu.world.products if p.components}
+
+
+def stock_run(emu: Emulators, tmp_path: Path, flow: str) -> dict[str, Any]:
+    """Run config giving the flow's stock op this world's bundles table."""
+    return world_expectations(emu, tmp_path, (f"{flow}_stock",))
 
 
 def expected_levels(emu: Emulators, oms: str, wms: str) -> dict[str, int]:
@@ -44,7 +45,7 @@ def expected_levels(emu: Emulators, oms: str, wms: str) -> dict[str, int]:
     reached a warehouse: no order sync ran), bundles as their components, never below zero."""
     held_by = {"linnworks": emu.linnworks.orders, "cin7": emu.cin7.sales, "bigcommerce": emu.bigcommerce.orders}
     orders = {str(k): v for k, v in held_by[oms].items()}
-    kits = bundles()
+    kits = bundles(emu)
     held: Counter[str] = Counter()
     for truth in emu.timeline()["orders"]:
         if truth["oms"] == oms and truth["target"] == wms and not truth["cancelled"]:
@@ -82,8 +83,8 @@ def test_every_order_system_holds_available_to_sell_and_only_changes_travel(
     db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
     for flow in ALL_FLOWS:
         if flow != "shopify_linnworks":  # after linnworks_whistl: Linnworks is Shopify's stock master
-            run_job(defs, f"{flow}_stock_job", instance)
-    run_job(defs, "shopify_linnworks_stock_job", instance)
+            run_job(defs, f"{flow}_stock_job", instance, stock_run(emu, tmp_path, flow))
+    run_job(defs, "shopify_linnworks_stock_job", instance, stock_run(emu, tmp_path, "shopify_linnworks"))
     ledger = db.read(f"SELECT * FROM {SCHEMA}.stock_pushes")
     assert set(ledger["status"]) == {"sent"}
 
@@ -116,16 +117,19 @@ def test_every_order_system_holds_available_to_sell_and_only_changes_travel(
     shop = {(str(loc), items[item]): lvl for (item, loc), lvl in emu.shopify.levels.items()}
     # Shopify's Whistl location follows Linnworks' Whistl location (Linnworks -> Shopify, one way), less what
     # open Shopify orders hold (Linnworks' level drops only once it processes them).
-    kits, held = bundles(), Counter()
+    kits, held = bundles(emu), Counter()
     for truth in emu.timeline()["orders"]:
         if truth["oms"] == "shopify" and not truth["cancelled"]:
             for line in emu.shopify.orders[int(truth["order_id"])].lines:
                 for part, per in kits.get(line.sku, [(line.sku, 1)]):
                     held[part] += line.quantity * per
     assert sum(held.values()) > 0
-    assert {s: lvl for (loc, s), lvl in shop.items() if loc == "71000001"} == {
-        s: max(0, at_whistl[s] - held[s]) for (loc, s) in shop if loc == "71000001"
-    }
+    # Each Shopify location follows the Linnworks location it is mapped to (stock_locations.csv), less what open
+    # Shopify orders hold.
+    for shop_location, linnworks_location in (("71000001", WHISTL_LOCATION), ("71000002", DEFAULT_LOCATION)):
+        source = {s: lvl for (s, loc), lvl in emu.linnworks.stock.items() if loc == linnworks_location}
+        at_shop = {s: lvl for (loc, s), lvl in shop.items() if loc == shop_location}
+        assert at_shop and at_shop == {s: max(0, source.get(s, 0) - held[s]) for s in at_shop}, shop_location
     # Calls: ceil(changed / batch maximum) for each system.
     assert len(emu.bigcommerce.adjustments) == -(-len([v for v in bc.values() if v]) // 2000)
     assert len(emu.cin7.adjustments) == -(-sum(1 for v in emu.cin7.available.values() if v) // 500)
@@ -137,7 +141,7 @@ def test_every_order_system_holds_available_to_sell_and_only_changes_travel(
     writes = (len(emu.linnworks.stock_writes), len(emu.cin7.adjustments), len(emu.bigcommerce.adjustments))
     shopify_writes = len(emu.shopify.level_writes)
     for flow in ALL_FLOWS:
-        result = run_job(defs, f"{flow}_stock_job", instance)
+        result = run_job(defs, f"{flow}_stock_job", instance, stock_run(emu, tmp_path, flow))
         pushed = result.asset_materializations_for_node(f"{flow}_stock")[-1].metadata
         assert pushed["calls"].value == 0 and pushed["skus_changed"].value == 0
     assert (len(emu.linnworks.stock_writes), len(emu.cin7.adjustments), len(emu.bigcommerce.adjustments)) == writes
@@ -149,7 +153,7 @@ def test_every_order_system_holds_available_to_sell_and_only_changes_travel(
     time.sleep(1.1)  # a new snapshot file (its name carries the second)
     emu.whistl.snapshot()
     for flow in ("linnworks_whistl", "cin7_whistl", "bigcommerce_whistl"):
-        run_job(defs, f"{flow}_stock_job", instance)
+        run_job(defs, f"{flow}_stock_job", instance, stock_run(emu, tmp_path, flow))
     new = emu.linnworks.stock_writes[writes[0] :]
     assert [(w["sku"], w["location"], w["level"]) for w in new] == [(sku, WHISTL_LOCATION, expected[sku] - 5)]
     cin7_before, bc_before = cin7_expected[sku], bc[("1", sku)]

@@ -71,7 +71,8 @@ MAPPING_TABLES = {
     ),
     "locations.csv": MappingTable(
         "where an order system's fulfilment location sends orders at the target (a Shopify location -> a "
-        "Linnworks location); an unmapped one holds the order (`LOCATION_UNMAPPED`)",
+        "Linnworks location); an unmapped one holds the order (`LOCATION_UNMAPPED`; an unpaid storefront order, "
+        "whose location is read once it is paid, waits for payment instead)",
         {
             "system": _SYSTEMS,
             "location": "the order system's location id",
