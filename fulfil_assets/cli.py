@@ -216,9 +216,9 @@ def changes_received(emulators: "Emulators", target: str, refs: set[str]) -> dic
 
 def flow_report(emulators: "Emulators", db: "WarehouseDb", flows: list[str]) -> dict[str, dict[str, Any]]:
     """Per flow, what its target system holds afterwards, read from the emulators' own inspection (orders
-    received and how often, refusals, cancellations and amendments), beside what the ledger says was sent and the
-    flow's open exceptions."""
-    from fulfil_assets.config import target_of
+    received and how often, refusals, cancellations and amendments) for the orders the world gave that flow (its
+    order system and their target), beside what the ledger says was sent and the flow's open exceptions."""
+    from fulfil_assets.config import FLOW_SYSTEMS, target_of
     from resources.warehouse import SCHEMA
 
     ledger = db.read(f"SELECT flow, order_ref, status FROM {SCHEMA}.wms_submissions")
@@ -232,11 +232,12 @@ def flow_report(emulators: "Emulators", db: "WarehouseDb", flows: list[str]) -> 
         "peoplevox": pvx["saves"],
         "linnworks": {ref: 1 for ref in lw["created_orders"]},
     }
+    world = [o for o in emulators.timeline()["orders"] if o["source_ref"] is None]
     report: dict[str, dict[str, Any]] = {}
     for flow in flows:
         target = target_of(flow)
         mine = ledger.filter(ledger["flow"] == flow) if ledger.height else ledger
-        refs = set(mine["order_ref"]) if mine.height else set()
+        refs = {o["order_ref"] for o in world if (o["oms"], o["target"]) == FLOW_SYSTEMS[flow]}
         received = {r: n for r, n in held_by_target[target].items() if r in refs}
         flow_exceptions = exceptions.filter(exceptions["flow"] == flow) if exceptions.height else exceptions
         report[flow] = {
