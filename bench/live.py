@@ -49,7 +49,7 @@ sys.path.insert(0, str(REPO))
 
 from emulators.server import EmulatorConfig, Emulators  # noqa: E402
 from fulfil_assets.cli import _demo_env  # noqa: E402
-from fulfil_assets.config import FLOW_SYSTEMS  # noqa: E402
+from fulfil_assets.config import FLOW_SYSTEMS, flow_of  # noqa: E402
 from fulfil_assets.processes import start_celery_worker, start_daemon, stop_process_tree  # noqa: E402
 
 # Each system's published limit, as calls per second of the whole account (contracts/systems.md).
@@ -148,14 +148,13 @@ def order_latencies(timeline: dict[str, Any], started: float, cutoff: float = ma
             continue
         oms, ref = order["oms"], order["order_ref"]
         wms = order["target"] if ref in held.get(order["target"], {}) else None  # at its own target, or not held
-        flow = next((f for f, (o, w) in FLOW_SYSTEMS.items() if o == oms and w == wms), None)
-        if flow is None:
+        if wms is None:
             not_held[oms] = not_held.get(oms, 0) + 1
             if order["ready"] and (order["placed_at"] or 0.0) < cutoff:
                 ready_not_held.setdefault(oms, []).append(ref)
             continue
         into = live if order["placed_at"] > started + 1 else backlog
-        into.setdefault(flow, []).append(max(0.0, held[wms][ref] - order["placed_at"]))
+        into.setdefault(flow_of(oms, wms), []).append(max(0.0, held[wms][ref] - order["placed_at"]))
     flows = sorted(set(live) | set(backlog))
     return {
         **{f: {"live": spread(live.get(f, [])), "backlog": spread(backlog.get(f, []))} for f in flows},

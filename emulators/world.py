@@ -73,6 +73,18 @@ SHIPPING_METHODS = (
 UNSERVED_METHODS = frozenset(m for m, _ in SHIPPING_METHODS[-2:])
 # The blemishes each target's SKU format refuses (contracts/systems.md): Whistl takes letters and digits only,
 # Peoplevox any printable character but a space, Linnworks anything printable.
+# Every reason code the world plants (`World.planted_faults` returns a subset of these).
+PLANTED_CODES = frozenset(
+    {
+        "PHONE_MISSING",
+        "PHONE_INVALID",
+        "POSTCODE_INVALID",
+        "ADDRESS_INCOMPLETE",
+        "SERVICE_UNMAPPED",
+        "SKU_INVALID_CHARS",
+        "SKU_UNKNOWN_AT_WMS",
+    }
+)
 REFUSED_SKU_CHARS = {"whistl": frozenset("- _"), "peoplevox": frozenset(" "), "linnworks": frozenset()}
 CHANNELS = ("Website", "Amazon UK", "eBay", "Etsy", "TikTok Shop")
 PRODUCT_WORDS = (

@@ -218,7 +218,7 @@ def flow_report(emulators: "Emulators", db: "WarehouseDb", flows: list[str]) -> 
     """Per flow, what its target system holds afterwards, read from the emulators' own inspection (orders
     received and how often, refusals, cancellations and amendments) for the orders the world gave that flow (its
     order system and their target), beside what the ledger says was sent and the flow's open exceptions."""
-    from fulfil_assets.config import FLOW_SYSTEMS, target_of
+    from fulfil_assets.config import flow_of, target_of
     from resources.warehouse import SCHEMA
 
     ledger = db.read(f"SELECT flow, order_ref, status FROM {SCHEMA}.wms_submissions")
@@ -237,7 +237,7 @@ def flow_report(emulators: "Emulators", db: "WarehouseDb", flows: list[str]) -> 
     for flow in flows:
         target = target_of(flow)
         mine = ledger.filter(ledger["flow"] == flow) if ledger.height else ledger
-        refs = {o["order_ref"] for o in world if (o["oms"], o["target"]) == FLOW_SYSTEMS[flow]}
+        refs = {o["order_ref"] for o in world if flow_of(o["oms"], o["target"]) == flow}
         received = {r: n for r, n in held_by_target[target].items() if r in refs}
         flow_exceptions = exceptions.filter(exceptions["flow"] == flow) if exceptions.height else exceptions
         report[flow] = {

@@ -22,6 +22,7 @@ import yaml
 from emulators.linnworks import PEOPLEVOX_LOCATION
 from emulators.server import Emulators
 from fulfil_assets.config import FulfilConfig
+from resources.warehouse import SCHEMA, WarehouseDb
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -58,6 +59,24 @@ def world_expectations(emu: Emulators, tmp_path: Path, ops: tuple[str, ...] = ("
     with (folder / "bundles.csv").open("w", newline="") as out:
         csv.writer(out).writerows([("bundle_sku", "component_sku", "quantity"), *rows])
     return {"ops": {op: {"config": {"expectations_dir": str(folder)}} for op in ops}}
+
+
+def planted_reasons(truth: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """Per order the world spoiled and did not cancel (rows of `Emulators.timeline()["orders"]`), the reason codes
+    it planted: what fulfil must hold it for."""
+    return {o["order_ref"]: set(o["faults"]) for o in truth if o["faults"] and not o["cancelled"]}
+
+
+def open_reasons(db: WarehouseDb) -> dict[str, set[str]]:
+    """Per order reference, the reason codes of fulfil's open exceptions on it."""
+    rows = db.read(
+        f"SELECT o.order_ref, e.reason_code FROM {SCHEMA}.order_exceptions e JOIN {SCHEMA}.orders o "
+        "USING (order_key) WHERE e.resolved_at IS NULL"
+    )
+    held: dict[str, set[str]] = {}
+    for ref, code in rows.iter_rows():
+        held.setdefault(ref, set()).add(code)
+    return held
 
 
 ALL_FLOWS = ["linnworks_whistl", "cin7_whistl", "bigcommerce_whistl", "linnworks_peoplevox", "shopify_linnworks"]

@@ -413,3 +413,28 @@ def test_the_whistl_sku_rule_in_the_suite_is_the_one_the_warehouse_applies(tmp_p
     samples = ["ABC123", "A" * 30, "A" * 31, "", "ABC-123", "ABC_123", "ABC 123", "abc", "١٢٣", "ÄBC", "SKU.1"]
     for sku in samples:
         assert bool(re.fullmatch(regex, sku)) == bool(emu.whistl.sku_re.match(sku)), sku
+
+
+def test_an_unpaid_storefront_order_waits_for_its_location_and_a_paid_one_is_held_without_one() -> None:
+    """Linnworks as the target: a paid order with no fulfilment location, or an unmapped one, is
+    `LOCATION_UNMAPPED`; an unpaid one with none read yet (its fulfilment orders are read once paid) is not."""
+    shopify = {"source_system": "shopify", "shipping_method": "Next Day"}
+    orders = orders_frame(
+        {**shopify, "paid": True, "fulfilment_location": "71000001"},
+        {**shopify, "paid": True, "fulfilment_location": None},
+        {**shopify, "paid": False, "fulfilment_location": None},
+        {**shopify, "paid": True, "fulfilment_location": "99"},
+    )
+    locations = pl.DataFrame(
+        {"system": ["shopify"], "location": ["71000001"], "target": ["linnworks"], "target_location": ["L1"]}
+    )
+    frame = prepare_lines(orders, lines_frame([(i, 1, "ABC1", 1) for i in range(4)]), "linnworks", SERVICE_MAP,
+                          None, None, locations)  # fmt: skip
+    verdicts = check_orders(frame, load_suite("linnworks"), {})[1].filter(pl.col("rule") == "location")
+    held = dict(verdicts.select("order_key", "reason_code").iter_rows())
+    assert held == {
+        "linnworks:0": None,
+        "linnworks:1": "LOCATION_UNMAPPED",
+        "linnworks:2": None,
+        "linnworks:3": "LOCATION_UNMAPPED",
+    }

@@ -38,20 +38,31 @@ def stock_run(emu: Emulators, tmp_path: Path, flow: str) -> dict[str, Any]:
     return world_expectations(emu, tmp_path, (f"{flow}_stock",))
 
 
-def expected_levels(emu: Emulators, oms: str, wms: str) -> dict[str, int]:
-    """What `oms` should sell at its location fed by warehouse `wms`, worked out from the emulators' own state,
-    never from fulfil's tables: the warehouse's available units (Whistl: on hand less allocated and quarantined)
-    less what the order system's orders for that warehouse hold (open ones, by the world's record; none has
-    reached a warehouse: no order sync ran), bundles as their components, never below zero."""
-    held_by = {"linnworks": emu.linnworks.orders, "cin7": emu.cin7.sales, "bigcommerce": emu.bigcommerce.orders}
+def held_units(emu: Emulators, oms: str, target: str) -> Counter[str]:
+    """Units per stock SKU that `oms`'s orders for `target` hold: those not cancelled, by the world's record (none
+    has reached its target: no order sync ran), bundles as the world's components."""
+    held_by = {
+        "linnworks": emu.linnworks.orders,
+        "cin7": emu.cin7.sales,
+        "bigcommerce": emu.bigcommerce.orders,
+        "shopify": emu.shopify.orders,
+    }
     orders = {str(k): v for k, v in held_by[oms].items()}
     kits = bundles(emu)
     held: Counter[str] = Counter()
     for truth in emu.timeline()["orders"]:
-        if truth["oms"] == oms and truth["target"] == wms and not truth["cancelled"]:
+        if truth["oms"] == oms and truth["target"] == target and not truth["cancelled"]:
             for line in orders[truth["order_id"]].lines:
                 for sku, per in kits.get(line.sku, [(line.sku, 1)]):
                     held[sku] += line.quantity * per
+    return held
+
+
+def expected_levels(emu: Emulators, oms: str, wms: str) -> dict[str, int]:
+    """What `oms` should sell at its location fed by warehouse `wms`, worked out from the emulators' own state,
+    never from fulfil's tables: the warehouse's available units (Whistl: on hand less allocated and quarantined)
+    less what the order system's orders for that warehouse hold (`held_units`), never below zero."""
+    held = held_units(emu, oms, wms)
     if wms == "whistl":
         w = emu.whistl
         available = {s: w.on_hand[s] - w.allocated[s] - w.quarantined[s] for s in w.catalogue}
@@ -115,17 +126,10 @@ def test_every_order_system_holds_available_to_sell_and_only_changes_travel(
     assert at_pvx == {s: pvx_expected.get(s, 0) for s in at_pvx} and sum(at_pvx.values()) > 0
     items = emu.shopify.inventory_items
     shop = {(str(loc), items[item]): lvl for (item, loc), lvl in emu.shopify.levels.items()}
-    # Shopify's Whistl location follows Linnworks' Whistl location (Linnworks -> Shopify, one way), less what
-    # open Shopify orders hold (Linnworks' level drops only once it processes them).
-    kits, held = bundles(emu), Counter()
-    for truth in emu.timeline()["orders"]:
-        if truth["oms"] == "shopify" and not truth["cancelled"]:
-            for line in emu.shopify.orders[int(truth["order_id"])].lines:
-                for part, per in kits.get(line.sku, [(line.sku, 1)]):
-                    held[part] += line.quantity * per
+    # Each Shopify location follows the Linnworks location it is mapped to (stock_locations.csv; Linnworks ->
+    # Shopify, one way), less what open Shopify orders hold (Linnworks' level drops only once it processes them).
+    held = held_units(emu, "shopify", "linnworks")
     assert sum(held.values()) > 0
-    # Each Shopify location follows the Linnworks location it is mapped to (stock_locations.csv), less what open
-    # Shopify orders hold.
     for shop_location, linnworks_location in (("71000001", WHISTL_LOCATION), ("71000002", DEFAULT_LOCATION)):
         source = {s: lvl for (s, loc), lvl in emu.linnworks.stock.items() if loc == linnworks_location}
         at_shop = {s: lvl for (loc, s), lvl in shop.items() if loc == shop_location}
