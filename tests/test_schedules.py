@@ -57,6 +57,14 @@ def test_each_order_system_syncs_in_its_own_job_and_schedules_of_one_interval_st
     assert raw["cin7_order_sync_job"] == {"raw_cin7", "raw_whistl"}  # a Cin7 backlog holds no other system's orders
     assert raw["linnworks_order_sync_job"] == {"raw_linnworks", "raw_whistl", "raw_peoplevox"}
     assert raw["shopify_order_sync_job"] == {"raw_shopify", "raw_linnworks"}
+    # From its own system an order sync reads the order tables only; stock and catalogue are the stock job's.
+    cin7 = {k.path[1] for k in selected["cin7_order_sync_job"] if k.path[0] == "raw_cin7"}
+    assert cin7 == {"sale_list", "sales"}
+    shopify = {k.path[1] for k in selected["shopify_order_sync_job"] if k.path[0] == "raw_shopify"}
+    assert shopify == {"orders", "fulfillment_orders"}
+    # Linnworks is the Shopify orders' target: its catalogue (stock items) is read to validate them.
+    assert dg.AssetKey(["raw_linnworks", "stock_items"]) in selected["shopify_order_sync_job"]
+    assert dg.AssetKey(["raw_linnworks", "stock_items"]) not in selected["linnworks_order_sync_job"]
     every_15 = [s for s in defs.schedules or [] if s.cron_schedule.endswith("/15 * * * *")]
     assert len(every_15) >= 6 and len({s.cron_schedule for s in every_15}) > 1, [s.cron_schedule for s in every_15]
 
