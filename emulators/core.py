@@ -15,7 +15,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CONTROL_PREFIX = "/_emulator"
 
@@ -94,6 +94,7 @@ class Faults:
     malformed_next: int = 0
     expire_tokens: bool = False
     only_path: str = ""  # when set, faults strike only requests whose path ends with it (e.g. "Orders/CreateOrders")
+    pass_next: int = 0  # this many (matching) calls pass unharmed before any fault strikes: "the 10th call times out"
     # system specific switches
     throttle_503: bool = False  # Cin7's old "60 calls per minute" 503 instead of 429
     error_in_200_next: int = 0  # Cin7: an ErrorCode body with HTTP 200
@@ -173,6 +174,8 @@ class EmulatedSystem:
         # The emulated world's own record, for latency measured outside fulfil (`Emulators.timeline`).
         self.placed_at: dict[str, float] = {}  # order id -> wall-clock epoch the emulator created the order
         self.tracking_at: dict[str, float] = {}  # order id -> first wall-clock epoch tracking was accepted on it
+        self.held_calls = 0  # calls inside the system (held by latency or a timeout, or being carried out)
+        self._release = 0  # bumped by `apply_pending`: every held call goes on at once
 
     # -- to override -------------------------------------------------------------------------
     def routes(self) -> list[Route]:  # pragma: no cover - abstract
@@ -209,6 +212,22 @@ class EmulatedSystem:
         """One `{oms, order_id, order_ref, placed_at}` per order held (order systems override; lock held)."""
         return []
 
+    def apply_pending(self, timeout_s: float = 30.0) -> None:
+        """Carry out now every call the system is holding (injected latency, or a timeout that lands after the
+        client gave up) and return once each is applied: a test waits on the system, not on a sleep sized to it."""
+        self._release += 1
+        deadline = time.monotonic() + timeout_s
+        while self.held_calls:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name}: {self.held_calls} call(s) still held after {timeout_s} s")
+            time.sleep(0.005)
+
+    async def hold(self, seconds: float) -> None:
+        """Wait `seconds` inside a call, or less if `apply_pending` releases it."""
+        release, deadline = self._release, time.monotonic() + seconds
+        while self._release == release and (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, 0.02))
+
     # -- timeline --------------------------------------------------------------------------------
     def placed(self, order_ids: list[str], at: float | None = None) -> None:
         """Note when the emulator created these orders (now unless `at` is given)."""
@@ -239,6 +258,7 @@ class EmulatedSystem:
             Route(f"{CONTROL_PREFIX}/calls", self._calls_route, methods=["GET", "DELETE"]),
             Route(f"{CONTROL_PREFIX}/state", self._state_route, methods=["GET"]),
             Route(f"{CONTROL_PREFIX}/action/{{action}}", self._action_route, methods=["POST"]),
+            Route(f"{CONTROL_PREFIX}/apply_pending", self._apply_pending_route, methods=["POST"]),
         ]
         inner = Starlette(routes=control + self.routes())
         return _Guard(self, inner)
@@ -260,6 +280,13 @@ class EmulatedSystem:
         path = request.query_params.get("path")
         calls = [asdict(c) for c in self.recorder.calls if path is None or c.path.endswith(path)]
         return JSONResponse({"calls": calls, "status_counts": dict(self.recorder.status_counts)})
+
+    async def _apply_pending_route(self, request: Request) -> Response:
+        """`apply_pending` over HTTP (answers once no call is held; the held calls share this event loop)."""
+        self._release += 1
+        while self.held_calls:
+            await asyncio.sleep(0.005)
+        return JSONResponse({"held_calls": 0})
 
     async def _state_route(self, request: Request) -> Response:
         with self.lock:
@@ -288,6 +315,9 @@ class _Guard:
         system, faults = self.system, self.system.faults
         if faults.only_path and not scope["path"].endswith(faults.only_path):
             faults = _NO_FAULTS
+        elif faults.pass_next > 0:
+            faults.pass_next -= 1
+            faults = Faults(latency_ms=faults.latency_ms, reply_delay_ms=faults.reply_delay_ms)
         body_bytes = b""
         more = True
         while more:
@@ -298,6 +328,16 @@ class _Guard:
         async def replay() -> dict[str, Any]:
             return {"type": "http.request", "body": body_bytes, "more_body": False}
 
+        system.held_calls += 1
+        try:
+            await self._serve(scope, send, faults, body_bytes, replay)
+        finally:
+            system.held_calls -= 1
+
+    async def _serve(
+        self, scope: Scope, send: Send, faults: Faults, body_bytes: bytes, replay: Callable[[], Awaitable[Message]]
+    ) -> None:
+        system = self.system
         request = Request(scope, replay)
         status_box = [0]
 
@@ -310,10 +350,10 @@ class _Guard:
             faults.expire_tokens = False
             system.expire_sessions()
         if faults.latency_ms:
-            await asyncio.sleep(faults.latency_ms / 1000)
+            await system.hold(faults.latency_ms / 1000)
         response: Response | None = None
         if faults.draw("timeout", system.rng):
-            await asyncio.sleep(faults.timeout_s)
+            await system.hold(faults.timeout_s)
         if faults.draw("reset", system.rng):
             # Promise more bytes than are sent: the server drops the connection mid-response.
             await send(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,31 @@ def own_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Each test's own data folder (rate budget files, dlt state), also for tests that use only the emulators:
     nothing carries over between tests or lands in the repository's `data/`."""
     monkeypatch.setenv("FULFIL_DATA_DIR", str(tmp_path / "data"))
+
+
+class EffectClock:
+    """The effect module's clock, moved on by a test instead of sleeping through a settle window: an attempt with
+    no known outcome is looked up once it is `settle_s` old by this clock (runs in this process only)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from fulfil_assets import effects
+
+        self.offset = timedelta(0)
+        monkeypatch.setattr(effects, "now_utc", self.now)
+
+    def now(self) -> datetime:
+        """Real UTC time plus every advance so far."""
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, seconds: float) -> None:
+        """Move the effect module's time on by `seconds`."""
+        self.offset += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def effect_clock(monkeypatch: pytest.MonkeyPatch) -> EffectClock:
+    """The effect module's clock, for this test to move on."""
+    return EffectClock(monkeypatch)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -182,22 +182,24 @@ class Drill:
             cmd += ["-c", str(path)]
         return cmd
 
-    def kill_at(self, job: str, step: str, run_config: dict | None = None) -> bool:
-        """Start a run and SIGKILL it the moment `step` starts; whether the kill happened before the run ended."""
-        proc = subprocess.Popen(
-            self.command(job, run_config),
-            env=self.env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if f'Started execution of step "{step}"' in line:
-                kill_run(proc)
-                return True
-        proc.wait()
+    def kill_at(self, job: str, step: str, run_config: dict | None = None, attempts: int = 1) -> bool:
+        """Start runs until one is SIGKILLed the moment `step` starts (under faults a run can fail before it gets
+        there); whether a kill landed within `attempts` runs."""
+        for _ in range(attempts):
+            proc = subprocess.Popen(
+                self.command(job, run_config),
+                env=self.env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if f'Started execution of step "{step}"' in line:
+                    kill_run(proc)
+                    return True
+            proc.wait()
         return False
 
     def kill_when(self, select: str, applied: Callable[[], bool], timeout_s: float = 120.0) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 
 import dagster as dg
 import pytest
+from conftest import EffectClock
 from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
 from flow_helpers import emulator_config
 
@@ -74,7 +75,12 @@ def _send(defs: dg.Definitions, instance: dg.DagsterInstance, requests: list[dg.
 
 @pytest.mark.parametrize("warehouse_url", ["duckdb"], indirect=True)
 def test_failed_runs_and_checks_turning_red_reach_the_webhook_once(
-    emulators: Emulators, fulfil_env: dict, tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+    emulators: Emulators,
+    fulfil_env: dict,
+    tmp_path: Path,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    effect_clock: EffectClock,
 ) -> None:
     emu = emulators
     emu.whistl.snapshot()
@@ -102,7 +108,7 @@ def test_failed_runs_and_checks_turning_red_reach_the_webhook_once(
     assert db.read(f"SELECT status FROM {SCHEMA}.alerts")["status"].to_list() == ["sending"]
     alert_runs += _send(defs, instance, [dg.RunRequest()])  # the retry schedule's run, straight after: too soon
     assert receiver.posts == []
-    time.sleep(1.1)  # an unconfirmed post is sent again once it has had 2 x the timeout to land
+    effect_clock.advance(1.0)  # an unconfirmed post is sent again once it has had 2 x the timeout to land
     alert_runs += _send(defs, instance, [dg.RunRequest()])
     keys = [k for k, _ in receiver.posts]
     assert keys == [f"alert:run:{failed.run_id}"], "posted once, after the webhook came back"

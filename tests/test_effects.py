@@ -16,7 +16,7 @@ import dagster as dg
 import polars as pl
 import pytest
 import yaml
-from conftest import deployment_env
+from conftest import EffectClock, deployment_env
 from flow_helpers import drain_despatches, emulator_config, run_job, set_faults, world_expectations
 
 from emulators.server import Emulators
@@ -112,7 +112,7 @@ def reached_check(result: dg.ExecuteInProcessResult) -> bool:
 
 
 def test_tracking_once_when_linnworks_applied_calls_the_client_gave_up_on(
-    emulators: Emulators, fulfil_env: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    emulators: Emulators, fulfil_env: dict, tmp_path: Path, effect_clock: EffectClock
 ) -> None:
     """Timeouts where Linnworks carries the call out after the client has gone, and a kill right after Linnworks
     applied a post: the next run reads the order back and confirms, never posts again."""
@@ -143,7 +143,8 @@ def test_tracking_once_when_linnworks_applied_calls_the_client_gave_up_on(
     for _ in range(3):
         defs.resolve_job_def("tracking_job").execute_in_process(instance=instance, raise_on_error=False)
     set_faults(emu, "linnworks", timeout_rate=0.0)
-    time.sleep(1.0)  # unconfirmed attempts are checked once they have had time to land (2 x the client timeout)
+    emu.linnworks.apply_pending()  # every call the client gave up on has landed...
+    effect_clock.advance(1.0)  # ...and unconfirmed attempts are looked up once 2 x the client timeout old
     for _ in range(3):
         run_job(defs, "tracking_job", instance)
     timeouts = db.read(f"SELECT last_error FROM {SCHEMA}.tracking_posts WHERE result LIKE 'found at target%'")
@@ -177,7 +178,7 @@ def linnworks_tracking_posts(posts: list[tuple[str, str]]) -> pl.DataFrame:
 
 
 def test_a_post_that_timed_out_late_in_its_batch_is_looked_up_only_once_it_could_have_landed(
-    emulators: Emulators, tmp_path: Path
+    emulators: Emulators, tmp_path: Path, effect_clock: EffectClock
 ) -> None:
     """Posts go 25 to a batch and are recorded together: the last post of a batch times out, and Linnworks carries
     it out after the client gave up. The next delivery, straight after, must not take that post's silence at the
@@ -189,29 +190,19 @@ def test_a_post_that_timed_out_late_in_its_batch_is_looked_up_only_once_it_could
     orders = sorted(emu.linnworks.orders)[:10]
     effects.intend(db, "tracking_posts", linnworks_tracking_posts([(o, f"WHL{i:04d}") for i, o in enumerate(orders)]))
     client = LinnworksClient(emu.url("linnworks"), *emu.linnworks.credentials, budget_share=1e6, timeout_s=0.5)
-    set_faults(emu, "linnworks", latency_ms=100, timeout_s=0.8, only_path="Orders/SetOrderShippingInfo")
-
-    def time_out_the_last_post() -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if sum(c.path.endswith("SetOrderShippingInfo") for c in emu.linnworks.recorder.calls) >= len(orders) - 1:
-                emu.linnworks.faults.timeout_next = 1
-                return
-            time.sleep(0.002)
-
-    watcher = threading.Thread(target=time_out_the_last_post)
-    watcher.start()
+    last = {"pass_next": len(orders) - 1, "timeout_next": 1}  # the last post of the batch times out
+    set_faults(emu, "linnworks", latency_ms=100, timeout_s=0.8, only_path="Orders/SetOrderShippingInfo", **last)
 
     def deliver() -> effects.DeliveryReport:  # a new sender each time, as each run makes its own
         sender = LinnworksTracking(client)
         return effects.deliver(db, "tracking_posts", sender, settle_s=2 * client.timeout_s, batches=sender.batches)
 
     first = deliver()
-    watcher.join()
     assert (first.sent, first.deferred) == (len(orders) - 1, 1), first
     again = deliver()  # straight after: the post that timed out may still be landing
     assert again.claimed == 0 and again.sent == 0, again
-    time.sleep(2 * client.timeout_s + 0.2)
+    emu.linnworks.apply_pending()
+    effect_clock.advance(2 * client.timeout_s)
     settled = deliver()
     assert settled.found_at_target == 1 and settled.sent == 0, settled
     writes = emu.linnworks.inspect()["shipping_info"]

@@ -210,6 +210,25 @@ def test_linnworks_per_method_limit_and_faults(emulators: Emulators) -> None:
         faults(emu, "linnworks", latency_ms=0, throttle_next=1)
         assert c.post(f"{server}/api/Orders/GetOpenOrders", headers=h, json={}).status_code == 429
 
+        # `pass_next` lets that many calls through before the fault strikes; `apply_pending` carries out at once a
+        # call held past the client's timeout (it answers only when the call is applied).
+        order = next(iter(emu.linnworks.orders))
+        post = {"orderId": order, "info": {"TrackingNumber": "HELD1", "Vendor": "Royal Mail"}}
+        faults(emu, "linnworks", pass_next=1, timeout_next=1, timeout_s=120, only_path="Orders/SetOrderShippingInfo")
+        assert c.post(f"{server}/api/Orders/GetOpenOrders", headers=h, json={}).status_code == 200  # other path
+        first = c.post(
+            f"{server}/api/Orders/SetOrderShippingInfo",
+            headers=h,
+            json={**post, "info": {"TrackingNumber": "PASS1"}},
+            timeout=5,
+        )
+        assert first.status_code == 200, first.text
+        with pytest.raises(httpx.ReadTimeout):
+            c.post(f"{server}/api/Orders/SetOrderShippingInfo", headers=h, json=post, timeout=0.5)
+        assert "HELD1" not in str(emu.linnworks.inspect()["shipping_info"].get(order))
+        c.post(f"{server}/_emulator/apply_pending", timeout=10).raise_for_status()
+        assert "HELD1" in str(emu.linnworks.inspect()["shipping_info"][order])
+
 
 # -- Cin7 ------------------------------------------------------------------------------------------------
 
@@ -846,11 +865,16 @@ def test_demo_ticks_bring_new_orders_late_changes_and_warehouse_work(tmp_path) -
     ports = dict.fromkeys(("linnworks", "cin7", "shopify", "bigcommerce", "peoplevox", "whistl", "whistl_sftp"), 0)
     config = EmulatorConfig(data_dir=tmp_path, n_skus=50, n_orders=5, ports=ports, tick_s=0.1, orders_per_tick=2)
     with Emulators(config) as emu:
-        time.sleep(1.5)
-        assert len(emu.linnworks.orders) > 5 and len(emu.bigcommerce.orders) > 5
-        assert emu.linnworks.cancelled, "late cancellations arrive"
-        assert any(o.updated_at > o.created_at for o in emu.linnworks.orders.values()), "late edits arrive"
-        assert any(f.startswith("inv_") for f in emu.whistl.files_written), "stock snapshots appear"
+        seen = {
+            "new orders": lambda: len(emu.linnworks.orders) > 5 and len(emu.bigcommerce.orders) > 5,
+            "late cancellations": lambda: bool(emu.linnworks.cancelled),
+            "late edits": lambda: any(o.updated_at > o.created_at for o in emu.linnworks.orders.values()),
+            "stock snapshots": lambda: any(f.startswith("inv_") for f in emu.whistl.files_written),
+        }
+        deadline = time.monotonic() + 60  # ticks every 0.1 s: a loaded machine only makes them later
+        while not all(arrived() for arrived in seen.values()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [what for what, arrived in seen.items() if not arrived()] == []
 
 
 def test_peoplevox_is_held_to_its_published_wsdl(emulators: Emulators) -> None:

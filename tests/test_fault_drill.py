@@ -7,7 +7,6 @@ Run alone with `pytest -m fault_drill`; it is part of the suite CI runs."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import dagster as dg
 import polars as pl
 import pytest
 import yaml
-from conftest import deployment_env
+from conftest import EffectClock, deployment_env
 from flow_helpers import Drill, emulator_config, set_faults, tick_sensor, world_expectations
 
 from emulators.server import Emulators
@@ -24,6 +23,8 @@ from fulfil_assets.definitions import build_definitions
 pytestmark = [pytest.mark.fault_drill, pytest.mark.postgres, pytest.mark.long, pytest.mark.timeout(900)]
 
 SYNC_STEPS = ("linnworks_raw", "whistl_raw", "staged_orders", "wms_stock", "validation", "wms_submissions")
+CLIENT_TIMEOUT_S = 1.0
+KILLED_DESPATCH_RUNS = 2
 FAULTS = {
     "error_rate": 0.1,
     "error_status": 503,
@@ -34,6 +35,13 @@ FAULTS = {
 }
 
 
+def settle(emu: Emulators, clock: EffectClock) -> None:
+    """Every call Linnworks holds is applied, and every unconfirmed attempt is old enough to be looked up (twice the
+    client's timeout): what the drill once slept for."""
+    emu.linnworks.apply_pending()
+    clock.advance(2 * CLIENT_TIMEOUT_S)
+
+
 def until_success(defs: dg.Definitions, job: str, instance: dg.DagsterInstance, tries: int = 6, **kw: object) -> None:
     """Run in-process until a run succeeds (faults may exhaust a run's retries; the next run goes on)."""
     for _ in range(tries):
@@ -42,10 +50,12 @@ def until_success(defs: dg.Definitions, job: str, instance: dg.DagsterInstance, 
     pytest.fail(f"{job} never succeeded in {tries} runs")
 
 
-def test_fault_drill(emulators: Emulators, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fault_drill(
+    emulators: Emulators, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, effect_clock: EffectClock
+) -> None:
     emu = emulators
     deployment_env(monkeypatch, tmp_path, emu, postgres_url)
-    config = emulator_config(emu, tmp_path, systems={"linnworks": {"budget_share": 1.0, "timeout_s": 1.0}})
+    config = emulator_config(emu, tmp_path, systems={"linnworks": {"budget_share": 1.0, "timeout_s": CLIENT_TIMEOUT_S}})
     config_file = tmp_path / "fulfil.yaml"
     config_file.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_defaults=True)))
     defs = build_definitions(config)
@@ -62,31 +72,35 @@ def test_fault_drill(emulators: Emulators, postgres_url: str, tmp_path: Path, mo
     assert fit and spoiled
     sync_config = world_expectations(emu, tmp_path)
 
-    # A SIGKILL as each step of the order sync starts, then the order sync to its end.
-    killed = [step for step in SYNC_STEPS if drill.kill_at("order_sync_job", step, sync_config)]
-    assert len(killed) >= len(SYNC_STEPS) - 1, killed
+    # A SIGKILL as each step of the order sync starts (every planned kill lands), then the order sync to its end.
+    killed = [step for step in SYNC_STEPS if drill.kill_at("order_sync_job", step, sync_config, attempts=4)]
+    assert killed == list(SYNC_STEPS), f"kills planned at {SYNC_STEPS}, landed at {killed}"
     set_faults(emu, "linnworks", expire_tokens=True)
     until_success(defs, "order_sync_job", instance, run_config=sync_config)
     # Two pushes at once, each its own process and instance (a raised run limit, or the CLI).
     drill.twice_at_once("wms_submissions")
 
-    # The warehouse works; each despatch file's run is killed once as it posts, then taken in for good.
+    # The warehouse works; the first despatch files' runs are killed as they start posting tracking (the file
+    # taken in, its posts due), then each file is taken in for good.
     cursor = None
-    kills = 0
-    for _ in range(6):
+    kills = planned = 0
+    for steps in range(12):  # six shifts, and more until the planned kills had their files
+        if steps >= 6 and planned == KILLED_DESPATCH_RUNS:
+            break
         emu.whistl.step()
         result = tick_sensor(defs, instance, cursor)
         cursor = result.cursor
         for request in result.run_requests or []:
+            if planned < KILLED_DESPATCH_RUNS and request.tags["fulfil/file"].startswith("shp_"):
+                planned += 1
+                kills += drill.kill_at("despatch_job", "tracking_posts__linnworks", request.run_config, attempts=4)
             until_success(defs, "despatch_job", instance, run_config=request.run_config)
-            if kills < 3 and request.tags["fulfil/file"].startswith("shp_"):
-                kills += drill.kill_at("tracking_job", "tracking_posts__linnworks")
-    assert kills >= 1
+    assert kills == planned == KILLED_DESPATCH_RUNS, f"{planned} despatch runs to kill, {kills} killed"
     drill.twice_at_once("tracking_posts/linnworks")
 
     # Faults off: whatever is still due goes out (unconfirmed attempts settle first).
     set_faults(emu, "linnworks", error_rate=0.0, throttle_rate=0.0, reset_rate=0.0, timeout_rate=0.0)
-    time.sleep(2.5)
+    settle(emu, effect_clock)
     until_success(defs, "order_sync_job", instance, run_config=sync_config)
     for _ in range(3):
         emu.whistl.step()
@@ -94,7 +108,7 @@ def test_fault_drill(emulators: Emulators, postgres_url: str, tmp_path: Path, mo
         cursor = result.cursor
         for request in result.run_requests or []:
             until_success(defs, "despatch_job", instance, run_config=request.run_config)
-    time.sleep(2.5)
+    settle(emu, effect_clock)
     until_success(defs, "tracking_job", instance)
 
     # Counted at the emulators: every order the world made fit at Whistl exactly once, and no other...

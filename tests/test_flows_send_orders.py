@@ -7,13 +7,13 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import time
 from collections import Counter
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 import pytest
+from conftest import EffectClock
 from flow_helpers import (
     ALL_FLOWS,
     all_flows_config,
@@ -176,7 +176,9 @@ def test_peoplevox_saves_each_order_once_and_its_refusals_become_exceptions(
 
 
 @pytest.mark.parametrize("warehouse_url", ["duckdb"], indirect=True)  # the SQL is the same; PG runs the all-flows test
-def test_shopify_orders_become_linnworks_orders_once(emulators: Emulators, fulfil_env: dict, tmp_path: Path) -> None:
+def test_shopify_orders_become_linnworks_orders_once(
+    emulators: Emulators, fulfil_env: dict, tmp_path: Path, effect_clock: EffectClock
+) -> None:
     """shopify_linnworks: each paid, valid Shopify order is created in Linnworks once (at the location its Shopify
     location maps to, Shopify's id as external reference), also when a call times out after Linnworks applied
     it; with linnworks_whistl beside it, the created orders then reach Whistl once as Linnworks orders."""
@@ -199,7 +201,8 @@ def test_shopify_orders_become_linnworks_orders_once(emulators: Emulators, fulfi
     assert ready.height > 0 and set(ready["target_location"]) == {WHISTL_LOCATION}
     unsure = db.read(f"SELECT status FROM {SCHEMA}.wms_submissions WHERE wms = 'linnworks' AND status = 'sending'")
     assert unsure.height > 0, "the timed-out call left no unconfirmed attempt: the test proves nothing"
-    time.sleep(1.5)  # the emulator applies the timed-out call
+    emu.linnworks.apply_pending()  # Linnworks applies the timed-out call...
+    effect_clock.advance(1.0)  # ...and the unconfirmed attempt is old enough (2 x the timeout) to be looked up
 
     run_job(defs, "order_sync_job", instance)
     created = emu.linnworks.inspect()["created_orders"]

@@ -204,7 +204,7 @@ def test_a_push_killed_half_way_resumes_without_resending_confirmed_levels(
     while len(emu.bigcommerce.adjustments) < 3 and time.monotonic() < deadline and child.poll() is None:
         time.sleep(0.05)
     kill_run(child)
-    time.sleep(1.0)  # a call in flight when the process died is still applied by BigCommerce (after its latency)
+    emu.bigcommerce.apply_pending()  # a call in flight when the process died is still applied by BigCommerce
     db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
     confirmed = set(db.read(f"SELECT sku FROM {SCHEMA}.stock_pushes WHERE status = 'sent'")["sku"])
     calls_before = len(emu.bigcommerce.adjustments)
