@@ -133,6 +133,7 @@ class Call:
     body: Any
     status: int
     at: float
+    agent: str = ""  # the client's User-Agent (fulfil's own clients send `fulfil/<version>`)
 
 
 @dataclass
@@ -399,9 +400,9 @@ class _Guard:
             parsed: Any = json.loads(body) if body else None
         except ValueError:
             parsed = body.decode("utf-8", "replace")[:20_000]
-        self.system.recorder.add(
-            Call(scope["method"], scope["path"], scope.get("query_string", b"").decode(), parsed, status, time.time())
-        )
+        agent = dict(scope.get("headers") or []).get(b"user-agent", b"").decode("latin-1")
+        query = scope.get("query_string", b"").decode()
+        self.system.recorder.add(Call(scope["method"], scope["path"], query, parsed, status, time.time(), agent))
 
 
 Handler = Callable[[Request], Awaitable[Response]]

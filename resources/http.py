@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +204,17 @@ def _wait(state: RetryCallState) -> float:
     return random.uniform(0, min(30.0, 0.5 * 2 ** (state.attempt_number - 1)))
 
 
+def _user_agent() -> str:
+    """`fulfil/<version>`: who is calling, as Shopify and BigCommerce ask an app to say."""
+    try:
+        return f"fulfil/{version('fulfil')}"
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "fulfil/dev"
+
+
+USER_AGENT = _user_agent()
+
+
 class ApiClient:
     """httpx client with a shared rate budget, retries of transient failures and classified errors.
 
@@ -213,7 +225,7 @@ class ApiClient:
 
     def __init__(self, base_url: str, timeout_s: float = 30.0, max_attempts: int = 6) -> None:
         self.base_url = base_url
-        self.http = httpx.Client(timeout=timeout_s)
+        self.http = httpx.Client(timeout=timeout_s, headers={"User-Agent": USER_AGENT})
         self.timeout_s = timeout_s
         self.max_attempts = max_attempts
         self.stats = CallStats()

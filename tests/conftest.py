@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from emulators.documented import product_requests_undocumented
 from emulators.server import EmulatorConfig, Emulators
 
 PG_ADMIN_URL = os.environ.get("FULFIL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -32,6 +33,8 @@ def emulators(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Emulat
     )
     with Emulators(config) as emu:
         yield emu
+        # Whatever the test did, fulfil's own clients asked the systems only what their vendors document.
+        assert product_requests_undocumented(emu) == []
 
 
 def _postgres_url() -> Iterator[str]:

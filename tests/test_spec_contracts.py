@@ -1,7 +1,9 @@
 """Contract tests against the vendors' own published specs, kept in emulators/specs (read, never edited): every answer
 the Linnworks emulator gives on the routes fulfil uses has exactly the shape of the spec's response model, and
 every request the product sends passes the spec's request model (the emulator refuses one that does not).
-BigCommerce's v3 inventory and v2 order answers are validated against its OpenAPI files.
+BigCommerce's v3 inventory and v2 order answers are validated against its OpenAPI files. Shopify and Cin7 publish no
+machine-readable spec: every request their clients (and BigCommerce's) make is held to what the documentation pages
+list (`emulators/documented.py`, applied by the `emulators` fixture after every test).
 
 Routes served that the spec files here do not describe, and why they exist:
 - Linnworks `Orders/GetOpenOrders` is in orders.json; `OpenOrders/GetOpenOrdersDetails` in openorders.json: both
@@ -19,9 +21,14 @@ import httpx
 import jsonschema
 import yaml
 
+from emulators.documented import product_requests_undocumented
 from emulators.linnworks import SPEC_FILES
 from emulators.server import Emulators
+from resources.bigcommerce import BigCommerceClient
+from resources.cin7 import Cin7Client
+from resources.http import USER_AGENT
 from resources.linnworks import LinnworksClient
+from resources.shopify import ShopifyClient
 
 SPECS = Path(__file__).resolve().parents[1] / "emulators" / "specs"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "specs"  # the team's reference copies, where present
@@ -235,3 +242,51 @@ def test_bigcommerce_order_and_adjustment_answers_follow_the_openapi(emulators: 
         refused = c.put(url, json={"items": [{"location_id": 1, "sku": other, "quantity": 2}]})
         check_openapi(inventory, path, "put", "422", refused)
         assert "is tracked by product, please update stock by product id" in refused.json()["title"]
+
+
+def test_every_request_of_the_storefront_and_cin7_clients_is_documented(emulators: Emulators) -> None:
+    """Shopify and Cin7 publish no machine-readable spec: their clients' requests are held to what the documentation
+    pages list (`emulators/documented.py`; the `emulators` fixture applies it after every test). Here each request
+    the clients make is made once and found documented, and a parameter no page lists is named with its page."""
+    emu = emulators
+    shopify = ShopifyClient(emu.url("shopify"), emu.shopify.access_token, budget_share=1.0)
+    order = next(iter(emu.shopify.orders))
+    list(shopify.orders("2020-01-01T00:00:00Z", limit=50))
+    locations = shopify.locations()
+    list(shopify.products(limit=50))
+    shopify.fulfillment_orders(order)
+    shopify.order_fulfillments(order)
+    list(shopify.inventory_levels([loc["id"] for loc in locations], limit=50))
+    cin7 = Cin7Client(emu.url("cin7"), *emu.cin7.credentials, budget_share=1.0)
+    sale = next(row for page in cin7.sales("2020-01-01T00:00:00Z") for row in page)
+    cin7.sale(sale["SaleID"])
+    list(cin7.availability())
+    list(cin7.stock_adjustments())
+    cin7.carriers()
+    bigcommerce = BigCommerceClient(emu.url("bigcommerce"), emu.bigcommerce.access_token, budget_share=1.0)
+    list(bigcommerce.orders("2020-01-01T00:00:00+00:00"))
+    list(bigcommerce.catalog_products())
+    list(bigcommerce.inventory_items())
+
+    made = {
+        system: {c.path.rsplit("/", 1)[-1] for c in getattr(emu, system).recorder.calls if c.agent == USER_AGENT}
+        for system in ("shopify", "cin7", "bigcommerce")
+    }
+    assert {"orders.json", "locations.json", "products.json", "inventory_levels.json"} <= made["shopify"], made
+    assert {"saleList", "sale", "productavailability", "stockadjustmentList", "carrier"} <= made["cin7"], made
+    assert {"orders", "products", "items"} <= made["bigcommerce"], made
+    assert product_requests_undocumented(emu) == []
+
+    # A parameter no documentation page lists is named, with the page to read (then cleared for the fixture).
+    list(shopify.pages("orders.json", "orders", {"status": "any", "sort_by": "placed"}))
+    cin7.get("saleList", Page=1, Limit=5, Sort="Updated")
+    bigcommerce.get("v2/orders", page=1, limit=5, colour="blue")
+    problems = product_requests_undocumented(emu)
+    assert [p.split(" (")[0] for p in problems] == [
+        "GET orders.json: query sort_by: not a documented parameter",
+        "GET saleList: query Sort: not a documented parameter",
+        "GET v2/orders: query colour: not in the OpenAPI file",
+    ], problems
+    assert "https://shopify.dev/docs/api/admin-rest/latest/resources/order#get-orders" in problems[0]
+    for system in ("shopify", "cin7", "bigcommerce"):
+        getattr(emu, system).recorder.clear()
