@@ -120,12 +120,16 @@ TABLES = {
 SQL_TYPES = {"String": "TEXT", "Int64": "BIGINT", "Float64": "DOUBLE PRECISION", "Date": "DATE", "Datetime": TS}
 
 
+def sql_type(dtype: pl.DataType) -> str:
+    """The SQL type of a reconciled column (a decimal keeps its precision and scale)."""
+    if isinstance(dtype, pl.Decimal):
+        return f"NUMERIC({dtype.precision}, {dtype.scale})"
+    return SQL_TYPES[type(dtype).__name__]
+
+
 def reconciled_ddl() -> dict[str, str]:
     """The reconciled tables analysts query, made from their column descriptions (`reconcile/tables.py`)."""
-    return {
-        name: ", ".join(f"{c} {SQL_TYPES[type(t).__name__]}" for c, (t, _) in columns.items())
-        for name, columns in COLUMNS.items()
-    }
+    return {name: ", ".join(f"{c} {sql_type(t)}" for c, (t, _) in columns.items()) for name, columns in COLUMNS.items()}
 
 
 ALL_TABLES = {**TABLES, **reconciled_ddl()}
@@ -150,12 +154,24 @@ def table_schema(name: str) -> dict[str, pl.DataType]:
     return columns
 
 
+def outdated_reconciled_tables(db: WarehouseDb) -> list[str]:
+    """Reconciled tables an earlier fulfil made with other columns. Each is derived whole by every reconcile run,
+    so it is made again (empty until the next run) rather than altered."""
+    found = db.read(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'fulfil' "
+        "ORDER BY table_name, ordinal_position"
+    )
+    held = found.group_by("table_name", maintain_order=True).agg("column_name")
+    return [t for t, cols in held.iter_rows() if t in COLUMNS and list(cols) != list(COLUMNS[t])]
+
+
 def ensure_tables(db: WarehouseDb) -> None:
     """Create schema `fulfil` and every table that is missing; add missing ledger columns (never drops)."""
     # PostgreSQL's IF NOT EXISTS is not safe between sessions: two runs starting at once both try to create the
     # schema and one fails. The first to take the transaction lock creates, the other then finds it all there.
     statements = [] if db.is_duckdb else ["SELECT pg_advisory_xact_lock(hashtext('fulfil.ensure_tables'))"]
     statements += ["CREATE SCHEMA IF NOT EXISTS fulfil"]
+    statements += [f"DROP TABLE IF EXISTS fulfil.{name}" for name in outdated_reconciled_tables(db)]
     statements += [f"CREATE TABLE IF NOT EXISTS fulfil.{name} ({ddl})" for name, ddl in ALL_TABLES.items()]
     # Ledgers made before the effect module gain its columns (additive only).
     statements += [

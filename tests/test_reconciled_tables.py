@@ -6,6 +6,7 @@ finance closes on add up to what each side holds."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
@@ -16,6 +17,8 @@ from flow_helpers import drain_despatches, emulator_config, run_job, set_faults,
 from emulators.linnworks import PEOPLEVOX_LOCATION
 from emulators.server import Emulators
 from fulfil_assets.definitions import build_definitions
+from fulfil_assets.reconcile.tables import COLUMNS
+from fulfil_assets.tables import ensure_tables
 from resources.warehouse import SCHEMA, WarehouseDb
 
 NO_WAIT = {
@@ -104,7 +107,7 @@ def test_stuck_orders_latency_and_the_finance_figures_match_the_emulators(
 
     # Finance: per day, what Linnworks holds beside what Whistl took, shipped, and Linnworks shows tracking for.
     finance = _table(db, "fulfilment_reconciliation")
-    expected: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    expected: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     for o in emu.linnworks.orders.values():
         if o.uid not in refs:
             continue
@@ -112,7 +115,7 @@ def test_stuck_orders_latency_and_the_finance_figures_match_the_emulators(
         ref = refs[o.uid]
         if o.paid and o.status != "cancelled":
             expected[day]["oms_orders"] += 1
-            expected[day]["oms_value"] += emu.linnworks.render_open(o)["TotalsInfo"]["TotalCharge"]
+            expected[day]["oms_value"] += Decimal(str(emu.linnworks.render_open(o)["TotalsInfo"]["TotalCharge"]))
             if ref in accepted:
                 expected[day]["sent_orders"] += 1
         if ref in shipped_refs:
@@ -124,7 +127,12 @@ def test_stuck_orders_latency_and_the_finance_figures_match_the_emulators(
     for day, figures in expected.items():
         for column in ("oms_orders", "sent_orders", "despatched_orders", "tracked_orders"):
             assert got[day][column] == figures[column], (day, column)
-        assert got[day]["oms_value"] == pytest.approx(figures["oms_value"], abs=0.01)
+        assert got[day]["oms_value"] == figures["oms_value"], day  # money to the penny, no float residue
+    # Every reconciled table says when it was built: one moment per build.
+    for table in COLUMNS:
+        built = _table(db, table)
+        assert built.is_empty() or built["built_at"].n_unique() == 1, table
+    assert finance["built_at"].null_count() == 0
 
     # The office's summary counts, per reason, what the world planted in the orders it holds open.
     summary = _table(db, "exception_summary")
@@ -314,3 +322,29 @@ def test_fulfil_trace_finds_the_running_demos_warehouse_read_only_and_never_crea
     assert main(["trace", "LW100009"]) == 1  # the demo's warehouse was read: it has no such order
     assert "no order LW100009" in capsys.readouterr().err
     assert sorted(p.name for p in demo.parent.iterdir()) == before  # read-only: no lock file, no new file
+
+
+def test_a_reconciled_table_an_earlier_version_made_is_made_again_and_nothing_else_is_touched(tmp_path: Path) -> None:
+    """A warehouse whose `fulfilment_reconciliation` an earlier fulfil made (money as floats, no `built_at`): the
+    next start makes that derived table again with today's columns (the next reconcile run fills it), and keeps
+    every ledger row and every reconciled table already in today's shape."""
+    db = WarehouseDb(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    ensure_tables(db)
+    db.execute([
+        f"DROP TABLE {SCHEMA}.fulfilment_reconciliation",
+        f"CREATE TABLE {SCHEMA}.fulfilment_reconciliation (day DATE, flow TEXT, oms_value DOUBLE PRECISION)",
+        f"INSERT INTO {SCHEMA}.fulfilment_reconciliation VALUES ('2026-12-01', 'linnworks_whistl', 29909.12)",
+        f"INSERT INTO {SCHEMA}.stock_drift (flow, sku) VALUES ('linnworks_whistl', 'SKU1')",
+        f"INSERT INTO {SCHEMA}.alerts (idempotency_key, order_key, kind, subject, status, created_at, updated_at) "
+        "VALUES ('a1', '-', 'run', 'r', 'sent', now(), now())",
+    ])  # fmt: skip
+    ensure_tables(db)
+    remade = db.read(f"SELECT * FROM {SCHEMA}.fulfilment_reconciliation")
+    assert remade.columns == list(COLUMNS["fulfilment_reconciliation"]) and remade.is_empty()
+    money = db.read(
+        "SELECT data_type FROM information_schema.columns "
+        "WHERE table_name = 'fulfilment_reconciliation' AND column_name = 'oms_value'"
+    )
+    assert money["data_type"].to_list() == ["DECIMAL(18,2)"]
+    assert db.read(f"SELECT sku FROM {SCHEMA}.stock_drift")["sku"].to_list() == ["SKU1"]
+    assert db.read(f"SELECT idempotency_key FROM {SCHEMA}.alerts")["idempotency_key"].to_list() == ["a1"]

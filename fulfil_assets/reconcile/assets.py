@@ -74,7 +74,7 @@ def build_tables(
     """Every reconciled table from the sources (pure: the same sources and `now` give the same tables); `routes`
     (`routing.order_routes` of the orders) names the flow of orders not validated yet."""
     latency = rt.despatch_latency(src["despatches"], src["tracking_posts"], src["validated_orders"])
-    return {
+    built = {
         "exception_summary": rt.exception_summary(src["order_exceptions"], src["orders"], now),
         "orders_stuck": rt.orders_stuck(
             src["orders"],
@@ -107,6 +107,10 @@ def build_tables(
             src["despatches"],
             src["tracking_posts"],
         ),
+    }
+    return {
+        table: frame.with_columns(pl.lit(now, rt.COLUMNS[table][rt.BUILT_AT][0]).alias(rt.BUILT_AT))
+        for table, frame in built.items()
     }
 
 

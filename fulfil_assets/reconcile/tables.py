@@ -15,6 +15,7 @@ from fulfil_assets import effects
 
 # Each table's columns, in order: name -> (polars type, description). The DDL, the Dagster column schema and
 # docs/tables.md are all made from this.
+MONEY = pl.Decimal(18, 2)  # as `orders.total`: sums of money stay exact (no 29909.120000000003)
 COLUMNS: dict[str, dict[str, tuple[pl.DataType, str]]] = {
     "exception_summary": {
         "reason_code": (pl.String(), "why the orders are held (see docs/operations.md)"),
@@ -64,14 +65,19 @@ COLUMNS: dict[str, dict[str, tuple[pl.DataType, str]]] = {
         "day": (pl.Date(), "the day the order was placed (UTC)"),
         "flow": (pl.String(), "the flow"),
         "oms_orders": (pl.Int64(), "paid orders the order system holds for the flow"),
-        "oms_value": (pl.Float64(), "their value"),
+        "oms_value": (MONEY, "their value (in the orders' currency, to the penny)"),
         "sent_orders": (pl.Int64(), "of which the WMS confirmed it holds"),
-        "sent_value": (pl.Float64(), "their value"),
+        "sent_value": (MONEY, "their value (in the orders' currency, to the penny)"),
         "despatched_orders": (pl.Int64(), "of which the WMS despatched at least one line"),
-        "despatched_value": (pl.Float64(), "their value"),
+        "despatched_value": (MONEY, "their value (in the orders' currency, to the penny)"),
         "tracked_orders": (pl.Int64(), "of which the order system confirmed tracking"),
         "cancelled_orders": (pl.Int64(), "orders of the day cancelled in the order system"),
-        "unsent_orders": (pl.Int64(), "oms_orders - sent_orders: paid, not at the warehouse"),
+        "unsent_orders": (
+            pl.Int64(),
+            "oms_orders - sent_orders: paid orders of the day not at the warehouse, held ones included. "
+            "`orders_stuck` counts otherwise: each order once, wherever it waits past a threshold, unpaid and "
+            "not-yet-validated ones too, and not at all before `reconcile.unsent_minutes`",
+        ),
     },
     "stock_drift": {
         "flow": (pl.String(), "the flow"),
@@ -95,6 +101,9 @@ COLUMNS: dict[str, dict[str, tuple[pl.DataType, str]]] = {
         "detail": (pl.String(), "the words that go with it"),
     },
 }
+BUILT_AT = "built_at"
+for _columns in COLUMNS.values():  # every reconciled table says when it was built
+    _columns[BUILT_AT] = (pl.Datetime("us", "UTC"), "when fulfil built this table (the same on every row of a build)")
 AGE_BANDS = ((1, "under 1h"), (24, "1-24h"), (168, "1-7d"))
 AT_WMS = (effects.SENT, effects.ACKNOWLEDGED, effects.DESPATCHED)
 
@@ -132,8 +141,8 @@ def tables_markdown() -> str:
 
 
 def schema_of(table: str) -> dict[str, pl.DataType]:
-    """A table's polars schema."""
-    return {c: t for c, (t, _) in COLUMNS[table].items()}
+    """A table's polars schema as its builder makes it (`built_at` is stamped on every table afterwards)."""
+    return {c: t for c, (t, _) in COLUMNS[table].items() if c != BUILT_AT}
 
 
 def _empty(table: str) -> pl.DataFrame:
@@ -165,7 +174,7 @@ def exception_summary(exceptions: pl.DataFrame, orders: pl.DataFrame, now: datet
             pl.col("order_ref").drop_nulls().head(5).str.join(", ").alias("example_order_refs"),
         )
         .sort("open_exceptions", "reason_code", descending=[True, False])
-        .select(list(COLUMNS["exception_summary"]))
+        .select(list(schema_of("exception_summary")))
         .cast(schema_of("exception_summary"))  # type: ignore[arg-type]
     )
 
@@ -387,7 +396,7 @@ def fulfilment_reconciliation(
     tracked = tracking.filter((pl.col("status") == "sent") & (pl.col("kind").fill_null("tracking") != "process"))
     base = orders.join(validated.select("order_key", "flow"), on="order_key", how="inner").with_columns(
         _utc("created_at").dt.date().alias("day"),
-        pl.col("total").cast(pl.Float64).fill_null(0.0).alias("value"),
+        pl.col("total").cast(MONEY).fill_null(0).alias("value"),
         pl.col("order_key").is_in(at_wms["order_key"].implode()).alias("is_sent"),
         pl.col("order_key").is_in(shipped["order_key"].implode()).alias("is_despatched"),
         pl.col("order_key").is_in(tracked["order_key"].unique().implode()).alias("is_tracked"),
