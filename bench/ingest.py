@@ -231,13 +231,15 @@ def unlimited(cases: list[Case], workdir: Path) -> None:
 
 
 def whistl_files(emu: Emulators, workdir: Path, files: int = 50, rows_per_file: int = 400) -> None:
-    """Whistl despatch files over SFTP through dlt's filesystem source."""
+    """Whistl stock snapshot files over SFTP through dlt's filesystem source."""
     out = emu.whistl.root / "out"
     out.mkdir(parents=True, exist_ok=True)
-    header = "order_reference,despatch_reference,line_number,sku,quantity_despatched,tracking_number\n"
+    header = "sku,description,on_hand,allocated,available,quarantine,snapshot_at\n"
     for f in range(files):
-        body = "".join(f"LW{f}-{i},D{f}-{i},1,SKU{i},1,JD{f:04d}{i:08d}GB\n" for i in range(rows_per_file))
-        (out / f"shp_bench_{f:04d}.csv").write_text(header + body)
+        body = "".join(
+            f"SKU{i},Item {i},{i % 50},1,{i % 50},0,2026-12-01T00:{f % 60:02d}:00Z\n" for i in range(rows_per_file)
+        )
+        (out / f"inv_bench_{f:04d}.csv").write_text(header + body)
     url = f"sftp://brand@127.0.0.1:{emu.ports['whistl_sftp']}/"
     bucket, creds = drop_location(url, emu.config.sftp_password, host_key=emu.sftp_host_key)
     p = dlt.pipeline(
@@ -247,12 +249,12 @@ def whistl_files(emu: Emulators, workdir: Path, files: int = 50, rows_per_file: 
         pipelines_dir=str(workdir / "dlt"),
     )
     start = time.perf_counter()
-    p.run(whistl_source(bucket, creds).with_resources("despatch_confirmations"), loader_file_format="jsonl")
+    p.run(whistl_source(bucket, creds).with_resources("stock_snapshots"), loader_file_format="jsonl")
     total = time.perf_counter() - start
     rows = files * rows_per_file
     print(
         f"{'whistl sftp':<12}{files:>9,}{rows:>10,}{total:>9.1f}{files / total:>10,.0f}{rows / total:>10,.0f}"
-        "   (units = despatch files)"
+        "   (units = stock snapshot files)"
     )
 
 

@@ -438,3 +438,30 @@ def test_an_unpaid_storefront_order_waits_for_its_location_and_a_paid_one_is_hel
         "linnworks:2": None,
         "linnworks:3": "LOCATION_UNMAPPED",
     }
+
+
+def test_the_one_csv_reader_names_the_line_and_keeps_every_cell() -> None:
+    """`read_csv` (every CSV fulfil reads goes through it): a BOM and CRLF are fine, a quoted line break stays in
+    its cell and the next row is numbered by the line it starts on, cells past the header are kept apart, a short
+    row reads its missing cells as empty; a whole-file fault is refused with its line."""
+    from fulfil_assets.csv_text import CsvError, read_csv
+
+    header, rows = read_csv(b'\xef\xbb\xbf a ,b\r\n1,"two\nlines"\r\n\r\n3,4,5\r\n6\r\n')
+    assert header == ["a", "b"]
+    assert [(r.line, r.cells, r.extra, r.width) for r in rows] == [
+        (2, {"a": "1", "b": "two\nlines"}, (), 2),
+        (5, {"a": "3", "b": "4"}, ("5",), 3),
+        (6, {"a": "6", "b": ""}, (), 1),
+    ]
+    for data, kwargs, message in [
+        (b"a,b\n1,2", {"complete": True}, "no line break after the last line"),
+        (b"a,b\n", {"rows_required": True}, "line 2: a header and no rows"),
+        (b"a;b\n1;2\n", {"required": ("a", "b")}, "line 1: missing columns a, b"),
+        (b"b,a\n", {"exact": ["a", "b"]}, "line 1: header must be a,b, found b,a"),
+        (b'a,b\n1,"x"y\n', {"strict": True}, "line 2:"),
+        (b"a\n\xff\n", {}, "not UTF-8 text (byte 2)"),
+        (b"  \n", {}, "empty file"),
+    ]:
+        with pytest.raises(CsvError) as refused:
+            read_csv(data, **kwargs)
+        assert str(refused.value).startswith(message), (data, str(refused.value))

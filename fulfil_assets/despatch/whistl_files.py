@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
+
+from fulfil_assets.csv_text import CsvError, CsvRow, read_csv
 
 DESPATCH_FILE_COLUMNS = (
     "order_reference",
@@ -62,40 +62,13 @@ class FileFormatError(ValueError):
     """The whole file cannot be read (not CSV, wrong header, not UTF-8)."""
 
 
-def _read_csv(data: bytes, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
-    """(line the row starts on, row) for each row; FileFormatError when the file as a whole cannot be trusted:
-    not UTF-8, empty, columns missing, no rows, or no line break at the end (still being written, or cut short)."""
+def _read_csv(data: bytes, required: tuple[str, ...]) -> list[CsvRow]:
+    """The rows of a Whistl file; FileFormatError when the file as a whole cannot be trusted: not UTF-8, empty,
+    columns missing, no rows, or no line break at the end (still being written, or cut short)."""
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise FileFormatError(f"not UTF-8 (byte {exc.start})") from None
-    if not text.strip():
-        raise FileFormatError("empty file")
-    if not text.endswith(("\n", "\r")):
-        raise FileFormatError(
-            "the last line has no line break: the file is incomplete (cut short or still being written)"
-        )
-    # newline="": \r\n, \n and a lone \r all end a line, and a quoted line break stays in its cell.
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    try:
-        header = [h.strip() for h in reader.fieldnames or []]
-    except csv.Error as exc:
-        raise FileFormatError(f"line 1: {exc}") from None
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise FileFormatError(f"missing columns: {', '.join(missing)} (header: {','.join(header)[:200]})")
-    reader.fieldnames = header
-    rows = []
-    start = reader.line_num + 1
-    try:
-        for row in reader:
-            rows.append((start, row))
-            start = reader.line_num + 1
-    except csv.Error as exc:
-        raise FileFormatError(f"line {start}: {exc}") from None
-    if not rows:
-        raise FileFormatError("a header and no rows: Whistl only writes a file when it has something to say")
-    return rows
+        return read_csv(data, required, complete=True, rows_required=True)[1]
+    except CsvError as exc:
+        raise FileFormatError(str(exc)) from None
 
 
 WHOLE = re.compile(r"[0-9]{1,9}")  # ASCII digits: int() would also take '٣', str.isdigit() also '²'
@@ -119,12 +92,12 @@ def _printable(text: str) -> str:
     return "".join(f"\\x{ord(ch):02x}" if unicodedata.category(ch) == "Cc" else ch for ch in text)
 
 
-def _despatch_row_problems(row: dict[str, str]) -> tuple[list[str], dict[str, Any]]:
+def _despatch_row_problems(row: CsvRow) -> tuple[list[str], dict[str, Any]]:
     """What is wrong with one despatch row, and its parsed values."""
     problems: list[str] = []
-    if None in row:
+    if row.extra:
         problems.append("more cells than the header")
-    cells = {k: v for k, v in row.items() if isinstance(k, str)}
+    cells = row.cells
     odd = sorted({c for c, v in cells.items() if any(unicodedata.category(ch) == "Cc" for ch in v or "")})
     if odd:
         problems.append(f"control characters in {', '.join(odd)}")
@@ -159,13 +132,14 @@ def parse_despatch_file(data: bytes, source_file: str, wms: str = "whistl") -> t
     as a whole cannot be trusted."""
     good, bad = [], []
     seen: dict[tuple[str, int, int], int] = {}
-    for line, row in _read_csv(data, DESPATCH_FILE_COLUMNS):
+    for row in _read_csv(data, DESPATCH_FILE_COLUMNS):
+        line = row.line
         problems, v = _despatch_row_problems(row)
         key = (v.get("despatch_reference", ""), v.get("line_number", -1), v.get("parcel_number", -1))
         if not problems and key in seen:
             problems.append(f"repeats line {seen[key]} (same despatch, line and parcel)")
         if problems:
-            raw = _printable(",".join(str(x) for x in row.values() if isinstance(x, str)))
+            raw = _printable(",".join([*row.cells.values(), *row.extra]))
             bad.append({"source_file": source_file, "line": line, "reason": "; ".join(problems), "raw": raw[:500]})
             continue
         seen[key] = line
@@ -193,7 +167,7 @@ def parse_despatch_file(data: bytes, source_file: str, wms: str = "whistl") -> t
 
 def parse_rejection_file(data: bytes) -> pl.DataFrame:
     """`order_ref, wms_code, reason_code, detail` for each rejected order."""
-    rows = [r for _, r in _read_csv(data, REJECTION_FILE_COLUMNS)]
+    rows = [r.cells for r in _read_csv(data, REJECTION_FILE_COLUMNS)]
     frame = pl.DataFrame(
         [{"order_ref": r["order_reference"], "wms_code": r["reason_code"], "detail": r["detail"]} for r in rows],
         schema={"order_ref": pl.String, "wms_code": pl.String, "detail": pl.String},
@@ -206,7 +180,7 @@ def parse_rejection_file(data: bytes) -> pl.DataFrame:
 def parse_ack_file(data: bytes, ack_file: str) -> pl.DataFrame:
     """What Whistl acknowledged receiving: `file_name, order_ref, status (ACCEPTED|REJECTED), detail, ack_file,
     received_at` per order of one of our order files."""
-    rows = [r for _, r in _read_csv(data, ACK_FILE_COLUMNS)]
+    rows = [r.cells for r in _read_csv(data, ACK_FILE_COLUMNS)]
     frame = pl.DataFrame(
         [
             {

@@ -6,9 +6,7 @@ own with any dlt pipeline."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +20,7 @@ from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.sftp import SFTPFileSystem
 
+from fulfil_assets.csv_text import CsvError, read_csv
 from fulfil_assets.ingest.columns import declare
 from resources.file_drop import HostKeyCheck
 
@@ -29,11 +28,10 @@ from resources.file_drop import HostKeyCheck
 # already read (an upload that keeps the sender's mtime) is still taken in; rows merge on file and row, so
 # re-reading is harmless.
 LISTING_LAG_S = 3600
-FEEDS = {"stock_snapshots": "inv_*.csv", "despatch_confirmations": "shp_*.csv"}
-REQUIRED = {
-    "stock_snapshots": ("sku", "on_hand", "allocated", "available", "snapshot_at"),
-    "despatch_confirmations": ("order_reference", "despatch_reference", "line_number", "quantity_despatched"),
-}
+# Despatch files (`shp_*.csv`) are not loaded here: the despatch stage takes each one in whole, once, as it lands
+# (`despatch/assets.py`); a second copy of their rows would be read by nobody.
+FEEDS = {"stock_snapshots": "inv_*.csv"}
+REQUIRED = {"stock_snapshots": ("sku", "on_hand", "allocated", "available", "snapshot_at")}
 
 
 def drop_location(
@@ -62,55 +60,26 @@ def drop_location(
     return f"sftp://{host}{parsed.path or '/'}", sftp
 
 
-def unreadable(name: str, data: bytes, required: tuple[str, ...]) -> str | None:
-    """Why a file as a whole cannot be taken in (None when it can): not UTF-8, empty, a header only, columns
-    missing (a `;`-separated file shows as one long column), or no line break at the end (cut short, or still
-    being written)."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        return f"not UTF-8 text (byte {exc.start})"
-    if not text.strip():
-        return "empty file"
-    if not text.endswith(("\n", "\r")):
-        return "no line break after the last line: incomplete (cut short, or still being written)"
-    lines = text.splitlines()
-    header = [c.strip() for c in next(csv.reader(lines[:1]), [])]
-    missing = [c for c in required if c not in header]
-    if missing:
-        return f"missing columns {', '.join(missing)} (header: {lines[0][:120]!r})"
-    if not any(line.strip() for line in lines[1:]):
-        return "a header and no rows"
-    return None
-
-
 def file_rows(
     name: str, data: bytes, modified_at: datetime, required: tuple[str, ...] = ()
 ) -> Iterator[dict[str, Any]]:
     """One dict per CSV row, every column kept as text, with `_file_name`, `_row_no` (1 = first data row),
     `_file_modified_at` and `_file_hash`; values past the header land in `_extra_fields`. A file that cannot be
-    taken in as a whole yields one row for `unreadable_files` instead, with the reason."""
+    taken in as a whole (not UTF-8, empty, a header only, columns missing: a `;`-separated file shows as one long
+    column, or no line break after the last line: cut short, or still being written) yields one row for
+    `unreadable_files` instead, with the reason."""
     digest = hashlib.sha256(data).hexdigest()
-    problem = unreadable(name, data, required)
-    if problem:
-        yield dlt.mark.with_table_name(
-            {
-                "_file_name": name,
-                "_row_no": 0,
-                "_file_modified_at": modified_at,
-                "_file_hash": digest,
-                "reason": problem,
-            },
-            "unreadable_files",
-        )
+    file = {"_file_name": name, "_file_modified_at": modified_at, "_file_hash": digest}
+    try:
+        _, rows = read_csv(data, required, complete=True, rows_required=True)
+    except CsvError as exc:
+        yield dlt.mark.with_table_name({**file, "_row_no": 0, "reason": str(exc)}, "unreadable_files")
         return
-    text = data.decode("utf-8-sig")
-    for row_no, row in enumerate(csv.DictReader(io.StringIO(text, newline="")), start=1):
-        extra = row.pop(None, None)  # type: ignore[call-overload]
-        record: dict[str, Any] = {k.strip(): v for k, v in row.items() if k}
-        if extra:
-            record["_extra_fields"] = ",".join(extra)
-        yield {**record, "_file_name": name, "_row_no": row_no, "_file_modified_at": modified_at, "_file_hash": digest}
+    for row_no, row in enumerate(rows, start=1):
+        record: dict[str, Any] = dict(row.cells)
+        if row.extra:
+            record["_extra_fields"] = ",".join(row.extra)
+        yield {**record, **file, "_row_no": row_no}
 
 
 def file_reader(required: tuple[str, ...]) -> Any:

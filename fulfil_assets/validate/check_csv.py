@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import csv
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
+from fulfil_assets.csv_text import CsvError, read_csv
 from fulfil_assets.stage.common import ORDER_COLUMNS, conform
 from fulfil_assets.validate.mappings import MappingError, load_bundles, load_service_codes, load_variant_skus
 from fulfil_assets.validate.rules import check_orders, prepare_lines
@@ -52,56 +52,45 @@ def read_order_csv(path: Path, system: str) -> tuple[pl.DataFrame, pl.DataFrame]
         raise UnreadableFile(f"{path}: not found") from None
     except UnicodeDecodeError as exc:
         raise UnreadableFile(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
-        raise UnreadableFile(f"{path}, line 1: the file is empty") from None
-    except csv.Error as exc:
-        raise UnreadableFile(f"{path}, line 1: {exc}") from None
-    missing = [c for c in CSV_COLUMNS if c not in header]
-    if missing:
-        raise UnreadableFile(f"{path}, line 1: missing columns {', '.join(missing)}")
+        header, rows = read_csv(text, CSV_COLUMNS, strict=True)
+    except CsvError as exc:
+        raise UnreadableFile(f"{path}, {exc}") from None
     orders: dict[str, dict[str, object]] = {}
     lines = []
     counts: dict[str, int] = {}
-    try:
-        for row in reader:
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) != len(header):
-                raise UnreadableFile(
-                    f"{path}, line {reader.line_num}: {len(row)} cells where the header has {len(header)}"
-                )
-            rec = dict(zip(header, row, strict=True))
-            ref = rec["order_ref"].strip()
-            key = f"{system}:{ref}"
-            orders.setdefault(
-                key,
-                {
-                    "order_key": key,
-                    "source_system": system,
-                    "source_order_id": ref,
-                    "order_ref": ref,
-                    "paid": True,
-                    "status": "open",
-                    **{c: rec[c] for c in CSV_COLUMNS if c not in ("order_ref", "sku", "quantity")},
-                },
-            )
-            qty = rec["quantity"].strip()
-            counts[key] = counts.get(key, 0) + 1
-            lines.append(
-                {
-                    "order_key": key,
-                    "line_no": counts[key],
-                    "sku": rec["sku"],
-                    "quantity": int(qty) if qty.lstrip("-").isdigit() else None,
-                    "source_variant_id": None,
-                    "file_line": reader.line_num,
-                }
-            )
-    except csv.Error as exc:
-        raise UnreadableFile(f"{path}, line {reader.line_num}: {exc}") from None
+    for row in rows:
+        if not any(cell.strip() for cell in row.cells.values()) and not row.extra:
+            continue
+        if row.width != len(header):
+            raise UnreadableFile(f"{path}, line {row.line}: {row.width} cells where the header has {len(header)}")
+        rec = row.cells
+        ref = rec["order_ref"].strip()
+        key = f"{system}:{ref}"
+        orders.setdefault(
+            key,
+            {
+                "order_key": key,
+                "source_system": system,
+                "source_order_id": ref,
+                "order_ref": ref,
+                "paid": True,
+                "status": "open",
+                **{c: rec[c] for c in CSV_COLUMNS if c not in ("order_ref", "sku", "quantity")},
+            },
+        )
+        qty = rec["quantity"].strip()
+        counts[key] = counts.get(key, 0) + 1
+        lines.append(
+            {
+                "order_key": key,
+                "line_no": counts[key],
+                "sku": rec["sku"],
+                "quantity": int(qty) if qty.lstrip("-").isdigit() else None,
+                "source_variant_id": None,
+                "file_line": row.line,
+            }
+        )
     order_frame = conform(pl.DataFrame(list(orders.values()), infer_schema_length=None), ORDER_COLUMNS)
     line_frame = pl.DataFrame(
         lines,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 import unicodedata
 from collections.abc import Callable
@@ -13,6 +11,7 @@ from pathlib import Path
 import polars as pl
 
 from fulfil_assets.config import FLOWS
+from fulfil_assets.csv_text import CsvError, CsvRow, read_csv
 
 # Where orders go: the warehouses, and Linnworks for Shopify orders (whose codes are the account's postal services,
 # checked against what Linnworks itself reports when validation runs).
@@ -131,41 +130,29 @@ def _load(path: Path, columns: list[str], key: list[str], check: RowCheck | None
         raise MappingError(f"{path}: not found") from None
     except UnicodeDecodeError as exc:
         raise MappingError(f"{path}: not UTF-8 (byte {exc.start})") from None
-    # Only \r and \n end a line (not U+2028 and friends), and a quoted newline stays inside its cell.
-    reader = csv.DictReader(io.StringIO(text, newline=""))
     try:
-        header = reader.fieldnames
-    except csv.Error as exc:
-        raise MappingError(f"{path}, line 1: {exc}") from None
-    if header is None or [f.strip() for f in header] != columns:
-        raise MappingError(f"{path}, line 1: header must be {','.join(columns)}, found {header}")
+        _, read = read_csv(text, exact=columns)
+    except CsvError as exc:
+        raise MappingError(f"{path}, {exc}") from None
     rows: list[dict[str, str]] = []
     seen: dict[tuple[str, ...], int] = {}
-    line = reader.line_num + 1  # the line the next row starts on
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            raise MappingError(f"{path}, line {line}: {exc}") from None
-        line, start = reader.line_num + 1, line
+    for row in read:
         problem = _row_problem(row, columns, key, seen, check)
         if problem:
-            raise MappingError(f"{path}, line {start}: {problem}")
-        values = {k.strip(): (v or "").strip() for k, v in row.items()}
-        seen[tuple(values[c] for c in key)] = start
+            raise MappingError(f"{path}, line {row.line}: {problem}")
+        values = {k: v.strip() for k, v in row.cells.items()}
+        seen[tuple(values[c] for c in key)] = row.line
         rows.append(values)
     return pl.DataFrame(rows, schema={c: pl.String for c in columns})
 
 
 def _row_problem(
-    row: dict[str, str], columns: list[str], key: list[str], seen: dict[tuple[str, ...], int], check: RowCheck | None
+    row: CsvRow, columns: list[str], key: list[str], seen: dict[tuple[str, ...], int], check: RowCheck | None
 ) -> str | None:
     """What is wrong with one row, in words a person can act on (None when it is fine)."""
-    if None in row:
+    if row.extra:
         return "more cells than the header"
-    values = {k.strip(): (v or "").strip() for k, v in row.items()}
+    values = {k: v.strip() for k, v in row.cells.items()}
     for column, value in values.items():
         odd = next((ch for ch in value if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")), None)
         if odd is not None:
@@ -236,10 +223,9 @@ def load_service_codes(path: Path, system: str | None = None, account_codes: Pat
 def _header(path: Path) -> list[str] | None:
     """The stripped header cells of a CSV (None when it cannot be read: `_load` says why)."""
     try:
-        first = path.read_text(encoding="utf-8-sig").splitlines()[:1]
-    except (OSError, UnicodeDecodeError):
+        return read_csv(path.read_text(encoding="utf-8-sig"))[0]
+    except (OSError, UnicodeDecodeError, CsvError):
         return None
-    return [c.strip() for c in next(csv.reader(first), [])] if first else None
 
 
 def load_variant_skus(path: Path) -> pl.DataFrame:
