@@ -14,7 +14,7 @@ import dagster as dg
 import polars as pl
 
 from fulfil_assets.config import FulfilConfig
-from fulfil_assets.despatch.assets import feedback_files
+from fulfil_assets.despatch.intake import feedback_files
 from fulfil_assets.ingest.peoplevox_source import date_clause
 from fulfil_assets.ledger import now_utc
 from resources.file_drop import DropFile, DropSession, FileDrop

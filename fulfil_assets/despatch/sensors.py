@@ -8,7 +8,7 @@ from typing import Any
 
 import dagster as dg
 
-from fulfil_assets.despatch.assets import feedback_files
+from fulfil_assets.despatch.intake import feedback_files
 from fulfil_assets.ingest.peoplevox_source import EPOCH, date_clause
 from fulfil_assets.schedules import waiting_run_of
 from resources.file_drop import DropFile, FileDrop

@@ -13,10 +13,10 @@ import polars as pl
 
 from fulfil_assets.config import FulfilConfig, is_shadow, whistl_in_shadow
 from fulfil_assets.despatch.matching import match_despatches
-from fulfil_assets.despatch.planning import plan_tracking
+from fulfil_assets.despatch.planning import plan_tracking, read_context, record_plan
 from fulfil_assets.ledger import now_utc, open_exceptions, resolve_exceptions
 from fulfil_assets.stage.cin7 import stage_cin7, unreadable_sales
-from fulfil_assets.stage.despatches import DESPATCH_COLUMNS, peoplevox_despatches
+from fulfil_assets.stage.despatches import peoplevox_despatches
 from fulfil_assets.stage.linnworks import stage_linnworks
 from fulfil_assets.stage.stock import (
     bigcommerce_stock,
@@ -350,25 +350,17 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
                     known.filter(pl.col("order_key").is_null()).select(key), on=key, how="semi"
                 )
                 new = pl.concat([unseen, matched_now])
-                keys = {"keys": new["order_key"].drop_nulls().unique().to_list()}
-                lines = db.read(
-                    f"SELECT order_key, wms_line_no AS line_no, sku, quantity FROM {SCHEMA}.wms_order_lines "
-                    f"WHERE wms = 'peoplevox' AND {db.any_of('order_key', 'keys')}",
-                    keys,
-                    schema={"order_key": pl.String, "line_no": pl.Int32, "sku": pl.String, "quantity": pl.Int64},
-                )
-                earlier = db.read(
-                    f"SELECT * FROM {SCHEMA}.despatches WHERE wms = 'peoplevox' AND {db.any_of('order_key', 'keys')}",
-                    keys,
-                    schema=DESPATCH_COLUMNS,
-                ).join(new.select(key), on=key, how="anti")
-                matched, problems = match_despatches(new.drop("order_key"), sent, lines, earlier, by="sku")
+                # Read once what these orders need, decide, then write.
+                ctx = read_context(db, "peoplevox", new["order_key"].drop_nulls().unique().to_list())
+                earlier = ctx.earlier.join(new.select(key), on=key, how="anti")
+                matched, problems = match_despatches(new.drop("order_key"), sent, ctx.lines, earlier, by="sku")
+                plan = plan_tracking("peoplevox", matched, problems, "Peoplevox Despatches", ctx)
                 db.write("despatches", rows, mode="upsert", key=key)
                 open_exceptions(db, problems, "despatch_match", now)
                 # An order once unknown, now matched (its submission was recorded late): no longer a stranger.
                 found = [f"peoplevox:{r}" for r in matched_now["order_ref"].unique().to_list()]
                 resolve_exceptions(db, "despatch_match", found, now)
-                planned = plan_tracking(db, "peoplevox", matched, problems, "Peoplevox Despatches", now, flows)
+                record_plan(db, "peoplevox", plan, now, flows)
                 return dg.MaterializeResult(
                     metadata={
                         "dagster/row_count": rows.height,
@@ -376,8 +368,8 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
                         "unmatched": int(rows["order_key"].is_null().sum()),
                         "problems": problems.height,
                         "units": int(rows["quantity"].sum() or 0),
-                        "tracking_posts_planned": planned["tracking_posts"],
-                        "short_shipped_orders": planned["short_shipped"],
+                        "tracking_posts_planned": plan.intents.height,
+                        "short_shipped_orders": plan.short_shipped,
                     }
                 )
 
