@@ -126,3 +126,19 @@ def test_data_docs_open_over_http_from_the_validation_metadata(
         assert page.status_code == 200 and "<html" in page.text.lower()
     finally:
         server.shutdown()
+
+
+def test_every_check_result_says_in_words_what_it_found() -> None:
+    """Each `AssetCheckResult` fulfil yields carries a description (what was found, who acts), so the UI's check
+    list reads without opening metadata; found in the source, so a new check cannot forget it."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "fulfil_assets"
+    results, bare = 0, []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and ast.unparse(node.func).endswith("AssetCheckResult"):
+                results += 1
+                if "description" not in {k.arg for k in node.keywords}:
+                    bare.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert results >= 15 and bare == []

@@ -62,8 +62,15 @@ def tracking_checks(oms: str, wait_minutes: int) -> list[dg.AssetChecksDefinitio
                 metadata={"no_data": True, "posts_recorded": 0, "wait_minutes": wait_minutes},
             )
         examples = (found["refused_or_stuck"] + found["late"])[:10]
+        description = (
+            f"All {recorded} tracking posts recorded reached their order system in time."
+            if not examples
+            else f"{len(found['refused_or_stuck'])} tracking posts refused or stuck and {len(found['late'])} late "
+            f"(over {wait_minutes} min): the office checks `tracking_posts` for the order system's own words."
+        )
         return dg.AssetCheckResult(
             passed=not examples,
+            description=description,
             metadata={
                 "no_data": False,
                 "posts_recorded": recorded,

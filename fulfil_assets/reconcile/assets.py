@@ -199,6 +199,8 @@ def latency_verdict(today: pl.DataFrame, settings: ReconcileConfig) -> dg.AssetC
     return dg.AssetCheckResult(
         passed=passed,
         severity=severity,
+        description=f"Worst despatch -> tracking p95 today: {worst:.0f} s (warn above "
+        f"{settings.latency_p95_warn_seconds} s, error above {settings.latency_p95_error_seconds} s).",
         metadata={
             "no_data": False,
             **counts,
@@ -254,6 +256,8 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
         return dg.AssetCheckResult(
             passed=passed,
             severity=severity,
+            description=f"{stuck.height} orders wait between systems past their threshold"
+            + (": `orders_stuck` says where each waits and who acts." if stuck.height else "."),
             metadata={
                 "stuck": stuck.height,
                 **{f"stuck_{k}": int(v) for k, v in per_stage.items()},
@@ -274,6 +278,8 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
         return dg.AssetCheckResult(
             passed=passed,
             severity=severity,
+            description=f"{units} units on {risk.height} SKU/locations could be oversold (the order system shows "
+            "more than may be sold)" + (": see `stock_drift`, difference > 0." if risk.height else "."),
             metadata={
                 "skus_at_risk": risk.height,
                 "units_at_risk": units,
@@ -295,6 +301,12 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
         return dg.AssetCheckResult(
             passed=passed,
             severity=severity,
+            description=f"{aged.height} exceptions open past {settings.exception_hours} h"
+            + (
+                ": " + ", ".join(f"{n} for {owner}" for owner, n in sorted(per_owner.items())) + "."
+                if per_owner
+                else "."
+            ),
             metadata={
                 "open_past_threshold": aged.height,
                 **{f"past_threshold_for_{owner}": int(n) for owner, n in per_owner.items()},

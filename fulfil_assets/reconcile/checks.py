@@ -25,6 +25,10 @@ def every_ready_order_reached_the_wms(warehouse: Warehouse) -> dg.AssetCheckResu
     counts = dict(missing.group_by("problem").len().iter_rows()) if missing.height else {}
     return dg.AssetCheckResult(
         passed=missing.is_empty(),
+        description="Every ready order reached the warehouse and was acknowledged."
+        if missing.is_empty()
+        else f"{missing.height} ready orders not at the warehouse or not acknowledged: "
+        + ", ".join(f"{n} {problem}" for problem, n in counts.items()),
         metadata={
             "missing": missing.height,
             **{f"missing_{k.replace(' ', '_')}": int(v) for k, v in counts.items()},
@@ -44,5 +48,7 @@ def orders_stuck_at_warehouse(warehouse: Warehouse) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=stuck.is_empty(),
         severity=dg.AssetCheckSeverity.WARN,
+        description=f"{stuck.height} orders at the warehouse not despatched after {STUCK_AT_WMS_HOURS} h"
+        + (": the warehouse owner asks the 3PL." if stuck.height else "."),
         metadata={"stuck": stuck.height, "examples": dg.MetadataValue.json(stuck["order_ref"].head(10).to_list())},
     )

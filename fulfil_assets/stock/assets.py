@@ -262,6 +262,11 @@ def _flow_stock(fulfil: FulfilConfig, flow: str) -> dg.AssetsDefinition:
                 asset_key=pushes_key,
                 check_name="every_due_level_delivered",
                 passed=not waiting,
+                description="Every due stock level is confirmed by the order system."
+                if not waiting
+                else "Stock levels not yet confirmed by the order system: "
+                + ", ".join(f"{n} {status}" for status, n in waiting.items())
+                + " (the next stock run sends what is pending; failed ones carry the order system's words).",
                 metadata={f"levels_{k}": int(v) for k, v in waiting.items()}
                 | {"first_errors": dg.MetadataValue.json(report.errors[:5])},
             )

@@ -280,6 +280,10 @@ def build_validation(fulfil: FulfilConfig) -> dg.AssetsDefinition:
                     check_name="great_expectations_agrees",
                     asset_key="validated_orders",
                     passed=not disagree and not errors,
+                    description="Great Expectations and fulfil's rules hold the same orders back."
+                    if not disagree and not errors
+                    else f"Great Expectations disagrees with fulfil's rules on {len(disagree)} rule(s)"
+                    f"{f' and raised {len(errors)} error(s)' if errors else ''}: the data team compares the two.",
                     metadata={
                         "disagreements": dg.MetadataValue.json(disagree),
                         "gx_errors": dg.MetadataValue.json(errors),
@@ -290,6 +294,7 @@ def build_validation(fulfil: FulfilConfig) -> dg.AssetsDefinition:
                     check_name="great_expectations_agrees",
                     asset_key="validated_orders",
                     passed=True,
+                    description="Not run: `run_great_expectations` is off in fulfil.yaml.",
                     metadata={"skipped": "run_great_expectations is off"},
                 )
             ran = set(verdicts["rule"].unique().to_list())
