@@ -24,7 +24,7 @@ from fulfil_assets.reconcile.tables import type_label
 from fulfil_assets.schedules import BACKGROUND, CANCELS, ORDERS, every_minutes
 from fulfil_assets.stage import definitions as stage
 from fulfil_assets.stage.assets import ORDER_STAGING
-from fulfil_assets.stock.assets import stock_definitions
+from fulfil_assets.stock import definitions as stock
 from fulfil_assets.tables import COLUMN_DESCRIPTIONS, FulfilWarehouse, table_schema
 from fulfil_assets.validate import definitions as validate
 from resources.bigcommerce import BigCommerceResource
@@ -167,7 +167,7 @@ def build_definitions(config: FulfilConfig) -> dg.Definitions:
         sync,
         cancel_defs,
         despatch.build_defs(config),
-        stock_definitions(config),
+        stock.build_defs(config),
     ]
     merged = dg.Definitions.merge(*stages, dg.Definitions(resources=resources_for(config), executor=executor_for()))
     with warnings.catch_warnings():  # `map_asset_specs` is a preview API in Dagster 1.13; what it returns is plain

@@ -12,7 +12,6 @@ from fulfil_assets import effects
 from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, is_shadow, target_of
 from fulfil_assets.ledger import adopt_amendments, now_utc, open_exceptions, resolve_wms_rejections
 from fulfil_assets.push.amendments import amend_too_late, amendment_intents
-from fulfil_assets.push.cancel_assets import cancellation_assets
 from fulfil_assets.push.common import INTENT_SCHEMA, record_intents
 from fulfil_assets.push.linnworks_orders import LinnworksAmends, LinnworksOrders, linnworks_payloads
 from fulfil_assets.push.peoplevox_orders import PeoplevoxAmends, PeoplevoxOrders, peoplevox_payloads
@@ -231,18 +230,6 @@ SUBMISSION_ASSETS = {
     "peoplevox": "peoplevox_submissions",
     "linnworks": "linnworks_submissions",
 }
-
-
-def build_defs(config: FulfilConfig) -> dg.Definitions:
-    """The push stage for the flows fulfil.yaml configures: one sending asset per target."""
-    assets = []
-    if flows_to(config, "whistl"):
-        assets.append(whistl_submissions(config))
-    if flows_to(config, "peoplevox"):
-        assets.append(peoplevox_submissions(config))
-    if flows_to(config, "linnworks"):
-        assets.append(linnworks_submissions(config))
-    return dg.Definitions(assets=assets + cancellation_assets(config))
 
 
 def whistl_submissions(config: FulfilConfig) -> dg.AssetsDefinition:

@@ -205,7 +205,7 @@ def apply_newest_snapshot(db: WarehouseDb, raw: pl.DataFrame, files: pl.DataFram
     }
 
 
-def build_defs(config: FulfilConfig) -> dg.Definitions:
+def stage_assets(config: FulfilConfig) -> list[dg.AssetsDefinition]:
     """Staging assets for the systems fulfil.yaml configures."""
     systems = config.systems
     oms = [name for name in ORDER_STAGING if getattr(systems, name) is not None]
@@ -374,4 +374,4 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
                 )
 
         assets.append(peoplevox_despatch_lines)
-    return dg.Definitions(assets=assets)
+    return assets
