@@ -37,7 +37,7 @@ from fulfil_assets.push.linnworks_orders import LinnworksOrders, linnworks_paylo
 from fulfil_assets.push.peoplevox_orders import ORDERS_PER_CALL as PEOPLEVOX_BATCH
 from fulfil_assets.push.peoplevox_orders import PeoplevoxOrders, peoplevox_payloads
 from fulfil_assets.push.whistl_inbox import ORDERS_PER_FILE, WhistlInbox
-from fulfil_assets.tables import ensure_tables
+from fulfil_assets.warehouse_tables import ensure_tables
 from resources.file_drop import FileDrop
 from resources.linnworks import LinnworksClient
 from resources.peoplevox import PeoplevoxClient

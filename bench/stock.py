@@ -44,7 +44,7 @@ from fulfil_assets.stock.pushes import (
     payloads,
     push_intents,
 )
-from fulfil_assets.tables import ensure_tables
+from fulfil_assets.warehouse_tables import ensure_tables
 from resources.bigcommerce import BigCommerceClient
 from resources.cin7 import Cin7Client
 from resources.linnworks import LinnworksClient

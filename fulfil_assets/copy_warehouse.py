@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fulfil_assets.tables import ALL_TABLES, ensure_tables
+from fulfil_assets.warehouse_tables import ALL_TABLES, ensure_tables
 from resources.warehouse import SCHEMA, WarehouseDb
 
 

@@ -20,13 +20,13 @@ from fulfil_assets.push import definitions as push
 from fulfil_assets.push.assets import SUBMISSION_ASSETS
 from fulfil_assets.push.cancel_assets import cancellation_assets
 from fulfil_assets.reconcile import definitions as reconcile
-from fulfil_assets.reconcile.tables import type_label
+from fulfil_assets.reconcile.reconciled import type_label
 from fulfil_assets.schedules import BACKGROUND, CANCELS, ORDERS, every_minutes
 from fulfil_assets.stage import definitions as stage
 from fulfil_assets.stage.assets import ORDER_STAGING
 from fulfil_assets.stock import definitions as stock
-from fulfil_assets.tables import COLUMN_DESCRIPTIONS, FulfilWarehouse, table_schema
 from fulfil_assets.validate import definitions as validate
+from fulfil_assets.warehouse_tables import COLUMN_DESCRIPTIONS, FulfilWarehouse, table_schema
 from resources.bigcommerce import BigCommerceResource
 from resources.cin7 import Cin7Resource
 from resources.file_drop import FileDrop

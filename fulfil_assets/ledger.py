@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from fulfil_assets import effects
 from fulfil_assets.effects import now_utc
-from fulfil_assets.push.whistl_files import ORDER_FILE_COLUMNS
+from fulfil_assets.push.whistl_order_files import ORDER_FILE_COLUMNS
 from fulfil_assets.validate.rules import OWNERS
 from resources.warehouse import SCHEMA, WarehouseDb
 

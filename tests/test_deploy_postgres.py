@@ -26,7 +26,7 @@ from flow_helpers import emulator_config
 
 from emulators.server import Emulators
 from fulfil_assets.processes import descendants, start_celery_worker, start_daemon, stop_process_tree
-from fulfil_assets.tables import ensure_tables
+from fulfil_assets.warehouse_tables import ensure_tables
 from resources.warehouse import WarehouseDb
 
 ROOT = Path(__file__).resolve().parent.parent

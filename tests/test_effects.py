@@ -24,7 +24,7 @@ from fulfil_assets import effects
 from fulfil_assets.definitions import build_definitions
 from fulfil_assets.despatch.assets import ONE_UNSETTLED_PER_ORDER, TRACKING_FIRST
 from fulfil_assets.despatch.oms_tracking import LinnworksTracking
-from fulfil_assets.tables import ensure_tables
+from fulfil_assets.warehouse_tables import ensure_tables
 from resources.linnworks import LinnworksClient
 from resources.warehouse import SCHEMA, WarehouseDb
 

@@ -17,7 +17,7 @@ from fulfil_assets import effects
 from fulfil_assets.push.assets import keyed_intents
 from fulfil_assets.push.linnworks_orders import LinnworksOrders, linnworks_payloads
 from fulfil_assets.push.peoplevox_orders import PeoplevoxOrders, peoplevox_payloads
-from fulfil_assets.tables import ensure_tables
+from fulfil_assets.warehouse_tables import ensure_tables
 from resources.linnworks import LinnworksClient
 from resources.peoplevox import PeoplevoxClient
 from resources.warehouse import SCHEMA, WarehouseDb

@@ -17,8 +17,8 @@ from flow_helpers import drain_despatches, emulator_config, run_job, set_faults,
 from emulators.linnworks import PEOPLEVOX_LOCATION
 from emulators.server import Emulators
 from fulfil_assets.definitions import build_definitions
-from fulfil_assets.reconcile.tables import COLUMNS
-from fulfil_assets.tables import ensure_tables
+from fulfil_assets.reconcile.reconciled import COLUMNS
+from fulfil_assets.warehouse_tables import ensure_tables
 from resources.warehouse import SCHEMA, WarehouseDb
 
 NO_WAIT = {
@@ -281,8 +281,8 @@ def test_stock_drift_names_the_sku_someone_changed_in_linnworks_and_since_when(
 
 def test_docs_tables_md_describes_every_column_the_tables_have() -> None:
     """docs/tables.md is made from the column descriptions the UI shows: regenerate it when a table changes
-    (`python -c "from fulfil_assets.reconcile.tables import tables_markdown; print(tables_markdown(), end='')"`)."""
-    from fulfil_assets.reconcile.tables import tables_markdown
+    (`python -c "from fulfil_assets.reconcile.reconciled import tables_markdown; print(tables_markdown(), end='')"`)."""
+    from fulfil_assets.reconcile.reconciled import tables_markdown
 
     assert (Path(__file__).parent.parent / "docs" / "tables.md").read_text() == tables_markdown()
 
@@ -307,7 +307,7 @@ def test_fulfil_trace_finds_the_running_demos_warehouse_read_only_and_never_crea
     """With no `FULFIL_WAREHOUSE_URL`, `fulfil trace` reads the default warehouse or else a demo's (its analysts'
     copy first), read-only; with neither it says so and leaves no file or folder behind."""
     from fulfil_assets.cli import main
-    from fulfil_assets.tables import ensure_tables
+    from fulfil_assets.warehouse_tables import ensure_tables
 
     monkeypatch.delenv("FULFIL_WAREHOUSE_URL", raising=False)
     monkeypatch.chdir(tmp_path)

@@ -12,7 +12,7 @@ from flow_helpers import emulator_config, run_job
 
 from emulators.server import Emulators
 from fulfil_assets.definitions import build_definitions
-from fulfil_assets.reconcile.tables import COLUMNS
+from fulfil_assets.reconcile.reconciled import COLUMNS
 from resources.warehouse import SCHEMA, WarehouseDb
 
 

@@ -15,7 +15,7 @@ import polars as pl
 from fulfil_assets import effects
 from fulfil_assets.despatch.matching import match_despatches
 from fulfil_assets.despatch.planning import DESPATCH_KEY, plan_tracking, read_context, record_plan
-from fulfil_assets.despatch.whistl_files import (
+from fulfil_assets.despatch.whistl_answers import (
     FileFormatError,
     parse_ack_file,
     parse_despatch_file,

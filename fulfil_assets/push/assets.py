@@ -23,8 +23,8 @@ from fulfil_assets.push.source_check import (
     linnworks_recheck,
     shopify_recheck,
 )
-from fulfil_assets.push.whistl_files import ORDER_FILE_COLUMNS, order_file_rows
 from fulfil_assets.push.whistl_inbox import ORDERS_PER_FILE, WhistlInbox
+from fulfil_assets.push.whistl_order_files import ORDER_FILE_COLUMNS, order_file_rows
 from resources.file_drop import FileDrop
 from resources.linnworks import LinnworksResource
 from resources.peoplevox import PeoplevoxResource

@@ -9,10 +9,10 @@ import polars as pl
 
 from fulfil_assets.config import FulfilConfig, ReconcileConfig
 from fulfil_assets.ledger import now_utc
-from fulfil_assets.reconcile import tables as rt
+from fulfil_assets.reconcile import reconciled as rt
 from fulfil_assets.routing import order_routes
 from fulfil_assets.schedules import BACKGROUND, every_minutes
-from fulfil_assets.tables import table_schema
+from fulfil_assets.warehouse_tables import table_schema
 from resources.warehouse import SCHEMA, Warehouse, WarehouseDb
 
 DESCRIPTIONS = {

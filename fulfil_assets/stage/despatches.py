@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from fulfil_assets.despatch.whistl_files import DESPATCH_SCHEMA
+from fulfil_assets.despatch.whistl_answers import DESPATCH_SCHEMA
 from fulfil_assets.stage.common import ensure_columns
 
 # The despatch-file rows plus the order they belong to (null until matched).

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from fulfil_assets.reconcile.tables import COLUMNS
+from fulfil_assets.reconcile.reconciled import COLUMNS
 from resources.warehouse import Warehouse
 
 if TYPE_CHECKING:
@@ -128,7 +128,7 @@ def sql_type(dtype: pl.DataType) -> str:
 
 
 def reconciled_ddl() -> dict[str, str]:
-    """The reconciled tables analysts query, made from their column descriptions (`reconcile/tables.py`)."""
+    """The reconciled tables analysts query, made from their column descriptions (`reconcile/reconciled.py`)."""
     return {name: ", ".join(f"{c} {sql_type(t)}" for c, (t, _) in columns.items()) for name, columns in COLUMNS.items()}
 
 
@@ -201,7 +201,7 @@ class FulfilWarehouse(Warehouse):
 
 
 # What each column of the canonical tables and ledgers holds, for the Dagster UI's column schema (the reconciled
-# tables carry their own, in `reconcile/tables.py`). A column is described once wherever it appears.
+# tables carry their own, in `reconcile/reconciled.py`). A column is described once wherever it appears.
 COLUMN_DESCRIPTIONS = {
     # every ledger (effects.py)
     "idempotency_key": "the effect's identity: the same effect always has the same key, so it is never sent twice",

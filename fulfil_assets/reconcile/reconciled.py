@@ -132,7 +132,7 @@ def tables_markdown() -> str:
         "",
         "Schema `fulfil` of the warehouse (on the embedded default, query the analysts' copy: see the README).",
         "Rebuilt by `reconcile_job` every `reconcile.every_minutes`; `orders_stuck` thresholds are in `reconcile:` of",
-        "`fulfil.yaml`. Generated from `fulfil_assets/reconcile/tables.py`.",
+        "`fulfil.yaml`. Generated from `fulfil_assets/reconcile/reconciled.py`.",
     ]
     for table, columns in COLUMNS.items():
         out += ["", f"## `{table}`", "", "| column | type | meaning |", "|---|---|---|"]
