@@ -25,9 +25,9 @@ from flow_helpers import (
 )
 
 from emulators.linnworks import WHISTL_LOCATION
+from emulators.report import flow_report
 from emulators.server import Emulators
 from emulators.world import PLANTED_CODES
-from fulfil_assets.cli import flow_report
 from fulfil_assets.config import flow_of
 from fulfil_assets.definitions import build_definitions
 from resources.warehouse import SCHEMA, WarehouseDb
