@@ -397,19 +397,23 @@ def peoplevox_callbacks_command(args: argparse.Namespace) -> int:
 def trace_warehouse(url: str | None = None, fresh: bool = False) -> str | None:
     """The warehouse `fulfil trace` and `fulfil plan` read, read-only: PostgreSQL as `FULFIL_WAREHOUSE_URL` names
     it; a DuckDB warehouse through its analysts' copy where there is one (a run may hold the file itself), else the
-    file (with `fresh`, the file first). With no `FULFIL_WAREHOUSE_URL`, the default warehouse, then a running
-    demo's (`data/demo/`). None: no file exists (nothing is ever created)."""
+    file (with `fresh`, the file first). With no `FULFIL_WAREHOUSE_URL`, whichever of the default warehouse and a
+    demo's (`data/demo/`) changed last: a running demo's copy is refreshed every minute, so an old default file
+    never hides it. None: no file exists (nothing is ever created)."""
     import sqlalchemy as sa
 
     if url and not url.startswith("duckdb"):
         return url
-    files = [Path(str(sa.make_url(url).database))] if url else [Path("data/warehouse.duckdb"), DEMO_WAREHOUSE]
-    for path in files:
+    found = []
+    for path in [Path(str(sa.make_url(url).database))] if url else [Path("data/warehouse.duckdb"), DEMO_WAREHOUSE]:
         copy = path.with_name(f"{path.stem}.analysts.duckdb")
-        for candidate in (path, copy) if fresh else (copy, path):
-            if candidate.is_file():
-                return f"duckdb:///{candidate.resolve()}?access_mode=READ_ONLY"
-    return None
+        existing = [c for c in ((path, copy) if fresh else (copy, path)) if c.is_file()]
+        if existing:
+            found.append(existing[0])
+    if not found:
+        return None
+    newest = max(found, key=lambda f: f.stat().st_mtime)
+    return f"duckdb:///{newest.resolve()}?access_mode=READ_ONLY"
 
 
 def trace_command(args: argparse.Namespace) -> int:

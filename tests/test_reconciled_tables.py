@@ -5,6 +5,8 @@ finance closes on add up to what each side holds."""
 
 from __future__ import annotations
 
+import os
+import time
 from collections import Counter, defaultdict
 from decimal import Decimal
 from pathlib import Path
@@ -322,6 +324,19 @@ def test_fulfil_trace_finds_the_running_demos_warehouse_read_only_and_never_crea
     assert main(["trace", "LW100009"]) == 1  # the demo's warehouse was read: it has no such order
     assert "no order LW100009" in capsys.readouterr().err
     assert sorted(p.name for p in demo.parent.iterdir()) == before  # read-only: no lock file, no new file
+    # An old default warehouse left from another day does not hide the running demo's (the newer one is read).
+    old = tmp_path / "data" / "warehouse.duckdb"
+    stale = WarehouseDb(f"duckdb:///{old}")
+    ensure_tables(stale)
+    stale.execute(
+        f"INSERT INTO {SCHEMA}.orders (order_key, source_system, source_order_id, order_ref, status) "
+        "VALUES ('linnworks:1', 'linnworks', '1', 'LW100009', 'open')"
+    )
+    stale.dispose()
+    os.utime(old, (time.time() - 86400, time.time() - 86400))
+    assert main(["trace", "LW100009"]) == 1, "the day-old default warehouse was read, not the demo's"
+    os.utime(old, None)
+    assert main(["trace", "LW100009"]) == 0  # and the default one is read when it is the newer
 
 
 def test_a_reconciled_table_an_earlier_version_made_is_made_again_and_nothing_else_is_touched(tmp_path: Path) -> None:
