@@ -1,11 +1,13 @@
 """The Dagster UI as the data team sees it: `dagster-webserver` on the shipped code location, driven in headless
 Chromium (Debian's `chromium`, through Playwright): the asset catalogue lists every stage's group and the
-reconciled tables, and an asset's checks tab lists its checks. Screenshots are kept in `test-artifacts/`.
+reconciled tables, and an asset's checks tab lists its checks. Screenshots are kept in `test-artifacts/`; the
+lineage one is the README's (`docs/ui-lineage.png`, written afresh with FULFIL_UPDATE_SCREENSHOTS=1).
 Without Chromium the test skips, saying so; `.ci/run` sets FULFIL_REQUIRE_BROWSER=1, so CI never skips it."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -29,6 +31,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+README_SCREENSHOT = ROOT / "docs" / "ui-lineage.png"  # shown in the README's quick start
 GROUPS = ("linnworks_ingest", "stage", "validate", "push", "despatch", "stock", "reconcile")
 
 
@@ -96,6 +99,11 @@ def test_the_asset_catalogue_shows_every_group_and_an_assets_checks(webserver: s
             for group in GROUPS:
                 expect(page.get_by_text(group, exact=True).first).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "asset-groups.png"), full_page=True)
+            # The README's picture of the UI is this page: FULFIL_UPDATE_SCREENSHOTS=1 writes it afresh.
+            if os.environ.get("FULFIL_UPDATE_SCREENSHOTS") == "1":
+                shutil.copyfile(ARTIFACTS / "asset-groups.png", README_SCREENSHOT)
+            assert README_SCREENSHOT.is_file(), f"{README_SCREENSHOT} is missing: FULFIL_UPDATE_SCREENSHOTS=1"
+            assert f"]({README_SCREENSHOT.relative_to(ROOT)})" in (ROOT / "README.md").read_text()
 
             page.goto(f"{webserver}/assets/orders_stuck?view=checks")
             # Long names render middle-truncated; the full name is in the row (attached, measured, not shown whole).
