@@ -225,3 +225,15 @@ def test_suite_loader_refuses_what_polars_cannot_execute(tmp_path: Path) -> None
     (tmp_path / "whistl.json").write_text("{not json")
     with pytest.raises(SuiteError, match="not valid JSON"):
         load_suite("whistl", tmp_path)
+
+
+def test_the_shipped_suites_are_the_ones_the_rules_module_writes(tmp_path: Path) -> None:
+    """One source for each rule: `expectations/*.json` as shipped is exactly what `fulfil_assets/validate/suites.py`
+    writes (`python -m fulfil_assets.validate.suites`), so a rule changed in one place cannot drift from the other;
+    the emulated Whistl's own rule is held to the suite by `test_rules_and_files.py`."""
+    from fulfil_assets.validate.suites import EXPECTATIONS_DIR, write_suites
+
+    written = write_suites(tmp_path)
+    assert written
+    for path in written:
+        assert path.read_text() == (EXPECTATIONS_DIR / path.name).read_text(), f"{path.name}: regenerate the suites"
