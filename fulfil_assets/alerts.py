@@ -119,12 +119,12 @@ class AlertsRunConfig(dg.Config):
     alerts: list[str] = []
 
 
-@dg.op(required_resource_keys={"warehouse", "alert_webhook"})
-def send_alerts(context: dg.OpExecutionContext, config: AlertsRunConfig) -> dg.Output:
+@dg.op
+def send_alerts(
+    context: dg.OpExecutionContext, config: AlertsRunConfig, warehouse: Warehouse, alert_webhook: AlertWebhook
+) -> dg.Output:
     """Record the alerts asked for, then post every alert still due."""
-    warehouse: Warehouse = context.resources.warehouse
-    webhook: AlertWebhook = context.resources.alert_webhook
-    client = webhook.get_client()
+    client = alert_webhook.get_client()
     with warehouse.session() as db:
         new, _ = effects.intend(db, TABLE, alert_intents([json.loads(a) for a in config.alerts]))
         try:

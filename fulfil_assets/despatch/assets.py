@@ -103,7 +103,7 @@ def tracking_asset(oms: str, flows: dict[str, bool], box_s: float) -> dg.AssetsD
         group_name="despatch",
         deps=deps,
         kinds={oms},
-        required_resource_keys={"warehouse", oms},
+        required_resource_keys={"warehouse", oms},  # named by the order system: typed parameters need fixed names
         description=f"Tracking back to {oms.capitalize()}: {TRACKING_CALLS[oms]}. Through the `tracking_posts` "
         "ledger and the effect module: each post claimed by one sender, an unconfirmed one looked up on the order "
         "before it is sent again, refusals recorded and not retried blindly. No pool: posts draw on the order "

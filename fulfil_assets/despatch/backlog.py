@@ -19,7 +19,8 @@ from fulfil_assets.ingest.peoplevox_source import date_clause
 from fulfil_assets.ledger import now_utc
 from resources.file_drop import DropFile, DropSession, FileDrop
 from resources.http import SystemError_
-from resources.warehouse import SCHEMA, WarehouseDb
+from resources.peoplevox import PeoplevoxResource
+from resources.warehouse import SCHEMA, Warehouse, WarehouseDb
 
 CHECK_NAME = "no_despatch_backlog"
 DESPATCH_FILES = "shp_*.csv"  # matched whatever the case of the name, as the despatch run takes them
@@ -118,14 +119,12 @@ def whistl_backlog_check(minutes: int) -> dg.AssetChecksDefinition:
         asset="despatches",
         name=CHECK_NAME,
         blocking=False,
-        required_resource_keys={"warehouse", "whistl_drop"},
         description=f"No Whistl despatch file (shp_*) waits in out/ {minutes} minutes or longer without being taken "
         "in (schedules.despatch_backlog_minutes). Red names the oldest file and how long it has waited: despatches "
         "fulfil has not read are invisible to the tracking checks, and customers are waiting for their tracking.",
     )
-    def no_despatch_backlog(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        whistl_drop: FileDrop = context.resources.whistl_drop
-        db: WarehouseDb = context.resources.warehouse.get_db()
+    def no_despatch_backlog(warehouse: Warehouse, whistl_drop: FileDrop) -> dg.AssetCheckResult:
+        db: WarehouseDb = warehouse.get_db()
         try:
             with whistl_drop.session() as drop:
                 waiting = waited_minutes(despatch_files(drop), time.time())
@@ -208,21 +207,20 @@ def peoplevox_backlog_check(minutes: int) -> dg.AssetChecksDefinition:
         asset="peoplevox_despatch_lines",
         name=CHECK_NAME,
         blocking=False,
-        required_resource_keys={"warehouse", "peoplevox"},
         description=f"Every despatch Peoplevox holds that is {minutes} minutes old or more "
         "(schedules.despatch_backlog_minutes) has been read into fulfil's despatches. Peoplevox is asked (GetData "
         "Despatches) for what it despatched since the newest despatch fulfil holds (with none, the last "
         f"{PEOPLEVOX_LOOKBACK.days} days). Red names the oldest unread despatch and how long it has waited.",
     )
-    def no_despatch_backlog(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        db: WarehouseDb = context.resources.warehouse.get_db()
+    def no_despatch_backlog(warehouse: Warehouse, peoplevox: PeoplevoxResource) -> dg.AssetCheckResult:
+        db: WarehouseDb = warehouse.get_db()
         now = now_utc()
         newest = db.read(
             f"SELECT MAX(despatched_at) AS t FROM {SCHEMA}.despatches WHERE wms = 'peoplevox'",
             schema={"t": pl.Datetime("us", "UTC")},
         )["t"][0]
         since = newest if newest is not None else now - PEOPLEVOX_LOOKBACK
-        client = context.resources.peoplevox.get_client()
+        client = peoplevox.get_client()
         try:  # no warehouse connection is held while Peoplevox answers
             rows = [r for page in client.get_data("Despatches", date_clause("DespatchDate", since)) for r in page]
         except SystemError_ as exc:

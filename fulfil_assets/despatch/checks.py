@@ -3,7 +3,7 @@
 import dagster as dg
 
 from fulfil_assets.effects import FAILED, PENDING, SENDING
-from resources.warehouse import SCHEMA, WarehouseDb
+from resources.warehouse import SCHEMA, Warehouse, WarehouseDb
 
 TRACKING_MAX_ATTEMPTS = 5
 
@@ -42,15 +42,14 @@ def tracking_checks(oms: str, wait_minutes: int) -> list[dg.AssetChecksDefinitio
         asset=key,
         name="tracking_reached_the_order_system",
         blocking=False,
-        required_resource_keys={"warehouse"},
         description=f"Every despatch's tracking reached {oms.capitalize()} within {wait_minutes} minutes "
         f"(schedules.tracking_wait_minutes), none refused, none unconfirmed after {TRACKING_MAX_ATTEMPTS} attempts. "
         "Red: customers are asking where their order is; the data team reads last_error in tracking_posts "
         f"(a refusal needs the office; a wait, the {oms} connection). Amber (no data) while no post to {oms} "
         "has been recorded at all: nothing measured is never green.",
     )
-    def tracking_reached_the_order_system(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        db = context.resources.warehouse.get_db()
+    def tracking_reached_the_order_system(warehouse: Warehouse) -> dg.AssetCheckResult:
+        db = warehouse.get_db()
         found = unsettled_tracking(db, oms, wait_minutes)
         recorded = tracking_posts_recorded(db, oms)
         if not recorded:

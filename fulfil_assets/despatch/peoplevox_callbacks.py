@@ -29,8 +29,8 @@ from starlette.routing import Route
 from fulfil_assets import effects
 from fulfil_assets.effects import FAILED, PENDING, SENDING, SENT, Outcome, to_payload
 from resources.http import DataError, TransientError
-from resources.peoplevox import PeoplevoxClient
-from resources.warehouse import SCHEMA
+from resources.peoplevox import PeoplevoxClient, PeoplevoxResource
+from resources.warehouse import SCHEMA, Warehouse
 
 EVENT = "TrackingNumberReceived"
 POST_PARAMS = "order={SalesOrderNumber}&despatch={DespatchNumber}&tracking={TrackingNumber}"
@@ -128,19 +128,18 @@ def subscription_asset(callback_url: str, flow: str, shadow: bool) -> dg.AssetsD
         group_name="despatch",
         kinds={"peoplevox"},
         pool="peoplevox",
-        required_resource_keys={"warehouse", "peoplevox"},
     )
-    def peoplevox_callback_subscription(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def peoplevox_callback_subscription(warehouse: Warehouse, peoplevox: PeoplevoxResource) -> dg.MaterializeResult:
         """Peoplevox asked (`SubscribePostEvent`, `TrackingNumberReceived`) to post each despatch to
         `peoplevox.callback_url`, once, through the `peoplevox_subscriptions` ledger that keeps its id."""
-        resource = context.resources.peoplevox
+        resource = peoplevox
         if not resource.callback_token:
             raise dg.Failure(
                 description="peoplevox.callback_url is set but its secret is empty: set the environment variable "
                 "named by peoplevox.credentials.callback_token"
             )
         client = resource.get_client()
-        with context.resources.warehouse.session() as db:
+        with warehouse.session() as db:
             effects.intend(db, TABLE, subscription_intents(callback_url, flow), shadow=shadow)
             try:
                 report = effects.deliver(db, TABLE, PeoplevoxSubscriptions(client, resource.callback_token))

@@ -241,7 +241,7 @@ def whistl_submissions(config: FulfilConfig) -> dg.AssetsDefinition:
         group_name="push",
         deps=[dg.AssetKey("validated_orders")],
         kinds={"whistl", "sftp"},
-        required_resource_keys=sending_resources(config, "whistl", "whistl_drop"),
+        required_resource_keys=sending_resources(config, "whistl", "whistl_drop"),  # and each source system re-checked
     )
     def wms_submissions(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         """Orders sent to Whistl: every paid, open order with no open exception, of a flow that goes to Whistl,
@@ -292,7 +292,7 @@ def peoplevox_submissions(config: FulfilConfig) -> dg.AssetsDefinition:
         deps=[dg.AssetKey("validated_orders")],
         kinds={"peoplevox", "soap"},
         pool="peoplevox",
-        required_resource_keys=sending_resources(config, "peoplevox", "peoplevox"),
+        required_resource_keys=sending_resources(config, "peoplevox", "peoplevox"),  # and each source system re-checked
     )
     def peoplevox_submissions(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         """Orders sent to Peoplevox (rows of the `wms_submissions` ledger with `wms = 'peoplevox'`): every paid,

@@ -296,7 +296,9 @@ def stage_assets(config: FulfilConfig) -> list[dg.AssetsDefinition]:
         deps=wms_deps,
         kinds={"polars"},
         # Whistl's drop only when Whistl is configured (its files are archived or quarantined here).
-        required_resource_keys={"warehouse", "whistl_drop"} if systems.whistl is not None else {"warehouse"},
+        required_resource_keys={"warehouse", "whistl_drop"}
+        if systems.whistl is not None
+        else {"warehouse"},  # the drop only with Whistl
     )
     def wms_stock(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         """What each warehouse physically holds (and so its item catalogue): Whistl's newest snapshot file that

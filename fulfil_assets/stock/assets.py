@@ -175,7 +175,7 @@ def _flow_stock(fulfil: FulfilConfig, flow: str) -> dg.AssetsDefinition:
                 "office checks the SKU and location named in the ledger's last_error.",
             )
         ],
-        required_resource_keys={"warehouse", oms},
+        required_resource_keys={"warehouse", oms},  # named by the order system: typed parameters need fixed names
     )
     def flow_stock(context: dg.AssetExecutionContext, config: StockRunConfig) -> Iterator[Any]:
         """Compute available to sell for the flow and send the levels that changed."""
