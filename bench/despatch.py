@@ -35,8 +35,8 @@ from fulfil_assets import effects
 from fulfil_assets.despatch.assets import ONE_UNSETTLED_PER_ORDER, TRACKING_FIRST
 from fulfil_assets.despatch.intake import take_despatch_file
 from fulfil_assets.despatch.oms_tracking import LinnworksTracking
-from fulfil_assets.despatch.whistl_answers import DESPATCH_FILE_COLUMNS
 from fulfil_assets.warehouse_tables import ensure_tables
+from fulfil_assets.whistl_formats import DESPATCH_FILE_COLUMNS
 from resources.linnworks import LinnworksClient
 from resources.warehouse import SCHEMA, WarehouseDb
 

@@ -12,8 +12,8 @@ import sqlalchemy as sa
 
 from fulfil_assets import effects
 from fulfil_assets.effects import now_utc
-from fulfil_assets.push.whistl_order_files import ORDER_FILE_COLUMNS
-from fulfil_assets.validate.rules import OWNERS
+from fulfil_assets.reasons import OWNERS
+from fulfil_assets.whistl_formats import ORDER_FILE_COLUMNS
 from resources.warehouse import SCHEMA, WarehouseDb
 
 EXCEPTION_UPDATE = ["reason_code", "detail", "owner", "last_seen", "resolved_at"]

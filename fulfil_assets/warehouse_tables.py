@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from fulfil_assets.reconcile.reconciled import COLUMNS
 from resources.warehouse import Warehouse
 
 if TYPE_CHECKING:
@@ -52,6 +51,98 @@ ADDED_COLUMNS = {
     "order_lines": {"source_line_id": "TEXT", "ship_to_id": "TEXT"},
     "despatches": {"reason": "TEXT"},
 }
+
+# The reconciled tables analysts query (built by `reconcile/reconciled.py`): each table's columns, in order:
+# name -> (polars type, description). The DDL, the Dagster column schema and docs/tables.md are made from this.
+MONEY = pl.Decimal(18, 2)  # as `orders.total`: sums of money stay exact (no 29909.120000000003)
+COLUMNS: dict[str, dict[str, tuple[pl.DataType, str]]] = {
+    "exception_summary": {
+        "reason_code": (pl.String(), "why the orders are held (see docs/operations.md)"),
+        "owner": (pl.String(), "who acts: office, cx (customer service) or warehouse"),
+        "age_band": (pl.String(), "how long they have been open: under 1h, 1-24h, 1-7d, over 7d"),
+        "open_exceptions": (pl.Int64(), "open exceptions in the band"),
+        "oldest_first_seen": (pl.Datetime("us", "UTC"), "when the oldest of them was first seen"),
+        "example_order_refs": (pl.String(), "up to five order references, comma separated"),
+    },
+    "orders_stuck": {
+        "order_key": (pl.String(), "the order (source system and its id)"),
+        "order_ref": (pl.String(), "the order's reference as the warehouse knows it"),
+        "flow": (
+            pl.String(),
+            "the flow the order belongs to (before validation, from routes in fulfil.yaml; empty only at no_flow)",
+        ),
+        "stage": (
+            pl.String(),
+            "where it is stuck: not_validated (read from the order system, not yet validated: the order sync has "
+            "not run since), no_flow (read, but no configured flow takes it: its location is in no route), not_sent "
+            "(validated and paid, not at the WMS), not_despatched (at the WMS past the service's SLA), open_in_oms "
+            "(despatched, the order system not yet updated), exception_open (held too long)",
+        ),
+        "since": (pl.Datetime("us", "UTC"), "when the order entered that stage"),
+        "waiting_minutes": (pl.Int64(), "minutes in that stage when the table was built"),
+        "owner": (pl.String(), "who acts"),
+        "reason": (pl.String(), "what it waits for, in words"),
+    },
+    "despatch_latency": {
+        "order_key": (pl.String(), "the order"),
+        "flow": (pl.String(), "its flow"),
+        "oms": (pl.String(), "the order system told"),
+        "despatch_ref": (pl.String(), "the warehouse's despatch"),
+        "despatched_at": (pl.Datetime("us", "UTC"), "when the warehouse despatched it"),
+        "oms_updated_at": (pl.Datetime("us", "UTC"), "when the order system confirmed its tracking (empty: not yet)"),
+        "latency_seconds": (pl.Float64(), "oms_updated_at - despatched_at"),
+    },
+    "despatch_latency_daily": {
+        "day": (pl.Date(), "despatch day (UTC)"),
+        "flow": (pl.String(), "the flow"),
+        "despatches": (pl.Int64(), "despatches that day"),
+        "updated": (pl.Int64(), "of which the order system has confirmed"),
+        "p50_seconds": (pl.Float64(), "median latency of the confirmed ones"),
+        "p95_seconds": (pl.Float64(), "95th percentile latency of the confirmed ones"),
+    },
+    "fulfilment_reconciliation": {
+        "day": (pl.Date(), "the day the order was placed (UTC)"),
+        "flow": (pl.String(), "the flow"),
+        "oms_orders": (pl.Int64(), "paid orders the order system holds for the flow"),
+        "oms_value": (MONEY, "their value (in the orders' currency, to the penny)"),
+        "sent_orders": (pl.Int64(), "of which the WMS confirmed it holds"),
+        "sent_value": (MONEY, "their value (in the orders' currency, to the penny)"),
+        "despatched_orders": (pl.Int64(), "of which the WMS despatched at least one line"),
+        "despatched_value": (MONEY, "their value (in the orders' currency, to the penny)"),
+        "tracked_orders": (pl.Int64(), "of which the order system confirmed tracking"),
+        "cancelled_orders": (pl.Int64(), "orders of the day cancelled in the order system"),
+        "unsent_orders": (
+            pl.Int64(),
+            "oms_orders - sent_orders: paid orders of the day not at the warehouse, held ones included. "
+            "`orders_stuck` counts otherwise: each order once, wherever it waits past a threshold, unpaid and "
+            "not-yet-validated ones too, and not at all before `reconcile.unsent_minutes`",
+        ),
+    },
+    "stock_drift": {
+        "flow": (pl.String(), "the flow"),
+        "oms": (pl.String(), "the order system"),
+        "location": (pl.String(), "the order system's location"),
+        "sku": (pl.String(), "the SKU"),
+        "wms_available": (pl.Int64(), "what the warehouse says is available"),
+        "available_to_sell": (pl.Int64(), "what the order system should show (available less unsent and buffer)"),
+        "oms_level": (pl.Int64(), "what the order system shows"),
+        "last_pushed": (pl.Int64(), "the level fulfil last pushed and the order system confirmed"),
+        "difference": (pl.Int64(), "oms_level - available_to_sell (above 0: oversell risk)"),
+        "drifting_since": (pl.Datetime("us", "UTC"), "since when the levels have differed (empty: in step)"),
+    },
+    "order_timeline": {
+        "order_key": (pl.String(), "the order"),
+        "order_ref": (pl.String(), "its reference"),
+        "seq": (pl.Int64(), "the event's place in the order's life, from 1 (order by it: files stamp whole seconds)"),
+        "happened_at": (pl.Datetime("us", "UTC"), "when it happened"),
+        "system": (pl.String(), "where it happened"),
+        "event": (pl.String(), "what happened"),
+        "detail": (pl.String(), "the words that go with it"),
+    },
+}
+BUILT_AT = "built_at"
+for _columns in COLUMNS.values():  # every reconciled table says when it was built
+    _columns[BUILT_AT] = (pl.Datetime("us", "UTC"), "when fulfil built this table (the same on every row of a build)")
 
 TABLES = {
     "orders": f"""

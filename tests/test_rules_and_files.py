@@ -12,16 +12,17 @@ import pytest
 from fulfil_assets.config import ConfigError, load_config
 from fulfil_assets.despatch.matching import match_despatches
 from fulfil_assets.despatch.tracking import tracking_intents
-from fulfil_assets.despatch.whistl_answers import (
-    FileFormatError,
-    parse_despatch_file,
-    parse_rejection_file,
-)
-from fulfil_assets.push.whistl_order_files import ORDER_FILE_COLUMNS, order_file_rows, render_csv
+from fulfil_assets.push.whistl_order_files import order_file_rows, render_csv
 from fulfil_assets.stage.common import ORDER_COLUMNS, conform
 from fulfil_assets.validate.mappings import MappingError, load_bundles, load_service_codes, load_variant_skus
 from fulfil_assets.validate.rules import check_orders, merge_exceptions, prepare_lines, wms_ready_orders
 from fulfil_assets.validate.suites import load_suite
+from fulfil_assets.whistl_formats import (
+    ORDER_FILE_COLUMNS,
+    FileFormatError,
+    parse_despatch_file,
+    parse_rejection_file,
+)
 
 SERVICE_MAP = load_service_codes(Path("expectations/service_codes.csv"))
 SUITES = {wms: load_suite(wms) for wms in ("whistl", "peoplevox")}

@@ -13,8 +13,8 @@ from fulfil_assets import effects
 from fulfil_assets.despatch.assets import plan_fulfilments
 from fulfil_assets.despatch.checks import unsettled_tracking
 from fulfil_assets.despatch.tracking import parcel_fulfilments, short_shipped, tracking_intents
-from fulfil_assets.despatch.whistl_answers import DESPATCH_SCHEMA
 from fulfil_assets.warehouse_tables import ensure_tables
+from fulfil_assets.whistl_formats import DESPATCH_SCHEMA
 from resources.warehouse import WarehouseDb
 
 T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)

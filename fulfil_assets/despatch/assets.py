@@ -12,7 +12,7 @@ from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, is_shadow, whistl_i
 from fulfil_assets.despatch.intake import feedback_files, take_feedback_file
 from fulfil_assets.despatch.oms_tracking import TRACKING_SENDERS
 from fulfil_assets.despatch.tracking import fulfilment_intents
-from fulfil_assets.stage.common import ensure_columns
+from fulfil_assets.frames import ensure_columns
 from resources.file_drop import FileDrop
 from resources.http import AuthError
 from resources.warehouse import SCHEMA, Warehouse, WarehouseDb

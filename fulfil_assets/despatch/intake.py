@@ -15,14 +15,14 @@ import polars as pl
 from fulfil_assets import effects
 from fulfil_assets.despatch.matching import match_despatches
 from fulfil_assets.despatch.planning import DESPATCH_KEY, plan_tracking, read_context, record_plan
-from fulfil_assets.despatch.whistl_answers import (
+from fulfil_assets.ledger import adopt_amendments, mark_cancelled, now_utc, open_exceptions
+from fulfil_assets.push.amendments import amend_too_late
+from fulfil_assets.whistl_formats import (
     FileFormatError,
     parse_ack_file,
     parse_despatch_file,
     parse_rejection_file,
 )
-from fulfil_assets.ledger import adopt_amendments, mark_cancelled, now_utc, open_exceptions
-from fulfil_assets.push.amendments import amend_too_late
 from resources.file_drop import DropFile, DropSession, keep_file
 from resources.warehouse import SCHEMA, WarehouseDb
 

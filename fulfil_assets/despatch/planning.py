@@ -12,8 +12,8 @@ import polars as pl
 
 from fulfil_assets import effects
 from fulfil_assets.despatch.tracking import complete_orders, parcel_fulfilments, short_shipped, tracking_intents
-from fulfil_assets.despatch.whistl_answers import DESPATCH_SCHEMA
 from fulfil_assets.ledger import open_exceptions
+from fulfil_assets.whistl_formats import DESPATCH_SCHEMA
 from resources.warehouse import SCHEMA, WarehouseDb
 
 DESPATCH_KEY = ["wms", "despatch_ref", "line_no", "parcel_no"]

@@ -14,7 +14,7 @@ from fulfil_assets.effects import payload_hash
 from fulfil_assets.ledger import payload_lines
 from fulfil_assets.push.cancellations import AT_WMS
 from fulfil_assets.push.common import INTENT_SCHEMA
-from fulfil_assets.push.whistl_order_files import ORDER_FILE_COLUMNS
+from fulfil_assets.whistl_formats import ORDER_FILE_COLUMNS
 
 # The line cells of a Whistl order file's rows (the first row stands for the order's own fields).
 LINE_FIELDS = ("line_number", "sku", "quantity")

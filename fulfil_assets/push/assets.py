@@ -24,7 +24,8 @@ from fulfil_assets.push.source_check import (
     shopify_recheck,
 )
 from fulfil_assets.push.whistl_inbox import ORDERS_PER_FILE, WhistlInbox
-from fulfil_assets.push.whistl_order_files import ORDER_FILE_COLUMNS, order_file_rows
+from fulfil_assets.push.whistl_order_files import order_file_rows
+from fulfil_assets.whistl_formats import ORDER_FILE_COLUMNS
 from resources.file_drop import FileDrop
 from resources.linnworks import LinnworksResource
 from resources.peoplevox import PeoplevoxResource

@@ -11,10 +11,10 @@ from collections.abc import Iterable, Iterator
 import polars as pl
 import sqlalchemy as sa
 
-from fulfil_assets.despatch.whistl_answers import FileFormatError, parse_ack_file
 from fulfil_assets.effects import SENDING, SENT, Outcome
 from fulfil_assets.ledger import now_utc
-from fulfil_assets.push.whistl_order_files import CANCEL_FILE_COLUMNS, ORDER_FILE_COLUMNS, order_file_name, render_csv
+from fulfil_assets.push.whistl_order_files import CANCEL_FILE_COLUMNS, order_file_name, render_csv
+from fulfil_assets.whistl_formats import ORDER_FILE_COLUMNS, FileFormatError, parse_ack_file
 from resources.file_drop import DropSession
 from resources.warehouse import SCHEMA, WarehouseDb
 

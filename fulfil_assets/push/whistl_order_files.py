@@ -8,23 +8,6 @@ from datetime import datetime
 
 import polars as pl
 
-ORDER_FILE_COLUMNS = (
-    "order_reference",
-    "order_date",
-    "service_code",
-    "ship_name",
-    "ship_address1",
-    "ship_address2",
-    "ship_address3",
-    "ship_city",
-    "ship_postcode",
-    "ship_country",
-    "ship_phone",
-    "ship_email",
-    "line_number",
-    "sku",
-    "quantity",
-)
 CANCEL_FILE_COLUMNS = ("order_reference", "reason", "requested_at")
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from fulfil_assets.frames import ensure_columns
+
 ORDER_COLUMNS = {
     "order_key": pl.String,
     "source_system": pl.String,
@@ -71,15 +73,6 @@ COUNTRY_CODES = {
     "norway": "NO",
     "poland": "PL",
 }
-
-
-def ensure_columns(frame: pl.DataFrame, columns: dict[str, pl.DataType]) -> pl.DataFrame:
-    """Add any missing column as typed nulls (dlt does not create columns that only ever held nulls); in an empty
-    frame, give the present ones their types too (a query with no rows reads every column as text)."""
-    missing = [pl.lit(None, dtype=t).alias(c) for c, t in columns.items() if c not in frame.columns]
-    if frame.is_empty():
-        frame = frame.cast({c: t for c, t in columns.items() if c in frame.columns})
-    return frame.with_columns(missing) if missing else frame
 
 
 def country_code(name: pl.Expr) -> pl.Expr:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from fulfil_assets.despatch.whistl_answers import DESPATCH_SCHEMA
-from fulfil_assets.stage.common import ensure_columns
+from fulfil_assets.frames import ensure_columns
+from fulfil_assets.whistl_formats import DESPATCH_SCHEMA
 
 # The despatch-file rows plus the order they belong to (null until matched).
 DESPATCH_COLUMNS = {**DESPATCH_SCHEMA, "order_key": pl.String}

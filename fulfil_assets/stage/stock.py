@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
-from fulfil_assets.stage.common import ensure_columns
+from fulfil_assets.frames import ensure_columns
 
 OMS_STOCK = {
     "oms": pl.String,

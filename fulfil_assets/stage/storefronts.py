@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from fulfil_assets.stage.common import LINE_COLUMNS, ORDER_COLUMNS, conform, ensure_columns, with_content_hash
+from fulfil_assets.frames import ensure_columns
+from fulfil_assets.stage.common import LINE_COLUMNS, ORDER_COLUMNS, conform, with_content_hash
 
 S = pl.String
 SHOPIFY_ORDER = {

@@ -8,30 +8,10 @@ from typing import Any
 import polars as pl
 from phonenumbers import PhoneMetadata
 
-from fulfil_assets.stage.common import ensure_columns
+from fulfil_assets.frames import ensure_columns
+from fulfil_assets.reasons import OWNERS
 from fulfil_assets.validate.suites import PHONE_REGIONS, POSTCODE_PATTERNS, failure_expr, row_failures
 
-OWNERS = {
-    "SKU_INVALID_CHARS": "office",
-    "SKU_UNKNOWN_AT_WMS": "office",
-    "SKU_UNMAPPED_VARIANT": "office",
-    "PHONE_MISSING": "cx",
-    "PHONE_INVALID": "cx",
-    "POSTCODE_INVALID": "cx",
-    "ADDRESS_INCOMPLETE": "cx",
-    "SERVICE_UNMAPPED": "office",
-    "QUANTITY_INVALID": "office",
-    "CANCEL_TOO_LATE": "warehouse",
-    "AMEND_TOO_LATE": "warehouse",
-    "DESPATCH_UNKNOWN_ORDER": "warehouse",
-    "DESPATCH_UNKNOWN_LINE": "warehouse",
-    "DESPATCH_OVER_QUANTITY": "warehouse",
-    "DESPATCH_SHORT": "warehouse",
-    "WMS_REJECTED": "office",
-    "SNAPSHOT_REJECTED": "warehouse",
-    "LOCATION_UNMAPPED": "office",
-    "SOURCE_UNREADABLE": "office",
-}
 VERDICT_SCHEMA = {
     "order_key": pl.String,
     "rule": pl.String,

@@ -1,4 +1,6 @@
-"""Whistl despatch confirmations and rejections: parse, check against what was sent, plan tracking posts (pure)."""
+"""Whistl's CSV files both ways (pure): our order file's columns, and Whistl's answers parsed (acknowledgements,
+despatch confirmations, rejections), each row judged on its own. Below the push and despatch stages, which both
+read them."""
 
 from __future__ import annotations
 
@@ -10,6 +12,25 @@ from typing import Any
 import polars as pl
 
 from fulfil_assets.csv_text import CsvError, CsvRow, read_csv
+
+# Our order file (`in/ord_*.csv`), one row per order line: written by the push stage, read back by the ledger.
+ORDER_FILE_COLUMNS = (
+    "order_reference",
+    "order_date",
+    "service_code",
+    "ship_name",
+    "ship_address1",
+    "ship_address2",
+    "ship_address3",
+    "ship_city",
+    "ship_postcode",
+    "ship_country",
+    "ship_phone",
+    "ship_email",
+    "line_number",
+    "sku",
+    "quantity",
+)
 
 DESPATCH_FILE_COLUMNS = (
     "order_reference",
