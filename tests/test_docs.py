@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
@@ -34,3 +36,38 @@ def test_every_relative_link_in_the_docs_resolves() -> None:
             if not file.exists() or (anchor and file.suffix == ".md" and anchor not in anchors(file.read_text())):
                 broken.append(f"{doc.relative_to(ROOT)}: {target}")
     assert broken == []
+
+
+def test_the_runbooks_queries_commands_and_names_are_real(tmp_path: Path) -> None:
+    """docs/runbook.md is kept in step with the code: every query it gives runs on a warehouse fulfil made, every
+    `fulfil` command it names exists, and every check, sensor and job it names is in the code location."""
+    from fulfil_assets.cli import main
+    from fulfil_assets.config import AlertsConfig, load_config
+    from fulfil_assets.definitions import build_definitions
+    from fulfil_assets.warehouse_tables import ensure_tables
+    from resources.warehouse import WarehouseDb
+
+    text = (ROOT / "docs" / "runbook.md").read_text()
+    db = WarehouseDb(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    ensure_tables(db)
+    queries = [" ".join(q.split()) for q in re.findall(r"`(SELECT[^`]*)`", text)]
+    statements = [s for block in re.findall(r"```sql\n(.*?)```", text, re.DOTALL) for s in block.split(";")]
+    assert len(queries) >= 2 and len(statements) >= 5
+    for query in queries:
+        db.read(query)  # raises, naming the column or table, when the runbook drifts from the tables
+    db.execute([s for s in statements if s.strip()])
+
+    for command in set(re.findall(r"`fulfil ([a-z-]+)", text)):
+        with pytest.raises(SystemExit) as shown:
+            main([command, "--help"])
+        assert shown.value.code == 0, command
+
+    shipped = load_config(ROOT / "fulfil.yaml")  # with alerts on, as the runbook's alert entries assume
+    defs = build_definitions(shipped.model_copy(update={"alerts": AlertsConfig()}))
+    repo = defs.get_repository_def()
+    checks = {key.name for a in repo.asset_graph.asset_nodes for key in a.check_keys}
+    names = set(re.findall(r"`([a-z_]+)`", text))
+    assert {"tracking_reached_the_order_system"} <= names
+    assert {n for n in names if n.startswith(("tracking_reached", "every_", "no_"))} <= checks
+    assert {n for n in names if n.endswith("_sensor")} <= {s.name for s in repo.sensor_defs}
+    assert {n for n in names if n.endswith("_job")} <= {j.name for j in repo.get_all_jobs()}
