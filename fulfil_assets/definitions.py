@@ -242,6 +242,7 @@ WHO_ACTS = {
     "stock_pushes": ["team:office"],
     "stock_drift": ["team:office", "team:warehouse"],
     "fulfilment_reconciliation": ["team:finance"],
+    "daily_activity": ["team:finance", "team:warehouse"],
 }
 
 

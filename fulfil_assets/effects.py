@@ -143,7 +143,9 @@ def report(
     if not keys:
         return 0
     allowed = ", ".join(f"'{s}'" for s in REPORTED_FROM[status])
-    sets = "status = :status, updated_at = :now, last_error = :error" + (", confirmed_at = :now" if confirmed else "")
+    sets = "status = :status, updated_at = :now, last_error = :error"
+    if confirmed:  # the first confirmation stays: when the target first held the effect
+        sets += ", confirmed_at = COALESCE(confirmed_at, :now)"
     statement = sa.text(
         f"UPDATE {_table(table)} SET {sets} WHERE {db.any_of('idempotency_key', 'keys')} AND status IN ({allowed})"
     )

@@ -118,6 +118,18 @@ COLUMNS: dict[str, dict[str, tuple[pl.DataType, str]]] = {
             "not-yet-validated ones too, and not at all before `reconcile.unsent_minutes`",
         ),
     },
+    "daily_activity": {
+        "day": (pl.Date(), "the day it happened (UTC)"),
+        "flow": (pl.String(), "the flow"),
+        "placed_orders": (pl.Int64(), "orders placed in the order system that day"),
+        "sent_orders": (pl.Int64(), "orders the warehouse first confirmed holding that day"),
+        "despatched_orders": (
+            pl.Int64(),
+            "orders with a line despatched that day (an order shipped over two days counts on both)",
+        ),
+        "tracked_orders": (pl.Int64(), "orders whose order system first confirmed tracking that day"),
+        "cancelled_orders": (pl.Int64(), "orders cancelled in the order system that day (by their last change)"),
+    },
     "stock_drift": {
         "flow": (pl.String(), "the flow"),
         "oms": (pl.String(), "the order system"),
@@ -303,7 +315,7 @@ COLUMN_DESCRIPTIONS = {
     "result": "what the target answered when it took it",
     "created_at": "when it was first intended (orders: placed in the order system)",
     "updated_at": "when it last changed",
-    "confirmed_at": "when the target confirmed it",
+    "confirmed_at": "when the target first confirmed it (later reports, an acknowledgement or a despatch, keep it)",
     "flow": "the flow it belongs to (`fulfil.yaml` flows)",
     "target": "the system it goes to",
     "payload": "exactly what is (or would be) sent, canonical JSON",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter, defaultdict
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -135,6 +136,25 @@ def test_stuck_orders_latency_and_the_finance_figures_match_the_emulators(
         built = _table(db, table)
         assert built.is_empty() or built["built_at"].n_unique() == 1, table
     assert finance["built_at"].null_count() == 0
+
+    # What each day's work was, by the day it happened: despatches as Whistl's own rows date them, tracking as
+    # Linnworks took it (its own clock), orders placed as the order system dated them.
+    daily = {str(r["day"]): r for r in _table(db, "daily_activity").iter_rows(named=True)}
+    shipped_on: dict[str, set[str]] = defaultdict(set)
+    for r in rows:
+        if int(r["quantity_despatched"]) > 0:
+            shipped_on[str(r["despatched_at"])[:10]].add(r["order_reference"])
+    assert {d: r["despatched_orders"] for d, r in daily.items() if r["despatched_orders"]} == {
+        d: len(v) for d, v in shipped_on.items()
+    }
+    tracked_on = Counter(
+        datetime.fromtimestamp(at, UTC).date().isoformat()
+        for uid, at in emu.linnworks.timeline()["tracking_held"].items()
+        if uid in refs
+    )
+    assert {d: r["tracked_orders"] for d, r in daily.items() if r["tracked_orders"]} == dict(tracked_on)
+    placed_on = Counter(str(o.created_at.date()) for o in emu.linnworks.orders.values() if o.uid in refs)
+    assert {d: r["placed_orders"] for d, r in daily.items() if r["placed_orders"]} == dict(placed_on)
 
     # The office's summary counts, per reason, what the world planted in the orders it holds open.
     summary = _table(db, "exception_summary")

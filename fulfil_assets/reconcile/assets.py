@@ -24,6 +24,8 @@ DESCRIPTIONS = {
     "despatch_latency_daily": "Daily p50/p95 of despatch -> order system update, per flow.",
     "fulfilment_reconciliation": "Per day and flow: orders and value the order system holds, beside what the "
     "warehouse confirmed, despatched and the order system confirmed tracking for. Counts, never run statuses.",
+    "daily_activity": "Per day and flow, by the day each happened: orders placed, first confirmed at the warehouse, "
+    "despatched, first tracked and cancelled (what each day's work was, without joining three tables).",
     "stock_drift": "Per flow, location and SKU: warehouse available, what the order system should show, what it "
     "shows, what fulfil last pushed, the difference and since when it has differed.",
     "order_timeline": "One row per event in an order's life across systems (`fulfil trace ORDER_REF` prints it).",
@@ -93,6 +95,9 @@ def build_tables(
         "despatch_latency": latency,
         "despatch_latency_daily": rt.despatch_latency_daily(latency),
         "fulfilment_reconciliation": rt.fulfilment_reconciliation(
+            src["orders"], src["validated_orders"], src["wms_submissions"], src["despatches"], src["tracking_posts"]
+        ),
+        "daily_activity": rt.daily_activity(
             src["orders"], src["validated_orders"], src["wms_submissions"], src["despatches"], src["tracking_posts"]
         ),
         "stock_drift": rt.stock_drift(src["stock_deltas"], src["stock_drift"], now),

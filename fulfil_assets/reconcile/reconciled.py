@@ -332,6 +332,60 @@ def fulfilment_reconciliation(
     )
 
 
+def daily_activity(
+    orders: pl.DataFrame,
+    validated: pl.DataFrame,
+    submissions: pl.DataFrame,
+    despatches: pl.DataFrame,
+    tracking: pl.DataFrame,
+) -> pl.DataFrame:
+    """Per day and flow, by the day each thing happened (not the day the order was placed, as
+    `fulfilment_reconciliation` counts): orders placed, first confirmed at the warehouse, despatched, first tracked,
+    cancelled. What the warehouse and the carriers did on a day, without a join of three tables."""
+    flows = validated.select("order_key", "flow")
+
+    def per_day(frame: pl.DataFrame, at: str, name: str) -> pl.LazyFrame:
+        return (
+            frame.lazy()
+            .join(flows.lazy(), on="order_key", how="inner")
+            .filter(pl.col(at).is_not_null())
+            .group_by("order_key", "flow")
+            .agg(_utc(at).min().dt.date().alias("day"))
+            .group_by("day", "flow")
+            .agg(pl.len().alias(name))
+        )
+
+    confirmed = submissions.filter(pl.col("status").is_in(AT_WMS))
+    tracked = tracking.filter((pl.col("status") == "sent") & (pl.col("kind").fill_null("tracking") != "process"))
+    shipped = (
+        despatches.lazy()
+        .filter(pl.col("quantity") > 0)
+        .join(flows.lazy(), on="order_key", how="inner")
+        .select("flow", "order_key", _utc("despatched_at").dt.date().alias("day"))
+        .unique()
+        .group_by("day", "flow")
+        .agg(pl.len().alias("despatched_orders"))
+    )
+    parts = [
+        per_day(orders, "created_at", "placed_orders"),
+        per_day(confirmed, "confirmed_at", "sent_orders"),
+        shipped,
+        per_day(tracked, "confirmed_at", "tracked_orders"),
+        per_day(orders.filter(pl.col("status") == "cancelled"), "updated_at", "cancelled_orders"),
+    ]
+    keys = pl.concat([p.select("day", "flow") for p in parts]).unique()
+    for part in parts:
+        keys = keys.join(part, on=["day", "flow"], how="left")
+    schema = schema_of("daily_activity")
+    return (
+        keys.collect()
+        .select(list(schema))
+        .cast(schema)  # type: ignore[arg-type]
+        .with_columns(pl.exclude("day", "flow").fill_null(0))
+        .sort("day", "flow")
+    )
+
+
 def stock_drift(deltas: pl.DataFrame, previous: pl.DataFrame, now: datetime) -> pl.DataFrame:
     """Per flow, location and SKU: the warehouse's available, what the order system should show, what it shows
     and what fulfil last pushed; `drifting_since` carries over from `previous` (the table as last built) while the
