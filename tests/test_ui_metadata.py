@@ -4,7 +4,9 @@ column schemas."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from urllib.parse import urljoin
 
 import dagster as dg
 import pytest
@@ -124,6 +126,18 @@ def test_data_docs_open_over_http_from_the_validation_metadata(
         assert link.startswith(f"{base}/") and link.endswith(".html")
         page = httpx.get(link, timeout=10)
         assert page.status_code == 200 and "<html" in page.text.lower()
+        # Self-contained: nothing is fetched from the internet, and the index lists the run as a plain link.
+        docs = Path(fulfil_env["FULFIL_DATA_DIR"]) / "gx_docs"
+        pages = list(docs.rglob("*.html"))
+        assert len(pages) >= 3
+        for doc in pages:
+            text = doc.read_text()
+            assert not re.search(r"<(script|link|img)\b[^>]*\b(src|href)=\"https?://", text), doc
+            assert "fulfil_offline.css" in text, doc
+        runs = re.findall(r'<a href="(validations/[^"]+\.html)">', page.text)
+        assert runs and all(httpx.get(urljoin(link, run), timeout=10).status_code == 200 for run in runs)
+        assert 'class="failed">Failed<' in page.text or 'class="succeeded">Succeeded<' in page.text
+        assert httpx.get(urljoin(link, "static/styles/fulfil_offline.css"), timeout=10).status_code == 200
     finally:
         server.shutdown()
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import polars as pl
 
+from fulfil_assets.validate.data_docs import make_self_contained
 from fulfil_assets.validate.suites import failure_expr
 
 
@@ -89,5 +90,5 @@ def run_gx(
         if r.exception_info and r.exception_info.get("raised_exception"):
             errors.append(f"expectation {index}: {r.exception_info.get('exception_message')}")
         unexpected[index] = int(r.result.get("unexpected_count") or 0)
-    index = docs_dir / "index.html" if docs_dir is not None else None
-    return GxResult(unexpected, bool(result.success), frame.height, index if index and index.exists() else None, errors)
+    index = make_self_contained(docs_dir) if docs_dir is not None else None  # no CDN: readable with no way out
+    return GxResult(unexpected, bool(result.success), frame.height, index, errors)
