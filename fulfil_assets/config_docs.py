@@ -7,11 +7,14 @@ the code: `tests/test_config_and_mappings.py` compares the file with what this w
 
 from __future__ import annotations
 
+import json
 import types
 import typing
+from pathlib import Path
 from typing import Any
 
 import annotated_types
+import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
@@ -19,6 +22,7 @@ from pydantic_core import PydanticUndefined
 from fulfil_assets.config import EVERY_MINUTES, FLOWS, FulfilConfig
 from fulfil_assets.validate.mappings import MAPPING_TABLES
 
+SHIPPED = Path(__file__).resolve().parents[1] / "fulfil.yaml"
 NAMED_CHECKS = {
     "_http_url": "an http(s) URL with a host",
     "_shopify_url": "ending in /admin/api/<version>/",
@@ -90,6 +94,29 @@ def _default(field: FieldInfo) -> str:
     return f"`{value}`"
 
 
+def _shipped(key: str) -> Any:
+    """The value the shipped `fulfil.yaml` (the demo's, on the emulators) gives `key`, or None."""
+    node: Any = yaml.safe_load(SHIPPED.read_text())
+    for part in key.split("."):
+        if part == "<flow>" and isinstance(node, dict) and node:
+            node = next(iter(node.values()))
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return None
+    return node
+
+
+def _example(key: str, field: FieldInfo) -> str:
+    """A value to copy: the field's own example, or the shipped file's where it sets one other than the default."""
+    if field.examples:
+        return f"`{field.examples[0]}`"
+    shipped = _shipped(key)
+    if shipped is None or shipped == field.default:
+        return ""
+    return f"`{json.dumps(shipped) if isinstance(shipped, list | dict) else shipped}`"
+
+
 def _rows(model: type[BaseModel], prefix: str) -> list[str]:
     """One table row per leaf key of `model` (nested settings models expanded under their key)."""
     rows = []
@@ -105,7 +132,10 @@ def _rows(model: type[BaseModel], prefix: str) -> list[str]:
             rows += _rows(inner, f"{key}.")
             continue
         what = (field.description or "").replace("|", "\\|").replace("\n", " ")
-        rows.append(f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} | {_allowed(field)} | {what} |")
+        example = _example(key, field).replace("|", "\\|")
+        rows.append(
+            f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} | {_allowed(field)} | {example} | {what} |"
+        )
     return rows
 
 
@@ -124,8 +154,11 @@ def config_markdown() -> str:
         "",
         "## fulfil.yaml",
         "",
-        "| key | type | default | allowed | what |",
-        "|---|---|---|---|---|",
+        "The example is the key's value in the shipped `fulfil.yaml` (the demo's, pointing at the emulators) where it "
+        "sets one: copy the shape, not the address.",
+        "",
+        "| key | type | default | allowed | example | what |",
+        "|---|---|---|---|---|---|",
         *_rows(FulfilConfig, ""),
         "",
         "## Mapping tables (`expectations/`)",
