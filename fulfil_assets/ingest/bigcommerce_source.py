@@ -11,7 +11,7 @@ import dlt
 from dlt.sources import DltResource
 
 from fulfil_assets.ingest.columns import declare
-from fulfil_assets.ingest.cursors import iso
+from fulfil_assets.ingest.cursors import LOOKBACK_S, DetailsRead, iso
 from resources.bigcommerce import BigCommerceClient
 
 EPOCH = "2000-01-01T00:00:00+00:00"
@@ -28,7 +28,9 @@ def bigcommerce_source(client: BigCommerceClient | None = None, page_size: int =
 
     @dlt.resource(name="orders", primary_key="id", write_disposition="merge")
     def orders(
-        modified: dlt.sources.incremental[str] = dlt.sources.incremental("_modified_at", initial_value=EPOCH),
+        modified: dlt.sources.incremental[str] = dlt.sources.incremental(
+            "_modified_at", initial_value=EPOCH, lag=LOOKBACK_S
+        ),
     ) -> Iterator[list[dict[str, Any]]]:
         """Orders modified since the last run, merged on id."""
         assert client is not None, "bigcommerce_source needs a client"
@@ -37,17 +39,23 @@ def bigcommerce_source(client: BigCommerceClient | None = None, page_size: int =
 
     @dlt.transformer(data_from=orders, name="order_products", primary_key="id", write_disposition="merge")
     def order_products(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-        """Lines of each changed order."""
+        """Lines of each changed order (not again for one the lookback lists again unchanged)."""
         assert client is not None
+        read = DetailsRead()
         for row in rows:
-            yield client.order_products(row["id"])
+            if not read.unchanged(row["id"], row["_modified_at"]):
+                yield client.order_products(row["id"])
+                read.done(row["id"], row["_modified_at"])
 
     @dlt.transformer(data_from=orders, name="order_shipping_addresses", primary_key="id", write_disposition="merge")
     def order_shipping_addresses(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-        """Ship-to address and shipping method of each changed order."""
+        """Ship-to address and shipping method of each changed order (not again for one listed again unchanged)."""
         assert client is not None
+        read = DetailsRead()
         for row in rows:
-            yield [{**a, "order_id": row["id"]} for a in client.order_shipping_addresses(row["id"])]
+            if not read.unchanged(row["id"], row["_modified_at"]):
+                yield [{**a, "order_id": row["id"]} for a in client.order_shipping_addresses(row["id"])]
+                read.done(row["id"], row["_modified_at"])
 
     @dlt.resource(name="inventory_levels", primary_key=("sku", "location_id"), write_disposition="merge")
     def inventory_levels() -> Iterator[list[dict[str, Any]]]:

@@ -12,10 +12,11 @@ import dlt
 from dlt.sources import DltResource
 
 from fulfil_assets.ingest.columns import declare
+from fulfil_assets.ingest.cursors import LOOKBACK_S, DetailsRead, iso, stamp_time
 from resources.cin7 import Cin7Client
 from resources.http import DataError
 
-EPOCH = "2000-01-01T00:00:00"
+EPOCH = "2000-01-01T00:00:00+00:00"
 
 
 @dlt.source(name="cin7", max_table_nesting=2)
@@ -26,21 +27,32 @@ def cin7_source(
 
     @dlt.resource(name="sale_list", primary_key="SaleID", write_disposition="merge")
     def sale_list(
-        updated: dlt.sources.incremental[str] = dlt.sources.incremental("Updated", initial_value=EPOCH),
+        updated: dlt.sources.incremental[str] = dlt.sources.incremental(
+            "_updated_at", initial_value=EPOCH, lag=LOOKBACK_S
+        ),
     ) -> Iterator[list[dict[str, Any]]]:
-        """Sales changed since the last run (Cin7's `UpdatedSince`), merged on SaleID."""
+        """Sales changed since the last run (Cin7's `UpdatedSince`), merged on SaleID. The cursor is `Updated` as
+        explicit UTC (`_updated_at`): Cin7's own `yyyy-MM-ddTHH:mm:ss.fff` carries no zone, which dlt's lookback
+        cannot step back from."""
         assert client is not None, "cin7_source needs a client"
-        yield from client.sales(updated.last_value, page_size)
+        since = stamp_time(iso(updated.last_value)).strftime("%Y-%m-%dT%H:%M:%S")  # Cin7's own form, UTC
+        for page in client.sales(since, page_size):
+            yield [{**row, "_updated_at": stamp_time(row["Updated"]).isoformat()} for row in page]
 
     @dlt.transformer(data_from=sale_list, name="sales", primary_key="ID", write_disposition="merge")
     def sales(rows: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """Each changed sale in full: ship-to address, lines, fulfilments (one call per sale). A sale Cin7 will not
         return (its detail answers a 4xx) goes to `unreadable_sales` with Cin7's words, alone: the other sales go
-        on, and staging opens an exception for it (read again when Cin7 next lists it as changed)."""
+        on, and staging opens an exception for it (read again when Cin7 next lists it as changed). A sale the
+        lookback lists again unchanged is not read again."""
         assert client is not None
+        read = DetailsRead()
         for row in rows:
+            if read.unchanged(row["SaleID"], row.get("Updated")):
+                continue
             try:
                 yield client.sale(row["SaleID"])
+                read.done(row["SaleID"], row.get("Updated"))
             except DataError as exc:
                 yield dlt.mark.with_table_name(
                     {

@@ -11,7 +11,7 @@ import dlt
 from dlt.sources import DltResource
 
 from fulfil_assets.ingest.columns import declare
-from fulfil_assets.ingest.cursors import iso
+from fulfil_assets.ingest.cursors import LOOKBACK_S, DetailsRead, iso
 from resources.shopify import ShopifyClient
 
 EPOCH = "2000-01-01T00:00:00Z"
@@ -34,7 +34,9 @@ def shopify_source(
 
     @dlt.resource(name="orders", primary_key="id", write_disposition="merge")
     def orders(
-        updated: dlt.sources.incremental[str] = dlt.sources.incremental("updated_at", initial_value=EPOCH),
+        updated: dlt.sources.incremental[str] = dlt.sources.incremental(
+            "updated_at", initial_value=EPOCH, lag=LOOKBACK_S
+        ),
     ) -> Iterator[list[dict[str, Any]]]:
         """Orders of any status changed since the last run, oldest change first, merged on id."""
         assert client is not None, "shopify_source needs a client"
@@ -43,11 +45,14 @@ def shopify_source(
     @dlt.transformer(data_from=orders, name="fulfillment_orders", primary_key="id", write_disposition="merge")
     def fulfillment_orders(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         """What is still to ship of each changed order that is paid, not cancelled and not fully fulfilled
-        (the ids a fulfilment must name); one call per such order."""
+        (the ids a fulfilment must name); one call per such order, not again for one the lookback lists again
+        unchanged."""
         assert client is not None
+        read = DetailsRead()
         for row in rows:
-            if still_to_ship(row):
+            if still_to_ship(row) and not read.unchanged(row["id"], row.get("updated_at")):
                 yield client.fulfillment_orders(row["id"])
+                read.done(row["id"], row.get("updated_at"))
 
     @dlt.resource(name="products", primary_key="id", write_disposition="merge")
     def products() -> Iterator[list[dict[str, Any]]]:
