@@ -94,7 +94,7 @@ class Faults:
     malformed_next: int = 0
     expire_tokens: bool = False
     only_path: str = ""  # when set, faults strike only requests whose path ends with it (e.g. "Orders/CreateOrders")
-    pass_next: int = 0  # this many (matching) calls pass unharmed before any fault strikes: "the 10th call times out"
+    pass_next: int = 0  # this many (matching) calls pass the faults above unharmed first: "the 10th call times out"
     # system specific switches
     throttle_503: bool = False  # Cin7's old "60 calls per minute" 503 instead of 429
     error_in_200_next: int = 0  # Cin7: an ErrorCode body with HTTP 200
@@ -385,7 +385,7 @@ class _Guard:
         async def with_headers(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 if faults.reply_delay_ms:
-                    await asyncio.sleep(faults.reply_delay_ms / 1000)
+                    await system.hold(faults.reply_delay_ms / 1000)
                 extra = Response()
                 extra.raw_headers = []
                 system.add_headers(request, extra)

@@ -62,7 +62,8 @@ def read_csv(
     start = reader.line_num + 1
     try:
         for cells in reader:
-            if cells:  # a blank line; a row of empty cells is kept (the caller says what is wrong with it)
+            if cells and (len(cells) > 1 or cells[0].strip()):  # a blank line is skipped; a row of empty cells is
+                # kept (the caller says what is wrong with it)
                 padded = cells + [""] * (len(header) - len(cells))
                 named = {name: padded[i] for i, name in enumerate(header) if name}
                 rows.append(CsvRow(start, named, tuple(cells[len(header) :]), len(cells)))

@@ -185,7 +185,7 @@ def intend(db: WarehouseDb, table: str, rows: pl.DataFrame, *, shadow: bool = Fa
     rearm = changed.filter(pl.col("old_status").is_in(REFUSED))
     statement = sa.text(
         f"UPDATE {_table(table)} SET payload = :payload, payload_hash = :hash, updated_at = :now, status = :status, "
-        "last_error = NULL WHERE idempotency_key = :key AND status = :old"
+        "last_error = NULL, confirmed_at = NULL WHERE idempotency_key = :key AND status = :old"
     )
     params = [
         {

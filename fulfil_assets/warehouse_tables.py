@@ -269,7 +269,8 @@ def outdated_reconciled_tables(db: WarehouseDb) -> list[str]:
 
 
 def ensure_tables(db: WarehouseDb) -> None:
-    """Create schema `fulfil` and every table that is missing; add missing ledger columns (never drops)."""
+    """Create schema `fulfil` and every table that is missing; add missing ledger columns. Nothing holding a
+    record is ever dropped: only a reconciled table an earlier fulfil made with other columns is made again."""
     # PostgreSQL's IF NOT EXISTS is not safe between sessions: two runs starting at once both try to create the
     # schema and one fails. The first to take the transaction lock creates, the other then finds it all there.
     statements = [] if db.is_duckdb else ["SELECT pg_advisory_xact_lock(hashtext('fulfil.ensure_tables'))"]
@@ -315,7 +316,8 @@ COLUMN_DESCRIPTIONS = {
     "result": "what the target answered when it took it",
     "created_at": "when it was first intended (orders: placed in the order system)",
     "updated_at": "when it last changed",
-    "confirmed_at": "when the target first confirmed it (later reports, an acknowledgement or a despatch, keep it)",
+    "confirmed_at": "when the target first confirmed holding it (a Whistl file: when it was uploaded); a later "
+    "acknowledgement or despatch keeps it, a re-sent refusal starts again",
     "flow": "the flow it belongs to (`fulfil.yaml` flows)",
     "target": "the system it goes to",
     "payload": "exactly what is (or would be) sent, canonical JSON",

@@ -160,7 +160,7 @@ def parse_despatch_file(data: bytes, source_file: str, wms: str = "whistl") -> t
         if not problems and key in seen:
             problems.append(f"repeats line {seen[key]} (same despatch, line and parcel)")
         if problems:
-            raw = _printable(",".join([*row.cells.values(), *row.extra]))
+            raw = _printable(",".join([*list(row.cells.values())[: row.width], *row.extra]))  # as written
             bad.append({"source_file": source_file, "line": line, "reason": "; ".join(problems), "raw": raw[:500]})
             continue
         seen[key] = line

@@ -4,7 +4,7 @@ costs no second detail call. Counted at the emulators: the records they hold and
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +79,14 @@ def test_a_record_stamped_before_the_cursor_is_read_and_nothing_else_is_read_twi
     detailed = {d for c in store.recorder.calls if (d := detail_of(system, c)) is not None}
     needs_detail = system != "shopify" or records[int(late)].paid  # Shopify: fulfillment orders of paid orders
     assert detailed == ({late} if needs_detail else set()), "a record listed again unchanged was read again"
+
+
+def test_a_deployment_on_the_earlier_cin7_cursor_goes_on_from_where_it_got_to() -> None:
+    """Cin7's cursor moved from `Updated` (zone-less) to `_updated_at` (explicit UTC, which dlt's lookback can step
+    back from): a deployment with only the earlier position lists from there, less the lookback, not from 2000."""
+    from fulfil_assets.ingest.cin7_source import EPOCH, updated_since
+
+    assert updated_since(EPOCH, None) == "2000-01-01T00:00:00"
+    back = (datetime(2026, 12, 6, 18, 43, 47, tzinfo=UTC) - timedelta(seconds=LOOKBACK_S)).strftime("%Y-%m-%dT%H:%M:%S")
+    assert updated_since(EPOCH, "2026-12-06T18:43:47.123") == back
+    assert updated_since("2026-12-06T19:00:00+00:00", "2026-12-06T18:43:47.123") == "2026-12-06T19:00:00"

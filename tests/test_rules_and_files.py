@@ -447,12 +447,13 @@ def test_the_one_csv_reader_names_the_line_and_keeps_every_cell() -> None:
     row reads its missing cells as empty; a whole-file fault is refused with its line."""
     from fulfil_assets.csv_text import CsvError, read_csv
 
-    header, rows = read_csv(b'\xef\xbb\xbf a ,b\r\n1,"two\nlines"\r\n\r\n3,4,5\r\n6\r\n')
+    header, rows = read_csv(b'\xef\xbb\xbf a ,b\r\n1,"two\nlines"\r\n\r\n  \r\n3,4,5\r\n6\r\n,\r\n')
     assert header == ["a", "b"]
     assert [(r.line, r.cells, r.extra, r.width) for r in rows] == [
         (2, {"a": "1", "b": "two\nlines"}, (), 2),
-        (5, {"a": "3", "b": "4"}, ("5",), 3),
-        (6, {"a": "6", "b": ""}, (), 1),
+        (6, {"a": "3", "b": "4"}, ("5",), 3),
+        (7, {"a": "6", "b": ""}, (), 1),
+        (8, {"a": "", "b": ""}, (), 2),  # a row of empty cells is the caller's to judge; a blank line is skipped
     ]
     for data, kwargs, message in [
         (b"a,b\n1,2", {"complete": True}, "no line break after the last line"),

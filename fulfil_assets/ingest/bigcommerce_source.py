@@ -46,6 +46,7 @@ def bigcommerce_source(client: BigCommerceClient | None = None, page_size: int =
             if not read.unchanged(row["id"], row["_modified_at"]):
                 yield client.order_products(row["id"])
                 read.done(row["id"], row["_modified_at"])
+        read.prune()
 
     @dlt.transformer(data_from=orders, name="order_shipping_addresses", primary_key="id", write_disposition="merge")
     def order_shipping_addresses(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
@@ -56,6 +57,7 @@ def bigcommerce_source(client: BigCommerceClient | None = None, page_size: int =
             if not read.unchanged(row["id"], row["_modified_at"]):
                 yield [{**a, "order_id": row["id"]} for a in client.order_shipping_addresses(row["id"])]
                 read.done(row["id"], row["_modified_at"])
+        read.prune()
 
     @dlt.resource(name="inventory_levels", primary_key=("sku", "location_id"), write_disposition="merge")
     def inventory_levels() -> Iterator[list[dict[str, Any]]]:

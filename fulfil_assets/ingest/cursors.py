@@ -40,10 +40,12 @@ class DetailsRead:
         return stamp is not None and self.read.get(str(record_id)) == stamp
 
     def done(self, record_id: Any, stamp: str | None) -> None:
-        """Note that the record's details were read at `stamp`, and forget the records the lookback has passed."""
-        if stamp is None:
-            return
-        self.read[str(record_id)] = stamp
+        """Note that the record's details were read at `stamp`."""
+        if stamp is not None:
+            self.read[str(record_id)] = stamp
+
+    def prune(self) -> None:
+        """Forget the records the lookback has passed (once a page: the state stays small and cheap to keep)."""
         if len(self.read) > 1000:
             newest = max(stamp_time(s) for s in self.read.values())
             cutoff = newest - timedelta(seconds=2 * LOOKBACK_S)

@@ -53,6 +53,7 @@ def shopify_source(
             if still_to_ship(row) and not read.unchanged(row["id"], row.get("updated_at")):
                 yield client.fulfillment_orders(row["id"])
                 read.done(row["id"], row.get("updated_at"))
+        read.prune()
 
     @dlt.resource(name="products", primary_key="id", write_disposition="merge")
     def products() -> Iterator[list[dict[str, Any]]]:

@@ -29,7 +29,7 @@ from resources.file_drop import HostKeyCheck
 # re-reading is harmless.
 LISTING_LAG_S = 3600
 # Despatch files (`shp_*.csv`) are not loaded here: the despatch stage takes each one in whole, once, as it lands
-# (`despatch/assets.py`); a second copy of their rows would be read by nobody.
+# (`despatch/intake.py`); a second copy of their rows would be read by nobody.
 FEEDS = {"stock_snapshots": "inv_*.csv"}
 REQUIRED = {"stock_snapshots": ("sku", "on_hand", "allocated", "available", "snapshot_at")}
 

@@ -4,7 +4,7 @@ every record ever seen, merged on the system's id), so orders that left the open
 
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -356,7 +356,12 @@ def stage_assets(config: FulfilConfig) -> list[dg.AssetsDefinition]:
                 ctx = read_context(db, "peoplevox", new["order_key"].drop_nulls().unique().to_list())
                 earlier = ctx.earlier.join(new.select(key), on=key, how="anti")
                 matched, problems = match_despatches(new.drop("order_key"), sent, ctx.lines, earlier, by="sku")
-                plan = plan_tracking("peoplevox", matched, problems, "Peoplevox Despatches", ctx)
+                current = rows.filter(pl.col("order_key").is_in(ctx.owners["order_key"].implode()))
+                written = pl.concat(
+                    [ctx.earlier.join(current.select(key), on=key, how="anti"), current], how="vertical_relaxed"
+                )  # what the table holds for these orders once `rows` are written: the plan counts that
+                source = "Peoplevox Despatches"
+                plan = plan_tracking("peoplevox", matched, problems, source, replace(ctx, earlier=written))
                 db.write("despatches", rows, mode="upsert", key=key)
                 open_exceptions(db, problems, "despatch_match", now)
                 # An order once unknown, now matched (its submission was recorded late): no longer a stranger.

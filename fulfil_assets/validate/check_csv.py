@@ -60,7 +60,7 @@ def read_order_csv(path: Path, system: str) -> tuple[pl.DataFrame, pl.DataFrame]
     lines = []
     counts: dict[str, int] = {}
     for row in rows:
-        if not any(cell.strip() for cell in row.cells.values()) and not row.extra:
+        if not any(cell.strip() for cell in (*row.cells.values(), *row.extra)):
             continue
         if row.width != len(header):
             raise UnreadableFile(f"{path}, line {row.line}: {row.width} cells where the header has {len(header)}")
