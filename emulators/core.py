@@ -143,16 +143,18 @@ class Recorder:
     max_calls: int = 200_000
     calls: deque[Call] = field(default_factory=deque)
     status_counts: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    history: deque[Call] = field(default_factory=deque)  # every call, which `clear()` leaves: checks at the end
 
     def add(self, call: Call) -> None:
         """Keep `call`, dropping the oldest past `max_calls`."""
-        self.calls.append(call)
-        if len(self.calls) > self.max_calls:
-            self.calls.popleft()
+        for kept in (self.calls, self.history):
+            kept.append(call)
+            if len(kept) > self.max_calls:
+                kept.popleft()
         self.status_counts[call.status] += 1
 
     def clear(self) -> None:
-        """Forget everything recorded."""
+        """Forget what was recorded (a test counting from here); `history` keeps it."""
         self.calls.clear()
         self.status_counts.clear()
 

@@ -288,5 +288,5 @@ def test_every_request_of_the_storefront_and_cin7_clients_is_documented(emulator
         "GET v2/orders: query colour: not in the OpenAPI file",
     ], problems
     assert "https://shopify.dev/docs/api/admin-rest/latest/resources/order#get-orders" in problems[0]
-    for system in ("shopify", "cin7", "bigcommerce"):
-        getattr(emu, system).recorder.clear()
+    for system in ("shopify", "cin7", "bigcommerce"):  # the fixture's own check would (rightly) fail on these
+        getattr(emu, system).recorder.history.clear()
