@@ -14,6 +14,8 @@ import polars as pl
 from fulfil_assets import effects
 from fulfil_assets.warehouse_tables import BUILT_AT, COLUMNS, MONEY
 
+# A `tracking_posts` row that carried a tracking number (not the close that follows: Linnworks' `ProcessOrder`).
+CARRIES_TRACKING = pl.col("kind").fill_null("tracking") != "process"
 AGE_BANDS = ((1, "under 1h"), (24, "1-24h"), (168, "1-7d"))
 AT_WMS = (effects.SENT, effects.ACKNOWLEDGED, effects.DESPATCHED)
 
@@ -195,7 +197,7 @@ def orders_stuck(
 
     late_posts = (
         tracking.filter(pl.col("status") != "sent")
-        .filter(pl.col("kind").fill_null("tracking") != "process")
+        .filter(CARRIES_TRACKING)
         .join(
             despatches.group_by("despatch_ref").agg(_utc("despatched_at").min().alias("since")),
             on="despatch_ref",
@@ -251,7 +253,7 @@ def despatch_latency(despatches: pl.DataFrame, tracking: pl.DataFrame, validated
         .agg(_utc("despatched_at").min().alias("despatched_at"))
     )
     posts = (
-        tracking.filter(pl.col("kind").fill_null("tracking") != "process")
+        tracking.filter(CARRIES_TRACKING)
         .with_columns(pl.when(pl.col("status") == "sent").then(_utc("confirmed_at")).alias("oms_updated_at"))
         .group_by("order_key", "despatch_ref", "oms")
         .agg(pl.col("oms_updated_at").max())
@@ -303,7 +305,7 @@ def fulfilment_reconciliation(
     both sides agree on."""
     at_wms = submissions.filter(pl.col("status").is_in(AT_WMS)).select("order_key").unique()
     shipped = despatches.filter(pl.col("quantity") > 0).select("order_key").unique()
-    tracked = tracking.filter((pl.col("status") == "sent") & (pl.col("kind").fill_null("tracking") != "process"))
+    tracked = tracking.filter((pl.col("status") == "sent") & CARRIES_TRACKING)
     base = orders.join(validated.select("order_key", "flow"), on="order_key", how="inner").with_columns(
         _utc("created_at").dt.date().alias("day"),
         pl.col("total").cast(MONEY).fill_null(0).alias("value"),
@@ -356,7 +358,7 @@ def daily_activity(
         )
 
     confirmed = submissions.filter(pl.col("status").is_in(AT_WMS))
-    tracked = tracking.filter((pl.col("status") == "sent") & (pl.col("kind").fill_null("tracking") != "process"))
+    tracked = tracking.filter((pl.col("status") == "sent") & CARRIES_TRACKING)
     shipped = (
         despatches.lazy()
         .filter(pl.col("quantity") > 0)
