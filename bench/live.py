@@ -163,6 +163,11 @@ def order_latencies(timeline: dict[str, Any], started: float, cutoff: float = ma
     }
 
 
+def both_despatched(timeline: dict[str, Any]) -> bool:
+    """Whether Whistl and Peoplevox have each despatched an order."""
+    return {d["wms"] for d in timeline["despatches"]} >= {"whistl", "peoplevox"}
+
+
 def drained(timeline: dict[str, Any], started: float, cutoff: float) -> bool:
     """Whether every order the world made fit to send before `cutoff` is held by its target and every despatch
     made before it has its tracking at its order system."""
@@ -299,12 +304,14 @@ def run_live(
     quiet: bool = False,
     celery_workers: int = 0,
     drain_s: float = 0.0,
+    extend_minutes: float = 0.0,
 ) -> dict[str, Any]:
     """Run the emulators and the daemon for `minutes` (on PostgreSQL with `celery_workers` > 0: steps on that many
     Celery workers, through this machine's RabbitMQ); then, with `drain_s`, stop the world (no new orders, changes
     or despatches; the warehouses still take in files) and give fulfil up to `drain_s` to bring every order fit to
-    send to its target and every despatch's tracking back, so that each counts as missing unless done. Return the
-    figures (see the module's docstring)."""
+    send to its target and every despatch's tracking back, so that each counts as missing unless done. With
+    `extend_minutes`, the world goes on up to that much longer while a warehouse has despatched nothing yet (on a
+    loaded machine the first orders reach the warehouses later). Return the figures (see the module's docstring)."""
     import dagster as dg
 
     if celery_workers and warehouse != "postgres":
@@ -333,10 +340,10 @@ def run_live(
                 worker_log = data_dir / f"worker{i + 1}.log"
                 processes.append(start_celery_worker(env, worker_log, REPO, f"w{i + 1}", env["FULFIL_CELERY_QUEUE"]))
         processes.append(start_daemon(env, log, REPO))
-        deadline = started + minutes * 60
-        while time.time() < deadline:
-            time.sleep(min(60.0, max(0.0, deadline - time.time())))
-            if not quiet:
+        deadline, latest = started + minutes * 60, started + (minutes + extend_minutes) * 60
+        while (now := time.time()) < deadline or (now < latest and not both_despatched(emu.timeline())):
+            time.sleep(min(60.0, deadline - now) if now < deadline else min(5.0, latest - now))
+            if not quiet and time.time() < deadline + 1:
                 t = emu.timeline()
                 held = sum(len(v) for v in t["wms_received"].values())
                 tracked = sum(len(v) for v in t["tracking_held"].values())
@@ -361,11 +368,12 @@ def run_live(
         steps = step_stats(instance, records)
         instance.dispose()
         result = {
-            "minutes": minutes,
+            "minutes": round((cutoff - started) / 60, 1) if drain_s else minutes,
             "warehouse": warehouse + (f" with {celery_workers} Celery workers" if celery_workers else ""),
             "orders_at_start": orders,
             "order_to_warehouse": order_latencies(timeline, started, cutoff),
             "despatch_to_tracking": tracking_latencies(timeline, cutoff),
+            "warehouses_despatched": sorted({d["wms"] for d in timeline["despatches"]}),
             "drain_s": round(now - cutoff, 1) if drain_s else None,
             "calls": call_budget(emu, config, now - started),
             "jobs": jobs,

@@ -44,6 +44,7 @@ def counts(warehouse_url: str) -> dict[str, int]:
     }
 
 
+@pytest.mark.world(n_orders=20)  # three runs' calls within Cin7's 60 a minute
 def test_loads_everything_then_only_changes(emulators: Emulators, warehouse_url: str, tmp_path: Path) -> None:
     emu = emulators
     client = client_for(emu, budget_share=1.0)
@@ -84,6 +85,25 @@ def test_loads_everything_then_only_changes(emulators: Emulators, warehouse_url:
     status = db.read("SELECT status FROM raw_cin7.sales WHERE id = :i", {"i": some.uid})["status"][0]
     assert status == "VOIDED"
 
+    # Third run: a sale shipped in full at Cin7 (as fulfil's own tracking post leaves it) is listed again, its detail
+    # not read again (one call at 60 a minute, per tracking post); one shipped in part is read.
+    shipped, part = [s for s in emu.cin7.sales.values() if s.paid and s.uid != some.uid and s.lines][:2]
+    for sale, status in ((shipped, "AUTHORISED"), (part, "DRAFT")):
+        parcel = {
+            "ShipmentDate": "2026-12-06",
+            "Carrier": CARRIERS[0],
+            "Box": "1",
+            "TrackingNumber": f"T{sale.number}",
+            "IsShipped": True,
+        }
+        emu.cin7.ship({}, {"TaskID": sale.uid, "Status": status, "AddTrackingNumbers": True, "Lines": [parcel]})
+    emu.cin7.recorder.clear()
+    p.run(cin7_source(client, page_size=15))
+    listed = db.read("SELECT sale_id, combined_shipping_status FROM raw_cin7.sale_list")
+    assert dict(listed.rows())[shipped.uid] == "SHIPPED"
+    details = [c for c in emu.cin7.recorder.calls if c.path.lower().endswith("/sale")]
+    assert [c.query.split("ID=")[1].split("&")[0] for c in details] == [part.uid]
+
 
 def test_complete_under_throttling_old_503_and_error_bodies(emulators: Emulators, tmp_path: Path) -> None:
     emu = emulators
@@ -115,7 +135,20 @@ def test_staged_cin7_orders_match_what_cin7_holds(emulators: Emulators, tmp_path
     url = f"duckdb:///{tmp_path / 'w.duckdb'}"
     some = next(iter(emu.cin7.sales.values()))
     emu.cin7.control("void", {"sale_id": some.uid})
-    pipeline(tmp_path, url).run(cin7_source(client_for(emu, budget_share=1.0)))
+    client = client_for(emu, budget_share=1.0)
+    p = pipeline(tmp_path, url)
+    p.run(cin7_source(client))
+    # A sale then shipped in full is not read in detail again: its status comes from the sale list.
+    shipped = next(s for s in emu.cin7.sales.values() if s.paid and s.uid != some.uid and s.lines)
+    parcel = {
+        "ShipmentDate": "2026-12-06",
+        "Carrier": CARRIERS[0],
+        "Box": "1",
+        "TrackingNumber": "T1",
+        "IsShipped": True,
+    }
+    emu.cin7.ship({}, {"TaskID": shipped.uid, "Status": "AUTHORISED", "AddTrackingNumbers": True, "Lines": [parcel]})
+    p.run(cin7_source(client))
     db = WarehouseDb(url)
     orders, lines = stage_cin7(
         db.read("SELECT * FROM raw_cin7.sales"),
@@ -134,4 +167,5 @@ def test_staged_cin7_orders_match_what_cin7_holds(emulators: Emulators, tmp_path
             sale.address.country_code,
         )
     assert by_key[f"cin7:{some.uid}"]["status"] == "cancelled"
+    assert emu.cin7.sale_status[shipped.uid] == "SHIPPED" and by_key[f"cin7:{shipped.uid}"]["status"] == "despatched"
     assert lines.filter(pl.col("order_key") == f"cin7:{some.uid}")["sku"].to_list() == [li.sku for li in some.lines]

@@ -26,12 +26,24 @@ from live import FLOW_SYSTEMS, run_live  # noqa: E402
 @pytest.mark.long
 @pytest.mark.timeout(900)
 def test_a_live_run_brings_every_despatchs_tracking_back_with_nothing_left_queued(tmp_path: Path) -> None:
-    result = run_live(minutes=3, warehouse="duckdb", orders=20, tick=10.0, data_dir=tmp_path, quiet=True, drain_s=240)
+    # Two minutes of the world, longer (up to four more) until both warehouses have despatched: on a loaded machine
+    # the first orders get there later; what is judged is that everything arrives, not how fast (bench/live.py).
+    result = run_live(
+        minutes=2,
+        extend_minutes=4,
+        warehouse="duckdb",
+        orders=20,
+        tick=10.0,
+        data_dir=tmp_path,
+        quiet=True,
+        drain_s=240,
+    )
     log = Path(result["daemon_log"]).read_text()[-3000:]
     tracked = result["despatch_to_tracking"]
     held = result["order_to_warehouse"]
-    # The warehouses despatched during the run (they work shifts; which flows get there first on a loaded machine
+    # Both warehouses despatched during the run (they work shifts; which flows get there first on a loaded machine
     # varies) ...
+    assert result["warehouses_despatched"] == ["peoplevox", "whistl"], (held, result["jobs"], log)
     assert sum(row["n"] for row in tracked.values()), (tracked, log)
     # ... and once the world stops, every order the world made fit to send is at its target, and every despatch's
     # tracking at its order system (however loaded the machine), by the emulators' own record.

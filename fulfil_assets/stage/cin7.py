@@ -43,7 +43,7 @@ SALE_LINE_COLUMNS = {
     "quantity": pl.Float64,
     "price": pl.Float64,
 }
-LIST_COLUMNS = {"sale_id": pl.String, "source_channel": pl.String}
+LIST_COLUMNS = {"sale_id": pl.String, "source_channel": pl.String, "status": pl.String}
 STATUS = {"VOIDED": "cancelled", "SHIPPED": "despatched", "COMPLETED": "despatched", "SHIPPING": "part_despatched"}
 
 
@@ -53,12 +53,15 @@ def _ts(col: str) -> pl.Expr:
 
 def stage_cin7(sales: pl.DataFrame, lines: pl.DataFrame, sale_list: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Canonical orders and lines from Cin7 sales. Paid means the sale order is AUTHORISED; a voided sale is
-    cancelled; shipped or completed ones are despatched. Quantities that are not whole numbers become null
-    (and fail QUANTITY_INVALID) rather than being rounded."""
+    cancelled; shipped or completed ones are despatched. The status is the sale list's where it has one (listed
+    with every change, while a sale shipped in full is not read in detail again). Quantities that are not whole
+    numbers become null (and fail QUANTITY_INVALID) rather than being rounded."""
     s = ensure_columns(sales, SALE_COLUMNS)
-    channels = ensure_columns(sale_list, LIST_COLUMNS).select(pl.col("sale_id").alias("id"), "source_channel")
+    listed = ensure_columns(sale_list, LIST_COLUMNS).select(
+        pl.col("sale_id").alias("id"), "source_channel", pl.col("status").alias("listed_status")
+    )
     key = pl.format("cin7:{}", pl.col("id"))
-    orders = s.join(channels.unique("id"), on="id", how="left").with_columns(
+    orders = s.join(listed.unique("id"), on="id", how="left").with_columns(
         key.alias("order_key"),
         pl.lit("cin7").alias("source_system"),
         pl.col("id").alias("source_order_id"),
@@ -67,7 +70,9 @@ def stage_cin7(sales: pl.DataFrame, lines: pl.DataFrame, sale_list: pl.DataFrame
         _ts("sale_order_date").alias("created_at"),
         _ts("last_modified_on").alias("updated_at"),
         (pl.col("order__status") == "AUTHORISED").alias("paid"),
-        pl.col("status").replace_strict(STATUS, default="open", return_dtype=pl.String).alias("status"),
+        pl.coalesce("listed_status", "status")
+        .replace_strict(STATUS, default="open", return_dtype=pl.String)
+        .alias("status"),
         pl.coalesce("shipping_address__contact", "customer").alias("ship_name"),
         pl.col("shipping_address__company").alias("company"),
         pl.col("shipping_address__line1").alias("address1"),
