@@ -163,9 +163,14 @@ def order_latencies(timeline: dict[str, Any], started: float, cutoff: float = ma
     }
 
 
+def warehouses_despatched(timeline: dict[str, Any]) -> set[str]:
+    """The warehouses that have despatched an order."""
+    return {d["wms"] for d in timeline["despatches"]}
+
+
 def both_despatched(timeline: dict[str, Any]) -> bool:
     """Whether Whistl and Peoplevox have each despatched an order."""
-    return {d["wms"] for d in timeline["despatches"]} >= {"whistl", "peoplevox"}
+    return warehouses_despatched(timeline) >= {"whistl", "peoplevox"}
 
 
 def drained(timeline: dict[str, Any], started: float, cutoff: float) -> bool:
@@ -373,7 +378,7 @@ def run_live(
             "orders_at_start": orders,
             "order_to_warehouse": order_latencies(timeline, started, cutoff),
             "despatch_to_tracking": tracking_latencies(timeline, cutoff),
-            "warehouses_despatched": sorted({d["wms"] for d in timeline["despatches"]}),
+            "warehouses_despatched": sorted(warehouses_despatched(timeline)),
             "drain_s": round(now - cutoff, 1) if drain_s else None,
             "calls": call_budget(emu, config, now - started),
             "jobs": jobs,

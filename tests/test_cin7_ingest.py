@@ -26,6 +26,19 @@ def set_faults(emu: Emulators, **values: object) -> None:
     httpx.post(f"http://127.0.0.1:{emu.ports['cin7']}/_emulator/faults", json=values).raise_for_status()
 
 
+def ship_at_cin7(emu: Emulators, sale_id: str, status: str, tracking_number: str) -> None:
+    """One parcel on the sale's shipment at Cin7 (`AUTHORISED` ships it in full, `DRAFT` in part), the shape of
+    fulfil's own tracking post, made at the emulator itself (no client budget spent)."""
+    parcel = {
+        "ShipmentDate": "2026-12-06",
+        "Carrier": CARRIERS[0],
+        "Box": "1",
+        "TrackingNumber": tracking_number,
+        "IsShipped": True,
+    }
+    emu.cin7.ship({}, {"TaskID": sale_id, "Status": status, "AddTrackingNumbers": True, "Lines": [parcel]})
+
+
 def pipeline(tmp_path: Path, warehouse_url: str) -> dlt.Pipeline:
     db = WarehouseDb(warehouse_url)
     return dlt.pipeline(
@@ -88,15 +101,8 @@ def test_loads_everything_then_only_changes(emulators: Emulators, warehouse_url:
     # Third run: a sale shipped in full at Cin7 (as fulfil's own tracking post leaves it) is listed again, its detail
     # not read again (one call at 60 a minute, per tracking post); one shipped in part is read.
     shipped, part = [s for s in emu.cin7.sales.values() if s.paid and s.uid != some.uid and s.lines][:2]
-    for sale, status in ((shipped, "AUTHORISED"), (part, "DRAFT")):
-        parcel = {
-            "ShipmentDate": "2026-12-06",
-            "Carrier": CARRIERS[0],
-            "Box": "1",
-            "TrackingNumber": f"T{sale.number}",
-            "IsShipped": True,
-        }
-        emu.cin7.ship({}, {"TaskID": sale.uid, "Status": status, "AddTrackingNumbers": True, "Lines": [parcel]})
+    ship_at_cin7(emu, shipped.uid, "AUTHORISED", f"T{shipped.number}")
+    ship_at_cin7(emu, part.uid, "DRAFT", f"T{part.number}")
     emu.cin7.recorder.clear()
     p.run(cin7_source(client, page_size=15))
     listed = db.read("SELECT sale_id, combined_shipping_status FROM raw_cin7.sale_list")
@@ -140,14 +146,7 @@ def test_staged_cin7_orders_match_what_cin7_holds(emulators: Emulators, tmp_path
     p.run(cin7_source(client))
     # A sale then shipped in full is not read in detail again: its status comes from the sale list.
     shipped = next(s for s in emu.cin7.sales.values() if s.paid and s.uid != some.uid and s.lines)
-    parcel = {
-        "ShipmentDate": "2026-12-06",
-        "Carrier": CARRIERS[0],
-        "Box": "1",
-        "TrackingNumber": "T1",
-        "IsShipped": True,
-    }
-    emu.cin7.ship({}, {"TaskID": shipped.uid, "Status": "AUTHORISED", "AddTrackingNumbers": True, "Lines": [parcel]})
+    ship_at_cin7(emu, shipped.uid, "AUTHORISED", "T1")
     p.run(cin7_source(client))
     db = WarehouseDb(url)
     orders, lines = stage_cin7(
