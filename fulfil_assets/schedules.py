@@ -6,9 +6,10 @@ system's pool busy so that other flows' runs wait behind them). Schedules of one
 minutes, so they do not all fire at the same second.
 
 Each job runs in a lane (the run tag `fulfil/lane`) with a queue priority (`dagster/priority`): despatch intake and
-tracking first; then each order system's cancellations; then the order syncs; stock, reconcile, the analysts' copy
-and whole passes last. The instance (deploy/dagster.yaml) bounds the cancellation, order and background lanes, so
-their runs never take every slot.
+tracking first; then each order system's cancellations; then the order syncs; each flow's stock job, then reconcile,
+the analysts' copy and whole passes last. The instance (deploy/dagster.yaml) bounds every lane but latency, so their
+runs never take every slot; stock has a lane of its own, so a stock job waiting on a system's rate limit never holds
+reconcile or the analysts' copy.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ LANE_TAG = "fulfil/lane"
 LATENCY = {LANE_TAG: "latency", "dagster/priority": "10"}
 CANCELS = {LANE_TAG: "cancellations", "dagster/priority": "8"}  # read their order system first: bounded lane
 ORDERS = {LANE_TAG: "orders", "dagster/priority": "5"}
+STOCK = {LANE_TAG: "stock", "dagster/priority": "1"}
 BACKGROUND = {LANE_TAG: "background", "dagster/priority": "0"}
 
 # A run in one of these states has not finished: the next tick waits for it.

@@ -15,6 +15,7 @@ from resources.http import ApiClient
 
 _QUOTA: dict[str, tuple[int, int, float, float]] = {}  # store URL -> (quota, left, reset s, when seen)
 _LOCK = threading.Lock()
+STANDARD_QUOTA = 150  # requests per 30 s window on a Standard plan (larger plans have more: the headers say)
 
 
 class BigCommerceClient(ApiClient):
@@ -35,6 +36,14 @@ class BigCommerceClient(ApiClient):
         super().__init__(base_url.rstrip("/") + "/", timeout_s, max_attempts)
         self._token = access_token
         self.budget_share = budget_share
+
+    @property
+    def calls_per_minute(self) -> float:
+        """This client's share of the store's quota a minute (the quota its headers last gave, or a Standard
+        plan's before any call)."""
+        with _LOCK:
+            quota = _QUOTA.get(self.base_url, (STANDARD_QUOTA,))[0]
+        return quota * 2 * self.budget_share
 
     def auth_headers(self) -> dict[str, str]:
         """The store token and JSON."""

@@ -34,6 +34,11 @@ class Cin7Client(ApiClient):
         self._headers = {"api-auth-accountid": account_id, "api-auth-applicationkey": application_key}
         self.budget_share = budget_share
 
+    @property
+    def calls_per_minute(self) -> float:
+        """This client's share of the account's calls a minute."""
+        return CALLS_PER_MINUTE * self.budget_share
+
     def budget_for(self, call: str) -> RateBudget | None:
         """One budget per account: `budget_share` of 60 calls a minute."""
         limit = max(1, int(CALLS_PER_MINUTE * self.budget_share))

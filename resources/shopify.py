@@ -11,7 +11,7 @@ import dagster as dg
 import httpx
 from pydantic import Field
 
-from resources.http import ApiClient, DataError, TransientError
+from resources.http import SEND_RESERVE, ApiClient, DataError, RateBudget, TransientError, shared_budget
 
 _BUCKETS: dict[str, tuple[float, float]] = {}  # base URL -> (calls in the bucket, when seen)
 _LOCK = threading.Lock()
@@ -26,9 +26,10 @@ MAX_QUANTITIES = 250  # per inventorySetQuantities call
 
 
 class ShopifyClient(ApiClient):
-    """`X-Shopify-Access-Token`, `Link` cursor paging, and pacing by the store's own bucket signal:
-    `X-Shopify-Shop-Api-Call-Limit: used/40` leaks `leak_per_s`; this client keeps its calls within
-    `budget_share` of the bucket instead of running into 429s."""
+    """`X-Shopify-Access-Token`, `Link` cursor paging, and pacing two ways: every fulfil process draws its REST
+    calls from one window of `budget_share` of the bucket's leak (a budget file), and waits on the store's own
+    signal (`X-Shopify-Shop-Api-Call-Limit: used/40` leaking `leak_per_s`) for the other apps' calls, instead
+    of running into 429s."""
 
     system = "Shopify"
 
@@ -45,6 +46,21 @@ class ShopifyClient(ApiClient):
         self._token = access_token
         self.budget_share, self.leak_per_s = budget_share, leak_per_s
         self.capacity = 40.0
+
+    @property
+    def calls_per_minute(self) -> float:
+        """This client's share of the REST bucket's leak, a minute."""
+        return self.leak_per_s * 60 * self.budget_share
+
+    def budget_for(self, call: str) -> RateBudget | None:
+        """REST calls: `budget_share` of the bucket as a window every fulfil process shares (each process sees
+        the store's reported level only after its own calls, so runs side by side would each take the whole
+        share), a part kept for tracking posts; GraphQL is paced by its own cost bucket."""
+        if call.startswith("graphql"):
+            return None
+        limit = max(1, int(self.capacity * self.budget_share) - 1)
+        window_s = limit / (self.leak_per_s * self.budget_share)
+        return shared_budget(self.system, self.base_url, "rest", limit, window_s, send_reserve=SEND_RESERVE)
 
     def auth_headers(self) -> dict[str, str]:
         """The access token on every call."""

@@ -69,3 +69,28 @@ def test_429_with_and_without_headers_still_loads_everything(emulators: Emulator
     db = run(emu, tmp_path, client, name="test_bc_storm", page_size=250)
     assert count(db, "orders") == len(emu.bigcommerce.orders)
     assert client.stats.throttled == 4
+
+
+def test_a_backlog_goes_in_runs_of_a_few_orders_each_going_on_from_the_last(
+    emulators: Emulators, tmp_path: Path
+) -> None:
+    """With `max_details`, each run reads the lines and address of at most that many orders, the next going on
+    from there, until every order was read once and none twice."""
+    emu = emulators
+    client = BigCommerceClient(emu.url("bigcommerce"), emu.bigcommerce.access_token, budget_share=0.9)
+    per_run = max(2, len(emu.bigcommerce.orders) // 4)
+    read: list[list[str]] = []
+    for _ in range(10):
+        emu.bigcommerce.recorder.clear()
+        db = run(emu, tmp_path, client, page_size=50, max_details=per_run)
+        calls = [c.path.split("/") for c in emu.bigcommerce.recorder.calls if "/v2/orders/" in c.path]
+        products = [p[-2] for p in calls if p[-1] == "products"]
+        assert sorted(products) == sorted(p[-2] for p in calls if p[-1] == "shipping_addresses")
+        read.append(products)
+        if not products:
+            break
+    assert all(len(ids) <= per_run for ids in read), read
+    everything = [i for ids in read for i in ids]
+    assert sorted(everything) == sorted(str(i) for i in emu.bigcommerce.orders)
+    assert len(set(everything)) == len(everything) and len(read) >= 5
+    assert count(db, "orders") == count(db, "order_shipping_addresses") == len(emu.bigcommerce.orders)

@@ -168,3 +168,31 @@ def test_staged_cin7_orders_match_what_cin7_holds(emulators: Emulators, tmp_path
     assert by_key[f"cin7:{some.uid}"]["status"] == "cancelled"
     assert emu.cin7.sale_status[shipped.uid] == "SHIPPED" and by_key[f"cin7:{shipped.uid}"]["status"] == "despatched"
     assert lines.filter(pl.col("order_key") == f"cin7:{some.uid}")["sku"].to_list() == [li.sku for li in some.lines]
+
+
+@pytest.mark.world(n_orders=20)
+def test_a_backlog_goes_in_runs_of_a_few_details_each_going_on_from_the_last(
+    emulators: Emulators, warehouse_url: str, tmp_path: Path
+) -> None:
+    """With `max_details`, each run reads at most that many sales in detail and the next goes on from there: every
+    sale is read once, none twice, including one placed while the backlog was being read."""
+    emu = emulators
+    client = client_for(emu, budget_share=1.0)
+    p = pipeline(tmp_path, warehouse_url)
+    read: list[list[str]] = []
+    placed: list[str] = []
+    for run in range(10):
+        emu.cin7.recorder.clear()
+        p.run(cin7_source(client, page_size=15, max_details=6).with_resources("sale_list", "sales"))
+        ids = [c.query.split("ID=")[1].split("&")[0] for c in emu.cin7.recorder.calls if c.path.endswith("/sale")]
+        read.append(ids)
+        if run == 1:
+            placed = emu.cin7.control("spawn", {"n": 1})["sale_ids"]
+        if not ids:
+            break
+    assert all(len(ids) <= 6 for ids in read), read
+    everything = [i for ids in read for i in ids]
+    assert sorted(everything) == sorted(emu.cin7.sales) and len(set(everything)) == len(everything)
+    assert placed[0] in everything and len(read) >= len(emu.cin7.sales) // 6 + 1
+    sales = WarehouseDb(warehouse_url).read("SELECT COUNT(*) AS n FROM raw_cin7.sales")["n"][0]
+    assert sales == len(emu.cin7.sales)

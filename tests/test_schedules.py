@@ -70,7 +70,8 @@ def test_each_order_system_syncs_in_its_own_job_and_schedules_of_one_interval_st
 
 
 def test_latency_jobs_come_first_and_the_other_lanes_are_bounded(tmp_path: Path) -> None:
-    defs = build_definitions(load_config(Path("fulfil.yaml")))
+    config = load_config(Path("fulfil.yaml"))
+    defs = build_definitions(config)
     jobs = {j.name: j.tags for j in defs.resolve_all_job_defs() if not j.name.startswith("__")}
     assert all("fulfil/lane" in tags for tags in jobs.values()), jobs
     assert "fulfil/warehouse" not in {k for tags in jobs.values() for k in tags}  # no run holds the warehouse
@@ -83,17 +84,19 @@ def test_latency_jobs_come_first_and_the_other_lanes_are_bounded(tmp_path: Path)
     assert cancelling == per_system  # one order system's slow reads never hold another's cancellations
     selected = defs.resolve_job_def("cin7_cancellation_job").asset_layer.selected_asset_keys
     assert {k.path[-1] for k in selected if k.path[-1].endswith("_cancellations")} == {"whistl_cancellations"}
+    stocking = {name for name, tags in jobs.items() if tags["fulfil/lane"] == "stock"}
+    assert stocking == {f"{flow}_stock_job" for flow in config.flows}  # never holding reconcile's slot
     ahead_of_orders = min(int(jobs[j]["dagster/priority"]) for j in cancelling)
     assert all(int(jobs[j]["dagster/priority"]) < ahead_of_orders for j in jobs if j.endswith("_order_sync_job"))
     for deploy in (ROOT / "deploy" / "dagster.yaml", ROOT / "deploy" / "postgres" / "dagster.yaml"):
         queue = yaml.safe_load(deploy.read_text())["concurrency"]["runs"]
         bounded = {lim["value"]: lim["limit"] for lim in queue["tag_concurrency_limits"] if lim["key"] == "fulfil/lane"}
-        assert set(bounded) == {"cancellations", "orders", "background"}, deploy
+        assert set(bounded) == {"cancellations", "orders", "stock", "background"}, deploy
         assert sum(bounded.values()) <= queue["max_concurrent_runs"] - 2, f"{deploy}: no room left for latency runs"
     (tmp_path / "dagster.yaml").write_text((ROOT / "deploy" / "dagster.yaml").read_text())
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:  # Dagster reads the limits as written
         limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
-        assert {lim["value"] for lim in limits} == {"cancellations", "orders", "background"}
+        assert {lim["value"] for lim in limits} == {"cancellations", "orders", "stock", "background"}
 
 
 @pytest.mark.world(n_orders=5, n_skus=100)

@@ -19,7 +19,7 @@ from resources.warehouse import WarehouseDb
 def test_loads_everything_then_only_changes(emulators: Emulators, tmp_path: Path) -> None:
     emu = emulators
     url = f"duckdb:///{tmp_path / 'w.duckdb'}"
-    client = ShopifyClient(emu.url("shopify"), emu.shopify.access_token, budget_share=0.5)
+    client = ShopifyClient(emu.url("shopify"), emu.shopify.access_token, budget_share=1.0)
     p = dlt.pipeline(
         pipeline_name="test_shopify",
         dataset_name="raw_shopify",
@@ -82,3 +82,15 @@ def test_a_429_storm_still_loads_everything(emulators: Emulators, tmp_path: Path
     ).run(shopify_source(client, page_size=10).with_resources("orders"))
     assert int(WarehouseDb(url).read("SELECT COUNT(*) AS n FROM raw_shopify.orders")["n"][0]) == len(emu.shopify.orders)
     assert client.stats.throttled == 3
+
+
+def test_rest_calls_share_one_window_of_the_budget_share_of_the_leak(emulators: Emulators) -> None:
+    """Every fulfil process draws its REST calls from one budget file at `budget_share` of the bucket's leak (the
+    store's level, seen only after a process's own calls, cannot keep runs side by side within the share);
+    GraphQL has its own cost bucket."""
+    client = ShopifyClient(emulators.url("shopify"), emulators.shopify.access_token, budget_share=0.5, leak_per_s=2.0)
+    budget = client.budget_for("orders.json")
+    assert budget is not None and budget.path is not None and budget.path.parent.name == "rate_budgets"
+    assert budget.limit == 19 and budget.limit / budget.window_s == 1.0  # 40 x 0.5 less one; 2/s x 0.5
+    assert client.budget_for("fulfillments.json") is budget
+    assert client.budget_for("graphql inventorySetQuantities") is None

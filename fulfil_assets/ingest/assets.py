@@ -4,6 +4,7 @@
 import fcntl
 import os
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,6 +18,7 @@ from dlt.sources import DltSource
 from fulfil_assets.ingest.bigcommerce_source import bigcommerce_source
 from fulfil_assets.ingest.cin7_source import cin7_source
 from fulfil_assets.ingest.columns import create_missing_tables
+from fulfil_assets.ingest.cursors import details_per_run
 from fulfil_assets.ingest.linnworks_source import linnworks_source
 from fulfil_assets.ingest.peoplevox_source import peoplevox_source
 from fulfil_assets.ingest.shopify_source import shopify_source
@@ -213,27 +215,33 @@ def linnworks_raw(
 def cin7_raw(
     context: dg.AssetExecutionContext, dlt: DagsterDltResource, cin7: Cin7Resource, warehouse: Warehouse
 ) -> Iterator[dg.MaterializeResult]:
-    """Cin7 Core sales changed since the last run (each fetched in full) and product availability per location."""
+    """Cin7 Core sales changed since the last run (each fetched in full, a few minutes' worth a run) and product
+    availability per location."""
     client = cin7.get_client()
-    yield from run_source(context, dlt, "cin7", lambda: cin7_source(client), client, warehouse.get_db())
+    source = partial(cin7_source, client, max_details=details_per_run(client.calls_per_minute))
+    yield from run_source(context, dlt, "cin7", source, client, warehouse.get_db())
 
 
 @_dlt_assets("shopify")
 def shopify_raw(
     context: dg.AssetExecutionContext, dlt: DagsterDltResource, shopify: ShopifyResource, warehouse: Warehouse
 ) -> Iterator[dg.MaterializeResult]:
-    """Shopify orders changed since the last run, locations and inventory levels per location."""
+    """Shopify orders changed since the last run (the fulfillment orders of a few minutes' worth a run),
+    locations and inventory levels per location."""
     client = shopify.get_client()
-    yield from run_source(context, dlt, "shopify", lambda: shopify_source(client), client, warehouse.get_db())
+    source = partial(shopify_source, client, max_details=details_per_run(client.calls_per_minute))
+    yield from run_source(context, dlt, "shopify", source, client, warehouse.get_db())
 
 
 @_dlt_assets("bigcommerce")
 def bigcommerce_raw(
     context: dg.AssetExecutionContext, dlt: DagsterDltResource, bigcommerce: BigCommerceResource, warehouse: Warehouse
 ) -> Iterator[dg.MaterializeResult]:
-    """BigCommerce orders changed since the last run with their lines and ship-to addresses, and inventory."""
+    """BigCommerce orders changed since the last run with their lines and ship-to addresses (a few minutes'
+    worth a run), and inventory."""
     client = bigcommerce.get_client()
-    yield from run_source(context, dlt, "bigcommerce", lambda: bigcommerce_source(client), client, warehouse.get_db())
+    source = partial(bigcommerce_source, client, max_details=details_per_run(client.calls_per_minute, 2))
+    yield from run_source(context, dlt, "bigcommerce", source, client, warehouse.get_db())
 
 
 @_dlt_assets("peoplevox")

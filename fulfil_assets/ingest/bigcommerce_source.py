@@ -11,7 +11,7 @@ import dlt
 from dlt.sources import DltResource
 
 from fulfil_assets.ingest.columns import declare
-from fulfil_assets.ingest.cursors import LOOKBACK_S, DetailsRead, iso
+from fulfil_assets.ingest.cursors import LOOKBACK_S, DetailsRead, iso, up_to_reads
 from resources.bigcommerce import BigCommerceClient
 
 EPOCH = "2000-01-01T00:00:00+00:00"
@@ -23,8 +23,11 @@ def _modified_at(order: dict[str, Any]) -> str:
 
 
 @dlt.source(name="bigcommerce", max_table_nesting=2)
-def bigcommerce_source(client: BigCommerceClient | None = None, page_size: int = 250) -> list[DltResource]:
-    """BigCommerce through the shared client (paced by the store's quota headers)."""
+def bigcommerce_source(
+    client: BigCommerceClient | None = None, page_size: int = 250, max_details: int | None = None
+) -> list[DltResource]:
+    """BigCommerce through the shared client (paced by the store's quota headers); a run reads the lines and
+    addresses of at most `max_details` orders (None: all), the next going on from there."""
 
     @dlt.resource(name="orders", primary_key="id", write_disposition="merge")
     def orders(
@@ -32,10 +35,15 @@ def bigcommerce_source(client: BigCommerceClient | None = None, page_size: int =
             "_modified_at", initial_value=EPOCH, lag=LOOKBACK_S
         ),
     ) -> Iterator[list[dict[str, Any]]]:
-        """Orders modified since the last run, merged on id."""
+        """Orders modified since the last run, merged on id, up to the `max_details`-th whose lines and address
+        must be read (the cursor keeps the place of the rest for the next run)."""
         assert client is not None, "bigcommerce_source needs a client"
-        for page in client.orders(iso(modified.last_value), page_size):
-            yield [{**o, "_modified_at": _modified_at(o)} for o in page]
+        read = DetailsRead("order_products")
+        pages = (
+            [{**o, "_modified_at": _modified_at(o)} for o in page]
+            for page in client.orders(iso(modified.last_value), page_size)
+        )
+        yield from up_to_reads(pages, lambda row: not read.unchanged(row["id"], row["_modified_at"]), max_details)
 
     @dlt.transformer(data_from=orders, name="order_products", primary_key="id", write_disposition="merge")
     def order_products(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:

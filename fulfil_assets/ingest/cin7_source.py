@@ -12,7 +12,7 @@ import dlt
 from dlt.sources import DltResource
 
 from fulfil_assets.ingest.columns import declare
-from fulfil_assets.ingest.cursors import LOOKBACK_S, DetailsRead, iso, stamp_time
+from fulfil_assets.ingest.cursors import LOOKBACK_S, DetailsRead, iso, stamp_time, up_to_reads
 from resources.cin7 import Cin7Client
 from resources.http import DataError
 
@@ -32,11 +32,22 @@ def updated_since(last_value: str, earlier_cursor: str | None) -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%S")
 
 
+def to_read(read: DetailsRead, row: dict[str, Any]) -> bool:
+    """Whether a listed sale must be read in detail: changed since it last was, and not shipped in full."""
+    return row.get("CombinedShippingStatus") != SHIPPED_IN_FULL and not read.unchanged(
+        row["SaleID"], row.get("Updated")
+    )
+
+
 @dlt.source(name="cin7", max_table_nesting=2)
 def cin7_source(
-    client: Cin7Client | None = None, page_size: int = 1000, availability_page_size: int = 1000
+    client: Cin7Client | None = None,
+    page_size: int = 1000,
+    availability_page_size: int = 1000,
+    max_details: int | None = None,
 ) -> list[DltResource]:
-    """Cin7 Core through the shared client (its 60/min budget, retries and error bodies)."""
+    """Cin7 Core through the shared client (its 60/min budget, retries and error bodies); a run reads at most
+    `max_details` sales in detail (None: all), the next going on from there."""
 
     @dlt.resource(name="sale_list", primary_key="SaleID", write_disposition="merge")
     def sale_list(
@@ -46,11 +57,13 @@ def cin7_source(
     ) -> Iterator[list[dict[str, Any]]]:
         """Sales changed since the last run (Cin7's `UpdatedSince`), merged on SaleID. The cursor is `Updated` as
         explicit UTC (`_updated_at`): Cin7's own `yyyy-MM-ddTHH:mm:ss.fff` carries no zone, which dlt's lookback
-        cannot step back from."""
+        cannot step back from. The list stops at the `max_details`-th sale to read in detail: the cursor keeps
+        the place of the rest for the next run."""
         assert client is not None, "cin7_source needs a client"
         earlier = dlt.current.resource_state().get("incremental", {}).get("Updated", {}).get("last_value")
         since = updated_since(iso(updated.last_value), earlier)
-        for page in client.sales(since, page_size):
+        read = DetailsRead("sales")
+        for page in up_to_reads(client.sales(since, page_size), lambda row: to_read(read, row), max_details):
             yield [{**row, "_updated_at": stamp_time(row["Updated"]).isoformat()} for row in page]
 
     @dlt.transformer(data_from=sale_list, name="sales", primary_key="ID", write_disposition="merge")
@@ -64,9 +77,7 @@ def cin7_source(
         assert client is not None
         read = DetailsRead()
         for row in rows:
-            if read.unchanged(row["SaleID"], row.get("Updated")):
-                continue
-            if row.get("CombinedShippingStatus") == SHIPPED_IN_FULL:
+            if not to_read(read, row):
                 read.done(row["SaleID"], row.get("Updated"))
                 continue
             try:

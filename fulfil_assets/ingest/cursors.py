@@ -8,12 +8,14 @@ no second detail call (Cin7's per-sale read, BigCommerce's lines and addresses, 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dlt
 
 LOOKBACK_S = 300.0
+READ_MINUTES = 2.0  # a run reads at most this many minutes' worth of its share of a system's calls in details
 
 
 def iso(value: Any) -> str:
@@ -32,8 +34,9 @@ class DetailsRead:
     the load, so a run that fails before loading reads them again). Entries older than twice the lookback behind
     the newest are dropped: the cursor will never list those records again unless they change."""
 
-    def __init__(self) -> None:
-        self.read: dict[str, str] = dlt.current.resource_state().setdefault("details_read", {})
+    def __init__(self, resource: str | None = None) -> None:
+        state = dlt.current.resource_state(resource) if resource else dlt.current.resource_state()
+        self.read: dict[str, str] = state.setdefault("details_read", {})
 
     def unchanged(self, record_id: Any, stamp: str | None) -> bool:
         """Whether this record's details were already read at this very stamp."""
@@ -51,3 +54,34 @@ class DetailsRead:
             cutoff = newest - timedelta(seconds=2 * LOOKBACK_S)
             for key in [k for k, s in self.read.items() if stamp_time(s) < cutoff]:
                 del self.read[key]
+
+
+def details_per_run(calls_per_minute: float, calls_per_record: int = 1) -> int:
+    """How many records one run reads in detail: `READ_MINUTES` of the client's share of the system's calls. A
+    backlog (a first sync, a day's orders after an outage) then goes in runs of a few minutes, each sending what
+    it read, instead of one run that holds the system's pipeline (and every job waiting on it) while it lasts."""
+    return max(1, int(calls_per_minute * READ_MINUTES / calls_per_record))
+
+
+def up_to_reads(
+    pages: Iterable[list[dict[str, Any]]], needs_read: Callable[[dict[str, Any]], bool], limit: int | None
+) -> Iterator[list[dict[str, Any]]]:
+    """List pages (oldest change first) cut after the `limit`-th row whose details must be read (None: no cut).
+    The cursor moves only as far as the rows yielded, so the next run lists the rest and goes on from there;
+    rows the lookback lists again unchanged count for nothing, so each run gets further."""
+    left = limit
+    for page in pages:
+        if left is None:
+            yield page
+            continue
+        taken: list[dict[str, Any]] = []
+        for row in page:
+            taken.append(row)
+            if needs_read(row):
+                left -= 1
+                if left == 0:
+                    break
+        if taken:
+            yield taken
+        if left == 0:
+            return

@@ -11,7 +11,7 @@ import dlt
 from dlt.sources import DltResource
 
 from fulfil_assets.ingest.columns import declare
-from fulfil_assets.ingest.cursors import LOOKBACK_S, DetailsRead, iso
+from fulfil_assets.ingest.cursors import LOOKBACK_S, DetailsRead, iso, up_to_reads
 from resources.shopify import ShopifyClient
 
 EPOCH = "2000-01-01T00:00:00Z"
@@ -26,11 +26,20 @@ def still_to_ship(order: dict[str, Any]) -> bool:
     )
 
 
+def to_read(read: DetailsRead, order: dict[str, Any]) -> bool:
+    """Whether a listed order's fulfillment orders must be read: still to ship, and changed since they last were."""
+    return still_to_ship(order) and not read.unchanged(order["id"], order.get("updated_at"))
+
+
 @dlt.source(name="shopify", max_table_nesting=2)
 def shopify_source(
-    client: ShopifyClient | None = None, page_size: int = 250, levels_page_size: int = 250
+    client: ShopifyClient | None = None,
+    page_size: int = 250,
+    levels_page_size: int = 250,
+    max_details: int | None = None,
 ) -> list[DltResource]:
-    """Shopify through the shared client (paced by the store's call bucket, retries on 429)."""
+    """Shopify through the shared client (paced by the store's call bucket, retries on 429); a run reads the
+    fulfillment orders of at most `max_details` orders (None: all), the next going on from there."""
 
     @dlt.resource(name="orders", primary_key="id", write_disposition="merge")
     def orders(
@@ -38,9 +47,13 @@ def shopify_source(
             "updated_at", initial_value=EPOCH, lag=LOOKBACK_S
         ),
     ) -> Iterator[list[dict[str, Any]]]:
-        """Orders of any status changed since the last run, oldest change first, merged on id."""
+        """Orders of any status changed since the last run, oldest change first, merged on id, up to the
+        `max_details`-th whose fulfillment orders must be read (the cursor keeps the place of the rest)."""
         assert client is not None, "shopify_source needs a client"
-        yield from client.orders(iso(updated.last_value), page_size)
+        read = DetailsRead("fulfillment_orders")
+        yield from up_to_reads(
+            client.orders(iso(updated.last_value), page_size), lambda row: to_read(read, row), max_details
+        )
 
     @dlt.transformer(data_from=orders, name="fulfillment_orders", primary_key="id", write_disposition="merge")
     def fulfillment_orders(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
@@ -50,7 +63,7 @@ def shopify_source(
         assert client is not None
         read = DetailsRead()
         for row in rows:
-            if still_to_ship(row) and not read.unchanged(row["id"], row.get("updated_at")):
+            if to_read(read, row):
                 yield client.fulfillment_orders(row["id"])
                 read.done(row["id"], row.get("updated_at"))
         read.prune()

@@ -6,7 +6,7 @@ import dagster as dg
 
 from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, stock_config
 from fulfil_assets.ingest.assets import ingest_group
-from fulfil_assets.schedules import BACKGROUND, every_minutes, waiting_run_of
+from fulfil_assets.schedules import STOCK, every_minutes, waiting_run_of
 from fulfil_assets.stock.assets import stock_assets
 
 
@@ -25,7 +25,7 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
             selection=dg.AssetSelection.groups(*groups)
             | dg.AssetSelection.assets("orders", "order_lines", "oms_stock", "wms_stock")
             | dg.AssetSelection.assets(asset),
-            tags=BACKGROUND,
+            tags=STOCK,
             description=f"Read {' and '.join(FLOW_SYSTEMS[flow])}, stage stock and orders, and send {flow}'s "
             "changed available-to-sell levels.",
         )
