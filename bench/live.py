@@ -51,14 +51,16 @@ from emulators.server import EmulatorConfig, Emulators  # noqa: E402
 from fulfil_assets.cli import _demo_env  # noqa: E402
 from fulfil_assets.config import FLOW_SYSTEMS, flow_of  # noqa: E402
 from fulfil_assets.processes import start_celery_worker, start_daemon, stop_process_tree  # noqa: E402
+from resources.limits import LIMITS  # noqa: E402
 
-# Each system's published limit, as calls per second of the whole account (contracts/systems.md).
-LIMITS_PER_S = {"linnworks": 250 / 60, "cin7": 60 / 60, "shopify": 2.0, "bigcommerce": 150 / 30, "peoplevox": 300 / 60}
+# Each system's published limit, as calls per second of the whole account, and the calls an order system needs per
+# order read (beyond paged lists: Cin7 Core a sale's detail, BigCommerce its products and shipping addresses,
+# Shopify its fulfillment orders) and per tracking post: what its rate limit bounds (resources/limits.py).
+LIMITS_PER_S = {name: limits.calls_per_minute / 60 for name, limits in LIMITS.items()}
+ORDER_SYSTEMS = ("linnworks", "cin7", "shopify", "bigcommerce")
+CALLS_PER_ORDER = {name: LIMITS[name].calls_per_order for name in ORDER_SYSTEMS}
+CALLS_PER_POST = {name: LIMITS[name].calls_per_post for name in ORDER_SYSTEMS}
 LATENCY_JOBS = ("despatch_job", "peoplevox_despatch_job", "tracking_job")
-# Calls an order system needs per order read (beyond paged lists: Cin7 Core a sale's detail, BigCommerce its
-# products and shipping addresses) and per tracking post: what its rate limit bounds.
-CALLS_PER_ORDER = {"linnworks": 0.0, "cin7": 1.0, "shopify": 0.0, "bigcommerce": 2.0}
-CALLS_PER_POST = {"linnworks": 2.0, "cin7": 1.0, "shopify": 1.0, "bigcommerce": 1.0}
 NOT_FLOWS = ("not_held", "ready_not_held")  # the keys of `order_latencies` that are not flows
 QUEUE_TARGET_S, TRACKING_TARGET_S, ORDER_TARGET_S = 30.0, 60.0, 300.0
 

@@ -476,6 +476,40 @@ def plan_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def audit_command(args: argparse.Namespace) -> int:
+    """Read every system in fulfil.yaml, stage what was read and write the audit report, with every flow in shadow
+    mode for the run: nothing is sent and no file is moved."""
+    import dagster as dg
+
+    from fulfil_assets.audit.assets import audit_folder
+    from fulfil_assets.config import load_config
+    from fulfil_assets.definitions import build_definitions
+
+    config = load_config()
+    shadow = config.model_copy(update={"modes": dict.fromkeys(config.flows, "shadow")})
+    job = build_definitions(shadow).resolve_job_def("audit_job")
+    audit = {"days": args.days, "stale_days": args.stale_days, "expectations_dir": args.expectations}
+    run_config = {**QUIET_RUN, "ops": {"audit_report": {"config": audit}}}
+    with dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral() as instance:
+        result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
+    if not result.success:
+        for event in (e for e in result.all_events if e.is_step_failure):
+            error = event.step_failure_data.error
+            while error is not None and error.cause is not None:  # Dagster's wrapper, then what went wrong
+                error = error.cause
+            print(
+                f"fulfil audit: {event.step_key} failed: {error.message if error else 'no error given'}",
+                file=sys.stderr,
+            )
+        return 1
+    folder = audit_folder()
+    if args.json:
+        print((folder / "audit.json").read_text())
+    else:
+        print(f"fulfil audit: {folder / 'audit.html'} (and audit.json beside it)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `fulfil` command."""
     from fulfil_assets.validate.suites import EXPECTATIONS_DIR
@@ -510,6 +544,14 @@ def main(argv: list[str] | None = None) -> int:
     pl_.add_argument("--flow", help="only this flow")
     pl_.add_argument("--json", action="store_true", help="print JSON")
     pl_.set_defaults(func=plan_command)
+    au = sub.add_parser(
+        "audit", help="read every system and report what stands in the way of going live (sends nothing)"
+    )
+    au.add_argument("--days", type=float, default=30.0, help="orders placed in the last DAYS (default 30)")
+    au.add_argument("--stale-days", type=float, default=7.0, help="an order open longer than this is stale")
+    au.add_argument("--expectations", default=str(EXPECTATIONS_DIR), help="the rules and mapping tables to audit with")
+    au.add_argument("--json", action="store_true", help="print the report as JSON")
+    au.set_defaults(func=audit_command)
     t = sub.add_parser("trace", help="print an order's life across systems (the order_timeline of ORDER_REF)")
     t.add_argument("order_ref", help="the order's reference, or its id in its order system")
     t.set_defaults(func=trace_command)

@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from resources.shopify import MAX_QUANTITIES
+from resources.limits import STOCK_BATCH_MAXIMUM
 
 FLOWS = ("linnworks_whistl", "cin7_whistl", "bigcommerce_whistl", "linnworks_peoplevox", "shopify_linnworks")
 FLOW_SYSTEMS = {
@@ -353,7 +353,6 @@ class AlertsConfig(_Strict):
 
 # SKUs per stock call each order system takes: BigCommerce 2,000 and Shopify 250 by their published specs;
 # Linnworks and Cin7 Core publish no maximum (500 keeps a call well inside their timeouts).
-STOCK_BATCH_MAXIMUM = {"bigcommerce": 2000, "shopify": MAX_QUANTITIES, "linnworks": 500, "cin7": 500}
 
 
 class RouteConfig(_Strict):

@@ -12,6 +12,7 @@ from fulfil_assets.alerts import (
     queued_run_alert_sensor,
     run_failure_alert_sensor,
 )
+from fulfil_assets.audit import assets as audit
 from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, load_config, target_of
 from fulfil_assets.despatch import definitions as despatch
 from fulfil_assets.ingest import definitions as ingest
@@ -168,6 +169,7 @@ def build_definitions(config: FulfilConfig) -> dg.Definitions:
         cancel_defs,
         despatch.build_defs(config),
         stock.build_defs(config),
+        audit.build_defs(config),
     ]
     merged = dg.Definitions.merge(*stages, dg.Definitions(resources=resources_for(config), executor=executor_for()))
     with warnings.catch_warnings():  # `map_asset_specs` is a preview API in Dagster 1.13; what it returns is plain

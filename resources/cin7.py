@@ -67,11 +67,10 @@ class Cin7Client(ApiClient):
                 )
             raise DataError(self.system, call, f"ErrorCode {code}: {message}", code)
 
-    def get(self, path: str, **params: Any) -> Any:
-        """GET a v2 endpoint."""
-        return self.request(
-            "GET", self.base_url + path, path, params={k: v for k, v in params.items() if v is not None}
-        )
+    def get(self, path: str, for_send: bool = False, **params: Any) -> Any:
+        """GET a v2 endpoint (`for_send`: read for a send, see `ApiClient.request`)."""
+        query = {k: v for k, v in params.items() if v is not None}
+        return self.request("GET", self.base_url + path, path, params=query, for_send=for_send)
 
     def pages(self, path: str, list_key: str, limit: int = MAX_PAGE, **params: Any) -> Iterator[list[dict[str, Any]]]:
         """Every page of a list endpoint, until `Page * Limit >= Total`."""
@@ -89,9 +88,9 @@ class Cin7Client(ApiClient):
         """Sale list rows changed since `updated_since`, oldest change first."""
         return self.pages("saleList", "SaleList", limit, UpdatedSince=updated_since)
 
-    def sale(self, sale_id: str) -> dict[str, Any]:
+    def sale(self, sale_id: str, for_send: bool = False) -> dict[str, Any]:
         """One sale with address, lines and fulfilments."""
-        return self.get("sale", ID=sale_id)
+        return self.get("sale", for_send, ID=sale_id)
 
     def availability(self, limit: int = MAX_PAGE) -> Iterator[list[dict[str, Any]]]:
         """Product availability per product x location (x bin x batch)."""

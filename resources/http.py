@@ -249,15 +249,19 @@ class ApiClient:
     def check_body(self, call: str, response: httpx.Response) -> None:
         """Raise for errors a system reports inside a 2xx answer."""
 
-    def request(self, method: str, url: str, call: str, *, effect: bool = False, **kwargs: Any) -> Any:
+    def request(
+        self, method: str, url: str, call: str, *, effect: bool = False, for_send: bool = False, **kwargs: Any
+    ) -> Any:
         """Send one logical call and return its parsed JSON (None for an empty body), retrying transient
         failures (a truncated body included); raise a classified error otherwise. A call that changes something
         (`effect=True`) is retried only when it certainly was not applied; otherwise the error goes to the
-        effect module, which asks the system before sending again."""
-        return self.exchange(method, url, call, effect=effect, **kwargs)[0]
+        effect module, which asks the system before sending again. A read a send needs first (`for_send`: the
+        order's fulfillment orders before a Shopify fulfilment, a look-up before sending again) draws on the
+        budget as the send does, so a backlog of reads never holds a tracking post back."""
+        return self.exchange(method, url, call, effect=effect, for_send=for_send, **kwargs)[0]
 
     def exchange(
-        self, method: str, url: str, call: str, *, effect: bool = False, **kwargs: Any
+        self, method: str, url: str, call: str, *, effect: bool = False, for_send: bool = False, **kwargs: Any
     ) -> tuple[Any, httpx.Response]:
         """`request`, also returning the final response (for paging headers such as `Link`)."""
 
@@ -274,7 +278,7 @@ class ApiClient:
             with attempt:
                 if attempt.retry_state.attempt_number > 1:
                     self.stats.retries += 1
-                response = self._once(method, url, call, send=effect, **kwargs)
+                response = self._once(method, url, call, send=effect or for_send, **kwargs)
                 return self.parse(call, response), response
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -88,13 +88,16 @@ class ShopifyClient(ApiClient):
             with _LOCK:
                 _BUCKETS[self.base_url] = (float(used), time.monotonic())
 
-    def pages(self, path: str, key: str, params: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
-        """Every page, following `Link: rel="next"` (which carries only `limit` and `page_info`)."""
+    def pages(
+        self, path: str, key: str, params: dict[str, Any], for_send: bool = False
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Every page, following `Link: rel="next"` (which carries only `limit` and `page_info`); `for_send`: read
+        for a send (see `ApiClient.request`)."""
         url: str | None = self.base_url + path
         query: dict[str, Any] | None = params
         while url:
             self._pace()
-            body, response = self.exchange("GET", url, path, params=query)
+            body, response = self.exchange("GET", url, path, params=query, for_send=for_send)
             rows = (body or {}).get(key) or []
             if rows:
                 yield rows
@@ -117,13 +120,10 @@ class ShopifyClient(ApiClient):
         """The catalogue, with each variant's SKU and `inventory_item_id` (the key of inventory levels)."""
         return self.pages("products.json", "products", {"limit": limit})
 
-    def fulfillment_orders(self, order_id: int) -> list[dict[str, Any]]:
+    def fulfillment_orders(self, order_id: int, for_send: bool = False) -> list[dict[str, Any]]:
         """An order's fulfillment orders: what is still to ship, per location and line."""
-        return [
-            row
-            for page in self.pages(f"orders/{order_id}/fulfillment_orders.json", "fulfillment_orders", {})
-            for row in page
-        ]
+        path = f"orders/{order_id}/fulfillment_orders.json"
+        return [row for page in self.pages(path, "fulfillment_orders", {}, for_send) for row in page]
 
     def create_fulfillment(self, fulfillment: dict[str, Any]) -> dict[str, Any]:
         """POST `fulfillments.json`: fulfil fulfillment-order lines with tracking; Shopify's fulfillment back."""
@@ -132,10 +132,10 @@ class ShopifyClient(ApiClient):
         body = self.request("POST", self.base_url + path, path, json={"fulfillment": fulfillment}, effect=True)
         return (body or {}).get("fulfillment") or {}
 
-    def order_fulfillments(self, order_id: int | str) -> list[dict[str, Any]]:
+    def order_fulfillments(self, order_id: int | str, for_send: bool = False) -> list[dict[str, Any]]:
         """An order's fulfillments so far (tracking numbers included)."""
         path = f"orders/{order_id}/fulfillments.json"
-        return [row for page in self.pages(path, "fulfillments", {}) for row in page]
+        return [row for page in self.pages(path, "fulfillments", {}, for_send) for row in page]
 
     def inventory_levels(self, location_ids: list[int], limit: int = 250) -> Iterator[list[dict[str, Any]]]:
         """Available levels at the given locations."""

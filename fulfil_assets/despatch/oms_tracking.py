@@ -141,7 +141,7 @@ class Cin7Tracking(OmsTracking):
 
     def held(self, order_id: str, payload: dict[str, Any]) -> str | None:
         """The sale's shipment shows the parcels' numbers (and is authorised, when the post authorises it)."""
-        ships = [f.get("Ship") or {} for f in self.client.sale(order_id).get("Fulfilments") or []]
+        ships = [f.get("Ship") or {} for f in self.client.sale(order_id, for_send=True).get("Fulfilments") or []]
         numbers = {line.get("TrackingNumber") for s in ships for line in s.get("Lines") or []}
         wanted = {p["tracking_number"] for p in payload["parcels"]}
         authorised = any(s.get("Status") == "AUTHORISED" for s in ships)
@@ -214,7 +214,7 @@ class ShopifyFulfilments(OmsTracking):
 
     def held(self, order_id: str, payload: dict[str, Any]) -> str | None:
         """A fulfilment of the order carries the tracking number (or, with none, any fulfilment exists)."""
-        for f in self.client.order_fulfillments(order_id):
+        for f in self.client.order_fulfillments(order_id, for_send=True):
             numbers = set(f.get("tracking_numbers") or []) | {f.get("tracking_number")}
             if payload["tracking_number"] is None or payload["tracking_number"] in numbers:
                 return f"fulfilment {f.get('id')} ({f.get('status')})"
@@ -238,7 +238,7 @@ class ShopifyFulfilments(OmsTracking):
 
     def post(self, payload: dict[str, Any]) -> Outcome:
         """Fulfil a parcel's line items, or (once Linnworks processed the order) all that is still open."""
-        orders = self.client.fulfillment_orders(int(payload["order_id"]))
+        orders = self.client.fulfillment_orders(int(payload["order_id"]), for_send=True)
         open_ones = [fo for fo in orders if fo.get("status") in OPEN_FULFILMENT_ORDERS]
         statuses = sorted({str(fo.get("status")) for fo in orders}) or ["none"]
         if not open_ones and "cancelled" in statuses:

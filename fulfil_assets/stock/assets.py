@@ -6,7 +6,7 @@ system (Linnworks -> Shopify in `shopify_linnworks`); nothing here writes to a w
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import dagster as dg
 import polars as pl
@@ -76,6 +76,38 @@ def flow_orders(db: WarehouseDb, config: FulfilConfig, flow: str) -> tuple[pl.Da
             schema={"order_key": pl.String},
         )
     return mine, lines, sent
+
+
+class FlowStock(NamedTuple):
+    """A flow's available to sell and what it was computed from."""
+
+    ats: pl.DataFrame  # per order-system location and SKU: source figure, open unsent, buffer, result, shown
+    source: pl.DataFrame  # the stock master's figures (`source_location, sku, available`)
+    locations: pl.DataFrame  # the flow's stock location mapping (`location, source_location`)
+    oms_levels: pl.DataFrame  # what the order system shows (`location, sku, level`)
+
+
+def flow_available_to_sell(db: WarehouseDb, fulfil: FulfilConfig, flow: str, exp: Path) -> FlowStock:
+    """What may be sold in the flow's order system per mapped location and SKU now, beside what it shows: the
+    stock job pushes the difference, the audit reports it."""
+    oms = FLOW_SYSTEMS[flow][0]
+    source = stock_source(db, flow)
+    locations = load_stock_locations(exp / "stock_locations.csv").filter(pl.col("flow") == flow)
+    bundles = load_bundles(exp / "bundles.csv")
+    oms_levels = db.read(
+        f"SELECT location, sku, level FROM {SCHEMA}.oms_stock WHERE oms = '{oms}'", schema={"level": pl.Int64}
+    )
+    orders, lines, sent = flow_orders(db, fulfil, flow)
+    ats = available_to_sell(
+        source,
+        locations.select("location", "source_location"),
+        oms_levels,
+        open_unsent(orders, lines, sent, bundles),
+        load_stock_buffers(exp / "stock_buffers.csv"),
+        bundles,
+        stock_config(fulfil, flow).buffer,
+    )
+    return FlowStock(ats, source, locations, oms_levels)
 
 
 def _sender(context: dg.AssetExecutionContext, oms: str, batch: int | None) -> tuple[StockSender, Any]:
@@ -179,28 +211,12 @@ def _flow_stock(fulfil: FulfilConfig, flow: str) -> dg.AssetsDefinition:
     )
     def flow_stock(context: dg.AssetExecutionContext, config: StockRunConfig) -> Iterator[Any]:
         """Compute available to sell for the flow and send the levels that changed."""
-        exp = Path(config.expectations_dir)
         with context.resources.warehouse.session() as db:
             now = now_utc()
-            source = stock_source(db, flow)
-            locations = load_stock_locations(exp / "stock_locations.csv").filter(pl.col("flow") == flow)
-            bundles = load_bundles(exp / "bundles.csv")
+            ats, source, locations, oms_levels = flow_available_to_sell(db, fulfil, flow, Path(config.expectations_dir))
             ledger = db.read(
                 f"SELECT idempotency_key, status, location, sku, level FROM {SCHEMA}.{TABLE} WHERE flow = '{flow}'",
                 schema={"level": pl.Int64},
-            )
-            oms_levels = db.read(
-                f"SELECT location, sku, level FROM {SCHEMA}.oms_stock WHERE oms = '{oms}'", schema={"level": pl.Int64}
-            )
-            orders, lines, sent = flow_orders(db, fulfil, flow)
-            ats = available_to_sell(
-                source,
-                locations.select("location", "source_location"),
-                oms_levels,
-                open_unsent(orders, lines, sent, bundles),
-                load_stock_buffers(exp / "stock_buffers.csv"),
-                bundles,
-                settings.buffer,
             )
             frame = deltas(ats, last_confirmed(ledger), flow, oms)
             if source.is_empty():  # no stock figure yet: pushing would zero the whole catalogue

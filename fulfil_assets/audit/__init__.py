@@ -1,0 +1,1 @@
+"""The system audit: what stands between a brand and going live, computed from what its systems hold."""
