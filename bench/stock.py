@@ -31,7 +31,6 @@ from emulators.linnworks import LOCATION_NAMES
 from emulators.server import EmulatorConfig, Emulators
 from emulators.shopify import GRAPHQL_BUCKET, GRAPHQL_RESTORE_PER_S
 from fulfil_assets import effects
-from fulfil_assets.config import STOCK_BATCH_MAXIMUM
 from fulfil_assets.ledger import now_utc
 from fulfil_assets.stock.ats import available_to_sell, deltas
 from fulfil_assets.stock.pushes import (
@@ -47,6 +46,7 @@ from fulfil_assets.stock.pushes import (
 from fulfil_assets.warehouse_tables import ensure_tables
 from resources.bigcommerce import BigCommerceClient
 from resources.cin7 import Cin7Client
+from resources.limits import STOCK_BATCH_MAXIMUM
 from resources.linnworks import LinnworksClient
 from resources.shopify import ShopifyClient
 from resources.warehouse import SCHEMA, WarehouseDb

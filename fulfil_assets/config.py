@@ -351,10 +351,6 @@ class AlertsConfig(_Strict):
     )
 
 
-# SKUs per stock call each order system takes: BigCommerce 2,000 and Shopify 250 by their published specs;
-# Linnworks and Cin7 Core publish no maximum (500 keeps a call well inside their timeouts).
-
-
 class RouteConfig(_Strict):
     """Which of an order system's orders a flow takes, when that system feeds more than one flow."""
 

@@ -16,7 +16,8 @@ from fulfil_assets.audit import assets as audit
 from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, load_config, target_of
 from fulfil_assets.despatch import definitions as despatch
 from fulfil_assets.ingest import definitions as ingest
-from fulfil_assets.ingest.assets import RAW_ASSETS, RawDltResource, ingest_group
+from fulfil_assets.ingest.assets import RAW_ASSETS, READ_MINUTES_TAG, RawDltResource, ingest_group
+from fulfil_assets.ingest.cursors import READ_MINUTES
 from fulfil_assets.push import definitions as push
 from fulfil_assets.push.assets import SUBMISSION_ASSETS
 from fulfil_assets.push.cancel_assets import cancellation_assets
@@ -146,7 +147,8 @@ def order_sync_defs(config: FulfilConfig) -> dg.Definitions:
             | dg.AssetSelection.groups(*(ingest_group(s) for s in wms), "validate")
             | dg.AssetSelection.assets("orders", "order_lines", "wms_stock")
             | dg.AssetSelection.assets(*sorted({SUBMISSION_ASSETS[target_of(f)] for f in flows})),
-            tags=ORDERS,
+            # A run reads its interval's worth of details (two minutes at least): a backlog drains at the share.
+            tags={**ORDERS, READ_MINUTES_TAG: str(max(READ_MINUTES, config.schedules.order_sync_minutes))},
             description=f"Read {oms}'s orders (and the catalogue of the warehouses its flows send to), stage and "
             f"validate them, and send what is ready ({oms}'s stock is its stock job's to read).",
         )

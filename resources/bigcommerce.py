@@ -39,8 +39,8 @@ class BigCommerceClient(ApiClient):
 
     @property
     def calls_per_minute(self) -> float:
-        """This client's share of the store's quota a minute (the quota its headers last gave, or a Standard
-        plan's before any call)."""
+        """This client's share of the store's quota a minute: the quota the store's headers gave in this process,
+        or, before its first call (a run sizing its reads), a Standard plan's."""
         with _LOCK:
             quota = _QUOTA.get(self.base_url, (STANDARD_QUOTA,))[0]
         return quota * 2 * self.budget_share

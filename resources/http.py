@@ -75,8 +75,9 @@ class RateBudget:
 
     def acquire(self, send: bool = False) -> float:
         """Block until a call is allowed; return the seconds waited. While sends are going (one in the window, or
-        one waiting), reads fill the window only up to `send_reserve` short of the limit, so a backlog being read
-        never makes a customer's tracking wait long for the window to turn; with no send about, reads take it all."""
+        one waiting), reads take at most the limit less `send_reserve` of the window, so a backlog being read never
+        makes a customer's tracking wait long for the window to turn; sends take whatever the reads leave, so a
+        tracking backlog never stops the orders being read either. With no send about, reads take it all."""
         waited = 0.0
         while True:
             with self._state() as state:
@@ -86,16 +87,19 @@ class RateBudget:
                 sends = state["sends"] = [t for t in state["sends"] if now - self.window_s < t <= now]
                 state["blocked_until"] = min(state["blocked_until"], now + 3600.0)
                 sending = send or bool(sends) or now < state["send_waiting_until"]
-                limit = self.limit if send or not sending else self.limit - self.send_reserve
+                reads = [t for t in calls if t not in sends]
+                capped = not send and sending and len(reads) >= self.limit - self.send_reserve
                 if now < state["blocked_until"]:
                     pause = state["blocked_until"] - now
-                elif len(calls) < limit:
+                elif len(calls) < self.limit and not capped:
                     calls.append(now)
                     if send:
                         sends.append(now)
                     return waited
+                elif capped:  # this read's turn comes when the oldest read leaves the window
+                    pause = reads[len(reads) - (self.limit - self.send_reserve)] + self.window_s - now
                 else:
-                    pause = calls[len(calls) - limit] + self.window_s - now
+                    pause = calls[len(calls) - self.limit] + self.window_s - now
                 if send:  # reads hold back meanwhile
                     state["send_waiting_until"] = max(state["send_waiting_until"], now + pause + 1.0)
             time.sleep(pause)

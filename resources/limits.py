@@ -11,6 +11,8 @@ from resources.linnworks import METHOD_LIMITS
 from resources.peoplevox import SOFT_LIMIT_PER_MINUTE
 from resources.shopify import MAX_QUANTITIES
 
+# SKUs per stock call each order system takes: BigCommerce 2,000 and Shopify 250 by their published specs;
+# Linnworks and Cin7 Core publish no maximum (500 keeps a call well inside their timeouts).
 STOCK_BATCH_MAXIMUM = {"bigcommerce": 2000, "shopify": MAX_QUANTITIES, "linnworks": 500, "cin7": 500}
 
 

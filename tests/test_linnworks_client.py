@@ -106,16 +106,19 @@ def test_rate_budget_waits_instead_of_overrunning() -> None:
     assert budget.acquire() >= 0.25
 
 
-def test_reads_leave_the_send_reserve_to_sends() -> None:
-    """With no send about, reads take the whole window; while sends are going, reads fill it only up to the
-    reserve, so a tracking post goes at once."""
-    reads_alone = RateBudget(3, 2.0, send_reserve=1)
-    assert [reads_alone.acquire() for _ in range(3)] == [0.0, 0.0, 0.0]
-    budget = RateBudget(3, 2.0, send_reserve=1)
+def test_reads_leave_the_send_reserve_to_sends_and_sends_never_starve_reads() -> None:
+    """With no send about, reads take the whole window; while sends are going, reads take at most the limit less
+    the reserve, so a tracking post goes at once; sends filling the window never keep the orders from being read."""
+    reads_alone = RateBudget(4, 2.0, send_reserve=2)
+    assert [reads_alone.acquire() for _ in range(4)] == [0.0, 0.0, 0.0, 0.0]
+    budget = RateBudget(4, 2.0, send_reserve=2)
     assert budget.acquire(send=True) == 0.0
-    assert budget.acquire() == 0.0
-    assert budget.acquire() > 1.0  # a send is in the window: the third slot stays the senders'
-    assert budget.acquire(send=True) == 0.0
+    assert [budget.acquire(), budget.acquire()] == [0.0, 0.0]
+    assert budget.acquire() > 1.0  # two reads in the window beside a send: the last slot stays the senders'
+    sends_first = RateBudget(4, 2.0, send_reserve=2)
+    assert [sends_first.acquire(send=True) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert sends_first.acquire() == 0.0  # three sends in the window: a read still has its turn
+    assert sends_first.acquire(send=True) > 1.0  # the window is full
 
 
 def test_stock_items_end_on_a_short_page_or_a_400_past_the_end(emulators: Emulators) -> None:

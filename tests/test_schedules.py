@@ -84,6 +84,10 @@ def test_latency_jobs_come_first_and_the_other_lanes_are_bounded(tmp_path: Path)
     assert cancelling == per_system  # one order system's slow reads never hold another's cancellations
     selected = defs.resolve_job_def("cin7_cancellation_job").asset_layer.selected_asset_keys
     assert {k.path[-1] for k in selected if k.path[-1].endswith("_cancellations")} == {"whistl_cancellations"}
+    # An order sync reads its interval's worth of details (two minutes at least); the audit reads every change.
+    interval = config.schedules.order_sync_minutes
+    assert {jobs[j]["fulfil/read_minutes"] for j in jobs if j.endswith("_order_sync_job")} == {str(max(2.0, interval))}
+    assert jobs["audit_job"]["fulfil/read_minutes"] == "all"
     stocking = {name for name, tags in jobs.items() if tags["fulfil/lane"] == "stock"}
     assert stocking == {f"{flow}_stock_job" for flow in config.flows}  # never holding reconcile's slot
     ahead_of_orders = min(int(jobs[j]["dagster/priority"]) for j in cancelling)

@@ -11,7 +11,7 @@ import dagster as dg
 from fulfil_assets.audit.read import run_audit
 from fulfil_assets.audit.report import as_html, as_json, as_markdown, headline
 from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig
-from fulfil_assets.ingest.assets import RAW_ASSETS, ingest_group
+from fulfil_assets.ingest.assets import RAW_ASSETS, READ_MINUTES_TAG, ingest_group
 from fulfil_assets.ledger import now_utc
 from fulfil_assets.plan import due_effects, holding, plan_text
 from fulfil_assets.schedules import BACKGROUND
@@ -74,7 +74,7 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
         "audit_job",
         selection=dg.AssetSelection.groups(*(ingest_group(s) for s in systems))
         | dg.AssetSelection.assets(*STAGED, "audit_report"),
-        tags=BACKGROUND,
+        tags={**BACKGROUND, READ_MINUTES_TAG: "all"},  # every change of the period, however long that takes
         description="Read every configured system, stage what was read and write the audit report; sends nothing "
         "(`fulfil audit` runs it with every flow in shadow mode, so no file is moved either).",
     )

@@ -49,12 +49,19 @@ def catalogue_findings(
     bundles: pl.DataFrame,
     variants: pl.DataFrame,
     targets_of: dict[str, list[str]],
+    variant_map: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Per flow and system, the SKUs that would hold orders back or that nobody sells. `checked`: one row per
     order line as its target would receive it (`flow, target, order_key, wms_sku`); `catalogues`: the SKUs each
     target knows (`system, sku`); `oms_skus`: each order system's catalogue (`system, sku`); `bundles`:
     `bundle_sku, component_sku`; `variants`: storefront variants (`system, variant_id, product, sku`);
-    `targets_of`: order system -> the targets its flows send to."""
+    `targets_of`: order system -> the targets its flows send to; `variant_map`: `variant_skus.csv` (`system,
+    variant_id, sku`), the office's SKUs for storefront variants that have none."""
+    mapped = (
+        variant_map
+        if variant_map is not None
+        else pl.DataFrame(schema={c: pl.String for c in ("system", "variant_id", "sku")})
+    )
     known = catalogues.select(
         pl.col("system").alias("target"), pl.col("sku").alias("wms_sku"), pl.lit(True).alias("_k")
     )
@@ -86,8 +93,9 @@ def catalogue_findings(
             )
         )
     components = bundles.select(pl.col("bundle_sku").alias("sku"), "component_sku")
+    listed = pl.concat([oms_skus.select("sku"), mapped.select("sku")])
     sold_anywhere = pl.concat(
-        [oms_skus.select("sku"), oms_skus.join(components, on="sku").select(pl.col("component_sku").alias("sku"))]
+        [listed, listed.join(components, on="sku").select(pl.col("component_sku").alias("sku"))]
     ).unique()
     warehouses = sorted({t for ts in targets_of.values() for t in ts} & {"whistl", "peoplevox"})
     not_sold = catalogues.filter(pl.col("system").is_in(warehouses)).join(sold_anywhere, on="sku", how="anti")
@@ -116,7 +124,8 @@ def catalogue_findings(
                 pl.format("needs {}, which {} does not know", "component_sku", pl.lit(target)).alias("detail"),
             )
         )
-    blank = variants.filter(pl.col("sku").is_null() | (pl.col("sku").str.strip_chars() == "")).select(
+    unmapped = variants.join(mapped.select("system", "variant_id"), on=["system", "variant_id"], how="anti")
+    blank = unmapped.filter(pl.col("sku").is_null() | (pl.col("sku").str.strip_chars() == "")).select(
         "system",
         pl.format("variant {}", "variant_id").alias("sku"),
         pl.format("{} variant {} of '{}' has no SKU", "system", "variant_id", "product").alias("detail"),
@@ -293,7 +302,7 @@ def volumes(orders: pl.DataFrame, skus: pl.DataFrame, now: datetime, days: float
     )
 
 
-def _calls_per_minute(limits: SystemLimits, orders_per_day: float, lines_per_order: float) -> float:
+def _calls_per_minute(limits: SystemLimits, orders_per_day: float) -> float:
     """Calls a minute the orders themselves need, whatever the schedules: each read in detail once and its
     tracking posted once (stock pushes come with the stock sync)."""
     return orders_per_day / 1440 * (limits.calls_per_order + limits.calls_per_post)
@@ -306,7 +315,11 @@ def stock_sync_calls(limits: SystemLimits, stock_rows: int, orders_per_day: floa
 
 
 def capacity(
-    volume: pl.DataFrame, shares: dict[str, float], order_minutes: float, stock_minutes: float
+    volume: pl.DataFrame,
+    shares: dict[str, float],
+    order_minutes: float,
+    stock_minutes: float,
+    limits_of: dict[str, SystemLimits] = LIMITS,
 ) -> pl.DataFrame:
     """Per order system: its share of the published limit (calls a minute), what today's orders need, the fastest
     safe interval for the order sync (with the stock sync on `stock_minutes`) and for the stock sync (with the
@@ -314,11 +327,11 @@ def capacity(
     allows in a day. An interval is 'none' when the orders alone need more than the share."""
     rows = []
     for r in volume.iter_rows(named=True):
-        limits = LIMITS.get(r["system"])
+        limits = limits_of.get(r["system"])
         if limits is None:
             continue
         share = limits.calls_per_minute * shares.get(r["system"], 0.5)
-        need = _calls_per_minute(limits, r["orders_per_day"], r["lines_per_order"])
+        need = _calls_per_minute(limits, r["orders_per_day"])
         stock_now = stock_sync_calls(limits, r["stock_rows"], r["orders_per_day"], r["lines_per_order"], stock_minutes)
         left_for_lists = share - need - stock_now / stock_minutes
         fastest_orders = math.ceil(1 / left_for_lists) if left_for_lists > 0 else None

@@ -5,7 +5,7 @@ ingested and staged by the audit job (or any earlier run)."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,8 @@ from fulfil_assets.audit import findings
 from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, stock_config, target_of
 from fulfil_assets.stock.assets import flow_available_to_sell
 from fulfil_assets.validate.assets import validate_target
-from fulfil_assets.validate.mappings import load_bundles, load_service_codes, load_stock_locations
+from fulfil_assets.validate.mappings import load_bundles, load_service_codes, load_stock_locations, load_variant_skus
+from resources.limits import LIMITS, SystemLimits
 from resources.warehouse import SCHEMA, WarehouseDb
 
 SECTIONS = (
@@ -74,6 +75,14 @@ def storefront_variants(db: WarehouseDb) -> pl.DataFrame:
         "raw_bigcommerce",
     )
     return pl.concat([shopify, bigcommerce]).unique(["system", "variant_id"]).sort("system", "variant_id")
+
+
+def limits_for(config: FulfilConfig) -> dict[str, SystemLimits]:
+    """Each system's limits as this deployment has them (a Shopify store's leak is its plan's)."""
+    shopify = config.systems.shopify
+    if shopify is None:
+        return LIMITS
+    return {**LIMITS, "shopify": replace(LIMITS["shopify"], calls_per_minute=shopify.leak_per_s * 60)}
 
 
 def run_audit(
@@ -134,9 +143,11 @@ def run_audit(
     )["name"].to_list()
     stock_rows = []
     for flow in config.flows:
-        ats = flow_available_to_sell(db, config, flow, exp_dir).ats
+        stock = flow_available_to_sell(db, config, flow, exp_dir)
+        if stock.source.is_empty():  # no stock figure read yet: nothing to set against (nor does the stock job)
+            continue
         stock_rows.append(
-            ats.select(
+            stock.ats.select(
                 pl.lit(flow).alias("flow"),
                 "location",
                 "sku",
@@ -165,7 +176,13 @@ def run_audit(
     )
     sections = {
         "catalogue": findings.catalogue_findings(
-            checked, catalogues, oms_skus, bundles, storefront_variants(db), targets_of
+            checked,
+            catalogues,
+            oms_skus,
+            bundles,
+            storefront_variants(db),
+            targets_of,
+            load_variant_skus(exp_dir / "variant_skus.csv"),
         ),
         "shipping_methods": findings.shipping_methods(checked),
         "services_unmapped": findings.services_unmapped(offered, service_map, "linnworks", "peoplevox")
@@ -180,6 +197,8 @@ def run_audit(
         "open_but_despatched": findings.open_but_despatched(orders, despatched),
         "stock_truth": findings.stock_truth(pl.concat(stock_rows)) if stock_rows else pl.DataFrame(),
         "negative_stock": findings.negative_stock(wms_stock),
-        "capacity": findings.capacity(volume, shares, config.schedules.order_sync_minutes, stock_minutes),
+        "capacity": findings.capacity(
+            volume, shares, config.schedules.order_sync_minutes, stock_minutes, limits_for(config)
+        ),
     }
     return Audit(now, days, stale_days, list(config.flows), refs.height, sections)

@@ -62,7 +62,7 @@ def headline(audit: Audit) -> dict[str, Any]:
     return {
         "orders_checked": audit.orders_checked,
         "catalogue_problems": dict(catalogue.group_by("problem").len().sort("problem").iter_rows()),
-        "orders_held_by_rule": int(s["rule_failures"]["failing"].sum() or 0),
+        "orders_held_by_rule": s["held_orders"].select("flow", "order_ref").unique().height,
         "unmapped_shipping_orders": int(shipping.filter(~pl.col("mapped"))["orders"].sum() or 0),
         "units_at_risk_of_overselling": int(stock["at_risk"].sum() or 0) if stock.height else 0,
         "skus_at_risk": int((stock["at_risk"] > 0).sum()) if stock.height else 0,

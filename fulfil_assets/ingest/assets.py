@@ -18,7 +18,7 @@ from dlt.sources import DltSource
 from fulfil_assets.ingest.bigcommerce_source import bigcommerce_source
 from fulfil_assets.ingest.cin7_source import cin7_source
 from fulfil_assets.ingest.columns import create_missing_tables
-from fulfil_assets.ingest.cursors import details_per_run
+from fulfil_assets.ingest.cursors import READ_MINUTES, details_per_run
 from fulfil_assets.ingest.linnworks_source import linnworks_source
 from fulfil_assets.ingest.peoplevox_source import peoplevox_source
 from fulfil_assets.ingest.shopify_source import shopify_source
@@ -27,12 +27,14 @@ from resources.bigcommerce import BigCommerceResource
 from resources.cin7 import Cin7Resource
 from resources.file_drop import FileDrop
 from resources.http import ApiClient
+from resources.limits import LIMITS
 from resources.linnworks import LinnworksResource
 from resources.peoplevox import PeoplevoxResource
 from resources.shopify import ShopifyResource
 from resources.warehouse import Warehouse, WarehouseDb, lock_holder
 
 T = TypeVar("T")
+READ_MINUTES_TAG = "fulfil/read_minutes"  # a run tag: minutes' worth of detail reads a run takes (`all`: no cut)
 DLT_LOCK_ATTEMPTS = 5  # dlt steps that meet an outside session on the DuckDB file, each waited out
 
 
@@ -150,6 +152,16 @@ def load_phases(
         yield key, dict(dlt.extract_resource_metadata(context, resource, load_info, pipeline))
 
 
+def detail_cap(context: dg.AssetExecutionContext, calls_per_minute: float, calls_per_record: float) -> int | None:
+    """How many records this run reads in detail: `fulfil/read_minutes` of the client's share (an order sync
+    job's own interval, so a backlog drains at the whole share), none for `all` (the audit reads everything),
+    else `READ_MINUTES`."""
+    minutes = context.run.tags.get(READ_MINUTES_TAG)
+    if minutes == "all":
+        return None
+    return details_per_run(calls_per_minute, calls_per_record, float(minutes) if minutes else READ_MINUTES)
+
+
 def run_source(
     context: dg.AssetExecutionContext,
     dlt: DagsterDltResource,
@@ -218,7 +230,8 @@ def cin7_raw(
     """Cin7 Core sales changed since the last run (each fetched in full, a few minutes' worth a run) and product
     availability per location."""
     client = cin7.get_client()
-    source = partial(cin7_source, client, max_details=details_per_run(client.calls_per_minute))
+    cap = detail_cap(context, client.calls_per_minute, LIMITS["cin7"].calls_per_order)
+    source = partial(cin7_source, client, max_details=cap)
     yield from run_source(context, dlt, "cin7", source, client, warehouse.get_db())
 
 
@@ -229,7 +242,8 @@ def shopify_raw(
     """Shopify orders changed since the last run (the fulfillment orders of a few minutes' worth a run),
     locations and inventory levels per location."""
     client = shopify.get_client()
-    source = partial(shopify_source, client, max_details=details_per_run(client.calls_per_minute))
+    cap = detail_cap(context, client.calls_per_minute, LIMITS["shopify"].calls_per_order)
+    source = partial(shopify_source, client, max_details=cap)
     yield from run_source(context, dlt, "shopify", source, client, warehouse.get_db())
 
 
@@ -240,7 +254,8 @@ def bigcommerce_raw(
     """BigCommerce orders changed since the last run with their lines and ship-to addresses (a few minutes'
     worth a run), and inventory."""
     client = bigcommerce.get_client()
-    source = partial(bigcommerce_source, client, max_details=details_per_run(client.calls_per_minute, 2))
+    cap = detail_cap(context, client.calls_per_minute, LIMITS["bigcommerce"].calls_per_order)
+    source = partial(bigcommerce_source, client, max_details=cap)
     yield from run_source(context, dlt, "bigcommerce", source, client, warehouse.get_db())
 
 

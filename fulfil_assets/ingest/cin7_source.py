@@ -63,8 +63,16 @@ def cin7_source(
         earlier = dlt.current.resource_state().get("incremental", {}).get("Updated", {}).get("last_value")
         since = updated_since(iso(updated.last_value), earlier)
         read = DetailsRead("sales")
-        for page in up_to_reads(client.sales(since, page_size), lambda row: to_read(read, row), max_details):
-            yield [{**row, "_updated_at": stamp_time(row["Updated"]).isoformat()} for row in page]
+        # Cin7 promises no order for the list: sorted here, so that a cut leaves only newer changes for later.
+        rows = sorted(
+            (
+                {**row, "_updated_at": stamp_time(row["Updated"]).isoformat()}
+                for p in client.sales(since, page_size)
+                for row in p
+            ),
+            key=lambda row: row["_updated_at"],
+        )
+        yield from up_to_reads([rows] if rows else [], lambda row: to_read(read, row), max_details)
 
     @dlt.transformer(data_from=sale_list, name="sales", primary_key="ID", write_disposition="merge")
     def sales(rows: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -83,7 +91,8 @@ def cin7_source(
             try:
                 yield client.sale(row["SaleID"])
                 read.done(row["SaleID"], row.get("Updated"))
-            except DataError as exc:
+            except DataError as exc:  # not read again until Cin7 lists it changed: a cut never stalls on it
+                read.done(row["SaleID"], row.get("Updated"))
                 yield dlt.mark.with_table_name(
                     {
                         "ID": row["SaleID"],

@@ -56,11 +56,11 @@ class DetailsRead:
                 del self.read[key]
 
 
-def details_per_run(calls_per_minute: float, calls_per_record: int = 1) -> int:
-    """How many records one run reads in detail: `READ_MINUTES` of the client's share of the system's calls. A
-    backlog (a first sync, a day's orders after an outage) then goes in runs of a few minutes, each sending what
-    it read, instead of one run that holds the system's pipeline (and every job waiting on it) while it lasts."""
-    return max(1, int(calls_per_minute * READ_MINUTES / calls_per_record))
+def details_per_run(calls_per_minute: float, calls_per_record: float = 1.0, minutes: float = READ_MINUTES) -> int:
+    """How many records one run reads in detail: `minutes` of the client's share of the system's calls. A backlog
+    (a first sync, a day's orders after an outage) then goes in runs of a few minutes, each sending what it read,
+    instead of one run that holds the system's pipeline (and every job waiting on it) while it lasts."""
+    return max(1, int(calls_per_minute * minutes / calls_per_record))
 
 
 def up_to_reads(

@@ -17,11 +17,11 @@ from typing import Any
 import polars as pl
 
 from fulfil_assets import effects
-from fulfil_assets.config import STOCK_BATCH_MAXIMUM
 from fulfil_assets.effects import Outcome
 from resources.bigcommerce import BigCommerceClient
 from resources.cin7 import Cin7Client
 from resources.http import DataError, TransientError
+from resources.limits import STOCK_BATCH_MAXIMUM
 from resources.linnworks import LinnworksClient
 from resources.shopify import ShopifyClient
 
