@@ -16,7 +16,7 @@ from fulfil_assets import routing
 from fulfil_assets.audit import findings
 from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, stock_config, target_of
 from fulfil_assets.stock.assets import flow_available_to_sell
-from fulfil_assets.validate.assets import validate_target
+from fulfil_assets.validate.assets import validate_targets
 from fulfil_assets.validate.mappings import load_bundles, load_service_codes, load_stock_locations, load_variant_skus
 from resources.limits import LIMITS, SystemLimits
 from resources.warehouse import SCHEMA, WarehouseDb
@@ -100,19 +100,7 @@ def run_audit(
     lines = db.read(f"SELECT * FROM {SCHEMA}.order_lines")
     recent = orders.filter(pl.col("created_at") >= now - timedelta(days=days))
     routes = routing.order_routes(recent, config)
-    results = [
-        validate_target(
-            db,
-            target,
-            recent.join(routes.filter(pl.col("target") == target).select("order_key", "flow"), on="order_key"),
-            lines,
-            exp_dir,
-            now,
-            None,
-            log,
-        )
-        for target in routing.targets(config)
-    ]
+    results = validate_targets(db, config, recent, lines, exp_dir, now, None, log)
     columns = ["flow", "target", "order_key", "wms_sku", "shipping_method", "service_code"]
     checked = pl.concat([r.frame.with_columns(pl.lit(r.target).alias("target")).select(columns) for r in results])
     verdicts = pl.concat([r.verdicts.select("order_key", "rule", "passed", "reason_code") for r in results])

@@ -178,9 +178,35 @@ def validate_target(
     return TargetResult(target, frame, failures, verdicts, validated, disagree, errors, docs)
 
 
+def validate_targets(
+    db: WarehouseDb,
+    fulfil: FulfilConfig,
+    orders: pl.DataFrame,
+    lines: pl.DataFrame,
+    exp_dir: Path,
+    now: datetime,
+    gx_docs_dir: Path | None,
+    log: Any,
+) -> list[TargetResult]:
+    """Route `orders` to their flows' targets and check each target's share against its suite."""
+    routes = routing.order_routes(orders, fulfil)
+    return [
+        validate_target(
+            db,
+            target,
+            orders.join(routes.filter(pl.col("target") == target).select("order_key", "flow"), on="order_key"),
+            lines,
+            exp_dir,
+            now,
+            gx_docs_dir,
+            log,
+        )
+        for target in routing.targets(fulfil)
+    ]
+
+
 def build_validation(fulfil: FulfilConfig) -> dg.AssetsDefinition:
     """The validation multi-asset for the targets of the configured flows."""
-    targets = routing.targets(fulfil)
 
     @dg.multi_asset(
         name="validation",
@@ -226,22 +252,10 @@ def build_validation(fulfil: FulfilConfig) -> dg.AssetsDefinition:
             now = now_utc()
             exp_dir = Path(config.expectations_dir)
             staged = db.read(f"SELECT * FROM {SCHEMA}.orders WHERE status = 'open'")
-            routes = routing.order_routes(staged, fulfil)
             lines = db.read(f"SELECT * FROM {SCHEMA}.order_lines")
             docs_root = Path(os.environ.get("FULFIL_DATA_DIR", "data")) / "gx_docs"
-            results = [
-                validate_target(
-                    db,
-                    target,
-                    staged.join(routes.filter(pl.col("target") == target).select("order_key", "flow"), on="order_key"),
-                    lines,
-                    exp_dir,
-                    now,
-                    docs_root / context.run_id if config.run_great_expectations else None,
-                    context.log,
-                )
-                for target in targets
-            ]
+            gx_docs = docs_root / context.run_id if config.run_great_expectations else None
+            results = validate_targets(db, fulfil, staged, lines, exp_dir, now, gx_docs, context.log)
             if config.run_great_expectations and docs_root.exists():
                 _prune_docs(docs_root, keep=DOCS_KEPT)
             verdicts = pl.concat([r.verdicts for r in results])
