@@ -31,9 +31,7 @@ def test_each_catalogue_problem_is_found_where_it_is() -> None:
     variants = pl.DataFrame(
         {"system": ["shopify", "shopify"], "variant_id": ["11", "12"], "product": ["Mug", "Cap"], "sku": ["LW1", ""]}
     )
-    found = catalogue_findings(
-        checked, catalogues, oms_skus, bundles, variants, {"cin7": ["whistl"], "shopify": ["linnworks"]}
-    )
+    found = catalogue_findings(checked, catalogues, oms_skus, bundles, variants, ["cin7_whistl", "shopify_linnworks"])
     got = {(r["problem"], r["system"], r["sku"]) for r in found.iter_rows(named=True)}
     assert got == {
         ("unknown_at_warehouse", "whistl", "NOPE9"),

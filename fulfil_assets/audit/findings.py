@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
+from fulfil_assets.config import FLOW_SYSTEMS
 from fulfil_assets.reasons import OWNERS
 from fulfil_assets.validate.suites import SKU_PATTERNS
 from resources.limits import LIMITS, SystemLimits
@@ -48,14 +49,14 @@ def catalogue_findings(
     oms_skus: pl.DataFrame,
     bundles: pl.DataFrame,
     variants: pl.DataFrame,
-    targets_of: dict[str, list[str]],
+    flows: list[str],
     variant_map: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Per flow and system, the SKUs that would hold orders back or that nobody sells. `checked`: one row per
     order line as its target would receive it (`flow, target, order_key, wms_sku`); `catalogues`: the SKUs each
     target knows (`system, sku`); `oms_skus`: each order system's catalogue (`system, sku`); `bundles`:
     `bundle_sku, component_sku`; `variants`: storefront variants (`system, variant_id, product, sku`);
-    `targets_of`: order system -> the targets its flows send to; `variant_map`: `variant_skus.csv` (`system,
+    `flows`: the configured flows; `variant_map`: `variant_skus.csv` (`system,
     variant_id, sku`), the office's SKUs for storefront variants that have none."""
     mapped = (
         variant_map
@@ -97,7 +98,7 @@ def catalogue_findings(
     sold_anywhere = pl.concat(
         [listed, listed.join(components, on="sku").select(pl.col("component_sku").alias("sku"))]
     ).unique()
-    warehouses = sorted({t for ts in targets_of.values() for t in ts} & {"whistl", "peoplevox"})
+    warehouses = sorted({FLOW_SYSTEMS[f][1] for f in flows} & {"whistl", "peoplevox"})
     not_sold = catalogues.filter(pl.col("system").is_in(warehouses)).join(sold_anywhere, on="sku", how="anti")
     not_sold = not_sold.select(
         "system", "sku", pl.format("{} holds it; no order system lists it", "system").alias("detail")
@@ -131,7 +132,7 @@ def catalogue_findings(
         pl.format("{} variant {} of '{}' has no SKU", "system", "variant_id", "product").alias("detail"),
     )
     flow_of = pl.DataFrame(
-        [(t, f) for f, ts in _flows_by_target(targets_of).items() for t in ts], schema=["system", "flow"], orient="row"
+        [(system, f) for f in flows for system in FLOW_SYSTEMS[f]], schema=["system", "flow"], orient="row"
     )
     found = [
         _rows(unknown, "unknown_at_warehouse"),
@@ -151,11 +152,6 @@ def catalogue_findings(
     return pl.concat([out.filter(pl.col("flow").is_not_null()), unnamed.select(out.columns)]).sort(
         "problem", "system", "sku"
     )
-
-
-def _flows_by_target(targets_of: dict[str, list[str]]) -> dict[str, list[str]]:
-    """flow name -> the systems it touches, from order system -> targets (`<oms>_<target>` names)."""
-    return {f"{oms}_{t}": [oms, t] for oms, ts in targets_of.items() for t in ts}
 
 
 def shipping_methods(checked: pl.DataFrame) -> pl.DataFrame:
@@ -181,9 +177,9 @@ def unmapped_locations(oms_locations: pl.DataFrame, stock_locations: pl.DataFram
     """Order-system locations (`system, location`) no flow's stock location mapping covers: the stock there is
     never set by fulfil. `stock_locations`: `flow, location`."""
     covered = stock_locations.filter(pl.col("flow").is_in(flows)).with_columns(
-        pl.col("flow").str.split("_").list.first().alias("system")
+        pl.col("flow").replace_strict({f: FLOW_SYSTEMS[f][0] for f in flows}).alias("system")
     )
-    oms = {f.split("_")[0] for f in flows}
+    oms = {FLOW_SYSTEMS[f][0] for f in flows}
     return (
         oms_locations.filter(pl.col("system").is_in(sorted(oms)))
         .unique()

@@ -14,26 +14,12 @@ import polars as pl
 
 from fulfil_assets import routing
 from fulfil_assets.audit import findings
-from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, stock_config, target_of
+from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, stock_config
 from fulfil_assets.stock.assets import flow_available_to_sell
 from fulfil_assets.validate.assets import validate_targets
 from fulfil_assets.validate.mappings import load_bundles, load_service_codes, load_stock_locations, load_variant_skus
 from resources.limits import LIMITS, SystemLimits
 from resources.warehouse import SCHEMA, WarehouseDb
-
-SECTIONS = (
-    "catalogue",
-    "shipping_methods",
-    "services_unmapped",
-    "locations_unmapped",
-    "rule_failures",
-    "held_orders",
-    "stale_orders",
-    "open_but_despatched",
-    "stock_truth",
-    "negative_stock",
-    "capacity",
-)
 
 
 @dataclass
@@ -99,27 +85,24 @@ def run_audit(
     orders = db.read(f"SELECT * FROM {SCHEMA}.orders")
     lines = db.read(f"SELECT * FROM {SCHEMA}.order_lines")
     recent = orders.filter(pl.col("created_at") >= now - timedelta(days=days))
-    routes = routing.order_routes(recent, config)
     results = validate_targets(db, config, recent, lines, exp_dir, now, None, log)
     columns = ["flow", "target", "order_key", "wms_sku", "shipping_method", "service_code"]
     checked = pl.concat([r.frame.with_columns(pl.lit(r.target).alias("target")).select(columns) for r in results])
     verdicts = pl.concat([r.verdicts.select("order_key", "rule", "passed", "reason_code") for r in results])
-    refs = recent.join(routes.select("order_key", "flow"), on="order_key").select("order_key", "order_ref", "flow")
+    refs = pl.concat([r.frame.select("order_key", "order_ref", "flow") for r in results]).unique("order_key")
 
     wms_stock = db.read(f"SELECT wms, location, sku, available FROM {SCHEMA}.wms_stock", schema={"available": pl.Int64})
     oms_stock = db.read(
         f"SELECT oms AS system, location, sku, level FROM {SCHEMA}.oms_stock", schema={"level": pl.Int64}
     )
-    targets_of: dict[str, list[str]] = {}
-    for flow in config.flows:
-        targets_of.setdefault(FLOW_SYSTEMS[flow][0], []).append(target_of(flow))
     catalogues = pl.concat(
         [
             wms_stock.select(pl.col("wms").alias("system"), "sku"),
             oms_stock.filter(pl.col("system").is_in(routing.targets(config))).select("system", "sku"),
         ]
     ).unique()
-    oms_skus = oms_stock.filter(pl.col("system").is_in(list(targets_of))).select("system", "sku").unique()
+    order_systems = sorted({FLOW_SYSTEMS[f][0] for f in config.flows})
+    oms_skus = oms_stock.filter(pl.col("system").is_in(order_systems)).select("system", "sku").unique()
     bundles = load_bundles(exp_dir / "bundles.csv")
     service_map = load_service_codes(exp_dir / "service_codes.csv")
     offered = _read(
@@ -169,7 +152,7 @@ def run_audit(
             oms_skus,
             bundles,
             storefront_variants(db),
-            targets_of,
+            list(config.flows),
             load_variant_skus(exp_dir / "variant_skus.csv"),
         ),
         "shipping_methods": findings.shipping_methods(checked),

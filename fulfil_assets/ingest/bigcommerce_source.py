@@ -22,6 +22,11 @@ def _modified_at(order: dict[str, Any]) -> str:
     return parsedate_to_datetime(order["date_modified"]).isoformat()
 
 
+def to_read(read: DetailsRead, order: dict[str, Any]) -> bool:
+    """Whether a listed order's lines and address must be read: changed since they last were."""
+    return not read.unchanged(order["id"], order["_modified_at"])
+
+
 @dlt.source(name="bigcommerce", max_table_nesting=2)
 def bigcommerce_source(
     client: BigCommerceClient | None = None, page_size: int = 250, max_details: int | None = None
@@ -43,7 +48,7 @@ def bigcommerce_source(
             [{**o, "_modified_at": _modified_at(o)} for o in page]
             for page in client.orders(iso(modified.last_value), page_size)
         )
-        yield from up_to_reads(pages, lambda row: not read.unchanged(row["id"], row["_modified_at"]), max_details)
+        yield from up_to_reads(pages, lambda row: to_read(read, row), max_details)
 
     @dlt.transformer(data_from=orders, name="order_products", primary_key="id", write_disposition="merge")
     def order_products(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
@@ -51,7 +56,7 @@ def bigcommerce_source(
         assert client is not None
         read = DetailsRead()
         for row in rows:
-            if not read.unchanged(row["id"], row["_modified_at"]):
+            if to_read(read, row):
                 yield client.order_products(row["id"])
                 read.done(row["id"], row["_modified_at"])
         read.prune()
@@ -62,7 +67,7 @@ def bigcommerce_source(
         assert client is not None
         read = DetailsRead()
         for row in rows:
-            if not read.unchanged(row["id"], row["_modified_at"]):
+            if to_read(read, row):
                 yield [{**a, "order_id": row["id"]} for a in client.order_shipping_addresses(row["id"])]
                 read.done(row["id"], row["_modified_at"])
         read.prune()
