@@ -87,7 +87,6 @@ def demo(args: argparse.Namespace) -> int:
         target = data_dir / name
         shutil.rmtree(target) if target.is_dir() else target.unlink()
     env = _demo_env(data_dir)
-    os.environ.update(env)
     home = Path(env["DAGSTER_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
@@ -101,6 +100,7 @@ def demo(args: argparse.Namespace) -> int:
             shutil.rmtree(made, ignore_errors=True) if made.is_dir() else made.unlink(missing_ok=True)
         print(f"fulfil demo: {exc}: stop it (an earlier demo still running?) and try again", file=sys.stderr)
         return 2
+    os.environ.update(env)  # only once the demo starts: a refused start leaves the caller's environment as it was
     print(f"fulfil demo: the warehouse is {data_dir / 'warehouse.duckdb'} (analysts: warehouse.analysts.duckdb)",
           file=sys.stderr)  # fmt: skip
     emulators.linnworks.peoplevox_share = 0.3  # Linnworks fulfils these from Peoplevox (routes in fulfil.yaml)

@@ -112,6 +112,17 @@ def deployment_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, emulators: E
 
 
 @pytest.fixture(autouse=True)
+def environment_restored() -> Iterator[None]:
+    """The process environment as it was before the test, whatever the code under test set in it (`fulfil demo`
+    sets DAGSTER_HOME for its own runs): one test's instance or warehouse never becomes a later test's."""
+    before = dict(os.environ)
+    yield
+    if dict(os.environ) != before:
+        os.environ.clear()
+        os.environ.update(before)
+
+
+@pytest.fixture(autouse=True)
 def own_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Each test's own data folder (rate budget files, dlt state), also for tests that use only the emulators:
     nothing carries over between tests or lands in the repository's `data/`."""
