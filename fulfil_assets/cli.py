@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import dagster as dg
+
     from emulators.server import Emulators
 
 REPO = Path(__file__).resolve().parent.parent
@@ -476,11 +478,62 @@ def plan_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_job(command: str, job: "dg.JobDefinition", run_config: dict) -> "dg.ExecuteInProcessResult | None":
+    """Run `job` in this process on the instance at DAGSTER_HOME (so it shows in the UI), or an ephemeral one;
+    a failed run prints each failed step's own error and returns None."""
+    import dagster as dg
+
+    with dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral() as instance:
+        result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
+    if result.success:
+        return result
+    for event in (e for e in result.all_events if e.is_step_failure):
+        error = event.step_failure_data.error
+        while error is not None and error.cause is not None:  # Dagster's wrapper, then what went wrong
+            error = error.cause
+        message = error.message.strip() if error else "no error given"
+        print(f"fulfil {command}: {event.step_key} failed: {message}", file=sys.stderr)
+    return None
+
+
+def replay_command(args: argparse.Namespace) -> int:
+    """Stage the raw tables, validate with today's rules and record what the orders placed between --from and
+    --to are due, calling no system; prints per flow what was released and what is still held."""
+    from fulfil_assets.audit.replay import parse_moment
+    from fulfil_assets.config import load_config
+    from fulfil_assets.definitions import build_definitions
+
+    try:
+        start, end = parse_moment(args.start), parse_moment(args.end)
+    except ValueError as exc:
+        print(f"fulfil replay: --from and --to take ISO dates or date-times: {exc}", file=sys.stderr)
+        return 2
+    config = load_config()
+    if args.flow and args.flow not in config.flows:
+        print(f"fulfil replay: {args.flow} is not a flow of fulfil.yaml ({', '.join(config.flows)})", file=sys.stderr)
+        return 2
+    job = build_definitions(config).resolve_job_def("replay_job")
+    window = {"start": start.isoformat(), "end": end.isoformat(), "flow": args.flow or ""}
+    replay = {**window, "expectations_dir": args.expectations}
+    result = _run_job("replay", job, {**QUIET_RUN, "ops": {"replayed_orders": {"config": replay}}})
+    if result is None:
+        return 1
+    per_flow = result.asset_materializations_for_node("replayed_orders")[0].metadata["per_flow"].value
+    if args.json:
+        print(json.dumps({"from": window["start"], "to": window["end"], "per_flow": per_flow}, indent=2))
+        return 0
+    print(f"replayed orders placed {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC (sent by the next push run):")
+    for row in per_flow:
+        print(
+            f"  {row['flow']}: {row['orders_in_window']} open orders, {row['released']} released, "
+            f"{row['already_recorded']} already recorded (left as they were), {row['still_held']} still held"
+        )
+    return 0
+
+
 def audit_command(args: argparse.Namespace) -> int:
     """Read every system in fulfil.yaml, stage what was read and write the audit report, with every flow in shadow
     mode for the run: nothing is sent and no file is moved."""
-    import dagster as dg
-
     from fulfil_assets.audit.assets import audit_folder
     from fulfil_assets.config import load_config
     from fulfil_assets.definitions import build_definitions
@@ -490,17 +543,7 @@ def audit_command(args: argparse.Namespace) -> int:
     job = build_definitions(shadow).resolve_job_def("audit_job")
     audit = {"days": args.days, "stale_days": args.stale_days, "expectations_dir": args.expectations}
     run_config = {**QUIET_RUN, "ops": {"audit_report": {"config": audit}}}
-    with dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral() as instance:
-        result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
-    if not result.success:
-        for event in (e for e in result.all_events if e.is_step_failure):
-            error = event.step_failure_data.error
-            while error is not None and error.cause is not None:  # Dagster's wrapper, then what went wrong
-                error = error.cause
-            print(
-                f"fulfil audit: {event.step_key} failed: {error.message if error else 'no error given'}",
-                file=sys.stderr,
-            )
+    if _run_job("audit", job, run_config) is None:
         return 1
     folder = audit_folder()
     if args.json:
@@ -552,6 +595,13 @@ def main(argv: list[str] | None = None) -> int:
     au.add_argument("--expectations", default=str(EXPECTATIONS_DIR), help="the rules and mapping tables to audit with")
     au.add_argument("--json", action="store_true", help="print the report as JSON")
     au.set_defaults(func=audit_command)
+    rp = sub.add_parser("replay", help="send a window's orders through the ledgers again after a fix (calls no system)")
+    rp.add_argument("--from", dest="start", required=True, help="orders placed from (ISO date or date-time, UTC)")
+    rp.add_argument("--to", dest="end", required=True, help="orders placed before (ISO date or date-time, UTC)")
+    rp.add_argument("--flow", help="only this flow")
+    rp.add_argument("--expectations", default=str(EXPECTATIONS_DIR), help="the rules and mapping tables to use")
+    rp.add_argument("--json", action="store_true", help="print JSON")
+    rp.set_defaults(func=replay_command)
     t = sub.add_parser("trace", help="print an order's life across systems (the order_timeline of ORDER_REF)")
     t.add_argument("order_ref", help="the order's reference, or its id in its order system")
     t.set_defaults(func=trace_command)

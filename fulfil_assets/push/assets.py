@@ -50,6 +50,20 @@ def submission_intents(ready: pl.DataFrame, lines: pl.DataFrame) -> pl.DataFrame
     return keyed_intents(keyed.select("order_key", "order_ref", "flow", "payload"), "whistl")
 
 
+def intents_for(db: WarehouseDb, config: FulfilConfig, target: str) -> pl.DataFrame:
+    """The `wms_submissions` ledger rows of every order ready for `target` now, each with the exact payload the
+    target receives: what a push run records and sends, and what `fulfil replay` records for a window."""
+    ready = ready_for(db, target, flows_to(config, target))
+    if target == "whistl":
+        lines = db.read(
+            f"SELECT order_key, wms_line_no AS line_no, sku, quantity FROM {SCHEMA}.target_order_lines "
+            "WHERE wms = 'whistl'"
+        )
+        return submission_intents(ready, lines)
+    payloads = {"peoplevox": peoplevox_payloads, "linnworks": linnworks_payloads}[target]
+    return keyed_intents(payloads(ready, order_lines_for(db, target)), target)
+
+
 def ready_for(db: WarehouseDb, target: str, flows: list[str]) -> pl.DataFrame:
     """Paid, open, validated orders of `flows` that go to `target`, with their flow and what the target needs."""
     if not flows:
@@ -257,11 +271,7 @@ def whistl_submissions(config: FulfilConfig) -> dg.AssetsDefinition:
         files it would send, and sends nothing."""
         whistl_drop: FileDrop = context.resources.whistl_drop
         with context.resources.warehouse.session() as db:
-            ready = ready_for(db, "whistl", flows_to(config, "whistl"))
-            lines = db.read(
-                f"SELECT order_key, wms_line_no AS line_no, sku, quantity FROM {SCHEMA}.target_order_lines "
-                "WHERE wms = 'whistl'"
-            )
+            intents = intents_for(db, config, "whistl")
             with whistl_drop.session() as drop:
                 inbox = WhistlInbox(db, drop)
                 metadata = submit(
@@ -269,7 +279,7 @@ def whistl_submissions(config: FulfilConfig) -> dg.AssetsDefinition:
                     db,
                     config,
                     "whistl",
-                    submission_intents(ready, lines),
+                    intents,
                     inbox,
                     settle_s=grace_s,
                     batches=inbox.batches,
@@ -305,8 +315,7 @@ def peoplevox_submissions(config: FulfilConfig) -> dg.AssetsDefinition:
         there since ingest: held, not sent). The account's save templates are checked first (`GetSaveTemplate`)."""
         peoplevox: PeoplevoxResource = context.resources.peoplevox
         with context.resources.warehouse.session() as db:
-            ready = ready_for(db, "peoplevox", flows_to(config, "peoplevox"))
-            intents = keyed_intents(peoplevox_payloads(ready, order_lines_for(db, "peoplevox")), "peoplevox")
+            intents = intents_for(db, config, "peoplevox")
             client = peoplevox.get_client()
             sender = PeoplevoxOrders(client)
             if not all(is_shadow(config, f) for f in flows_to(config, "peoplevox")):
@@ -346,8 +355,7 @@ def linnworks_submissions(config: FulfilConfig) -> dg.AssetsDefinition:
         Each order once: an attempt whose outcome is unknown is looked up in Linnworks by reference before
         anything is resent, and Linnworks itself skips a reference it already holds."""
         with warehouse.session() as db:
-            ready = ready_for(db, "linnworks", flows_to(config, "linnworks"))
-            intents = keyed_intents(linnworks_payloads(ready, order_lines_for(db, "linnworks")), "linnworks")
+            intents = intents_for(db, config, "linnworks")
             client = linnworks.get_client()
             sender = LinnworksOrders(client)
             recheck = source_recheck(context, db, config, "linnworks")

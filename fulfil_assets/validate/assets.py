@@ -49,11 +49,16 @@ class ValidationConfig(dg.Config):
     run_great_expectations: bool = True
 
 
-def _write_target_lines(db: WarehouseDb, target: str, frame: pl.DataFrame) -> None:
+def _write_target_lines(db: WarehouseDb, target: str, frame: pl.DataFrame, only: list[str] | None) -> None:
     """The lines each order has for its target now (`target_order_lines`, what sending and amendments read), and
     the lines the target holds (`wms_order_lines`, what despatches are matched with): the same until the order is
-    sent, after which only a confirmed amendment changes the second."""
+    sent, after which only a confirmed amendment changes the second. With `only`, those orders' lines alone."""
     sent = f"SELECT order_key FROM {SCHEMA}.wms_submissions WHERE wms = '{target}' AND status IN {SENT}"
+    scope = f"wms = '{target}'"
+    if only is not None:
+        if not only:
+            return
+        scope += " AND order_key IN ({})".format(", ".join("'{}'".format(k.replace("'", "''")) for k in only))
     rows = frame.filter(pl.col("wms_line_no").is_not_null()).select(
         "order_key",
         pl.lit(target).alias("wms"),
@@ -62,9 +67,9 @@ def _write_target_lines(db: WarehouseDb, target: str, frame: pl.DataFrame) -> No
         pl.col("wms_sku").alias("sku"),
         "quantity",
     )
-    db.write("target_order_lines", rows, mode="replace", replace_where=f"wms = '{target}'")
+    db.write("target_order_lines", rows, mode="replace", replace_where=scope)
     unsent = rows.join(db.read(sent), on="order_key", how="anti")
-    db.write("wms_order_lines", unsent, mode="replace", replace_where=f"wms = '{target}' AND order_key NOT IN ({sent})")
+    db.write("wms_order_lines", unsent, mode="replace", replace_where=f"{scope} AND order_key NOT IN ({sent})")
 
 
 def _catalogue(db: WarehouseDb, target: str) -> pl.DataFrame:
@@ -205,6 +210,36 @@ def validate_targets(
     ]
 
 
+def record_validation(
+    db: WarehouseDb, results: list[TargetResult], now: datetime, only: list[str] | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Write what validation found: each order's verdict per rule, its validated row, its lines for its target,
+    and its exceptions (failures opened, passes resolving open ones). `only`: the orders validated (a replayed
+    window), whose target lines alone are replaced. Returns the verdicts and validated rows."""
+    verdicts = pl.concat([r.verdicts for r in results])
+    validated = pl.concat([r.validated for r in results])
+    db.write(
+        "order_verdicts",
+        verdicts.with_columns(pl.lit(now).alias("checked_at")),
+        mode="upsert",
+        key=["order_key", "rule"],
+    )
+    db.write("validated_orders", validated, mode="upsert", key=["order_key"])
+    for r in results:
+        _write_target_lines(db, r.target, r.frame, only)
+    existing = db.read(
+        f"SELECT * FROM {SCHEMA}.order_exceptions WHERE rule NOT IN ('wms_acceptance', 'despatch_match')"
+    )
+    db.write(
+        "order_exceptions",
+        merge_exceptions(existing, verdicts, now),
+        mode="upsert",
+        key=["order_key", "rule"],
+        update=["reason_code", "detail", "owner", "last_seen", "resolved_at"],
+    )
+    return verdicts, validated
+
+
 def build_validation(fulfil: FulfilConfig) -> dg.AssetsDefinition:
     """The validation multi-asset for the targets of the configured flows."""
 
@@ -258,28 +293,8 @@ def build_validation(fulfil: FulfilConfig) -> dg.AssetsDefinition:
             results = validate_targets(db, fulfil, staged, lines, exp_dir, now, gx_docs, context.log)
             if config.run_great_expectations and docs_root.exists():
                 _prune_docs(docs_root, keep=DOCS_KEPT)
-            verdicts = pl.concat([r.verdicts for r in results])
-            validated = pl.concat([r.validated for r in results])
+            verdicts, validated = record_validation(db, results, now)
             failing = verdicts.filter(~pl.col("passed"))
-            db.write(
-                "order_verdicts",
-                verdicts.with_columns(pl.lit(now).alias("checked_at")),
-                mode="upsert",
-                key=["order_key", "rule"],
-            )
-            db.write("validated_orders", validated, mode="upsert", key=["order_key"])
-            for r in results:
-                _write_target_lines(db, r.target, r.frame)
-            existing = db.read(
-                f"SELECT * FROM {SCHEMA}.order_exceptions WHERE rule NOT IN ('wms_acceptance', 'despatch_match')"
-            )
-            db.write(
-                "order_exceptions",
-                merge_exceptions(existing, verdicts, now),
-                mode="upsert",
-                key=["order_key", "rule"],
-                update=["reason_code", "detail", "owner", "last_seen", "resolved_at"],
-            )
 
             by_reason = dict(failing.group_by("reason_code").len().sort("reason_code").iter_rows())
             gx_meta: dict[str, dg.MetadataValue] = {}
