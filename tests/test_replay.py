@@ -80,6 +80,7 @@ def test_a_replayed_window_releases_its_held_orders_once_and_nothing_else(
     for name in API_SYSTEMS:
         getattr(emu, name).recorder.clear()
 
+    assert replay("2000-01-01", "2000-01-02", exp, capsys)["per_flow"] == []  # a window with no order in it
     answer = replay(start, end, exp, capsys)
 
     assert [c.path for name in API_SYSTEMS for c in getattr(emu, name).recorder.calls] == []  # no system called
@@ -92,6 +93,10 @@ def test_a_replayed_window_releases_its_held_orders_once_and_nothing_else(
     after = emu.whistl.inspect()["receipts"]
     assert {ref: n for ref, n in after.items() if ref not in first} == dict.fromkeys(in_window, 1)
     assert {ref: after[ref] for ref in first} == first  # nothing sent before went again
+
+    # A flow fulfil.yaml does not run is named, and nothing is replayed.
+    assert main(["replay", "--from", start, "--to", end, "--flow", "cin7_whistl", "--expectations", str(exp)]) == 1
+    assert "cin7_whistl" in capsys.readouterr().err
 
     # Replayed again, the window has nothing more to release; the push run after it sends nothing.
     again = replay(start, end, exp, capsys)

@@ -98,6 +98,8 @@ def replay_window(
     routes = routing.order_routes(staged, config).filter(pl.col("flow").is_in(flows))
     window = in_window(staged, start, end).join(routes.select("order_key"), on="order_key", how="semi")
     keys = window["order_key"].to_list()
+    if not keys:
+        return pl.DataFrame(schema=PER_FLOW_SCHEMA)
     lines = db.read(
         f"SELECT * FROM {SCHEMA}.order_lines WHERE {db.any_of('order_key', 'keys')}",
         {"keys": keys},
