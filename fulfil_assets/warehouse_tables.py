@@ -257,43 +257,65 @@ def table_schema(name: str) -> dict[str, pl.DataType]:
     return columns
 
 
-def outdated_reconciled_tables(db: WarehouseDb) -> list[str]:
-    """Reconciled tables an earlier fulfil made with other columns. Each is derived whole by every reconcile run,
-    so it is made again (empty until the next run) rather than altered."""
+def held_columns(db: WarehouseDb) -> dict[str, list[str]]:
+    """The columns each table of schema `fulfil` has now, in order (none when the schema is not there yet)."""
     found = db.read(
         "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'fulfil' "
-        "ORDER BY table_name, ordinal_position"
+        "ORDER BY table_name, ordinal_position",
+        schema={"table_name": pl.String, "column_name": pl.String},
     )
     held = found.group_by("table_name", maintain_order=True).agg("column_name")
-    return [t for t, cols in held.iter_rows() if t in COLUMNS and list(cols) != list(COLUMNS[t])]
+    return {t: list(cols) for t, cols in held.iter_rows()}
+
+
+def outdated_reconciled_tables(held: dict[str, list[str]]) -> list[str]:
+    """Reconciled tables an earlier fulfil made with other columns. Each is derived whole by every reconcile run,
+    so it is made again (empty until the next run) rather than altered."""
+    return [t for t, cols in held.items() if t in COLUMNS and cols != list(COLUMNS[t])]
+
+
+def missing_ddl(held: dict[str, list[str]]) -> list[str]:
+    """The statements that bring the warehouse to fulfil's tables from `held` (`held_columns`): drop the
+    outdated reconciled tables, create the missing tables, add the columns later versions gave ledgers and
+    canonical tables. Nothing when all is there: an `ALTER TABLE`, even one that adds nothing, takes PostgreSQL's
+    exclusive lock on its table, and every step process making sure of its tables would queue behind every
+    reader (and deadlock with a join that already holds one of the tables)."""
+    outdated = outdated_reconciled_tables(held)
+    made = [name for name in ALL_TABLES if name not in held or name in outdated]
+    statements = [f"DROP TABLE IF EXISTS fulfil.{name}" for name in outdated]
+    statements += [f"CREATE TABLE IF NOT EXISTS fulfil.{name} ({ALL_TABLES[name]})" for name in made]
+    # A ledger's own DDL has every ledger column; a table's first DDL lacks the columns added since.
+    lacking: dict[str, dict[str, str]] = {}
+    for name in LEDGERS:
+        lacking[name] = {c: t for c, t in LEDGER_COLUMNS.items() if c not in held.get(name, LEDGER_COLUMNS)}
+    for name, columns in ADDED_COLUMNS.items():
+        lacking.setdefault(name, {}).update({c: t for c, t in columns.items() if c not in held.get(name, [])})
+    statements += [
+        f"ALTER TABLE fulfil.{name} ADD COLUMN IF NOT EXISTS {column} {sql_type}"
+        for name, columns in lacking.items()
+        for column, sql_type in columns.items()
+    ]
+    if "target_ref" not in held.get("wms_submissions", ["target_ref"]):
+        # Linnworks orders fulfil created before `target_ref` existed: their id was only in the result's words.
+        statements.append(
+            "UPDATE fulfil.wms_submissions SET target_ref = regexp_replace(result, '^.*order (\\S+)$', '\\1') "
+            "WHERE wms = 'linnworks' AND target_ref IS NULL AND status <> 'shadow' "
+            "AND result LIKE '%Linnworks%order %'"
+        )
+    return statements
 
 
 def ensure_tables(db: WarehouseDb) -> None:
     """Create schema `fulfil` and every table that is missing; add missing ledger columns. Nothing holding a
-    record is ever dropped: only a reconciled table an earlier fulfil made with other columns is made again."""
+    record is ever dropped: only a reconciled table an earlier fulfil made with other columns is made again.
+    When every table and column is there (every run but the first of a version), no statement is sent."""
+    statements = missing_ddl(held_columns(db))
+    if not statements:
+        return
     # PostgreSQL's IF NOT EXISTS is not safe between sessions: two runs starting at once both try to create the
     # schema and one fails. The first to take the transaction lock creates, the other then finds it all there.
-    statements = [] if db.is_duckdb else ["SELECT pg_advisory_xact_lock(hashtext('fulfil.ensure_tables'))"]
-    statements += ["CREATE SCHEMA IF NOT EXISTS fulfil"]
-    statements += [f"DROP TABLE IF EXISTS fulfil.{name}" for name in outdated_reconciled_tables(db)]
-    statements += [f"CREATE TABLE IF NOT EXISTS fulfil.{name} ({ddl})" for name, ddl in ALL_TABLES.items()]
-    # Ledgers made before the effect module gain its columns (additive only).
-    statements += [
-        f"ALTER TABLE fulfil.{name} ADD COLUMN IF NOT EXISTS {column} {sql_type}"
-        for name in LEDGERS
-        for column, sql_type in LEDGER_COLUMNS.items()
-    ]
-    statements += [
-        f"ALTER TABLE fulfil.{name} ADD COLUMN IF NOT EXISTS {column} {sql_type}"
-        for name, columns in ADDED_COLUMNS.items()
-        for column, sql_type in columns.items()
-    ]
-    # Linnworks orders fulfil created before `target_ref` existed: their id was only in the result's words.
-    statements += [
-        "UPDATE fulfil.wms_submissions SET target_ref = regexp_replace(result, '^.*order (\\S+)$', '\\1') "
-        "WHERE wms = 'linnworks' AND target_ref IS NULL AND status <> 'shadow' AND result LIKE '%Linnworks%order %'"
-    ]
-    db.execute(statements)
+    lock = [] if db.is_duckdb else ["SELECT pg_advisory_xact_lock(hashtext('fulfil.ensure_tables'))"]
+    db.execute([*lock, "CREATE SCHEMA IF NOT EXISTS fulfil", *statements])
 
 
 class FulfilWarehouse(Warehouse):

@@ -1,0 +1,42 @@
+"""fulfil's tables are made and brought up to date at a process's first use of the warehouse, and only then:
+once all is there, making sure of them sends no statement, so a step starting never waits on (or deadlocks with)
+another run's open transaction on PostgreSQL, as every step process did when an `ALTER TABLE ... ADD COLUMN IF NOT
+EXISTS` took each ledger's exclusive lock (bench/live on PostgreSQL: two cancellation runs failed on a deadlock)."""
+
+from __future__ import annotations
+
+import threading
+
+import sqlalchemy as sa
+
+from fulfil_assets.warehouse_tables import ALL_TABLES, held_columns, missing_ddl
+from fulfil_assets.warehouse_tables import ensure_tables as ensure
+from resources.warehouse import SCHEMA, WarehouseDb
+
+
+def test_a_column_a_later_version_added_is_added_and_then_nothing_is_sent(warehouse_url: str) -> None:
+    db = WarehouseDb(warehouse_url)
+    ensure(db)
+    assert set(held_columns(db)) == set(ALL_TABLES) and missing_ddl(held_columns(db)) == []
+    db.execute([f"ALTER TABLE {SCHEMA}.validated_orders DROP COLUMN target_location"])  # as an earlier version made it
+    assert missing_ddl(held_columns(db)) == [
+        "ALTER TABLE fulfil.validated_orders ADD COLUMN IF NOT EXISTS target_location TEXT"
+    ]
+    ensure(db)
+    assert "target_location" in held_columns(db)["validated_orders"] and missing_ddl(held_columns(db)) == []
+    db.dispose()
+
+
+def test_a_step_starting_does_not_wait_on_another_runs_open_transaction(postgres_url: str) -> None:
+    reader = WarehouseDb(postgres_url)
+    ensure(reader)
+    engine = sa.create_engine(postgres_url)
+    with engine.connect() as conn, conn.begin():
+        conn.execute(sa.text(f"SELECT COUNT(*) FROM {SCHEMA}.wms_submissions"))  # a run mid-transaction on a ledger
+        starting = WarehouseDb(postgres_url)
+        done = threading.Event()
+        threading.Thread(target=lambda: (ensure(starting), done.set()), daemon=True).start()
+        assert done.wait(15), "a starting step waited on another run's open transaction"
+        starting.dispose()
+    engine.dispose()
+    reader.dispose()
