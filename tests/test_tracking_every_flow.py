@@ -38,7 +38,9 @@ def test_every_order_system_gets_its_tracking_once(emulators: Emulators, fulfil_
     emu = emulators
     emu.linnworks.peoplevox_share = 0.4
     emu.whistl.snapshot()
-    emu.whistl.partial_share, emu.whistl.multi_parcel_share, emu.whistl.short_share = 0.4, 0.5, 0.1
+    # Short lines at 0.3 of multi-line despatches: at 0.1 one run in several shipped nothing short (which orders
+    # share a shift, and so the draws, depends on timing), and the test then proved nothing.
+    emu.whistl.partial_share, emu.whistl.multi_parcel_share, emu.whistl.short_share = 0.4, 0.5, 0.3
     defs = build_definitions(all_flows_config(emu, tmp_path))
     instance = dg.DagsterInstance.ephemeral()
     db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
