@@ -508,6 +508,10 @@ def replay_command(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"fulfil replay: --from and --to take ISO dates or date-times: {exc}", file=sys.stderr)
         return 2
+    if start >= end:
+        print(f"fulfil replay: --from ({start:%Y-%m-%d %H:%M}) must be before --to ({end:%Y-%m-%d %H:%M})",
+              file=sys.stderr)  # fmt: skip
+        return 2
     job = build_definitions(load_config()).resolve_job_def("replay_job")
     window = {"start": start.isoformat(), "end": end.isoformat(), "flow": args.flow or ""}
     replay = {**window, "expectations_dir": args.expectations}
@@ -518,11 +522,12 @@ def replay_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"from": window["start"], "to": window["end"], "per_flow": per_flow}, indent=2))
         return 0
-    print(f"replayed orders placed {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC (sent by the next push run):")
+    print(f"replayed orders placed {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC (released: due at the next "
+          "push run, or recorded as shadow for a flow in shadow mode):")  # fmt: skip
     for row in per_flow:
         print(
             f"  {row['flow']}: {row['orders_in_window']} open orders, {row['released']} released, "
-            f"{row['already_recorded']} already recorded (left as they were), {row['still_held']} still held"
+            f"{row['already_recorded']} already recorded, {row['still_held']} still held"
         )
     return 0
 

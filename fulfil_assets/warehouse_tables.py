@@ -6,6 +6,7 @@ import re
 from typing import TYPE_CHECKING
 
 import polars as pl
+import sqlalchemy as sa
 
 from resources.warehouse import Warehouse
 
@@ -309,13 +310,17 @@ def ensure_tables(db: WarehouseDb) -> None:
     """Create schema `fulfil` and every table that is missing; add missing ledger columns. Nothing holding a
     record is ever dropped: only a reconciled table an earlier fulfil made with other columns is made again.
     When every table and column is there (every run but the first of a version), no statement is sent."""
-    statements = missing_ddl(held_columns(db))
-    if not statements:
+    if not missing_ddl(held_columns(db)):
         return
     # PostgreSQL's IF NOT EXISTS is not safe between sessions: two runs starting at once both try to create the
-    # schema and one fails. The first to take the transaction lock creates, the other then finds it all there.
-    lock = [] if db.is_duckdb else ["SELECT pg_advisory_xact_lock(hashtext('fulfil.ensure_tables'))"]
-    db.execute([*lock, "CREATE SCHEMA IF NOT EXISTS fulfil", *statements])
+    # schema and one fails. The first to take the transaction lock decides and makes; the other, once it has the
+    # lock, reads again what is there (in the same transaction) and finds nothing left to do.
+    with db.session(), db.begin() as conn:
+        if not db.is_duckdb:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('fulfil.ensure_tables'))"))
+        conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS fulfil"))
+        for statement in missing_ddl(held_columns(db)):
+            conn.execute(sa.text(statement))
 
 
 class FulfilWarehouse(Warehouse):

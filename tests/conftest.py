@@ -117,9 +117,11 @@ def environment_restored() -> Iterator[None]:
     sets DAGSTER_HOME for its own runs): one test's instance or warehouse never becomes a later test's."""
     before = dict(os.environ)
     yield
-    if dict(os.environ) != before:
-        os.environ.clear()
-        os.environ.update(before)
+    for key in set(os.environ) - set(before):  # key by key: the emulators' threads read it meanwhile
+        del os.environ[key]
+    for key, value in before.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
 
 
 @pytest.fixture(autouse=True)

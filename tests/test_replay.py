@@ -51,6 +51,7 @@ def test_a_replayed_window_releases_its_held_orders_once_and_nothing_else(
         for o in emu.timeline()["orders"]
         if o["oms"] == "linnworks"
         and o["target"] == "whistl"
+        and o["paid"]
         and not o["cancelled"]
         and set(o["faults"]) == {"SERVICE_UNMAPPED"}
     )
@@ -94,7 +95,9 @@ def test_a_replayed_window_releases_its_held_orders_once_and_nothing_else(
     assert {ref: n for ref, n in after.items() if ref not in first} == dict.fromkeys(in_window, 1)
     assert {ref: after[ref] for ref in first} == first  # nothing sent before went again
 
-    # A flow fulfil.yaml does not run is named, and nothing is replayed.
+    # A window backwards, or a flow fulfil.yaml does not run, is named, and nothing is replayed.
+    assert main(["replay", "--from", end, "--to", start, "--flow", FLOW, "--expectations", str(exp)]) == 2
+    assert "must be before" in capsys.readouterr().err
     assert main(["replay", "--from", start, "--to", end, "--flow", "cin7_whistl", "--expectations", str(exp)]) == 1
     assert "cin7_whistl" in capsys.readouterr().err
 
@@ -107,17 +110,27 @@ def test_a_replayed_window_releases_its_held_orders_once_and_nothing_else(
 
 
 def test_released_per_flow_counts_what_the_replay_made_due() -> None:
-    """Released: a row new since the replay, or held before and due now; a row sent before is left as it was."""
+    """Released: a row new since the replay, held or refused before and due now; one sent, or due already, is
+    already recorded."""
     import polars as pl
 
     from fulfil_assets.audit.replay import parse_moment, released_per_flow
 
-    window = pl.DataFrame({"order_key": ["a", "b", "c", "d"], "flow": ["f"] * 4, "ready": [True, True, True, False]})
-    intents = pl.DataFrame({"idempotency_key": ["w:a", "w:b", "w:c"], "flow": ["f"] * 3})
-    before = pl.DataFrame({"idempotency_key": ["w:b", "w:c"], "status": ["held", "sent"]})
-    after = pl.DataFrame({"idempotency_key": ["w:a", "w:b", "w:c"], "status": ["pending", "pending", "sent"]})
+    window = pl.DataFrame(
+        {"order_key": ["a", "b", "c", "d", "e", "g"], "flow": ["f"] * 6, "ready": [True] * 5 + [False]}
+    )
+    intents = pl.DataFrame({"idempotency_key": ["w:a", "w:b", "w:c", "w:d", "w:e"], "flow": ["f"] * 5})
+    before = pl.DataFrame(
+        {"idempotency_key": ["w:b", "w:c", "w:d", "w:e"], "status": ["held", "sent", "failed", "pending"]}
+    )
+    after = pl.DataFrame(
+        {
+            "idempotency_key": ["w:a", "w:b", "w:c", "w:d", "w:e"],
+            "status": ["pending", "pending", "sent", "pending", "pending"],
+        }
+    )
     assert released_per_flow(window, intents, before, after).to_dicts() == [
-        {"flow": "f", "orders_in_window": 4, "released": 2, "already_recorded": 1, "still_held": 1}
+        {"flow": "f", "orders_in_window": 6, "released": 3, "already_recorded": 2, "still_held": 1}
     ]
     assert parse_moment("2026-12-01").isoformat() == "2026-12-01T00:00:00+00:00"
     assert parse_moment("2026-12-01T10:00:00+01:00").isoformat() == "2026-12-01T09:00:00+00:00"

@@ -2,8 +2,9 @@
 what fulfil already holds, calling no system. The replay job stages the raw tables, validates the window's orders
 with today's rules and mapping tables, then records in `wms_submissions` (through the effect module's `intend`)
 each order of the window that is ready now: exactly the rows a live push run would record, by the same idempotency
-keys, so an effect already recorded or confirmed is left as it is and the next push run sends only what is newly
-due. Orders outside the window keep their verdicts until the next order sync validates every open order."""
+keys (one sent or confirmed stays as it is; one not yet attempted takes the new payload; one the target refused is
+armed again with its rejection closed), so the next push run sends only what is newly due, once. Orders outside
+the window keep their verdicts until the next order sync validates every open order."""
 
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,8 +15,7 @@ import polars as pl
 from fulfil_assets import effects, routing
 from fulfil_assets.config import FulfilConfig, target_of
 from fulfil_assets.ledger import now_utc
-from fulfil_assets.push.assets import TABLE, flows_to, intents_for
-from fulfil_assets.push.common import record_intents
+from fulfil_assets.push.assets import TABLE, flows_to, intents_for, record_ready
 from fulfil_assets.validate.assets import record_validation, validate_targets
 from resources.warehouse import SCHEMA, WarehouseDb
 
@@ -46,8 +46,9 @@ def in_window(orders: pl.DataFrame, start: datetime, end: datetime) -> pl.DataFr
 def released_per_flow(
     window: pl.DataFrame, intents: pl.DataFrame, before: pl.DataFrame, after: pl.DataFrame
 ) -> pl.DataFrame:
-    """Per flow: the window's open orders, those the replay made due (no ledger row before, or one held and now
-    ready again), those whose ledger row it left as it was, and those still held by an exception. `window` holds
+    """Per flow: the window's open orders, those the replay made due (no ledger row before, one held and ready
+    again, or one refused and fixed since), those already recorded (not yet sent, or sent), and those still held
+    by an exception. `window` holds
     `order_key, flow, ready`; `before` and `after` the ledger's `idempotency_key, status` for `intents`."""
     due = (effects.PENDING, effects.SHADOW)
     changed = (
@@ -55,7 +56,8 @@ def released_per_flow(
         .join(before.rename({"status": "was"}), on="idempotency_key", how="left")
         .join(after, on="idempotency_key", how="left")
         .with_columns(
-            released=pl.col("status").is_in(due) & (pl.col("was").is_null() | (pl.col("was") == effects.HELD))
+            released=pl.col("status").is_in(due)
+            & (pl.col("was").is_null() | pl.col("was").is_in([effects.HELD, *effects.REFUSED]))
         )
     )
     ledger = changed.group_by("flow").agg(
@@ -95,6 +97,8 @@ def replay_window(
     submissions now due for them, sending nothing: new rows `pending` (`shadow` for a flow in shadow mode), held
     rows ready again armed, every other row left as it is. Returns `released_per_flow`."""
     staged = db.read(f"SELECT * FROM {SCHEMA}.orders WHERE status = 'open'")
+    if staged.is_empty():
+        return pl.DataFrame(schema=PER_FLOW_SCHEMA)
     routes = routing.order_routes(staged, config).filter(pl.col("flow").is_in(flows))
     window = in_window(staged, start, end).join(routes.select("order_key"), on="order_key", how="semi")
     keys = window["order_key"].to_list()
@@ -104,16 +108,16 @@ def replay_window(
         f"SELECT * FROM {SCHEMA}.order_lines WHERE {db.any_of('order_key', 'keys')}",
         {"keys": keys},
     )
-    results = validate_targets(db, config, window, lines, exp_dir, now_utc(), None, log)
-    _, validated = record_validation(db, results, now_utc(), only=keys)
+    now = now_utc()
+    results = validate_targets(db, config, window, lines, exp_dir, now, None, log)
+    _, validated = record_validation(db, results, now, only=keys)
     all_intents, all_before, all_after = [], [], []
     for target in sorted({target_of(f) for f in flows}):
         chosen = [f for f in flows_to(config, target) if f in flows]
         intents = intents_for(db, config, target).filter(pl.col("flow").is_in(chosen))
         intents = intents.filter(pl.col("order_key").is_in(keys))
         before = _statuses(db, intents["idempotency_key"].to_list())
-        record_intents(db, config, TABLE, intents, chosen)
-        effects.rearm(db, TABLE, before.filter(pl.col("status") == effects.HELD)["idempotency_key"].to_list())
+        record_ready(db, config, intents, chosen)
         all_intents.append(intents.select("idempotency_key", "flow"))
         all_before.append(before)
         all_after.append(_statuses(db, intents["idempotency_key"].to_list()))

@@ -96,15 +96,8 @@ def submit(
     exception in its own words. Returns the run's metadata."""
     flows = flows_to(config, target)
     shadow = [f for f in flows if is_shadow(config, f)]
-    rearmed = record_intents(db, config, TABLE, intents, flows)
-    # Refused earlier, data changed since: `intend` armed it again; close the rejection.
-    resolve_wms_rejections(db, [k.split(":order:", 1)[1] for k in rearmed], now_utc())
-    ledger = db.read(f"SELECT idempotency_key, status FROM {SCHEMA}.{TABLE} WHERE wms = '{target}'")
-    # Held because it stopped being ready, ready again now: armed again (never lost). Rows no longer ready are
-    # held by `deliver` (its `wanted`), the one place that decides it.
+    record_ready(db, config, intents, flows)
     ready_keys = intents.select("idempotency_key")
-    held = ledger.filter(pl.col("status") == effects.HELD)
-    effects.rearm(db, TABLE, held.join(ready_keys, on="idempotency_key")["idempotency_key"].to_list())
     report = effects.deliver(
         db,
         TABLE,
@@ -142,6 +135,22 @@ def submit(
         "first_errors": dg.MetadataValue.json(report.errors[:5]),
     }
     return metadata
+
+
+def record_ready(db: WarehouseDb, config: FulfilConfig, intents: pl.DataFrame, flows: list[str]) -> None:
+    """Record the submissions of orders ready now (`intents`, of `flows`), sending nothing: new ones due (`shadow`
+    for a flow in shadow mode), one refused earlier whose data changed since armed again with its rejection
+    closed, one held because it had stopped being ready armed again (never lost). Rows no longer ready are held
+    by `deliver` (its `wanted`), the one place that decides it. A push run and `fulfil replay` record alike."""
+    rearmed = record_intents(db, config, TABLE, intents, flows)
+    resolve_wms_rejections(db, [k.split(":order:", 1)[1] for k in rearmed], now_utc())
+    held = db.read(
+        f"SELECT idempotency_key FROM {SCHEMA}.{TABLE} WHERE status = '{effects.HELD}' "
+        f"AND {db.any_of('idempotency_key', 'keys')}",
+        {"keys": intents["idempotency_key"].to_list()},
+        schema={"idempotency_key": pl.String},
+    )
+    effects.rearm(db, TABLE, held["idempotency_key"].to_list())
 
 
 def send_amendments(
