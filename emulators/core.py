@@ -342,11 +342,13 @@ class _Guard:
     ) -> None:
         system = self.system
         request = Request(scope, replay)
-        status_box = [0]
+        recorded = [False]
 
         async def recording_send(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                status_box[0] = message["status"]
+            # Kept before the first byte leaves: a client that has its answer finds its call already recorded.
+            if message["type"] == "http.response.start" and not recorded[0]:
+                recorded[0] = True
+                self._record(scope, body_bytes, message["status"])
             await send(message)
 
         if faults.expire_tokens:
@@ -359,6 +361,7 @@ class _Guard:
             await system.hold(faults.timeout_s)
         if faults.draw("reset", system.rng):
             # Promise more bytes than are sent: the server drops the connection mid-response.
+            self._record(scope, body_bytes, 0)
             await send(
                 {
                     "type": "http.response.start",
@@ -367,7 +370,6 @@ class _Guard:
                 }
             )
             await send({"type": "http.response.body", "body": b'{"partial":', "more_body": False})
-            self._record(scope, body_bytes, 0)
             return
         if faults.draw("throttle", system.rng):
             response = system.throttled(request, 2.0)
@@ -377,11 +379,9 @@ class _Guard:
             response = system.check_rate(request)
         if response is not None:
             await response(scope, replay, recording_send)
-            self._record(scope, body_bytes, status_box[0])
             return
         if faults.draw("malformed", system.rng):
             await Response(b'{"Data": [{"truncated', 200, media_type="application/json")(scope, replay, recording_send)
-            self._record(scope, body_bytes, 200)
             return
 
         async def with_headers(message: dict[str, Any]) -> None:
@@ -395,7 +395,8 @@ class _Guard:
             await recording_send(message)
 
         await self.inner(scope, replay, with_headers)
-        self._record(scope, body_bytes, status_box[0])
+        if not recorded[0]:  # the app ended without answering
+            self._record(scope, body_bytes, 0)
 
     def _record(self, scope: Scope, body: bytes, status: int) -> None:
         try:
