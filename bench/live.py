@@ -60,7 +60,7 @@ LIMITS_PER_S = {name: limits.calls_per_minute / 60 for name, limits in LIMITS.it
 ORDER_SYSTEMS = ("linnworks", "cin7", "shopify", "bigcommerce")
 CALLS_PER_ORDER = {name: LIMITS[name].calls_per_order for name in ORDER_SYSTEMS}
 CALLS_PER_POST = {name: LIMITS[name].calls_per_post for name in ORDER_SYSTEMS}
-LATENCY_JOBS = ("despatch_job", "peoplevox_despatch_job", "tracking_job")
+LATENCY_JOBS = ("despatch_job", "peoplevox_despatch_job", "tracking_job", *(f"{s}_tracking_job" for s in ORDER_SYSTEMS))
 NOT_FLOWS = ("not_held", "ready_not_held")  # the keys of `order_latencies` that are not flows
 QUEUE_TARGET_S, TRACKING_TARGET_S, ORDER_TARGET_S = 30.0, 60.0, 300.0
 

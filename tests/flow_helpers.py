@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import dagster as dg
 import httpx
 import yaml
+from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
 
 from emulators.linnworks import PEOPLEVOX_LOCATION
 from emulators.server import Emulators
@@ -109,6 +111,32 @@ def run_job(
     result = defs.resolve_job_def(name).execute_in_process(instance=instance, run_config=run_config or {})
     assert result.success
     return result
+
+
+def queue_run(instance: dg.DagsterInstance, job_name: str, minutes_ago: float) -> dg.DagsterRun:
+    """A run of `job_name` from the code location, put in the run queue `minutes_ago`: what the queued run
+    coordinator does on submit (a queued run must name its code origin), with the enqueue event's time set back."""
+    origin = RemoteJobOrigin(
+        repository_origin=RemoteRepositoryOrigin(
+            code_location_origin=RegisteredCodeLocationOrigin("fulfil_assets.definitions"),
+            repository_name="__repository__",
+        ),
+        job_name=job_name,
+    )
+    run = instance.add_run(
+        dg.DagsterRun(
+            job_name=job_name,
+            run_id=str(uuid.uuid4()),
+            status=dg.DagsterRunStatus.NOT_STARTED,
+            remote_job_origin=origin,
+        )
+    )
+    instance.report_dagster_event(
+        dg.DagsterEvent.job_enqueue(run), run.run_id, timestamp=time.time() - minutes_ago * 60
+    )
+    queued = instance.get_run_by_id(run.run_id)
+    assert queued is not None and queued.status == dg.DagsterRunStatus.QUEUED
+    return queued
 
 
 def tick_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None) -> dg.SensorResult:

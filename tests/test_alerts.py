@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -16,8 +14,7 @@ from typing import Any
 import dagster as dg
 import pytest
 from conftest import EffectClock
-from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
-from flow_helpers import emulator_config
+from flow_helpers import emulator_config, queue_run
 
 from emulators.server import Emulators
 from fulfil_assets.alerts import queued_run_alert_sensor
@@ -151,32 +148,6 @@ def _evaluations(instance: dg.DagsterInstance, run_id: str) -> list[Any]:
     ]
 
 
-def _queue(instance: dg.DagsterInstance, job_name: str, minutes_ago: float) -> dg.DagsterRun:
-    """A run of `job_name` from the code location, put in the run queue `minutes_ago`: what the queued run
-    coordinator does on submit (a queued run must name its code origin), with the enqueue event's time set back."""
-    origin = RemoteJobOrigin(
-        repository_origin=RemoteRepositoryOrigin(
-            code_location_origin=RegisteredCodeLocationOrigin("fulfil_assets.definitions"),
-            repository_name="__repository__",
-        ),
-        job_name=job_name,
-    )
-    run = instance.add_run(
-        dg.DagsterRun(
-            job_name=job_name,
-            run_id=str(uuid.uuid4()),
-            status=dg.DagsterRunStatus.NOT_STARTED,
-            remote_job_origin=origin,
-        )
-    )
-    instance.report_dagster_event(
-        dg.DagsterEvent.job_enqueue(run), run.run_id, timestamp=time.time() - minutes_ago * 60
-    )
-    queued = instance.get_run_by_id(run.run_id)
-    assert queued is not None and queued.status == dg.DagsterRunStatus.QUEUED
-    return queued
-
-
 @pytest.mark.parametrize("warehouse_url", ["duckdb"], indirect=True)
 def test_a_run_queued_past_the_threshold_is_announced_once(
     warehouse_url: str, tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
@@ -196,9 +167,9 @@ def test_a_run_queued_past_the_threshold_is_announced_once(
     defs = build_definitions(config)
     sensor = queued_run_alert_sensor(minutes)
     with dg.DagsterInstance.local_temp(str(tmp_path)) as instance:
-        stuck = _queue(instance, "order_sync_job", minutes_ago=12)
-        fresh = _queue(instance, "tracking_job", minutes_ago=1)
-        _queue(instance, "alerts_job", minutes_ago=30)  # an alerts run never announces itself
+        stuck = queue_run(instance, "order_sync_job", minutes_ago=12)
+        fresh = queue_run(instance, "tracking_job", minutes_ago=1)
+        queue_run(instance, "alerts_job", minutes_ago=30)  # an alerts run never announces itself
 
         first = sensor(dg.build_sensor_context(instance=instance))
         assert len(first.run_requests) == 1
@@ -211,7 +182,7 @@ def test_a_run_queued_past_the_threshold_is_announced_once(
 
         # Still queued at the next tick: not announced again. A run that passes the threshold later is, alone.
         assert sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor)).run_requests == []
-        later = _queue(instance, "linnworks_order_sync_job", minutes_ago=6)
+        later = queue_run(instance, "linnworks_order_sync_job", minutes_ago=6)
         second = sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
         _send(defs, instance, second.run_requests)
         assert [k for k, _ in receiver.posts[1:]] == [f"alert:queued:{later.run_id}"]

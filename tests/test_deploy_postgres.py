@@ -1,8 +1,9 @@
 """`deploy/postgres/dagster.yaml` as a team that outgrew one machine runs it: Dagster's runs, events and schedules
 in PostgreSQL, the warehouse in PostgreSQL, and `dagster-daemon` doing the work: the order sync schedule fires and
 sends orders to Whistl, Whistl's despatch files are picked up by the despatch sensor, and tracking reaches
-Linnworks, each step in a process of its own, or on two Celery workers (`FULFIL_EXECUTOR=celery`, RabbitMQ on this
-machine); either way, counted at the emulators, no order reaches Whistl twice and no parcel's tracking twice."""
+Linnworks, each run's steps in its own process (the default), or on two Celery workers (`FULFIL_EXECUTOR=celery`,
+RabbitMQ on this machine); either way, counted at the emulators, no order reaches Whistl twice and no parcel's
+tracking twice."""
 
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ def _wait(
 @pytest.mark.long
 @pytest.mark.postgres
 @pytest.mark.timeout(600)  # its own waits (a minute boundary, the sensor, tracking) say what did not happen
-@pytest.mark.parametrize("executor", ["multiprocess", "celery"])
+@pytest.mark.parametrize("executor", ["in_process", "celery"])
 def test_the_daemon_on_postgresql_syncs_orders_and_takes_despatch_files(
     emulators: Emulators, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, executor: str
 ) -> None:

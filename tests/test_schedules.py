@@ -19,7 +19,9 @@ from fulfil_assets.config import load_config
 from fulfil_assets.definitions import build_definitions
 
 ROOT = Path(__file__).resolve().parent.parent
-LATENCY_JOBS = {"despatch_job", "peoplevox_despatch_job", "tracking_job"}
+LATENCY_JOBS = {"despatch_job", "peoplevox_despatch_job", "tracking_job"} | {
+    f"{oms}_tracking_job" for oms in ("linnworks", "cin7", "shopify", "bigcommerce")
+}
 
 
 def _tick(schedule: dg.ScheduleDefinition, instance: dg.DagsterInstance) -> dg.ScheduleExecutionData:

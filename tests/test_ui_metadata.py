@@ -92,20 +92,28 @@ def test_counts_add_up_and_each_reason_is_its_own_number(
 
 
 def test_the_executor_follows_the_warehouse(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """One writer on DuckDB: steps in the run's process; on PostgreSQL: a process per step."""
+    """A run's steps in the run's own process on DuckDB and, by default, on PostgreSQL; a process per step on
+    PostgreSQL when asked (never on DuckDB: one writer)."""
     from fulfil_assets.config import load_config
 
-    for url, executor in (
-        (f"duckdb:///{tmp_path / 'w.duckdb'}", "in_process"),
-        ("postgresql+psycopg://postgres@127.0.0.1:5432/fulfil", "multiprocess"),
+    duckdb = f"duckdb:///{tmp_path / 'w.duckdb'}"
+    postgres = "postgresql+psycopg://postgres@127.0.0.1:5432/fulfil"
+    for url, asked, executor in (
+        (duckdb, None, "in_process"),
+        (postgres, None, "in_process"),
+        (postgres, "multiprocess", "multiprocess"),
+        (duckdb, "multiprocess", "in_process"),
     ):
         monkeypatch.setenv("FULFIL_WAREHOUSE_URL", url)
+        if asked:
+            monkeypatch.setenv("FULFIL_EXECUTOR", asked)
+        else:
+            monkeypatch.delenv("FULFIL_EXECUTOR", raising=False)
         defs = build_definitions(load_config())
-        assert defs.resolve_job_def("order_sync_job").executor_def.name == executor
-    monkeypatch.setenv("FULFIL_EXECUTOR", "in_process")  # PostgreSQL on a small machine: a run's steps in one process
-    assert build_definitions(load_config()).resolve_job_def("order_sync_job").executor_def.name == "in_process"
+        assert defs.resolve_job_def("order_sync_job").executor_def.name == executor, (url, asked)
+    monkeypatch.setenv("FULFIL_WAREHOUSE_URL", postgres)
     monkeypatch.setenv("FULFIL_EXECUTOR", "threads")
-    with pytest.raises(ValueError, match="FULFIL_EXECUTOR='threads': use one of multiprocess, in_process, celery"):
+    with pytest.raises(ValueError, match="FULFIL_EXECUTOR='threads': use one of in_process, multiprocess, celery"):
         build_definitions(load_config())
 
 

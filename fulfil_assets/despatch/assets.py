@@ -90,7 +90,7 @@ def plan_fulfilments(db: WarehouseDb, flows: dict[str, bool]) -> int:
 def tracking_asset(oms: str, flows: dict[str, bool], box_s: float) -> dg.AssetsDefinition:
     """`tracking_posts/<oms>`: the due posts of one order system, sent through the effect module, after whatever
     plans them in the same run (Whistl's files, Peoplevox's despatch lines, Linnworks' processed orders). In a
-    despatch run it posts for at most `box_s` seconds; `tracking_job` posts whatever is left."""
+    despatch run it posts for at most `box_s` seconds; `<oms>_tracking_job` posts whatever is left."""
     through = "linnworks" if oms == "shopify" else oms  # Shopify's orders reach the warehouses through Linnworks
     deps = [dg.AssetKey("despatches")]
     if f"{through}_peoplevox" in flows:

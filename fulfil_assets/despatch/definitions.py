@@ -1,7 +1,7 @@
 """The despatch stage: Whistl's files in, Peoplevox's despatches polled, and tracking out to every order system.
 A despatch run posts the tracking of what it took in itself (one run from the warehouse's file to the customer's
-order: no second run to wait for); `tracking_job` posts what is still due on a schedule, and Shopify's
-fulfilments after each Linnworks order sync."""
+order: no second run to wait for); each order system's `<oms>_tracking_job` posts what is still due to it, at once
+when a despatch run left some, on a schedule, and (Shopify's fulfilments) after each Linnworks order sync."""
 
 from collections.abc import Iterator
 from typing import Any
@@ -37,7 +37,7 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
     """The despatch stage's assets, checks, jobs, sensors and schedules for the configured flows."""
     assets = build_assets(config)
     names = {a.key.to_user_string() for a in assets}
-    backlog = despatch_backlog_checks(config)  # run by tracking_job, not inside the despatch runs they watch
+    backlog = despatch_backlog_checks(config)  # run by their own job, not inside the despatch runs they watch
     jobs: list[dg.UnresolvedAssetJobDefinition] = []
     sensors: list[dg.SensorDefinition] = []
     schedules: list[dg.ScheduleDefinition] = []
@@ -81,56 +81,90 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
         )
     systems = tracking_systems(config)
     checks = [c for oms in systems for c in tracking_checks(oms, config.schedules.tracking_wait_minutes)] + backlog
-    if systems:
-        tracking_job = dg.define_asset_job(
-            "tracking_job",
-            selection=dg.AssetSelection.assets(*[["tracking_posts", oms] for oms in systems])
-            | dg.AssetSelection.checks(*backlog),
+    retry = config.schedules.tracking_retry_minutes
+    if backlog:
+        backlog_job = dg.define_asset_job(
+            "despatch_backlog_job",
+            selection=dg.AssetSelection.checks(*backlog),
             tags=LATENCY,
-            description="Post the tracking still due to each order system (what a despatch run could not post, "
-            "Shopify's fulfilments once Linnworks processed the order) and check the despatch backlog.",
+            description="Check that no despatch waits at a warehouse unread past `despatch_backlog_minutes`.",
         )
-        jobs.append(tracking_job)
-        schedules.append(every_minutes("tracking_schedule", tracking_job, config.schedules.tracking_retry_minutes))
-
-        @dg.run_status_sensor(
-            run_status=dg.DagsterRunStatus.SUCCESS,
-            request_job=tracking_job,
-            default_status=dg.DefaultSensorStatus.RUNNING,
-            minimum_interval_seconds=TRACKING_SENSOR_INTERVAL_S,
-        )
-        def tracking_after_order_sync_sensor(context: dg.RunStatusSensorContext) -> Iterator[dg.RunRequest]:
-            """After each successful Linnworks order sync or whole pass (Shopify's fulfilments come from the orders
-            Linnworks processed), one tracking run, unless a tracking run is still waiting to start: that one posts
-            them."""
-            if context.dagster_run.job_name in TRACKING_AFTER and not waiting_run_of(context.instance, "tracking_job"):
-                yield dg.RunRequest(run_key=f"{context.dagster_run.run_id}:tracking")
-
-        if "shopify_linnworks" in config.flows:
-            sensors.append(tracking_after_order_sync_sensor)
-
-        @dg.run_status_sensor(
-            run_status=dg.DagsterRunStatus.SUCCESS,
-            request_job=tracking_job,
-            default_status=dg.DefaultSensorStatus.RUNNING,
-            minimum_interval_seconds=TRACKING_SENSOR_INTERVAL_S,
-        )
-        def tracking_left_by_despatch_sensor(
-            context: dg.RunStatusSensorContext, warehouse: Warehouse
-        ) -> Iterator[dg.RunRequest]:
-            """After a despatch run whose posting time was up (`tracking_in_despatch_seconds`) with posts still due:
-            one tracking run for them at once, not at the next `tracking_retry_minutes`; none while a tracking run
-            is waiting to start or going (it takes them)."""
-            if context.dagster_run.job_name not in DESPATCH_JOBS:
-                return
-            if unfinished_run_of(context.instance, "tracking_job") is not None:
-                return
-            due = warehouse.get_db().read(
-                f"SELECT COUNT(*) AS n FROM {SCHEMA}.tracking_posts "
-                f"WHERE status IN ('{effects.PENDING}', '{effects.SENDING}')"
+        jobs.append(backlog_job)
+        schedules.append(every_minutes("despatch_backlog_schedule", backlog_job, retry))
+    if systems:
+        jobs.append(
+            dg.define_asset_job(
+                "tracking_job",
+                selection=dg.AssetSelection.assets(*[["tracking_posts", oms] for oms in systems])
+                | dg.AssetSelection.checks(*backlog),
+                tags=LATENCY,
+                description="Post the tracking still due to every order system and check the despatch backlog, by "
+                "hand (the daemon runs each order system's own tracking job).",
             )
-            if int(due["n"][0]):
-                yield dg.RunRequest(run_key=f"{context.dagster_run.run_id}:tracking-left")
+        )
+        per_system = {oms: oms_tracking_job(oms) for oms in systems}
+        jobs += per_system.values()
+        schedules += [every_minutes(f"{oms}_tracking_schedule", job, retry) for oms, job in per_system.items()]
 
-        sensors.append(tracking_left_by_despatch_sensor)
+        if "shopify_linnworks" in config.flows and "shopify" in per_system:
+            sensors.append(tracking_after_order_sync_sensor(per_system["shopify"]))
+        sensors.append(tracking_left_by_despatch_sensor(list(per_system.values())))
     return dg.Definitions(assets=assets, asset_checks=checks, jobs=jobs, sensors=sensors, schedules=schedules)
+
+
+def oms_tracking_job(oms: str) -> "dg.UnresolvedAssetJobDefinition":
+    """`<oms>_tracking_job`: the tracking still due to one order system, so that one system slow at its rate limit
+    (Shopify's fulfilments, Cin7 at its share) never holds another's tracking in the same run."""
+    return dg.define_asset_job(
+        f"{oms}_tracking_job",
+        selection=dg.AssetSelection.assets(["tracking_posts", oms]),  # with its `tracking_reached_...` check
+        tags=LATENCY,
+        description=f"Post the tracking still due to {oms} (what a despatch run could not post in its time"
+        + (", and the fulfilments of orders Linnworks processed)." if oms == "shopify" else ")."),
+    )
+
+
+def tracking_after_order_sync_sensor(job: "dg.UnresolvedAssetJobDefinition") -> dg.SensorDefinition:
+    """After each successful Linnworks order sync or whole pass (Shopify's fulfilments come from the orders Linnworks
+    processed), one run of Shopify's tracking job, unless one is still waiting to start: that one posts them."""
+
+    @dg.run_status_sensor(
+        name="tracking_after_order_sync_sensor",
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        request_job=job,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=TRACKING_SENSOR_INTERVAL_S,
+    )
+    def _sensor(context: dg.RunStatusSensorContext) -> Iterator[dg.RunRequest]:
+        if context.dagster_run.job_name in TRACKING_AFTER and not waiting_run_of(context.instance, job.name):
+            yield dg.RunRequest(run_key=f"{context.dagster_run.run_id}:tracking")
+
+    return _sensor
+
+
+def tracking_left_by_despatch_sensor(jobs: "list[dg.UnresolvedAssetJobDefinition]") -> dg.SensorDefinition:
+    """After a despatch run whose posting time was up (`tracking_in_despatch_seconds`) with posts still due: a run
+    of each such order system's tracking job at once, not at the next `tracking_retry_minutes`; none for a system
+    whose tracking run is waiting to start or going (it takes them)."""
+    by_oms = {job.name.removesuffix("_tracking_job"): job for job in jobs}
+
+    @dg.run_status_sensor(
+        name="tracking_left_by_despatch_sensor",
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        request_jobs=jobs,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=TRACKING_SENSOR_INTERVAL_S,
+    )
+    def _sensor(context: dg.RunStatusSensorContext, warehouse: Warehouse) -> Iterator[dg.RunRequest]:
+        if context.dagster_run.job_name not in DESPATCH_JOBS:
+            return
+        due = warehouse.get_db().read(
+            f"SELECT oms, COUNT(*) AS n FROM {SCHEMA}.tracking_posts "
+            f"WHERE status IN ('{effects.PENDING}', '{effects.SENDING}') GROUP BY oms"
+        )
+        for oms in sorted(due["oms"].to_list()):
+            job = by_oms.get(oms)
+            if job is not None and unfinished_run_of(context.instance, job.name) is None:
+                yield dg.RunRequest(run_key=f"{context.dagster_run.run_id}:tracking-left:{oms}", job_name=job.name)
+
+    return _sensor

@@ -6,8 +6,8 @@ import dagster as dg
 from fulfil_assets.schedules import BACKGROUND, waiting_run_of
 from resources.warehouse import Warehouse
 
-# Jobs whose success changes what analysts read (and every order system's `<oms>_order_sync_job` and
-# `<oms>_cancellation_job`).
+# Jobs whose success changes what analysts read (and every order system's `<oms>_order_sync_job`,
+# `<oms>_cancellation_job` and `<oms>_tracking_job`).
 WRITERS = (
     "order_sync_job",
     "despatch_job",
@@ -15,7 +15,7 @@ WRITERS = (
     "tracking_job",
     "reconcile_job",
 )
-PER_SYSTEM_WRITERS = ("_order_sync_job", "_cancellation_job")
+PER_SYSTEM_WRITERS = ("_order_sync_job", "_cancellation_job", "_tracking_job")
 COPY_EVERY_S = 60
 
 
