@@ -52,6 +52,11 @@ def test_analysts_query_a_published_copy_while_runs_write(
     fresh = duckdb.connect(str(copy), read_only=True)
     assert fresh.execute(f"SELECT COUNT(*) FROM {SCHEMA}.orders").fetchone()[0] == orders + 5
     fresh.close()
+    # On PostgreSQL analysts query the warehouse itself: the sensor never asks for a copy run (each would start a
+    # process to publish nothing), though runs that change the warehouse have succeeded since `tick`.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FULFIL_WAREHOUSE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/fulfil")
+        assert not sensor(dg.build_sensor_context(instance=instance, cursor=tick.cursor)).run_requests
 
     # Every snippet the docs give analysts runs as written, in this project's own environment, on a real copy.
     run_job(defs, "reconcile_job", instance)

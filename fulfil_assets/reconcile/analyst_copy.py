@@ -4,7 +4,7 @@ analyst's connection never holds the file a run must write."""
 import dagster as dg
 
 from fulfil_assets.schedules import BACKGROUND, waiting_run_of
-from resources.warehouse import Warehouse
+from resources.warehouse import Warehouse, warehouse_url
 
 # Jobs whose success changes what analysts read (and every order system's `<oms>_order_sync_job`,
 # `<oms>_cancellation_job` and `<oms>_tracking_job`).
@@ -46,7 +46,9 @@ analyst_copy_job = dg.define_asset_job(
 def analyst_copy_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """At most once a minute, a new copy for analysts when a run that changes the warehouse has succeeded since
     the last one (the cursor is the newest such run's end); none while a copy run is still waiting to start, as
-    that one will copy the newer state."""
+    that one will copy the newer state. On PostgreSQL there is no copy to publish: no run at all."""
+    if not warehouse_url().startswith("duckdb"):
+        return dg.SensorResult(skip_reason="a PostgreSQL warehouse: analysts query it directly, no copy to publish")
     if (waiting := waiting_run_of(context.instance, analyst_copy_job.name)) is not None:
         return dg.SensorResult(skip_reason=f"copy run {waiting.run_id} has not started yet", cursor=context.cursor)
     since = float(context.cursor) if context.cursor else 0.0
