@@ -24,6 +24,18 @@ def run(emu: Emulators, tmp_path: Path, client: BigCommerceClient, name: str = "
     return WarehouseDb(url)
 
 
+DETAILS = ("/products", "/shipping_addresses")  # an order's lines and ship-to address: a call each
+
+
+def ship(client: BigCommerceClient, order_id: int, lines: int | None = None) -> None:
+    """A shipment at BigCommerce of the order's first `lines` lines in full (None: all), as fulfil's tracking post
+    makes it, naming the line and address ids BigCommerce gives."""
+    products = client.order_products(order_id)[:lines]
+    address = client.order_shipping_addresses(order_id)[0]["id"]
+    items = [{"order_product_id": p["id"], "quantity": p["quantity"]} for p in products]
+    client.create_shipment(order_id, {"order_address_id": address, "items": items, "tracking_number": "T1"})
+
+
 def count(db: WarehouseDb, table: str) -> int:
     return int(db.read(f"SELECT COUNT(*) AS n FROM raw_bigcommerce.{table}")["n"][0])
 
@@ -48,6 +60,19 @@ def test_loads_everything_then_only_changes(emulators: Emulators, tmp_path: Path
     }
     assert fetched == {str(i) for i in new}
     assert count(db, "orders") == len(emu.bigcommerce.orders)
+
+    # An order shipped in full (as fulfil's own shipment leaves it) is listed again, its lines and address not read
+    # again (two calls per order shipped); one shipped in part is read, and staging has both statuses.
+    whole, part = [oid for oid, o in emu.bigcommerce.orders.items() if len(o.lines) > 1][:2]
+    ship(client, whole)
+    ship(client, part, lines=1)
+    emu.bigcommerce.recorder.clear()
+    run(emu, tmp_path, client, page_size=250)
+    calls = emu.bigcommerce.recorder.calls
+    read_again = {c.path.split("/")[-2] for c in calls if "/v2/orders/" in c.path and c.path.endswith(DETAILS)}
+    assert read_again == {str(part)}
+    status = dict(db.read("SELECT id, status_id FROM raw_bigcommerce.orders").rows())
+    assert (status[whole], status[part]) == (2, 3)
 
 
 def test_stays_inside_its_share_of_the_store_quota(emulators: Emulators, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from fulfil_assets.ingest.cursors import LOOKBACK_S, DetailsRead, iso, up_to_rea
 from resources.bigcommerce import BigCommerceClient
 
 EPOCH = "2000-01-01T00:00:00+00:00"
+SHIPPED_IN_FULL = (2, 10)  # `status_id` Shipped, Completed
 
 
 def _modified_at(order: dict[str, Any]) -> str:
@@ -23,8 +24,10 @@ def _modified_at(order: dict[str, Any]) -> str:
 
 
 def to_read(read: DetailsRead, order: dict[str, Any]) -> bool:
-    """Whether a listed order's lines and address must be read: changed since they last were."""
-    return not read.unchanged(order["id"], order["_modified_at"])
+    """Whether a listed order's lines and address must be read: changed since they last were, and not shipped in
+    full (its list row says so, and staging takes its status from there): each of fulfil's own shipments changes
+    the order, and reading its lines and address again after the last would cost two calls per order shipped."""
+    return order.get("status_id") not in SHIPPED_IN_FULL and not read.unchanged(order["id"], order["_modified_at"])
 
 
 @dlt.source(name="bigcommerce", max_table_nesting=2)
