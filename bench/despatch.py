@@ -7,7 +7,7 @@ module, against the Linnworks emulator, into a fresh DuckDB warehouse.
   `SetOrderShippingInfo` per despatch, one `ProcessOrder` per completed order; target equal).
 - At the emulator's real limits (Linnworks 250 calls a minute per method), for `--limited-seconds`: a file of
   `--orders-per-file` orders lands every `--every` seconds; the despatch pass runs every `--interval` seconds
-  (the sensor's `despatch_poll_seconds`) and the tracking poster runs beside it, as `tracking_job` does. Latency
+  (the sensor's `despatch_poll_seconds`) and the tracking poster beside it, as `linnworks_tracking_job`. Latency
   per despatch, from its file landing to Linnworks holding its tracking: p50 and p95 (target p95 under 60 s),
   beside the least the limit allows for the same posts at the same landing times (each post sent at the first
   pass after its file lands, as fast as the sliding window lets it); the difference is the work itself.

@@ -394,9 +394,11 @@ class _Guard:
                 message = {**message, "headers": list(message.get("headers", [])) + extra.raw_headers}
             await recording_send(message)
 
-        await self.inner(scope, replay, with_headers)
-        if not recorded[0]:  # the app ended without answering
-            self._record(scope, body_bytes, 0)
+        try:
+            await self.inner(scope, replay, with_headers)
+        finally:
+            if not recorded[0]:  # the call ended without an answer (the app raised, or the server dropped it)
+                self._record(scope, body_bytes, 0)
 
     def _record(self, scope: Scope, body: bytes, status: int) -> None:
         try:

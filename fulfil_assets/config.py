@@ -276,13 +276,18 @@ class ScheduleConfig(_Strict):
     cancellation_minutes: Minutes = Field(
         1, description="how often cancellations are read from the order systems and sent on, to beat picking"
     )
-    tracking_retry_minutes: Minutes = Field(10, description="how often tracking still due is posted again")
+    tracking_retry_minutes: Minutes = Field(
+        10,
+        description="how often each order system's tracking still due is posted again, and the warehouses' despatch "
+        "backlog checked",
+    )
     tracking_in_despatch_seconds: int = Field(
         20,
         ge=1,
         le=3600,
-        description="how long a despatch run posts to one order system before it leaves the rest to the next run "
-        "(so an order system slow at its rate limit, as Cin7 is, never holds the tracking of the others)",
+        description="how long a despatch run posts to one order system before it leaves the rest to that system's "
+        "own tracking job, asked for at once (so an order system slow at its rate limit, as Cin7 is, never holds the "
+        "tracking of the others)",
     )
     tracking_wait_minutes: int = Field(
         30, ge=1, le=10080, description="a despatch whose tracking has not reached its order system this long is red"

@@ -184,7 +184,7 @@ def set_faults(emu: Emulators, system: str, **values: object) -> None:
 
 
 def kill_run(proc: subprocess.Popen) -> None:
-    """SIGKILL a CLI run and every process it started (on PostgreSQL each step runs in a process of its own)."""
+    """SIGKILL a CLI run and every process it started (a step may run in a process of its own)."""
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
 

@@ -62,17 +62,21 @@ def test_loads_everything_then_only_changes(emulators: Emulators, tmp_path: Path
     assert count(db, "orders") == len(emu.bigcommerce.orders)
 
     # An order shipped in full (as fulfil's own shipment leaves it) is listed again, its lines and address not read
-    # again (two calls per order shipped); one shipped in part is read, and staging has both statuses.
+    # again (two calls per order shipped); one shipped in part is read, and so is one first listed shipped in full.
     whole, part = [oid for oid, o in emu.bigcommerce.orders.items() if len(o.lines) > 1][:2]
-    ship(client, whole)
-    ship(client, part, lines=1)
+    (first_seen,) = emu.bigcommerce.control("spawn", {"n": 1})["order_ids"]
+    for order, lines in ((whole, None), (part, 1), (first_seen, None)):
+        ship(client, order, lines)
     emu.bigcommerce.recorder.clear()
     run(emu, tmp_path, client, page_size=250)
     calls = emu.bigcommerce.recorder.calls
     read_again = {c.path.split("/")[-2] for c in calls if "/v2/orders/" in c.path and c.path.endswith(DETAILS)}
-    assert read_again == {str(part)}
+    assert read_again == {str(part), str(first_seen)}
     status = dict(db.read("SELECT id, status_id FROM raw_bigcommerce.orders").rows())
-    assert (status[whole], status[part]) == (2, 3)
+    shipped = emu.bigcommerce.status
+    assert (shipped[whole], shipped[part], shipped[first_seen]) == (2, 3, 2)  # Shipped, Partially Shipped
+    assert [status[o] for o in (whole, part, first_seen)] == [shipped[whole], shipped[part], shipped[first_seen]]
+    assert count(db, "order_products") == sum(len(o.lines) for o in emu.bigcommerce.orders.values())
 
 
 def test_stays_inside_its_share_of_the_store_quota(emulators: Emulators, tmp_path: Path) -> None:

@@ -15,23 +15,13 @@ import pytest
 from flow_helpers import all_flows_config, drain_despatches, emulator_config, run_job
 
 from emulators.server import Emulators
-from fulfil_assets.config import FulfilConfig
 from fulfil_assets.definitions import build_definitions
-from fulfil_assets.despatch.backlog import despatch_backlog_checks
 
 AGED_MINUTES = 20  # past the default threshold (5 minutes)
 
 
-def with_backlog_checks(config: FulfilConfig) -> dg.Definitions:
-    """The code location and a job that runs only its backlog checks (the deployment runs them with
-    `tracking_job`)."""
-    checks = dg.AssetSelection.checks(*despatch_backlog_checks(config))
-    job = dg.define_asset_job("backlog_check_job", selection=checks)
-    return dg.Definitions.merge(build_definitions(config), dg.Definitions(jobs=[job]))
-
-
 def backlog(defs: dg.Definitions, instance: dg.DagsterInstance, asset: str) -> dg.AssetCheckEvaluation:
-    result = run_job(defs, "backlog_check_job", instance)
+    result = run_job(defs, "despatch_backlog_job", instance)
     return next(
         e
         for e in result.get_asset_check_evaluations()
@@ -52,7 +42,7 @@ def test_a_whistl_despatch_file_left_in_out_is_red_until_the_despatch_run_takes_
     emu.whistl.snapshot()
     config = emulator_config(emu, tmp_path)  # Whistl over the real SFTP server
     assert config.schedules.despatch_backlog_minutes == 5
-    defs = with_backlog_checks(config)
+    defs = build_definitions(config)
     instance = dg.DagsterInstance.ephemeral()
     run_job(defs, "order_sync_job", instance)
 
@@ -110,7 +100,7 @@ def test_a_peoplevox_despatch_fulfil_has_not_read_is_red_until_the_despatch_job_
 ) -> None:
     emu = emulators
     config = all_flows_config(emu, tmp_path, flows=["linnworks_peoplevox"])
-    defs = with_backlog_checks(config)
+    defs = build_definitions(config)
     instance = dg.DagsterInstance.ephemeral()
     run_job(defs, "order_sync_job", instance)
     saved = sorted(emu.peoplevox.sales_orders)

@@ -10,45 +10,59 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 import pytest
 import yaml
 from flow_helpers import emulator_config, tick_sensor
 
 from emulators.server import Emulators
+from fulfil_assets import effects
 from fulfil_assets.config import load_config
 from fulfil_assets.definitions import build_definitions
+from fulfil_assets.warehouse_tables import FulfilWarehouse
 
 ROOT = Path(__file__).resolve().parent.parent
-LATENCY_JOBS = {"despatch_job", "peoplevox_despatch_job", "tracking_job"} | {
+LATENCY_JOBS = {"despatch_job", "peoplevox_despatch_job", "tracking_job", "despatch_backlog_job"} | {
     f"{oms}_tracking_job" for oms in ("linnworks", "cin7", "shopify", "bigcommerce")
 }
 
 
-def _tick(schedule: dg.ScheduleDefinition, instance: dg.DagsterInstance) -> dg.ScheduleExecutionData:
-    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime.now(UTC))
-    return schedule.evaluate_tick(context)
+def _tick(
+    schedule: dg.ScheduleDefinition, instance: dg.DagsterInstance, warehouse: FulfilWarehouse | None = None
+) -> dg.ScheduleExecutionData:
+    with dg.build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=datetime.now(UTC),
+        resources={"warehouse": warehouse} if warehouse is not None else None,
+    ) as context:  # (a context with resources is closed, or the instance it entered stays current)
+        return schedule.evaluate_tick(context)
 
 
 def test_each_schedule_skips_while_its_jobs_last_run_is_unfinished_and_fires_once_it_ends(tmp_path: Path) -> None:
     defs = build_definitions(load_config(Path("fulfil.yaml")))
     schedules = list(defs.schedules or [])
+    # A tracking post due to every order system, through the effect module: each tracking schedule has work.
+    warehouse = FulfilWarehouse(url=f"duckdb:///{tmp_path / 'w.duckdb'}")
+    due = [
+        {"idempotency_key": f"t:{oms}", "order_key": f"{oms}:1", "payload": "{}", "oms": oms, "despatch_ref": "D1"}
+        for oms in ("linnworks", "cin7", "shopify", "bigcommerce")
+    ]
+    effects.intend(warehouse.get_db(), "tracking_posts", pl.DataFrame(due))
     per_system = {f"{oms}_order_sync_schedule" for oms in ("linnworks", "cin7", "shopify", "bigcommerce")}
     assert per_system | {"linnworks_cancellation_schedule", "reconcile_schedule"} <= {s.name for s in schedules}
-    with dg.DagsterInstance.local_temp(str(tmp_path)) as instance:
-        for schedule in schedules:
-            assert isinstance(schedule, dg.ScheduleDefinition)
-            assert len(_tick(schedule, instance).run_requests or []) == 1, schedule.name
+    instance = dg.DagsterInstance.local_temp(str(tmp_path))
+    for schedule in schedules:
+        assert isinstance(schedule, dg.ScheduleDefinition)
+        assert len(_tick(schedule, instance, warehouse).run_requests or []) == 1, schedule.name
 
-            for status in (dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTED):
-                run = instance.add_run(
-                    dg.DagsterRun(job_name=schedule.job_name, run_id=str(uuid.uuid4()), status=status)
-                )
-                tick = _tick(schedule, instance)
-                assert not tick.run_requests, f"{schedule.name} fired beside a {status.value} run"
-                assert run.run_id in (tick.skip_message or ""), tick.skip_message
-                instance.report_run_failed(run)
+        for status in (dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTED):
+            run = instance.add_run(dg.DagsterRun(job_name=schedule.job_name, run_id=str(uuid.uuid4()), status=status))
+            tick = _tick(schedule, instance, warehouse)
+            assert not tick.run_requests, f"{schedule.name} fired beside a {status.value} run"
+            assert run.run_id in (tick.skip_message or ""), tick.skip_message
+            instance.report_run_failed(run)
 
-            assert len(_tick(schedule, instance).run_requests or []) == 1, f"{schedule.name} stayed skipped"
+        assert len(_tick(schedule, instance, warehouse).run_requests or []) == 1, f"{schedule.name} stayed skipped"
 
 
 def test_each_order_system_syncs_in_its_own_job_and_schedules_of_one_interval_start_apart() -> None:

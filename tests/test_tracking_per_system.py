@@ -1,8 +1,8 @@
 """Each order system's tracking goes in a job of its own, so one system slow to answer never holds another's: a
 despatch run that left posts due asks for one run of each such system's tracking job (none for a system whose
-tracking run is still unfinished), and while Linnworks answers slowly, BigCommerce's tracking job posts every
-BigCommerce parcel and ends with Linnworks' run still going. Counted at the emulators, from the world's own record
-of what Whistl despatched."""
+tracking run is still unfinished), and while Linnworks holds a tracking post unanswered, BigCommerce's tracking
+job posts every BigCommerce parcel and ends, with Linnworks' run still waiting. Counted at the emulators, from the
+world's own record of what Whistl despatched."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -45,15 +46,17 @@ def test_a_slow_order_system_never_holds_anothers_tracking(
 ) -> None:
     emu = emulators
     emu.whistl.snapshot()
-    config = all_flows_config(emu, tmp_path, flows=FLOWS, systems={"linnworks": {"budget_share": 1.0}})
+    linnworks = {"budget_share": 1.0, "timeout_s": 120.0}  # a held post is waited for, not given up on
+    config = all_flows_config(emu, tmp_path, flows=FLOWS, systems={"linnworks": linnworks})
     defs = build_definitions(config)
-    instance = dg.DagsterInstance.ephemeral()
+    (tmp_path / "instance").mkdir()
+    instance = dg.DagsterInstance.local_temp(str(tmp_path / "instance"))  # (schedules with resources need a stored one)
     run_job(defs, "order_sync_job", instance)
     for _ in range(3):
         emu.whistl.step()
     assert despatched_refs(emu, "linnworks") and despatched_refs(emu, "bigcommerce"), emu.timeline()["despatches"]
 
-    # A despatch run takes the files in and posts nothing (its posting time was up at once).
+    # A despatch run takes the files in (its `despatches` step alone: it posts nothing).
     request = tick_sensor(defs, instance, None).run_requests[0]
     despatch = defs.resolve_job_def("despatch_job").execute_in_process(
         instance=instance, run_config=request.run_config, asset_selection=[dg.AssetKey("despatches")]
@@ -63,46 +66,59 @@ def test_a_slow_order_system_never_holds_anothers_tracking(
 
     sensor = defs.resolve_sensor_def("tracking_left_by_despatch_sensor")
 
+    def retry(oms: str) -> Any:
+        """One tick of the order system's retry schedule (what it asks for, or why it skips)."""
+        schedule = defs.resolve_schedule_def(f"{oms}_tracking_schedule")
+        resources = {"warehouse": defs.resources["warehouse"]}
+        with dg.build_schedule_context(instance=instance, resources=resources) as context:
+            return schedule.evaluate_tick(context)
+
     def asked() -> list[str]:
-        context = dg.build_run_status_sensor_context(
+        with dg.build_run_status_sensor_context(
             sensor_name=sensor.name,
             dagster_instance=instance,
             dagster_run=despatch.dagster_run,
             dagster_event=despatch.get_run_success_event(),
             resources={"warehouse": defs.resources["warehouse"]},
-        )
-        return sorted(r.job_name or "" for r in sensor(context) or [])
+        ) as context:
+            return sorted(r.job_name or "" for r in sensor(context) or [])
 
     assert asked() == ["bigcommerce_tracking_job", "linnworks_tracking_job"]
+    assert retry("linnworks").run_requests  # the retry schedule runs while posts are due
     waiting = queue_run(instance, "linnworks_tracking_job", minutes_ago=0)
     assert asked() == ["bigcommerce_tracking_job"], "a second Linnworks run was asked for while one is waiting"
     instance.delete_run(waiting.run_id)
 
-    # Linnworks answers slowly; its tracking run (its own process, as the daemon starts it) is posting when
-    # BigCommerce's starts, and is still going when BigCommerce's has posted every BigCommerce parcel.
-    set_faults(emu, "linnworks", latency_ms=1500)
+    # Linnworks holds each tracking post unanswered; its tracking run (its own process, as the daemon starts it)
+    # waits on the first when BigCommerce's starts, and still does when BigCommerce's has posted every parcel.
+    set_faults(emu, "linnworks", latency_ms=100_000, only_path="SetOrderShippingInfo")
     config_file = tmp_path / "fulfil.yaml"
     config_file.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_defaults=True)))
     home = tmp_path / "dagster_home"
     home.mkdir()
     env = {**os.environ, "FULFIL_CONFIG": str(config_file), "DAGSTER_HOME": str(home)}
     command = [sys.executable, "-m", "dagster", "job", "execute", "-m", "fulfil_assets.definitions"]
-    linnworks = subprocess.Popen(
+    posting = subprocess.Popen(
         [*command, "-j", "linnworks_tracking_job"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
         deadline = time.monotonic() + 120
-        while not any(c.path.endswith("SetOrderShippingInfo") for c in emu.linnworks.recorder.calls):
-            assert linnworks.poll() is None and time.monotonic() < deadline, "the Linnworks run never started posting"
-            time.sleep(0.1)
+        while not emu.linnworks.held_calls:  # only a tracking post is held: the run is waiting on its first
+            assert posting.poll() is None and time.monotonic() < deadline, "the Linnworks run never started posting"
+            time.sleep(0.05)
         run_job(defs, "bigcommerce_tracking_job", instance)
         assert tracked_refs(emu, "bigcommerce") == despatched_refs(emu, "bigcommerce")
-        assert linnworks.poll() is None, "Linnworks' run ended first: the test shows nothing"
-        assert tracked_refs(emu, "linnworks") < despatched_refs(emu, "linnworks")
-        set_faults(emu, "linnworks", latency_ms=0)
-        output, _ = linnworks.communicate(timeout=300)
+        assert posting.poll() is None and tracked_refs(emu, "linnworks") == set(), "Linnworks' run was not held"
+        set_faults(emu, "linnworks", latency_ms=0, only_path="")
+        emu.linnworks.apply_pending()
+        output, _ = posting.communicate(timeout=300)
     finally:
-        if linnworks.poll() is None:
-            linnworks.kill()
-    assert linnworks.returncode == 0, output[-3000:]
+        if posting.poll() is None:
+            posting.kill()
+    assert posting.returncode == 0, output[-3000:]
     assert tracked_refs(emu, "linnworks") == despatched_refs(emu, "linnworks")
+    # Nothing left to post: the retry schedules start no run to do nothing.
+    assert [retry(oms).skip_message for oms in ("linnworks", "bigcommerce")] == [
+        "no tracking post to linnworks is due",
+        "no tracking post to bigcommerce is due",
+    ]

@@ -9,13 +9,13 @@ from typing import Any
 import dagster as dg
 
 from fulfil_assets import effects
-from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, is_shadow, whistl_in_shadow
+from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, every_minutes_cron, is_shadow, whistl_in_shadow
 from fulfil_assets.despatch.assets import DESPATCH_JOBS, build_assets, tracking_systems
 from fulfil_assets.despatch.backlog import despatch_backlog_checks
 from fulfil_assets.despatch.checks import tracking_checks
 from fulfil_assets.despatch.peoplevox_callbacks import inbox_dir, peoplevox_callback_sensor_factory, subscription_asset
 from fulfil_assets.despatch.sensors import despatch_file_sensor_factory, peoplevox_despatch_sensor_factory
-from fulfil_assets.schedules import LATENCY, every_minutes, unfinished_run_of, waiting_run_of
+from fulfil_assets.schedules import LATENCY, every_minutes, stagger, unfinished_run_of, waiting_run_of
 from resources.warehouse import SCHEMA, Warehouse
 
 # Runs after which tracking may be due that do not post it themselves: a Linnworks order sync (its processed
@@ -90,7 +90,7 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
             description="Check that no despatch waits at a warehouse unread past `despatch_backlog_minutes`.",
         )
         jobs.append(backlog_job)
-        schedules.append(every_minutes("despatch_backlog_schedule", backlog_job, retry))
+        schedules.append(every_minutes("despatch_backlog_check_schedule", backlog_job, retry))
     if systems:
         jobs.append(
             dg.define_asset_job(
@@ -104,7 +104,7 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
         )
         per_system = {oms: oms_tracking_job(oms) for oms in systems}
         jobs += per_system.values()
-        schedules += [every_minutes(f"{oms}_tracking_schedule", job, retry) for oms, job in per_system.items()]
+        schedules += [tracking_retry_schedule(oms, job, retry) for oms, job in per_system.items()]
 
         if "shopify_linnworks" in config.flows and "shopify" in per_system:
             sensors.append(tracking_after_order_sync_sensor(per_system["shopify"]))
@@ -158,13 +158,43 @@ def tracking_left_by_despatch_sensor(jobs: "list[dg.UnresolvedAssetJobDefinition
     def _sensor(context: dg.RunStatusSensorContext, warehouse: Warehouse) -> Iterator[dg.RunRequest]:
         if context.dagster_run.job_name not in DESPATCH_JOBS:
             return
-        due = warehouse.get_db().read(
-            f"SELECT oms, COUNT(*) AS n FROM {SCHEMA}.tracking_posts "
-            f"WHERE status IN ('{effects.PENDING}', '{effects.SENDING}') GROUP BY oms"
-        )
-        for oms in sorted(due["oms"].to_list()):
+        if unfinished_run_of(context.instance, "tracking_job") is not None:  # a run by hand posts them all
+            return
+        for oms in sorted(systems_with_tracking_due(warehouse)):
             job = by_oms.get(oms)
             if job is not None and unfinished_run_of(context.instance, job.name) is None:
                 yield dg.RunRequest(run_key=f"{context.dagster_run.run_id}:tracking-left:{oms}", job_name=job.name)
 
     return _sensor
+
+
+def systems_with_tracking_due(warehouse: Warehouse) -> set[str]:
+    """The order systems with a tracking post pending or unconfirmed."""
+    due = warehouse.get_db().read(
+        f"SELECT DISTINCT oms FROM {SCHEMA}.tracking_posts WHERE status IN ('{effects.PENDING}', '{effects.SENDING}')"
+    )
+    return set(due["oms"].to_list())
+
+
+def tracking_retry_schedule(oms: str, job: "dg.UnresolvedAssetJobDefinition", minutes: int) -> dg.ScheduleDefinition:
+    """`<oms>_tracking_schedule`: that system's tracking job every `minutes`, for posts still due; a tick is
+    skipped, with the reason, while the job's last run is unfinished or (but for Shopify, whose fulfilments its run
+    plans from the orders Linnworks processed) when no post to the system is due: no process started to do nothing."""
+    name = f"{oms}_tracking_schedule"
+
+    @dg.schedule(
+        name=name,
+        job=job,
+        cron_schedule=every_minutes_cron(minutes, stagger(name, minutes)),
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"Every {minutes} minutes, when tracking to {oms} is due and no {job.name} run is unfinished.",
+    )
+    def _schedule(context: dg.ScheduleEvaluationContext, warehouse: Warehouse) -> dg.RunRequest | dg.SkipReason:
+        running = unfinished_run_of(context.instance, job.name)
+        if running is not None:
+            return dg.SkipReason(f"{job.name} run {running.run_id} is still {running.status.value.lower()}")
+        if oms != "shopify" and oms not in systems_with_tracking_due(warehouse):
+            return dg.SkipReason(f"no tracking post to {oms} is due")
+        return dg.RunRequest()
+
+    return _schedule

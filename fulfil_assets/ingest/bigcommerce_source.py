@@ -24,10 +24,13 @@ def _modified_at(order: dict[str, Any]) -> str:
 
 
 def to_read(read: DetailsRead, order: dict[str, Any]) -> bool:
-    """Whether a listed order's lines and address must be read: changed since they last were, and not shipped in
-    full (its list row says so, and staging takes its status from there): each of fulfil's own shipments changes
-    the order, and reading its lines and address again after the last would cost two calls per order shipped."""
-    return order.get("status_id") not in SHIPPED_IN_FULL and not read.unchanged(order["id"], order["_modified_at"])
+    """Whether a listed order's lines and address must be read: changed since they last were, unless it is shipped
+    in full and they were read before (its list row gives staging its new status): each of fulfil's own shipments
+    changes the order, and reading its lines and address again after the last would cost two calls per order
+    shipped. An order first listed shipped (history, or shipped by someone else) is read once."""
+    if order.get("status_id") in SHIPPED_IN_FULL and read.seen(order["id"]):
+        return False
+    return not read.unchanged(order["id"], order["_modified_at"])
 
 
 @dlt.source(name="bigcommerce", max_table_nesting=2)

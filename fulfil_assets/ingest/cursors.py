@@ -42,6 +42,10 @@ class DetailsRead:
         """Whether this record's details were already read at this very stamp."""
         return stamp is not None and self.read.get(str(record_id)) == stamp
 
+    def seen(self, record_id: Any) -> bool:
+        """Whether this record's details were read at some stamp the lookback still covers."""
+        return str(record_id) in self.read
+
     def done(self, record_id: Any, stamp: str | None) -> None:
         """Note that the record's details were read at `stamp`."""
         if stamp is not None:
