@@ -75,11 +75,16 @@ def every_minutes(
         description=f"Every {minutes} minutes; skipped while the last {job.name} run is still queued or going.",
     )
     def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-        running = unfinished_run_of(context.instance, job.name)
-        if running is not None:
-            return dg.SkipReason(
-                f"{job.name} run {running.run_id} is still {running.status.value.lower()}: this tick waits for it"
-            )
-        return dg.RunRequest()
+        return waits_for_last_run(context.instance, job.name) or dg.RunRequest()
 
     return _schedule
+
+
+def waits_for_last_run(instance: dg.DagsterInstance, job_name: str) -> dg.SkipReason | None:
+    """A schedule tick's skip, naming the run, while the job's last run is unfinished; None once it has ended."""
+    running = unfinished_run_of(instance, job_name)
+    if running is None:
+        return None
+    return dg.SkipReason(
+        f"{job_name} run {running.run_id} is still {running.status.value.lower()}: this tick waits for it"
+    )

@@ -15,7 +15,14 @@ from fulfil_assets.despatch.backlog import despatch_backlog_checks
 from fulfil_assets.despatch.checks import tracking_checks
 from fulfil_assets.despatch.peoplevox_callbacks import inbox_dir, peoplevox_callback_sensor_factory, subscription_asset
 from fulfil_assets.despatch.sensors import despatch_file_sensor_factory, peoplevox_despatch_sensor_factory
-from fulfil_assets.schedules import LATENCY, every_minutes, stagger, unfinished_run_of, waiting_run_of
+from fulfil_assets.schedules import (
+    LATENCY,
+    every_minutes,
+    stagger,
+    unfinished_run_of,
+    waiting_run_of,
+    waits_for_last_run,
+)
 from resources.warehouse import SCHEMA, Warehouse
 
 # Runs after which tracking may be due that do not post it themselves: a Linnworks order sync (its processed
@@ -190,9 +197,8 @@ def tracking_retry_schedule(oms: str, job: "dg.UnresolvedAssetJobDefinition", mi
         description=f"Every {minutes} minutes, when tracking to {oms} is due and no {job.name} run is unfinished.",
     )
     def _schedule(context: dg.ScheduleEvaluationContext, warehouse: Warehouse) -> dg.RunRequest | dg.SkipReason:
-        running = unfinished_run_of(context.instance, job.name)
-        if running is not None:
-            return dg.SkipReason(f"{job.name} run {running.run_id} is still {running.status.value.lower()}")
+        if (waiting := waits_for_last_run(context.instance, job.name)) is not None:
+            return waiting
         if oms != "shopify" and oms not in systems_with_tracking_due(warehouse):
             return dg.SkipReason(f"no tracking post to {oms} is due")
         return dg.RunRequest()
