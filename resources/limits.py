@@ -20,11 +20,13 @@ STOCK_BATCH_MAXIMUM = {"bigcommerce": 2000, "shopify": MAX_QUANTITIES, "linnwork
 class SystemLimits:
     """An account's calls a minute (the whole account's, before `budget_share`), the calls one order costs
     beyond paged lists (read in detail; its tracking posted), and the rows a stock list page and a stock push
-    carry."""
+    carry; `one_limit`: reads and posts draw on one account-wide limit (Linnworks limits each method apart).
+    """
 
     calls_per_minute: float
     calls_per_order: float
     calls_per_post: float
+    one_limit: bool
     stock_page: int
     stock_batch: int
     note: str
@@ -35,6 +37,7 @@ LIMITS = {
         METHOD_LIMITS["Orders/GetOpenOrders"],
         0.0,
         2.0,
+        False,
         200,
         STOCK_BATCH_MAXIMUM["linnworks"],
         "per method: orders are read in pages with their lines; a tracking post sets shipping info, then processes",
@@ -43,6 +46,7 @@ LIMITS = {
         CIN7_PER_MINUTE,
         1.0,
         1.0,
+        True,
         1000,
         STOCK_BATCH_MAXIMUM["cin7"],
         "one limit for the whole account: each sale is read in detail, each parcel shipped by one call",
@@ -51,6 +55,7 @@ LIMITS = {
         120.0,
         1.0,
         2.0,
+        True,
         250,
         STOCK_BATCH_MAXIMUM["shopify"],
         "a 40-call bucket leaking 2 a second (standard plan); stock is set through GraphQL's own cost bucket",
@@ -59,9 +64,12 @@ LIMITS = {
         STANDARD_QUOTA * 2,
         2.0,
         1.0,
+        True,
         250,
         STOCK_BATCH_MAXIMUM["bigcommerce"],
         "150 requests per 30 s on a Standard plan: each order's lines and address are two calls",
     ),
-    "peoplevox": SystemLimits(SOFT_LIMIT_PER_MINUTE, 0.0, 0.0, 1000, 100, "no published limit: a polite default"),
+    "peoplevox": SystemLimits(
+        SOFT_LIMIT_PER_MINUTE, 0.0, 0.0, False, 1000, 100, "no published limit: a polite default"
+    ),
 }

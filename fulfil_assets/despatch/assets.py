@@ -56,7 +56,9 @@ def tracking_systems(config: FulfilConfig) -> list[str]:
 
 def plan_fulfilments(db: WarehouseDb, flows: dict[str, bool]) -> int:
     """Intend a Shopify fulfilment for each storefront order fulfil created in Linnworks that Linnworks has
-    since processed (read from the ingested processed orders, tracking number included)."""
+    since processed (read from the ingested processed orders, tracking number included), unless the order sync
+    last read it from Shopify fulfilled in full: its parcels' posts left nothing open, and the post would only
+    spend a call of Shopify's bucket finding that out."""
     if not db.table_exists("processed_orders", "raw_linnworks"):
         return 0
     processed = ensure_columns(
@@ -77,7 +79,8 @@ def plan_fulfilments(db: WarehouseDb, flows: dict[str, bool]) -> int:
     links = db.read(
         f"SELECT s.order_key, o.source_order_id, s.flow FROM {SCHEMA}.wms_submissions s "
         f"JOIN {SCHEMA}.orders o USING (order_key) WHERE s.wms = 'linnworks' AND s.flow = 'shopify_linnworks' "
-        f"AND s.status IN ('{effects.SENT}', '{effects.ACKNOWLEDGED}', '{effects.DESPATCHED}')",
+        f"AND s.status IN ('{effects.SENT}', '{effects.ACKNOWLEDGED}', '{effects.DESPATCHED}') "
+        "AND o.status IS DISTINCT FROM 'despatched'",
         schema={"order_key": pl.String, "source_order_id": pl.String, "flow": pl.String},
     )
     # Also for orders whose parcels were posted one by one: what they left open (a line the parcels could not

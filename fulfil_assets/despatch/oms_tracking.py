@@ -237,7 +237,20 @@ class ShopifyFulfilments(OmsTracking):
         return [{"fulfillment_order_id": fo, "fulfillment_order_line_items": lines} for fo, lines in groups.items()]
 
     def post(self, payload: dict[str, Any]) -> Outcome:
-        """Fulfil a parcel's line items, or (once Linnworks processed the order) all that is still open."""
+        """Fulfil a parcel's line items, or (once Linnworks processed the order) all that is still open. A parcel
+        names the fulfillment order lines as the order sync last read them, when they hold all its items: no read
+        first (Shopify's one call bucket serves the order reads too). Shopify refuses lines that no longer hold
+        them (fulfilled, moved or cancelled since); then, as for a whole order, the fulfillment orders are read
+        now."""
+        known = payload.get("fulfillment_orders") or []
+        if payload["kind"] == "parcel" and known:
+            groups = self.wanted_lines(known, payload["items"])
+            if units(groups) == sum(int(i["quantity"]) for i in payload["items"]):
+                try:
+                    return self.fulfil(groups, payload)
+                except DataError as exc:
+                    if exc.status not in (404, 422):
+                        raise
         orders = self.client.fulfillment_orders(int(payload["order_id"]), for_send=True)
         open_ones = [fo for fo in orders if fo.get("status") in OPEN_FULFILMENT_ORDERS]
         statuses = sorted({str(fo.get("status")) for fo in orders}) or ["none"]
@@ -249,6 +262,10 @@ class ShopifyFulfilments(OmsTracking):
             groups = [{"fulfillment_order_id": fo["id"]} for fo in open_ones]  # no lines: the whole of each
         if not groups:
             return Outcome(SENT, result=f"nothing left to fulfil (fulfillment orders {', '.join(statuses)})")
+        return self.fulfil(groups, payload)
+
+    def fulfil(self, groups: list[dict[str, Any]], payload: dict[str, Any]) -> Outcome:
+        """Create the fulfilment of `groups` with the parcel's tracking."""
         tracking = {"company": payload.get("company") or ""}
         if payload["tracking_number"]:
             tracking["number"] = payload["tracking_number"]
@@ -261,6 +278,11 @@ class ShopifyFulfilments(OmsTracking):
         }
         made = self.client.create_fulfillment(fulfillment)
         return Outcome(SENT, result=f"fulfilment {made.get('id')} {made.get('status')}")
+
+
+def units(groups: list[dict[str, Any]]) -> int:
+    """The units `line_items_by_fulfillment_order` names."""
+    return sum(int(line["quantity"]) for g in groups for line in g.get("fulfillment_order_line_items") or [])
 
 
 TRACKING_SENDERS: dict[str, Callable[[Any], OmsTracking]] = {

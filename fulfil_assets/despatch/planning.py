@@ -11,6 +11,7 @@ from datetime import datetime
 import polars as pl
 
 from fulfil_assets import effects
+from fulfil_assets.despatch.oms_tracking import OPEN_FULFILMENT_ORDERS
 from fulfil_assets.despatch.tracking import complete_orders, parcel_fulfilments, short_shipped, tracking_intents
 from fulfil_assets.ledger import open_exceptions
 from fulfil_assets.whistl_formats import DESPATCH_SCHEMA
@@ -35,6 +36,7 @@ class PlanningContext:
     source_lines: pl.DataFrame  # each warehouse line's line in the order system (id, ship-to, quantities)
     storefront_links: pl.DataFrame  # Linnworks orders fulfil created from storefront orders: order_key -> storefront
     storefront_lines: pl.DataFrame  # those storefront orders' lines as they were created in Linnworks
+    fulfillment_orders: pl.DataFrame  # the open fulfillment order lines of those that are Shopify's, as last read
 
 
 def read_context(db: WarehouseDb, wms: str, keys: list[str]) -> PlanningContext:
@@ -49,6 +51,7 @@ def read_context(db: WarehouseDb, wms: str, keys: list[str]) -> PlanningContext:
         {"keys": keys},
         schema={"storefront_key": pl.String, "source_order_id": pl.String, "flow": pl.String, "order_key": pl.String},
     )
+    shopify_ids = links.filter(pl.col("storefront_key").str.starts_with("shopify:"))["source_order_id"].to_list()
     return PlanningContext(
         earlier=db.read(
             f"SELECT * FROM {SCHEMA}.despatches WHERE wms = :wms AND {db.any_of('order_key', 'keys')}",
@@ -95,6 +98,32 @@ def read_context(db: WarehouseDb, wms: str, keys: list[str]) -> PlanningContext:
             {"keys": links["storefront_key"].to_list()},
             schema={"storefront_key": pl.String, "sku": pl.String, "source_line_id": pl.String, "quantity": pl.Int64},
         ),
+        fulfillment_orders=open_fulfillment_orders(db, shopify_ids),
+    )
+
+
+def open_fulfillment_orders(db: WarehouseDb, order_ids: list[str]) -> pl.DataFrame:
+    """The open fulfillment order lines of these Shopify orders as the order sync last read them (its raw
+    tables): source_order_id, fulfillment_order_id, id, line_item_id, fulfillable_quantity. Empty before the
+    first Shopify sync."""
+    schema = {
+        "source_order_id": pl.String,
+        "fulfillment_order_id": pl.Int64,
+        "id": pl.Int64,
+        "line_item_id": pl.String,
+        "fulfillable_quantity": pl.Int64,
+    }
+    raw = "raw_shopify.fulfillment_orders"
+    if not order_ids or not db.table_exists("fulfillment_orders__line_items", "raw_shopify"):
+        return pl.DataFrame(schema=schema)
+    return db.read(
+        "SELECT CAST(f.order_id AS VARCHAR) AS source_order_id, f.id AS fulfillment_order_id, l.id, "
+        "CAST(l.line_item_id AS VARCHAR) AS line_item_id, l.fulfillable_quantity "
+        f"FROM {raw} f JOIN {raw}__line_items l ON l._dlt_parent_id = f._dlt_id "
+        f"WHERE {db.any_of('f.status', 'open')} AND {db.any_of('CAST(f.order_id AS VARCHAR)', 'ids')} "
+        "ORDER BY f.id, l.id",
+        {"ids": order_ids, "open": list(OPEN_FULFILMENT_ORDERS)},
+        schema=schema,
     )
 
 
@@ -143,7 +172,9 @@ def plan_tracking(
     )
     short = short_shipped(every)
     links = ctx.storefront_links.filter(pl.col("order_key").is_in(keys))
-    storefront = parcel_fulfilments(every if links.height else every.clear(), links, ctx.storefront_lines)
+    storefront = parcel_fulfilments(
+        every if links.height else every.clear(), links, ctx.storefront_lines, ctx.fulfillment_orders
+    )
     intents = pl.concat([tracking_intents(every, ctx.lines, ctx.owners, ctx.source_lines), storefront])
     done = complete_orders(every, ctx.lines)["order_key"].to_list()
     return TrackingPlan({"despatch_after_cancel": too_late, "despatch_short": short}, intents, done, short.height)

@@ -229,10 +229,28 @@ def fulfilment_intents(processed: pl.DataFrame, links: pl.DataFrame) -> pl.DataF
     return _intents(rows)
 
 
-def parcel_fulfilments(despatched: pl.DataFrame, links: pl.DataFrame, storefront_lines: pl.DataFrame) -> pl.DataFrame:
+def parcel_fulfilments(
+    despatched: pl.DataFrame,
+    links: pl.DataFrame,
+    storefront_lines: pl.DataFrame,
+    fulfillment_orders: pl.DataFrame | None = None,
+) -> pl.DataFrame:
     """Shopify fulfilments for the parcels of Linnworks orders fulfil created from Shopify orders, each with the
     Shopify line items in it (`links`: order_key of the Linnworks order, storefront_key, source_order_id, flow;
-    `storefront_lines`: storefront_key, sku, source_line_id, quantity, as the Linnworks order was created)."""
+    `storefront_lines`: storefront_key, sku, source_line_id, quantity, as the Linnworks order was created) and
+    the order's open fulfillment order lines as the order sync last read them (`fulfillment_orders`:
+    source_order_id, fulfillment_order_id, id, line_item_id, fulfillable_quantity), which the post names without
+    reading them again."""
+    known: dict[str, dict[int, dict[str, Any]]] = {}
+    for order_id, fo_id, line_id, item_id, left in (
+        fulfillment_orders.select(
+            "source_order_id", "fulfillment_order_id", "id", "line_item_id", "fulfillable_quantity"
+        ).iter_rows()
+        if fulfillment_orders is not None
+        else []
+    ):
+        fo = known.setdefault(str(order_id), {}).setdefault(int(fo_id), {"id": int(fo_id), "line_items": []})
+        fo["line_items"].append({"id": int(line_id), "line_item_id": str(item_id), "fulfillable_quantity": left})
     shipped = despatched.filter((pl.col("quantity") > 0) & pl.col("tracking_number").fill_null("").ne(""))
     mine = shipped.join(links, on="order_key", how="inner")
     if mine.is_empty():
@@ -272,6 +290,7 @@ def parcel_fulfilments(despatched: pl.DataFrame, links: pl.DataFrame, storefront
                         "tracking_url": first["tracking_url"] or "",
                         "company": first["carrier"] or "",
                         "items": [{"line_item_id": i, "quantity": q} for i, q in items.items()],
+                        "fulfillment_orders": list(known.get(str(first["source_order_id"]), {}).values()),
                     }
                 ),
             }
