@@ -24,6 +24,7 @@ tracking run queued over 30 s; no failed run.
 
     python bench/live.py [--minutes 30] [--warehouse duckdb|postgres] [--celery-workers N] [--orders 300]
                          [--tick 10] [--drain SECONDS] [--json FILE]
+    python bench/live.py --attach [--minutes 30] [--data-dir data/demo]   # watch a running `make demo` instead
 """
 
 from __future__ import annotations
@@ -44,12 +45,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from emulators.server import EmulatorConfig, Emulators  # noqa: E402
+from emulators.server import DEFAULT_PORTS, HOST, EmulatorConfig, Emulators  # noqa: E402
 from fulfil_assets.cli import _demo_env  # noqa: E402
 from fulfil_assets.config import FLOW_SYSTEMS, flow_of  # noqa: E402
 from fulfil_assets.processes import start_celery_worker, start_daemon, stop_process_tree  # noqa: E402
@@ -327,8 +329,6 @@ def run_live(
     send to its target and every despatch's tracking back, so that each counts as missing unless done. With
     `extend_minutes`, the world goes on up to that much longer while a warehouse has despatched nothing yet (on a
     loaded machine the first orders reach the warehouses later). Return the figures (see the module's docstring)."""
-    import dagster as dg
-
     if celery_workers and warehouse != "postgres":
         raise ValueError("Celery workers need the PostgreSQL warehouse (DuckDB runs every step in the run's process)")
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -359,14 +359,7 @@ def run_live(
         while (now := time.time()) < deadline or (now < latest and not both_despatched(emu.timeline())):
             time.sleep(min(60.0, deadline - now) if now < deadline else min(5.0, latest - now))
             if not quiet and time.time() < deadline + 1:
-                t = emu.timeline()
-                held = sum(len(v) for v in t["wms_received"].values())
-                tracked = sum(len(v) for v in t["tracking_held"].values())
-                print(
-                    f"  minute {(time.time() - started) / 60:4.1f}: {held} orders held by a warehouse, "
-                    f"{len(t['despatches'])} despatches, {tracked} orders with tracking",
-                    file=sys.stderr,
-                )
+                print(progress(emu.timeline(), started), file=sys.stderr)
         cutoff = time.time() - 60  # a despatch made in the last minute may fairly still be on its way
         if drain_s:
             emu.world_paused = True
@@ -374,39 +367,87 @@ def run_live(
             drain_until = cutoff + drain_s
             while time.time() < drain_until and not drained(emu.timeline(), started, cutoff):
                 time.sleep(5.0)
-        timeline = emu.timeline()
         now = time.time()
         os.environ.update({k: env[k] for k in ("DAGSTER_HOME", "DAGSTER_POSTGRES_URL") if k in env})
-        instance = dg.DagsterInstance.from_config(str(home))
-        records = instance.get_run_records()
-        jobs = job_stats(records, now)
-        steps = step_stats(instance, records)
-        instance.dispose()
-        result = {
+        return {
             "minutes": round((cutoff - started) / 60, 1) if drain_s else minutes,
             "warehouse": warehouse + (f" with {celery_workers} Celery workers" if celery_workers else ""),
             "orders_at_start": orders,
-            "order_to_warehouse": order_latencies(timeline, started, cutoff),
-            "despatch_to_tracking": tracking_latencies(timeline, cutoff),
-            "warehouses_despatched": sorted(warehouses_despatched(timeline)),
+            **figures(emu.timeline(), config, started, cutoff, home),
             "drain_s": round(now - cutoff, 1) if drain_s else None,
             "calls": call_budget(emu, config, now - started),
-            "jobs": jobs,
-            "steps": steps,
-            "limit_bounds_s": limit_bounds(timeline, config, started),
-            "floors_s": {
-                "order_to_warehouse": 60 * config["schedules"]["order_sync_minutes"],
-                "despatch_to_tracking": config["schedules"]["despatch_poll_seconds"]
-                + config["schedules"].get("despatch_settle_seconds", 10),
-            },
             "daemon_log": str(log),
         }
-        return result
     finally:
         for proc in processes:
             stop_process_tree(proc)
         emu.stop()
         drop_databases(databases)
+
+
+def progress(timeline: dict[str, Any], started: float) -> str:
+    """One line of how far the world's orders have got."""
+    held = sum(len(v) for v in timeline["wms_received"].values())
+    tracked = sum(len(v) for v in timeline["tracking_held"].values())
+    return (
+        f"  minute {(time.time() - started) / 60:4.1f}: {held} orders held by a warehouse, "
+        f"{len(timeline['despatches'])} despatches, {tracked} orders with tracking"
+    )
+
+
+def figures(
+    timeline: dict[str, Any], config: dict[str, Any], started: float, cutoff: float, home: Path
+) -> dict[str, Any]:
+    """The latencies from the world's record and the runs from the Dagster instance in `home` (see the module's
+    docstring)."""
+    import dagster as dg
+
+    instance = dg.DagsterInstance.from_config(str(home))
+    records = instance.get_run_records()
+    jobs, steps = job_stats(records, time.time()), step_stats(instance, records)
+    instance.dispose()
+    return {
+        "order_to_warehouse": order_latencies(timeline, started, cutoff),
+        "despatch_to_tracking": tracking_latencies(timeline, cutoff),
+        "warehouses_despatched": sorted(warehouses_despatched(timeline)),
+        "jobs": jobs,
+        "steps": steps,
+        "limit_bounds_s": limit_bounds(timeline, config, started),
+        "floors_s": {
+            "order_to_warehouse": 60 * config["schedules"]["order_sync_minutes"],
+            "despatch_to_tracking": config["schedules"]["despatch_poll_seconds"]
+            + config["schedules"].get("despatch_settle_seconds", 10),
+        },
+    }
+
+
+def watch_demo(minutes: float, data_dir: Path) -> dict[str, Any]:
+    """Watch a running `fulfil demo` (`make demo`: the emulators on their default ports, `dagster dev` with the
+    shipped `fulfil.yaml`, schedules and sensors, its files in `data_dir`) for `minutes`, reading the world's
+    record from the emulators over HTTP each minute; then the same figures as a live run (but the calls), from
+    the demo's start."""
+    url = f"http://{HOST}:{DEFAULT_PORTS['whistl']}/_emulator/timeline"
+    until = time.time() + minutes * 60
+    while True:
+        timeline = httpx.get(url, timeout=30).json()
+        print(progress(timeline, timeline["started_at"]), file=sys.stderr)
+        if time.time() >= until:
+            break
+        time.sleep(min(60.0, until - time.time()))
+    started = timeline["started_at"]
+    return {
+        "minutes": round((time.time() - started) / 60, 1),
+        "warehouse": f"the demo in {data_dir} (dagster dev)",
+        "orders_at_start": "the demo's",
+        **figures(
+            timeline,
+            yaml.safe_load((REPO / "fulfil.yaml").read_text()),
+            started,
+            time.time() - 60,
+            Path(_demo_env(data_dir)["DAGSTER_HOME"]),
+        ),
+        "daemon_log": "the demo's terminal",
+    }
 
 
 def verdicts(result: dict[str, Any]) -> list[str]:
@@ -483,8 +524,9 @@ def report(result: dict[str, Any]) -> None:
             f"  {flow:24s} {row['n']:6d} {row['p50_s']:7.1f} {row['p95_s']:7.1f} {row['max_s']:7.1f} "
             f"{row['missing']:8d} {bound:11.1f} {ratio:12.2f}"
         )
-    print("\ncalls per system beside its limit x budget_share over the run")
-    for name, row in result["calls"].items():
+    if result.get("calls"):
+        print("\ncalls per system beside its limit x budget_share over the run")
+    for name, row in result.get("calls", {}).items():
         top = ", ".join(f"{call} {n}" for call, n in row["by_call"].items())
         print(f"  {name:12s} {row['calls']:7d} of {row['allowed']:7d} allowed ({row['used']}); most: {top}")
     print(f"\nper job (target: no despatch or tracking run queued over {QUEUE_TARGET_S:.0f} s, no failed run)")
@@ -516,7 +558,18 @@ def main() -> None:
     )
     parser.add_argument("--data-dir", type=Path, help="keep the run's files here (default: a temporary folder)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument(
+        "--attach",
+        action="store_true",
+        help="start nothing: watch the `make demo` running here (its --data-dir: --data-dir, default data/demo)",
+    )
     args = parser.parse_args()
+    if args.attach:
+        result = watch_demo(args.minutes, (args.data_dir or Path("data/demo")).resolve())
+        report(result)
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2, default=str))
+        return
     if args.celery_workers and args.warehouse != "postgres":
         parser.error("--celery-workers needs --warehouse postgres (DuckDB runs every step in the run's process)")
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="fulfil-live-"))

@@ -376,6 +376,15 @@ class Emulators:
                 return JSONResponse({"on_hand": self.whistl.on_hand.get(body["sku"])})
             return JSONResponse({"error": f"unknown action {name}"}, 400)
 
+        async def timeline(request: Request) -> Response:
+            """The whole world's record (`timeline`), for a watcher in another process (`bench/live.py --attach`):
+            served here, on the one control app that stands for no vendor's API."""
+            return JSONResponse(json.loads(json.dumps(self.timeline(), default=str)))
+
         return Starlette(
-            routes=[Route("/_emulator/state", state), Route("/_emulator/action/{action}", action, methods=["POST"])]
+            routes=[
+                Route("/_emulator/state", state),
+                Route("/_emulator/timeline", timeline),
+                Route("/_emulator/action/{action}", action, methods=["POST"]),
+            ]
         )

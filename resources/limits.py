@@ -20,8 +20,7 @@ STOCK_BATCH_MAXIMUM = {"bigcommerce": 2000, "shopify": MAX_QUANTITIES, "linnwork
 class SystemLimits:
     """An account's calls a minute (the whole account's, before `budget_share`), the calls one order costs
     beyond paged lists (read in detail; its tracking posted), and the rows a stock list page and a stock push
-    carry; `one_limit`: reads and posts draw on one account-wide limit (Linnworks limits each method apart).
-    """
+    carry; `one_limit`: reads and posts draw on one account-wide limit (Linnworks limits each method apart)."""
 
     calls_per_minute: float
     calls_per_order: float
@@ -54,11 +53,12 @@ LIMITS = {
     "shopify": SystemLimits(
         120.0,
         1.0,
-        2.0,
+        1.0,
         True,
         250,
         STOCK_BATCH_MAXIMUM["shopify"],
-        "a 40-call bucket leaking 2 a second (standard plan); stock is set through GraphQL's own cost bucket",
+        "a 40-call bucket leaking 2 a second (standard plan): each order's fulfillment orders are read once, and a "
+        "parcel's fulfilment names them as read; stock is set through GraphQL's own cost bucket",
     ),
     "bigcommerce": SystemLimits(
         STANDARD_QUOTA * 2,

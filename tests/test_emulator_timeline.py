@@ -183,6 +183,8 @@ def test_timeline_linnworks_to_peoplevox_in_order_placed_received_despatched_tra
     assert placed["placed_at"] <= received <= gone["at"] <= held <= time.time()
     assert held == first  # the first tracking post counts, not the later one
     assert timeline["tracking_held"]["linnworks"] == {order_id: held}
+    # The same record, served for a watcher in another process (`bench/live.py --attach` on `make demo`).
+    assert httpx.get(f"{emu.url('whistl')}/_emulator/timeline").json() == timeline
 
 
 @pytest.mark.world(n_orders=4, n_skus=200)

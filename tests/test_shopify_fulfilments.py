@@ -6,14 +6,18 @@ Real HTTP to the emulated Shopify, a real dlt load into DuckDB; what Shopify hol
 from __future__ import annotations
 
 import json
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+import dagster as dg
 import dlt
 import polars as pl
 import pytest
+from flow_helpers import all_flows_config, drain_despatches, run_job
 
 from emulators.server import Emulators
+from fulfil_assets.definitions import build_definitions
 from fulfil_assets.despatch.oms_tracking import ShopifyFulfilments
 from fulfil_assets.despatch.planning import open_fulfillment_orders
 from fulfil_assets.despatch.tracking import parcel_fulfilments
@@ -105,3 +109,50 @@ def test_a_parcel_names_the_lines_the_order_sync_read_and_reads_again_only_when_
     reads = [c.path.split("/")[-2] for c in calls if c.method == "GET" and c.path.endswith("fulfillment_orders.json")]
     assert sorted(posts) == [201, 201, 422, 422]  # each changed order refused once, then fulfilled or left
     assert sorted(reads) == sorted(str(oid) for oid in (fulfilled_by_hand, cancelled))
+
+
+@pytest.mark.world(n_orders=12, n_skus=200)
+@pytest.mark.parametrize("warehouse_url", ["duckdb"], indirect=True)
+def test_a_whole_order_fulfilment_waits_for_the_parcels_so_each_keeps_its_own_number(
+    emulators: Emulators, fulfil_env: dict, tmp_path: Path
+) -> None:
+    """Whistl ships Shopify orders (the Linnworks orders fulfil made of them) in several parcels; Linnworks takes
+    the tracking and processes them, and the next order sync reads that while Shopify's parcel posts still wait
+    their turn (its bucket is shared with its order reads). Then each parcel is fulfilled under its own number, and
+    no whole-order fulfilment is made or even looked for (its fulfillment orders read): once the parcels are sent
+    they name every unit."""
+    emu = emulators
+    emu.whistl.snapshot()
+    emu.whistl.partial_share, emu.whistl.multi_parcel_share, emu.whistl.short_share = 0.0, 1.0, 0.0
+    defs = build_definitions(all_flows_config(emu, tmp_path, flows=["shopify_linnworks", "linnworks_whistl"]))
+    instance = dg.DagsterInstance.ephemeral()
+    run_job(defs, "order_sync_job", instance)
+    run_job(defs, "order_sync_job", instance)  # the Linnworks orders made of Shopify's go on to Whistl
+    cursor = None
+    for _ in range(3):
+        emu.whistl.step()
+        _, cursor = drain_despatches(defs, instance, cursor, files_only=True)  # the posts planned, none sent
+    run_job(defs, "linnworks_tracking_job", instance)
+    run_job(defs, "order_sync_job", instance)  # reads the orders Linnworks processed
+    before = len(emu.shopify.recorder.calls)
+    run_job(defs, "shopify_tracking_job", instance)
+    run_job(defs, "shopify_tracking_job", instance)
+    calls = list(emu.shopify.recorder.calls)[before:]
+
+    # From the emulators' own records: the Shopify order each Linnworks order was made of, Whistl's parcels.
+    shopify_of = {
+        f"LW{emu.linnworks.orders[uid].number}": (uid, int(made["ExternalReferenceNum"]))
+        for uid, made in emu.linnworks.created.items()
+    }
+    numbers: dict[int, Counter] = defaultdict(Counter)
+    for row in emu.whistl.inspect()["despatch_rows"]:
+        if row["order_reference"] in shopify_of and row["quantity_despatched"] > 0:
+            numbers[shopify_of[row["order_reference"]][1]][row["tracking_number"]] = 1
+    processed = {shopify_of[ref][1] for ref in shopify_of if shopify_of[ref][0] in emu.linnworks.processed}
+    assert numbers and processed == set(numbers), "Linnworks had not processed what Whistl shipped"
+    assert any(len(n) > 1 for n in numbers.values()), "no order went in several parcels: the test proves nothing"
+    held: dict[int, Counter] = defaultdict(Counter)
+    for f in emu.shopify.inspect()["fulfillments"]:
+        held[f["order_id"]][f["tracking_number"]] += 1
+    assert held == {oid: Counter(dict.fromkeys(n, 1)) for oid, n in numbers.items()}
+    assert not [c.path for c in calls if c.path.endswith("fulfillment_orders.json")]

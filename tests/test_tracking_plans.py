@@ -12,7 +12,7 @@ import polars as pl
 from fulfil_assets import effects
 from fulfil_assets.despatch.assets import plan_fulfilments
 from fulfil_assets.despatch.checks import unsettled_tracking
-from fulfil_assets.despatch.tracking import parcel_fulfilments, short_shipped, tracking_intents
+from fulfil_assets.despatch.tracking import parcel_fulfilments, short_shipped, tracking_intents, whole_order_due
 from fulfil_assets.warehouse_tables import ensure_tables
 from fulfil_assets.whistl_formats import DESPATCH_SCHEMA
 from resources.warehouse import WarehouseDb
@@ -184,6 +184,37 @@ def test_a_storefront_parcel_names_the_line_items_in_it() -> None:
         "T2": [{"line_item_id": "93", "quantity": 1}],
     }
     assert set(intents["order_key"]) == {"shopify:9"} and set(intents["kind"]) == {"parcel"}
+
+
+def test_a_whole_order_fulfilment_waits_for_the_parcels_and_is_not_planned_once_they_name_every_unit() -> None:
+    """Shopify orders Linnworks processed: 1 has a parcel post still to send; 2's sent parcels name every unit;
+    3's sent parcel names one of its two units; 4 has no parcel (Linnworks shipped it by other means)."""
+    links = pl.DataFrame({"order_key": [f"shopify:{n}" for n in (1, 2, 3, 4)], "source_order_id": ["1", "2", "3", "4"]})
+
+    def parcel(key: str, status: str, *items: tuple[str, int]) -> dict:
+        payload = {"items": [{"line_item_id": line, "quantity": q} for line, q in items]}
+        return {"order_key": key, "status": status, "payload": json.dumps(payload)}
+
+    parcels = pl.DataFrame(
+        [
+            parcel("shopify:1", effects.SENT, ("11", 1)),
+            parcel("shopify:1", effects.PENDING, ("12", 1)),
+            parcel("shopify:2", effects.SENT, ("21", 1)),
+            parcel("shopify:2", effects.SENT, ("21", 1), ("22", 3)),
+            parcel("shopify:3", effects.SENT, ("31", 1)),
+            parcel("shopify:3", effects.FAILED, ("31", 1)),
+        ]
+    )
+    lines = pl.DataFrame(
+        {
+            "order_key": ["shopify:1", "shopify:1", "shopify:2", "shopify:2", "shopify:3", "shopify:4"],
+            "source_line_id": ["11", "12", "21", "22", "31", "41"],
+            "quantity": [1, 1, 2, 3, 2, 1],
+        }
+    )
+    due = whole_order_due(links, parcels, lines)
+    assert due["order_key"].to_list() == ["shopify:3", "shopify:4"]
+    assert whole_order_due(links, parcels.clear(), lines)["order_key"].to_list() == links["order_key"].to_list()
 
 
 def test_a_bundle_shipped_as_its_components_ships_as_one_storefront_line() -> None:

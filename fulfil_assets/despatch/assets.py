@@ -11,7 +11,8 @@ from fulfil_assets import effects
 from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, is_shadow, whistl_in_shadow
 from fulfil_assets.despatch.intake import feedback_files, take_feedback_file
 from fulfil_assets.despatch.oms_tracking import TRACKING_SENDERS
-from fulfil_assets.despatch.tracking import fulfilment_intents
+from fulfil_assets.despatch.planning import WITH_SOURCE_LINES
+from fulfil_assets.despatch.tracking import fulfilment_intents, whole_order_due
 from fulfil_assets.frames import ensure_columns
 from resources.file_drop import FileDrop
 from resources.http import AuthError
@@ -84,8 +85,21 @@ def plan_fulfilments(db: WarehouseDb, flows: dict[str, bool]) -> int:
         schema={"order_key": pl.String, "source_order_id": pl.String, "flow": pl.String},
     )
     # Also for orders whose parcels were posted one by one: what they left open (a line the parcels could not
-    # name, such as a bundle the warehouse shipped as its components) is fulfilled here; the rest is not again.
-    intents = fulfilment_intents(processed, links)
+    # name, such as a bundle the warehouse shipped as its components) is fulfilled here, once they are sent.
+    keys = {"keys": links["order_key"].to_list()}
+    parcels = db.read(
+        f"SELECT order_key, status, payload FROM {SCHEMA}.tracking_posts "
+        f"WHERE oms = 'shopify' AND kind = 'parcel' AND {db.any_of('order_key', 'keys')}",
+        keys,
+        schema={"order_key": pl.String, "status": pl.String, "payload": pl.String},
+    )
+    lines = db.read(
+        f"SELECT w.order_key, l.source_line_id, w.quantity FROM {WITH_SOURCE_LINES} "
+        f"WHERE w.wms = 'linnworks' AND {db.any_of('w.order_key', 'keys')}",
+        keys,
+        schema={"order_key": pl.String, "source_line_id": pl.String, "quantity": pl.Int64},
+    )
+    intents = fulfilment_intents(processed, whole_order_due(links, parcels, lines))
     effects.intend(db, "tracking_posts", intents, shadow=flows.get("shopify_linnworks", False))
     return intents.height
 

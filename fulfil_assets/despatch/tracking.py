@@ -14,11 +14,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import polars as pl
 
-from fulfil_assets.effects import to_payload
+from fulfil_assets.effects import SENDABLE, SENT, to_payload
 
 INTENT_COLUMNS = ("idempotency_key", "order_key", "kind", "despatch_ref", "tracking_number", "oms", "flow", "target")
 SHIPPED_IN_FULL = ("linnworks",)  # systems told in a call of its own once an order is complete (ProcessOrder)
@@ -193,6 +194,24 @@ def tracking_intents(
         if order is not None and order["oms"] in SHIPPED_IN_FULL:
             add(f"{order['oms']}:process:{order_key}", order, "process", "", None)
     return _intents(rows)
+
+
+def whole_order_due(links: pl.DataFrame, parcels: pl.DataFrame, lines: pl.DataFrame) -> pl.DataFrame:
+    """The storefront orders of `links` (order_key, ...) a whole-order fulfilment may be planned for now. Not one
+    with a parcel post still to send (`parcels`: order_key, status, payload): the whole order waits for them, or it
+    would fulfil their lines under one number before each parcel's own; nor one whose sent parcels already name
+    every unit of its lines (`lines`: order_key, source_line_id, quantity, as fulfil created it in Linnworks):
+    nothing is left, and finding that out costs a call of the storefront's bucket."""
+    named: dict[tuple[str, str], int] = {}
+    for key, payload in parcels.filter(pl.col("status") == SENT).select("order_key", "payload").iter_rows():
+        for item in json.loads(payload).get("items") or []:
+            at = (key, str(item["line_item_id"]))
+            named[at] = named.get(at, 0) + int(item["quantity"])
+    per_line = lines.group_by("order_key", "source_line_id").agg(pl.col("quantity").sum())
+    left = {key for key, line, quantity in per_line.iter_rows() if named.get((key, str(line)), 0) < quantity}
+    covered = set(per_line["order_key"].to_list()) - left
+    waiting = set(parcels.filter(pl.col("status").is_in(SENDABLE))["order_key"].to_list())
+    return links.filter(~pl.col("order_key").is_in(list(waiting | covered)))
 
 
 def fulfilment_intents(processed: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
