@@ -118,16 +118,22 @@ def share_per_s(config: dict[str, Any], oms: str) -> float:
 def limit_bounds(timeline: dict[str, Any], config: dict[str, Any], started: float) -> dict[str, dict[str, float]]:
     """Per order system, p95 of the least latency its rate limit allows for the work it had: order -> warehouse
     (each order it held read once, in order placed, plus one order sync interval) and despatch -> tracking (each
-    despatch of its orders posted once, in despatch order). Where reads and posts draw on one account-wide limit
-    (Cin7 Core, Shopify, BigCommerce) they queue together; Linnworks limits each method apart."""
+    despatch of its orders, or of the Linnworks orders made of them, posted once, in despatch order). Where reads
+    and posts draw on one account-wide limit (Cin7 Core, Shopify, BigCommerce) they queue together; Linnworks
+    limits each method apart."""
     oms_of = {o["order_ref"]: o["oms"] for o in timeline["orders"]}
+    storefront_of = {o["order_ref"]: oms_of.get(o["source_ref"]) for o in timeline["orders"] if o["source_ref"]}
     out: dict[str, dict[str, float]] = {"order_to_warehouse": {}, "despatch_to_tracking": {}}
     for oms in ORDER_SYSTEMS:
         if oms not in config["systems"]:
             continue
         each = 1 / share_per_s(config, oms)
         placed = [o["placed_at"] or started for o in timeline["orders"] if o["oms"] == oms and not o["source_ref"]]
-        made = [d["at"] for d in timeline["despatches"] if oms_of.get(d["order_ref"]) == oms]
+        made = [
+            d["at"]
+            for d in timeline["despatches"]
+            if oms in (oms_of.get(d["order_ref"]), storefront_of.get(d["order_ref"]))
+        ]
         reads = [(at, LIMITS[oms].calls_per_order * each) for at in placed]
         posts = [(at, LIMITS[oms].calls_per_post * each) for at in made]
         if LIMITS[oms].one_limit:
@@ -192,8 +198,8 @@ def drained(timeline: dict[str, Any], started: float, cutoff: float) -> bool:
 
 
 def tracking_latencies(timeline: dict[str, Any], cutoff: float) -> dict[str, dict[str, Any]]:
-    """Per flow: each order's first despatch -> its order system holding tracking; despatches made before
-    `cutoff` and still without tracking are counted as missing."""
+    """Per flow: each order's first despatch -> its order system holding tracking (a storefront order's too, through
+    the Linnworks order made of it); despatches made before `cutoff` and still without tracking count as missing."""
     by_ref = {}
     for order in timeline["orders"]:
         by_ref.setdefault(order["order_ref"], order)
@@ -206,15 +212,20 @@ def tracking_latencies(timeline: dict[str, Any], cutoff: float) -> dict[str, dic
         order = by_ref.get(ref)
         if order is None:
             continue
-        flow = next((f for f, (o, w) in FLOW_SYSTEMS.items() if o == order["oms"] and w == wms), f"?_{wms}")
-        row = out.setdefault(flow, {"latencies": [], "missing": 0, "cancelled": 0})
-        tracked = timeline["tracking_held"].get(order["oms"], {}).get(order["order_id"])
-        if tracked is not None:
-            row["latencies"].append(max(0.0, tracked - at))
-        elif order["cancelled"]:  # cancelled too late to stop the parcel: no tracking is due, a person acts
-            row["cancelled"] += 1
-        elif at < cutoff:
-            row["missing"] += 1
+        # A Linnworks order made of a storefront's (`source_ref`) owes tracking to both; the storefront's is its
+        # flow's (`shopify_linnworks`), counted from the same despatch.
+        storefront = by_ref.get(order["source_ref"]) if order["source_ref"] else None
+        owed = [(order, wms)] + ([(storefront, order["oms"])] if storefront else [])
+        for owner, target in owed:
+            flow = next((f for f, (o, w) in FLOW_SYSTEMS.items() if o == owner["oms"] and w == target), f"?_{target}")
+            row = out.setdefault(flow, {"latencies": [], "missing": 0, "cancelled": 0})
+            tracked = timeline["tracking_held"].get(owner["oms"], {}).get(owner["order_id"])
+            if tracked is not None:
+                row["latencies"].append(max(0.0, tracked - at))
+            elif owner["cancelled"]:  # cancelled too late to stop the parcel: no tracking is due, a person acts
+                row["cancelled"] += 1
+            elif at < cutoff:
+                row["missing"] += 1
     return {
         flow: {**spread(v["latencies"]), "missing": v["missing"], "cancelled": v["cancelled"]}
         for flow, v in sorted(out.items())

@@ -495,7 +495,15 @@ class Shopify(EmulatedSystem):
         if oid not in self.orders:
             return self.error_body(404, "Not Found")
         left = self.fulfillable[oid]
-        status = "cancelled" if oid in self.cancelled else ("closed" if not any(left.values()) else "open")
+        lines = dict(zip(left, self.orders[oid].lines, strict=True))
+        started = any(q < lines[lid].quantity for lid, q in left.items())
+        status = (
+            "cancelled"
+            if oid in self.cancelled
+            else "closed"
+            if not any(left.values())
+            else ("in_progress" if started else "open")
+        )
         return JSONResponse(
             {
                 "fulfillment_orders": [
@@ -538,8 +546,10 @@ class Shopify(EmulatedSystem):
             groups = body["line_items_by_fulfillment_order"]
         except (ValueError, KeyError, TypeError):
             return JSONResponse({"errors": {"fulfillment": ["is invalid"]}}, 422)
+        if not isinstance(groups, list) or not groups:
+            return JSONResponse({"errors": {"line_items_by_fulfillment_order": ["can't be blank"]}}, 422)
         with self.lock:
-            lines_out = []
+            taking: list[tuple[int, int, int]] = []  # (order id, line id, quantity): checked in full, then taken
             for group in groups:
                 oid = int(group["fulfillment_order_id"]) - 1
                 if oid not in self.orders:
@@ -554,14 +564,17 @@ class Shopify(EmulatedSystem):
                     {"id": lid + 1, "quantity": q} for lid, q in left.items() if q
                 ]
                 for item in wanted:
-                    lid = int(item["id"]) - 1
-                    if left.get(lid, 0) < int(item["quantity"]) or int(item["quantity"]) < 1:
+                    lid, quantity = int(item["id"]) - 1, int(item["quantity"])
+                    asked = quantity + sum(q for o, line, q in taking if (o, line) == (oid, lid))
+                    if left.get(lid, 0) < asked or quantity < 1:
                         return JSONResponse(
                             {"errors": {"base": [f"Invalid fulfillment order line item quantity {lid}"]}}, 422
                         )
-                for item in wanted:
-                    left[int(item["id"]) - 1] -= int(item["quantity"])
-                    lines_out.append({"id": int(item["id"]) - 1, "quantity": int(item["quantity"])})
+                    taking.append((oid, lid, quantity))
+            lines_out = []
+            for oid, lid, quantity in taking:
+                self.fulfillable[oid][lid] -= quantity
+                lines_out.append({"id": lid, "quantity": quantity})
             tracking = body.get("tracking_info") or {}
             fulfillment = {
                 "id": 4_100_000_000 + len(self.fulfillments) + 1,

@@ -58,7 +58,8 @@ LIMITS = {
         250,
         STOCK_BATCH_MAXIMUM["shopify"],
         "a 40-call bucket leaking 2 a second (standard plan): each order's fulfillment orders are read once, and a "
-        "parcel's fulfilment names them as read; stock is set through GraphQL's own cost bucket",
+        "parcel's fulfilment names them as read (a whole-order one reads them first: two calls); stock is set through "
+        "GraphQL's own cost bucket",
     ),
     "bigcommerce": SystemLimits(
         STANDARD_QUOTA * 2,

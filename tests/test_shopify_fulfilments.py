@@ -18,8 +18,8 @@ from flow_helpers import all_flows_config, drain_despatches, run_job
 
 from emulators.server import Emulators
 from fulfil_assets.definitions import build_definitions
-from fulfil_assets.despatch.oms_tracking import ShopifyFulfilments
-from fulfil_assets.despatch.planning import open_fulfillment_orders
+from fulfil_assets.despatch.oms_tracking import ShopifyFulfilments, fulfilled_in_full
+from fulfil_assets.despatch.planning import fulfillment_order_lines
 from fulfil_assets.despatch.tracking import parcel_fulfilments
 from fulfil_assets.effects import SENT, TOO_LATE
 from fulfil_assets.ingest.shopify_source import shopify_source, still_to_ship
@@ -80,12 +80,17 @@ def test_a_parcel_names_the_lines_the_order_sync_read_and_reads_again_only_when_
 
     ids = [untouched, fulfilled_by_hand, cancelled]
     despatched, links, lines = whole_parcels(emu, ids)
-    known = open_fulfillment_orders(WarehouseDb(url), [str(i) for i in ids])
+    known = fulfillment_order_lines(WarehouseDb(url), [str(i) for i in ids])
     assert set(known["source_order_id"]) == {str(i) for i in ids}
     intents = parcel_fulfilments(despatched, links, lines, known)
     payloads = {int(json.loads(p)["order_id"]): json.loads(p) for p in intents["payload"]}
-    before = len(emu.shopify.recorder.calls)
     sender = ShopifyFulfilments(client)
+    # A parcel that names no Shopify line (a bundle Whistl shipped as its components): nothing is posted.
+    before = len(emu.shopify.recorder.calls)
+    bundle = sender.post({**payloads[untouched], "items": []})
+    assert bundle.status == SENT and bundle.result.startswith("nothing left")
+    assert [c.method for c in list(emu.shopify.recorder.calls)[before:]] == ["GET"]  # its fulfillment orders
+    before = len(emu.shopify.recorder.calls)
     outcomes = {oid: sender.post(payloads[oid]) for oid in ids}
     calls = list(emu.shopify.recorder.calls)[before:]
 
@@ -96,12 +101,14 @@ def test_a_parcel_names_the_lines_the_order_sync_read_and_reads_again_only_when_
     assert sorted((i["id"], i["quantity"]) for i in held[untouched]["line_items"]) == sorted(
         (untouched * 10 + li.line_no, li.quantity) for li in order.lines
     )
-    assert held[untouched]["tracking_number"] == payloads[untouched]["tracking_number"]
+    assert held[untouched]["tracking_number"] == "TN0"  # whole_parcels numbers each order's parcel by its place
     assert not any(c.method == "GET" and c.path.endswith(f"{untouched}/fulfillment_orders.json") for c in calls)
     # Fulfilled in part by hand: refused (422), read again, the rest fulfilled and the first line not again.
     assert outcomes[fulfilled_by_hand].status == SENT
     got = {i["id"]: i["quantity"] for i in held[fulfilled_by_hand]["line_items"]}
     assert got == {line: quantity for line, quantity in planted.items() if line != first_line}
+    assert not fulfilled_in_full(outcomes[fulfilled_by_hand].result)  # the whole-order post may yet be due
+    assert fulfilled_in_full(outcomes[untouched].result)
     # Cancelled since: refused, read again, too late; Shopify holds no fulfilment of it.
     assert outcomes[cancelled].status == TOO_LATE
     assert cancelled not in held

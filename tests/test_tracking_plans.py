@@ -188,32 +188,36 @@ def test_a_storefront_parcel_names_the_line_items_in_it() -> None:
 
 def test_a_whole_order_fulfilment_waits_for_the_parcels_and_is_not_planned_once_they_name_every_unit() -> None:
     """Shopify orders Linnworks processed: 1 has a parcel post still to send; 2's sent parcels name every unit;
-    3's sent parcel names one of its two units; 4 has no parcel (Linnworks shipped it by other means)."""
-    links = pl.DataFrame({"order_key": [f"shopify:{n}" for n in (1, 2, 3, 4)], "source_order_id": ["1", "2", "3", "4"]})
+    3's sent parcel names one of its two units; 4 has no parcel (Linnworks shipped it by other means); 5's and 6's
+    parcels name every unit, but their posts did not fulfil them all."""
+    links = pl.DataFrame({"order_key": [f"shopify:{n}" for n in range(1, 7)], "source_order_id": list("123456")})
 
-    def parcel(key: str, status: str, *items: tuple[str, int]) -> dict:
+    def parcel(key: str, status: str, *items: tuple[str, int], result: str | None = "fulfilment 7 success") -> dict:
         payload = {"items": [{"line_item_id": line, "quantity": q} for line, q in items]}
-        return {"order_key": key, "status": status, "payload": json.dumps(payload)}
+        return {"order_key": key, "status": status, "payload": json.dumps(payload), "result": result}
 
     parcels = pl.DataFrame(
         [
             parcel("shopify:1", effects.SENT, ("11", 1)),
-            parcel("shopify:1", effects.PENDING, ("12", 1)),
+            parcel("shopify:1", effects.PENDING, ("12", 1), result=None),
             parcel("shopify:2", effects.SENT, ("21", 1)),
             parcel("shopify:2", effects.SENT, ("21", 1), ("22", 3)),
             parcel("shopify:3", effects.SENT, ("31", 1)),
-            parcel("shopify:3", effects.FAILED, ("31", 1)),
+            parcel("shopify:3", effects.FAILED, ("31", 1), result=None),
+            # 5 names both units, but its post found one fulfilled before; 6's found nothing left: not theirs
+            parcel("shopify:5", effects.SENT, ("51", 2), result="fulfilment 8 success, only 1 of 2 units"),
+            parcel("shopify:6", effects.SENT, ("61", 1), result="nothing left to fulfil (fulfillment orders closed)"),
         ]
     )
     lines = pl.DataFrame(
         {
-            "order_key": ["shopify:1", "shopify:1", "shopify:2", "shopify:2", "shopify:3", "shopify:4"],
-            "source_line_id": ["11", "12", "21", "22", "31", "41"],
-            "quantity": [1, 1, 2, 3, 2, 1],
+            "order_key": [f"shopify:{n}" for n in (1, 1, 2, 2, 3, 4, 5, 6)],
+            "source_line_id": ["11", "12", "21", "22", "31", "41", "51", "61"],
+            "quantity": [1, 1, 2, 3, 2, 1, 2, 1],
         }
     )
     due = whole_order_due(links, parcels, lines)
-    assert due["order_key"].to_list() == ["shopify:3", "shopify:4"]
+    assert due["order_key"].to_list() == ["shopify:3", "shopify:4", "shopify:5", "shopify:6"]
     assert whole_order_due(links, parcels.clear(), lines)["order_key"].to_list() == links["order_key"].to_list()
 
 

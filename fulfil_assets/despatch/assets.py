@@ -88,10 +88,10 @@ def plan_fulfilments(db: WarehouseDb, flows: dict[str, bool]) -> int:
     # name, such as a bundle the warehouse shipped as its components) is fulfilled here, once they are sent.
     keys = {"keys": links["order_key"].to_list()}
     parcels = db.read(
-        f"SELECT order_key, status, payload FROM {SCHEMA}.tracking_posts "
+        f"SELECT order_key, status, payload, result FROM {SCHEMA}.tracking_posts "
         f"WHERE oms = 'shopify' AND kind = 'parcel' AND {db.any_of('order_key', 'keys')}",
         keys,
-        schema={"order_key": pl.String, "status": pl.String, "payload": pl.String},
+        schema={"order_key": pl.String, "status": pl.String, "payload": pl.String, "result": pl.String},
     )
     lines = db.read(
         f"SELECT w.order_key, l.source_line_id, w.quantity FROM {WITH_SOURCE_LINES} "

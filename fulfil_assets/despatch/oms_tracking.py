@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import polars as pl
@@ -223,14 +224,16 @@ class ShopifyFulfilments(OmsTracking):
     @staticmethod
     def wanted_lines(open_ones: list[dict[str, Any]], items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """`line_items_by_fulfillment_order` for a parcel's items (order line item id -> quantity): each taken
-        from the open fulfillment order lines that still have it to fulfil."""
+        from the open fulfillment order lines that still have it to fulfil (a line known without its
+        `fulfillable_quantity`, as the order sync read it, is taken at its word: Shopify refuses what it lacks)."""
         groups: dict[int, list[dict[str, int]]] = {}
         for item in items:
             wanted = int(item["quantity"])
             for fo in open_ones:
                 for line in fo.get("line_items") or []:
                     if wanted and str(line.get("line_item_id")) == str(item["line_item_id"]):
-                        take = min(wanted, int(line.get("fulfillable_quantity") or 0))
+                        room = line.get("fulfillable_quantity", wanted)
+                        take = min(wanted, int(room or 0))
                         if take:
                             groups.setdefault(fo["id"], []).append({"id": line["id"], "quantity": take})
                             wanted -= take
@@ -242,10 +245,11 @@ class ShopifyFulfilments(OmsTracking):
         first (Shopify's one call bucket serves the order reads too). Shopify refuses lines that no longer hold
         them (fulfilled, moved or cancelled since); then, as for a whole order, the fulfillment orders are read
         now."""
-        known = payload.get("fulfillment_orders") or []
-        if payload["kind"] == "parcel" and known:
-            groups = self.wanted_lines(known, payload["items"])
-            if units(groups) == sum(int(i["quantity"]) for i in payload["items"]):
+        known, items = payload.get("fulfillment_orders") or [], payload.get("items") or []
+        wanted = sum(int(i["quantity"]) for i in items)
+        if payload["kind"] == "parcel" and known and items:
+            groups = self.wanted_lines(known, items)
+            if units(groups) == wanted:
                 try:
                     return self.fulfil(groups, payload)
                 except DataError as exc:
@@ -262,7 +266,10 @@ class ShopifyFulfilments(OmsTracking):
             groups = [{"fulfillment_order_id": fo["id"]} for fo in open_ones]  # no lines: the whole of each
         if not groups:
             return Outcome(SENT, result=f"nothing left to fulfil (fulfillment orders {', '.join(statuses)})")
-        return self.fulfil(groups, payload)
+        outcome = self.fulfil(groups, payload)
+        if payload["kind"] == "parcel" and units(groups) < wanted:  # the rest fulfilled before (in Shopify)
+            outcome = replace(outcome, result=f"{outcome.result}{PART}{units(groups)} of {wanted} units")
+        return outcome
 
     def fulfil(self, groups: list[dict[str, Any]], payload: dict[str, Any]) -> Outcome:
         """Create the fulfilment of `groups` with the parcel's tracking."""
@@ -278,6 +285,14 @@ class ShopifyFulfilments(OmsTracking):
         }
         made = self.client.create_fulfillment(fulfillment)
         return Outcome(SENT, result=f"fulfilment {made.get('id')} {made.get('status')}")
+
+
+PART = ", only "  # in a parcel's result: Shopify held fewer of its units open than it names
+
+
+def fulfilled_in_full(result: str | None) -> bool:
+    """Whether a sent Shopify parcel's result says every unit it names was fulfilled by its post."""
+    return result is not None and result.startswith("fulfilment ") and PART not in result
 
 
 def units(groups: list[dict[str, Any]]) -> int:

@@ -11,7 +11,6 @@ from datetime import datetime
 import polars as pl
 
 from fulfil_assets import effects
-from fulfil_assets.despatch.oms_tracking import OPEN_FULFILMENT_ORDERS
 from fulfil_assets.despatch.tracking import complete_orders, parcel_fulfilments, short_shipped, tracking_intents
 from fulfil_assets.ledger import open_exceptions
 from fulfil_assets.whistl_formats import DESPATCH_SCHEMA
@@ -36,7 +35,7 @@ class PlanningContext:
     source_lines: pl.DataFrame  # each warehouse line's line in the order system (id, ship-to, quantities)
     storefront_links: pl.DataFrame  # Linnworks orders fulfil created from storefront orders: order_key -> storefront
     storefront_lines: pl.DataFrame  # those storefront orders' lines as they were created in Linnworks
-    fulfillment_orders: pl.DataFrame  # the open fulfillment order lines of those that are Shopify's, as last read
+    fulfillment_orders: pl.DataFrame  # the fulfillment order lines of those that are Shopify's, as last read
 
 
 def read_context(db: WarehouseDb, wms: str, keys: list[str]) -> PlanningContext:
@@ -98,31 +97,23 @@ def read_context(db: WarehouseDb, wms: str, keys: list[str]) -> PlanningContext:
             {"keys": links["storefront_key"].to_list()},
             schema={"storefront_key": pl.String, "sku": pl.String, "source_line_id": pl.String, "quantity": pl.Int64},
         ),
-        fulfillment_orders=open_fulfillment_orders(db, shopify_ids),
+        fulfillment_orders=fulfillment_order_lines(db, shopify_ids),
     )
 
 
-def open_fulfillment_orders(db: WarehouseDb, order_ids: list[str]) -> pl.DataFrame:
-    """The open fulfillment order lines of these Shopify orders as the order sync last read them (its raw
-    tables): source_order_id, fulfillment_order_id, id, line_item_id, fulfillable_quantity. Empty before the
-    first Shopify sync."""
-    schema = {
-        "source_order_id": pl.String,
-        "fulfillment_order_id": pl.Int64,
-        "id": pl.Int64,
-        "line_item_id": pl.String,
-        "fulfillable_quantity": pl.Int64,
-    }
+def fulfillment_order_lines(db: WarehouseDb, order_ids: list[str]) -> pl.DataFrame:
+    """The fulfillment order lines of these Shopify orders as the order sync last read them (its raw tables):
+    source_order_id, fulfillment_order_id, id, line_item_id. Empty before the first Shopify sync."""
+    schema = {"source_order_id": pl.String, "fulfillment_order_id": pl.Int64, "id": pl.Int64, "line_item_id": pl.String}
     raw = "raw_shopify.fulfillment_orders"
-    if not order_ids or not db.table_exists("fulfillment_orders__line_items", "raw_shopify"):
+    ids = [int(i) for i in order_ids if str(i).isdigit()]
+    if not ids or not db.table_exists("fulfillment_orders__line_items", "raw_shopify"):
         return pl.DataFrame(schema=schema)
     return db.read(
-        "SELECT CAST(f.order_id AS VARCHAR) AS source_order_id, f.id AS fulfillment_order_id, l.id, "
-        "CAST(l.line_item_id AS VARCHAR) AS line_item_id, l.fulfillable_quantity "
+        "SELECT f.order_id AS source_order_id, f.id AS fulfillment_order_id, l.id, l.line_item_id "
         f"FROM {raw} f JOIN {raw}__line_items l ON l._dlt_parent_id = f._dlt_id "
-        f"WHERE {db.any_of('f.status', 'open')} AND {db.any_of('CAST(f.order_id AS VARCHAR)', 'ids')} "
-        "ORDER BY f.id, l.id",
-        {"ids": order_ids, "open": list(OPEN_FULFILMENT_ORDERS)},
+        f"WHERE {db.any_of('f.order_id', 'ids')} ORDER BY f.id, l.id",
+        {"ids": ids},
         schema=schema,
     )
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import polars as pl
 
+from fulfil_assets.despatch.oms_tracking import fulfilled_in_full
 from fulfil_assets.effects import SENDABLE, SENT, to_payload
 
 INTENT_COLUMNS = ("idempotency_key", "order_key", "kind", "despatch_ref", "tracking_number", "oms", "flow", "target")
@@ -198,12 +199,16 @@ def tracking_intents(
 
 def whole_order_due(links: pl.DataFrame, parcels: pl.DataFrame, lines: pl.DataFrame) -> pl.DataFrame:
     """The storefront orders of `links` (order_key, ...) a whole-order fulfilment may be planned for now. Not one
-    with a parcel post still to send (`parcels`: order_key, status, payload): the whole order waits for them, or it
-    would fulfil their lines under one number before each parcel's own; nor one whose sent parcels already name
-    every unit of its lines (`lines`: order_key, source_line_id, quantity, as fulfil created it in Linnworks):
-    nothing is left, and finding that out costs a call of the storefront's bucket."""
+    with a parcel post still to send (`parcels`: order_key, status, payload, result): the whole order waits for
+    them, or it would fulfil their lines under one number before each parcel's own; nor one whose sent parcels
+    already name every unit of its lines (`lines`: order_key, source_line_id, quantity, as fulfil created it in
+    Linnworks; only parcels whose `result` says each unit they name was fulfilled by their post count): nothing is
+    left, and finding that out costs a call of the storefront's bucket."""
     named: dict[tuple[str, str], int] = {}
-    for key, payload in parcels.filter(pl.col("status") == SENT).select("order_key", "payload").iter_rows():
+    sent = parcels.filter(pl.col("status") == SENT).select("order_key", "payload", "result")
+    for key, payload, result in sent.iter_rows():
+        if not fulfilled_in_full(result):
+            continue
         for item in json.loads(payload).get("items") or []:
             at = (key, str(item["line_item_id"]))
             named[at] = named.get(at, 0) + int(item["quantity"])
@@ -257,19 +262,17 @@ def parcel_fulfilments(
     """Shopify fulfilments for the parcels of Linnworks orders fulfil created from Shopify orders, each with the
     Shopify line items in it (`links`: order_key of the Linnworks order, storefront_key, source_order_id, flow;
     `storefront_lines`: storefront_key, sku, source_line_id, quantity, as the Linnworks order was created) and
-    the order's open fulfillment order lines as the order sync last read them (`fulfillment_orders`:
-    source_order_id, fulfillment_order_id, id, line_item_id, fulfillable_quantity), which the post names without
-    reading them again."""
+    the order's fulfillment order lines as the order sync last read them (`fulfillment_orders`: source_order_id,
+    fulfillment_order_id, id, line_item_id), which the post names without reading them again. Their ids only: what
+    is still open changes with every read, and a payload that changes would send a refused post again."""
     known: dict[str, dict[int, dict[str, Any]]] = {}
-    for order_id, fo_id, line_id, item_id, left in (
-        fulfillment_orders.select(
-            "source_order_id", "fulfillment_order_id", "id", "line_item_id", "fulfillable_quantity"
-        ).iter_rows()
+    for order_id, fo_id, line_id, item_id in (
+        fulfillment_orders.select("source_order_id", "fulfillment_order_id", "id", "line_item_id").iter_rows()
         if fulfillment_orders is not None
         else []
     ):
         fo = known.setdefault(str(order_id), {}).setdefault(int(fo_id), {"id": int(fo_id), "line_items": []})
-        fo["line_items"].append({"id": int(line_id), "line_item_id": str(item_id), "fulfillable_quantity": left})
+        fo["line_items"].append({"id": int(line_id), "line_item_id": str(item_id)})
     shipped = despatched.filter((pl.col("quantity") > 0) & pl.col("tracking_number").fill_null("").ne(""))
     mine = shipped.join(links, on="order_key", how="inner")
     if mine.is_empty():
