@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -154,6 +156,15 @@ class EffectClock:
 def effect_clock(monkeypatch: pytest.MonkeyPatch) -> EffectClock:
     """The effect module's clock, for this test to move on."""
     return EffectClock(monkeypatch)
+
+
+@pytest.fixture
+def demo_ports() -> Iterator[None]:
+    """`fulfil demo`'s fixed emulator ports for this test alone: two such tests on two xdist workers at once would
+    each find the other's emulators on them."""
+    with open(Path(tempfile.gettempdir()) / "fulfil-tests-demo-ports.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -21,7 +21,7 @@ def test_an_earlier_demo_is_refused_without_reset(tmp_path: Path, capsys: pytest
     assert (tmp_path / "warehouse.duckdb").exists()  # nothing was touched
 
 
-def test_a_busy_port_is_named_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_busy_port_is_named_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], demo_ports: None) -> None:
     port = EmulatorConfig(data_dir=tmp_path).ports["cin7"]
     with socket.socket() as taken:
         try:

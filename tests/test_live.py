@@ -58,7 +58,7 @@ def test_a_live_run_brings_every_despatchs_tracking_back_with_nothing_left_queue
     assert all(jobs[j]["max_queue_s"] < 180 for j in latency), jobs
 
 
-def test_sigterm_stops_a_headless_pass_with_no_run_left_started(tmp_path: Path) -> None:
+def test_sigterm_stops_a_headless_pass_with_no_run_left_started(tmp_path: Path, demo_ports: None) -> None:
     data = tmp_path / "demo"
     env = {**os.environ, "DAGSTER_HOME": str(data / "dagster_home")}
     command = [sys.executable, "-m", "fulfil_assets.cli", "demo", "--headless", "--reset", "--orders", "20"]
