@@ -11,7 +11,7 @@ from fulfil_assets import effects
 from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, is_shadow, whistl_in_shadow
 from fulfil_assets.despatch.intake import feedback_files, take_feedback_file
 from fulfil_assets.despatch.oms_tracking import TRACKING_SENDERS
-from fulfil_assets.despatch.planning import WITH_SOURCE_LINES
+from fulfil_assets.despatch.planning import storefront_lines
 from fulfil_assets.despatch.tracking import fulfilment_intents, whole_order_due
 from fulfil_assets.frames import ensure_columns
 from resources.file_drop import FileDrop
@@ -93,12 +93,7 @@ def plan_fulfilments(db: WarehouseDb, flows: dict[str, bool]) -> int:
         keys,
         schema={"order_key": pl.String, "status": pl.String, "payload": pl.String, "result": pl.String},
     )
-    lines = db.read(
-        f"SELECT w.order_key, l.source_line_id, w.quantity FROM {WITH_SOURCE_LINES} "
-        f"WHERE w.wms = 'linnworks' AND {db.any_of('w.order_key', 'keys')}",
-        keys,
-        schema={"order_key": pl.String, "source_line_id": pl.String, "quantity": pl.Int64},
-    )
+    lines = storefront_lines(db, keys["keys"]).rename({"storefront_key": "order_key"})
     intents = fulfilment_intents(processed, whole_order_due(links, parcels, lines))
     effects.intend(db, "tracking_posts", intents, shadow=flows.get("shopify_linnworks", False))
     return intents.height

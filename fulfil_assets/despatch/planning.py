@@ -91,13 +91,19 @@ def read_context(db: WarehouseDb, wms: str, keys: list[str]) -> PlanningContext:
             },
         ),
         storefront_links=links,
-        storefront_lines=db.read(
-            "SELECT w.order_key AS storefront_key, w.sku, l.source_line_id, w.quantity "
-            f"FROM {WITH_SOURCE_LINES} WHERE w.wms = 'linnworks' AND {db.any_of('w.order_key', 'keys')}",
-            {"keys": links["storefront_key"].to_list()},
-            schema={"storefront_key": pl.String, "sku": pl.String, "source_line_id": pl.String, "quantity": pl.Int64},
-        ),
+        storefront_lines=storefront_lines(db, links["storefront_key"].to_list()),
         fulfillment_orders=fulfillment_order_lines(db, shopify_ids),
+    )
+
+
+def storefront_lines(db: WarehouseDb, keys: list[str]) -> pl.DataFrame:
+    """The lines of these storefront orders as fulfil created them in Linnworks: storefront_key, sku,
+    source_line_id (the storefront's line id), quantity."""
+    return db.read(
+        "SELECT w.order_key AS storefront_key, w.sku, l.source_line_id, w.quantity "
+        f"FROM {WITH_SOURCE_LINES} WHERE w.wms = 'linnworks' AND {db.any_of('w.order_key', 'keys')}",
+        {"keys": keys},
+        schema={"storefront_key": pl.String, "sku": pl.String, "source_line_id": pl.String, "quantity": pl.Int64},
     )
 
 
