@@ -117,7 +117,8 @@ def share_per_s(config: dict[str, Any], oms: str) -> float:
 
 def limit_bounds(timeline: dict[str, Any], config: dict[str, Any], started: float) -> dict[str, dict[str, float]]:
     """Per order system, p95 of the least latency its rate limit allows for the work it had: order -> warehouse
-    (each order it held read once, in order placed, plus one order sync interval) and despatch -> tracking (each
+    (each order it held read once, in order placed, unpaid ones not where `paid_only`, plus one order sync
+    interval) and despatch -> tracking (each
     despatch of its orders, or of the Linnworks orders made of them, posted once, in despatch order). Where reads
     and posts draw on one account-wide limit (Cin7 Core, Shopify, BigCommerce) they queue together; Linnworks
     limits each method apart."""
@@ -128,7 +129,11 @@ def limit_bounds(timeline: dict[str, Any], config: dict[str, Any], started: floa
         if oms not in config["systems"]:
             continue
         each = 1 / share_per_s(config, oms)
-        placed = [o["placed_at"] or started for o in timeline["orders"] if o["oms"] == oms and not o["source_ref"]]
+        placed = [
+            o["placed_at"] or started
+            for o in timeline["orders"]
+            if o["oms"] == oms and not o["source_ref"] and (o["paid"] or not LIMITS[oms].paid_only)
+        ]
         made = [
             d["at"]
             for d in timeline["despatches"]

@@ -85,7 +85,8 @@ class Cin7(EmulatedSystem):
         return ids
 
     def control(self, action: str, body: dict[str, Any]) -> Any:
-        """`spawn {n}`, `void {sale_id}`, `edit_address {sale_id}`."""
+        """`spawn {n}`, `void {sale_id}`, `edit_address {sale_id}`, `authorise {sale_id}` (a draft paid),
+        `draft {sale_id}` (authorisation undone: the sale order back to DRAFT)."""
         now = datetime.now(UTC)
         if action == "spawn":
             return {"sale_ids": self.spawn(int(body.get("n", 10)), now - timedelta(seconds=1), now)}
@@ -94,6 +95,12 @@ class Cin7(EmulatedSystem):
             self.sale_status[sale.uid], sale.updated_at = "VOIDED", now
         elif action == "edit_address":
             self.world.edit_address(sale, now)
+        elif action == "authorise":
+            sale.paid, sale.updated_at = True, now
+            if self.sale_status[sale.uid] == "DRAFT":
+                self.sale_status[sale.uid] = "ORDERED"
+        elif action == "draft":
+            sale.paid, sale.updated_at, self.sale_status[sale.uid] = False, now, "DRAFT"
         else:
             return super().control(action, body)
         return self.render_sale(sale)

@@ -74,10 +74,11 @@ class RateBudget:
             path.parent.mkdir(parents=True, exist_ok=True)
 
     def acquire(self, send: bool = False) -> float:
-        """Block until a call is allowed; return the seconds waited. While sends are going (one in the window, or
-        one waiting), reads take at most the limit less `send_reserve` of the window, so a backlog being read never
-        makes a customer's tracking wait long for the window to turn; sends take whatever the reads leave, so a
-        tracking backlog never stops the orders being read either. With no send about, reads take it all."""
+        """Block until a call is allowed; return the seconds waited. Reads leave room in the window for as many
+        sends as went in it, and while a send waits for `send_reserve` of it, so the next call the window allows is
+        that send's: a backlog being read never makes a customer's tracking wait long for the window to turn, and
+        room sends do not use is read with rather than left idle. Sends take whatever the reads leave, so a
+        tracking backlog never stops the orders being read either."""
         waited = 0.0
         while True:
             with self._state() as state:
@@ -86,9 +87,10 @@ class RateBudget:
                 calls = state["calls"] = [t for t in state["calls"] if now - self.window_s < t <= now]
                 sends = state["sends"] = [t for t in state["sends"] if now - self.window_s < t <= now]
                 state["blocked_until"] = min(state["blocked_until"], now + 3600.0)
-                sending = send or bool(sends) or now < state["send_waiting_until"]
+                waiting = now < state["send_waiting_until"]
+                room = self.send_reserve if waiting else min(self.send_reserve, len(sends))
                 reads = [t for t in calls if t not in sends]
-                capped = not send and sending and len(reads) >= self.limit - self.send_reserve
+                capped = not send and len(reads) >= self.limit - room
                 if now < state["blocked_until"]:
                     pause = state["blocked_until"] - now
                 elif len(calls) < self.limit and not capped:
@@ -97,7 +99,7 @@ class RateBudget:
                         sends.append(now)
                     return waited
                 elif capped:  # this read's turn comes when the oldest read leaves the window
-                    pause = reads[len(reads) - (self.limit - self.send_reserve)] + self.window_s - now
+                    pause = reads[len(reads) - (self.limit - room)] + self.window_s - now
                 else:
                     pause = calls[len(calls) - self.limit] + self.window_s - now
                 if send:  # reads hold back meanwhile

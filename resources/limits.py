@@ -20,12 +20,14 @@ STOCK_BATCH_MAXIMUM = {"bigcommerce": 2000, "shopify": MAX_QUANTITIES, "linnwork
 class SystemLimits:
     """An account's calls a minute (the whole account's, before `budget_share`), the calls one order costs
     beyond paged lists (read in detail; its tracking posted), and the rows a stock list page and a stock push
-    carry; `one_limit`: reads and posts draw on one account-wide limit (Linnworks limits each method apart)."""
+    carry; `one_limit`: reads and posts draw on one account-wide limit (Linnworks limits each method apart);
+    `paid_only`: an order costs its calls once paid (an unpaid one is read in detail when payment changes it)."""
 
     calls_per_minute: float
     calls_per_order: float
     calls_per_post: float
     one_limit: bool
+    paid_only: bool
     stock_page: int
     stock_batch: int
     note: str
@@ -37,6 +39,7 @@ LIMITS = {
         0.0,
         2.0,
         False,
+        False,
         200,
         STOCK_BATCH_MAXIMUM["linnworks"],
         "per method: orders are read in pages with their lines; a tracking post sets shipping info, then processes",
@@ -46,14 +49,16 @@ LIMITS = {
         1.0,
         1.0,
         True,
+        True,
         1000,
         STOCK_BATCH_MAXIMUM["cin7"],
-        "one limit for the whole account: each sale is read in detail, each parcel shipped by one call",
+        "one limit for the whole account: each authorised sale is read in detail, each parcel shipped by one call",
     ),
     "shopify": SystemLimits(
         120.0,
         1.0,
         1.0,
+        True,
         True,
         250,
         STOCK_BATCH_MAXIMUM["shopify"],
@@ -66,11 +71,12 @@ LIMITS = {
         2.0,
         1.0,
         True,
+        False,
         250,
         STOCK_BATCH_MAXIMUM["bigcommerce"],
         "150 requests per 30 s on a Standard plan: each order's lines and address are two calls",
     ),
     "peoplevox": SystemLimits(
-        SOFT_LIMIT_PER_MINUTE, 0.0, 0.0, False, 1000, 100, "no published limit: a polite default"
+        SOFT_LIMIT_PER_MINUTE, 0.0, 0.0, False, False, 1000, 100, "no published limit: a polite default"
     ),
 }

@@ -80,22 +80,23 @@ def test_loads_everything_then_only_changes(emulators: Emulators, warehouse_url:
     assert adjustments.rows() == [(emu.cin7.adjustments[0]["TaskID"], "COMPLETED", "fulfil-test")]
     carriers = db.read("SELECT description FROM raw_cin7.carriers")["description"].to_list()
     assert sorted(carriers) == sorted(CARRIERS)
-    assert got["sale_list"] == got["sales"] == len(emu.cin7.sales)
-    assert got["sales__order__lines"] == sum(len(s.lines) for s in emu.cin7.sales.values())
+    paid = [s for s in emu.cin7.sales.values() if s.paid]
+    assert got["sale_list"] == len(emu.cin7.sales) and got["sales"] == len(paid)
+    assert got["sales__order__lines"] == sum(len(s.lines) for s in paid)
     assert got["product_availability"] == len(emu.cin7.available)
-    some = next(iter(emu.cin7.sales.values()))
+    some = paid[0]
     row = db.read("SELECT shipping_address__postcode, status FROM raw_cin7.sales WHERE id = :i", {"i": some.uid})
     assert row.rows() == [(some.address.postcode or None, emu.cin7.sale_status[some.uid])]
 
-    # Second run: only what changed is fetched (a void and a new sale), by Cin7's UpdatedSince.
+    # Second run: only what changed is listed, by Cin7's UpdatedSince (a void, new sales); the new paid ones are
+    # read in detail, the voided one not (its list row says it).
     emu.cin7.control("void", {"sale_id": some.uid})
     new_ids = emu.cin7.control("spawn", {"n": 2})["sale_ids"]
     emu.cin7.recorder.clear()
     p.run(cin7_source(client, page_size=15))
     details = [c for c in emu.cin7.recorder.calls if c.path.lower().endswith("/sale")]
-    assert {c.query.split("ID=")[1].split("&")[0] for c in details} == {some.uid, *new_ids}
-    assert counts(warehouse_url)["sales"] == len(emu.cin7.sales)
-    status = db.read("SELECT status FROM raw_cin7.sales WHERE id = :i", {"i": some.uid})["status"][0]
+    assert {c.query.split("ID=")[1].split("&")[0] for c in details} == {i for i in new_ids if emu.cin7.sales[i].paid}
+    status = db.read("SELECT status FROM raw_cin7.sale_list WHERE sale_id = :i", {"i": some.uid})["status"][0]
     assert status == "VOIDED"
 
     # Third run: a sale shipped in full at Cin7 (as fulfil's own tracking post leaves it) is listed again, its detail
@@ -139,15 +140,17 @@ def test_staged_cin7_orders_match_what_cin7_holds(emulators: Emulators, tmp_path
 
     emu = emulators
     url = f"duckdb:///{tmp_path / 'w.duckdb'}"
-    some = next(iter(emu.cin7.sales.values()))
-    emu.cin7.control("void", {"sale_id": some.uid})
+    assert all(s.paid for s in emu.cin7.sales.values())  # the small world's sales: every one read in detail
     client = client_for(emu, budget_share=1.0)
     p = pipeline(tmp_path, url)
     p.run(cin7_source(client))
-    # A sale then shipped in full is not read in detail again: its status comes from the sale list.
-    shipped = next(s for s in emu.cin7.sales.values() if s.paid and s.uid != some.uid and s.lines)
+    # A sale then voided, or shipped in full, is not read in detail again: its status comes from the sale list.
+    some, shipped = [s for s in emu.cin7.sales.values() if s.lines][:2]
+    emu.cin7.control("void", {"sale_id": some.uid})
     ship_at_cin7(emu, shipped.uid, "AUTHORISED", "T1")
+    emu.cin7.recorder.clear()
     p.run(cin7_source(client))
+    assert not [c for c in emu.cin7.recorder.calls if c.path.lower().endswith("/sale")]
     db = WarehouseDb(url)
     orders, lines = stage_cin7(
         db.read("SELECT * FROM raw_cin7.sales"),
@@ -168,6 +171,44 @@ def test_staged_cin7_orders_match_what_cin7_holds(emulators: Emulators, tmp_path
     assert by_key[f"cin7:{some.uid}"]["status"] == "cancelled"
     assert emu.cin7.sale_status[shipped.uid] == "SHIPPED" and by_key[f"cin7:{shipped.uid}"]["status"] == "despatched"
     assert lines.filter(pl.col("order_key") == f"cin7:{some.uid}")["sku"].to_list() == [li.sku for li in some.lines]
+
+
+@pytest.mark.world(n_orders=20)
+def test_a_draft_is_read_once_authorised_and_payment_undone_is_seen_from_the_list(
+    emulators: Emulators, tmp_path: Path
+) -> None:
+    """A draft sale costs no detail call (60 a minute) until Cin7 lists it authorised; one taken back to draft after
+    it was read is staged unpaid from its list row, without a detail call."""
+    from fulfil_assets.stage.cin7 import stage_cin7
+
+    emu = emulators
+    url = f"duckdb:///{tmp_path / 'w.duckdb'}"
+    client = client_for(emu, budget_share=1.0)
+    p = pipeline(tmp_path, url)
+    db = WarehouseDb(url)
+    draft, undone = list(emu.cin7.sales.values())[:2]
+    emu.cin7.control("draft", {"sale_id": draft.uid})
+
+    def run() -> tuple[list[str], dict[str, dict[str, object]]]:
+        emu.cin7.recorder.clear()
+        p.run(cin7_source(client, page_size=15))
+        read = [c.query.split("ID=")[1].split("&")[0] for c in emu.cin7.recorder.calls if c.path.endswith("/sale")]
+        orders, _ = stage_cin7(
+            db.read("SELECT * FROM raw_cin7.sales"),
+            db.read("SELECT * FROM raw_cin7.sales__order__lines"),
+            db.read("SELECT * FROM raw_cin7.sale_list"),
+        )
+        return read, {r["order_key"]: r for r in orders.iter_rows(named=True)}
+
+    read, staged = run()
+    assert sorted(read) == sorted(s for s in emu.cin7.sales if s != draft.uid)
+    assert f"cin7:{draft.uid}" not in staged and staged[f"cin7:{undone.uid}"]["paid"] is True
+    emu.cin7.control("authorise", {"sale_id": draft.uid})
+    emu.cin7.control("draft", {"sale_id": undone.uid})
+    read, staged = run()
+    assert read == [draft.uid]
+    assert staged[f"cin7:{draft.uid}"]["paid"] is True and staged[f"cin7:{undone.uid}"]["paid"] is False
+    assert len(staged) == len(emu.cin7.sales)
 
 
 @pytest.mark.world(n_orders=20)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -107,14 +108,28 @@ def test_rate_budget_waits_instead_of_overrunning() -> None:
 
 
 def test_reads_leave_the_send_reserve_to_sends_and_sends_never_starve_reads() -> None:
-    """With no send about, reads take the whole window; while sends are going, reads take at most the limit less
-    the reserve, so a tracking post goes at once; sends filling the window never keep the orders from being read."""
+    """Reads take the room sends are not using (the whole window with no send about), and a send waiting for the
+    window to turn gets the next call it allows before any read waiting with it; sends filling the window never
+    keep the orders from being read."""
     reads_alone = RateBudget(4, 2.0, send_reserve=2)
     assert [reads_alone.acquire() for _ in range(4)] == [0.0, 0.0, 0.0, 0.0]
     budget = RateBudget(4, 2.0, send_reserve=2)
     assert budget.acquire(send=True) == 0.0
-    assert [budget.acquire(), budget.acquire()] == [0.0, 0.0]
-    assert budget.acquire() > 1.0  # two reads in the window beside a send: the last slot stays the senders'
+    time.sleep(0.5)
+    assert [budget.acquire() for _ in range(3)] == [0.0, 0.0, 0.0]  # one send went: three slots are the reads'
+    done: dict[str, float] = {}
+
+    def send() -> None:
+        budget.acquire(send=True)
+        done["send"] = time.monotonic()
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    time.sleep(0.1)
+    budget.acquire()  # waiting beside the send: the window's first slot to turn is the send's
+    done["read"] = time.monotonic()
+    sender.join()
+    assert done["send"] < done["read"]
     sends_first = RateBudget(4, 2.0, send_reserve=2)
     assert [sends_first.acquire(send=True) for _ in range(3)] == [0.0, 0.0, 0.0]
     assert sends_first.acquire() == 0.0  # three sends in the window: a read still has its turn

@@ -20,6 +20,11 @@ EPOCH = "2000-01-01T00:00:00+00:00"
 # A sale whose every line has shipped: what changes on it from then on (the tracking fulfil posts itself, the sale
 # moving to SHIPPED) is all in its list row; its lines and address no longer matter to anyone downstream.
 SHIPPED_IN_FULL = "SHIPPED"
+# A voided sale: nothing of it goes anywhere but its cancellation, which its list row says.
+VOIDED = "VOIDED"
+# An authorised sale order: the paid order a warehouse may get. A draft (a quote, an order awaiting payment) is read
+# in detail once authorised; authorising it changes its `Updated`, so the list shows it again then.
+AUTHORISED = "AUTHORISED"
 
 
 def updated_since(last_value: str, earlier_cursor: str | None) -> str:
@@ -33,9 +38,14 @@ def updated_since(last_value: str, earlier_cursor: str | None) -> str:
 
 
 def to_read(read: DetailsRead, row: dict[str, Any]) -> bool:
-    """Whether a listed sale must be read in detail: changed since it last was, and not shipped in full."""
-    return row.get("CombinedShippingStatus") != SHIPPED_IN_FULL and not read.unchanged(
-        row["SaleID"], row.get("Updated")
+    """Whether a listed sale must be read in detail: changed since it last was, authorised, not voided and not
+    shipped in full. At 60 calls a minute each detail is a call a sale to send or a parcel's tracking waits for;
+    what the others need (paid or not, voided, shipped) is in the list row, which staging takes it from."""
+    return (
+        row.get("OrderStatus") == AUTHORISED
+        and row.get("Status") != VOIDED
+        and row.get("CombinedShippingStatus") != SHIPPED_IN_FULL
+        and not read.unchanged(row["SaleID"], row.get("Updated"))
     )
 
 
@@ -79,9 +89,9 @@ def cin7_source(
         """Each changed sale in full: ship-to address, lines, fulfilments (one call per sale). A sale Cin7 will not
         return (its detail answers a 4xx) goes to `unreadable_sales` with Cin7's words, alone: the other sales go
         on, and staging opens an exception for it (read again when Cin7 next lists it as changed). A sale the
-        lookback lists again unchanged is not read again, nor is one shipped in full (its list row says so, and
-        staging takes its status from there): at 60 calls a minute, the read after each of fulfil's own tracking
-        posts would cost as much as the post."""
+        lookback lists again unchanged is not read again, nor is a draft, a voided one or one shipped in full
+        (`to_read`): at 60 calls a minute, the read after each of fulfil's own tracking posts would cost as much as
+        the post."""
         assert client is not None
         read = DetailsRead()
         for row in rows:

@@ -43,7 +43,7 @@ SALE_LINE_COLUMNS = {
     "quantity": pl.Float64,
     "price": pl.Float64,
 }
-LIST_COLUMNS = {"sale_id": pl.String, "source_channel": pl.String, "status": pl.String}
+LIST_COLUMNS = {"sale_id": pl.String, "source_channel": pl.String, "status": pl.String, "order_status": pl.String}
 STATUS = {"VOIDED": "cancelled", "SHIPPED": "despatched", "COMPLETED": "despatched", "SHIPPING": "part_despatched"}
 
 
@@ -52,13 +52,16 @@ def _ts(col: str) -> pl.Expr:
 
 
 def stage_cin7(sales: pl.DataFrame, lines: pl.DataFrame, sale_list: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Canonical orders and lines from Cin7 sales. Paid means the sale order is AUTHORISED; a voided sale is
-    cancelled; shipped or completed ones are despatched. The status is the sale list's where it has one (listed
-    with every change, while a sale shipped in full is not read in detail again). Quantities that are not whole
-    numbers become null (and fail QUANTITY_INVALID) rather than being rounded."""
+    """Canonical orders and lines from Cin7 sales read in detail. Paid means the sale order is AUTHORISED; a voided
+    sale is cancelled; shipped or completed ones are despatched. Both come from the sale list where it has them
+    (listed with every change, while a sale voided, shipped in full or taken back to draft is not read in detail
+    again). Quantities that are not whole numbers become null (and fail QUANTITY_INVALID) rather than rounded."""
     s = ensure_columns(sales, SALE_COLUMNS)
     listed = ensure_columns(sale_list, LIST_COLUMNS).select(
-        pl.col("sale_id").alias("id"), "source_channel", pl.col("status").alias("listed_status")
+        pl.col("sale_id").alias("id"),
+        "source_channel",
+        pl.col("status").alias("listed_status"),
+        pl.col("order_status").alias("listed_order_status"),
     )
     key = pl.format("cin7:{}", pl.col("id"))
     orders = s.join(listed.unique("id"), on="id", how="left").with_columns(
@@ -69,7 +72,7 @@ def stage_cin7(sales: pl.DataFrame, lines: pl.DataFrame, sale_list: pl.DataFrame
         pl.col("source_channel").alias("channel"),
         _ts("sale_order_date").alias("created_at"),
         _ts("last_modified_on").alias("updated_at"),
-        (pl.col("order__status") == "AUTHORISED").alias("paid"),
+        (pl.coalesce("listed_order_status", "order__status") == "AUTHORISED").alias("paid"),
         pl.coalesce("listed_status", "status")
         .replace_strict(STATUS, default="open", return_dtype=pl.String)
         .alias("status"),
