@@ -98,8 +98,11 @@ class RateBudget:
                     if send:
                         sends.append(now)
                     return waited
-                elif capped:  # this read's turn comes when the oldest read leaves the window
-                    pause = reads[len(reads) - (self.limit - room)] + self.window_s - now
+                elif capped:  # this read's turn: the oldest read leaving the window, or the room the oldest send
+                    turn = reads[len(reads) - (self.limit - room)]  # left as it does (room sized to the sends)
+                    if sends and not waiting and room == len(sends):
+                        turn = min(turn, sends[0])
+                    pause = turn + self.window_s - now
                 else:
                     pause = calls[len(calls) - self.limit] + self.window_s - now
                 if send:  # reads hold back meanwhile
