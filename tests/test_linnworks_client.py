@@ -136,6 +136,17 @@ def test_reads_leave_the_send_reserve_to_sends_and_sends_never_starve_reads() ->
     assert sends_first.acquire(send=True) > 1.0  # the window is full
 
 
+def test_a_read_held_for_a_send_goes_when_that_send_leaves_the_window() -> None:
+    """The room reads leave follows the sends in the window: when the oldest send leaves it, a read waiting goes
+    then, not only once the oldest read has left too."""
+    budget = RateBudget(4, 4.0, send_reserve=2)
+    budget.acquire(send=True)
+    time.sleep(1.5)
+    assert [budget.acquire() for _ in range(3)] == [0.0, 0.0, 0.0]
+    waited = budget.acquire()  # the send leaves at 4.0 s, the oldest read at 5.5 s
+    assert 2.0 < waited < 3.2
+
+
 def test_stock_items_end_on_a_short_page_or_a_400_past_the_end(emulators: Emulators) -> None:
     client = client_for(emulators)
     stock_skus = [p.sku for p in emulators.world.products if not p.is_bundle]
