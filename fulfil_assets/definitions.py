@@ -17,7 +17,7 @@ from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, load_config, target
 from fulfil_assets.despatch import definitions as despatch
 from fulfil_assets.ingest import definitions as ingest
 from fulfil_assets.ingest.assets import RAW_ASSETS, READ_MINUTES_TAG, RawDltResource, ingest_group
-from fulfil_assets.ingest.cursors import READ_MINUTES
+from fulfil_assets.ingest.cursors import CANCELLATION_READ_MINUTES, READ_MINUTES
 from fulfil_assets.push import definitions as push
 from fulfil_assets.push.assets import SUBMISSION_ASSETS
 from fulfil_assets.push.cancel_assets import cancellation_assets
@@ -110,7 +110,9 @@ def cancellation_defs(config: FulfilConfig) -> dg.Definitions:
         job = dg.define_asset_job(
             f"{oms}_cancellation_job",
             selection=dg.AssetSelection.assets(*raw, "orders", "order_lines", *(cancelling[t] for t in targets)),
-            tags=CANCELS,
+            # A quarter-minute of detail reads at most: the orders it reads wait for the next order sync to send
+            # them, so it keeps the system's pool from the order sync only briefly.
+            tags={**CANCELS, READ_MINUTES_TAG: str(CANCELLATION_READ_MINUTES)},
             description=f"Read {oms}'s orders, stage them, and send the cancellations they show to the warehouse "
             "before it picks.",
         )
@@ -153,7 +155,9 @@ def order_sync_defs(config: FulfilConfig) -> dg.Definitions:
             f"validate them, and send what is ready ({oms}'s stock is its stock job's to read).",
         )
         jobs.append(job)
-        schedules.append(every_minutes(f"{oms}_order_sync_schedule", job, config.schedules.order_sync_minutes))
+        schedules.append(
+            every_minutes(f"{oms}_order_sync_schedule", job, config.schedules.order_sync_minutes, pipelined=True)
+        )
     return dg.Definitions(jobs=jobs, schedules=schedules)
 
 

@@ -2,8 +2,10 @@
 
 Each job is on an 'every N minutes' schedule that skips its tick while the job's last run is still queued or going,
 so slow runs never pile up behind one another (each would read and send the same orders, and together they keep a
-system's pool busy so that other flows' runs wait behind them). Schedules of one interval start at different
-minutes, so they do not all fire at the same second.
+system's pool busy so that other flows' runs wait behind them). An order sync is pipelined instead: with one run
+going, a tick starts the next, which reads as soon as the one before has read (its system's pool) while that one
+stages and sends, so a system at its rate limit never idles between runs; a second run waiting is never added.
+Schedules of one interval start at different minutes, so they do not all fire at the same second.
 
 Each job runs in a lane (the run tag `fulfil/lane`) with a queue priority (`dagster/priority`): despatch intake and
 tracking first; then each order system's cancellations; then the order syncs; each flow's stock job, then reconcile,
@@ -62,20 +64,23 @@ def stagger(name: str, minutes: int) -> int:
 
 
 def every_minutes(
-    name: str, job: dg.UnresolvedAssetJobDefinition | dg.JobDefinition, minutes: int
+    name: str, job: dg.UnresolvedAssetJobDefinition | dg.JobDefinition, minutes: int, pipelined: bool = False
 ) -> dg.ScheduleDefinition:
-    """`job` every `minutes` minutes, on by default; a tick that finds the job's last run unfinished is skipped
-    with a reason naming that run (shown on the schedule's page in the UI)."""
+    """`job` every `minutes` minutes, on by default; a tick that finds the job's last run unfinished (`pipelined`:
+    one waiting to start, or two unfinished) is skipped with a reason naming that run (shown on the schedule's page
+    in the UI)."""
+    skip = waits_for_turn if pipelined else waits_for_last_run
+    when = "one is queued or two are going" if pipelined else "the last one is still queued or going"
 
     @dg.schedule(
         name=name,
         job=job,
         cron_schedule=every_minutes_cron(minutes, stagger(name, minutes)),
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=f"Every {minutes} minutes; skipped while the last {job.name} run is still queued or going.",
+        description=f"Every {minutes} minutes; skipped while {when} ({job.name}).",
     )
     def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-        return waits_for_last_run(context.instance, job.name) or dg.RunRequest()
+        return skip(context.instance, job.name) or dg.RunRequest()
 
     return _schedule
 
@@ -87,4 +92,20 @@ def waits_for_last_run(instance: dg.DagsterInstance, job_name: str) -> dg.SkipRe
         return None
     return dg.SkipReason(
         f"{job_name} run {running.run_id} is still {running.status.value.lower()}: this tick waits for it"
+    )
+
+
+def waits_for_turn(instance: dg.DagsterInstance, job_name: str) -> dg.SkipReason | None:
+    """A pipelined job's tick: skipped, naming the run, while one of its runs waits to start or two are
+    unfinished; with one going, None: the next run starts and waits for the system's pool while that one stages
+    and sends what it read."""
+    records = instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=UNFINISHED), limit=2)
+    runs = [r.dagster_run for r in records]
+    blocking = next((r for r in runs if r.status in WAITING), None) or (runs[0] if len(runs) == 2 else None)
+    if blocking is None:
+        return None
+    return dg.SkipReason(
+        f"{job_name} run {blocking.run_id} is still {blocking.status.value.lower()}"
+        + ("" if blocking.status in WAITING else " beside another")
+        + ": this tick waits for it"
     )

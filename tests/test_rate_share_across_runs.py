@@ -1,6 +1,6 @@
-"""Two runs calling one system at once spend the account share fulfil.yaml gives, not twice it: Cin7's order sync
-and its cancellation job, each a real `dagster job execute` process with its own Dagster instance (so no pool
-stands between them), draw on one budget. Counted at the Cin7 emulator: in the minute from the first call it
+"""Two runs calling one system at once spend the account share fulfil.yaml gives, not twice it: two of Cin7's order
+syncs, each a real `dagster job execute` process with its own Dagster instance (so no pool stands between them),
+draw on one budget. Counted at the Cin7 emulator: in the minute from the first call it
 receives exactly `budget_share` of Cin7's 60 a minute, while both runs are inside their Cin7 read wanting more
 (each alone would spend that within seconds); the runs are stopped 25 s in."""
 
@@ -39,7 +39,7 @@ def test_two_runs_calling_cin7_at_once_keep_to_one_share(
         subprocess.Popen(
             drill.command(job), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
-        for job, env in zip(("cin7_order_sync_job", "cin7_cancellation_job"), envs, strict=True)
+        for job, env in zip(("cin7_order_sync_job", "cin7_order_sync_job"), envs, strict=True)
     ]
     try:
         deadline = time.monotonic() + 120

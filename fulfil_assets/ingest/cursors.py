@@ -16,6 +16,7 @@ import dlt
 
 LOOKBACK_S = 300.0
 READ_MINUTES = 2.0  # a run reads at most this many minutes' worth of its share of a system's calls in details
+CANCELLATION_READ_MINUTES = 0.25  # a cancellation run's: it sends no orders, so it holds the system's pool briefly
 
 
 def iso(value: Any) -> str:
