@@ -64,13 +64,16 @@ def stagger(name: str, minutes: int) -> int:
 
 
 def every_minutes(
-    name: str, job: dg.UnresolvedAssetJobDefinition | dg.JobDefinition, minutes: int, pipelined: bool = False
+    name: str, job: dg.UnresolvedAssetJobDefinition | dg.JobDefinition, minutes: int, pool: str | None = None
 ) -> dg.ScheduleDefinition:
-    """`job` every `minutes` minutes, on by default; a tick that finds the job's last run unfinished (`pipelined`:
-    one waiting to start, or two unfinished) is skipped with a reason naming that run (shown on the schedule's page
-    in the UI)."""
-    skip = waits_for_turn if pipelined else waits_for_last_run
-    when = "one is queued or two are going" if pipelined else "the last one is still queued or going"
+    """`job` every `minutes` minutes, on by default; a tick that finds the job's last run unfinished is skipped
+    with a reason naming that run (shown on the schedule's page in the UI). With `pool`, the job is pipelined on
+    that system's pool instead (`waits_for_turn`)."""
+
+    def skip(instance: dg.DagsterInstance, job_name: str) -> dg.SkipReason | None:
+        return waits_for_turn(instance, job_name, pool) if pool else waits_for_last_run(instance, job_name)
+
+    when = "one is queued, two are going or another job waits for its pool" if pool else "the last one is going"
 
     @dg.schedule(
         name=name,
@@ -95,17 +98,30 @@ def waits_for_last_run(instance: dg.DagsterInstance, job_name: str) -> dg.SkipRe
     )
 
 
-def waits_for_turn(instance: dg.DagsterInstance, job_name: str) -> dg.SkipReason | None:
-    """A pipelined job's tick: skipped, naming the run, while one of its runs waits to start or two are
-    unfinished; with one going, None: the next run starts and waits for the system's pool while that one stages
-    and sends what it read."""
+def waits_for_turn(instance: dg.DagsterInstance, job_name: str, pool: str) -> dg.SkipReason | None:
+    """A pipelined job's tick: skipped, naming the run, while one of its runs waits to start, two are unfinished,
+    or another job's step waits for `pool` (a stock job, the audit: the queue gives a freed pool to the highest
+    priority first, so an order sync always waiting would hold them off for good); else None: beside one run going,
+    the next starts and reads once that one has read, while that one stages and sends."""
     records = instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=UNFINISHED), limit=2)
     runs = [r.dagster_run for r in records]
     blocking = next((r for r in runs if r.status in WAITING), None) or (runs[0] if len(runs) == 2 else None)
-    if blocking is None:
+    if blocking is not None:
+        return dg.SkipReason(
+            f"{job_name} run {blocking.run_id} is still {blocking.status.value.lower()}"
+            + ("" if blocking.status in WAITING else " beside another")
+            + ": this tick waits for it"
+        )
+    if not runs:
         return None
+    waiting = [
+        step
+        for step in instance.event_log_storage.get_concurrency_info(pool).pending_steps
+        if step.assigned_timestamp is None and step.run_id != runs[0].run_id
+    ]
+    if not waiting:
+        return None
+    run = instance.get_run_by_id(waiting[0].run_id)
     return dg.SkipReason(
-        f"{job_name} run {blocking.run_id} is still {blocking.status.value.lower()}"
-        + ("" if blocking.status in WAITING else " beside another")
-        + ": this tick waits for it"
+        f"{run.job_name if run else 'a'} run {waiting[0].run_id} waits for the {pool} pool: this tick lets it go first"
     )

@@ -103,6 +103,8 @@ class RateBudget:
                     if sends and not waiting and room == len(sends):
                         turn = min(turn, sends[0])
                     pause = turn + self.window_s - now
+                    if waiting:  # the room shrinks back to the sends' once the send waiting has gone
+                        pause = min(pause, state["send_waiting_until"] - now)
                 else:
                     pause = calls[len(calls) - self.limit] + self.window_s - now
                 if send:  # reads hold back meanwhile
@@ -155,7 +157,7 @@ def budget_path(system: str, base_url: str, bucket: str) -> Path:
     return folder / f"{system_name}-{name}-{account}.json"
 
 
-SEND_RESERVE = 1 / 2  # of an account-wide budget's window kept for sends while reads have a backlog
+SEND_RESERVE = 1 / 2  # of an account-wide budget's window reads leave to a send waiting (else the room sends use)
 
 
 def shared_budget(

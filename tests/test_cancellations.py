@@ -153,9 +153,9 @@ def test_peoplevox_cancellations_ask_the_live_status_first(
 def test_storefront_and_cin7_orders_cancelled_between_ingest_and_send_are_held(
     emulators: Emulators, fulfil_env: dict, tmp_path: Path
 ) -> None:
-    """Race 1 for Cin7 Core, BigCommerce and Shopify: each order cancelled (voided, status 5, `cancelled_at`)
-    after validation read it as open is asked about again right before the send, and held with its system's own
-    reason; it never reaches Whistl or Linnworks, and every other ready order does, once."""
+    """Race 1 for Cin7 Core, BigCommerce and Shopify: each order cancelled (voided, status 5, `cancelled_at`; a
+    Cin7 sale taken back to draft) after validation read it as open is asked about again right before the send, and
+    held with its system's own reason; it never reaches Whistl or Linnworks, and every other ready order does, once."""
     from datetime import UTC, datetime
 
     emu = emulators
@@ -177,8 +177,10 @@ def test_storefront_and_cin7_orders_cancelled_between_ingest_and_send_are_held(
     victims = {
         s: ready.filter(pl.col("source_system") == s).row(0, named=True) for s in ("cin7", "bigcommerce", "shopify")
     }
+    victims["cin7_draft"] = ready.filter(pl.col("source_system") == "cin7").row(1, named=True)
     now = datetime.now(UTC)
     emu.cin7.control("void", {"sale_id": victims["cin7"]["source_order_id"]})
+    emu.cin7.control("draft", {"sale_id": victims["cin7_draft"]["source_order_id"]})  # authorisation undone
     bc = int(victims["bigcommerce"]["source_order_id"])
     emu.bigcommerce.status[bc], emu.bigcommerce.orders[bc].updated_at = 5, now
     shop = int(victims["shopify"]["source_order_id"])
@@ -189,6 +191,7 @@ def test_storefront_and_cin7_orders_cancelled_between_ingest_and_send_are_held(
     held = {k: e for k, s, e in ledger.iter_rows() if s == "held"}
     assert held == {
         victims["cin7"]["order_key"]: "voided in Cin7 Core just before the send",
+        victims["cin7_draft"]["order_key"]: "no longer authorised in Cin7 Core (DRAFT) just before the send",
         victims["bigcommerce"]["order_key"]: "cancelled in BigCommerce just before the send",
         victims["shopify"]["order_key"]: "cancelled in Shopify just before the send",
     }

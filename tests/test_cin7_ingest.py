@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dlt
@@ -147,6 +148,7 @@ def test_staged_cin7_orders_match_what_cin7_holds(emulators: Emulators, tmp_path
     # A sale then voided, or shipped in full, is not read in detail again: its status comes from the sale list.
     some, shipped = [s for s in emu.cin7.sales.values() if s.lines][:2]
     emu.cin7.control("void", {"sale_id": some.uid})
+    voided_at = emu.cin7.sales[some.uid].updated_at
     ship_at_cin7(emu, shipped.uid, "AUTHORISED", "T1")
     emu.cin7.recorder.clear()
     p.run(cin7_source(client))
@@ -169,6 +171,8 @@ def test_staged_cin7_orders_match_what_cin7_holds(emulators: Emulators, tmp_path
             sale.address.country_code,
         )
     assert by_key[f"cin7:{some.uid}"]["status"] == "cancelled"
+    # ... and when it changed: the list's, later than the detail read before the void.
+    assert abs(by_key[f"cin7:{some.uid}"]["updated_at"] - voided_at) < timedelta(seconds=1)
     assert emu.cin7.sale_status[shipped.uid] == "SHIPPED" and by_key[f"cin7:{shipped.uid}"]["status"] == "despatched"
     assert lines.filter(pl.col("order_key") == f"cin7:{some.uid}")["sku"].to_list() == [li.sku for li in some.lines]
 

@@ -76,6 +76,34 @@ def test_each_schedule_skips_while_its_jobs_last_run_is_unfinished_and_fires_onc
         assert len(_tick(schedule, instance, warehouse).run_requests or []) == 1, f"{schedule.name} stayed skipped"
 
 
+def test_an_order_sync_lets_another_job_waiting_for_its_pool_go_first(tmp_path: Path) -> None:
+    """Beside one Cin7 order sync going, the next starts, unless another job's step (a stock job's Cin7 read) waits
+    for the Cin7 pool: the queue gives a freed pool to the highest priority, so order syncs always waiting for it
+    would hold that job off for good."""
+    defs = build_definitions(load_config(Path("fulfil.yaml")))
+    schedule = defs.resolve_schedule_def("cin7_order_sync_schedule")
+    with dg.DagsterInstance.local_temp(str(tmp_path)) as instance:
+        storage = instance.event_log_storage
+        storage.set_concurrency_slots("cin7", 1)
+        going = instance.add_run(
+            dg.DagsterRun(job_name="cin7_order_sync_job", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED)
+        )
+        assert storage.claim_concurrency_slot("cin7", going.run_id, "cin7_raw", 5).is_claimed
+        assert len(_tick(schedule, instance).run_requests or []) == 1  # the next reads once this one has read
+        stock = instance.add_run(
+            dg.DagsterRun(
+                job_name="cin7_whistl_stock_job", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED
+            )
+        )
+        assert not storage.claim_concurrency_slot("cin7", stock.run_id, "cin7_raw", 1).is_claimed
+        held = _tick(schedule, instance)
+        assert not held.run_requests and stock.run_id in (held.skip_message or ""), held.skip_message
+        assert "cin7_whistl_stock_job" in (held.skip_message or "")
+        storage.free_concurrency_slot_for_step(going.run_id, "cin7_raw")  # the stock job's read takes the pool
+        assert storage.claim_concurrency_slot("cin7", stock.run_id, "cin7_raw", 1).is_claimed
+        assert len(_tick(schedule, instance).run_requests or []) == 1
+
+
 def test_each_order_system_syncs_in_its_own_job_and_schedules_of_one_interval_start_apart() -> None:
     defs = build_definitions(load_config(Path("fulfil.yaml")))
     jobs = ("cin7_order_sync_job", "linnworks_order_sync_job", "shopify_order_sync_job")

@@ -70,3 +70,15 @@ def test_a_cin7_sale_that_answers_400_is_held_alone_with_an_exception(
     set_faults(emu, "cin7", error_next=1, error_status=400, only_path="/sale")
     run_job(defs, "cin7_order_sync_job", instance)
     assert cin7_staged() == held - {sale_id} and open_source_read() == [f"cin7:{sale_id}"]
+
+    # Then voided in Cin7: not read again (its list row says it); the exception resolves by itself and the sale is
+    # staged cancelled from its last good read, so its cancellation goes to the warehouse like any other.
+    emu.cin7.control("void", {"sale_id": sale_id})
+    emu.cin7.recorder.clear()
+    run_job(defs, "cin7_order_sync_job", instance)
+    assert [c.query for c in emu.cin7.recorder.calls if c.path.endswith("/sale")] == []
+    assert cin7_staged() == held and open_source_read() == []
+    status = db.read(f"SELECT status FROM {SCHEMA}.orders WHERE order_key = :k", {"k": f"cin7:{sale_id}"})[
+        "status"
+    ].to_list()
+    assert status == ["cancelled"]

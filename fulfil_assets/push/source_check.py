@@ -68,7 +68,11 @@ SHOPIFY_PAID = ("paid", "partially_refunded")
 
 def cin7_reasons(sale: Mapping[str, Any]) -> str | None:
     """Why a Cin7 Core sale (a `saleList` row) must not be sent now, or None."""
-    return "voided in Cin7 Core just before the send" if sale.get("Status") == "VOIDED" else None
+    if sale.get("Status") == "VOIDED":
+        return "voided in Cin7 Core just before the send"
+    if sale.get("OrderStatus") not in (None, "AUTHORISED"):
+        return f"no longer authorised in Cin7 Core ({sale.get('OrderStatus')}) just before the send"
+    return None
 
 
 def bigcommerce_reasons(order: Mapping[str, Any]) -> str | None:

@@ -233,7 +233,9 @@ def stage_assets(config: FulfilConfig) -> list[dg.AssetsDefinition]:
                 orders, lines = staging.stage(*(raw_table(db, name, t) for t in staging.tables))
                 if name == "cin7":  # a sale Cin7 would not return is held alone (not staged), with an exception
                     unreadable = raw_table(db, name, "unreadable_sales")
-                    problems, readable = unreadable_sales(unreadable, raw_table(db, name, "sales"))
+                    problems, readable = unreadable_sales(
+                        unreadable, raw_table(db, name, "sales"), raw_table(db, name, "sale_list")
+                    )
                     open_exceptions(db, problems, "source_read", now_utc())
                     resolve_exceptions(db, "source_read", readable, now_utc())
                     held = problems["order_key"].implode()  # its last good version must not go on as if current

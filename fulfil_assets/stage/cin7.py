@@ -43,7 +43,13 @@ SALE_LINE_COLUMNS = {
     "quantity": pl.Float64,
     "price": pl.Float64,
 }
-LIST_COLUMNS = {"sale_id": pl.String, "source_channel": pl.String, "status": pl.String, "order_status": pl.String}
+LIST_COLUMNS = {
+    "sale_id": pl.String,
+    "source_channel": pl.String,
+    "status": pl.String,
+    "order_status": pl.String,
+    "_updated_at": pl.String,
+}
 STATUS = {"VOIDED": "cancelled", "SHIPPED": "despatched", "COMPLETED": "despatched", "SHIPPING": "part_despatched"}
 
 
@@ -55,13 +61,16 @@ def stage_cin7(sales: pl.DataFrame, lines: pl.DataFrame, sale_list: pl.DataFrame
     """Canonical orders and lines from Cin7 sales read in detail. Paid means the sale order is AUTHORISED; a voided
     sale is cancelled; shipped or completed ones are despatched. Both come from the sale list where it has them
     (listed with every change, while a sale voided, shipped in full or taken back to draft is not read in detail
-    again). Quantities that are not whole numbers become null (and fail QUANTITY_INVALID) rather than rounded."""
+    again), and so does `updated_at` where the list's is later. A draft never read in detail is not staged: it is
+    read once authorised. Quantities that are not whole numbers become null (and fail QUANTITY_INVALID) rather
+    than rounded."""
     s = ensure_columns(sales, SALE_COLUMNS)
     listed = ensure_columns(sale_list, LIST_COLUMNS).select(
         pl.col("sale_id").alias("id"),
         "source_channel",
         pl.col("status").alias("listed_status"),
         pl.col("order_status").alias("listed_order_status"),
+        pl.col("_updated_at").alias("listed_updated_at"),
     )
     key = pl.format("cin7:{}", pl.col("id"))
     orders = s.join(listed.unique("id"), on="id", how="left").with_columns(
@@ -71,7 +80,7 @@ def stage_cin7(sales: pl.DataFrame, lines: pl.DataFrame, sale_list: pl.DataFrame
         pl.col("order__sale_order_number").alias("order_ref"),
         pl.col("source_channel").alias("channel"),
         _ts("sale_order_date").alias("created_at"),
-        _ts("last_modified_on").alias("updated_at"),
+        pl.max_horizontal(_ts("last_modified_on"), _ts("listed_updated_at")).alias("updated_at"),
         (pl.coalesce("listed_order_status", "order__status") == "AUTHORISED").alias("paid"),
         pl.coalesce("listed_status", "status")
         .replace_strict(STATUS, default="open", return_dtype=pl.String)
@@ -103,10 +112,13 @@ def stage_cin7(sales: pl.DataFrame, lines: pl.DataFrame, sale_list: pl.DataFrame
     return with_content_hash(conform(orders, ORDER_COLUMNS), order_lines), order_lines
 
 
-def unreadable_sales(unreadable: pl.DataFrame, sales: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+def unreadable_sales(
+    unreadable: pl.DataFrame, sales: pl.DataFrame, sale_list: pl.DataFrame
+) -> tuple[pl.DataFrame, list[str]]:
     """The exceptions to open (`order_key, reason_code, detail`) for sales Cin7 would not return since their last
-    good read (`SOURCE_UNREADABLE`, for the office), and the order keys of those read in full since (resolved).
-    Both raw tables carry dlt's `_dlt_load_id`, which orders the loads."""
+    good read (`SOURCE_UNREADABLE`, for the office), and the order keys of those read in full since, or voided since
+    (resolved: a voided sale is not read again, and its cancellation needs only its list row). The raw tables carry
+    dlt's `_dlt_load_id`, which orders the loads."""
     columns = {"id": pl.String, "order_number": pl.String, "reason": pl.String, "_dlt_load_id": pl.String}
     refused = (
         ensure_columns(unreadable, columns)
@@ -121,7 +133,10 @@ def unreadable_sales(unreadable: pl.DataFrame, sales: pl.DataFrame) -> tuple[pl.
             how="left",
         )
     )
-    still = refused.filter(pl.col("read_at").is_null() | (pl.col("read_at") < pl.col("_dlt_load_id")))
+    voided = ensure_columns(sale_list, {"sale_id": pl.String, "status": pl.String}).filter(pl.col("status") == "VOIDED")
+    still = refused.filter(pl.col("read_at").is_null() | (pl.col("read_at") < pl.col("_dlt_load_id"))).join(
+        voided.select(pl.col("sale_id").alias("id")), on="id", how="anti"
+    )
     problems = still.select(
         pl.format("cin7:{}", "id").alias("order_key"),
         pl.lit("SOURCE_UNREADABLE").alias("reason_code"),
