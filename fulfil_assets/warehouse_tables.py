@@ -115,7 +115,7 @@ COLUMNS: dict[str, dict[str, tuple[pl.DataType, str]]] = {
         "unsent_orders": (
             pl.Int64(),
             "oms_orders - sent_orders: paid orders of the day not at the warehouse, held ones included. "
-            "`orders_stuck` counts otherwise: each order once, wherever it waits past a threshold, unpaid and "
+            "`orders_stuck` counts otherwise: each paid order once, wherever it waits past a threshold, "
             "not-yet-validated ones too, and not at all before `reconcile.unsent_minutes`",
         ),
     },
