@@ -100,9 +100,10 @@ def waits_for_last_run(instance: dg.DagsterInstance, job_name: str) -> dg.SkipRe
 
 def waits_for_turn(instance: dg.DagsterInstance, job_name: str, pool: str) -> dg.SkipReason | None:
     """A pipelined job's tick: skipped, naming the run, while one of its runs waits to start, two are unfinished,
-    or another job's step waits for `pool` (a stock job, the audit: the queue gives a freed pool to the highest
-    priority first, so an order sync always waiting would hold them off for good); else None: beside one run going,
-    the next starts and reads once that one has read, while that one stages and sends."""
+    or a step of a job of lower priority waits for `pool` (a stock job, the audit: the pool goes to the highest
+    priority waiting, so an order sync always waiting would hold them off for good; a cancellation job's goes
+    first anyway); else None: beside one run going, the next starts and reads once that one has read (and any
+    cancellation job waiting), while that one stages and sends."""
     records = instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=UNFINISHED), limit=2)
     runs = [r.dagster_run for r in records]
     blocking = next((r for r in runs if r.status in WAITING), None) or (runs[0] if len(runs) == 2 else None)
@@ -114,10 +115,11 @@ def waits_for_turn(instance: dg.DagsterInstance, job_name: str, pool: str) -> dg
         )
     if not runs:
         return None
+    priority = int(runs[0].tags.get("dagster/priority", 0))
     waiting = [
         step
         for step in instance.event_log_storage.get_concurrency_info(pool).pending_steps
-        if step.assigned_timestamp is None and step.run_id != runs[0].run_id
+        if step.assigned_timestamp is None and step.run_id != runs[0].run_id and (step.priority or 0) < priority
     ]
     if not waiting:
         return None

@@ -86,10 +86,23 @@ def test_an_order_sync_lets_another_job_waiting_for_its_pool_go_first(tmp_path: 
         storage = instance.event_log_storage
         storage.set_concurrency_slots("cin7", 1)
         going = instance.add_run(
-            dg.DagsterRun(job_name="cin7_order_sync_job", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED)
+            dg.DagsterRun(
+                job_name="cin7_order_sync_job",
+                run_id=str(uuid.uuid4()),
+                status=dg.DagsterRunStatus.STARTED,
+                tags=defs.resolve_job_def("cin7_order_sync_job").tags,
+            )
         )
         assert storage.claim_concurrency_slot("cin7", going.run_id, "cin7_raw", 5).is_claimed
         assert len(_tick(schedule, instance).run_requests or []) == 1  # the next reads once this one has read
+        # A cancellation job's read waiting goes first anyway (priority 8): the next order sync still starts.
+        cancels = instance.add_run(
+            dg.DagsterRun(
+                job_name="cin7_cancellation_job", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED
+            )
+        )
+        assert not storage.claim_concurrency_slot("cin7", cancels.run_id, "cin7_raw", 8).is_claimed
+        assert len(_tick(schedule, instance).run_requests or []) == 1
         stock = instance.add_run(
             dg.DagsterRun(
                 job_name="cin7_whistl_stock_job", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED
@@ -99,7 +112,11 @@ def test_an_order_sync_lets_another_job_waiting_for_its_pool_go_first(tmp_path: 
         held = _tick(schedule, instance)
         assert not held.run_requests and stock.run_id in (held.skip_message or ""), held.skip_message
         assert "cin7_whistl_stock_job" in (held.skip_message or "")
-        storage.free_concurrency_slot_for_step(going.run_id, "cin7_raw")  # the stock job's read takes the pool
+        # The pool goes to the cancellation job's read (the higher priority), then to the stock job's.
+        storage.free_concurrency_slot_for_step(going.run_id, "cin7_raw")
+        assert not storage.claim_concurrency_slot("cin7", stock.run_id, "cin7_raw", 1).is_claimed
+        assert storage.claim_concurrency_slot("cin7", cancels.run_id, "cin7_raw", 8).is_claimed
+        storage.free_concurrency_slot_for_step(cancels.run_id, "cin7_raw")
         assert storage.claim_concurrency_slot("cin7", stock.run_id, "cin7_raw", 1).is_claimed
         assert len(_tick(schedule, instance).run_requests or []) == 1
 
