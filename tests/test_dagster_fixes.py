@@ -32,3 +32,12 @@ def test_a_step_waiting_for_a_pool_slot_sleeps_until_its_next_claim_check() -> N
     assert waiting_context(-1.0).interval_to_next_pending_claim_check() == 0.0  # due now: try at once
     context._pending_timeouts["done_step"] = time.time() - 60  # type: ignore[attr-defined]  # a stale entry
     assert 4.0 < context.interval_to_next_pending_claim_check() <= 5.0  # never makes the wait spin again
+
+
+def test_a_step_waiting_for_a_pool_checks_for_its_slot_every_two_seconds_at_most() -> None:
+    """Upstream backs off to a check every 15 s, and a slot freed waits for the step it is given to check."""
+    from dagster._core.execution.plan.instance_concurrency_context import _calculate_timeout_interval
+
+    assert dagster_fixes.UPSTREAM_CLAIM_CHECK_MAX_S == 15, "changed upstream: review the cap in dagster_fixes.py"
+    assert _calculate_timeout_interval(None, 100) == dagster_fixes.CLAIM_CHECK_MAX_S == 2.0
+    assert _calculate_timeout_interval(None, 0) == 1.0  # the first checks as before
