@@ -73,7 +73,11 @@ def every_minutes(
     def skip(instance: dg.DagsterInstance, job_name: str) -> dg.SkipReason | None:
         return waits_for_turn(instance, job_name, pool) if pool else waits_for_last_run(instance, job_name)
 
-    when = "one is queued, two are going or another job waits for its pool" if pool else "the last one is going"
+    when = (
+        "a run is queued, two are going or a lower-priority job waits for its pool"
+        if pool
+        else "the last run is still queued or going"
+    )
 
     @dg.schedule(
         name=name,
