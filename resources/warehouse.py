@@ -347,8 +347,11 @@ class WarehouseDb:
         if not rows:  # no values to infer from: text columns join and filter like the real ones would
             return pl.DataFrame(schema={c: pl.String for c in columns})
         frame = pl.DataFrame([tuple(r) for r in rows], schema=columns, orient="row", infer_schema_length=None)
-        # Drivers name UTC differently (Etc/UTC, UTC): one name, so frames from here stack with our own.
-        return frame.with_columns(pl.col(pl.Datetime("us", "*")).dt.convert_time_zone("UTC"))
+        # Drivers name UTC differently (Etc/UTC, UTC): one name, so frames from here stack with our own. A column
+        # null in every row (a ledger's `file_name` while its sends are all still going) is text, as when empty.
+        return frame.with_columns(
+            pl.col(pl.Datetime("us", "*")).dt.convert_time_zone("UTC"), pl.col(pl.Null).cast(pl.String)
+        )
 
     def table_names(self, schema: str = SCHEMA) -> set[str]:
         """The tables in `schema` (one catalogue query, for a caller asking about many)."""

@@ -40,3 +40,31 @@ def test_a_step_starting_does_not_wait_on_another_runs_open_transaction(postgres
         starting.dispose()
     engine.dispose()
     reader.dispose()
+
+
+def test_a_column_null_in_every_row_reads_as_text_and_joins(warehouse_url: str) -> None:
+    """A Whistl cancellation answer arriving while every cancellation in flight has no file name yet: the ledger's
+    `file_name` is null in every row, and the join with the answers must find nothing, not fail the despatch run
+    (seen live: `file_name: str` on the left did not match `file_name: null` on the right)."""
+    from datetime import UTC, datetime
+
+    import polars as pl
+
+    from fulfil_assets import effects
+    from fulfil_assets.despatch.intake import take_cancel_acks
+    from fulfil_assets.warehouse_tables import ensure_tables
+
+    db = WarehouseDb(warehouse_url)
+    ensure_tables(db)
+    intent = {"idempotency_key": "whistl:cancel:c:1", "order_key": "c:1", "order_ref": "SO-1", "wms": "whistl"}
+    effects.intend(db, "cancellations", pl.DataFrame([{**intent, "payload": "[]"}]))
+    with db.begin() as conn:  # a send going, its file not yet named
+        conn.execute(sa.text(f"UPDATE {SCHEMA}.cancellations SET status = '{effects.SENDING}'"))
+    in_flight = db.read(f"SELECT file_name FROM {SCHEMA}.cancellations")
+    assert in_flight.schema["file_name"] == pl.String and in_flight["file_name"].to_list() == [None]
+    acks = pl.DataFrame(
+        {"file_name": ["can_2.csv"], "order_ref": ["SO-2"], "status": ["CANCELLED"], "detail": [""], "ack_file": ["a"]}
+    )
+    take_cancel_acks(db, acks, datetime.now(UTC))
+    status = db.read(f"SELECT status FROM {SCHEMA}.cancellations")["status"].to_list()
+    assert status == [effects.SENDING]
