@@ -156,7 +156,9 @@ def order_sync_defs(config: FulfilConfig) -> dg.Definitions:
         )
         jobs.append(job)
         schedules.append(
-            every_minutes(f"{oms}_order_sync_schedule", job, config.schedules.order_sync_minutes, pool=oms)
+            every_minutes(
+                f"{oms}_order_sync_schedule", job, config.schedules.order_sync_minutes, pools=sorted({oms, *wms})
+            )
         )
     return dg.Definitions(jobs=jobs, schedules=schedules)
 

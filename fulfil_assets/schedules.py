@@ -17,6 +17,7 @@ reconcile or the analysts' copy.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 
 import dagster as dg
 
@@ -64,18 +65,18 @@ def stagger(name: str, minutes: int) -> int:
 
 
 def every_minutes(
-    name: str, job: dg.UnresolvedAssetJobDefinition | dg.JobDefinition, minutes: int, pool: str | None = None
+    name: str, job: dg.UnresolvedAssetJobDefinition | dg.JobDefinition, minutes: int, pools: Sequence[str] = ()
 ) -> dg.ScheduleDefinition:
     """`job` every `minutes` minutes, on by default; a tick that finds the job's last run unfinished is skipped
-    with a reason naming that run (shown on the schedule's page in the UI). With `pool`, the job is pipelined on
-    that system's pool instead (`waits_for_turn`)."""
+    with a reason naming that run (shown on the schedule's page in the UI). With `pools` (those of the systems its
+    steps read), the job is pipelined instead (`waits_for_turn`)."""
 
     def skip(instance: dg.DagsterInstance, job_name: str) -> dg.SkipReason | None:
-        return waits_for_turn(instance, job_name, pool) if pool else waits_for_last_run(instance, job_name)
+        return waits_for_turn(instance, job_name, pools) if pools else waits_for_last_run(instance, job_name)
 
     when = (
-        "a run is queued, two are going or a lower-priority job waits for its pool"
-        if pool
+        "a run is queued, two are going or a lower-priority job waits for one of its pools"
+        if pools
         else "the last run is still queued or going"
     )
 
@@ -102,12 +103,13 @@ def waits_for_last_run(instance: dg.DagsterInstance, job_name: str) -> dg.SkipRe
     )
 
 
-def waits_for_turn(instance: dg.DagsterInstance, job_name: str, pool: str) -> dg.SkipReason | None:
+def waits_for_turn(instance: dg.DagsterInstance, job_name: str, pools: Sequence[str]) -> dg.SkipReason | None:
     """A pipelined job's tick: skipped, naming the run, while one of its runs waits to start, two are unfinished,
-    or a step of a job of lower priority waits for `pool` (a stock job, the audit: the pool goes to the highest
-    priority waiting, so an order sync always waiting would hold them off for good; a cancellation job's goes
-    first anyway); else None: beside one run going, the next starts and reads once that one has read (and any
-    cancellation job waiting), while that one stages and sends."""
+    or a step of a job of lower priority waits for one of `pools` (a stock job, the audit: a pool goes to the
+    highest priority waiting, so order syncs always waiting, this system's or another reading the same system's
+    catalogue, would hold them off for good; a cancellation job's goes first anyway); else None: beside one run
+    going, the next starts and reads once that one has read (and any cancellation job waiting), while that one
+    stages and sends."""
     records = instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=UNFINISHED), limit=2)
     runs = [r.dagster_run for r in records]
     blocking = next((r for r in runs if r.status in WAITING), None) or (runs[0] if len(runs) == 2 else None)
@@ -120,14 +122,16 @@ def waits_for_turn(instance: dg.DagsterInstance, job_name: str, pool: str) -> dg
     if not runs:
         return None
     priority = int(runs[0].tags.get("dagster/priority", 0))
-    waiting = [
-        step
-        for step in instance.event_log_storage.get_concurrency_info(pool).pending_steps
-        if step.assigned_timestamp is None and step.run_id != runs[0].run_id and (step.priority or 0) < priority
-    ]
-    if not waiting:
-        return None
-    run = instance.get_run_by_id(waiting[0].run_id)
-    return dg.SkipReason(
-        f"{run.job_name if run else 'a'} run {waiting[0].run_id} waits for the {pool} pool: this tick lets it go first"
-    )
+    for pool in pools:
+        waiting = [
+            step
+            for step in instance.event_log_storage.get_concurrency_info(pool).pending_steps
+            if step.assigned_timestamp is None and step.run_id != runs[0].run_id and (step.priority or 0) < priority
+        ]
+        if waiting:
+            run = instance.get_run_by_id(waiting[0].run_id)
+            return dg.SkipReason(
+                f"{run.job_name if run else 'a'} run {waiting[0].run_id} waits for the {pool} pool: this tick lets it "
+                "go first"
+            )
+    return None

@@ -119,6 +119,12 @@ def test_an_order_sync_lets_another_job_waiting_for_its_pool_go_first(tmp_path: 
         storage.free_concurrency_slot_for_step(cancels.run_id, "cin7_raw")
         assert storage.claim_concurrency_slot("cin7", stock.run_id, "cin7_raw", 1).is_claimed
         assert len(_tick(schedule, instance).run_requests or []) == 1
+        # The same for a pool of another system an order sync reads: Whistl's catalogue (the stock job's next read).
+        storage.set_concurrency_slots("whistl", 1)
+        assert storage.claim_concurrency_slot("whistl", str(uuid.uuid4()), "whistl_raw", 10).is_claimed
+        assert not storage.claim_concurrency_slot("whistl", stock.run_id, "whistl_raw", 1).is_claimed
+        held = _tick(schedule, instance)
+        assert not held.run_requests and "whistl pool" in (held.skip_message or ""), held.skip_message
 
 
 def test_each_order_system_syncs_in_its_own_job_and_schedules_of_one_interval_start_apart() -> None:
