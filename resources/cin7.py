@@ -13,6 +13,11 @@ from resources.http import SEND_RESERVE, ApiClient, AuthError, DataError, RateBu
 
 CALLS_PER_MINUTE = 60  # per API application, shared with every other app the brand runs
 MAX_PAGE = 1000
+# Cin7's sale vocabulary. A sale order AUTHORISED is the paid order a warehouse may get (a draft is a quote or an
+# order awaiting payment); a sale with `Status` VOIDED is cancelled; a shipment is DRAFT or AUTHORISED (complete).
+AUTHORISED = "AUTHORISED"
+DRAFT = "DRAFT"
+VOIDED = "VOIDED"
 
 
 class Cin7Client(ApiClient):

@@ -17,7 +17,7 @@ import polars as pl
 
 from fulfil_assets.effects import FAILED, NOT_STARTED, PENDING, SENDING, SENT, TOO_LATE, Outcome
 from resources.bigcommerce import BigCommerceClient
-from resources.cin7 import Cin7Client
+from resources.cin7 import AUTHORISED, DRAFT, Cin7Client
 from resources.http import DataError, TransientError
 from resources.linnworks import LinnworksClient
 from resources.shopify import ShopifyClient
@@ -145,7 +145,7 @@ class Cin7Tracking(OmsTracking):
         ships = [f.get("Ship") or {} for f in self.client.sale(order_id, for_send=True).get("Fulfilments") or []]
         numbers = {line.get("TrackingNumber") for s in ships for line in s.get("Lines") or []}
         wanted = {p["tracking_number"] for p in payload["parcels"]}
-        authorised = any(s.get("Status") == "AUTHORISED" for s in ships)
+        authorised = any(s.get("Status") == AUTHORISED for s in ships)
         if wanted <= numbers and (authorised or not payload.get("authorise")):
             return f"shipment shows {payload['tracking_number']}" + (" and is authorised" if authorised else "")
         return None
@@ -163,7 +163,7 @@ class Cin7Tracking(OmsTracking):
             }
             for p in payload["parcels"]
         ]
-        status = "AUTHORISED" if payload.get("authorise") else "DRAFT"
+        status = AUTHORISED if payload.get("authorise") else DRAFT
         body = {"TaskID": payload["order_id"], "Status": status, "AddTrackingNumbers": True, "Lines": lines}
         self.client.ship(body)
         return Outcome(SENT, result=f"tracking {payload['tracking_number']}, shipment {status}")

@@ -13,18 +13,15 @@ from dlt.sources import DltResource
 
 from fulfil_assets.ingest.columns import declare
 from fulfil_assets.ingest.cursors import LOOKBACK_S, DetailsRead, iso, stamp_time, up_to_reads
-from resources.cin7 import Cin7Client
+from resources.cin7 import AUTHORISED, VOIDED, Cin7Client
 from resources.http import DataError
 
 EPOCH = "2000-01-01T00:00:00+00:00"
 # A sale whose every line has shipped: what changes on it from then on (the tracking fulfil posts itself, the sale
 # moving to SHIPPED) is all in its list row; its lines and address no longer matter to anyone downstream.
 SHIPPED_IN_FULL = "SHIPPED"
-# A voided sale: nothing of it goes anywhere but its cancellation, which its list row says.
-VOIDED = "VOIDED"
-# An authorised sale order: the paid order a warehouse may get. A draft (a quote, an order awaiting payment) is read
-# in detail once authorised; authorising it changes its `Updated`, so the list shows it again then.
-AUTHORISED = "AUTHORISED"
+# A voided sale: nothing of it goes anywhere but its cancellation, which its list row says. A draft is read in
+# detail once authorised; authorising it changes its `Updated`, so the list shows it again then.
 
 
 def updated_since(last_value: str, earlier_cursor: str | None) -> str:

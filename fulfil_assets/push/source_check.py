@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 
 from resources.bigcommerce import BigCommerceClient
-from resources.cin7 import Cin7Client
+from resources.cin7 import AUTHORISED, VOIDED, Cin7Client
 from resources.linnworks import LinnworksClient
 from resources.shopify import ShopifyClient
 
@@ -68,9 +68,9 @@ SHOPIFY_PAID = ("paid", "partially_refunded")
 
 def cin7_reasons(sale: Mapping[str, Any]) -> str | None:
     """Why a Cin7 Core sale (a `saleList` row) must not be sent now, or None."""
-    if sale.get("Status") == "VOIDED":
+    if sale.get("Status") == VOIDED:
         return "voided in Cin7 Core just before the send"
-    if sale.get("OrderStatus") not in (None, "AUTHORISED"):
+    if sale.get("OrderStatus") not in (None, AUTHORISED):
         return f"no longer authorised in Cin7 Core ({sale.get('OrderStatus')}) just before the send"
     return None
 

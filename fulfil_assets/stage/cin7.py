@@ -12,6 +12,7 @@ from fulfil_assets.stage.common import (
     ensure_columns,
     with_content_hash,
 )
+from resources.cin7 import AUTHORISED, VOIDED
 
 SALE_COLUMNS = {
     "id": pl.String,
@@ -50,7 +51,7 @@ LIST_COLUMNS = {
     "order_status": pl.String,
     "_updated_at": pl.String,
 }
-STATUS = {"VOIDED": "cancelled", "SHIPPED": "despatched", "COMPLETED": "despatched", "SHIPPING": "part_despatched"}
+STATUS = {VOIDED: "cancelled", "SHIPPED": "despatched", "COMPLETED": "despatched", "SHIPPING": "part_despatched"}
 
 
 def _ts(col: str) -> pl.Expr:
@@ -81,7 +82,7 @@ def stage_cin7(sales: pl.DataFrame, lines: pl.DataFrame, sale_list: pl.DataFrame
         pl.col("source_channel").alias("channel"),
         _ts("sale_order_date").alias("created_at"),
         pl.max_horizontal(_ts("last_modified_on"), _ts("listed_updated_at")).alias("updated_at"),
-        (pl.coalesce("listed_order_status", "order__status") == "AUTHORISED").alias("paid"),
+        (pl.coalesce("listed_order_status", "order__status") == AUTHORISED).alias("paid"),
         pl.coalesce("listed_status", "status")
         .replace_strict(STATUS, default="open", return_dtype=pl.String)
         .alias("status"),
@@ -133,7 +134,7 @@ def unreadable_sales(
             how="left",
         )
     )
-    voided = ensure_columns(sale_list, {"sale_id": pl.String, "status": pl.String}).filter(pl.col("status") == "VOIDED")
+    voided = ensure_columns(sale_list, {"sale_id": pl.String, "status": pl.String}).filter(pl.col("status") == VOIDED)
     still = refused.filter(pl.col("read_at").is_null() | (pl.col("read_at") < pl.col("_dlt_load_id"))).join(
         voided.select(pl.col("sale_id").alias("id")), on="id", how="anti"
     )
