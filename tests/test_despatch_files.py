@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
@@ -15,6 +16,7 @@ from flow_helpers import emulator_config, run_job, tick_sensor
 
 from emulators.server import Emulators
 from fulfil_assets.definitions import build_definitions
+from fulfil_assets.despatch import intake
 from resources.file_drop import LocalDrop
 from resources.warehouse import SCHEMA, WarehouseDb
 
@@ -234,3 +236,32 @@ def test_sensor_waits_for_a_file_to_settle_and_hashes_each_file_once(
     for request in third.run_requests:
         run_job(defs, "despatch_job", instance, request.run_config)
     assert db.read(f"SELECT COUNT(*) AS n FROM {SCHEMA}.despatches")["n"][0] == a.height
+
+
+def test_a_file_whose_intake_fails_stays_in_out_while_the_others_tracking_goes(
+    world, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fault no real part gives on demand (the warehouse lost mid-file, a fault in fulfil): one file's intake raises.
+    emu, defs, instance, db, orders = world
+    a, b = orders[:2]
+    drop(emu, "shp_fault.csv", "\r\n".join([HEADER, *whole_order(a, "WHL4000000001")]) + "\r\n")
+    drop(emu, "shp_fine.csv", "\r\n".join([HEADER, *whole_order(b, "WHL4000000002")]) + "\r\n")
+    real_take = intake.take_despatch_file
+
+    def faulty(db: WarehouseDb, name: str, data: bytes, now: datetime, flows: dict[str, bool]) -> dict[str, int]:
+        if name == "shp_fault.csv":
+            raise ConnectionError("the warehouse went away")
+        return real_take(db, name, data, now, flows)
+
+    monkeypatch.setattr(intake, "take_despatch_file", faulty)
+    take_in(defs, instance)  # the run succeeds: the other file's tracking went
+    assert tracking_at_linnworks(emu, db, b["order_ref"][0]) == ["WHL4000000002"]
+    assert tracking_at_linnworks(emu, db, a["order_ref"][0]) == []
+    assert (emu.whistl.outbox / "shp_fault.csv").exists() and "shp_fault.csv" not in outcomes(db)
+    # Once the fault has gone, the file's next run takes it in, and its tracking goes once.
+    monkeypatch.setattr(intake, "take_despatch_file", real_take)
+    run_job(defs, "despatch_job", instance, {"ops": {"despatches": {"config": {"file_names": ["shp_fault.csv"]}}}})
+    run_job(defs, "despatch_job", instance, {"ops": {"despatches": {"config": {"file_names": ["shp_fault.csv"]}}}})
+    assert tracking_at_linnworks(emu, db, a["order_ref"][0]) == ["WHL4000000001"]
+    assert tracking_at_linnworks(emu, db, b["order_ref"][0]) == ["WHL4000000002"]
+    assert outcomes(db)["shp_fault.csv"][0] == "processed" and not (emu.whistl.outbox / "shp_fault.csv").exists()

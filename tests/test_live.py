@@ -47,7 +47,7 @@ def test_a_live_run_brings_every_despatchs_tracking_back_with_nothing_left_queue
     assert sum(row["n"] for row in tracked.values()), (tracked, log)
     # ... and once the world stops, every order the world made fit to send is at its target, and every despatch's
     # tracking at its order system (however loaded the machine), by the emulators' own record.
-    assert held["ready_not_held"] == {}, (held, log)
+    assert held["ready_not_held"] == {}, (held["ready_not_held"], result["jobs"], where_fulfil_has(tmp_path, held), log)
     assert all(held.get(f, {}).get("backlog", {}).get("n") for f in FLOW_SYSTEMS), held  # each flow had some
     assert all(row["missing"] == 0 for row in tracked.values()), (tracked, log)
     jobs = result["jobs"]
@@ -81,6 +81,33 @@ def test_sigterm_stops_a_headless_pass_with_no_run_left_started(tmp_path: Path, 
         runs = list(instance.get_runs())
     assert runs and not [r for r in runs if r.status == dg.DagsterRunStatus.STARTED]
     assert len(runs) == 1, [r.job_name for r in runs]  # the pass went on to no later run
+
+
+def where_fulfil_has(data: Path, held: dict) -> dict[str, list[tuple]]:
+    """For a failure's message only: what fulfil's own warehouse holds of the orders that never reached their target
+    (staged, validated, open exceptions, submissions), to tell a slow run from an order held back."""
+    import duckdb
+
+    refs = [ref for refs in held["ready_not_held"].values() for ref in refs]
+    keys = "SELECT order_key FROM fulfil.orders WHERE list_contains($refs, order_ref)"
+    queries = {
+        "orders": "SELECT order_key, order_ref, status, paid, updated_at FROM fulfil.orders "
+        "WHERE list_contains($refs, order_ref)",
+        "validated": "SELECT order_key, flow, passed, ready, validated_at FROM fulfil.validated_orders "
+        f"WHERE order_key IN ({keys})",
+        "exceptions": "SELECT order_key, reason_code, detail FROM fulfil.order_exceptions "
+        f"WHERE resolved_at IS NULL AND order_key IN ({keys})",
+        "submissions": "SELECT order_ref, wms, status, updated_at FROM fulfil.wms_submissions "
+        "WHERE list_contains($refs, order_ref)",
+    }
+    out: dict[str, list[tuple]] = {}
+    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
+        for name, sql in queries.items():
+            try:
+                out[name] = conn.execute(sql, {"refs": refs}).fetchall()
+            except duckdb.Error as exc:
+                out[name] = [(str(exc),)]
+    return out
 
 
 def started_jobs(runs_db: Path) -> list[str]:

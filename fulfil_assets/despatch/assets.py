@@ -175,18 +175,25 @@ def build_assets(config: FulfilConfig) -> list[dg.AssetsDefinition]:
         (a table of processed files by name and content hash is the record). Good rows land in `despatches`;
         bad rows are quarantined with a reason; rows for orders fulfil never sent, shipping more than ordered,
         or shipping none of a line, become exceptions; a file that cannot be read at all moves to
-        `out/quarantine/`. Tracking posts are planned for the order's own system. While every Whistl flow is in
-        shadow, files are read and recorded but left in `out/`."""
+        `out/quarantine/`. Tracking posts are planned for the order's own system. A file whose intake fails
+        (the warehouse gone mid-file, a fault in fulfil) stays in `out/` with the error in the log, and the other
+        files go on: the sensor asks for it again, and `no_despatch_backlog` turns red if it stays. While every
+        Whistl flow is in shadow, files are read and recorded but left in `out/`."""
         with warehouse.session() as db:
             outcomes: dict[str, dict[str, Any]] = {}
             with whistl_drop.session() as drop:
                 waiting = {f.name for f in feedback_files(drop)}
                 names = [n for n in config.file_names if n in waiting] if config.file_names else sorted(waiting)
                 for name in names:
-                    outcomes[name] = take_feedback_file(db, drop, name, context.log, all_flows, shadow)
+                    try:
+                        outcomes[name] = take_feedback_file(db, drop, name, context.log, all_flows, shadow)
+                    except Exception as exc:  # a fault in one file never holds the others' tracking
+                        context.log.exception(f"{name}: not taken in; left in out/ to be asked for again")
+                        outcomes[name] = {"outcome": "failed", "kept_as": "out/", "reason": type(exc).__name__}
             quarantined = [n for n, o in outcomes.items() if o["outcome"] == "quarantined"]
             if quarantined:
                 context.log.warning(f"quarantined files: {quarantined}")
+            failed = [n for n, o in outcomes.items() if o["outcome"] == "failed"]
             table = (
                 "| file | outcome | kept as | rows read | rows kept | quarantined | tracking posts |\n"
                 + "|---|---|---|---|---|---|---|\n"
@@ -202,6 +209,7 @@ def build_assets(config: FulfilConfig) -> list[dg.AssetsDefinition]:
                     "files_table": dg.MetadataValue.md(table),
                     "files_taken": len(outcomes),
                     "files_quarantined": len(quarantined),
+                    "files_failed": dg.MetadataValue.json(failed),
                     "despatch_rows_total": int(db.read(f"SELECT COUNT(*) AS n FROM {SCHEMA}.despatches")["n"][0]),
                 }
             )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -82,20 +82,43 @@ def file_rows(
         yield {**record, **file, "_row_no": row_no}
 
 
-def file_reader(required: tuple[str, ...]) -> Any:
-    """A transformer reading the rows of each listed file, requiring `required` columns."""
+def file_version(item: FileItemDict) -> str:
+    """A listed file's version as the listing shows it: modification time and size."""
+    return f"{item['modification_date'].isoformat()} {item['size_in_bytes']}"
+
+
+def forget_old(read: dict[str, str], newest: datetime) -> None:
+    """Drop from `read` the files modified more than twice `LISTING_LAG_S` before `newest`: the listing never shows
+    them again, so the record of what was read stays the size of the lag window."""
+    horizon = (newest - timedelta(seconds=2 * LISTING_LAG_S)).isoformat()
+    for name in [n for n, version in read.items() if version.split(" ", 1)[0] < horizon]:
+        del read[name]
+
+
+def file_reader(required: tuple[str, ...], read: dict[str, str] | None = None) -> Any:
+    """A transformer reading the rows of each listed file, requiring `required` columns. Each file (by name) is read
+    once per version (`file_version`): the listing looks `LISTING_LAG_S` back, and reading again every snapshot of
+    the last hour (60,000 rows and more) in every order sync cost more than all else the run did. `read` (name ->
+    version) is the resource's dlt state, saved with the load; a test may pass its own."""
 
     @dlt.transformer(name="file_rows")
     def read_file_rows(items: list[FileItemDict]) -> Iterator[dict[str, Any]]:
-        """The rows of each file; a file moved between the listing and the read (a run archiving it meanwhile)
-        is skipped: it is listed again under `out/archive/` (the listing looks `LISTING_LAG_S` back), and read
-        there."""
+        """The rows of each file not read before in this version; a file moved between the listing and the read
+        (a run archiving it meanwhile) is skipped: it is listed again under `out/archive/`, and read there (a move
+        keeps its name and time, so a file read before it moved is not read again)."""
+        seen = read if read is not None else dlt.current.resource_state().setdefault("files_read", {})
         for item in items:
+            version = file_version(item)
+            if seen.get(item["file_name"]) == version:
+                continue
             try:
                 data = item.read_bytes()
             except FileNotFoundError:
                 continue
             yield from file_rows(item["file_name"], data, item["modification_date"], required)
+            seen[item["file_name"]] = version
+        if items:
+            forget_old(seen, max(item["modification_date"] for item in items))
 
     return read_file_rows
 
