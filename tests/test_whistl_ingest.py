@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -15,6 +15,7 @@ from emulators.server import Emulators
 from fulfil_assets.config import FulfilConfig
 from fulfil_assets.definitions import build_definitions
 from fulfil_assets.ingest.whistl_source import drop_location, whistl_source
+from fulfil_assets.stage.assets import snapshot_rows_to_stage
 from fulfil_assets.stage.stock import whistl_stock
 from resources.warehouse import SCHEMA, WarehouseDb
 
@@ -157,6 +158,13 @@ def test_an_unusable_snapshot_keeps_the_last_good_one(emulators: Emulators, fulf
         f"SELECT line, reason FROM {SCHEMA}.quarantined_rows WHERE source = 'whistl_stock' ORDER BY line"
     ).rows()
     assert quarantined == [(2, "on_hand x is not a whole number"), (3, "allocated ? is not a whole number")]
+    # Staging reads again only the snapshot in use (the judged files are never read again), and once a newer good
+    # one has been applied, only that one.
+    assert set(snapshot_rows_to_stage(db)["_file_name"]) == {good}
+    newer = emu.whistl.snapshot(datetime.now(UTC) + timedelta(minutes=1))
+    assert job.execute_in_process(instance=instance, asset_selection=keys).success
+    assert stock().rows() == [(newer, len(emu.world.wms_catalogue))]
+    assert set(snapshot_rows_to_stage(db)["_file_name"]) == {newer}
 
 
 def test_a_snapshot_is_applied_only_when_complete_and_plausible(

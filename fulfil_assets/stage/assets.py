@@ -89,7 +89,7 @@ def stage_whistl_snapshots(
     `processed_files`, move each file to `out/archive/` or `out/quarantine/` (left in place in shadow), and put
     the newest accepted one in `wms_stock`. Returns metadata."""
     now = now_utc()
-    raw = latest_versions(raw_table(db, "whistl", "stock_snapshots"))
+    raw = latest_versions(snapshot_rows_to_stage(db))
     judged = db.read(
         f"SELECT file_name, content_hash, outcome, rows_kept, processed_at FROM {SCHEMA}.processed_files "
         "WHERE wms = 'whistl' AND kind = 'inv'",
@@ -124,6 +124,33 @@ def stage_whistl_snapshots(
     if not shadow:  # judged files leave out/ (also those judged while the flows were in shadow)
         file_judged_snapshots(db, drop)
     return apply_newest_snapshot(db, raw, files)
+
+
+def snapshot_rows_to_stage(db: WarehouseDb) -> pl.DataFrame:
+    """The raw snapshot rows staging needs: those of files not judged yet (by name and content hash) and of the
+    newest accepted file, which a newer one may replace. Every snapshot ever taken in is kept raw (2,000 rows a file,
+    one a minute in the live bench): reading them all in every run grew without end."""
+    if not db.table_exists("stock_snapshots", "raw_whistl"):
+        return pl.DataFrame()
+    judged = (
+        f"SELECT 1 FROM {SCHEMA}.processed_files p WHERE p.wms = 'whistl' AND p.kind = 'inv' "
+        "AND p.file_name = r._file_name AND p.content_hash = r._file_hash"
+    )
+    accepted = db.read(
+        "SELECT r._file_name AS file_name, MAX(r.snapshot_at) AS snapshot_at FROM raw_whistl.stock_snapshots r "
+        f"WHERE EXISTS ({judged} AND p.outcome = 'accepted') GROUP BY r._file_name",
+        schema={"file_name": pl.String, "snapshot_at": pl.String},
+    )
+    newest = (
+        accepted.with_columns(pl.col("snapshot_at").str.strip_chars().str.to_datetime(time_zone="UTC", strict=False))
+        .sort("snapshot_at", "file_name", nulls_last=False)["file_name"]
+        .tail(1)
+        .to_list()
+    )
+    return db.read(
+        f"SELECT * FROM raw_whistl.stock_snapshots r WHERE NOT EXISTS ({judged}) OR r._file_name = :newest",
+        {"newest": newest[0] if newest else None},
+    )
 
 
 def record_snapshot_verdicts(db: WarehouseDb, verdicts: list[dict[str, Any]], now: datetime, log: Any) -> None:
