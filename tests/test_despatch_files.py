@@ -254,14 +254,23 @@ def test_a_file_whose_intake_fails_stays_in_out_while_the_others_tracking_goes(
         return real_take(db, name, data, now, flows)
 
     monkeypatch.setattr(intake, "take_despatch_file", faulty)
-    take_in(defs, instance)  # the run succeeds: the other file's tracking went
+    first = tick_sensor(defs, instance, None)
+    (run,) = [run_job(defs, "despatch_job", instance, r.run_config) for r in first.run_requests or []]
+    (check,) = files_check(run)  # the run succeeds, red on the file it could not take in
+    assert not check.passed and check.metadata["files_failed"].value == ["shp_fault.csv"]
     assert tracking_at_linnworks(emu, db, b["order_ref"][0]) == ["WHL4000000002"]
     assert tracking_at_linnworks(emu, db, a["order_ref"][0]) == []
     assert (emu.whistl.outbox / "shp_fault.csv").exists() and "shp_fault.csv" not in outcomes(db)
     # Once the fault has gone, the file's next run takes it in, and its tracking goes once.
     monkeypatch.setattr(intake, "take_despatch_file", real_take)
-    run_job(defs, "despatch_job", instance, {"ops": {"despatches": {"config": {"file_names": ["shp_fault.csv"]}}}})
-    run_job(defs, "despatch_job", instance, {"ops": {"despatches": {"config": {"file_names": ["shp_fault.csv"]}}}})
+    again = {"ops": {"despatches": {"config": {"file_names": ["shp_fault.csv"]}}}}
+    assert [c.passed for c in files_check(run_job(defs, "despatch_job", instance, again))] == [True]
+    run_job(defs, "despatch_job", instance, again)  # once more: nothing changes
     assert tracking_at_linnworks(emu, db, a["order_ref"][0]) == ["WHL4000000001"]
     assert tracking_at_linnworks(emu, db, b["order_ref"][0]) == ["WHL4000000002"]
     assert outcomes(db)["shp_fault.csv"][0] == "processed" and not (emu.whistl.outbox / "shp_fault.csv").exists()
+
+
+def files_check(run: dg.ExecuteInProcessResult) -> list[dg.AssetCheckEvaluation]:
+    """The run's `despatches:every_file_taken_in` evaluations."""
+    return [c for c in run.get_asset_check_evaluations() if c.check_name == "every_file_taken_in"]

@@ -28,6 +28,7 @@ from live import FLOW_SYSTEMS, run_live  # noqa: E402
 def test_a_live_run_brings_every_despatchs_tracking_back_with_nothing_left_queued(tmp_path: Path) -> None:
     # Two minutes of the world, longer (up to four more) until both warehouses have despatched: on a loaded machine
     # the first orders get there later; what is judged is that everything arrives, not how fast (bench/live.py).
+    # The drain ends as soon as everything has; on CI's loaded machine 240 s once ended with three orders not there yet.
     result = run_live(
         minutes=2,
         extend_minutes=4,
@@ -36,7 +37,7 @@ def test_a_live_run_brings_every_despatchs_tracking_back_with_nothing_left_queue
         tick=10.0,
         data_dir=tmp_path,
         quiet=True,
-        drain_s=240,
+        drain_s=360,
     )
     log = Path(result["daemon_log"]).read_text()[-3000:]
     tracked = result["despatch_to_tracking"]
@@ -100,14 +101,11 @@ def where_fulfil_has(data: Path, held: dict) -> dict[str, list[tuple]]:
         "submissions": "SELECT order_ref, wms, status, updated_at FROM fulfil.wms_submissions "
         "WHERE list_contains($refs, order_ref)",
     }
-    out: dict[str, list[tuple]] = {}
-    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
-        for name, sql in queries.items():
-            try:
-                out[name] = conn.execute(sql, {"refs": refs}).fetchall()
-            except duckdb.Error as exc:
-                out[name] = [(str(exc),)]
-    return out
+    try:
+        with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
+            return {name: conn.execute(sql, {"refs": refs}).fetchall() for name, sql in queries.items()}
+    except duckdb.Error as exc:  # the failure's own message matters more than this one
+        return {"unreadable": [(str(exc),)]}
 
 
 def started_jobs(runs_db: Path) -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -14,7 +14,7 @@ import pytest
 from emulators.server import Emulators
 from fulfil_assets.config import FulfilConfig
 from fulfil_assets.definitions import build_definitions
-from fulfil_assets.ingest.whistl_source import drop_location, whistl_source
+from fulfil_assets.ingest.whistl_source import LISTING_LAG_S, drop_location, forget_old, whistl_source
 from fulfil_assets.stage.assets import snapshot_rows_to_stage
 from fulfil_assets.stage.stock import whistl_stock
 from resources.warehouse import SCHEMA, WarehouseDb
@@ -256,3 +256,22 @@ def test_a_file_moved_between_the_listing_and_the_read_is_skipped_not_a_failed_r
     pages = dlt.resource([listed], name="listing")  # the listing's one page, read as the source reads it
     rows = list(pages | file_reader(REQUIRED["stock_snapshots"], read={}))
     assert [(r["_file_name"], r["sku"]) for r in rows] == [("inv_2.csv", "B2")]
+
+
+def test_what_was_read_is_forgotten_only_past_twice_the_listing_lag() -> None:
+    now = datetime(2026, 12, 7, 12, 0, 0, tzinfo=UTC)
+    edge = now - timedelta(seconds=2 * LISTING_LAG_S)
+    read = {
+        "inv_old.csv": [f"{(edge - timedelta(microseconds=1)).isoformat()} 10"],
+        "inv_edge.csv": [f"{edge.isoformat()} 10"],
+        # One name in two versions: the older one goes, the newer one stays.
+        "inv_both.csv": [f"{(edge - timedelta(seconds=1)).isoformat()} 10", f"{now.isoformat()} 12"],
+        # Another zone's offset is compared as a time, not as text.
+        "inv_zone.csv": [f"{(edge + timedelta(minutes=30)).astimezone(timezone(timedelta(hours=-5))).isoformat()} 9"],
+    }
+    forget_old(read, now)
+    assert read == {
+        "inv_edge.csv": [f"{edge.isoformat()} 10"],
+        "inv_both.csv": [f"{now.isoformat()} 12"],
+        "inv_zone.csv": read["inv_zone.csv"],
+    }

@@ -38,6 +38,7 @@ ONE_UNSETTLED_PER_ORDER = (
     f"WHERE other.order_key = tracking_posts.order_key AND other.status = '{effects.SENDING}' "
     "AND other.idempotency_key <> tracking_posts.idempotency_key))"
 )
+FILES_CHECK = "every_file_taken_in"
 # Runs that take in despatches and post their tracking, each order system's posts time-boxed.
 DESPATCH_JOBS = ("despatch_job", "peoplevox_despatch_job")
 # Which calls each order system's posts make, for the asset's description.
@@ -167,6 +168,15 @@ def build_assets(config: FulfilConfig) -> list[dg.AssetsDefinition]:
         group_name="despatch",
         kinds={"whistl", "sftp"},
         deps=[dg.AssetKey("wms_submissions")],
+        check_specs=[
+            dg.AssetCheckSpec(
+                FILES_CHECK,
+                asset="despatches",
+                description="Every Whistl file the run was asked to take in was taken in (processed or quarantined "
+                "with its reason). Red names the files whose intake failed: they stay in `out/`, the error is in the "
+                "run's log, and the sensor asks for them again.",
+            )
+        ],
     )
     def despatches(
         context: dg.AssetExecutionContext, config: WhistlFilesConfig, warehouse: Warehouse, whistl_drop: FileDrop
@@ -177,7 +187,7 @@ def build_assets(config: FulfilConfig) -> list[dg.AssetsDefinition]:
         or shipping none of a line, become exceptions; a file that cannot be read at all moves to
         `out/quarantine/`. Tracking posts are planned for the order's own system. A file whose intake fails
         (the warehouse gone mid-file, a fault in fulfil) stays in `out/` with the error in the log, and the other
-        files go on: the sensor asks for it again, and `no_despatch_backlog` turns red if it stays. While every
+        files go on: `every_file_taken_in` turns red naming it, and the sensor asks for it again. While every
         Whistl flow is in shadow, files are read and recorded but left in `out/`."""
         with warehouse.session() as db:
             outcomes: dict[str, dict[str, Any]] = {}
@@ -207,11 +217,20 @@ def build_assets(config: FulfilConfig) -> list[dg.AssetsDefinition]:
                 metadata={
                     "files": dg.MetadataValue.json(outcomes),
                     "files_table": dg.MetadataValue.md(table),
-                    "files_taken": len(outcomes),
+                    "files_taken": len(outcomes) - len(failed),
                     "files_quarantined": len(quarantined),
                     "files_failed": dg.MetadataValue.json(failed),
                     "despatch_rows_total": int(db.read(f"SELECT COUNT(*) AS n FROM {SCHEMA}.despatches")["n"][0]),
-                }
+                },
+                check_results=[
+                    dg.AssetCheckResult(
+                        check_name=FILES_CHECK,
+                        passed=not failed,
+                        severity=dg.AssetCheckSeverity.ERROR,
+                        description=f"Not taken in, left in out/: {', '.join(failed)}" if failed else None,
+                        metadata={"files_failed": dg.MetadataValue.json(failed)},
+                    )
+                ],
             )
 
     assets = [despatches] if config.systems.whistl is not None else []

@@ -10,7 +10,7 @@ import dagster as dg
 
 from fulfil_assets import effects
 from fulfil_assets.config import FLOW_SYSTEMS, FulfilConfig, every_minutes_cron, is_shadow, whistl_in_shadow
-from fulfil_assets.despatch.assets import DESPATCH_JOBS, build_assets, tracking_systems
+from fulfil_assets.despatch.assets import DESPATCH_JOBS, FILES_CHECK, build_assets, tracking_systems
 from fulfil_assets.despatch.backlog import despatch_backlog_checks
 from fulfil_assets.despatch.checks import tracking_checks
 from fulfil_assets.despatch.peoplevox_callbacks import inbox_dir, peoplevox_callback_sensor_factory, subscription_asset
@@ -51,7 +51,9 @@ def build_defs(config: FulfilConfig) -> dg.Definitions:
     if "despatches" in names:
         despatch_job = dg.define_asset_job(
             "despatch_job",
-            selection=dg.AssetSelection.assets("despatches", *tracking_of(config, "whistl")).without_checks(),
+            # The checks run by their own jobs, but the one the despatches step itself reports (every file taken in).
+            selection=dg.AssetSelection.assets("despatches", *tracking_of(config, "whistl")).without_checks()
+            | dg.AssetSelection.checks(dg.AssetCheckKey(dg.AssetKey("despatches"), FILES_CHECK)),
             tags=LATENCY,
             description="Take in Whistl's acknowledgement, despatch and rejection files and post the tracking of "
             "what was despatched.",

@@ -20,8 +20,6 @@ EPOCH = "2000-01-01T00:00:00+00:00"
 # A sale whose every line has shipped: what changes on it from then on (the tracking fulfil posts itself, the sale
 # moving to SHIPPED) is all in its list row; its lines and address no longer matter to anyone downstream.
 SHIPPED_IN_FULL = "SHIPPED"
-# A voided sale: nothing of it goes anywhere but its cancellation, which its list row says. A draft is read in
-# detail once authorised; authorising it changes its `Updated`, so the list shows it again then.
 
 
 def updated_since(last_value: str, earlier_cursor: str | None) -> str:
@@ -37,7 +35,8 @@ def updated_since(last_value: str, earlier_cursor: str | None) -> str:
 def to_read(read: DetailsRead, row: dict[str, Any]) -> bool:
     """Whether a listed sale must be read in detail: changed since it last was, authorised, not voided and not
     shipped in full. At 60 calls a minute each detail is a call a sale to send or a parcel's tracking waits for;
-    what the others need (paid or not, voided, shipped) is in the list row, which staging takes it from."""
+    what the others need (paid or not, voided, shipped) is in the list row, which staging takes it from. A draft is
+    read once authorised: authorising it changes its `Updated`, so the list shows it again then."""
     return (
         row.get("OrderStatus") == AUTHORISED
         and row.get("Status") != VOIDED

@@ -25,8 +25,10 @@ from fulfil_assets.ingest.columns import declare
 from resources.file_drop import HostKeyCheck
 
 # Files are re-listed this far back (seconds) so that a file landing with an older modification time than one
-# already read (an upload that keeps the sender's mtime) is still taken in; rows merge on file and row, so
-# re-reading is harmless.
+# already read (an upload that keeps the sender's mtime) is still taken in; a file listed again in a version
+# already read is not read again (`file_reader`). What was read is remembered with dlt's state, saved as the
+# extract ends: a load that then fails for good (not one a crash left pending, which the next run finishes) does
+# not bring its files back; the next snapshot file replaces what they held.
 LISTING_LAG_S = 3600
 # Despatch files (`shp_*.csv`) are not loaded here: the despatch stage takes each one in whole, once, as it lands
 # (`despatch/intake.py`); a second copy of their rows would be read by nobody.
@@ -84,39 +86,43 @@ def file_rows(
 
 def file_version(item: FileItemDict) -> str:
     """A listed file's version as the listing shows it: modification time and size."""
-    return f"{item['modification_date'].isoformat()} {item['size_in_bytes']}"
+    return f"{item['modification_date'].isoformat()} {item.get('size_in_bytes')}"
 
 
-def forget_old(read: dict[str, str], newest: datetime) -> None:
-    """Drop from `read` the files modified more than twice `LISTING_LAG_S` before `newest`: the listing never shows
-    them again, so the record of what was read stays the size of the lag window."""
-    horizon = (newest - timedelta(seconds=2 * LISTING_LAG_S)).isoformat()
-    for name in [n for n, version in read.items() if version.split(" ", 1)[0] < horizon]:
-        del read[name]
+def forget_old(read: dict[str, list[str]], newest: datetime) -> None:
+    """Drop from `read` the versions modified more than twice `LISTING_LAG_S` before `newest`: the listing never
+    shows them again, so the record of what was read stays the size of the lag window."""
+    horizon = newest - timedelta(seconds=2 * LISTING_LAG_S)
+    for name, versions in list(read.items()):
+        kept = [v for v in versions if datetime.fromisoformat(v.split(" ", 1)[0]) >= horizon]
+        if kept:
+            read[name] = kept
+        else:
+            del read[name]
 
 
-def file_reader(required: tuple[str, ...], read: dict[str, str] | None = None) -> Any:
+def file_reader(required: tuple[str, ...], read: dict[str, list[str]] | None = None) -> DltResource:
     """A transformer reading the rows of each listed file, requiring `required` columns. Each file (by name) is read
     once per version (`file_version`): the listing looks `LISTING_LAG_S` back, and reading again every snapshot of
     the last hour (60,000 rows and more) in every order sync cost more than all else the run did. `read` (name ->
-    version) is the resource's dlt state, saved with the load; a test may pass its own."""
+    versions read) is the resource's dlt state; a test may pass its own."""
 
     @dlt.transformer(name="file_rows")
     def read_file_rows(items: list[FileItemDict]) -> Iterator[dict[str, Any]]:
         """The rows of each file not read before in this version; a file moved between the listing and the read
         (a run archiving it meanwhile) is skipped: it is listed again under `out/archive/`, and read there (a move
         keeps its name and time, so a file read before it moved is not read again)."""
-        seen = read if read is not None else dlt.current.resource_state().setdefault("files_read", {})
+        seen = read if read is not None else dlt.current.resource_state().setdefault("versions_read", {})
         for item in items:
             version = file_version(item)
-            if seen.get(item["file_name"]) == version:
+            if version in seen.get(item["file_name"], []):
                 continue
             try:
                 data = item.read_bytes()
             except FileNotFoundError:
                 continue
             yield from file_rows(item["file_name"], data, item["modification_date"], required)
-            seen[item["file_name"]] = version
+            seen.setdefault(item["file_name"], []).append(version)
         if items:
             forget_old(seen, max(item["modification_date"] for item in items))
 

@@ -127,30 +127,30 @@ def stage_whistl_snapshots(
 
 
 def snapshot_rows_to_stage(db: WarehouseDb) -> pl.DataFrame:
-    """The raw snapshot rows staging needs: those of files not judged yet (by name and content hash) and of the
-    newest accepted file, which a newer one may replace. Every snapshot ever taken in is kept raw (2,000 rows a file,
-    one a minute in the live bench): reading them all in every run grew without end."""
+    """The raw snapshot rows staging needs: every version of each file whose newest version is not judged yet (by
+    name and content hash), and of the newest accepted file, which a newer one may replace. Every snapshot ever
+    taken in is kept raw (2,000 rows a file, one a minute in the live bench): reading them all grew without end."""
     if not db.table_exists("stock_snapshots", "raw_whistl"):
         return pl.DataFrame()
-    judged = (
-        f"SELECT 1 FROM {SCHEMA}.processed_files p WHERE p.wms = 'whistl' AND p.kind = 'inv' "
-        "AND p.file_name = r._file_name AND p.content_hash = r._file_hash"
+    files = snapshot_files(
+        latest_versions(
+            db.read(
+                "SELECT DISTINCT _file_name, _file_hash, _file_modified_at, snapshot_at FROM raw_whistl.stock_snapshots"
+            )
+        )
     )
-    accepted = db.read(
-        "SELECT r._file_name AS file_name, MAX(r.snapshot_at) AS snapshot_at FROM raw_whistl.stock_snapshots r "
-        f"WHERE EXISTS ({judged} AND p.outcome = 'accepted') GROUP BY r._file_name",
-        schema={"file_name": pl.String, "snapshot_at": pl.String},
+    judged = db.read(
+        f"SELECT file_name, content_hash AS file_hash, outcome FROM {SCHEMA}.processed_files "
+        "WHERE wms = 'whistl' AND kind = 'inv'",
+        schema={"file_name": pl.String, "file_hash": pl.String, "outcome": pl.String},
     )
-    newest = (
-        accepted.with_columns(pl.col("snapshot_at").str.strip_chars().str.to_datetime(time_zone="UTC", strict=False))
-        .sort("snapshot_at", "file_name", nulls_last=False)["file_name"]
-        .tail(1)
-        .to_list()
-    )
-    return db.read(
-        f"SELECT * FROM raw_whistl.stock_snapshots r WHERE NOT EXISTS ({judged}) OR r._file_name = :newest",
-        {"newest": newest[0] if newest else None},
-    )
+    unjudged = files.join(judged, on=["file_name", "file_hash"], how="anti")["file_name"].to_list()
+    accepted = files.join(judged.filter(pl.col("outcome") == "accepted"), on=["file_name", "file_hash"], how="semi")
+    names = unjudged + accepted.sort("snapshot_at", "file_name", nulls_last=False)["file_name"].tail(1).to_list()
+    if not names:
+        return pl.DataFrame()
+    wanted = db.any_of("_file_name", "names")
+    return db.read(f"SELECT * FROM raw_whistl.stock_snapshots WHERE {wanted}", {"names": names})
 
 
 def record_snapshot_verdicts(db: WarehouseDb, verdicts: list[dict[str, Any]], now: datetime, log: Any) -> None:

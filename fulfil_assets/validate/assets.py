@@ -287,9 +287,9 @@ def build_validation(fulfil: FulfilConfig) -> dg.AssetsDefinition:
             now = now_utc()
             exp_dir = Path(config.expectations_dir)
             staged = db.read(f"SELECT * FROM {SCHEMA}.orders WHERE status = 'open'")
-            lines = db.read(  # the open orders' lines only: the table holds every line ever staged
-                f"SELECT * FROM {SCHEMA}.order_lines WHERE order_key IN "
-                f"(SELECT order_key FROM {SCHEMA}.orders WHERE status = 'open')"
+            lines = db.read(  # these orders' lines only: the table holds every line ever staged
+                f"SELECT * FROM {SCHEMA}.order_lines WHERE {db.any_of('order_key', 'keys')}",
+                {"keys": staged["order_key"].to_list()},
             )
             docs_root = Path(os.environ.get("FULFIL_DATA_DIR", "data")) / "gx_docs"
             gx_docs = docs_root / context.run_id if config.run_great_expectations else None
