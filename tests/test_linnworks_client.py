@@ -197,6 +197,8 @@ def test_a_rate_budget_file_holds_across_processes(tmp_path: Path) -> None:
     out, _ = other.communicate(timeout=30)
     calls = sorted(mine + json.loads(out))
     assert len(calls) == 8
-    busiest = max(sum(1 for t in calls if start <= t < start + 0.99) for start in calls)
+    # Times are taken as `acquire` returns, up to tens of milliseconds after the grant on a loaded machine (CI
+    # once showed 5 in 0.99 s for that): a 0.9 s window still holds 8 where two budgets of their own were used.
+    busiest = max(sum(1 for t in calls if start <= t < start + 0.9) for start in calls)
     assert busiest <= 4, calls
     assert calls[-1] - calls[0] >= 0.99  # the eight calls took at least a second window
