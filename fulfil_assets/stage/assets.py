@@ -89,12 +89,12 @@ def stage_whistl_snapshots(
     `processed_files`, move each file to `out/archive/` or `out/quarantine/` (left in place in shadow), and put
     the newest accepted one in `wms_stock`. Returns metadata."""
     now = now_utc()
-    raw = latest_versions(snapshot_rows_to_stage(db))
     judged = db.read(
         f"SELECT file_name, content_hash, outcome, rows_kept, processed_at FROM {SCHEMA}.processed_files "
         "WHERE wms = 'whistl' AND kind = 'inv'",
         schema={"rows_kept": pl.Int64, "processed_at": pl.Datetime("us", "UTC")},
     )
+    raw = latest_versions(snapshot_rows_to_stage(db, judged))
     done = set(judged.select("file_name", "content_hash").iter_rows())
     accepted = judged.filter(pl.col("outcome") == "accepted").sort("processed_at")
     last_rows = int(accepted["rows_kept"][-1]) if accepted.height else None
@@ -126,10 +126,11 @@ def stage_whistl_snapshots(
     return apply_newest_snapshot(db, raw, files)
 
 
-def snapshot_rows_to_stage(db: WarehouseDb) -> pl.DataFrame:
-    """The raw snapshot rows staging needs: every version of each file whose newest version is not judged yet (by
-    name and content hash), and of the newest accepted file, which a newer one may replace. Every snapshot ever
-    taken in is kept raw (2,000 rows a file, one a minute in the live bench): reading them all grew without end."""
+def snapshot_rows_to_stage(db: WarehouseDb, judged: pl.DataFrame) -> pl.DataFrame:
+    """The raw snapshot rows staging needs: every version of each file whose newest version is not in `judged`
+    (`processed_files` rows of Whistl's stock files, by name and content hash), and of the newest accepted file,
+    which a newer one may replace. Every snapshot ever taken in is kept raw (2,000 rows a file, one a minute in the
+    live bench): reading them all grew without end."""
     if not db.table_exists("stock_snapshots", "raw_whistl"):
         return pl.DataFrame()
     files = snapshot_files(
@@ -139,13 +140,9 @@ def snapshot_rows_to_stage(db: WarehouseDb) -> pl.DataFrame:
             )
         )
     )
-    judged = db.read(
-        f"SELECT file_name, content_hash AS file_hash, outcome FROM {SCHEMA}.processed_files "
-        "WHERE wms = 'whistl' AND kind = 'inv'",
-        schema={"file_name": pl.String, "file_hash": pl.String, "outcome": pl.String},
-    )
-    unjudged = files.join(judged, on=["file_name", "file_hash"], how="anti")["file_name"].to_list()
-    accepted = files.join(judged.filter(pl.col("outcome") == "accepted"), on=["file_name", "file_hash"], how="semi")
+    verdicts = judged.select("file_name", pl.col("content_hash").alias("file_hash"), "outcome")
+    unjudged = files.join(verdicts, on=["file_name", "file_hash"], how="anti")["file_name"].to_list()
+    accepted = files.join(verdicts.filter(pl.col("outcome") == "accepted"), on=["file_name", "file_hash"], how="semi")
     names = unjudged + accepted.sort("snapshot_at", "file_name", nulls_last=False)["file_name"].tail(1).to_list()
     if not names:
         return pl.DataFrame()
