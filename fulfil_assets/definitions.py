@@ -28,6 +28,7 @@ from fulfil_assets.stage import definitions as stage
 from fulfil_assets.stage.assets import ORDER_STAGING
 from fulfil_assets.stock import definitions as stock
 from fulfil_assets.validate import definitions as validate
+from fulfil_assets.validate.assets import ORDER_SYSTEM_TAG
 from fulfil_assets.warehouse_tables import COLUMN_DESCRIPTIONS, FulfilWarehouse, table_schema
 from resources.bigcommerce import BigCommerceResource
 from resources.cin7 import Cin7Resource
@@ -150,7 +151,11 @@ def order_sync_defs(config: FulfilConfig) -> dg.Definitions:
             | dg.AssetSelection.assets("orders", "order_lines", "wms_stock")
             | dg.AssetSelection.assets(*sorted({SUBMISSION_ASSETS[target_of(f)] for f in flows})),
             # A run reads its interval's worth of details (two minutes at least): a backlog drains at the share.
-            tags={**ORDERS, READ_MINUTES_TAG: str(max(READ_MINUTES, config.schedules.order_sync_minutes))},
+            tags={
+                **ORDERS,
+                READ_MINUTES_TAG: str(max(READ_MINUTES, config.schedules.order_sync_minutes)),
+                ORDER_SYSTEM_TAG: oms,  # its validation checks this system's orders only
+            },
             description=f"Read {oms}'s orders (and the catalogue of the warehouses its flows send to), stage and "
             f"validate them, and send what is ready ({oms}'s stock is its stock job's to read).",
         )

@@ -35,6 +35,31 @@ from resources.warehouse import SCHEMA, WarehouseDb
 TARGETS = ("whistl", "peoplevox", "linnworks")
 
 
+def created_refs(emu: Emulators) -> list[str]:
+    """The references of the orders Linnworks created for the storefront (the shopify_linnworks target's record)."""
+    return [r["ReferenceNum"] for r in emu.linnworks.created.values()]
+
+
+# The reason codes the world plants that each rule check holds an order for.
+RULE_CODES = {
+    "rule_sku_format": {"SKU_INVALID_CHARS"},
+    "rule_sku_known": {"SKU_UNKNOWN_AT_WMS"},
+    "rule_phone": {"PHONE_MISSING", "PHONE_INVALID"},
+    "rule_postcode": {"POSTCODE_INVALID"},
+    "rule_address": {"ADDRESS_INCOMPLETE"},
+    "rule_service": {"SERVICE_UNMAPPED"},
+}
+
+
+def rules_failing(result: dg.ExecuteInProcessResult) -> dict[str, object]:
+    """Per rule check of a validation run: the orders it names as held."""
+    return {
+        c.check_name: c.metadata["failing_orders"].value
+        for c in result.get_asset_check_evaluations()
+        if c.check_name.startswith("rule_")
+    }
+
+
 def test_every_flow_sends_each_valid_order_once(emulators: Emulators, fulfil_env: dict, tmp_path: Path) -> None:
     """Judged by the world's own record (`Emulators.timeline()`: what it planted in each order, whether the order
     was paid or cancelled), never by fulfil's verdicts: each target holds exactly the orders fit for it, each
@@ -61,8 +86,7 @@ def test_every_flow_sends_each_valid_order_once(emulators: Emulators, fulfil_env
     assert set(receipts) == ready["whistl"] and set(receipts.values()) == {1}
     assert emu.whistl.inspect()["rejections"] == []
     assert emu.peoplevox.inspect()["saves"] == dict.fromkeys(ready["peoplevox"], 1)
-    created = Counter(r["ReferenceNum"] for r in emu.linnworks.created.values())
-    assert created == Counter(dict.fromkeys(ready["linnworks"], 1))
+    assert Counter(created_refs(emu)) == Counter(dict.fromkeys(ready["linnworks"], 1))
 
     # Every order the world spoiled is held with exactly the reasons it planted; none it left whole is held.
     assert open_reasons(db) == planted_reasons(truth)
@@ -87,6 +111,28 @@ def test_every_flow_sends_each_valid_order_once(emulators: Emulators, fulfil_env
     created = {c["order_id"] for c in emu.linnworks.inspect()["created_orders"].values()}
     new_refs = set(again) - set(receipts)
     assert new_refs and new_refs <= {f"LW{emu.linnworks.orders[i].number}" for i in created}
+
+    # An order system's own sync checks only its orders that no target holds yet: an order a target holds keeps
+    # the verdict it was sent with, and the rule checks still name every held order, whichever system it is from.
+    def checked_at() -> dict[str, object]:
+        rows = db.read(
+            f"SELECT o.order_ref, v.validated_at FROM {SCHEMA}.validated_orders v JOIN {SCHEMA}.orders o "
+            "USING (order_key)"
+        )
+        return dict(rows.iter_rows())
+
+    before = checked_at()
+    scoped = run_job(defs, "cin7_order_sync_job", instance, run_config)
+    rechecked = {ref for ref, at in checked_at().items() if at != before.get(ref)}
+    held = set(again) | set(emu.peoplevox.inspect()["saves"]) | set(created_refs(emu))
+    cin7 = {o["order_ref"] for o in emu.timeline()["orders"] if o["oms"] == "cin7"}
+    spoiled = {ref for ref in planted_reasons(truth) if ref in cin7}
+    assert spoiled and spoiled <= rechecked <= cin7 - held
+    planted = planted_reasons(emu.timeline()["orders"])
+    named = rules_failing(scoped)
+    assert {rule: named[rule] for rule in RULE_CODES} == {
+        rule: sum(1 for codes in planted.values() if codes & held_for) for rule, held_for in RULE_CODES.items()
+    }, "a scoped sync's rule checks must name every held order, whichever system it is from"
 
 
 @pytest.mark.parametrize("warehouse_url", ["duckdb"], indirect=True)  # the SQL is the same; PG runs the all-flows test

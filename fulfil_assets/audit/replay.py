@@ -110,7 +110,7 @@ def replay_window(
     )
     now = now_utc()
     results = validate_targets(db, config, window, lines, exp_dir, now, None, log)
-    _, validated = record_validation(db, results, now, only=keys)
+    _, validated = record_validation(db, results, now)
     all_intents, all_before, all_after = [], [], []
     for target in sorted({target_of(f) for f in flows}):
         chosen = [f for f in flows_to(config, target) if f in flows]

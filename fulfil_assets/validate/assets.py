@@ -49,16 +49,33 @@ class ValidationConfig(dg.Config):
     run_great_expectations: bool = True
 
 
-def _write_target_lines(db: WarehouseDb, target: str, frame: pl.DataFrame, only: list[str] | None) -> None:
+ORDER_SYSTEM_TAG = "fulfil/order_system"  # a run tag: validate only this order system's orders (its order sync)
+
+
+def orders_to_check(db: WarehouseDb, order_system: str | None) -> pl.DataFrame:
+    """The open orders whose verdict can still change: those not yet at their target, and those changed since they
+    were validated (an amendment); with `order_system`, that system's alone. An order at its target and unchanged
+    keeps the verdict it was sent with, so an order sync's work grows with what is new, not with every order the
+    warehouse still holds."""
+    scope = "" if order_system is None else " AND o.source_system = :order_system"
+    return db.read(
+        f"""SELECT o.* FROM {SCHEMA}.orders o WHERE o.status = 'open'{scope} AND NOT EXISTS (
+                SELECT 1 FROM {SCHEMA}.validated_orders v JOIN {SCHEMA}.wms_submissions s
+                    ON s.order_key = v.order_key AND s.wms = v.wms AND s.status IN {SENT}
+                WHERE v.order_key = o.order_key AND v.content_hash = o.content_hash)""",
+        {} if order_system is None else {"order_system": order_system},
+    )
+
+
+def _write_target_lines(db: WarehouseDb, target: str, frame: pl.DataFrame, checked: list[str]) -> None:
     """The lines each order has for its target now (`target_order_lines`, what sending and amendments read), and
     the lines the target holds (`wms_order_lines`, what despatches are matched with): the same until the order is
-    sent, after which only a confirmed amendment changes the second. With `only`, those orders' lines alone."""
+    sent, after which only a confirmed amendment changes the second. The `checked` orders' lines are replaced, and
+    those of orders no longer open are let go (the target's, once sent, are kept for matching despatches)."""
     sent = f"SELECT order_key FROM {SCHEMA}.wms_submissions WHERE wms = '{target}' AND status IN {SENT}"
-    scope = f"wms = '{target}'"
-    if only is not None:
-        if not only:
-            return
-        scope += " AND order_key IN ({})".format(", ".join("'{}'".format(k.replace("'", "''")) for k in only))
+    keys = ", ".join("'{}'".format(k.replace("'", "''")) for k in checked) or "NULL"
+    still_open = f"SELECT order_key FROM {SCHEMA}.orders WHERE status = 'open'"
+    scope = f"wms = '{target}' AND (order_key IN ({keys}) OR order_key NOT IN ({still_open}))"
     rows = frame.filter(pl.col("wms_line_no").is_not_null()).select(
         "order_key",
         pl.lit(target).alias("wms"),
@@ -68,7 +85,9 @@ def _write_target_lines(db: WarehouseDb, target: str, frame: pl.DataFrame, only:
         "quantity",
     )
     db.write("target_order_lines", rows, mode="replace", replace_where=scope)
-    unsent = rows.join(db.read(sent), on="order_key", how="anti")
+    unsent = rows.join(
+        db.read(f"{sent} AND {db.any_of('order_key', 'keys')}", {"keys": checked}), on="order_key", how="anti"
+    )
     db.write("wms_order_lines", unsent, mode="replace", replace_where=f"{scope} AND order_key NOT IN ({sent})")
 
 
@@ -210,12 +229,10 @@ def validate_targets(
     ]
 
 
-def record_validation(
-    db: WarehouseDb, results: list[TargetResult], now: datetime, only: list[str] | None = None
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Write what validation found: each order's verdict per rule, its validated row, its lines for its target,
-    and its exceptions (failures opened, passes resolving open ones). `only`: the orders validated (a replayed
-    window), whose target lines alone are replaced. Returns the verdicts and validated rows."""
+def record_validation(db: WarehouseDb, results: list[TargetResult], now: datetime) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Write what validation found for the orders it checked: each order's verdict per rule, its validated row,
+    its lines for its target, and its exceptions (failures opened, passes resolving open ones). Returns the
+    verdicts and validated rows."""
     verdicts = pl.concat([r.verdicts for r in results])
     validated = pl.concat([r.validated for r in results])
     db.write(
@@ -226,9 +243,11 @@ def record_validation(
     )
     db.write("validated_orders", validated, mode="upsert", key=["order_key"])
     for r in results:
-        _write_target_lines(db, r.target, r.frame, only)
+        _write_target_lines(db, r.target, r.frame, r.validated["order_key"].to_list())
     existing = db.read(
-        f"SELECT * FROM {SCHEMA}.order_exceptions WHERE rule NOT IN ('wms_acceptance', 'despatch_match')"
+        f"SELECT * FROM {SCHEMA}.order_exceptions WHERE rule NOT IN ('wms_acceptance', 'despatch_match') "
+        f"AND {db.any_of('order_key', 'keys')}",
+        {"keys": validated["order_key"].to_list()},
     )
     db.write(
         "order_exceptions",
@@ -282,11 +301,13 @@ def build_validation(fulfil: FulfilConfig) -> dg.AssetsDefinition:
     def validation(
         context: dg.AssetExecutionContext, config: ValidationConfig, warehouse: Warehouse
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        """Check every open order against its target's suite; one bad line holds the whole order."""
+        """Check the open orders whose verdict can still change (of the run's order system, in its order sync)
+        against their target's suite; one bad line holds the whole order."""
         with warehouse.session() as db:
             now = now_utc()
             exp_dir = Path(config.expectations_dir)
-            staged = db.read(f"SELECT * FROM {SCHEMA}.orders WHERE status = 'open'")
+            order_system = context.run.tags.get(ORDER_SYSTEM_TAG)
+            staged = orders_to_check(db, order_system)
             lines = db.read(  # these orders' lines only: the table holds every line ever staged
                 f"SELECT * FROM {SCHEMA}.order_lines WHERE {db.any_of('order_key', 'keys')}",
                 {"keys": staged["order_key"].to_list()},
@@ -330,11 +351,13 @@ def build_validation(fulfil: FulfilConfig) -> dg.AssetsDefinition:
                     metadata={"skipped": "run_great_expectations is off"},
                 )
             ran = set(verdicts["rule"].unique().to_list())
-            failing_refs = failing.join(staged.select("order_key", "order_ref"), on="order_key", how="left").sort(
-                "order_ref"
+            held_refs = db.read(  # every open order a rule holds, whichever run checked it last
+                f"SELECT e.rule, o.order_ref FROM {SCHEMA}.order_exceptions e JOIN {SCHEMA}.orders o "
+                "USING (order_key) WHERE e.resolved_at IS NULL AND o.status = 'open' ORDER BY o.order_ref",
+                schema={"rule": pl.String, "order_ref": pl.String},
             )
             for rule in RULES:
-                mine = failing_refs.filter(pl.col("rule") == rule)
+                mine = held_refs.filter(pl.col("rule") == rule)
                 examples = mine["order_ref"].drop_nulls().head(3).to_list()
                 yield dg.AssetCheckResult(
                     check_name=f"rule_{rule}",
@@ -347,7 +370,7 @@ def build_validation(fulfil: FulfilConfig) -> dg.AssetsDefinition:
                         if mine.height
                         else f"no order held by the {rule} rule"
                         if rule in ran
-                        else f"no order reached the {rule} rule this run"
+                        else f"no open order held by the {rule} rule; no order reached it this run"
                     ),
                     metadata={
                         "failing_orders": mine.height,
@@ -363,6 +386,7 @@ def build_validation(fulfil: FulfilConfig) -> dg.AssetsDefinition:
                 asset_key="validated_orders",
                 metadata={
                     # checked = ready + held by a rule + passed but not (yet) to send: unpaid, or no longer open
+                    "order_system": order_system or "all",
                     "orders_checked": validated.height,
                     "ready": ready,
                     "held_by_rules": held,
@@ -371,8 +395,9 @@ def build_validation(fulfil: FulfilConfig) -> dg.AssetsDefinition:
                     **per_target,
                     **{f"failing_{reason}": int(n) for reason, n in by_reason.items()},
                     "summary": dg.MetadataValue.md(
-                        f"{validated.height} orders checked: **{ready} ready**, {held} held by a rule, "
-                        f"{not_ready} passed but unpaid or no longer open."
+                        f"{validated.height} orders checked ({order_system or 'every order system'}; orders "
+                        f"at their target and unchanged keep their verdict): **{ready} ready**, {held} held by a "
+                        f"rule, {not_ready} passed but unpaid or no longer open."
                     ),
                     **gx_meta,
                 },
