@@ -189,6 +189,11 @@ def test_latency_jobs_come_first_and_the_other_lanes_are_bounded(tmp_path: Path)
         # A run whose first steps all wait for a pool is launched to wait in the pool's line, where an order sync
         # lets it go first (`waits_for_turn`), not held in the run queue while order syncs keep the pool busy.
         assert queue.should_block_op_concurrency_limited_runs and queue.op_concurrency_slot_buffer >= 2
+        # The daemon polls the queue every second and launches on threads: a latency run never waits out a 5 s
+        # poll or another run's launch.
+        coordinator = instance.run_coordinator
+        assert coordinator.dequeue_interval_seconds == 1 and coordinator.dequeue_use_threads
+        assert instance.get_settings("sensors")["use_threads"] and instance.get_settings("schedules")["use_threads"]
 
 
 @pytest.mark.world(n_orders=5, n_skus=100)
