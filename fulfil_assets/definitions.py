@@ -28,7 +28,7 @@ from fulfil_assets.stage import definitions as stage
 from fulfil_assets.stage.assets import ORDER_STAGING
 from fulfil_assets.stock import definitions as stock
 from fulfil_assets.validate import definitions as validate
-from fulfil_assets.validate.assets import ORDER_SYSTEM_TAG
+from fulfil_assets.validate.assets import ORDER_SYSTEM_TAG, TARGET_READS
 from fulfil_assets.warehouse_tables import COLUMN_DESCRIPTIONS, FulfilWarehouse, table_schema
 from resources.bigcommerce import BigCommerceResource
 from resources.cin7 import Cin7Resource
@@ -147,7 +147,8 @@ def order_sync_defs(config: FulfilConfig) -> dg.Definitions:
         job = dg.define_asset_job(
             f"{oms}_order_sync_job",
             selection=dg.AssetSelection.assets(*order_raw_keys(oms))
-            | dg.AssetSelection.groups(*(ingest_group(s) for s in wms), "validate")
+            | dg.AssetSelection.assets(*(dg.AssetKey([f"raw_{t}", table]) for t in wms for table in TARGET_READS[t]))
+            | dg.AssetSelection.groups("validate")
             | dg.AssetSelection.assets("orders", "order_lines", "wms_stock")
             | dg.AssetSelection.assets(*sorted({SUBMISSION_ASSETS[target_of(f)] for f in flows})),
             # A run reads its interval's worth of details (two minutes at least): a backlog drains at the share.
@@ -156,8 +157,8 @@ def order_sync_defs(config: FulfilConfig) -> dg.Definitions:
                 READ_MINUTES_TAG: str(max(READ_MINUTES, config.schedules.order_sync_minutes)),
                 ORDER_SYSTEM_TAG: oms,  # its validation checks this system's orders only
             },
-            description=f"Read {oms}'s orders (and the catalogue of the warehouses its flows send to), stage and "
-            f"validate them, and send what is ready ({oms}'s stock is its stock job's to read).",
+            description=f"Read {oms}'s orders (and the catalogue and service codes of the targets its flows send "
+            f"to), stage and validate them, and send what is ready ({oms}'s stock is its stock job's to read).",
         )
         jobs.append(job)
         schedules.append(

@@ -140,9 +140,17 @@ def test_each_order_system_syncs_in_its_own_job_and_schedules_of_one_interval_st
     assert cin7 == {"sale_list", "sales"}
     shopify = {k.path[1] for k in selected["shopify_order_sync_job"] if k.path[0] == "raw_shopify"}
     assert shopify == {"orders", "fulfillment_orders"}
-    # Linnworks is the Shopify orders' target: its catalogue (stock items) is read to validate them.
-    assert dg.AssetKey(["raw_linnworks", "stock_items"]) in selected["shopify_order_sync_job"]
-    assert dg.AssetKey(["raw_linnworks", "stock_items"]) not in selected["linnworks_order_sync_job"]
+
+    # From a target it reads what validation needs now: a warehouse's catalogue (staged as `wms_stock` in the run)
+    # and the service codes the account offers. Linnworks' stock items (its catalogue, staged as `oms_stock`) and
+    # Peoplevox's other tables are other jobs' to read: a Shopify sync never reads Linnworks' orders.
+    def read_from(job: str, system: str) -> set[str]:
+        return {k.path[1] for k in selected[job] if k.path[0] == f"raw_{system}"}
+
+    assert read_from("shopify_order_sync_job", "linnworks") == {"postal_services"}
+    assert read_from("linnworks_order_sync_job", "peoplevox") == {"available", "service_types"}
+    assert read_from("linnworks_order_sync_job", "whistl") == read_from("cin7_order_sync_job", "whistl")
+    assert read_from("cin7_order_sync_job", "whistl") == {"stock_snapshots"}
     every_15 = [s for s in defs.schedules or [] if s.cron_schedule.endswith("/15 * * * *")]
     assert len(every_15) >= 6 and len({s.cron_schedule for s in every_15}) > 1, [s.cron_schedule for s in every_15]
 

@@ -103,6 +103,14 @@ ACCOUNT_SERVICES = {
     "linnworks": ("raw_linnworks", "postal_services", "postal_service_name"),
     "peoplevox": ("raw_peoplevox", "service_types", "name"),
 }
+# The raw tables an order sync reads from each target before validating: a warehouse's catalogue (staged as
+# `wms_stock` in the same run) and the service codes the account offers. Linnworks' stock items are its stock job's
+# to read (staged as `oms_stock`), like the rest of each target's tables.
+TARGET_READS = {
+    "whistl": ("stock_snapshots",),
+    "peoplevox": ("available", ACCOUNT_SERVICES["peoplevox"][1]),
+    "linnworks": (ACCOUNT_SERVICES["linnworks"][1],),
+}
 
 
 def account_services(db: WarehouseDb, target: str) -> set[str] | None:
