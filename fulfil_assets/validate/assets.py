@@ -18,10 +18,13 @@ from fulfil_assets.validate.gx_run import run_gx
 from fulfil_assets.validate.mappings import load_bundles, load_locations, load_service_codes, load_variant_skus
 from fulfil_assets.validate.rules import check_orders, merge_exceptions, prepare_lines, wms_ready_orders
 from fulfil_assets.validate.suites import load_suite
+from fulfil_assets.warehouse_tables import table_schema
 from resources.warehouse import SCHEMA, Warehouse, WarehouseDb
 
 RULES = ("sku_mapping", "sku_format", "sku_known", "quantity", "phone", "postcode", "address", "service", "location")
 SENT = "(" + ", ".join(f"'{s}'" for s in effects.AT_TARGET) + ")"  # orders that (may) have reached their target
+# Orders the target surely holds (a send cut short, `sending`, is not: it is checked again, and held if need be).
+SURELY_AT_TARGET = "(" + ", ".join(f"'{s}'" for s in effects.AT_TARGET if s != effects.SENDING) + ")"
 DOCS_KEPT = 48  # Data Docs of the newest runs; older ones are removed
 WMS_TARGETS = ("whistl", "peoplevox")  # targets that pick physical stock: bundles go as their components
 
@@ -53,17 +56,18 @@ ORDER_SYSTEM_TAG = "fulfil/order_system"  # a run tag: validate only this order 
 
 
 def orders_to_check(db: WarehouseDb, order_system: str | None) -> pl.DataFrame:
-    """The open orders whose verdict can still change: those not yet at their target, and those changed since they
-    were validated (an amendment); with `order_system`, that system's alone. An order at its target and unchanged
-    keeps the verdict it was sent with, so an order sync's work grows with what is new, not with every order the
-    warehouse still holds."""
+    """The open orders whose verdict can still change: those their target does not surely hold yet, and those
+    changed since they were validated (an amendment); with `order_system`, that system's alone. An order its target
+    holds, unchanged, keeps the verdict it was sent with, so an order sync's work grows with what is new, not with
+    every order the warehouse still holds."""
     scope = "" if order_system is None else " AND o.source_system = :order_system"
     return db.read(
         f"""SELECT o.* FROM {SCHEMA}.orders o WHERE o.status = 'open'{scope} AND NOT EXISTS (
                 SELECT 1 FROM {SCHEMA}.validated_orders v JOIN {SCHEMA}.wms_submissions s
-                    ON s.order_key = v.order_key AND s.wms = v.wms AND s.status IN {SENT}
+                    ON s.order_key = v.order_key AND s.wms = v.wms AND s.status IN {SURELY_AT_TARGET}
                 WHERE v.order_key = o.order_key AND v.content_hash = o.content_hash)""",
         {} if order_system is None else {"order_system": order_system},
+        schema=table_schema("orders"),
     )
 
 
@@ -319,6 +323,7 @@ def build_validation(fulfil: FulfilConfig) -> dg.AssetsDefinition:
             lines = db.read(  # these orders' lines only: the table holds every line ever staged
                 f"SELECT * FROM {SCHEMA}.order_lines WHERE {db.any_of('order_key', 'keys')}",
                 {"keys": staged["order_key"].to_list()},
+                schema=table_schema("order_lines"),
             )
             docs_root = Path(os.environ.get("FULFIL_DATA_DIR", "data")) / "gx_docs"
             gx_docs = docs_root / context.run_id if config.run_great_expectations else None
