@@ -143,6 +143,48 @@ def test_whistl_line_edits_before_and_after_picking(emulators: Emulators, fulfil
     assert f"{late_sku} x{quantity} -> x{quantity + 1}" in exceptions["detail"][0], exceptions["detail"][0]
 
 
+def test_an_amendment_held_for_a_sku_the_warehouse_lacks_goes_once_the_warehouse_knows_it(
+    emulators: Emulators, fulfil_env: dict, tmp_path: Path
+) -> None:
+    """A line added in Linnworks after the order went to Whistl, its SKU not (yet) at Whistl: the order's own sync
+    holds the amendment as SKU_UNKNOWN_AT_WMS and sends nothing; once Whistl's catalogue has the SKU, the next sync
+    checks the order again (it is at its target but not ready), sends the amendment once and closes the exception."""
+    emu = emulators
+    emu.whistl.snapshot()
+    defs = build_definitions(emulator_config(emu, tmp_path))
+    instance = dg.DagsterInstance.ephemeral()
+    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+
+    run_job(defs, "order_sync_job", instance)
+    ref, order_id = _plain_orders(emu, db, _sent(db, "whistl"))[0]
+    new_sku = emu.linnworks.control("edit_lines", {"order_id": order_id, "change": "add"})["Items"][-1]["SKU"]
+    title = emu.whistl.catalogue.pop(new_sku)
+    emu.whistl.snapshot()
+    run_job(defs, "linnworks_order_sync_job", instance)
+    held = db.read(
+        f"SELECT e.reason_code FROM {SCHEMA}.order_exceptions e JOIN {SCHEMA}.orders o USING (order_key) "
+        "WHERE o.order_ref = :r AND e.resolved_at IS NULL",
+        {"r": ref},
+    )
+    assert held["reason_code"].to_list() == ["SKU_UNKNOWN_AT_WMS"]
+
+    emu.whistl.catalogue[new_sku] = title
+    emu.whistl.snapshot()
+    run_job(defs, "linnworks_order_sync_job", instance)
+    run_job(defs, "linnworks_order_sync_job", instance)  # nothing goes twice
+    emu.whistl.step()  # Whistl reads its inbox before picking: the orders, and one amendment only if none went early
+    whistl = emu.whistl.inspect()
+    assert whistl["amendments"].get(ref) == ["AMENDED"] and whistl["rejections"] == []
+    assert new_sku in {sku for sku, _ in whistl["lines"][ref].values()}
+    assert Counter(whistl["receipts"].values()) == Counter({1: len(whistl["receipts"])})
+    still = db.read(
+        f"SELECT e.reason_code FROM {SCHEMA}.order_exceptions e JOIN {SCHEMA}.orders o USING (order_key) "
+        "WHERE o.order_ref = :r AND e.resolved_at IS NULL",
+        {"r": ref},
+    )
+    assert still.is_empty(), still
+
+
 @pytest.mark.parametrize("warehouse_url", ["duckdb"], indirect=True)  # the SQL is the same; PG runs the all-flows test
 def test_peoplevox_amendments_ask_the_live_status_first(emulators: Emulators, fulfil_env: dict, tmp_path: Path) -> None:
     emu = emulators

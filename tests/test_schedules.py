@@ -181,7 +181,11 @@ def test_latency_jobs_come_first_and_the_other_lanes_are_bounded(tmp_path: Path)
     ahead_of_orders = min(int(jobs[j]["dagster/priority"]) for j in cancelling)
     assert all(int(jobs[j]["dagster/priority"]) < ahead_of_orders for j in jobs if j.endswith("_order_sync_job"))
     for deploy in (ROOT / "deploy" / "dagster.yaml", ROOT / "deploy" / "postgres" / "dagster.yaml"):
-        queue = yaml.safe_load(deploy.read_text())["concurrency"]["runs"]
+        settings = yaml.safe_load(deploy.read_text())
+        dequeue = settings["run_coordinator"]["config"]
+        assert dequeue["dequeue_interval_seconds"] == 1 and dequeue["dequeue_use_threads"], deploy
+        assert settings["sensors"]["use_threads"] and settings["schedules"]["use_threads"], deploy
+        queue = settings["concurrency"]["runs"]
         bounded = {lim["value"]: lim["limit"] for lim in queue["tag_concurrency_limits"] if lim["key"] == "fulfil/lane"}
         assert set(bounded) == {"cancellations", "orders", "stock", "background"}, deploy
         assert sum(bounded.values()) <= queue["max_concurrent_runs"] - 2, f"{deploy}: no room left for latency runs"

@@ -4,7 +4,7 @@ with today's rules and mapping tables, then records in `wms_submissions` (throug
 each order of the window that is ready now: exactly the rows a live push run would record, by the same idempotency
 keys (one sent or confirmed stays as it is; one not yet attempted takes the new payload; one the target refused is
 armed again with its rejection closed), so the next push run sends only what is newly due, once. Orders outside
-the window keep their verdicts until the next order sync validates every open order."""
+the window keep their verdicts until their order system's next order sync checks them (`orders_to_check`)."""
 
 from datetime import UTC, datetime
 from pathlib import Path

@@ -93,7 +93,8 @@ def conform(frame: pl.DataFrame, columns: dict[str, pl.DataType]) -> pl.DataFram
 
 
 def with_content_hash(orders: pl.DataFrame, lines: pl.DataFrame) -> pl.DataFrame:
-    """A hash of what the warehouse sees (address, method, lines): a change after sending is an amendment."""
+    """A hash of what the target's payload is made from (address, method, location, lines with their storefront
+    variant): validation checks an order again when it changes (after sending, an amendment)."""
     fields = [
         "ship_name",
         "company",
@@ -107,11 +108,18 @@ def with_content_hash(orders: pl.DataFrame, lines: pl.DataFrame) -> pl.DataFrame
         "phone",
         "email",
         "shipping_method",
+        "fulfilment_location",
     ]
     line_sig = (
         lines.sort("order_key", "line_no")
         .group_by("order_key", maintain_order=True)
-        .agg(pl.format("{}x{}", pl.col("sku"), pl.col("quantity")).str.join("|").alias("_lines"))
+        .agg(
+            pl.format(
+                "{}x{}@{}", pl.col("sku").fill_null(""), pl.col("quantity"), pl.col("source_variant_id").fill_null("")
+            )
+            .str.join("|")
+            .alias("_lines")
+        )
     )
     return (
         orders.join(line_sig, on="order_key", how="left")

@@ -56,16 +56,20 @@ ORDER_SYSTEM_TAG = "fulfil/order_system"  # a run tag: validate only this order 
 
 
 def orders_to_check(db: WarehouseDb, order_system: str | None) -> pl.DataFrame:
-    """The open orders whose verdict can still change: those their target does not surely hold yet, and those
-    changed since they were validated (an amendment); with `order_system`, that system's alone. An order its target
-    holds, unchanged, keeps the verdict it was sent with, so an order sync's work grows with what is new, not with
-    every order the warehouse still holds."""
-    scope = "" if order_system is None else " AND o.source_system = :order_system"
+    """The open orders whose verdict can still change: every one but those their target surely holds, ready, and
+    unchanged since (an order changed after it was sent is an amendment to check; one held or not ready may be
+    released by a fix). With `order_system`, that system's orders, and any other system's changed since it was
+    validated (every run stages every system's orders, and a sync sends each ready order of its targets, so none
+    goes on a stale verdict). An order sync's work so grows with what is new, not with every order the warehouse
+    still holds."""
+    unchanged = (
+        f"SELECT 1 FROM {SCHEMA}.validated_orders v WHERE v.order_key = o.order_key AND v.content_hash = o.content_hash"
+    )
+    scope = "" if order_system is None else f" AND (o.source_system = :order_system OR NOT EXISTS ({unchanged}))"
     return db.read(
         f"""SELECT o.* FROM {SCHEMA}.orders o WHERE o.status = 'open'{scope} AND NOT EXISTS (
-                SELECT 1 FROM {SCHEMA}.validated_orders v JOIN {SCHEMA}.wms_submissions s
-                    ON s.order_key = v.order_key AND s.wms = v.wms AND s.status IN {SURELY_AT_TARGET}
-                WHERE v.order_key = o.order_key AND v.content_hash = o.content_hash)""",
+                {unchanged} AND v.ready AND EXISTS (SELECT 1 FROM {SCHEMA}.wms_submissions s
+                    WHERE s.order_key = v.order_key AND s.wms = v.wms AND s.status IN {SURELY_AT_TARGET}))""",
         {} if order_system is None else {"order_system": order_system},
         schema=table_schema("orders"),
     )
@@ -254,12 +258,13 @@ def record_validation(db: WarehouseDb, results: list[TargetResult], now: datetim
         key=["order_key", "rule"],
     )
     db.write("validated_orders", validated, mode="upsert", key=["order_key"])
+    checked = validated["order_key"].to_list()  # every target's: an order routed elsewhere lets its old lines go
     for r in results:
-        _write_target_lines(db, r.target, r.frame, r.validated["order_key"].to_list())
+        _write_target_lines(db, r.target, r.frame, checked)
     existing = db.read(
         f"SELECT * FROM {SCHEMA}.order_exceptions WHERE rule NOT IN ('wms_acceptance', 'despatch_match') "
         f"AND {db.any_of('order_key', 'keys')}",
-        {"keys": validated["order_key"].to_list()},
+        {"keys": checked},
     )
     db.write(
         "order_exceptions",
