@@ -24,6 +24,7 @@ from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteJobO
 from emulators.linnworks import PEOPLEVOX_LOCATION
 from emulators.server import Emulators
 from fulfil_assets.config import FulfilConfig
+from fulfil_assets.definitions import build_definitions
 from resources.warehouse import SCHEMA, WarehouseDb
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,6 +50,16 @@ def emulator_config(emu: Emulators, tmp_path: Path, **extra: Any) -> FulfilConfi
             },
         }
     )
+
+
+def whistl_world(
+    emu: Emulators, tmp_path: Path, fulfil_env: dict[str, str]
+) -> tuple[dg.Definitions, dg.DagsterInstance, WarehouseDb]:
+    """Whistl publishes its stock (so its catalogue); fulfil's definitions for the emulators, a fresh instance and
+    the warehouse: what a flow test on the Whistl flows starts from."""
+    emu.whistl.snapshot()
+    defs = build_definitions(emulator_config(emu, tmp_path))
+    return defs, dg.DagsterInstance.ephemeral(), WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
 
 
 def world_expectations(emu: Emulators, tmp_path: Path, ops: tuple[str, ...] = ("validation",)) -> dict[str, Any]:

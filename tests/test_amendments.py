@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
-from flow_helpers import all_flows_config, drain_despatches, emulator_config, run_job
+from flow_helpers import all_flows_config, drain_despatches, run_job, whistl_world
 
 from emulators.server import Emulators
 from fulfil_assets.definitions import build_definitions
@@ -34,10 +34,7 @@ def _too_late(db: WarehouseDb) -> pl.DataFrame:
 
 def test_whistl_amendments_before_and_after_picking(emulators: Emulators, fulfil_env: dict, tmp_path: Path) -> None:
     emu = emulators
-    emu.whistl.snapshot()
-    defs = build_definitions(emulator_config(emu, tmp_path))
-    instance = dg.DagsterInstance.ephemeral()
-    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+    defs, instance, db = whistl_world(emu, tmp_path, fulfil_env)
 
     run_job(defs, "order_sync_job", instance)
     sent = _sent(db, "whistl")
@@ -104,10 +101,7 @@ def test_whistl_line_edits_before_and_after_picking(emulators: Emulators, fulfil
     with the new lines (no over-quantity exception, the order closes in Linnworks). From picking on the edit is
     AMEND_TOO_LATE naming the SKU and both quantities, and the despatch is matched with what Whistl still held."""
     emu = emulators
-    emu.whistl.snapshot()
-    defs = build_definitions(emulator_config(emu, tmp_path))
-    instance = dg.DagsterInstance.ephemeral()
-    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+    defs, instance, db = whistl_world(emu, tmp_path, fulfil_env)
 
     run_job(defs, "order_sync_job", instance)
     sent = _sent(db, "whistl")
@@ -160,10 +154,7 @@ def test_an_amendment_held_for_a_sku_the_warehouse_lacks_goes_once_the_warehouse
     holds the amendment as SKU_UNKNOWN_AT_WMS and sends nothing; once Whistl's catalogue has the SKU, the next sync
     checks the order again (it is at its target but not ready), sends the amendment once and closes the exception."""
     emu = emulators
-    emu.whistl.snapshot()
-    defs = build_definitions(emulator_config(emu, tmp_path))
-    instance = dg.DagsterInstance.ephemeral()
-    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+    defs, instance, db = whistl_world(emu, tmp_path, fulfil_env)
 
     run_job(defs, "order_sync_job", instance)
     ref, order_id = _plain_orders(emu, db, _sent(db, "whistl"))[0]

@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
-from flow_helpers import all_flows_config, drain_despatches, emulator_config, run_job, tracking_calls
+from flow_helpers import all_flows_config, drain_despatches, run_job, tracking_calls, whistl_world
 
 from emulators.server import Emulators
 from fulfil_assets.definitions import build_definitions
@@ -31,10 +31,7 @@ def _cancel_rows(emu: Emulators) -> Counter[str]:
 
 def test_cancellations_on_both_sides_of_the_cut_off(emulators: Emulators, fulfil_env: dict, tmp_path: Path) -> None:
     emu = emulators
-    emu.whistl.snapshot()
-    defs = build_definitions(emulator_config(emu, tmp_path))
-    instance = dg.DagsterInstance.ephemeral()
-    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+    defs, instance, db = whistl_world(emu, tmp_path, fulfil_env)
     sync = defs.resolve_job_def("order_sync_job")
 
     # Race 1: ingest reads the orders as open, then the customer cancels three, then the push runs.

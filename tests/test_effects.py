@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 import yaml
 from conftest import EffectClock, deployment_env
-from flow_helpers import drain_despatches, emulator_config, run_job, set_faults, world_expectations
+from flow_helpers import drain_despatches, emulator_config, run_job, set_faults, whistl_world, world_expectations
 
 from emulators.server import Emulators
 from fulfil_assets import effects
@@ -62,10 +62,7 @@ def test_an_order_held_after_a_crash_goes_out_once_it_is_ready_again(
     from resources.file_drop import SftpDrop
 
     emu = emulators
-    defs = build_definitions(emulator_config(emu, tmp_path))
-    instance = dg.DagsterInstance.ephemeral()
-    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
-    emu.whistl.snapshot()
+    defs, instance, db = whistl_world(emu, tmp_path, fulfil_env)
     # What must reach Whistl is the world's record of the orders it made fit to send, not our ledger.
     fit = {o["order_ref"] for o in emu.timeline()["orders"] if o["oms"] == "linnworks" and o["ready"]}
     run_config = world_expectations(emu, tmp_path)

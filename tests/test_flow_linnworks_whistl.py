@@ -15,22 +15,20 @@ from flow_helpers import (
     run_job,
     set_faults,
     tracking_calls,
+    whistl_world,
     world_expectations,
 )
 
 from emulators.server import Emulators
 from fulfil_assets.definitions import build_definitions
-from resources.warehouse import SCHEMA, WarehouseDb
+from resources.warehouse import SCHEMA
 
 
 def test_orders_reach_whistl_once_and_tracking_comes_back(
     emulators: Emulators, fulfil_env: dict, tmp_path: Path
 ) -> None:
     emu = emulators
-    defs = build_definitions(emulator_config(emu, tmp_path))
-    instance = dg.DagsterInstance.ephemeral()
-    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
-    emu.whistl.snapshot()  # the warehouse publishes its stock (and so its catalogue)
+    defs, instance, db = whistl_world(emu, tmp_path, fulfil_env)
     emu.whistl.partial_share = 0.5  # plenty of partial shipments, each confirmed in a later file
     emu.whistl.multi_parcel_share = 0.3
 
@@ -108,10 +106,7 @@ def test_faults_rejections_and_fixes(emulators: Emulators, fulfil_env: dict, tmp
     """5xx and an expired session while ingesting still load every order; a WMS rejection becomes an exception
     with an owner; once the order is fixed at source it goes again by itself; no secret reaches any log."""
     emu = emulators
-    defs = build_definitions(emulator_config(emu, tmp_path))
-    instance = dg.DagsterInstance.ephemeral()
-    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
-    emu.whistl.snapshot()
+    defs, instance, db = whistl_world(emu, tmp_path, fulfil_env)
     set_faults(emu, "linnworks", error_rate=0.25, error_status=503, expire_tokens=True)
     run_job(defs, "order_sync_job", instance)
     set_faults(emu, "linnworks", error_rate=0.0)
@@ -190,10 +185,7 @@ def test_crash_before_or_after_the_upload_sends_once(
     from resources.file_drop import SftpDrop
 
     emu = emulators
-    defs = build_definitions(emulator_config(emu, tmp_path))
-    instance = dg.DagsterInstance.ephemeral()
-    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
-    emu.whistl.snapshot()
+    defs, instance, db = whistl_world(emu, tmp_path, fulfil_env)
 
     real_write = SftpDrop.write_atomic
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
-from flow_helpers import drain_despatches, emulator_config, run_job, set_faults, world_expectations
+from flow_helpers import drain_despatches, emulator_config, run_job, set_faults, whistl_world, world_expectations
 
 from emulators.linnworks import PEOPLEVOX_LOCATION
 from emulators.server import Emulators
@@ -225,10 +225,7 @@ def test_the_timeline_and_fulfil_trace_tell_an_orders_life(
     emulators: Emulators, fulfil_env: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     emu = emulators
-    emu.whistl.snapshot()
-    defs = build_definitions(emulator_config(emu, tmp_path))
-    instance = dg.DagsterInstance.ephemeral()
-    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+    defs, instance, db = whistl_world(emu, tmp_path, fulfil_env)
     run_job(defs, "order_sync_job", instance)
     cursor = None
     for _ in range(4):
@@ -265,10 +262,7 @@ def test_stock_drift_names_the_sku_someone_changed_in_linnworks_and_since_when(
     fails fulfil's stock writes (503s): exactly that SKU drifts, by +5 (an oversell risk, the check is red), from
     the build that first saw it; once the writes go through again it is back in step."""
     emu = emulators
-    emu.whistl.snapshot()
-    defs = build_definitions(emulator_config(emu, tmp_path))
-    instance = dg.DagsterInstance.ephemeral()
-    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+    defs, instance, db = whistl_world(emu, tmp_path, fulfil_env)
     run_job(defs, "order_sync_job", instance)
     for _ in range(2):  # push, then read back what Linnworks now shows
         run_job(defs, "linnworks_whistl_stock_job", instance)

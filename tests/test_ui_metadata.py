@@ -10,12 +10,12 @@ from urllib.parse import urljoin
 
 import dagster as dg
 import pytest
-from flow_helpers import emulator_config, run_job
+from flow_helpers import emulator_config, run_job, whistl_world
 
 from emulators.server import Emulators
 from fulfil_assets.definitions import build_definitions
 from fulfil_assets.reconcile.reconciled import COLUMNS
-from resources.warehouse import SCHEMA, WarehouseDb
+from resources.warehouse import SCHEMA
 
 
 def _materialization(result: dg.ExecuteInProcessResult, key: str) -> dict:
@@ -29,10 +29,7 @@ def test_counts_add_up_and_each_reason_is_its_own_number(
     emulators: Emulators, fulfil_env: dict, tmp_path: Path
 ) -> None:
     emu = emulators
-    emu.whistl.snapshot()
-    defs = build_definitions(emulator_config(emu, tmp_path))
-    instance = dg.DagsterInstance.ephemeral()
-    db = WarehouseDb(fulfil_env["FULFIL_WAREHOUSE_URL"])
+    defs, instance, db = whistl_world(emu, tmp_path, fulfil_env)
     sync = run_job(defs, "order_sync_job", instance)
 
     meta = _materialization(sync, "validated_orders")
