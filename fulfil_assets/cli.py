@@ -146,7 +146,11 @@ def demo(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             in_flight = runs_in_flight(home)
             proc.terminate()
-            code = proc.wait(30)
+            try:
+                code = proc.wait(30)
+            except subprocess.TimeoutExpired:  # dagster dev still winding down its daemon and runs: end it
+                proc.kill()
+                code = proc.wait()
             print(
                 "fulfil demo: stopped"
                 + (

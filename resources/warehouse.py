@@ -373,7 +373,9 @@ class WarehouseDb:
         replace_where: str = "TRUE",
     ) -> int:
         """Write a frame to `fulfil.<table>`: `append`, `replace` (the rows matching `replace_where`, in one
-        transaction), or `upsert` on `key` (update the `update` columns, or all non-key columns)."""
+        transaction; with `key`, a row already there on the key that `replace_where` no longer covers, changed by
+        another run since this one read, is kept), or `upsert` on `key` (update the `update` columns, or all non-key
+        columns)."""
         if mode not in ("append", "replace", "upsert"):
             raise ValueError(f"unknown write mode {mode!r}")
         columns = frame.columns
@@ -388,6 +390,8 @@ class WarehouseDb:
                 "DO NOTHING" if not changed else "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in changed)
             )
             conflict = f" ON CONFLICT ({', '.join(key)}) {action}"
+        elif mode == "replace" and key:
+            conflict = f" ON CONFLICT ({', '.join(key)}) DO NOTHING"
         with self.begin() as conn:
             if mode == "replace":
                 if not self.is_duckdb:  # two runs replacing one table at once: the second waits for the first, or

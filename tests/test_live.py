@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -118,3 +119,40 @@ def started_jobs(runs_db: Path) -> list[str]:
             return [job for (job,) in conn.execute("SELECT pipeline_name FROM runs WHERE status = 'STARTED'")]
     except sqlite3.OperationalError:  # the tables are not there yet
         return []
+
+
+def test_ctrl_c_stops_the_demo_and_says_what_was_in_flight(tmp_path: Path, demo_ports: None) -> None:
+    """`make demo` as a newcomer stops it: Ctrl-C in the terminal (SIGINT to the whole process group: fulfil,
+    `dagster dev`, its daemon, webserver and runs) once runs have started. The demo ends within a minute, says so,
+    and leaves no process of its group behind."""
+    data = tmp_path / "demo"
+    env = {**os.environ, "DAGSTER_HOME": str(data / "dagster_home")}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "fulfil_assets.cli", "demo", "--reset", "--orders", "20", "--port", str(port)]
+    proc = subprocess.Popen(
+        [*command, "--data-dir", str(data)],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not started_jobs(data / "dagster_home" / "history" / "runs.db") and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read()[-2000:]
+            time.sleep(1)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    time.sleep(2)
+    left = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    if left:  # not to leave them running whatever the test finds
+        os.killpg(proc.pid, signal.SIGKILL)
+    assert "fulfil demo: stopped" in err, err[-3000:]
+    assert not left, (left, err[-2000:])

@@ -96,7 +96,15 @@ def _write_target_lines(db: WarehouseDb, target: str, frame: pl.DataFrame, check
     unsent = rows.join(
         db.read(f"{sent} AND {db.any_of('order_key', 'keys')}", {"keys": checked}), on="order_key", how="anti"
     )
-    db.write("wms_order_lines", unsent, mode="replace", replace_where=f"{scope} AND order_key NOT IN ({sent})")
+    # An order another run sends meanwhile (read unsent here) is outside the replace by then: the lines its target
+    # holds stay as they are (on PostgreSQL, where runs write at once).
+    db.write(
+        "wms_order_lines",
+        unsent,
+        mode="replace",
+        key=["order_key", "wms", "wms_line_no"],
+        replace_where=f"{scope} AND order_key NOT IN ({sent})",
+    )
 
 
 def _catalogue(db: WarehouseDb, target: str) -> pl.DataFrame:
