@@ -144,17 +144,21 @@ def demo(args: argparse.Namespace) -> int:
                         sys.stderr.write(line)
             return proc.wait()
         except KeyboardInterrupt:
-            in_flight = runs_in_flight(home)
+            stopped_at = time.time()
             proc.terminate()
             try:
                 code = proc.wait(30)
             except subprocess.TimeoutExpired:  # dagster dev still winding down its daemon and runs: end it
                 proc.kill()
                 code = proc.wait()
+            # Read once everything has stopped: a run's own process records its end as the signal reaches it, and
+            # the daemon may launch a queued run while it winds down, which then fails too.
+            in_flight = runs_in_flight(home, since=stopped_at - 1.0)
             print(
                 "fulfil demo: stopped"
                 + (
-                    f"; {len(in_flight)} run(s) were in flight and show as failed in the UI ({', '.join(in_flight)}): "
+                    f"; {len(in_flight)} run(s) were in flight or starting and show as failed in the UI "
+                    f"({', '.join(in_flight)}): "
                     "nothing is lost, the next start settles what they were sending"
                     if in_flight
                     else "; no run was in flight"
@@ -166,16 +170,24 @@ def demo(args: argparse.Namespace) -> int:
         emulators.stop()
 
 
-def runs_in_flight(home: Path) -> list[str]:
-    """`job (run id)` of each run the Dagster instance at `home` has started and not finished."""
+def runs_in_flight(home: Path, since: float) -> list[str]:
+    """`job (run id)` of each run the Dagster instance at `home` has started and not finished, or that failed from
+    `since` on: a Ctrl-C in the terminal reaches the runs' processes too, and they record their end."""
     import dagster as dg
 
+    cut = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
     try:
         with dg.DagsterInstance.from_config(str(home)) as instance:
-            records = instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+            records = instance.get_run_records(
+                dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING, *cut])
+            )
     except Exception as exc:  # stopping must not fail on a report
         return [f"(could not read the run list: {exc})"]
-    return [f"{r.dagster_run.job_name} ({r.dagster_run.run_id[:8]})" for r in records]
+    return [
+        f"{r.dagster_run.job_name} ({r.dagster_run.run_id[:8]})"
+        for r in records
+        if r.dagster_run.status not in cut or (r.end_time or 0.0) >= since
+    ]
 
 
 # Dagster events a person watching the demo wants (everything else DEBUG stays in the UI's run logs).
