@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -329,7 +330,7 @@ def build_validation(fulfil: FulfilConfig) -> dg.AssetsDefinition:
         """Check the open orders whose verdict can still change (of the run's order system, in its order sync)
         against their target's suite; one bad line holds the whole order."""
         with warehouse.session() as db:
-            now = now_utc()
+            now, started = now_utc(), time.monotonic()
             exp_dir = Path(config.expectations_dir)
             order_system = context.run.tags.get(ORDER_SYSTEM_TAG)
             staged = orders_to_check(db, order_system)
@@ -340,11 +341,19 @@ def build_validation(fulfil: FulfilConfig) -> dg.AssetsDefinition:
             )
             docs_root = Path(os.environ.get("FULFIL_DATA_DIR", "data")) / "gx_docs"
             gx_docs = docs_root / context.run_id if config.run_great_expectations else None
+            read_at = time.monotonic()
             results = validate_targets(db, fulfil, staged, lines, exp_dir, now, gx_docs, context.log)
+            checked_at = time.monotonic()
             if config.run_great_expectations and docs_root.exists():
                 _prune_docs(docs_root, keep=DOCS_KEPT)
             verdicts, validated = record_validation(db, results, now)
             failing = verdicts.filter(~pl.col("passed"))
+            seconds = {  # where a slow validation spends its time (the run's log and the materialization say)
+                "read": round(read_at - started, 2),
+                "check": round(checked_at - read_at, 2),
+                "write": round(time.monotonic() - checked_at, 2),
+            }
+            context.log.info(f"validation of {staged.height} order(s) took {seconds}")
 
             by_reason = dict(failing.group_by("reason_code").len().sort("reason_code").iter_rows())
             gx_meta: dict[str, dg.MetadataValue] = {}
@@ -413,6 +422,7 @@ def build_validation(fulfil: FulfilConfig) -> dg.AssetsDefinition:
                 metadata={
                     # checked = ready + held by a rule + passed but not (yet) to send: unpaid, or no longer open
                     "order_system": order_system or "all",
+                    "seconds": dg.MetadataValue.json(seconds),
                     "orders_checked": validated.height,
                     "ready": ready,
                     "held_by_rules": held,
