@@ -48,7 +48,7 @@ LEDGERS = (
 # Columns added to tables after their first release: warehouses made before gain them (additive only).
 ADDED_COLUMNS = {
     "orders": {"fulfilment_location": "TEXT"},
-    "validated_orders": {"flow": "TEXT", "target_location": "TEXT"},
+    "validated_orders": {"flow": "TEXT", "target_location": "TEXT", "inputs_hash": "TEXT"},
     "order_lines": {"source_line_id": "TEXT", "ship_to_id": "TEXT"},
     "despatches": {"reason": "TEXT"},
 }
@@ -184,7 +184,7 @@ TABLES = {
     "validated_orders": f"""
     order_key TEXT PRIMARY KEY, wms TEXT NOT NULL, flow TEXT, service_code TEXT, target_location TEXT,
     phone_normalised TEXT, postcode_normalised TEXT, passed BOOLEAN NOT NULL, ready BOOLEAN NOT NULL, content_hash TEXT,
-    validated_at {TS} NOT NULL""",
+    inputs_hash TEXT, validated_at {TS} NOT NULL""",
     # The lines the target holds: frozen when the order is sent, replaced when the target confirms an amendment.
     "wms_order_lines": """
     order_key TEXT NOT NULL, wms TEXT NOT NULL, wms_line_no INTEGER NOT NULL, source_line_no INTEGER, sku TEXT,
@@ -393,6 +393,7 @@ COLUMN_DESCRIPTIONS = {
     "postcode_normalised": "the postcode in its country's standard form",
     "passed": "every rule passed",
     "ready": "passed, paid and still open: it goes at the next send",
+    "inputs_hash": "a hash of what the verdict rested on besides the order (suite, mappings, catalogue, routes)",
     "validated_at": "when it was last validated",
     "rule": "the rule that holds the order",
     "reason_code": "why (see docs/operations.md)",

@@ -1,5 +1,6 @@
 """Validation assets: verdicts per order and rule, the exceptions people act on, and the GX record."""
 
+import hashlib
 import os
 import shutil
 import time
@@ -24,8 +25,6 @@ from resources.warehouse import SCHEMA, Warehouse, WarehouseDb
 
 RULES = ("sku_mapping", "sku_format", "sku_known", "quantity", "phone", "postcode", "address", "service", "location")
 SENT = "(" + ", ".join(f"'{s}'" for s in effects.AT_TARGET) + ")"  # orders that (may) have reached their target
-# Orders the target surely holds (a send cut short, `sending`, is not: it is checked again, and held if need be).
-SURELY_AT_TARGET = "(" + ", ".join(f"'{s}'" for s in effects.AT_TARGET if s != effects.SENDING) + ")"
 DOCS_KEPT = 48  # Data Docs of the newest runs; older ones are removed
 WMS_TARGETS = ("whistl", "peoplevox")  # targets that pick physical stock: bundles go as their components
 
@@ -56,24 +55,43 @@ class ValidationConfig(dg.Config):
 ORDER_SYSTEM_TAG = "fulfil/order_system"  # a run tag: validate only this order system's orders (its order sync)
 
 
-def orders_to_check(db: WarehouseDb, order_system: str | None) -> pl.DataFrame:
-    """The open orders whose verdict can still change: every one but those their target surely holds, ready, and
-    unchanged since (an order changed after it was sent is an amendment to check; one held or not ready may be
-    released by a fix). With `order_system`, that system's orders, and any other system's changed since it was
-    validated (every run stages every system's orders, and a sync sends each ready order of its targets, so none
-    goes on a stale verdict). An order sync's work so grows with what is new, not with every order the warehouse
-    still holds."""
+def orders_to_check(db: WarehouseDb, order_system: str | None, inputs: dict[str, str]) -> pl.DataFrame:
+    """The open orders whose verdict can change: every one but those unchanged since they were checked against the
+    same `inputs` (`verdict_inputs`, per target) and whose readiness still holds (an unpaid order being paid makes
+    a passing one ready). A change after sending is an amendment to check; a SKU reaching the warehouse or a mapping
+    fixed changes the inputs, so every held order of that target is checked again. With `order_system`, that
+    system's orders, and any other system's changed since it was checked (every run stages every system's orders,
+    and a sync sends each ready order of its targets, so none goes on a stale verdict). An order sync's work so
+    grows with what changed, not with every order the warehouse holds or holds back."""
     unchanged = (
         f"SELECT 1 FROM {SCHEMA}.validated_orders v WHERE v.order_key = o.order_key AND v.content_hash = o.content_hash"
     )
+    current = " ".join(f"WHEN '{target}' THEN '{digest}'" for target, digest in inputs.items())
     scope = "" if order_system is None else f" AND (o.source_system = :order_system OR NOT EXISTS ({unchanged}))"
     return db.read(
         f"""SELECT o.* FROM {SCHEMA}.orders o WHERE o.status = 'open'{scope} AND NOT EXISTS (
-                {unchanged} AND v.ready AND EXISTS (SELECT 1 FROM {SCHEMA}.wms_submissions s
-                    WHERE s.order_key = v.order_key AND s.wms = v.wms AND s.status IN {SURELY_AT_TARGET}))""",
+                {unchanged} AND v.inputs_hash = CASE v.wms {current} ELSE NULL END
+                AND v.ready = (v.passed AND COALESCE(o.paid, FALSE)))""",
         {} if order_system is None else {"order_system": order_system},
         schema=table_schema("orders"),
     )
+
+
+MAPPING_FILES = ("service_codes.csv", "variant_skus.csv", "bundles.csv", "locations.csv")
+
+
+def verdict_inputs(db: WarehouseDb, fulfil: FulfilConfig, exp_dir: Path, target: str) -> str:
+    """A hash of what a verdict for `target` rests on besides the order itself: its suite, the mapping tables, the
+    SKUs its catalogue holds, the service codes its account offers, and the flows and routes. An order unchanged
+    since it was checked against the same inputs keeps its verdict (`orders_to_check`)."""
+    digest = hashlib.sha256()
+    for path in (exp_dir / f"{target}.json", *(exp_dir / name for name in MAPPING_FILES)):
+        digest.update(path.read_bytes() if path.exists() else b"(none)")
+        digest.update(b"\0")
+    digest.update("\n".join(sorted(_catalogue(db, target)["sku"].drop_nulls().to_list())).encode())
+    digest.update(b"\0" + "\n".join(sorted(account_services(db, target) or ())).encode())
+    digest.update(b"\0" + fulfil.model_dump_json(include={"flows", "routes"}).encode())
+    return digest.hexdigest()[:32]
 
 
 def _write_target_lines(db: WarehouseDb, target: str, frame: pl.DataFrame, checked: list[str]) -> None:
@@ -178,8 +196,10 @@ def validate_target(
     now: datetime,
     gx_docs_dir: Path | None,
     log: dg.DagsterLogManager,
+    inputs_hash: str,
 ) -> TargetResult:
-    """Check the orders routed to `target` (with their `flow`) against `expectations/<target>.json`."""
+    """Check the orders routed to `target` (with their `flow`) against `expectations/<target>.json`; each validated
+    row keeps the `inputs_hash` it was checked against."""
     suite = load_suite(target, exp_dir)
     catalogue = _catalogue(db, target)
     parameters = {} if catalogue.is_empty() else {"wms_catalogue": catalogue["sku"].to_list()}
@@ -210,6 +230,7 @@ def validate_target(
         (~pl.col("order_key").is_in(failing["order_key"].implode())).alias("passed"),
         pl.col("order_key").is_in(ready["order_key"].implode()).alias("ready"),
         "content_hash",
+        pl.lit(inputs_hash).alias("inputs_hash"),
         pl.lit(now).alias("validated_at"),
     )
     disagree: dict[str, dict[str, int]] = {}
@@ -236,9 +257,13 @@ def validate_targets(
     now: datetime,
     gx_docs_dir: Path | None,
     log: Any,
+    inputs: dict[str, str] | None = None,
 ) -> list[TargetResult]:
-    """Route `orders` to their flows' targets and check each target's share against its suite."""
+    """Route `orders` to their flows' targets and check each target's share against its suite (`inputs`: each
+    target's `verdict_inputs`, worked out here where not given)."""
     routes = routing.order_routes(orders, fulfil)
+    if inputs is None:
+        inputs = {target: verdict_inputs(db, fulfil, exp_dir, target) for target in routing.targets(fulfil)}
     return [
         validate_target(
             db,
@@ -249,6 +274,7 @@ def validate_targets(
             now,
             gx_docs_dir,
             log,
+            inputs[target],
         )
         for target in routing.targets(fulfil)
     ]
@@ -333,7 +359,8 @@ def build_validation(fulfil: FulfilConfig) -> dg.AssetsDefinition:
             now, started = now_utc(), time.monotonic()
             exp_dir = Path(config.expectations_dir)
             order_system = context.run.tags.get(ORDER_SYSTEM_TAG)
-            staged = orders_to_check(db, order_system)
+            inputs = {target: verdict_inputs(db, fulfil, exp_dir, target) for target in routing.targets(fulfil)}
+            staged = orders_to_check(db, order_system, inputs)
             lines = db.read(  # these orders' lines only: the table holds every line ever staged
                 f"SELECT * FROM {SCHEMA}.order_lines WHERE {db.any_of('order_key', 'keys')}",
                 {"keys": staged["order_key"].to_list()},
@@ -342,7 +369,7 @@ def build_validation(fulfil: FulfilConfig) -> dg.AssetsDefinition:
             docs_root = Path(os.environ.get("FULFIL_DATA_DIR", "data")) / "gx_docs"
             gx_docs = docs_root / context.run_id if config.run_great_expectations else None
             read_at = time.monotonic()
-            results = validate_targets(db, fulfil, staged, lines, exp_dir, now, gx_docs, context.log)
+            results = validate_targets(db, fulfil, staged, lines, exp_dir, now, gx_docs, context.log, inputs)
             checked_at = time.monotonic()
             if config.run_great_expectations and docs_root.exists():
                 _prune_docs(docs_root, keep=DOCS_KEPT)
