@@ -371,10 +371,12 @@ class WarehouseDb:
         key: Sequence[str] = (),
         update: Sequence[str] | None = None,
         replace_where: str = "TRUE",
+        keep_whole: Sequence[str] = (),
     ) -> int:
         """Write a frame to `fulfil.<table>`: `append`, `replace` (the rows matching `replace_where`, in one
-        transaction; with `key`, a row already there on the key that `replace_where` no longer covers, changed by
-        another run since this one read, is kept), or `upsert` on `key` (update the `update` columns, or all non-key
+        transaction; with `keep_whole`, the columns naming a group of rows, a group still there after the delete,
+        which `replace_where` no longer covered because another run changed it since this one read, is kept as it
+        is and gets none of the frame's rows), or `upsert` on `key` (update the `update` columns, or all non-key
         columns)."""
         if mode not in ("append", "replace", "upsert"):
             raise ValueError(f"unknown write mode {mode!r}")
@@ -390,8 +392,9 @@ class WarehouseDb:
                 "DO NOTHING" if not changed else "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in changed)
             )
             conflict = f" ON CONFLICT ({', '.join(key)}) {action}"
-        elif mode == "replace" and key:
-            conflict = f" ON CONFLICT ({', '.join(key)}) DO NOTHING"
+        elif keep_whole:
+            match = " AND ".join(f"t.{c} = l.{c}" for c in keep_whole)
+            conflict = f" WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE {match})"
         with self.begin() as conn:
             if mode == "replace":
                 if not self.is_duckdb:  # two runs replacing one table at once: the second waits for the first, or
@@ -410,7 +413,7 @@ class WarehouseDb:
                     frame.write_parquet(path)
                     conn.execute(
                         sa.text(
-                            f"INSERT INTO {target} ({col_sql}) SELECT {col_sql} FROM read_parquet('{path}'){conflict}"
+                            f"INSERT INTO {target} ({col_sql}) SELECT {col_sql} FROM read_parquet('{path}') l{conflict}"
                         )
                     )
             else:
@@ -419,7 +422,7 @@ class WarehouseDb:
                     with cur.copy(f"COPY _fulfil_load ({col_sql}) FROM STDIN") as copy:
                         for row in frame.iter_rows():
                             copy.write_row(row)
-                conn.exec_driver_sql(f"INSERT INTO {target} ({col_sql}) SELECT {col_sql} FROM _fulfil_load{conflict}")
+                conn.exec_driver_sql(f"INSERT INTO {target} ({col_sql}) SELECT {col_sql} FROM _fulfil_load l{conflict}")
                 conn.exec_driver_sql("DROP TABLE _fulfil_load")  # a later write in the same transaction makes its own
         return frame.height
 

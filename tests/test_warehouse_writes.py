@@ -71,8 +71,8 @@ def test_an_order_sent_while_another_sync_writes_its_lines_keeps_the_lines_its_t
         }
     )
     db.write("wms_order_lines", held)
-    now_lines = pl.DataFrame(
-        {"order_key": [key], "wms_line_no": [1], "line_no": [1], "wms_sku": ["A"], "quantity": [2]}
+    now_lines = pl.DataFrame(  # changed since: one more unit, and a line added
+        {"order_key": [key] * 2, "wms_line_no": [1, 2], "line_no": [1, 2], "wms_sku": ["A", "B"], "quantity": [2, 1]}
     )
     errors: list[BaseException] = []
 
@@ -101,9 +101,9 @@ def test_an_order_sent_while_another_sync_writes_its_lines_keeps_the_lines_its_t
         at_target = db.read(
             f"SELECT order_key, wms, wms_line_no, source_line_no, sku, quantity FROM {SCHEMA}.wms_order_lines"
         )
-        assert at_target.to_dicts() == held.to_dicts()  # what the target was sent, not the later quantity
-        lines_now = db.read(f"SELECT quantity FROM {SCHEMA}.target_order_lines WHERE order_key = '{key}'")
-        assert lines_now["quantity"].to_list() == [2]
+        assert at_target.to_dicts() == held.to_dicts()  # what the target was sent, whole: not the later lines
+        lines_now = db.read(f"SELECT quantity FROM {SCHEMA}.target_order_lines ORDER BY wms_line_no")
+        assert lines_now["quantity"].to_list() == [2, 1]
     finally:
         sender.close()
         db.dispose()

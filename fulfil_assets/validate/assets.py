@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import phonenumbers
 import polars as pl
 
 from fulfil_assets import effects, routing
 from fulfil_assets.config import FulfilConfig
 from fulfil_assets.ledger import now_utc
+from fulfil_assets.validate import mappings, rules, suites
 from fulfil_assets.validate.gx_run import run_gx
 from fulfil_assets.validate.mappings import load_bundles, load_locations, load_service_codes, load_variant_skus
 from fulfil_assets.validate.rules import check_orders, merge_exceptions, prepare_lines, wms_ready_orders
@@ -60,31 +62,37 @@ def orders_to_check(db: WarehouseDb, order_system: str | None, inputs: dict[str,
     same `inputs` (`verdict_inputs`, per target) and whose readiness still holds (an unpaid order being paid makes
     a passing one ready). A change after sending is an amendment to check; a SKU reaching the warehouse or a mapping
     fixed changes the inputs, so every held order of that target is checked again. With `order_system`, that
-    system's orders, and any other system's changed since it was checked (every run stages every system's orders,
-    and a sync sends each ready order of its targets, so none goes on a stale verdict). An order sync's work so
-    grows with what changed, not with every order the warehouse holds or holds back."""
+    system's orders, and any other system's changed since it was checked or whose inputs changed (every run stages
+    every system's orders, and a sync sends each ready order of its targets, so none goes on a stale verdict). An
+    order sync's work so grows with what changed, not with every order the warehouse holds or holds back."""
     unchanged = (
         f"SELECT 1 FROM {SCHEMA}.validated_orders v WHERE v.order_key = o.order_key AND v.content_hash = o.content_hash"
     )
     current = " ".join(f"WHEN '{target}' THEN '{digest}'" for target, digest in inputs.items())
-    scope = "" if order_system is None else f" AND (o.source_system = :order_system OR NOT EXISTS ({unchanged}))"
+    same = f"{unchanged} AND v.inputs_hash = CASE v.wms {current} ELSE NULL END"
+    scope = "" if order_system is None else f" AND (o.source_system = :order_system OR NOT EXISTS ({same}))"
     return db.read(
         f"""SELECT o.* FROM {SCHEMA}.orders o WHERE o.status = 'open'{scope} AND NOT EXISTS (
-                {unchanged} AND v.inputs_hash = CASE v.wms {current} ELSE NULL END
-                AND v.ready = (v.passed AND COALESCE(o.paid, FALSE)))""",
+                {same} AND v.ready = (v.passed AND COALESCE(o.paid, FALSE)))""",
         {} if order_system is None else {"order_system": order_system},
         schema=table_schema("orders"),
     )
 
 
 MAPPING_FILES = ("service_codes.csv", "variant_skus.csv", "bundles.csv", "locations.csv")
+# The code that turns an order into what its rules see and judges it (normalised phone and postcode, mapped SKUs), and
+# the phone metadata it reads: a release that changes them checks every order again.
+RULES_CODE = hashlib.sha256(
+    b"".join(Path(m.__file__).read_bytes() for m in (rules, suites, mappings) if m.__file__)
+    + phonenumbers.__version__.encode()
+).hexdigest()
 
 
 def verdict_inputs(db: WarehouseDb, fulfil: FulfilConfig, exp_dir: Path, target: str) -> str:
-    """A hash of what a verdict for `target` rests on besides the order itself: its suite, the mapping tables, the
-    SKUs its catalogue holds, the service codes its account offers, and the flows and routes. An order unchanged
-    since it was checked against the same inputs keeps its verdict (`orders_to_check`)."""
-    digest = hashlib.sha256()
+    """A hash of what a verdict for `target` rests on besides the order itself: the rules' code, its suite, the
+    mapping tables, the SKUs its catalogue holds, the service codes its account offers, and the flows and routes.
+    An order unchanged since it was checked against the same inputs keeps its verdict (`orders_to_check`)."""
+    digest = hashlib.sha256(RULES_CODE.encode())
     for path in (exp_dir / f"{target}.json", *(exp_dir / name for name in MAPPING_FILES)):
         digest.update(path.read_bytes() if path.exists() else b"(none)")
         digest.update(b"\0")
@@ -116,13 +124,13 @@ def _write_target_lines(db: WarehouseDb, target: str, frame: pl.DataFrame, check
         db.read(f"{sent} AND {db.any_of('order_key', 'keys')}", {"keys": checked}), on="order_key", how="anti"
     )
     # An order another run sends meanwhile (read unsent here) is outside the replace by then: the lines its target
-    # holds stay as they are (on PostgreSQL, where runs write at once).
+    # holds stay as they are, whole (on PostgreSQL, where runs write at once).
     db.write(
         "wms_order_lines",
         unsent,
         mode="replace",
-        key=["order_key", "wms", "wms_line_no"],
         replace_where=f"{scope} AND order_key NOT IN ({sent})",
+        keep_whole=["order_key", "wms"],
     )
 
 
