@@ -383,7 +383,7 @@ class WarehouseDb:
         columns = frame.columns
         target = f"{SCHEMA}.{table}"
         col_sql = ", ".join(columns)
-        conflict = ""
+        tail = ""  # of the INSERT: ON CONFLICT for an upsert, WHERE for a replace keeping groups whole
         if mode == "upsert":
             if not key:
                 raise ValueError("upsert needs a key")
@@ -391,10 +391,10 @@ class WarehouseDb:
             action = (
                 "DO NOTHING" if not changed else "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in changed)
             )
-            conflict = f" ON CONFLICT ({', '.join(key)}) {action}"
+            tail = f" ON CONFLICT ({', '.join(key)}) {action}"
         elif keep_whole:
             match = " AND ".join(f"t.{c} = l.{c}" for c in keep_whole)
-            conflict = f" WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE {match})"
+            tail = f" WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE {match})"
         with self.begin() as conn:
             if mode == "replace":
                 if not self.is_duckdb:  # two runs replacing one table at once: the second waits for the first, or
@@ -413,7 +413,7 @@ class WarehouseDb:
                     frame.write_parquet(path)
                     conn.execute(
                         sa.text(
-                            f"INSERT INTO {target} ({col_sql}) SELECT {col_sql} FROM read_parquet('{path}') l{conflict}"
+                            f"INSERT INTO {target} ({col_sql}) SELECT {col_sql} FROM read_parquet('{path}') l{tail}"
                         )
                     )
             else:
@@ -422,7 +422,7 @@ class WarehouseDb:
                     with cur.copy(f"COPY _fulfil_load ({col_sql}) FROM STDIN") as copy:
                         for row in frame.iter_rows():
                             copy.write_row(row)
-                conn.exec_driver_sql(f"INSERT INTO {target} ({col_sql}) SELECT {col_sql} FROM _fulfil_load l{conflict}")
+                conn.exec_driver_sql(f"INSERT INTO {target} ({col_sql}) SELECT {col_sql} FROM _fulfil_load l{tail}")
                 conn.exec_driver_sql("DROP TABLE _fulfil_load")  # a later write in the same transaction makes its own
         return frame.height
 
